@@ -1,0 +1,133 @@
+// Package event defines the registry-neutral push event that flows from the listener through the
+// updater, and the record of what happened to it.
+package event
+
+import (
+	"crypto/rand"
+	"encoding/base32"
+	"encoding/binary"
+	"strings"
+	"time"
+)
+
+// Status is where an event or one of its steps stands.
+type Status string
+
+// The statuses of DESIGN.md's HTTP contract.
+const (
+	Queued    Status = "queued"
+	Running   Status = "running"
+	Succeeded Status = "succeeded"
+	Failed    Status = "failed"
+	Ignored   Status = "ignored"
+)
+
+// Done reports whether s is final.
+func (s Status) Done() bool { return s == Succeeded || s == Failed || s == Ignored }
+
+// Push is one image pushed to a registry, as a registry's payload describes it.
+type Push struct {
+	// Image is the full reference without digest: host/repository:tag.
+	Image string `json:"image"`
+	// Digest is the manifest digest when the payload carries a valid one.
+	Digest string `json:"digest,omitempty"`
+	Pusher string `json:"pusher,omitempty"`
+	// PushedAt is the registry's time of the push, when given.
+	PushedAt time.Time `json:"pushedAt,omitzero"`
+	// Source names the payload format (aliyun, dockerhub, harbor, custom, …).
+	Source string `json:"source"`
+}
+
+// Target is one place to update, copied from the hook's config when the event is accepted so that a
+// config change does not alter an event already in the journal.
+type Target struct {
+	Repo      string `json:"repo,omitempty"`
+	Path      string `json:"path,omitempty"`
+	Workload  string `json:"workload,omitempty"` // kind/name
+	Namespace string `json:"namespace,omitempty"`
+	Container string `json:"container,omitempty"`
+	Cluster   string `json:"cluster,omitempty"`
+}
+
+// Event is an accepted push for one hook, with its outcome.
+type Event struct {
+	ID         string    `json:"id"`
+	Hook       string    `json:"hook"`
+	Push       Push      `json:"push"`
+	Pin        string    `json:"pin,omitempty"`
+	Targets    []Target  `json:"targets"`
+	Status     Status    `json:"status"`
+	ReceivedAt time.Time `json:"receivedAt"`
+	UpdatedAt  time.Time `json:"updatedAt,omitzero"`
+	Attempts   int       `json:"attempts,omitempty"`
+	Steps      []Step    `json:"steps,omitempty"`
+	Warnings   []string  `json:"warnings,omitempty"`
+	Error      string    `json:"error,omitempty"`
+}
+
+// Repo returns the manifests repository the event's targets write to, or "" for direct-apply only.
+// Config validation guarantees that a hook's targets name at most one repository.
+func (e *Event) Repo() string {
+	for _, t := range e.Targets {
+		if t.Repo != "" {
+			return t.Repo
+		}
+	}
+	return ""
+}
+
+// Step is the outcome of one stage of the flow: "git", "apply" or "notify".
+type Step struct {
+	Name    string    `json:"name"`
+	Status  Status    `json:"status"`
+	Repo    string    `json:"repo,omitempty"`
+	Cluster string    `json:"cluster,omitempty"`
+	Commit  string    `json:"commit,omitempty"`
+	Files   []string  `json:"files,omitempty"`
+	Changes []Change  `json:"changes,omitempty"`
+	Detail  string    `json:"detail,omitempty"`
+	Error   string    `json:"error,omitempty"`
+	At      time.Time `json:"at"`
+}
+
+// Change is one image value changed (or found already current) in a manifest or on a cluster.
+type Change struct {
+	File      string `json:"file,omitempty"`
+	Workload  string `json:"workload"`
+	Namespace string `json:"namespace,omitempty"`
+	Container string `json:"container"`
+	Old       string `json:"old"`
+	New       string `json:"new"`
+}
+
+// SetStep records s, replacing an earlier step of the same name, repo and cluster.
+func (e *Event) SetStep(s Step) {
+	for i, old := range e.Steps {
+		if old.Name == s.Name && old.Repo == s.Repo && old.Cluster == s.Cluster {
+			e.Steps[i] = s
+			return
+		}
+	}
+	e.Steps = append(e.Steps, s)
+}
+
+// Step returns the step of that name, if any.
+func (e *Event) Step(name string) (Step, bool) {
+	for _, s := range e.Steps {
+		if s.Name == name {
+			return s, true
+		}
+	}
+	return Step{}, false
+}
+
+var idEncoding = base32.NewEncoding("0123456789abcdefghjkmnpqrstvwxyz").WithPadding(base32.NoPadding)
+
+// NewID returns a new event id: 26 characters that sort by creation time (48-bit milliseconds) and
+// carry 80 random bits, so ids from several processes never collide.
+func NewID(now time.Time) string {
+	var b [16]byte
+	binary.BigEndian.PutUint64(b[:8], uint64(now.UnixMilli())<<16)
+	_, _ = rand.Read(b[6:])
+	return strings.ToLower(idEncoding.EncodeToString(b[:]))
+}

@@ -1,0 +1,329 @@
+package manifests
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"io/fs"
+	"path"
+	"sort"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/imagehook/imagehook/imageref"
+)
+
+// MaxFileSize bounds the YAML files read; a larger file is skipped with a warning.
+const MaxFileSize = 4 << 20
+
+// podSpecPaths lists, per workload kind (lower case), the mapping keys from the document root to
+// its pod spec.
+var podSpecPaths = map[string][]string{
+	"deployment":  {"spec", "template", "spec"},
+	"statefulset": {"spec", "template", "spec"},
+	"daemonset":   {"spec", "template", "spec"},
+	"replicaset":  {"spec", "template", "spec"},
+	"job":         {"spec", "template", "spec"},
+	"rollout":     {"spec", "template", "spec"},
+	"cronjob":     {"spec", "jobTemplate", "spec", "template", "spec"},
+	"pod":         {"spec"},
+}
+
+// KnownKind reports whether kind (any case) is a workload kind SetImage understands.
+func KnownKind(kind string) bool {
+	_, ok := podSpecPaths[strings.ToLower(kind)]
+	return ok
+}
+
+// Options tunes SetImage.
+type Options struct {
+	Pin Pin
+}
+
+// found is one container image scalar in one document.
+type found struct {
+	file      string
+	kind      string
+	name      string
+	namespace string
+	container string
+	doc       *yaml.Node
+	node      *yaml.Node
+}
+
+// SetImage finds target under dir in fsys and computes the rewrite that makes its image pushed.
+// Nothing is written: the caller stores Result.Files (in a working tree or a git tree).
+func SetImage(fsys fs.FS, dir string, target Target, pushed imageref.Ref, opts Options) (Result, error) {
+	var res Result
+	dir = path.Clean(strings.TrimPrefix(dir, "/"))
+	if dir == "" {
+		dir = "."
+	}
+	if !fs.ValidPath(dir) {
+		return res, fmt.Errorf("path %q: must stay inside the repository", dir)
+	}
+	if target.Name != "" && !KnownKind(target.Kind) {
+		return res, fmt.Errorf("kind %q: not a workload kind (want Deployment, StatefulSet, DaemonSet, ReplicaSet, Job, CronJob, Pod or Rollout)", target.Kind)
+	}
+	files, err := yamlFiles(fsys, dir)
+	if err != nil {
+		return res, err
+	}
+	// Screen by a cheap byte search before parsing: in a big repository almost no file mentions
+	// the workload, and parsing is what costs.
+	needle := []byte(target.Name)
+	if target.Name == "" {
+		needle = []byte(path.Base(pushed.Path()))
+	}
+	ns := namespaces{fsys: fsys, root: dir, cache: map[string]string{}}
+	var hits []found
+	var broken []string
+	contents := map[string][]byte{}
+	for _, f := range files {
+		data, err := readLimited(fsys, f)
+		if err != nil {
+			res.Warnings = append(res.Warnings, err.Error())
+			continue
+		}
+		if !bytes.Contains(data, needle) {
+			continue
+		}
+		docs, err := parseDocuments(data)
+		if err != nil {
+			broken = append(broken, f)
+			res.Warnings = append(res.Warnings, fmt.Sprintf("%s: skipped, not valid YAML: %v", f, err))
+			continue
+		}
+		contents[f] = data
+		for _, doc := range docs {
+			hits = append(hits, containersIn(f, doc, target, pushed, &ns)...)
+		}
+	}
+	if len(hits) == 0 {
+		if len(broken) > 0 {
+			return res, fmt.Errorf("%s under %s: %w (files that do not parse: %s)", target, dir, ErrNotFound, strings.Join(broken, ", "))
+		}
+		return res, fmt.Errorf("%s under %s: %w", target, dir, ErrNotFound)
+	}
+	if target.Name != "" {
+		if err := checkOneWorkload(hits, target); err != nil {
+			return res, err
+		}
+	}
+	edits := map[string][]edit{}
+	for _, h := range hits {
+		if h.node.Style&(yaml.LiteralStyle|yaml.FoldedStyle) != 0 {
+			return res, fmt.Errorf("%s:%d: %w: image is a block scalar", h.file, h.node.Line, ErrUnsafe)
+		}
+		cur, err := imageref.Parse(h.node.Value)
+		if err != nil {
+			return res, fmt.Errorf("%s:%d: current image: %w", h.file, h.node.Line, err)
+		}
+		val, err := newValue(cur, pushed, opts.Pin)
+		if err != nil {
+			return res, fmt.Errorf("%s:%d: %w", h.file, h.node.Line, err)
+		}
+		res.Changes = append(res.Changes, Change{File: h.file, Kind: h.kind, Name: h.name, Namespace: h.namespace,
+			Container: h.container, Line: h.node.Line, Old: h.node.Value, New: val})
+		if val != h.node.Value {
+			edits[h.file] = append(edits[h.file], edit{node: h.node, value: val})
+		}
+	}
+	res.Files = map[string][]byte{}
+	for f, es := range edits {
+		out, err := splice(contents[f], es)
+		if err != nil {
+			return Result{}, fmt.Errorf("%s: %w", f, err)
+		}
+		res.Files[f] = out
+	}
+	return res, nil
+}
+
+// checkOneWorkload refuses a target that matches containers of two different workload documents.
+func checkOneWorkload(hits []found, target Target) error {
+	first := hits[0]
+	for _, h := range hits[1:] {
+		if h.doc != first.doc {
+			return fmt.Errorf("%w: %s matches workloads in %s and %s; set the target's namespace or path", ErrAmbiguous, target, first.file, h.file)
+		}
+	}
+	return nil
+}
+
+func yamlFiles(fsys fs.FS, dir string) ([]string, error) {
+	var files []string
+	err := fs.WalkDir(fsys, dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			if p == dir {
+				return err
+			}
+			return nil // an unreadable subdirectory does not hide the target elsewhere
+		}
+		if d.IsDir() {
+			if p != dir && strings.HasPrefix(d.Name(), ".") {
+				return fs.SkipDir
+			}
+			return nil
+		}
+		// Regular files only: a symlink could point outside the repository.
+		if !d.Type().IsRegular() {
+			return nil
+		}
+		if ext := path.Ext(p); ext == ".yaml" || ext == ".yml" {
+			files = append(files, p)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("path %s: %w", dir, err)
+	}
+	sort.Strings(files)
+	return files, nil
+}
+
+func readLimited(fsys fs.FS, name string) ([]byte, error) {
+	f, err := fsys.Open(name)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	if len(data) > MaxFileSize {
+		return nil, fmt.Errorf("%s: skipped, larger than %d bytes", name, MaxFileSize)
+	}
+	return data, nil
+}
+
+// parseDocuments decodes every document of a YAML stream and returns each one's root mapping
+// (an empty node for a document that is not a mapping, so positions still line up).
+func parseDocuments(data []byte) ([]*yaml.Node, error) {
+	all, err := parseAll(data)
+	if err != nil {
+		return nil, err
+	}
+	docs := make([]*yaml.Node, len(all))
+	for i, n := range all {
+		docs[i] = &yaml.Node{}
+		if len(n.Content) == 1 && n.Content[0].Kind == yaml.MappingNode {
+			docs[i] = n.Content[0]
+		}
+	}
+	return docs, nil
+}
+
+// lookup returns the value of key in a mapping node.
+func lookup(m *yaml.Node, key string) *yaml.Node {
+	if m == nil || m.Kind != yaml.MappingNode {
+		return nil
+	}
+	for i := 0; i+1 < len(m.Content); i += 2 {
+		if m.Content[i].Value == key {
+			return m.Content[i+1]
+		}
+	}
+	return nil
+}
+
+func scalar(m *yaml.Node, keys ...string) string {
+	for _, k := range keys {
+		m = lookup(m, k)
+	}
+	if m == nil || m.Kind != yaml.ScalarNode {
+		return ""
+	}
+	return m.Value
+}
+
+func containersIn(file string, doc *yaml.Node, t Target, pushed imageref.Ref, ns *namespaces) []found {
+	kind := scalar(doc, "kind")
+	specPath, ok := podSpecPaths[strings.ToLower(kind)]
+	if !ok {
+		return nil
+	}
+	name := scalar(doc, "metadata", "name")
+	namespace := scalar(doc, "metadata", "namespace")
+	if t.Name != "" {
+		if !strings.EqualFold(kind, t.Kind) || name != t.Name {
+			return nil
+		}
+	}
+	if t.Namespace != "" && namespace != t.Namespace {
+		// A document without a namespace gets the one its kustomization sets, or the one it is
+		// applied to when none sets it.
+		if namespace != "" {
+			return nil
+		}
+		if k := ns.of(path.Dir(file)); k != "" && k != t.Namespace {
+			return nil
+		}
+	}
+	spec := doc
+	for _, k := range specPath {
+		spec = lookup(spec, k)
+	}
+	var out []found
+	for _, list := range []string{"initContainers", "containers"} {
+		seq := lookup(spec, list)
+		if seq == nil || seq.Kind != yaml.SequenceNode {
+			continue
+		}
+		for _, c := range seq.Content {
+			cname := scalar(c, "name")
+			img := lookup(c, "image")
+			if img == nil || img.Kind != yaml.ScalarNode {
+				continue
+			}
+			if t.Container != "" && cname != t.Container {
+				continue
+			}
+			if t.Name == "" || t.Container == "" {
+				// Without a container name only the containers running the pushed repository are
+				// candidates: a sidecar with another image is never rewritten by accident.
+				cur, err := imageref.Parse(img.Value)
+				if err != nil || !cur.SameRepository(pushed) {
+					continue
+				}
+			}
+			out = append(out, found{file: file, kind: kind, name: name, namespace: namespace, container: cname, doc: doc, node: img})
+		}
+	}
+	return out
+}
+
+// namespaces resolves the namespace a kustomization sets for a directory, looking upwards to the
+// target's root.
+type namespaces struct {
+	fsys  fs.FS
+	root  string
+	cache map[string]string
+}
+
+func (n *namespaces) of(dir string) string {
+	if v, ok := n.cache[dir]; ok {
+		return v
+	}
+	v := ""
+	for _, name := range []string{"kustomization.yaml", "kustomization.yml", "Kustomization"} {
+		data, err := readLimited(n.fsys, path.Join(dir, name))
+		if err != nil {
+			continue
+		}
+		var k struct {
+			Namespace string `yaml:"namespace"`
+		}
+		if yaml.Unmarshal(data, &k) == nil {
+			v = k.Namespace
+		}
+		break
+	}
+	if v == "" && dir != n.root && dir != "." && strings.HasPrefix(dir, n.root) {
+		v = n.of(path.Dir(dir))
+	}
+	n.cache[dir] = v
+	return v
+}

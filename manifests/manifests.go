@@ -1,0 +1,128 @@
+// Package manifests finds container images in Kubernetes YAML and rewrites them by splicing the new
+// value into the original bytes, so that comments, quoting, key order, indentation, line endings and
+// document separators stay exactly as they were.
+package manifests
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/imagehook/imagehook/imageref"
+)
+
+// Errors callers branch on.
+var (
+	ErrNotFound  = errors.New("not found")
+	ErrAmbiguous = errors.New("ambiguous target")
+	ErrUnsafe    = errors.New("refusing to rewrite")
+)
+
+// Pin says how the version is written.
+type Pin string
+
+// Pin modes: PinAuto writes tag@digest when the manifest already pins a digest or when the tag is
+// re-pushed (same tag, new digest), else the tag; PinTag always writes the tag; PinDigest always
+// writes tag@digest.
+const (
+	PinAuto   Pin = ""
+	PinTag    Pin = "tag"
+	PinDigest Pin = "digest"
+)
+
+// Target names what to update. With Kind and Name empty every container whose image has the new
+// image's repository is updated.
+type Target struct {
+	Kind      string
+	Name      string
+	Namespace string
+	Container string
+}
+
+// ParseWorkload splits "kind/name".
+func ParseWorkload(s string) (kind, name string, err error) {
+	kind, name, ok := strings.Cut(s, "/")
+	if !ok || kind == "" || name == "" || strings.Contains(name, "/") {
+		return "", "", fmt.Errorf("workload %q: want kind/name", s)
+	}
+	return kind, name, nil
+}
+
+func (t Target) String() string {
+	s := "all references"
+	if t.Name != "" {
+		s = strings.ToLower(t.Kind) + "/" + t.Name
+	}
+	if t.Namespace != "" {
+		s += " in namespace " + t.Namespace
+	}
+	if t.Container != "" {
+		s += " container " + t.Container
+	}
+	return s
+}
+
+// Change is one image value found for the target: changed when Old != New.
+type Change struct {
+	File      string
+	Kind      string
+	Name      string
+	Namespace string
+	Container string
+	Line      int
+	Old       string
+	New       string
+}
+
+// Changed reports whether the change alters the file.
+func (c Change) Changed() bool { return c.Old != c.New }
+
+func (c Change) String() string {
+	if !c.Changed() {
+		return fmt.Sprintf("%s: %s/%s container %s: %s (up to date)", c.File, strings.ToLower(c.Kind), c.Name, c.Container, c.Old)
+	}
+	return fmt.Sprintf("%s: %s/%s container %s: %s -> %s", c.File, strings.ToLower(c.Kind), c.Name, c.Container, c.Old, c.New)
+}
+
+// Result is what SetImage found and the new content of every file it changed.
+type Result struct {
+	Changes []Change
+	// Files maps a slash-separated path (as given to fs.FS) to its new bytes; only changed files.
+	Files map[string][]byte
+	// Warnings name files that were skipped, such as templates that do not parse as YAML.
+	Warnings []string
+}
+
+// Changed reports whether any file changes.
+func (r Result) Changed() bool { return len(r.Files) > 0 }
+
+// newValue decides the string to write in place of cur for the pushed image.
+func newValue(cur, pushed imageref.Ref, pin Pin) (string, error) {
+	next := pushed
+	if cur.SameRepository(pushed) {
+		// Keep the manifest's own spelling of the repository (acme/api, not docker.io/acme/api).
+		next = pushed.WithRepo(cur)
+	}
+	if next.Tag == "" && cur.Tag != "" && next.Digest == "" {
+		return "", fmt.Errorf("%w: pushed image %s has neither tag nor digest", ErrUnsafe, pushed)
+	}
+	switch pin {
+	case PinTag:
+		next.Digest = ""
+	case PinDigest:
+		if next.Digest == "" {
+			return "", fmt.Errorf("%w: hook pins digests but the push of %s carries no digest", ErrUnsafe, pushed)
+		}
+	default:
+		switch {
+		case cur.Digest != "" && next.Digest == "":
+			return "", fmt.Errorf("%w: %s is pinned to a digest and the push of %s carries none", ErrUnsafe, cur, pushed)
+		case cur.Digest != "":
+		case next.Tag == cur.Tag && next.Digest != "":
+			// A re-pushed tag (latest, main): only a digest change makes GitOps tools roll out.
+		default:
+			next.Digest = ""
+		}
+	}
+	return next.String(), nil
+}
