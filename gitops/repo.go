@@ -1,0 +1,344 @@
+// Package gitops keeps a cached bare clone of each manifests repository and turns a set of file
+// edits into a pushed commit with go-git: it fetches, builds the commit straight from objects (no
+// worktree), pushes, and on a rejected push fetches and re-applies on the new tip.
+package gitops
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"math/big"
+	"net/url"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/go-git/go-billy/v5/osfs"
+	"github.com/go-git/go-git/v5"
+	gitconfig "github.com/go-git/go-git/v5/config"
+	"github.com/go-git/go-git/v5/plumbing"
+	"github.com/go-git/go-git/v5/plumbing/object"
+	"github.com/go-git/go-git/v5/plumbing/transport"
+	"github.com/go-git/go-git/v5/plumbing/transport/client"
+	"github.com/go-git/go-git/v5/plumbing/transport/server"
+)
+
+// Errors callers branch on.
+var (
+	// ErrConflict means the remote branch moved under us (non-fast-forward or a ref-update race):
+	// fetch, re-apply and push again.
+	ErrConflict = errors.New("push rejected: branch moved")
+	// ErrRejected means the remote refused the push for another reason (a hook, permissions).
+	ErrRejected = errors.New("push rejected")
+	// ErrAuth means the credentials were refused.
+	ErrAuth = errors.New("authentication failed")
+)
+
+var installFileTransport sync.Once
+
+// Config describes one manifests repository.
+type Config struct {
+	Name   string
+	URL    string
+	Branch string
+	Auth   Auth
+	Author Signature
+	// Timeout bounds each network operation.
+	Timeout time.Duration
+	// MaxAttempts bounds push retries on conflict.
+	MaxAttempts int
+}
+
+// Signature is a commit author.
+type Signature struct{ Name, Email string }
+
+// Repo is one cached repository. Its methods are not safe for concurrent use: the updater runs one
+// worker per repository.
+type Repo struct {
+	cfg  Config
+	dir  string
+	repo *git.Repository
+	auth transport.AuthMethod
+	log  *slog.Logger
+}
+
+// Commit is the outcome of Apply.
+type Commit struct {
+	// Hash is the pushed commit, or the branch tip when nothing changed.
+	Hash     string
+	Changed  bool
+	Attempts int
+}
+
+// Open prepares the cache for cfg under dir (created when missing; re-created when unreadable).
+func Open(cfg Config, dir string, log *slog.Logger) (*Repo, error) {
+	installFileTransport.Do(func() {
+		// file:// remotes are served in-process instead of by running git-upload-pack.
+		client.InstallProtocol("file", server.NewServer(server.NewFilesystemLoader(osfs.New(""))))
+	})
+	if cfg.Branch == "" {
+		cfg.Branch = "main"
+	}
+	if cfg.Timeout == 0 {
+		cfg.Timeout = 2 * time.Minute
+	}
+	if cfg.MaxAttempts == 0 {
+		cfg.MaxAttempts = 10
+	}
+	auth, err := cfg.Auth.method(cfg.URL)
+	if err != nil {
+		return nil, fmt.Errorf("repo %s: %w", cfg.Name, err)
+	}
+	r := &Repo{cfg: cfg, dir: dir, auth: auth, log: log.With("repo", cfg.Name)}
+	if err := r.openCache(); err != nil {
+		r.log.Warn("repository cache unreadable, re-creating", "err", err)
+		if err := os.RemoveAll(dir); err != nil {
+			return nil, fmt.Errorf("repo %s: remove cache: %w", cfg.Name, err)
+		}
+		if err := r.openCache(); err != nil {
+			return nil, fmt.Errorf("repo %s: %w", cfg.Name, err)
+		}
+	}
+	return r, nil
+}
+
+func (r *Repo) openCache() error {
+	repo, err := git.PlainOpen(r.dir)
+	if errors.Is(err, git.ErrRepositoryNotExists) {
+		repo, err = git.PlainInit(r.dir, true)
+	}
+	if err != nil {
+		return fmt.Errorf("open cache: %w", err)
+	}
+	_ = repo.DeleteRemote("origin")
+	if _, err := repo.CreateRemote(&gitconfig.RemoteConfig{Name: "origin", URLs: []string{r.cfg.URL}}); err != nil {
+		return fmt.Errorf("set remote: %w", err)
+	}
+	r.repo = repo
+	return nil
+}
+
+// Name returns the repository's configured name.
+func (r *Repo) Name() string { return r.cfg.Name }
+
+// Dir returns the cache directory (a bare repository).
+func (r *Repo) Dir() string { return r.dir }
+
+func (r *Repo) remoteRef() plumbing.ReferenceName {
+	return plumbing.NewRemoteReferenceName("origin", r.cfg.Branch)
+}
+
+// Fetch updates the cached branch from the remote.
+func (r *Repo) Fetch(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, r.cfg.Timeout)
+	defer cancel()
+	spec := gitconfig.RefSpec(fmt.Sprintf("+refs/heads/%s:%s", r.cfg.Branch, r.remoteRef()))
+	err := r.repo.FetchContext(ctx, &git.FetchOptions{RemoteName: "origin", RefSpecs: []gitconfig.RefSpec{spec},
+		Auth: r.auth, CABundle: r.cfg.Auth.CABundle, Tags: git.NoTags})
+	if err != nil && !errors.Is(err, git.NoErrAlreadyUpToDate) {
+		return fmt.Errorf("fetch %s: %w", r.cfg.Branch, classify(err))
+	}
+	return nil
+}
+
+// Tip returns the cached branch tip.
+func (r *Repo) Tip() (*object.Commit, error) {
+	ref, err := r.repo.Reference(r.remoteRef(), true)
+	if err != nil {
+		return nil, fmt.Errorf("branch %s: %w", r.cfg.Branch, err)
+	}
+	c, err := r.repo.CommitObject(ref.Hash())
+	if err != nil {
+		return nil, fmt.Errorf("branch %s: %w", r.cfg.Branch, err)
+	}
+	return c, nil
+}
+
+// EditFunc computes file edits on a read-only view of the branch tip. It is called again on the new
+// tip after a conflict, so it must derive its edits from fsys alone.
+type EditFunc func(fsys fs.FS) (files map[string][]byte, message string, err error)
+
+// Apply fetches, runs edit on the branch tip, commits what it returns and pushes; on a conflict it
+// fetches and runs edit again on the new tip, with jittered exponential backoff. It never force-pushes.
+func (r *Repo) Apply(ctx context.Context, edit EditFunc) (Commit, error) {
+	backoff := 200 * time.Millisecond
+	var lastErr error
+	for attempt := 1; attempt <= r.cfg.MaxAttempts; attempt++ {
+		c, err := r.applyOnce(ctx, edit)
+		c.Attempts = attempt
+		if err == nil || !errors.Is(err, ErrConflict) {
+			return c, err
+		}
+		lastErr = err
+		r.log.Info("push conflict, retrying on the new tip", "attempt", attempt, "err", err)
+		if err := sleep(ctx, jitter(backoff)); err != nil {
+			return c, err
+		}
+		backoff = min(backoff*2, 30*time.Second)
+	}
+	return Commit{Attempts: r.cfg.MaxAttempts}, fmt.Errorf("gave up after %d attempts: %w", r.cfg.MaxAttempts, lastErr)
+}
+
+func (r *Repo) applyOnce(ctx context.Context, edit EditFunc) (Commit, error) {
+	if err := r.Fetch(ctx); err != nil {
+		return Commit{}, err
+	}
+	tip, err := r.Tip()
+	if err != nil {
+		return Commit{}, err
+	}
+	tree, err := tip.Tree()
+	if err != nil {
+		return Commit{}, fmt.Errorf("read tree: %w", err)
+	}
+	files, msg, err := edit(treeFS{root: tree})
+	if err != nil {
+		return Commit{Hash: tip.Hash.String()}, err
+	}
+	if len(files) == 0 {
+		return Commit{Hash: tip.Hash.String()}, nil
+	}
+	hash, err := r.commit(tree, tip.Hash, files, msg)
+	if err != nil {
+		return Commit{}, err
+	}
+	if err := r.push(ctx, hash); err != nil {
+		return Commit{}, err
+	}
+	// Record the pushed commit as the tip so the next batch starts from it even before a fetch.
+	_ = r.repo.Storer.SetReference(plumbing.NewHashReference(r.remoteRef(), hash))
+	return Commit{Hash: hash.String(), Changed: true}, nil
+}
+
+func (r *Repo) commit(base *object.Tree, parent plumbing.Hash, files map[string][]byte, msg string) (plumbing.Hash, error) {
+	treeHash, err := writeTree(r.repo.Storer, base, files)
+	if err != nil {
+		return plumbing.ZeroHash, fmt.Errorf("write tree: %w", err)
+	}
+	return storeCommit(r.repo, treeHash, []plumbing.Hash{parent}, r.cfg.Author, msg)
+}
+
+func storeCommit(repo *git.Repository, tree plumbing.Hash, parents []plumbing.Hash, author Signature, msg string) (plumbing.Hash, error) {
+	sig := object.Signature{Name: author.Name, Email: author.Email, When: time.Now()}
+	c := &object.Commit{Author: sig, Committer: sig, Message: msg, TreeHash: tree, ParentHashes: parents}
+	obj := repo.Storer.NewEncodedObject()
+	if err := c.Encode(obj); err != nil {
+		return plumbing.ZeroHash, fmt.Errorf("encode commit: %w", err)
+	}
+	h, err := repo.Storer.SetEncodedObject(obj)
+	if err != nil {
+		return plumbing.ZeroHash, fmt.Errorf("store commit: %w", err)
+	}
+	return h, nil
+}
+
+func (r *Repo) push(ctx context.Context, hash plumbing.Hash) error {
+	ctx, cancel := context.WithTimeout(ctx, r.cfg.Timeout)
+	defer cancel()
+	spec := gitconfig.RefSpec(fmt.Sprintf("%s:refs/heads/%s", hash, r.cfg.Branch))
+	err := r.repo.PushContext(ctx, &git.PushOptions{RemoteName: "origin", RefSpecs: []gitconfig.RefSpec{spec},
+		Auth: r.auth, CABundle: r.cfg.Auth.CABundle})
+	if err != nil && !errors.Is(err, git.NoErrAlreadyUpToDate) {
+		return fmt.Errorf("push %s: %w", r.cfg.Branch, classify(err))
+	}
+	return nil
+}
+
+// classify maps go-git's errors, whose texts are the only stable part, onto this package's sentinels.
+// go-git reports a stale local view as "non-fast-forward update", and the server's report-status
+// carries git's own reasons ("non-fast-forward", "fetch first", "failed to update ref").
+func classify(err error) error {
+	msg := err.Error()
+	switch {
+	case strings.Contains(msg, "non-fast-forward"), strings.Contains(msg, "fetch first"),
+		strings.Contains(msg, "failed to update ref"), strings.Contains(msg, "cannot lock ref"),
+		strings.Contains(msg, "failed to lock"):
+		return fmt.Errorf("%w: %s", ErrConflict, redact(msg))
+	case errors.Is(err, transport.ErrAuthenticationRequired), errors.Is(err, transport.ErrAuthorizationFailed):
+		return fmt.Errorf("%w: %s", ErrAuth, redact(msg))
+	case strings.Contains(msg, "command error on"), strings.Contains(msg, "unpack error"):
+		return fmt.Errorf("%w: %s", ErrRejected, redact(msg))
+	}
+	return errors.New(redact(msg))
+}
+
+// redact removes credentials from any URL in s.
+func redact(s string) string {
+	fields := strings.Fields(s)
+	for _, f := range fields {
+		f = strings.Trim(f, `"'(),;`)
+		if u, err := url.Parse(f); err == nil && u.User != nil {
+			s = strings.ReplaceAll(s, f, u.Redacted())
+		}
+	}
+	return s
+}
+
+// RedactURL returns u with any password replaced, for logs and errors.
+func RedactURL(u string) string {
+	p, err := url.Parse(u)
+	if err != nil || p.User == nil {
+		return u
+	}
+	return p.Redacted()
+}
+
+func jitter(d time.Duration) time.Duration {
+	n, err := rand.Int(rand.Reader, big.NewInt(int64(d)))
+	if err != nil {
+		return d
+	}
+	return d/2 + time.Duration(n.Int64())/2
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+// Seed creates a bare repository at dir whose branch holds one commit with the files of fsys. The
+// quickstart uses it to make a local manifests repository; it does nothing when dir already exists.
+func Seed(dir, branch string, fsys fs.FS, author Signature) error {
+	if _, err := os.Stat(dir); err == nil {
+		return nil
+	}
+	repo, err := git.PlainInit(dir, true)
+	if err != nil {
+		return fmt.Errorf("seed %s: %w", dir, err)
+	}
+	files := map[string][]byte{}
+	err = fs.WalkDir(fsys, ".", func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		data, err := fs.ReadFile(fsys, p)
+		files[p] = data
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("seed %s: %w", dir, err)
+	}
+	tree, err := writeTree(repo.Storer, nil, files)
+	if err != nil {
+		return fmt.Errorf("seed %s: %w", dir, err)
+	}
+	h, err := storeCommit(repo, tree, nil, author, "Seed the quickstart manifests\n")
+	if err != nil {
+		return fmt.Errorf("seed %s: %w", dir, err)
+	}
+	ref := plumbing.NewBranchReferenceName(branch)
+	if err := repo.Storer.SetReference(plumbing.NewHashReference(ref, h)); err != nil {
+		return fmt.Errorf("seed %s: %w", dir, err)
+	}
+	return repo.Storer.SetReference(plumbing.NewSymbolicReference(plumbing.HEAD, ref))
+}

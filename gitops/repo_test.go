@@ -1,0 +1,165 @@
+package gitops
+
+import (
+	"context"
+	"errors"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/imagehook/imagehook/internal/gitserver"
+)
+
+func newRepo(t *testing.T, srv *gitserver.Server, password string) *Repo {
+	t.Helper()
+	url := srv.NewRepo(t, "apps", "testdata/repo")
+	r, err := Open(Config{Name: "apps", URL: url, Branch: "main", Auth: Auth{Username: srv.User, Password: password},
+		Author: Signature{"imagehook", "imagehook@example.com"}}, filepath.Join(t.TempDir(), "cache"), slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func setFile(name, content string) EditFunc {
+	return func(fsys fs.FS) (map[string][]byte, string, error) {
+		old, err := fs.ReadFile(fsys, name)
+		if err == nil && string(old) == content {
+			return nil, "", nil
+		}
+		return map[string][]byte{name: []byte(content)}, "set " + name + "\n", nil
+	}
+}
+
+func TestApplyPushesOneCommit(t *testing.T) {
+	srv := gitserver.New(t, "bot", "s3cret")
+	r := newRepo(t, srv, "s3cret")
+	c, err := r.Apply(context.Background(), setFile("apps/a.yaml", "kind: ConfigMap\nmetadata: {name: b}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.Changed {
+		t.Fatal("no commit")
+	}
+	bare := srv.Bare("apps")
+	if got := gitserver.Git(t, bare, "rev-parse", "main"); got != c.Hash {
+		t.Errorf("remote main = %s, want %s", got, c.Hash)
+	}
+	if got := gitserver.Git(t, bare, "show", "main:apps/a.yaml"); got != "kind: ConfigMap\nmetadata: {name: b}" {
+		t.Errorf("content = %q", got)
+	}
+	if got := gitserver.Git(t, bare, "show", "main:README.md"); got != "# readme" {
+		t.Errorf("untouched file = %q", got)
+	}
+	gitserver.Git(t, bare, "fsck", "--strict")
+
+	again, err := r.Apply(context.Background(), setFile("apps/a.yaml", "kind: ConfigMap\nmetadata: {name: b}\n"))
+	if err != nil || again.Changed || again.Hash != c.Hash {
+		t.Errorf("second apply = %+v, %v; want unchanged at %s", again, err, c.Hash)
+	}
+}
+
+func TestApplyNewFileInNewDirectory(t *testing.T) {
+	srv := gitserver.New(t, "bot", "pw")
+	r := newRepo(t, srv, "pw")
+	if _, err := r.Apply(context.Background(), setFile("x/y/z.yaml", "a: 1\n")); err != nil {
+		t.Fatal(err)
+	}
+	gitserver.Git(t, srv.Bare("apps"), "fsck", "--strict")
+	if got := gitserver.Git(t, srv.Bare("apps"), "show", "main:x/y/z.yaml"); got != "a: 1" {
+		t.Errorf("got %q", got)
+	}
+}
+
+// TestApplyConflictKeepsOtherWriter pushes a competing commit between our fetch and our push: the
+// push is rejected, the edit is re-applied on the new tip, and both commits are on the branch.
+func TestApplyConflictKeepsOtherWriter(t *testing.T) {
+	srv := gitserver.New(t, "bot", "pw")
+	r := newRepo(t, srv, "pw")
+	other := t.TempDir()
+	gitserver.Git(t, other, "clone", "-q", srv.Bare("apps"), ".")
+	calls := 0
+	edit := func(fsys fs.FS) (map[string][]byte, string, error) {
+		calls++
+		if calls == 1 {
+			if err := os.WriteFile(filepath.Join(other, "other.txt"), []byte("theirs\n"), 0o644); err != nil {
+				return nil, "", err
+			}
+			gitserver.Git(t, other, "add", "-A")
+			gitserver.Git(t, other, "commit", "-q", "-m", "other writer")
+			gitserver.Git(t, other, "push", "-q", "origin", "main")
+		}
+		return setFile("apps/a.yaml", "ours\n")(fsys)
+	}
+	c, err := r.Apply(context.Background(), edit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Attempts != 2 || calls != 2 {
+		t.Errorf("attempts = %d, calls = %d; want 2, 2", c.Attempts, calls)
+	}
+	log := gitserver.Git(t, srv.Bare("apps"), "log", "--format=%s", "main")
+	if !strings.HasPrefix(log, "set apps/a.yaml\nother writer\ninitial") {
+		t.Errorf("log = %q", log)
+	}
+}
+
+func TestApplyErrors(t *testing.T) {
+	t.Run("wrong password", func(t *testing.T) {
+		srv := gitserver.New(t, "bot", "pw")
+		r := newRepo(t, srv, "wrong-password-123")
+		_, err := r.Apply(context.Background(), setFile("a", "b"))
+		if !errors.Is(err, ErrAuth) {
+			t.Errorf("err = %v, want ErrAuth", err)
+		}
+		if strings.Contains(err.Error(), "wrong-password-123") {
+			t.Errorf("error leaks the password: %v", err)
+		}
+	})
+	t.Run("pre-receive hook", func(t *testing.T) {
+		srv := gitserver.New(t, "bot", "pw")
+		r := newRepo(t, srv, "pw")
+		hook := filepath.Join(srv.Bare("apps"), "hooks", "pre-receive")
+		if err := os.WriteFile(hook, []byte("#!/bin/sh\necho protected branch >&2\nexit 1\n"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		_, err := r.Apply(context.Background(), setFile("a", "b"))
+		if !errors.Is(err, ErrRejected) {
+			t.Errorf("err = %v, want ErrRejected", err)
+		}
+	})
+	t.Run("server down", func(t *testing.T) {
+		srv := gitserver.New(t, "bot", "pw")
+		r := newRepo(t, srv, "pw")
+		srv.Down.Store(true)
+		if _, err := r.Apply(context.Background(), setFile("a", "b")); err == nil {
+			t.Fatal("apply succeeded against a server that is down")
+		}
+		srv.Down.Store(false)
+		if _, err := r.Apply(context.Background(), setFile("a", "b")); err != nil {
+			t.Fatalf("apply after the server came back: %v", err)
+		}
+	})
+}
+
+func TestSeedAndFileRemote(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "seed.git")
+	if err := Seed(dir, "main", os.DirFS("testdata/repo"), Signature{"q", "q@example.com"}); err != nil {
+		t.Fatal(err)
+	}
+	gitserver.Git(t, dir, "fsck", "--strict")
+	r, err := Open(Config{Name: "q", URL: "file://" + dir, Author: Signature{"q", "q@example.com"}}, filepath.Join(t.TempDir(), "c"), slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := r.Apply(context.Background(), setFile("apps/a.yaml", "changed\n"))
+	if err != nil || !c.Changed {
+		t.Fatalf("apply = %+v, %v", c, err)
+	}
+	if got := gitserver.Git(t, dir, "show", "main:apps/a.yaml"); got != "changed" {
+		t.Errorf("got %q", got)
+	}
+}

@@ -1,0 +1,252 @@
+package gitops
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"path"
+	"sort"
+	"time"
+
+	"github.com/go-git/go-git/v5/plumbing"
+	"github.com/go-git/go-git/v5/plumbing/filemode"
+	"github.com/go-git/go-git/v5/plumbing/object"
+	"github.com/go-git/go-git/v5/plumbing/storer"
+)
+
+// treeFS is a read-only fs.FS over a git tree, so the manifests package reads a commit straight from
+// the object store: no worktree to check out or reset.
+type treeFS struct{ root *object.Tree }
+
+var (
+	_ fs.ReadDirFS  = treeFS{}
+	_ fs.ReadFileFS = treeFS{}
+)
+
+func (t treeFS) lookup(op, name string) (*object.Tree, *object.TreeEntry, error) {
+	if !fs.ValidPath(name) {
+		return nil, nil, &fs.PathError{Op: op, Path: name, Err: fs.ErrInvalid}
+	}
+	if name == "." {
+		return t.root, nil, nil
+	}
+	e, err := t.root.FindEntry(name)
+	if err != nil {
+		return nil, nil, &fs.PathError{Op: op, Path: name, Err: fs.ErrNotExist}
+	}
+	if e.Mode == filemode.Dir {
+		sub, err := t.root.Tree(name)
+		if err != nil {
+			return nil, nil, &fs.PathError{Op: op, Path: name, Err: err}
+		}
+		return sub, e, nil
+	}
+	return nil, e, nil
+}
+
+func (t treeFS) Open(name string) (fs.File, error) {
+	dir, e, err := t.lookup("open", name)
+	if err != nil {
+		return nil, err
+	}
+	if dir != nil {
+		return &treeDir{info: entryInfo{name: path.Base(name), mode: filemode.Dir}, fsys: t, name: name}, nil
+	}
+	data, err := t.readEntry(name, e)
+	if err != nil {
+		return nil, err
+	}
+	return &treeFile{Reader: bytes.NewReader(data), info: entryInfo{name: e.Name, mode: e.Mode, size: int64(len(data))}}, nil
+}
+
+func (t treeFS) ReadFile(name string) ([]byte, error) {
+	dir, e, err := t.lookup("read", name)
+	if err != nil {
+		return nil, err
+	}
+	if dir != nil {
+		return nil, &fs.PathError{Op: "read", Path: name, Err: errors.New("is a directory")}
+	}
+	return t.readEntry(name, e)
+}
+
+func (t treeFS) readEntry(name string, e *object.TreeEntry) ([]byte, error) {
+	if e.Mode != filemode.Regular && e.Mode != filemode.Executable && e.Mode != filemode.Deprecated {
+		// Symlinks and submodules are not followed: they could point outside the repository.
+		return nil, &fs.PathError{Op: "open", Path: name, Err: fs.ErrNotExist}
+	}
+	f, err := t.root.TreeEntryFile(e)
+	if err != nil {
+		return nil, &fs.PathError{Op: "open", Path: name, Err: err}
+	}
+	r, err := f.Reader()
+	if err != nil {
+		return nil, &fs.PathError{Op: "open", Path: name, Err: err}
+	}
+	defer r.Close()
+	return io.ReadAll(r)
+}
+
+func (t treeFS) ReadDir(name string) ([]fs.DirEntry, error) {
+	dir, _, err := t.lookup("readdir", name)
+	if err != nil {
+		return nil, err
+	}
+	if dir == nil {
+		return nil, &fs.PathError{Op: "readdir", Path: name, Err: errors.New("not a directory")}
+	}
+	out := make([]fs.DirEntry, 0, len(dir.Entries))
+	for _, e := range dir.Entries {
+		out = append(out, entryInfo{name: e.Name, mode: e.Mode})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name() < out[j].Name() })
+	return out, nil
+}
+
+type entryInfo struct {
+	name string
+	mode filemode.FileMode
+	size int64
+}
+
+func (e entryInfo) Name() string               { return e.name }
+func (e entryInfo) Size() int64                { return e.size }
+func (e entryInfo) ModTime() time.Time         { return time.Time{} }
+func (e entryInfo) IsDir() bool                { return e.mode == filemode.Dir }
+func (e entryInfo) Sys() any                   { return nil }
+func (e entryInfo) Type() fs.FileMode          { return e.Mode().Type() }
+func (e entryInfo) Info() (fs.FileInfo, error) { return e, nil }
+func (e entryInfo) Mode() fs.FileMode {
+	m, err := e.mode.ToOSFileMode()
+	if err != nil {
+		return fs.ModeIrregular
+	}
+	return m
+}
+
+type treeFile struct {
+	*bytes.Reader
+	info entryInfo
+}
+
+func (f *treeFile) Stat() (fs.FileInfo, error) { return f.info, nil }
+func (f *treeFile) Close() error               { return nil }
+
+type treeDir struct {
+	info entryInfo
+	fsys treeFS
+	name string
+}
+
+func (d *treeDir) Stat() (fs.FileInfo, error) { return d.info, nil }
+func (d *treeDir) Close() error               { return nil }
+func (d *treeDir) Read([]byte) (int, error) {
+	return 0, &fs.PathError{Op: "read", Path: d.name, Err: errors.New("is a directory")}
+}
+func (d *treeDir) ReadDir(n int) ([]fs.DirEntry, error) {
+	entries, err := d.fsys.ReadDir(d.name)
+	if err != nil || n <= 0 {
+		return entries, err
+	}
+	return entries, nil
+}
+
+// writeTree stores the blobs of files (slash paths → content) and the trees on their paths, reusing
+// every untouched subtree of base (nil for an empty tree), and returns the new root tree's hash.
+func writeTree(s storer.EncodedObjectStorer, base *object.Tree, files map[string][]byte) (plumbing.Hash, error) {
+	var entries []object.TreeEntry
+	if base != nil {
+		entries = append(entries, base.Entries...)
+	}
+	subdirs := map[string]map[string][]byte{}
+	for p, data := range files {
+		dir, rest, nested := cutFirst(p)
+		if nested {
+			if subdirs[dir] == nil {
+				subdirs[dir] = map[string][]byte{}
+			}
+			subdirs[dir][rest] = data
+			continue
+		}
+		h, err := writeBlob(s, data)
+		if err != nil {
+			return plumbing.ZeroHash, err
+		}
+		entries = upsert(entries, object.TreeEntry{Name: p, Mode: filemode.Regular, Hash: h})
+	}
+	for dir, sub := range subdirs {
+		var subBase *object.Tree
+		for _, e := range entries {
+			if e.Name == dir {
+				if e.Mode != filemode.Dir {
+					return plumbing.ZeroHash, fmt.Errorf("%s: not a directory", dir)
+				}
+				t, err := object.GetTree(s, e.Hash)
+				if err != nil {
+					return plumbing.ZeroHash, fmt.Errorf("read tree %s: %w", dir, err)
+				}
+				subBase = t
+			}
+		}
+		h, err := writeTree(s, subBase, sub)
+		if err != nil {
+			return plumbing.ZeroHash, err
+		}
+		entries = upsert(entries, object.TreeEntry{Name: dir, Mode: filemode.Dir, Hash: h})
+	}
+	// Git orders entries by name, comparing a directory as if its name ended in "/".
+	key := func(e object.TreeEntry) string {
+		if e.Mode == filemode.Dir {
+			return e.Name + "/"
+		}
+		return e.Name
+	}
+	sort.Slice(entries, func(i, j int) bool { return key(entries[i]) < key(entries[j]) })
+	obj := s.NewEncodedObject()
+	if err := (&object.Tree{Entries: entries}).Encode(obj); err != nil {
+		return plumbing.ZeroHash, fmt.Errorf("encode tree: %w", err)
+	}
+	return s.SetEncodedObject(obj)
+}
+
+func cutFirst(p string) (string, string, bool) {
+	for i := 0; i < len(p); i++ {
+		if p[i] == '/' {
+			return p[:i], p[i+1:], true
+		}
+	}
+	return p, "", false
+}
+
+// upsert replaces the entry of the same name, keeping its mode for files (an executable stays one).
+func upsert(entries []object.TreeEntry, e object.TreeEntry) []object.TreeEntry {
+	for i := range entries {
+		if entries[i].Name == e.Name {
+			if e.Mode != filemode.Dir && entries[i].Mode != filemode.Dir {
+				e.Mode = entries[i].Mode
+			}
+			entries[i] = e
+			return entries
+		}
+	}
+	return append(entries, e)
+}
+
+func writeBlob(s storer.EncodedObjectStorer, data []byte) (plumbing.Hash, error) {
+	obj := s.NewEncodedObject()
+	obj.SetType(plumbing.BlobObject)
+	obj.SetSize(int64(len(data)))
+	w, err := obj.Writer()
+	if err != nil {
+		return plumbing.ZeroHash, err
+	}
+	if _, err := w.Write(data); err != nil {
+		return plumbing.ZeroHash, err
+	}
+	if err := w.Close(); err != nil {
+		return plumbing.ZeroHash, err
+	}
+	return s.SetEncodedObject(obj)
+}
