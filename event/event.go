@@ -6,9 +6,13 @@ import (
 	"crypto/rand"
 	"encoding/base32"
 	"encoding/binary"
+	"errors"
 	"strings"
 	"time"
 )
+
+// ErrNotFound is returned for an unknown event id.
+var ErrNotFound = errors.New("event not found")
 
 // Status is where an event or one of its steps stands.
 type Status string
@@ -49,6 +53,13 @@ type Target struct {
 	Cluster   string `json:"cluster,omitempty"`
 }
 
+// Mail is the hook's mail routing, copied when the event is accepted.
+type Mail struct {
+	To       []string `json:"to,omitempty"`
+	On       []string `json:"on,omitempty"`
+	Language string   `json:"language,omitempty"`
+}
+
 // Event is an accepted push for one hook, with its outcome.
 type Event struct {
 	ID         string    `json:"id"`
@@ -56,6 +67,7 @@ type Event struct {
 	Push       Push      `json:"push"`
 	Pin        string    `json:"pin,omitempty"`
 	Targets    []Target  `json:"targets"`
+	Mail       *Mail     `json:"mail,omitempty"`
 	Status     Status    `json:"status"`
 	ReceivedAt time.Time `json:"receivedAt"`
 	UpdatedAt  time.Time `json:"updatedAt,omitzero"`

@@ -152,7 +152,11 @@ func checkOneWorkload(hits []found, target Target) error {
 	return nil
 }
 
+// yamlFiles lists the YAML files under dir, or dir itself when it names a file.
 func yamlFiles(fsys fs.FS, dir string) ([]string, error) {
+	if st, err := fs.Stat(fsys, dir); err == nil && st.Mode().IsRegular() {
+		return []string{dir}, nil
+	}
 	var files []string
 	err := fs.WalkDir(fsys, dir, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {

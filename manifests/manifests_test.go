@@ -221,4 +221,3 @@ func FuzzSetImage(f *testing.F) {
 		}
 	})
 }
-

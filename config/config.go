@@ -1,0 +1,469 @@
+// Package config loads imagehook's YAML configuration: strict decoding (unknown keys are errors that
+// name the line), ${ENV} expansion, secrets read from ...File paths, defaults, and validation at load
+// time with messages that name the hook and field at fault.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path"
+	"reflect"
+	"regexp"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Config is the whole configuration file.
+type Config struct {
+	Listen string `yaml:"listen"`
+	// DataDir holds the journal and the repository caches.
+	DataDir string `yaml:"dataDir"`
+	// MaxBodyBytes caps a webhook body; larger requests get 413.
+	MaxBodyBytes int64     `yaml:"maxBodyBytes"`
+	Repos        []Repo    `yaml:"repos"`
+	Clusters     []Cluster `yaml:"clusters"`
+	Mail         *Mail     `yaml:"mail"`
+	Hooks        []Hook    `yaml:"hooks"`
+	// Quickstart is set by Quickstart, never by a file: it prints mail to the log.
+	Quickstart bool `yaml:"-"`
+}
+
+// Repo is a manifests repository.
+type Repo struct {
+	Name   string   `yaml:"name"`
+	URL    string   `yaml:"url"`
+	Branch string   `yaml:"branch"`
+	Auth   RepoAuth `yaml:"auth"`
+	Author Author   `yaml:"author"`
+	// Timeout bounds each fetch and push.
+	Timeout Duration `yaml:"timeout"`
+}
+
+// RepoAuth holds a repository's credentials; every secret may be inline, ${ENV} or a ...File path.
+type RepoAuth struct {
+	Username              string `yaml:"username"`
+	Password              string `yaml:"password" secret:"true"`
+	PasswordFile          string `yaml:"passwordFile"`
+	SSHKeyFile            string `yaml:"sshKeyFile"`
+	SSHKeyPassphrase      string `yaml:"sshKeyPassphrase" secret:"true"`
+	KnownHostsFile        string `yaml:"knownHostsFile"`
+	InsecureIgnoreHostKey bool   `yaml:"insecureIgnoreHostKey"`
+	CAFile                string `yaml:"caFile"`
+}
+
+// Author is the commit author.
+type Author struct {
+	Name  string `yaml:"name"`
+	Email string `yaml:"email"`
+}
+
+// Cluster is a Kubernetes cluster that no GitOps tool watches, patched directly.
+type Cluster struct {
+	Name string `yaml:"name"`
+	// Kubeconfig is a file path; empty means the in-cluster service account.
+	Kubeconfig string `yaml:"kubeconfig"`
+	Context    string `yaml:"context"`
+}
+
+// Mail configures SMTP delivery of results.
+type Mail struct {
+	Host               string   `yaml:"host"`
+	Port               int      `yaml:"port"`
+	TLS                string   `yaml:"tls"` // implicit | starttls | none
+	Username           string   `yaml:"username"`
+	Password           string   `yaml:"password" secret:"true"`
+	PasswordFile       string   `yaml:"passwordFile"`
+	From               string   `yaml:"from"`
+	To                 []string `yaml:"to"`
+	Language           string   `yaml:"language"` // zh | en
+	CAFile             string   `yaml:"caFile"`
+	InsecureSkipVerify bool     `yaml:"insecureSkipVerify"`
+	Timeout            Duration `yaml:"timeout"`
+}
+
+// Hook is one webhook endpoint, POST /hooks/{id}.
+type Hook struct {
+	ID string `yaml:"id"`
+	// Token is the shared secret; Tokens allows several during a rotation.
+	Token     string   `yaml:"token" secret:"true"`
+	TokenFile string   `yaml:"tokenFile"`
+	Tokens    []string `yaml:"tokens" secret:"true"`
+	// Source is the payload format: aliyun, dockerhub, harbor, custom, ….
+	Source string `yaml:"source"`
+	// RegistryHost replaces the host a payload implies (an ACR Enterprise Edition instance, say).
+	RegistryHost string `yaml:"registryHost"`
+	// Tags is an optional tag policy.
+	Tags string `yaml:"tags"`
+	// Pin is "", "tag" or "digest": see manifests.Pin.
+	Pin     string   `yaml:"pin"`
+	Targets []Target `yaml:"targets"`
+	Mail    HookMail `yaml:"mail"`
+}
+
+// Target is one workload container a hook updates.
+type Target struct {
+	Repo      string `yaml:"repo"`
+	Path      string `yaml:"path"`
+	Workload  string `yaml:"workload"` // kind/name
+	Namespace string `yaml:"namespace"`
+	Container string `yaml:"container"`
+	Cluster   string `yaml:"cluster"`
+}
+
+// HookMail overrides mail settings per hook.
+type HookMail struct {
+	To       []string `yaml:"to"`
+	On       []string `yaml:"on"` // success, failure
+	Language string   `yaml:"language"`
+}
+
+// Duration is a time.Duration written as "30s" in YAML.
+type Duration time.Duration
+
+// UnmarshalYAML parses a Go duration string.
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	v, err := time.ParseDuration(n.Value)
+	if err != nil {
+		return fmt.Errorf("line %d: %w", n.Line, err)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// MarshalYAML writes the duration as a string.
+func (d Duration) MarshalYAML() (any, error) { return time.Duration(d).String(), nil }
+
+// Load reads, expands, defaults and validates the configuration file at p.
+func Load(p string) (*Config, error) {
+	data, err := os.ReadFile(p)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	c, err := Parse(data, os.LookupEnv)
+	if err != nil {
+		return nil, fmt.Errorf("config %s: %w", p, err)
+	}
+	return c, nil
+}
+
+// Parse decodes data strictly, expands ${VAR} with lookup, reads ...File secrets, applies defaults
+// and validates.
+func Parse(data []byte, lookup func(string) (string, bool)) (*Config, error) {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	var c Config
+	if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("parse: %w", err)
+	}
+	if err := expandEnv(reflect.ValueOf(&c).Elem(), lookup); err != nil {
+		return nil, err
+	}
+	if err := c.readSecretFiles(); err != nil {
+		return nil, err
+	}
+	c.applyDefaults()
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	return &c, nil
+}
+
+var envRef = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)\}`)
+
+// expandEnv replaces ${VAR} in every string of v; an unset variable is an error, so that a typo
+// never silently becomes an empty token.
+func expandEnv(v reflect.Value, lookup func(string) (string, bool)) error {
+	switch v.Kind() {
+	case reflect.String:
+		var missing []string
+		out := envRef.ReplaceAllStringFunc(v.String(), func(m string) string {
+			name := m[2 : len(m)-1]
+			val, ok := lookup(name)
+			if !ok {
+				missing = append(missing, name)
+			}
+			return val
+		})
+		if len(missing) > 0 {
+			return fmt.Errorf("environment variable %s is not set", strings.Join(missing, ", "))
+		}
+		v.SetString(out)
+	case reflect.Struct:
+		for i := 0; i < v.NumField(); i++ {
+			if v.Type().Field(i).IsExported() {
+				if err := expandEnv(v.Field(i), lookup); err != nil {
+					return err
+				}
+			}
+		}
+	case reflect.Slice:
+		for i := 0; i < v.Len(); i++ {
+			if err := expandEnv(v.Index(i), lookup); err != nil {
+				return err
+			}
+		}
+	case reflect.Pointer:
+		if !v.IsNil() {
+			return expandEnv(v.Elem(), lookup)
+		}
+	}
+	return nil
+}
+
+func readSecret(dst *string, file, field string) error {
+	if file == "" {
+		return nil
+	}
+	if *dst != "" {
+		return fmt.Errorf("%s: give the secret inline or as a file, not both", field)
+	}
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return fmt.Errorf("%s: %w", field, err)
+	}
+	*dst = strings.TrimRight(string(data), "\r\n")
+	return nil
+}
+
+func (c *Config) readSecretFiles() error {
+	for i := range c.Repos {
+		r := &c.Repos[i]
+		if err := readSecret(&r.Auth.Password, r.Auth.PasswordFile, fmt.Sprintf("repos[%s].auth.passwordFile", r.Name)); err != nil {
+			return err
+		}
+	}
+	for i := range c.Hooks {
+		h := &c.Hooks[i]
+		if err := readSecret(&h.Token, h.TokenFile, fmt.Sprintf("hooks[%s].tokenFile", h.ID)); err != nil {
+			return err
+		}
+	}
+	if c.Mail != nil {
+		if err := readSecret(&c.Mail.Password, c.Mail.PasswordFile, "mail.passwordFile"); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (c *Config) applyDefaults() {
+	if c.Listen == "" {
+		c.Listen = ":9000"
+	}
+	if c.DataDir == "" {
+		c.DataDir = "./data"
+	}
+	if c.MaxBodyBytes == 0 {
+		c.MaxBodyBytes = 1 << 20
+	}
+	for i := range c.Repos {
+		r := &c.Repos[i]
+		if r.Branch == "" {
+			r.Branch = "main"
+		}
+		if r.Author.Name == "" {
+			r.Author.Name = "imagehook"
+		}
+		if r.Author.Email == "" {
+			r.Author.Email = "imagehook@localhost"
+		}
+	}
+	if m := c.Mail; m != nil {
+		if m.TLS == "" {
+			m.TLS = "implicit"
+			if m.Port == 587 {
+				m.TLS = "starttls"
+			} else if m.Port == 25 {
+				m.TLS = "none"
+			}
+		}
+		if m.Port == 0 {
+			m.Port = map[string]int{"implicit": 465, "starttls": 587, "none": 25}[m.TLS]
+		}
+		if m.Language == "" {
+			m.Language = "zh"
+		}
+		if m.From == "" {
+			m.From = m.Username
+		}
+	}
+	for i := range c.Hooks {
+		for j := range c.Hooks[i].Targets {
+			t := &c.Hooks[i].Targets[j]
+			if t.Repo != "" && t.Path == "" {
+				t.Path = "."
+			}
+		}
+	}
+}
+
+// Validate checks what can be checked without the network.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	if c.MaxBodyBytes < 0 {
+		bad("maxBodyBytes: must be positive")
+	}
+	repos := map[string]bool{}
+	for i, r := range c.Repos {
+		switch {
+		case r.Name == "":
+			bad("repos[%d].name: required", i)
+		case repos[r.Name]:
+			bad("repos[%s]: duplicate name", r.Name)
+		}
+		repos[r.Name] = true
+		if r.URL == "" {
+			bad("repos[%s].url: required", r.Name)
+		}
+	}
+	clusters := map[string]bool{}
+	for i, cl := range c.Clusters {
+		if cl.Name == "" {
+			bad("clusters[%d].name: required", i)
+		}
+		clusters[cl.Name] = true
+	}
+	if m := c.Mail; m != nil {
+		if m.Host == "" {
+			bad("mail.host: required")
+		}
+		if m.TLS != "implicit" && m.TLS != "starttls" && m.TLS != "none" {
+			bad("mail.tls: %q is not implicit, starttls or none", m.TLS)
+		}
+		if m.Language != "zh" && m.Language != "en" {
+			bad("mail.language: %q is not zh or en", m.Language)
+		}
+		if m.From == "" {
+			bad("mail.from: required")
+		}
+	}
+	hooks := map[string]bool{}
+	for i, h := range c.Hooks {
+		where := fmt.Sprintf("hooks[%s]", h.ID)
+		switch {
+		case h.ID == "":
+			bad("hooks[%d].id: required", i)
+		case hooks[h.ID]:
+			bad("%s: duplicate id", where)
+		case strings.ContainsAny(h.ID, "/?#% "):
+			bad("%s.id: must not contain / ? # %% or spaces", where)
+		}
+		hooks[h.ID] = true
+		if h.Token == "" && len(h.Tokens) == 0 {
+			bad("%s.token: required (a shared secret the registry sends)", where)
+		}
+		if h.Pin != "" && h.Pin != "tag" && h.Pin != "digest" {
+			bad("%s.pin: %q is not tag or digest", where, h.Pin)
+		}
+		if len(h.Targets) == 0 {
+			bad("%s.targets: at least one target is required", where)
+		}
+		repo := ""
+		for j, t := range h.Targets {
+			tw := fmt.Sprintf("%s.targets[%d]", where, j)
+			if t.Repo == "" && t.Cluster == "" {
+				bad("%s: needs a repo, a cluster, or both", tw)
+			}
+			if t.Repo != "" && !repos[t.Repo] {
+				bad("%s.repo: no repository named %q", tw, t.Repo)
+			}
+			if t.Repo != "" && repo != "" && t.Repo != repo {
+				bad("%s.repo: a hook's targets must share one repository (%q and %q); use two hooks", tw, repo, t.Repo)
+			}
+			if t.Repo != "" {
+				repo = t.Repo
+			}
+			if t.Cluster != "" && !clusters[t.Cluster] {
+				bad("%s.cluster: no cluster named %q", tw, t.Cluster)
+			}
+			if t.Workload != "" {
+				kind, name, ok := strings.Cut(t.Workload, "/")
+				if !ok || kind == "" || name == "" || strings.Contains(name, "/") {
+					bad("%s.workload: %q is not kind/name", tw, t.Workload)
+				}
+			} else if t.Cluster != "" {
+				bad("%s.workload: required for direct apply", tw)
+			}
+			if t.Path != "" {
+				p := path.Clean(t.Path)
+				if path.IsAbs(p) || p == ".." || strings.HasPrefix(p, "../") {
+					bad("%s.path: %q must be relative and stay inside the repository", tw, t.Path)
+				}
+			}
+		}
+		for _, on := range h.Mail.On {
+			if on != "success" && on != "failure" {
+				bad("%s.mail.on: %q is not success or failure", where, on)
+			}
+		}
+		if h.Mail.Language != "" && h.Mail.Language != "zh" && h.Mail.Language != "en" {
+			bad("%s.mail.language: %q is not zh or en", where, h.Mail.Language)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Redacted returns a copy with every secret replaced, for check-config and logs.
+func (c *Config) Redacted() *Config {
+	cp := *c
+	cp.Repos = append([]Repo(nil), c.Repos...)
+	cp.Hooks = append([]Hook(nil), c.Hooks...)
+	if c.Mail != nil {
+		m := *c.Mail
+		cp.Mail = &m
+	}
+	redact(reflect.ValueOf(&cp).Elem())
+	return &cp
+}
+
+func redact(v reflect.Value) {
+	switch v.Kind() {
+	case reflect.Struct:
+		for i := 0; i < v.NumField(); i++ {
+			f := v.Type().Field(i)
+			if !f.IsExported() {
+				continue
+			}
+			if f.Tag.Get("secret") == "true" {
+				switch fv := v.Field(i); fv.Kind() {
+				case reflect.String:
+					if fv.String() != "" {
+						fv.SetString("<redacted>")
+					}
+				case reflect.Slice:
+					red := make([]string, fv.Len())
+					for j := range red {
+						red[j] = "<redacted>"
+					}
+					fv.Set(reflect.ValueOf(red))
+				}
+				continue
+			}
+			redact(v.Field(i))
+		}
+	case reflect.Slice:
+		for i := 0; i < v.Len(); i++ {
+			redact(v.Index(i))
+		}
+	case reflect.Pointer:
+		if !v.IsNil() {
+			redact(v.Elem())
+		}
+	}
+}
+
+// HookByID returns the hook with that id.
+func (c *Config) HookByID(id string) (*Hook, bool) {
+	for i := range c.Hooks {
+		if c.Hooks[i].ID == id {
+			return &c.Hooks[i], true
+		}
+	}
+	return nil, false
+}

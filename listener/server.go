@@ -1,0 +1,355 @@
+// Package listener is imagehook's HTTP side: it authenticates each registry call, turns its payload
+// into registry-neutral events, hands them to the updater, and serves event status, health and
+// metrics. It never does the update work itself.
+package listener
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/julienschmidt/httprouter"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/imagehook/imagehook/config"
+	"github.com/imagehook/imagehook/event"
+)
+
+// Updater is what the listener needs of the flow.
+type Updater interface {
+	Submit(ctx context.Context, ev *event.Event) error
+	Get(ctx context.Context, id string) (*event.Event, error)
+	Wait(ctx context.Context, id string) (*event.Event, error)
+}
+
+// MaxWait caps ?wait=.
+const MaxWait = 5 * time.Minute
+
+// Server serves the HTTP API.
+type Server struct {
+	cfg     *config.Config
+	hooks   map[string]*config.Hook
+	updater Updater
+	ready   func(context.Context) error
+	log     *slog.Logger
+	router  *httprouter.Router
+
+	requests *prometheus.CounterVec
+}
+
+// New checks the hooks' sources and builds the routes. ready backs /readyz; reg receives the
+// listener's metrics and is served on /metrics.
+func New(cfg *config.Config, u Updater, ready func(context.Context) error, reg *prometheus.Registry, log *slog.Logger) (*Server, error) {
+	if err := CheckHooks(cfg); err != nil {
+		return nil, err
+	}
+	s := &Server{cfg: cfg, hooks: map[string]*config.Hook{}, updater: u, ready: ready, log: log}
+	for i := range cfg.Hooks {
+		s.hooks[cfg.Hooks[i].ID] = &cfg.Hooks[i]
+	}
+	s.requests = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "imagehook_webhook_requests_total", Help: "Webhook calls by hook, source and HTTP status.",
+	}, []string{"hook", "source", "code"})
+	reg.MustRegister(s.requests)
+
+	r := httprouter.New()
+	r.POST("/hooks/:id", s.handleHook)
+	r.GET("/events/:id", s.handleEvent)
+	r.GET("/healthz", func(w http.ResponseWriter, _ *http.Request, _ httprouter.Params) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	r.GET("/readyz", s.handleReady)
+	r.Handler(http.MethodGet, "/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	r.NotFound = http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		writeError(w, http.StatusNotFound, "not found")
+	})
+	r.MethodNotAllowed = http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		writeError(w, http.StatusMethodNotAllowed, "method not allowed")
+	})
+	r.PanicHandler = func(w http.ResponseWriter, req *http.Request, v any) {
+		s.log.Error("panic serving request", "path", req.URL.Path, "panic", fmt.Sprint(v))
+		writeError(w, http.StatusInternalServerError, "internal error")
+	}
+	s.router = r
+	return s, nil
+}
+
+// Handler returns the root handler, with request logging.
+func (s *Server) Handler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
+		s.router.ServeHTTP(rec, r)
+		s.log.Debug("request", "method", r.Method, "path", r.URL.Path, "query", RedactQuery(r.URL.RawQuery),
+			"status", rec.status, "duration", time.Since(start))
+	})
+}
+
+// HTTPServer returns an http.Server for the handler with timeouts and header limits, so that slow
+// or oversized clients cannot hold connections.
+func (s *Server) HTTPServer(addr string) *http.Server {
+	return &http.Server{
+		Addr:              addr,
+		Handler:           s.Handler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      MaxWait + 30*time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+	}
+}
+
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+}
+
+func (r *statusRecorder) WriteHeader(code int) {
+	r.status = code
+	r.ResponseWriter.WriteHeader(code)
+}
+
+// secretParams are query parameters never logged.
+var secretParams = map[string]bool{"token": true, "secret": true, "access_token": true, "key": true}
+
+// RedactQuery masks secret values in a raw query string for logging.
+func RedactQuery(raw string) string {
+	q, err := url.ParseQuery(raw)
+	if err != nil {
+		return "<unparseable>"
+	}
+	for k := range q {
+		if secretParams[strings.ToLower(k)] {
+			q[k] = []string{"REDACTED"}
+		}
+	}
+	return q.Encode()
+}
+
+// statusError carries the HTTP status for a request failure; its message is safe to show.
+type statusError struct {
+	code int
+	msg  string
+}
+
+func (e *statusError) Error() string { return e.msg }
+
+func fail(code int, format string, args ...any) error {
+	return &statusError{code: code, msg: fmt.Sprintf(format, args...)}
+}
+
+// errorStatus is the one place that maps an error to a response: the message of a statusError
+// or a bad payload is shown, anything else is logged and answered with a generic text.
+func (s *Server) errorStatus(err error) (int, string) {
+	var se *statusError
+	switch {
+	case errors.As(err, &se):
+		return se.code, se.msg
+	case errors.Is(err, errPayload):
+		return http.StatusBadRequest, err.Error()
+	}
+	s.log.Error("request failed", "err", err)
+	return http.StatusInternalServerError, "internal error"
+}
+
+func (s *Server) handleHook(w http.ResponseWriter, r *http.Request, ps httprouter.Params) {
+	hook, ok := s.hooks[ps.ByName("id")]
+	source := ""
+	if ok {
+		source = hook.Source
+	}
+	code, body := s.hook(r, hook, ok)
+	if id, isEvent := body["id"]; isEvent && hook != nil {
+		s.log.Info("webhook accepted", "hook", hook.ID, "event", id, "status", code)
+	}
+	hookLabel := "unknown"
+	if ok {
+		hookLabel = hook.ID
+	}
+	s.requests.WithLabelValues(hookLabel, source, fmt.Sprint(code)).Inc()
+	writeJSON(w, code, body)
+}
+
+func (s *Server) hook(r *http.Request, hook *config.Hook, ok bool) (int, map[string]any) {
+	errBody := func(err error) (int, map[string]any) {
+		code, msg := s.errorStatus(err)
+		return code, map[string]any{"error": msg}
+	}
+	if !ok {
+		return errBody(fail(http.StatusNotFound, "unknown hook"))
+	}
+	q := r.URL.Query()
+	// Authenticate before reading the body: an unauthenticated caller costs no more than headers.
+	if !authorized(hook, r, q) {
+		s.log.Warn("webhook refused: bad or missing token", "hook", hook.ID, "remote", r.RemoteAddr)
+		return errBody(fail(http.StatusUnauthorized, "invalid or missing token"))
+	}
+	source := hook.Source
+	if rt := q.Get("repo_type"); rt != "" {
+		if parsers[rt] == nil {
+			return errBody(fail(http.StatusBadRequest, "unknown repo_type %q (known: %s)", truncate(rt, 32), strings.Join(Sources(), ", ")))
+		}
+		source = rt
+	}
+	if source == "" || parsers[source] == nil {
+		return errBody(fail(http.StatusBadRequest, "hook has no payload format: set its source or pass repo_type"))
+	}
+	targets, err := selectTargets(hook, q)
+	if err != nil {
+		return errBody(err)
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(nil, r.Body, s.cfg.MaxBodyBytes))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return errBody(fail(http.StatusRequestEntityTooLarge, "body larger than %d bytes", s.cfg.MaxBodyBytes))
+		}
+		return errBody(fail(http.StatusBadRequest, "reading body failed"))
+	}
+	pushes, err := parsers[source](&Request{Body: body, Header: r.Header, Query: q, Hook: hook})
+	var ign *Ignored
+	if errors.As(err, &ign) {
+		s.log.Info("webhook ignored", "hook", hook.ID, "reason", ign.Reason)
+		return http.StatusOK, map[string]any{"status": "ignored", "reason": ign.Reason}
+	}
+	if err != nil {
+		return errBody(err)
+	}
+	now := time.Now().UTC()
+	var ids []string
+	for _, p := range pushes {
+		ev := &event.Event{ID: event.NewID(now), Hook: hook.ID, Push: p.Push, Pin: hook.Pin, Targets: targets,
+			ReceivedAt: now, Warnings: p.Warnings}
+		if len(hook.Mail.To) > 0 || len(hook.Mail.On) > 0 || hook.Mail.Language != "" {
+			ev.Mail = &event.Mail{To: hook.Mail.To, On: hook.Mail.On, Language: hook.Mail.Language}
+		}
+		// The journal write happens before the answer: a 2xx promises the event is on disk.
+		if err := s.updater.Submit(context.WithoutCancel(r.Context()), ev); err != nil {
+			s.log.Error("journal write failed", "hook", hook.ID, "err", err)
+			return http.StatusServiceUnavailable, map[string]any{"error": "could not record the event; retry later"}
+		}
+		ids = append(ids, ev.ID)
+	}
+	resp := map[string]any{"id": ids[0], "status": string(event.Queued)}
+	if len(ids) > 1 {
+		resp["ids"] = ids
+	}
+	if w := q.Get("wait"); w != "" {
+		d, err := time.ParseDuration(w)
+		if err != nil || d <= 0 {
+			return errBody(fail(http.StatusBadRequest, "wait: want a duration such as 30s"))
+		}
+		ctx, cancel := context.WithTimeout(r.Context(), min(d, MaxWait))
+		defer cancel()
+		ev, err := s.updater.Wait(ctx, ids[len(ids)-1])
+		if err == nil && ev.Status.Done() {
+			return http.StatusOK, eventBody(ev)
+		}
+		if err == nil {
+			return http.StatusAccepted, eventBody(ev)
+		}
+	}
+	return http.StatusAccepted, resp
+}
+
+func eventBody(ev *event.Event) map[string]any {
+	data, _ := json.Marshal(ev)
+	var m map[string]any
+	_ = json.Unmarshal(data, &m)
+	return m
+}
+
+// authorized compares every credential the request offers with every token of the hook. Both sides
+// are hashed first so that the comparison takes the same time whatever their lengths.
+func authorized(hook *config.Hook, r *http.Request, q url.Values) bool {
+	var offered []string
+	if t := q.Get("token"); t != "" {
+		offered = append(offered, t)
+	}
+	if a := r.Header.Get("Authorization"); a != "" {
+		if t, ok := strings.CutPrefix(a, "Bearer "); ok {
+			offered = append(offered, strings.TrimSpace(t))
+		} else {
+			offered = append(offered, a) // Harbor sends the bare secret
+		}
+	}
+	tokens := hook.Tokens
+	if hook.Token != "" {
+		tokens = append([]string{hook.Token}, tokens...)
+	}
+	match := 0
+	for _, o := range offered {
+		oh := sha256.Sum256([]byte(o))
+		for _, t := range tokens {
+			th := sha256.Sum256([]byte(t))
+			match |= subtle.ConstantTimeCompare(oh[:], th[:])
+		}
+	}
+	return match == 1
+}
+
+// selectTargets applies the old tool's trigger rule: ns, workload and container, when given in the
+// URL, must name one of the hook's targets, and then only the matching targets are updated.
+func selectTargets(hook *config.Hook, q url.Values) ([]event.Target, error) {
+	ns, wl, ctr := q.Get("ns"), q.Get("workload"), q.Get("container")
+	var out []event.Target
+	for _, t := range hook.Targets {
+		if ns != "" && ns != t.Namespace || wl != "" && !strings.EqualFold(wl, t.Workload) || ctr != "" && ctr != t.Container {
+			continue
+		}
+		out = append(out, event.Target{Repo: t.Repo, Path: t.Path, Workload: t.Workload, Namespace: t.Namespace,
+			Container: t.Container, Cluster: t.Cluster})
+	}
+	if len(out) == 0 {
+		return nil, fail(http.StatusForbidden, "trigger rule not satisfied: ns/workload/container do not match this hook's targets")
+	}
+	return out, nil
+}
+
+func (s *Server) handleEvent(w http.ResponseWriter, r *http.Request, ps httprouter.Params) {
+	ev, err := s.updater.Get(r.Context(), ps.ByName("id"))
+	if err != nil {
+		if errors.Is(err, event.ErrNotFound) {
+			writeError(w, http.StatusNotFound, "event not found")
+			return
+		}
+		code, msg := s.errorStatus(err)
+		writeError(w, code, msg)
+		return
+	}
+	writeJSON(w, http.StatusOK, ev)
+}
+
+func (s *Server) handleReady(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
+	if s.ready != nil {
+		if err := s.ready(r.Context()); err != nil {
+			s.log.Warn("not ready", "err", err)
+			writeError(w, http.StatusServiceUnavailable, "not ready")
+			return
+		}
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(code)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}
+
+func writeError(w http.ResponseWriter, code int, msg string) {
+	writeJSON(w, code, map[string]string{"error": msg})
+}

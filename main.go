@@ -1,0 +1,228 @@
+// Command imagehook turns registry push webhooks into GitOps commits (and, for clusters no GitOps
+// tool watches, direct patches), and mails the result. main only wires: flags, config, logger,
+// components, signals.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"runtime/debug"
+	"strings"
+	"syscall"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/imagehook/imagehook/config"
+	"github.com/imagehook/imagehook/imageref"
+	"github.com/imagehook/imagehook/listener"
+	"github.com/imagehook/imagehook/manifests"
+	"github.com/imagehook/imagehook/service"
+)
+
+// version is set by the build (-ldflags "-X main.version=…").
+var version = "dev"
+
+const usage = `imagehook: registry webhooks to GitOps commits.
+
+Usage:
+  imagehook serve [--config imagehook.yaml]     run the service (no config: the local quickstart)
+  imagehook set-image [--workload kind/name] [--namespace ns] [--container name] IMAGE PATH...
+  imagehook check-config [--config F]           validate and print what would be served
+  imagehook version
+`
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	var err error
+	switch args[0] {
+	case "serve":
+		err = serve(args[1:], stderr)
+	case "set-image":
+		err = setImage(args[1:], stdout)
+	case "check-config":
+		err = checkConfig(args[1:], stdout)
+	case "version", "--version":
+		fmt.Fprintln(stdout, "imagehook", buildVersion())
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+	default:
+		fmt.Fprintf(stderr, "imagehook: unknown command %q\n\n%s", args[0], usage)
+		return 2
+	}
+	if err != nil {
+		if !errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintln(stderr, "imagehook:", err)
+		}
+		return 1
+	}
+	return 0
+}
+
+func buildVersion() string {
+	if version != "dev" {
+		return version
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		return bi.Main.Version
+	}
+	return version
+}
+
+func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level: %w", err)
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("--log-format: %q is not text or json", format)
+}
+
+func serve(args []string, stderr io.Writer) error {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	cfgPath := fs.String("config", "", "config file (none: run the quickstart)")
+	dataDir := fs.String("data-dir", "./data", "quickstart data directory")
+	listen := fs.String("listen", "127.0.0.1:9000", "quickstart listen address")
+	logFormat := fs.String("log-format", "text", "log format: text or json")
+	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	log, err := newLogger(stderr, *logFormat, *logLevel)
+	if err != nil {
+		return err
+	}
+	var cfg *config.Config
+	if *cfgPath != "" {
+		if cfg, err = config.Load(*cfgPath); err != nil {
+			return err
+		}
+	} else {
+		log.Info("no --config given: running the quickstart", "dataDir", *dataDir)
+		if cfg, err = service.Quickstart(*dataDir, *listen); err != nil {
+			return err
+		}
+	}
+	svc, err := service.New(cfg, log, service.Options{})
+	if err != nil {
+		return err
+	}
+	if cfg.Quickstart {
+		fmt.Fprint(stderr, service.QuickstartHelp(svc.Addr(), cfg.DataDir))
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	return svc.Run(ctx)
+}
+
+func checkConfig(args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("check-config", flag.ContinueOnError)
+	cfgPath := fs.String("config", "imagehook.yaml", "config file")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	cfg, err := config.Load(*cfgPath)
+	if err != nil {
+		return err
+	}
+	if err := listener.CheckHooks(cfg); err != nil {
+		return fmt.Errorf("config %s: %w", *cfgPath, err)
+	}
+	out, err := yaml.Marshal(cfg.Redacted())
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "# %s is valid; secrets redacted\n%s", *cfgPath, out)
+	for _, h := range cfg.Hooks {
+		fmt.Fprintf(stdout, "# POST /hooks/%s (%s): %d target(s)\n", h.ID, h.Source, len(h.Targets))
+	}
+	return nil
+}
+
+func setImage(args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("set-image", flag.ContinueOnError)
+	workload := fs.String("workload", "", "kind/name of the workload (default: every reference to IMAGE's repository)")
+	namespace := fs.String("namespace", "", "namespace of the workload")
+	container := fs.String("container", "", "container name")
+	pin := fs.String("pin", "", "tag or digest (default: keep digests where the manifest has one)")
+	asJSON := fs.Bool("json", false, "print the changes as JSON")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() < 2 {
+		return errors.New("set-image: want IMAGE PATH...")
+	}
+	ref, err := imageref.Parse(fs.Arg(0))
+	if err != nil {
+		return err
+	}
+	var target manifests.Target
+	if *workload != "" {
+		kind, name, err := manifests.ParseWorkload(*workload)
+		if err != nil {
+			return err
+		}
+		target = manifests.Target{Kind: kind, Name: name}
+	}
+	target.Namespace, target.Container = *namespace, *container
+	// Compute every path's rewrite before writing any, so that an error leaves all files untouched.
+	type job struct {
+		root string
+		res  manifests.Result
+	}
+	var jobs []job
+	for _, p := range fs.Args()[1:] {
+		st, err := os.Stat(p)
+		if err != nil {
+			return err
+		}
+		root, rel := p, "."
+		if !st.IsDir() {
+			root, rel = filepath.Dir(p), filepath.Base(p)
+		}
+		res, err := manifests.SetImage(os.DirFS(root), rel, target, ref, manifests.Options{Pin: manifests.Pin(*pin)})
+		if err != nil {
+			return fmt.Errorf("%s: %w", p, err)
+		}
+		jobs = append(jobs, job{root, res})
+	}
+	var all []manifests.Change
+	for _, j := range jobs {
+		if err := manifests.WriteFiles(j.root, j.res); err != nil {
+			return err
+		}
+		for _, c := range j.res.Changes {
+			c.File = filepath.Join(j.root, c.File)
+			all = append(all, c)
+		}
+	}
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(all)
+	}
+	for _, c := range all {
+		fmt.Fprintln(stdout, strings.TrimSpace(c.String()))
+	}
+	return nil
+}

@@ -1,0 +1,167 @@
+// Package service assembles imagehook's components from a configuration and runs them. main only
+// parses flags and handles signals; end-to-end tests run this same wiring on :0.
+package service
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/imagehook/imagehook/config"
+	"github.com/imagehook/imagehook/gitops"
+	"github.com/imagehook/imagehook/listener"
+	"github.com/imagehook/imagehook/notify"
+	"github.com/imagehook/imagehook/updater"
+)
+
+// Options holds what is not in the config file.
+type Options struct {
+	Updater updater.Options
+	// ShutdownTimeout bounds the graceful stop.
+	ShutdownTimeout time.Duration
+}
+
+// Service is a configured, not yet running imagehook.
+type Service struct {
+	cfg     *config.Config
+	log     *slog.Logger
+	journal *updater.Journal
+	updater *updater.Updater
+	http    *http.Server
+	ln      net.Listener
+	opts    Options
+}
+
+// New builds every component and binds the listen address, so that a port clash is reported before
+// anything runs (and Addr is known when Listen is :0).
+func New(cfg *config.Config, log *slog.Logger, opts Options) (*Service, error) {
+	if opts.ShutdownTimeout == 0 {
+		opts.ShutdownTimeout = 30 * time.Second
+	}
+	journal, err := updater.OpenJournal(filepath.Join(cfg.DataDir, "journal.db"))
+	if err != nil {
+		return nil, err
+	}
+	s := &Service{cfg: cfg, log: log, journal: journal, opts: opts}
+	if err := s.build(); err != nil {
+		journal.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *Service) build() error {
+	cfg := s.cfg
+	repos := map[string]updater.Repo{}
+	for _, rc := range cfg.Repos {
+		auth, err := repoAuth(rc, s.log)
+		if err != nil {
+			return err
+		}
+		r, err := gitops.Open(gitops.Config{Name: rc.Name, URL: rc.URL, Branch: rc.Branch, Auth: auth,
+			Author: gitops.Signature{Name: rc.Author.Name, Email: rc.Author.Email}, Timeout: time.Duration(rc.Timeout)},
+			filepath.Join(cfg.DataDir, "repos", rc.Name+".git"), s.log)
+		if err != nil {
+			return err
+		}
+		repos[rc.Name] = r
+	}
+	notifier, err := newNotifier(cfg, s.log)
+	if err != nil {
+		return err
+	}
+	applier, err := newApplier(cfg, s.log)
+	if err != nil {
+		return err
+	}
+	s.updater = updater.New(s.journal, repos, applier, notifier, s.log, s.opts.Updater)
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "imagehook_queue_depth", Help: "Events waiting for their repository's worker."},
+		func() float64 { return float64(s.updater.QueueDepth()) }))
+	srv, err := listener.New(cfg, s.updater, s.journal.Ping, reg, s.log)
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen %s: %w", cfg.Listen, err)
+	}
+	s.ln = ln
+	s.http = srv.HTTPServer(cfg.Listen)
+	return nil
+}
+
+func repoAuth(rc config.Repo, log *slog.Logger) (gitops.Auth, error) {
+	a := gitops.Auth{Username: rc.Auth.Username, Password: rc.Auth.Password, SSHKeyPassphrase: rc.Auth.SSHKeyPassphrase,
+		KnownHostsFile: rc.Auth.KnownHostsFile, InsecureIgnoreHostKey: rc.Auth.InsecureIgnoreHostKey, Log: log}
+	var err error
+	if rc.Auth.SSHKeyFile != "" {
+		if a.SSHKey, err = os.ReadFile(rc.Auth.SSHKeyFile); err != nil {
+			return a, fmt.Errorf("repos[%s].auth.sshKeyFile: %w", rc.Name, err)
+		}
+	}
+	if rc.Auth.CAFile != "" {
+		if a.CABundle, err = os.ReadFile(rc.Auth.CAFile); err != nil {
+			return a, fmt.Errorf("repos[%s].auth.caFile: %w", rc.Name, err)
+		}
+	}
+	return a, nil
+}
+
+func newNotifier(cfg *config.Config, log *slog.Logger) (notify.Notifier, error) {
+	return notify.Log{Logger: log}, nil
+}
+
+func newApplier(cfg *config.Config, log *slog.Logger) (updater.Applier, error) {
+	return nil, nil
+}
+
+// Addr returns the bound listen address.
+func (s *Service) Addr() string { return s.ln.Addr().String() }
+
+// Run serves until ctx ends, then stops accepting, lets the batch in flight finish within the
+// shutdown timeout, and closes the journal. Events still queued stay in the journal for the next start.
+func (s *Service) Run(ctx context.Context) error {
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	updDone := make(chan error, 1)
+	go func() { updDone <- s.updater.Run(runCtx) }()
+	srvErr := make(chan error, 1)
+	go func() { srvErr <- s.http.Serve(s.ln) }()
+	s.log.Info("imagehook listening", "addr", s.Addr())
+
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-srvErr:
+		if errors.Is(err, http.ErrServerClosed) {
+			err = nil
+		}
+	}
+	shutdown, stop := context.WithTimeout(context.WithoutCancel(ctx), s.opts.ShutdownTimeout)
+	defer stop()
+	if serr := s.http.Shutdown(shutdown); serr != nil && err == nil {
+		err = fmt.Errorf("http shutdown: %w", serr)
+	}
+	cancel()
+	select {
+	case <-updDone:
+	case <-shutdown.Done():
+		s.log.Warn("shutdown timeout: leaving unfinished events in the journal for the next start")
+	}
+	if cerr := s.journal.Close(); cerr != nil && err == nil {
+		err = cerr
+	}
+	return err
+}

@@ -1,0 +1,135 @@
+package updater
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	_ "modernc.org/sqlite" // pure-Go SQLite driver: no cgo
+
+	"github.com/imagehook/imagehook/event"
+)
+
+// Journal is the durable record of events: an event is in it before the webhook is answered, and
+// stays there with each step's outcome.
+type Journal struct {
+	db *sql.DB
+}
+
+// OpenJournal opens (or creates) the SQLite journal at path. WAL with synchronous=FULL makes every
+// committed insert survive a crash of the process or the machine.
+func OpenJournal(path string) (*Journal, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("journal: %w", err)
+	}
+	dsn := "file:" + path + "?_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=busy_timeout(10000)&_txlock=immediate"
+	db, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		return nil, fmt.Errorf("journal: %w", err)
+	}
+	// One writer at a time is what SQLite does anyway; one connection also keeps the pragmas.
+	db.SetMaxOpenConns(1)
+	const schema = `CREATE TABLE IF NOT EXISTS events (
+		seq INTEGER PRIMARY KEY AUTOINCREMENT,
+		id TEXT NOT NULL UNIQUE,
+		hook TEXT NOT NULL,
+		repo TEXT NOT NULL,
+		status TEXT NOT NULL,
+		received_at INTEGER NOT NULL,
+		data BLOB NOT NULL
+	);
+	CREATE INDEX IF NOT EXISTS events_status ON events(status);`
+	if _, err := db.Exec(schema); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("journal schema: %w", err)
+	}
+	return &Journal{db: db}, nil
+}
+
+// Close closes the database.
+func (j *Journal) Close() error { return j.db.Close() }
+
+// Ping checks that the journal is writable.
+func (j *Journal) Ping(ctx context.Context) error {
+	_, err := j.db.ExecContext(ctx, "PRAGMA user_version = 1")
+	return err
+}
+
+// Insert records a new event.
+func (j *Journal) Insert(ctx context.Context, ev *event.Event) error {
+	data, err := json.Marshal(ev)
+	if err != nil {
+		return fmt.Errorf("journal insert %s: %w", ev.ID, err)
+	}
+	_, err = j.db.ExecContext(ctx, `INSERT INTO events (id, hook, repo, status, received_at, data) VALUES (?, ?, ?, ?, ?, ?)`,
+		ev.ID, ev.Hook, ev.Repo(), string(ev.Status), ev.ReceivedAt.UnixMilli(), data)
+	if err != nil {
+		return fmt.Errorf("journal insert %s: %w", ev.ID, err)
+	}
+	return nil
+}
+
+// Update stores the event's new state.
+func (j *Journal) Update(ctx context.Context, ev *event.Event) error {
+	data, err := json.Marshal(ev)
+	if err != nil {
+		return fmt.Errorf("journal update %s: %w", ev.ID, err)
+	}
+	_, err = j.db.ExecContext(ctx, `UPDATE events SET status = ?, data = ? WHERE id = ?`, string(ev.Status), data, ev.ID)
+	if err != nil {
+		return fmt.Errorf("journal update %s: %w", ev.ID, err)
+	}
+	return nil
+}
+
+// Get returns the event with that id.
+func (j *Journal) Get(ctx context.Context, id string) (*event.Event, error) {
+	var data []byte
+	err := j.db.QueryRowContext(ctx, `SELECT data FROM events WHERE id = ?`, id).Scan(&data)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, event.ErrNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("journal get %s: %w", id, err)
+	}
+	var ev event.Event
+	if err := json.Unmarshal(data, &ev); err != nil {
+		return nil, fmt.Errorf("journal get %s: %w", id, err)
+	}
+	return &ev, nil
+}
+
+// Pending returns the events not yet done, oldest first: after a restart they are resumed.
+func (j *Journal) Pending(ctx context.Context) ([]*event.Event, error) {
+	return j.query(ctx, `SELECT data FROM events WHERE status IN ('queued', 'running') ORDER BY seq`)
+}
+
+// Recent returns the newest n events, newest first.
+func (j *Journal) Recent(ctx context.Context, n int) ([]*event.Event, error) {
+	return j.query(ctx, `SELECT data FROM events ORDER BY seq DESC LIMIT ?`, n)
+}
+
+func (j *Journal) query(ctx context.Context, q string, args ...any) ([]*event.Event, error) {
+	rows, err := j.db.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("journal query: %w", err)
+	}
+	defer rows.Close()
+	var out []*event.Event
+	for rows.Next() {
+		var data []byte
+		if err := rows.Scan(&data); err != nil {
+			return nil, fmt.Errorf("journal query: %w", err)
+		}
+		var ev event.Event
+		if err := json.Unmarshal(data, &ev); err != nil {
+			return nil, fmt.Errorf("journal query: %w", err)
+		}
+		out = append(out, &ev)
+	}
+	return out, rows.Err()
+}

@@ -1,0 +1,582 @@
+// Package updater is imagehook's flow: it journals each accepted event, runs one worker per
+// manifests repository (events for a repository are applied in order, a burst coalesced into one
+// commit), applies directly to clusters, notifies, and records every step on the event.
+package updater
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"path"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/imagehook/imagehook/event"
+	"github.com/imagehook/imagehook/gitops"
+	"github.com/imagehook/imagehook/imageref"
+	"github.com/imagehook/imagehook/manifests"
+	"github.com/imagehook/imagehook/notify"
+)
+
+// Repo is what the updater needs of a manifests repository.
+type Repo interface {
+	Apply(ctx context.Context, edit gitops.EditFunc) (gitops.Commit, error)
+}
+
+// Applier patches a workload directly on a cluster.
+type Applier interface {
+	Apply(ctx context.Context, t event.Target, ev *event.Event) (event.Step, error)
+}
+
+// Options tunes retries.
+type Options struct {
+	// RetryBase is the first delay after a failed git batch; it doubles up to RetryMax.
+	RetryBase time.Duration
+	RetryMax  time.Duration
+	// MaxAttempts bounds the git batches tried for one event before it fails.
+	MaxAttempts int
+}
+
+// Updater runs the flow. Create it with New, then call Run.
+type Updater struct {
+	journal  *Journal
+	repos    map[string]Repo
+	applier  Applier
+	notifier notify.Notifier
+	log      *slog.Logger
+	opts     Options
+
+	mu      sync.Mutex
+	queues  map[string]*queue
+	waiters map[string][]chan struct{}
+	wg      sync.WaitGroup
+	ctx     context.Context
+}
+
+type queue struct {
+	ids    []string
+	signal chan struct{}
+}
+
+// New returns an updater; applier and notifier may be nil.
+func New(j *Journal, repos map[string]Repo, applier Applier, notifier notify.Notifier, log *slog.Logger, opts Options) *Updater {
+	if opts.RetryBase == 0 {
+		opts.RetryBase = 2 * time.Second
+	}
+	if opts.RetryMax == 0 {
+		opts.RetryMax = 5 * time.Minute
+	}
+	if opts.MaxAttempts == 0 {
+		opts.MaxAttempts = 10
+	}
+	return &Updater{journal: j, repos: repos, applier: applier, notifier: notifier, log: log, opts: opts,
+		queues: map[string]*queue{}, waiters: map[string][]chan struct{}{}}
+}
+
+// Journal returns the journal, for readiness checks.
+func (u *Updater) Journal() *Journal { return u.journal }
+
+// Run resumes the events a previous process left unfinished, then serves submissions until ctx
+// ends, and waits for the batches in flight.
+func (u *Updater) Run(ctx context.Context) error {
+	u.mu.Lock()
+	u.ctx = ctx
+	for key, q := range u.queues {
+		u.startWorker(key, q)
+	}
+	u.mu.Unlock()
+	pending, err := u.journal.Pending(ctx)
+	if err != nil {
+		return err
+	}
+	if len(pending) > 0 {
+		u.log.Info("resuming unfinished events", "count", len(pending))
+	}
+	for _, ev := range pending {
+		u.enqueue(ev)
+	}
+	<-ctx.Done()
+	u.wg.Wait()
+	return nil
+}
+
+// Submit journals ev (the durable promise behind a 2xx) and queues it.
+func (u *Updater) Submit(ctx context.Context, ev *event.Event) error {
+	ev.Status = event.Queued
+	if err := u.journal.Insert(ctx, ev); err != nil {
+		return err
+	}
+	u.enqueue(ev)
+	return nil
+}
+
+// Get returns the event with that id.
+func (u *Updater) Get(ctx context.Context, id string) (*event.Event, error) { return u.journal.Get(ctx, id) }
+
+// Wait blocks until the event is done or ctx ends, and returns its latest state.
+func (u *Updater) Wait(ctx context.Context, id string) (*event.Event, error) {
+	ch := make(chan struct{})
+	u.mu.Lock()
+	u.waiters[id] = append(u.waiters[id], ch)
+	u.mu.Unlock()
+	defer u.unwait(id, ch)
+	ev, err := u.journal.Get(ctx, id)
+	if err != nil || ev.Status.Done() {
+		return ev, err
+	}
+	select {
+	case <-ch:
+	case <-ctx.Done():
+	}
+	return u.journal.Get(context.WithoutCancel(ctx), id)
+}
+
+func (u *Updater) unwait(id string, ch chan struct{}) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	list := u.waiters[id]
+	for i, c := range list {
+		if c == ch {
+			list = append(list[:i], list[i+1:]...)
+			break
+		}
+	}
+	if len(list) == 0 {
+		delete(u.waiters, id)
+	} else {
+		u.waiters[id] = list
+	}
+}
+
+func (u *Updater) wake(id string) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	for _, ch := range u.waiters[id] {
+		close(ch)
+	}
+	delete(u.waiters, id)
+}
+
+// enqueue adds the event to its repository's queue, starting that queue's worker on first use.
+func (u *Updater) enqueue(ev *event.Event) {
+	key := ev.Repo()
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	q, ok := u.queues[key]
+	if !ok {
+		q = &queue{signal: make(chan struct{}, 1)}
+		u.queues[key] = q
+		if u.ctx != nil {
+			u.startWorker(key, q)
+		}
+	}
+	q.ids = append(q.ids, ev.ID)
+	select {
+	case q.signal <- struct{}{}:
+	default:
+	}
+}
+
+// startWorker must be called with u.mu held.
+func (u *Updater) startWorker(key string, q *queue) {
+	u.wg.Add(1)
+	go func() {
+		defer u.wg.Done()
+		u.work(u.ctx, key, q)
+	}()
+}
+
+// QueueDepth returns the number of events waiting in all queues.
+func (u *Updater) QueueDepth() int {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	n := 0
+	for _, q := range u.queues {
+		n += len(q.ids)
+	}
+	return n
+}
+
+func (u *Updater) work(ctx context.Context, key string, q *queue) {
+	log := u.log.With("repo", key)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-q.signal:
+		}
+		for {
+			u.mu.Lock()
+			ids := q.ids
+			q.ids = nil
+			u.mu.Unlock()
+			if len(ids) == 0 {
+				break
+			}
+			// Workers never use a request's context: the flow outlives the webhook call, and a
+			// shutdown lets the batch in flight finish its step.
+			u.runBatch(context.WithoutCancel(ctx), ctx, log, key, ids)
+		}
+	}
+}
+
+func (u *Updater) runBatch(ctx, stop context.Context, log *slog.Logger, key string, ids []string) {
+	var batch []*event.Event
+	for _, id := range ids {
+		ev, err := u.journal.Get(ctx, id)
+		if err != nil {
+			log.Error("load event", "event", id, "err", err)
+			continue
+		}
+		if ev.Status.Done() {
+			continue
+		}
+		ev.Status = event.Running
+		ev.Attempts++
+		ev.UpdatedAt = time.Now()
+		u.save(ctx, log, ev)
+		batch = append(batch, ev)
+	}
+	if len(batch) == 0 {
+		return
+	}
+	if key != "" {
+		if retry := u.gitStep(ctx, log, key, batch); retry {
+			u.requeue(stop, log, key, batch)
+			return
+		}
+	}
+	for _, ev := range batch {
+		u.finish(ctx, log, ev)
+	}
+}
+
+// requeue puts a batch back after a transient git failure, after a backoff; events over their
+// attempt budget fail instead.
+func (u *Updater) requeue(stop context.Context, log *slog.Logger, key string, batch []*event.Event) {
+	var again []*event.Event
+	for _, ev := range batch {
+		if ev.Attempts >= u.opts.MaxAttempts {
+			ev.Error = fmt.Sprintf("gave up after %d attempts", ev.Attempts)
+			u.finish(context.WithoutCancel(stop), log, ev)
+			continue
+		}
+		ev.Status = event.Queued
+		u.save(context.WithoutCancel(stop), log, ev)
+		again = append(again, ev)
+	}
+	if len(again) == 0 {
+		return
+	}
+	delay := u.opts.RetryBase << (again[0].Attempts - 1)
+	if delay > u.opts.RetryMax || delay <= 0 {
+		delay = u.opts.RetryMax
+	}
+	log.Warn("git step failed, will retry", "events", len(again), "in", delay)
+	t := time.NewTimer(delay)
+	defer t.Stop()
+	select {
+	case <-stop.Done():
+		return // still queued in the journal: the next start resumes them
+	case <-t.C:
+	}
+	u.mu.Lock()
+	q := u.queues[key]
+	ids := make([]string, 0, len(again)+len(q.ids))
+	for _, ev := range again {
+		ids = append(ids, ev.ID)
+	}
+	q.ids = append(ids, q.ids...)
+	u.mu.Unlock()
+	select {
+	case q.signal <- struct{}{}:
+	default:
+	}
+}
+
+// targetKey identifies one workload container in one repository: within a batch the latest event
+// for a key wins.
+func targetKey(t event.Target) string {
+	return strings.Join([]string{t.Repo, t.Path, strings.ToLower(t.Workload), t.Namespace, t.Container}, "\x00")
+}
+
+// gitStep applies the whole batch in one commit. It reports whether the batch should be retried.
+func (u *Updater) gitStep(ctx context.Context, log *slog.Logger, key string, batch []*event.Event) bool {
+	repo, ok := u.repos[key]
+	if !ok {
+		for _, ev := range batch {
+			ev.SetStep(event.Step{Name: "git", Repo: key, Status: event.Failed, Error: fmt.Sprintf("no repository named %q is configured", key), At: time.Now()})
+		}
+		return false
+	}
+	// The latest event per target wins; earlier ones are superseded and share its commit.
+	latest := map[string]*event.Event{}
+	for _, ev := range batch {
+		for _, t := range ev.Targets {
+			if t.Repo != "" {
+				latest[targetKey(t)] = ev
+			}
+		}
+	}
+	type outcome struct {
+		changes []event.Change
+		err     error
+	}
+	var results map[string]*outcome
+	edit := func(base fs.FS) (map[string][]byte, string, error) {
+		results = map[string]*outcome{}
+		over := &overlay{base: base, files: map[string][]byte{}}
+		var applied []*event.Event
+		for _, ev := range batch {
+			out := &outcome{}
+			results[ev.ID] = out
+			pushed, err := imageref.Parse(pushedRef(ev))
+			if err != nil {
+				out.err = err
+				continue
+			}
+			for _, t := range ev.Targets {
+				if t.Repo == "" || latest[targetKey(t)] != ev {
+					continue
+				}
+				changes, err := setImage(over, t, pushed, manifests.Pin(ev.Pin))
+				if err != nil {
+					out.err = err
+					break
+				}
+				out.changes = append(out.changes, changes...)
+			}
+			if out.err == nil {
+				applied = append(applied, ev)
+			}
+		}
+		return over.files, commitMessage(applied, func(id string) []event.Change { return results[id].changes }), nil
+	}
+	commit, err := repo.Apply(ctx, edit)
+	now := time.Now()
+	if err != nil {
+		retry := !errors.Is(err, gitops.ErrRejected) && !errors.Is(err, gitops.ErrAuth)
+		log.Error("git step failed", "err", err, "retry", retry)
+		for _, ev := range batch {
+			ev.SetStep(event.Step{Name: "git", Repo: key, Status: event.Failed, Error: err.Error(), At: now})
+		}
+		return retry
+	}
+	for _, ev := range batch {
+		out := results[ev.ID]
+		st := event.Step{Name: "git", Repo: key, At: now, Commit: commit.Hash}
+		switch {
+		case out.err != nil:
+			st.Status, st.Error, st.Commit = event.Failed, out.err.Error(), ""
+		case isSuperseded(ev, latest):
+			st.Status = event.Succeeded
+			st.Detail = "superseded by a later push in the same batch"
+		default:
+			st.Status = event.Succeeded
+			st.Changes = out.changes
+			files := map[string]bool{}
+			for _, c := range out.changes {
+				if c.Old != c.New {
+					files[c.File] = true
+				}
+			}
+			for f := range files {
+				st.Files = append(st.Files, f)
+			}
+			sort.Strings(st.Files)
+			if len(files) == 0 {
+				st.Detail = "unchanged: the image is already at the wanted value"
+			}
+		}
+		ev.SetStep(st)
+	}
+	log.Info("git step done", "events", len(batch), "commit", commit.Hash, "changed", commit.Changed, "attempts", commit.Attempts)
+	return false
+}
+
+func isSuperseded(ev *event.Event, latest map[string]*event.Event) bool {
+	for _, t := range ev.Targets {
+		if t.Repo != "" && latest[targetKey(t)] != ev {
+			return true
+		}
+	}
+	return false
+}
+
+// pushedRef is the reference to write: the pushed image with its digest when the payload had one.
+func pushedRef(ev *event.Event) string {
+	if ev.Push.Digest != "" {
+		return ev.Push.Image + "@" + ev.Push.Digest
+	}
+	return ev.Push.Image
+}
+
+func setImage(fsys *overlay, t event.Target, pushed imageref.Ref, pin manifests.Pin) ([]event.Change, error) {
+	var mt manifests.Target
+	if t.Workload != "" {
+		kind, name, err := manifests.ParseWorkload(t.Workload)
+		if err != nil {
+			return nil, err
+		}
+		mt = manifests.Target{Kind: kind, Name: name, Namespace: t.Namespace, Container: t.Container}
+	}
+	res, err := manifests.SetImage(fsys, t.Path, mt, pushed, manifests.Options{Pin: pin})
+	if err != nil {
+		return nil, err
+	}
+	for name, data := range res.Files {
+		fsys.files[name] = data
+	}
+	changes := make([]event.Change, 0, len(res.Changes))
+	for _, c := range res.Changes {
+		changes = append(changes, event.Change{File: c.File, Workload: strings.ToLower(c.Kind) + "/" + c.Name,
+			Namespace: c.Namespace, Container: c.Container, Old: c.Old, New: c.New})
+	}
+	return changes, nil
+}
+
+// finish runs the steps after git (direct apply, notification), settles the status and wakes
+// anyone waiting.
+func (u *Updater) finish(ctx context.Context, log *slog.Logger, ev *event.Event) {
+	gitFailed := false
+	if st, ok := ev.Step("git"); ok && st.Status == event.Failed {
+		gitFailed = true
+	}
+	// A failed commit does not stop the direct apply: the cluster path is independent.
+	for _, t := range ev.Targets {
+		if t.Cluster == "" {
+			continue
+		}
+		if u.applier == nil {
+			ev.SetStep(event.Step{Name: "apply", Cluster: t.Cluster, Status: event.Failed, Error: "direct apply is not configured", At: time.Now()})
+			continue
+		}
+		st, err := u.applier.Apply(ctx, t, ev)
+		st.Name, st.Cluster, st.At = "apply", t.Cluster, time.Now()
+		if err != nil {
+			st.Status, st.Error = event.Failed, err.Error()
+		}
+		ev.SetStep(st)
+	}
+	status := event.Succeeded
+	for _, s := range ev.Steps {
+		if s.Status == event.Failed {
+			status = event.Failed
+		}
+	}
+	if ev.Error != "" {
+		status = event.Failed
+	}
+	ev.Status = status
+	if gitFailed && ev.Error == "" {
+		st, _ := ev.Step("git")
+		ev.Error = st.Error
+	}
+	if u.notifier != nil {
+		st := event.Step{Name: "notify", Status: event.Succeeded, At: time.Now()}
+		if err := u.notifier.Notify(ctx, ev); err != nil {
+			// A mail failure never fails the update; it is recorded for the operator.
+			st.Status, st.Error = event.Failed, err.Error()
+			log.Warn("notification failed", "event", ev.ID, "err", err)
+		}
+		ev.SetStep(st)
+	}
+	ev.UpdatedAt = time.Now()
+	u.save(ctx, log, ev)
+	u.wake(ev.ID)
+	log.Info("event done", "event", ev.ID, "hook", ev.Hook, "status", ev.Status)
+}
+
+func (u *Updater) save(ctx context.Context, log *slog.Logger, ev *event.Event) {
+	if err := u.journal.Update(ctx, ev); err != nil {
+		log.Error("journal update", "event", ev.ID, "err", err)
+	}
+}
+
+// commitMessage lists every change of the batch, then one trailer block per event.
+func commitMessage(evs []*event.Event, changes func(id string) []event.Change) string {
+	var lines []string
+	var first event.Change
+	n := 0
+	for _, ev := range evs {
+		for _, c := range changes(ev.ID) {
+			if c.Old == c.New {
+				continue
+			}
+			if n == 0 {
+				first = c
+			}
+			n++
+			lines = append(lines, fmt.Sprintf("- %s: %s container %s: %s -> %s", c.File, c.Workload, c.Container, c.Old, c.New))
+		}
+	}
+	var b strings.Builder
+	if n == 1 {
+		fmt.Fprintf(&b, "imagehook: %s %s to %s\n\n", first.Workload, first.Container, first.New)
+	} else {
+		fmt.Fprintf(&b, "imagehook: update %d images\n\n", n)
+	}
+	b.WriteString(strings.Join(lines, "\n"))
+	b.WriteString("\n\n")
+	for _, ev := range evs {
+		fmt.Fprintf(&b, "Imagehook-Event: %s\nImagehook-Hook: %s\nImagehook-Image: %s\nImagehook-Source: %s\n",
+			ev.ID, oneLine(ev.Hook), oneLine(pushedRef(ev)), oneLine(ev.Push.Source))
+		if ev.Push.Pusher != "" {
+			fmt.Fprintf(&b, "Imagehook-Pusher: %s\n", oneLine(ev.Push.Pusher))
+		}
+	}
+	return b.String()
+}
+
+// oneLine keeps payload text from breaking the trailer block.
+func oneLine(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f {
+			return ' '
+		}
+		return r
+	}, s)
+}
+
+// overlay layers a batch's pending edits over the branch tip, so that two events touching the same
+// file in one batch see each other's changes.
+type overlay struct {
+	base  fs.FS
+	files map[string][]byte
+}
+
+func (o *overlay) Open(name string) (fs.File, error) {
+	if data, ok := o.files[name]; ok {
+		return &memFile{Reader: bytes.NewReader(data), name: path.Base(name), size: int64(len(data))}, nil
+	}
+	return o.base.Open(name)
+}
+
+type memFile struct {
+	*bytes.Reader
+	name string
+	size int64
+}
+
+func (f *memFile) Stat() (fs.FileInfo, error) { return f, nil }
+func (f *memFile) Close() error               { return nil }
+func (f *memFile) Name() string               { return f.name }
+func (f *memFile) Size() int64                { return f.size }
+func (f *memFile) Mode() fs.FileMode          { return 0o644 }
+func (f *memFile) ModTime() time.Time         { return time.Time{} }
+func (f *memFile) IsDir() bool                { return false }
+func (f *memFile) Sys() any                   { return nil }
+
+func (o *overlay) ReadDir(name string) ([]fs.DirEntry, error) { return fs.ReadDir(o.base, name) }
+
+func (o *overlay) ReadFile(name string) ([]byte, error) {
+	if data, ok := o.files[name]; ok {
+		return data, nil
+	}
+	return fs.ReadFile(o.base, name)
+}
