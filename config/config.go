@@ -154,6 +154,10 @@ func Load(p string) (*Config, error) {
 // Parse decodes data strictly, expands ${VAR} with lookup, reads ...File secrets, applies defaults
 // and validates.
 func Parse(data []byte, lookup func(string) (string, bool)) (*Config, error) {
+	// ${VAR} is swapped for a placeholder that YAML reads as plain text anywhere (a flow mapping
+	// such as {password: ${TOKEN}} would otherwise not parse), then expanded in decoded strings only:
+	// a variable's value can never change the YAML structure.
+	data = envRef.ReplaceAll(data, []byte(envMark+"${1}"+envMark))
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	var c Config
@@ -173,7 +177,11 @@ func Parse(data []byte, lookup func(string) (string, bool)) (*Config, error) {
 	return &c, nil
 }
 
-var envRef = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)\}`)
+var (
+	envRef    = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)\}`)
+	envMark   = "__imagehook_env__"
+	envMarked = regexp.MustCompile(envMark + `([A-Za-z_][A-Za-z0-9_]*?)` + envMark)
+)
 
 // expandEnv replaces ${VAR} in every string of v; an unset variable is an error, so that a typo
 // never silently becomes an empty token.
@@ -181,8 +189,8 @@ func expandEnv(v reflect.Value, lookup func(string) (string, bool)) error {
 	switch v.Kind() {
 	case reflect.String:
 		var missing []string
-		out := envRef.ReplaceAllStringFunc(v.String(), func(m string) string {
-			name := m[2 : len(m)-1]
+		out := envMarked.ReplaceAllStringFunc(v.String(), func(m string) string {
+			name := m[len(envMark) : len(m)-len(envMark)]
 			val, ok := lookup(name)
 			if !ok {
 				missing = append(missing, name)

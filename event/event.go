@@ -38,6 +38,9 @@ type Push struct {
 	Pusher string `json:"pusher,omitempty"`
 	// PushedAt is the registry's time of the push, when given.
 	PushedAt time.Time `json:"pushedAt,omitzero"`
+	// ExplicitHost is set when the caller chose the registry host (net_type, a hook's
+	// registryHost): it is written even where a manifest spells another host.
+	ExplicitHost bool `json:"explicitHost,omitempty"`
 	// Source names the payload format (aliyun, dockerhub, harbor, custom, …).
 	Source string `json:"source"`
 }

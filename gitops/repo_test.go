@@ -15,7 +15,7 @@ import (
 
 func newRepo(t *testing.T, srv *gitserver.Server, password string) *Repo {
 	t.Helper()
-	url := srv.NewRepo(t, "apps", "testdata/repo")
+	url := srv.NewRepo(t, "apps", os.DirFS("testdata/repo"))
 	r, err := Open(Config{Name: "apps", URL: url, Branch: "main", Auth: Auth{Username: srv.User, Password: password},
 		Author: Signature{"imagehook", "imagehook@example.com"}}, filepath.Join(t.TempDir(), "cache"), slog.New(slog.DiscardHandler))
 	if err != nil {

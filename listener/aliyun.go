@@ -65,5 +65,6 @@ func parseAliyun(r *Request) ([]Parsed, error) {
 	if err != nil {
 		return nil, err
 	}
+	push.Push.ExplicitHost = r.Query.Get("net_type") != "" || r.Hook != nil && r.Hook.RegistryHost != ""
 	return []Parsed{push}, nil
 }

@@ -39,6 +39,7 @@ var parsers = map[string]Parser{
 	"dockerhub": parseDockerHub,
 	"custom":    parseCustom,
 	"harbor":    parseHarbor,
+	"tcr":       parseTCR,
 }
 
 // Sources lists the payload formats understood, sorted.

@@ -8,43 +8,57 @@ import (
 	"github.com/imagehook/imagehook/imageref"
 )
 
-// harborPayload is Harbor's "Default" webhook format: 1.x sends type pushImage, 2.x PUSH_ARTIFACT.
+// harborPayload is Harbor's "Default" webhook format (1.x sends type pushImage, 2.x PUSH_ARTIFACT)
+// and its 2.x "CloudEvents" format (type harbor.artifact.pushed, the same resources under data).
+// Tencent TCR sends the 1.x shape.
 type harborPayload struct {
-	Type      string `json:"type"`
-	OccurAt   int64  `json:"occur_at"`
-	Operator  string `json:"operator"`
-	EventData struct {
-		Resources []struct {
-			Digest      string `json:"digest"`
-			Tag         string `json:"tag"`
-			ResourceURL string `json:"resource_url"`
-		} `json:"resources"`
-	} `json:"event_data"`
+	SpecVersion string     `json:"specversion"`
+	Type        string     `json:"type"`
+	Time        time.Time  `json:"time"`
+	OccurAt     int64      `json:"occur_at"`
+	Operator    string     `json:"operator"`
+	EventData   harborData `json:"event_data"`
+	Data        harborData `json:"data"`
+}
+
+type harborData struct {
+	Resources []struct {
+		Digest      string `json:"digest"`
+		Tag         string `json:"tag"`
+		ResourceURL string `json:"resource_url"`
+	} `json:"resources"`
 }
 
 // timeZero stands for "the payload gives no time".
 var timeZero time.Time
 
-func parseHarbor(r *Request) ([]Parsed, error) {
+func parseHarbor(r *Request) ([]Parsed, error) { return harborLike("harbor", r) }
+
+func parseTCR(r *Request) ([]Parsed, error) { return harborLike("tcr", r) }
+
+func harborLike(source string, r *Request) ([]Parsed, error) {
 	var p harborPayload
 	if err := json.Unmarshal(r.Body, &p); err != nil {
-		return nil, payloadErr("harbor: %v", err)
+		return nil, payloadErr("%s: %v", source, err)
+	}
+	data, at := p.EventData, p.Time
+	if p.SpecVersion != "" {
+		data = p.Data
 	}
 	switch p.Type {
-	case "pushImage", "PUSH_ARTIFACT":
+	case "pushImage", "PUSH_ARTIFACT", "harbor.artifact.pushed":
 	case "":
-		return nil, payloadErr("harbor: type is missing")
+		return nil, payloadErr("%s: type is missing", source)
 	default:
-		return nil, &Ignored{Reason: "harbor event " + truncate(p.Type, 64) + " is not a push"}
+		return nil, &Ignored{Reason: source + " event " + truncate(p.Type, 64) + " is not a push"}
 	}
-	var at time.Time
 	if p.OccurAt > 0 {
 		at = time.Unix(p.OccurAt, 0).UTC()
 	}
 	var out []Parsed
-	for _, res := range p.EventData.Resources {
+	for _, res := range data.Resources {
 		if res.ResourceURL == "" {
-			return nil, payloadErr("harbor: resource_url is missing")
+			return nil, payloadErr("%s: resource_url is missing", source)
 		}
 		image := res.ResourceURL
 		if ref, err := imageref.Parse(image); err == nil {
@@ -59,14 +73,14 @@ func parseHarbor(r *Request) ([]Parsed, error) {
 		if res.Tag == "" && !strings.Contains(image[strings.LastIndex(image, "/")+1:], ":") {
 			continue // an untagged artifact (pushed by digest): nothing a manifest names
 		}
-		push, err := makePush("harbor", image, res.Digest, p.Operator, at)
+		push, err := makePush(source, image, res.Digest, p.Operator, at)
 		if err != nil {
 			return nil, err
 		}
 		out = append(out, push)
 	}
 	if len(out) == 0 {
-		return nil, &Ignored{Reason: "harbor push without a tagged artifact"}
+		return nil, &Ignored{Reason: source + " push without a tagged artifact"}
 	}
 	return out, nil
 }

@@ -208,6 +208,12 @@ func (s *Server) hook(r *http.Request, hook *config.Hook, ok bool) (int, map[str
 	if err != nil {
 		return errBody(err)
 	}
+	var wait time.Duration
+	if w := q.Get("wait"); w != "" {
+		if wait, err = time.ParseDuration(w); err != nil || wait <= 0 {
+			return errBody(fail(http.StatusBadRequest, "wait: want a duration such as 30s"))
+		}
+	}
 	body, err := io.ReadAll(http.MaxBytesReader(nil, r.Body, s.cfg.MaxBodyBytes))
 	if err != nil {
 		var mbe *http.MaxBytesError
@@ -228,6 +234,9 @@ func (s *Server) hook(r *http.Request, hook *config.Hook, ok bool) (int, map[str
 	now := time.Now().UTC()
 	var ids []string
 	for _, p := range pushes {
+		if hook.RegistryHost != "" {
+			p.Push.ExplicitHost = true
+		}
 		ev := &event.Event{ID: event.NewID(now), Hook: hook.ID, Push: p.Push, Pin: hook.Pin, Targets: targets,
 			ReceivedAt: now, Warnings: p.Warnings}
 		if len(hook.Mail.To) > 0 || len(hook.Mail.On) > 0 || hook.Mail.Language != "" {
@@ -244,12 +253,8 @@ func (s *Server) hook(r *http.Request, hook *config.Hook, ok bool) (int, map[str
 	if len(ids) > 1 {
 		resp["ids"] = ids
 	}
-	if w := q.Get("wait"); w != "" {
-		d, err := time.ParseDuration(w)
-		if err != nil || d <= 0 {
-			return errBody(fail(http.StatusBadRequest, "wait: want a duration such as 30s"))
-		}
-		ctx, cancel := context.WithTimeout(r.Context(), min(d, MaxWait))
+	if wait > 0 {
+		ctx, cancel := context.WithTimeout(r.Context(), min(wait, MaxWait))
 		defer cancel()
 		ev, err := s.updater.Wait(ctx, ids[len(ids)-1])
 		if err == nil && ev.Status.Done() {

@@ -39,6 +39,9 @@ func KnownKind(kind string) bool {
 // Options tunes SetImage.
 type Options struct {
 	Pin Pin
+	// WriteHost writes the pushed image's registry host where the manifest names the same
+	// repository path on another host (the push asked for that host explicitly).
+	WriteHost bool
 }
 
 // found is one container image scalar in one document.
@@ -120,7 +123,7 @@ func SetImage(fsys fs.FS, dir string, target Target, pushed imageref.Ref, opts O
 		if err != nil {
 			return res, fmt.Errorf("%s:%d: current image: %w", h.file, h.node.Line, err)
 		}
-		val, err := newValue(cur, pushed, opts.Pin)
+		val, err := newValue(cur, pushed, opts)
 		if err != nil {
 			return res, fmt.Errorf("%s:%d: %w", h.file, h.node.Line, err)
 		}

@@ -16,6 +16,9 @@ var (
 	ErrNotFound  = errors.New("not found")
 	ErrAmbiguous = errors.New("ambiguous target")
 	ErrUnsafe    = errors.New("refusing to rewrite")
+	// ErrOtherRepository means the target runs another repository than the one pushed (a Harbor
+	// project webhook fires for every repository in the project): the target is left alone.
+	ErrOtherRepository = errors.New("target runs another repository")
 )
 
 // Pin says how the version is written.
@@ -97,12 +100,20 @@ type Result struct {
 func (r Result) Changed() bool { return len(r.Files) > 0 }
 
 // newValue decides the string to write in place of cur for the pushed image.
-func newValue(cur, pushed imageref.Ref, pin Pin) (string, error) {
+func newValue(cur, pushed imageref.Ref, opts Options) (string, error) {
 	next := pushed
-	if cur.SameRepository(pushed) {
+	switch {
+	case cur.SameRepository(pushed):
 		// Keep the manifest's own spelling of the repository (acme/api, not docker.io/acme/api).
 		next = pushed.WithRepo(cur)
+	case cur.Path() != pushed.Path():
+		return "", fmt.Errorf("%w: pushed %s, target runs %s", ErrOtherRepository, pushed.Repo, cur.Repo)
+	case !opts.WriteHost:
+		// The same repository behind another host: a VPC endpoint, a registry's external name.
+		// The manifest's host is the one its cluster can pull from.
+		next = pushed.WithRepo(cur)
 	}
+	pin := opts.Pin
 	if next.Tag == "" && cur.Tag != "" && next.Digest == "" {
 		return "", fmt.Errorf("%w: pushed image %s has neither tag nor digest", ErrUnsafe, pushed)
 	}

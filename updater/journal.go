@@ -40,9 +40,11 @@ func OpenJournal(path string) (*Journal, error) {
 		repo TEXT NOT NULL,
 		status TEXT NOT NULL,
 		received_at INTEGER NOT NULL,
+		dedup TEXT NOT NULL DEFAULT '',
 		data BLOB NOT NULL
 	);
-	CREATE INDEX IF NOT EXISTS events_status ON events(status);`
+	CREATE INDEX IF NOT EXISTS events_status ON events(status);
+	CREATE INDEX IF NOT EXISTS events_dedup ON events(dedup) WHERE dedup != '';`
 	if _, err := db.Exec(schema); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("journal schema: %w", err)
@@ -65,8 +67,8 @@ func (j *Journal) Insert(ctx context.Context, ev *event.Event) error {
 	if err != nil {
 		return fmt.Errorf("journal insert %s: %w", ev.ID, err)
 	}
-	_, err = j.db.ExecContext(ctx, `INSERT INTO events (id, hook, repo, status, received_at, data) VALUES (?, ?, ?, ?, ?, ?)`,
-		ev.ID, ev.Hook, ev.Repo(), string(ev.Status), ev.ReceivedAt.UnixMilli(), data)
+	_, err = j.db.ExecContext(ctx, `INSERT INTO events (id, hook, repo, status, received_at, dedup, data) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+		ev.ID, ev.Hook, ev.Repo(), string(ev.Status), ev.ReceivedAt.UnixMilli(), dedupKey(ev), data)
 	if err != nil {
 		return fmt.Errorf("journal insert %s: %w", ev.ID, err)
 	}
@@ -84,6 +86,35 @@ func (j *Journal) Update(ctx context.Context, ev *event.Event) error {
 		return fmt.Errorf("journal update %s: %w", ev.ID, err)
 	}
 	return nil
+}
+
+// dedupKey identifies a delivery of the same content for the same targets: only a digest says
+// that two pushes of a tag carried the same image.
+func dedupKey(ev *event.Event) string {
+	if ev.Push.Digest == "" {
+		return ""
+	}
+	targets, _ := json.Marshal(ev.Targets)
+	return ev.Hook + "\x00" + ev.Push.Image + "@" + ev.Push.Digest + "\x00" + string(targets)
+}
+
+// Duplicate returns the id of an earlier event that delivered the same digest for the same
+// targets and succeeded, or "".
+func (j *Journal) Duplicate(ctx context.Context, ev *event.Event) (string, error) {
+	key := dedupKey(ev)
+	if key == "" {
+		return "", nil
+	}
+	var id string
+	err := j.db.QueryRowContext(ctx, `SELECT id FROM events WHERE dedup = ? AND status = 'succeeded' AND id != ? ORDER BY seq DESC LIMIT 1`,
+		key, ev.ID).Scan(&id)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("journal duplicate %s: %w", ev.ID, err)
+	}
+	return id, nil
 }
 
 // Get returns the event with that id.

@@ -116,7 +116,9 @@ func (u *Updater) Submit(ctx context.Context, ev *event.Event) error {
 }
 
 // Get returns the event with that id.
-func (u *Updater) Get(ctx context.Context, id string) (*event.Event, error) { return u.journal.Get(ctx, id) }
+func (u *Updater) Get(ctx context.Context, id string) (*event.Event, error) {
+	return u.journal.Get(ctx, id)
+}
 
 // Wait blocks until the event is done or ctx ends, and returns its latest state.
 func (u *Updater) Wait(ctx context.Context, id string) (*event.Event, error) {
@@ -236,6 +238,12 @@ func (u *Updater) runBatch(ctx, stop context.Context, log *slog.Logger, key stri
 		if ev.Status.Done() {
 			continue
 		}
+		if dup, err := u.journal.Duplicate(ctx, ev); err == nil && dup != "" {
+			// A registry re-delivering the same push: applying it again could only undo a later change.
+			ev.SetStep(event.Step{Name: "git", Repo: key, Status: event.Ignored, Detail: "duplicate delivery of event " + dup, At: time.Now()})
+			u.finish(ctx, log, ev)
+			continue
+		}
 		ev.Status = event.Running
 		ev.Attempts++
 		ev.UpdatedAt = time.Now()
@@ -325,6 +333,7 @@ func (u *Updater) gitStep(ctx context.Context, log *slog.Logger, key string, bat
 	}
 	type outcome struct {
 		changes []event.Change
+		ignored []string
 		err     error
 	}
 	var results map[string]*outcome
@@ -344,7 +353,11 @@ func (u *Updater) gitStep(ctx context.Context, log *slog.Logger, key string, bat
 				if t.Repo == "" || latest[targetKey(t)] != ev {
 					continue
 				}
-				changes, err := setImage(over, t, pushed, manifests.Pin(ev.Pin))
+				changes, err := setImage(over, t, pushed, manifests.Options{Pin: manifests.Pin(ev.Pin), WriteHost: ev.Push.ExplicitHost})
+				if errors.Is(err, manifests.ErrOtherRepository) {
+					out.ignored = append(out.ignored, err.Error())
+					continue
+				}
 				if err != nil {
 					out.err = err
 					break
@@ -376,6 +389,9 @@ func (u *Updater) gitStep(ctx context.Context, log *slog.Logger, key string, bat
 		case isSuperseded(ev, latest):
 			st.Status = event.Succeeded
 			st.Detail = "superseded by a later push in the same batch"
+		case len(out.changes) == 0 && len(out.ignored) > 0:
+			st.Status, st.Commit = event.Ignored, ""
+			st.Detail = strings.Join(out.ignored, "; ")
 		default:
 			st.Status = event.Succeeded
 			st.Changes = out.changes
@@ -416,7 +432,7 @@ func pushedRef(ev *event.Event) string {
 	return ev.Push.Image
 }
 
-func setImage(fsys *overlay, t event.Target, pushed imageref.Ref, pin manifests.Pin) ([]event.Change, error) {
+func setImage(fsys *overlay, t event.Target, pushed imageref.Ref, opts manifests.Options) ([]event.Change, error) {
 	var mt manifests.Target
 	if t.Workload != "" {
 		kind, name, err := manifests.ParseWorkload(t.Workload)
@@ -425,7 +441,7 @@ func setImage(fsys *overlay, t event.Target, pushed imageref.Ref, pin manifests.
 		}
 		mt = manifests.Target{Kind: kind, Name: name, Namespace: t.Namespace, Container: t.Container}
 	}
-	res, err := manifests.SetImage(fsys, t.Path, mt, pushed, manifests.Options{Pin: pin})
+	res, err := manifests.SetImage(fsys, t.Path, mt, pushed, opts)
 	if err != nil {
 		return nil, err
 	}
@@ -463,10 +479,14 @@ func (u *Updater) finish(ctx context.Context, log *slog.Logger, ev *event.Event)
 		}
 		ev.SetStep(st)
 	}
-	status := event.Succeeded
+	// Ignored when every step was (another repository, a duplicate); failed when any step failed.
+	status := event.Ignored
 	for _, s := range ev.Steps {
-		if s.Status == event.Failed {
+		switch {
+		case s.Status == event.Failed:
 			status = event.Failed
+		case s.Status == event.Succeeded && status != event.Failed:
+			status = event.Succeeded
 		}
 	}
 	if ev.Error != "" {
@@ -477,7 +497,7 @@ func (u *Updater) finish(ctx context.Context, log *slog.Logger, ev *event.Event)
 		st, _ := ev.Step("git")
 		ev.Error = st.Error
 	}
-	if u.notifier != nil {
+	if u.notifier != nil && ev.Status != event.Ignored {
 		st := event.Step{Name: "notify", Status: event.Succeeded, At: time.Now()}
 		if err := u.notifier.Notify(ctx, ev); err != nil {
 			// A mail failure never fails the update; it is recorded for the operator.

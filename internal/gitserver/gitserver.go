@@ -4,6 +4,7 @@ package gitserver
 
 import (
 	"crypto/subtle"
+	"io/fs"
 	"net/http"
 	"net/http/cgi"
 	"net/http/httptest"
@@ -71,15 +72,15 @@ func Git(t testing.TB, dir string, args ...string) string {
 	return strings.TrimSpace(string(out))
 }
 
-// NewRepo creates a bare repository name.git whose main branch holds the files under src (a
-// directory copied as is), and returns its clone URL without credentials.
-func (s *Server) NewRepo(t testing.TB, name, src string) string {
+// NewRepo creates a bare repository name.git whose main branch holds the files of src, and returns
+// its clone URL without credentials.
+func (s *Server) NewRepo(t testing.TB, name string, src fs.FS) string {
 	t.Helper()
 	bare := filepath.Join(s.Root, name+".git")
 	Git(t, s.Root, "init", "-q", "--bare", "-b", "main", bare)
 	Git(t, bare, "config", "http.receivepack", "true")
 	work := t.TempDir()
-	if err := os.CopyFS(work, os.DirFS(src)); err != nil {
+	if err := os.CopyFS(work, src); err != nil {
 		t.Fatal(err)
 	}
 	Git(t, work, "init", "-q", "-b", "main")

@@ -1,0 +1,139 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func env(m map[string]string) func(string) (string, bool) {
+	return func(k string) (string, bool) { v, ok := m[k]; return v, ok }
+}
+
+const valid = `
+listen: ":9100"
+repos:
+  - name: apps
+    url: https://git.example.com/platform/apps.git
+    auth: {username: imagehook, password: ${GIT_TOKEN}}
+hooks:
+  - id: website
+    token: ${WEBSITE_TOKEN}
+    source: aliyun
+    targets:
+      - repo: apps
+        path: clusters/prod/website
+        workload: deployment/website
+        namespace: web
+        container: website
+`
+
+func TestParseValid(t *testing.T) {
+	c, err := Parse([]byte(valid), env(map[string]string{"GIT_TOKEN": "gt", "WEBSITE_TOKEN": "wt"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Listen != ":9100" || c.DataDir != "./data" || c.MaxBodyBytes != 1<<20 {
+		t.Errorf("defaults: %+v", c)
+	}
+	if c.Repos[0].Branch != "main" || c.Repos[0].Auth.Password != "gt" || c.Hooks[0].Token != "wt" {
+		t.Errorf("repo/hook: %+v %+v", c.Repos[0], c.Hooks[0])
+	}
+	red := c.Redacted()
+	if red.Hooks[0].Token != "<redacted>" || red.Repos[0].Auth.Password != "<redacted>" || c.Hooks[0].Token != "wt" {
+		t.Errorf("Redacted: %+v, original %+v", red.Hooks[0], c.Hooks[0])
+	}
+}
+
+func TestSecretFile(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "token")
+	if err := os.WriteFile(p, []byte("from-file\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	y := strings.Replace(valid, "token: ${WEBSITE_TOKEN}", "tokenFile: "+p, 1)
+	c, err := Parse([]byte(y), env(map[string]string{"GIT_TOKEN": "x"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Hooks[0].Token != "from-file" {
+		t.Errorf("token = %q", c.Hooks[0].Token)
+	}
+}
+
+func TestParseErrors(t *testing.T) {
+	vars := env(map[string]string{"GIT_TOKEN": "gt", "WEBSITE_TOKEN": "wt"})
+	tests := []struct {
+		name, yaml, want string
+	}{
+		{"unknown key names the line", strings.Replace(valid, "source: aliyun", "source: aliyun\n    sorce: x", 1), "line 11: field sorce not found"},
+		{"unset env", valid, "WEBSITE_TOKEN is not set"},
+		{"missing token", strings.Replace(valid, "token: ${WEBSITE_TOKEN}", "", 1), "hooks[website].token: required"},
+		{"unknown repo", strings.Replace(valid, "- repo: apps", "- repo: nope", 1), `hooks[website].targets[0].repo: no repository named "nope"`},
+		{"bad workload", strings.Replace(valid, "deployment/website", "website", 1), `hooks[website].targets[0].workload: "website" is not kind/name`},
+		{"path escape", strings.Replace(valid, "clusters/prod/website", "../etc", 1), "must be relative and stay inside"},
+		{"unknown cluster", strings.Replace(valid, "container: website", "container: website\n        cluster: prod", 1), `no cluster named "prod"`},
+		{"bad pin", strings.Replace(valid, "source: aliyun", "source: aliyun\n    pin: sha", 1), `pin: "sha" is not tag or digest`},
+		{"duplicate hook", valid + `  - id: website
+    token: x
+    targets: [{repo: apps, workload: deployment/a}]
+`, "hooks[website]: duplicate id"},
+		{"bad mail tls", valid + "mail: {host: smtp.example.com, tls: ssl, from: a@example.com}\n", `mail.tls: "ssl"`},
+		{"not yaml", "hooks: [", "parse"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			lookup := vars
+			if tt.name == "unset env" {
+				lookup = env(map[string]string{"GIT_TOKEN": "gt"})
+			}
+			_, err := Parse([]byte(tt.yaml), lookup)
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("err = %v, want it to contain %q", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestMailDefaults(t *testing.T) {
+	for _, tt := range []struct {
+		in   string
+		port int
+		tls  string
+	}{
+		{"{host: h, from: a@b.c}", 465, "implicit"},
+		{"{host: h, from: a@b.c, port: 587}", 587, "starttls"},
+		{"{host: h, from: a@b.c, port: 25}", 25, "none"},
+		{"{host: h, from: a@b.c, tls: starttls}", 587, "starttls"},
+	} {
+		c, err := Parse([]byte("mail: "+tt.in+"\n"), env(nil))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.Mail.Port != tt.port || c.Mail.TLS != tt.tls || c.Mail.Language != "zh" {
+			t.Errorf("%s: got %d %s %s", tt.in, c.Mail.Port, c.Mail.TLS, c.Mail.Language)
+		}
+	}
+}
+
+func FuzzParse(f *testing.F) {
+	f.Add([]byte(valid))
+	f.Add([]byte("hooks: [{id: a, token: b, targets: [{cluster: c, workload: d/e}]}]\nclusters: [{name: c}]\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		c, err := Parse(data, env(map[string]string{"GIT_TOKEN": "g", "WEBSITE_TOKEN": "w"}))
+		if err == nil && c == nil {
+			t.Fatal("nil config without error")
+		}
+	})
+}
+
+func TestEnvAdjacent(t *testing.T) {
+	c, err := Parse([]byte("hooks: [{id: a, token: ${A}${B}_x, targets: [{cluster: c, workload: d/e}]}]\nclusters: [{name: c}]\n"),
+		env(map[string]string{"A": "1", "B": "2"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Hooks[0].Token != "12_x" {
+		t.Errorf("token = %q", c.Hooks[0].Token)
+	}
+}
