@@ -36,6 +36,7 @@ Usage:
   imagehook serve [--config imagehook.yaml]     run the service (no config: the local quickstart)
   imagehook set-image [--workload kind/name] [--namespace ns] [--container name] IMAGE PATH...
   imagehook check-config [--config F]           validate and print what would be served
+  imagehook send-test-mail --to ADDR [--config F]  send a sample report to check the mail setup
   imagehook version
 `
 
@@ -56,6 +57,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = setImage(args[1:], stdout)
 	case "check-config":
 		err = checkConfig(args[1:], stdout)
+	case "send-test-mail":
+		err = sendTestMail(args[1:], stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintln(stdout, "imagehook", buildVersion())
 	case "help", "-h", "--help":
@@ -224,5 +227,46 @@ func setImage(args []string, stdout io.Writer) error {
 	for _, c := range all {
 		fmt.Fprintln(stdout, strings.TrimSpace(c.String()))
 	}
+	return nil
+}
+
+func sendTestMail(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("send-test-mail", flag.ContinueOnError)
+	cfgPath := fs.String("config", "", "config file (none: the old tool's MAIL_* environment)")
+	to := fs.String("to", "", "recipient address")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *to == "" {
+		return errors.New("send-test-mail: --to is required")
+	}
+	var cfg *config.Config
+	var err error
+	if *cfgPath != "" {
+		cfg, err = config.Load(*cfgPath)
+	} else {
+		cfg, err = config.Parse(nil, os.LookupEnv)
+	}
+	if err != nil {
+		return err
+	}
+	if cfg.Mail == nil {
+		return errors.New("send-test-mail: no mail configured (a mail: section or MAIL_SMTP_SERVER)")
+	}
+	log, _ := newLogger(stderr, "text", "info")
+	mailer, err := service.NewMailer(cfg.Mail, log)
+	if err != nil {
+		return err
+	}
+	subject, body := "imagehook: test mail", "This is a test message from imagehook: mail delivery works.\n"
+	if cfg.Mail.Language == "zh" {
+		subject, body = "Webhooks通知: imagehook 测试邮件", "这是一封来自 imagehook 的测试邮件:邮件发送配置正确。\n"
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	if err := mailer.Send(ctx, []string{*to}, subject, body); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "sent a test mail to %s through %s:%d (%s)\n", *to, cfg.Mail.Host, cfg.Mail.Port, cfg.Mail.TLS)
 	return nil
 }

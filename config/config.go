@@ -42,6 +42,8 @@ type Repo struct {
 	Author Author   `yaml:"author"`
 	// Timeout bounds each fetch and push.
 	Timeout Duration `yaml:"timeout"`
+	// CommitURL links a commit in reports: "https://git.example.com/platform/apps/commit/{sha}".
+	CommitURL string `yaml:"commitURL"`
 }
 
 // RepoAuth holds a repository's credentials; every secret may be inline, ${ENV} or a ...File path.
@@ -84,6 +86,8 @@ type Mail struct {
 	CAFile             string   `yaml:"caFile"`
 	InsecureSkipVerify bool     `yaml:"insecureSkipVerify"`
 	Timeout            Duration `yaml:"timeout"`
+	// CAPEM is a CA given inline by the old tool's MAIL_CACERT variable.
+	CAPEM string `yaml:"-"`
 }
 
 // Hook is one webhook endpoint, POST /hooks/{id}.
@@ -169,6 +173,14 @@ func Parse(data []byte, lookup func(string) (string, bool)) (*Config, error) {
 	}
 	if err := c.readSecretFiles(); err != nil {
 		return nil, err
+	}
+	if c.Mail == nil {
+		// A drop-in for the old tool: its MAIL_* environment configures mail.
+		m, err := MailFromEnv(lookup)
+		if err != nil {
+			return nil, err
+		}
+		c.Mail = m
 	}
 	c.applyDefaults()
 	if err := c.Validate(); err != nil {

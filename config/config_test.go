@@ -1,6 +1,7 @@
 package config
 
 import (
+	"encoding/base64"
 	"os"
 	"path/filepath"
 	"strings"
@@ -135,5 +136,25 @@ func TestEnvAdjacent(t *testing.T) {
 	}
 	if c.Hooks[0].Token != "12_x" {
 		t.Errorf("token = %q", c.Hooks[0].Token)
+	}
+}
+
+func TestMailFromOldEnv(t *testing.T) {
+	b64 := func(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) }
+	c, err := Parse([]byte("listen: ':1'\n"), env(map[string]string{
+		"MAIL_SMTP_SERVER": b64("smtp.qq.com"), "MAIL_FROM": b64("bot@qq.com"), "MAIL_PASSWORD": b64("pw"),
+		"MAIL_SMTP_PORT": "465", "MAIL_TLS_CHECK": "false",
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := c.Mail
+	if m == nil || m.Host != "smtp.qq.com" || m.From != "bot@qq.com" || m.Username != "bot@qq.com" || m.Password != "pw" ||
+		m.Port != 465 || m.TLS != "implicit" || !m.InsecureSkipVerify {
+		t.Errorf("mail = %+v", m)
+	}
+	c, err = Parse([]byte("listen: ':1'\n"), env(map[string]string{"MAIL_SMTP_SERVER": "smtp.163.com", "MAIL_FROM": "a@163.com", "MAIL_SMTP_PORT": "587"}))
+	if err != nil || c.Mail.Host != "smtp.163.com" || c.Mail.TLS != "starttls" {
+		t.Errorf("plain values: %+v %v", c.Mail, err)
 	}
 }

@@ -93,11 +93,13 @@ func (e *Event) Repo() string {
 
 // Step is the outcome of one stage of the flow: "git", "apply" or "notify".
 type Step struct {
-	Name    string    `json:"name"`
-	Status  Status    `json:"status"`
-	Repo    string    `json:"repo,omitempty"`
-	Cluster string    `json:"cluster,omitempty"`
-	Commit  string    `json:"commit,omitempty"`
+	Name    string `json:"name"`
+	Status  Status `json:"status"`
+	Repo    string `json:"repo,omitempty"`
+	Cluster string `json:"cluster,omitempty"`
+	Commit  string `json:"commit,omitempty"`
+	// URL links the commit in the repository's web UI, when the repo has a commitURL.
+	URL     string    `json:"url,omitempty"`
 	Files   []string  `json:"files,omitempty"`
 	Changes []Change  `json:"changes,omitempty"`
 	Detail  string    `json:"detail,omitempty"`

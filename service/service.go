@@ -20,6 +20,7 @@ import (
 	"github.com/imagehook/imagehook/gitops"
 	"github.com/imagehook/imagehook/listener"
 	"github.com/imagehook/imagehook/notify"
+	"github.com/imagehook/imagehook/notify/mail"
 	"github.com/imagehook/imagehook/updater"
 )
 
@@ -75,7 +76,7 @@ func (s *Service) build() error {
 		}
 		repos[rc.Name] = r
 	}
-	notifier, err := newNotifier(cfg, s.log)
+	notifier, err := NewNotifier(cfg, s.log)
 	if err != nil {
 		return err
 	}
@@ -83,7 +84,12 @@ func (s *Service) build() error {
 	if err != nil {
 		return err
 	}
-	s.updater = updater.New(s.journal, repos, applier, notifier, s.log, s.opts.Updater)
+	uopts := s.opts.Updater
+	uopts.CommitURLs = map[string]string{}
+	for _, rc := range cfg.Repos {
+		uopts.CommitURLs[rc.Name] = rc.CommitURL
+	}
+	s.updater = updater.New(s.journal, repos, applier, notifier, s.log, uopts)
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -119,8 +125,27 @@ func repoAuth(rc config.Repo, log *slog.Logger) (gitops.Auth, error) {
 	return a, nil
 }
 
-func newNotifier(cfg *config.Config, log *slog.Logger) (notify.Notifier, error) {
-	return notify.Log{Logger: log}, nil
+// NewNotifier returns the mail notifier for cfg.Mail, or the log notifier when mail is not set up
+// (and always in the quickstart).
+func NewNotifier(cfg *config.Config, log *slog.Logger) (notify.Notifier, error) {
+	if cfg.Mail == nil || cfg.Quickstart {
+		return notify.Log{Logger: log}, nil
+	}
+	return NewMailer(cfg.Mail, log)
+}
+
+// NewMailer builds the SMTP notifier from the mail config.
+func NewMailer(m *config.Mail, log *slog.Logger) (*mail.Notifier, error) {
+	ca := []byte(m.CAPEM)
+	if m.CAFile != "" {
+		var err error
+		if ca, err = os.ReadFile(m.CAFile); err != nil {
+			return nil, fmt.Errorf("mail.caFile: %w", err)
+		}
+	}
+	return mail.New(mail.Config{Host: m.Host, Port: m.Port, TLS: m.TLS, Username: m.Username, Password: m.Password,
+		From: m.From, To: m.To, Language: m.Language, CAPEM: ca, InsecureSkipVerify: m.InsecureSkipVerify,
+		Timeout: time.Duration(m.Timeout)}, log)
 }
 
 func newApplier(cfg *config.Config, log *slog.Logger) (updater.Applier, error) {

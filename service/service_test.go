@@ -18,6 +18,7 @@ import (
 	"github.com/imagehook/imagehook/config"
 	"github.com/imagehook/imagehook/examples"
 	"github.com/imagehook/imagehook/internal/gitserver"
+	"github.com/imagehook/imagehook/internal/smtptest"
 	"github.com/imagehook/imagehook/updater"
 )
 
@@ -55,7 +56,7 @@ type harness struct {
 
 // newHarness serves the example manifests over smart HTTP and writes a config with one hook per
 // payload format, all targeting the website deployment as the old tool's URLs name it.
-func newHarness(t *testing.T) *harness {
+func newHarness(t *testing.T, extra ...string) *harness {
 	t.Helper()
 	git := gitserver.New(t, "imagehook", gitPassword)
 	url := git.NewRepo(t, "apps", examples.Manifests())
@@ -83,8 +84,9 @@ repos:
     url: %s
     auth: {username: imagehook, passwordFile: %s}
     author: {name: imagehook-test, email: imagehook@example.com}
+%s
 hooks:
-%s`, filepath.Join(dir, "data"), url, filepath.Join(dir, "git-password"), hooks.String())
+%s`, filepath.Join(dir, "data"), url, filepath.Join(dir, "git-password"), strings.Join(extra, "\n"), hooks.String())
 	cfg, err := config.Parse([]byte(yml), func(k string) (string, bool) {
 		if k == "HOOK_TOKEN" {
 			return hookToken, true
@@ -364,5 +366,43 @@ func TestAcceptedEventSurvivesRestart(t *testing.T) {
 	}
 	if got := h.gitOut("show", "main:apps/website/deployment.yaml"); !strings.Contains(got, "imagehook-demo/website:9.9.9") {
 		t.Errorf("image not updated after restart:\n%s", got)
+	}
+}
+
+// TestMailReportsSuccessAndFailure runs the flow with mail pointed at a real SMTP server.
+func TestMailReportsSuccessAndFailure(t *testing.T) {
+	_, cert := smtptest.TestCA(t)
+	smtpSrv := smtptest.Start(t, smtptest.Options{}, cert)
+	h := newHarness(t, fmt.Sprintf(`mail: {host: 127.0.0.1, port: %d, tls: none, username: %s, password: %s, from: %s, to: [ops@example.com], language: en}`,
+		smtpSrv.Port, smtptest.User, smtptest.Password, smtptest.User))
+	ok := []byte(`{"push_data":{"tag":"2.0.0"},"repository":{"repo_name":"imagehook-demo/website"}}`)
+	if code, body := h.post("/hooks/dockerhub?wait=30s&token="+hookToken, ok); code != 200 || body["status"] != "succeeded" {
+		t.Fatalf("got %d %v", code, body)
+	}
+	// A tag that the pinned-digest rule cannot write makes the event fail: pin the image first.
+	bad := []byte(`{"push_data":{"tag":"2.0.1"},"repository":{"repo_name":"imagehook-demo/other"}}`)
+	if code, body := h.post("/hooks/dockerhub?wait=30s&token="+hookToken, bad); code != 200 || body["status"] != "ignored" {
+		t.Fatalf("got %d %v", code, body)
+	}
+	// The git server goes away: the event is retried, then fails, and the failure is mailed.
+	h.git.Down.Store(true)
+	down := []byte(`{"push_data":{"tag":"2.0.2"},"repository":{"repo_name":"imagehook-demo/website"}}`)
+	if code, body := h.post("/hooks/dockerhub?wait=60s&token="+hookToken, down); code != 200 || body["status"] != "failed" || body["attempts"] != float64(10) {
+		t.Fatalf("got %d %v", code, body)
+	}
+	msgs, rcpts := smtpSrv.Messages()
+	if len(msgs) != 2 {
+		t.Fatalf("got %d mails, want 2 (the ignored push is not mailed)", len(msgs))
+	}
+	if !strings.Contains(string(msgs[1]), "failed") || !strings.Contains(string(msgs[1]), "503") {
+		t.Errorf("failure mail:\n%s", msgs[1])
+	}
+	if rcpts[0][0] != "ops@example.com" || !strings.Contains(string(msgs[0]), "imagehook-demo/website:2.0.0") {
+		t.Errorf("mail: %v\n%s", rcpts, msgs[0])
+	}
+	for _, secret := range []string{smtptest.Password, gitPassword, hookToken} {
+		if strings.Contains(string(msgs[0]), secret) {
+			t.Errorf("mail contains a secret")
+		}
 	}
 }

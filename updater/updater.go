@@ -40,6 +40,8 @@ type Options struct {
 	RetryMax  time.Duration
 	// MaxAttempts bounds the git batches tried for one event before it fails.
 	MaxAttempts int
+	// CommitURLs maps a repository name to its commit link template, with {sha} for the commit.
+	CommitURLs map[string]string
 }
 
 // Updater runs the flow. Create it with New, then call Run.
@@ -383,6 +385,9 @@ func (u *Updater) gitStep(ctx context.Context, log *slog.Logger, key string, bat
 	for _, ev := range batch {
 		out := results[ev.ID]
 		st := event.Step{Name: "git", Repo: key, At: now, Commit: commit.Hash}
+		if tmpl := u.opts.CommitURLs[key]; tmpl != "" && commit.Changed {
+			st.URL = strings.ReplaceAll(tmpl, "{sha}", commit.Hash)
+		}
 		switch {
 		case out.err != nil:
 			st.Status, st.Error, st.Commit = event.Failed, out.err.Error(), ""

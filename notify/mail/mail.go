@@ -1,0 +1,368 @@
+// Package mail sends event reports over SMTP with go-smtp and go-sasl: implicit TLS, STARTTLS (never
+// silently downgraded) or plain; AUTH PLAIN or LOGIN as the server offers; retries on transient
+// failures only.
+package mail
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"embed"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"mime"
+	"mime/quotedprintable"
+	"net"
+	"net/mail"
+	"os"
+	"strconv"
+	"strings"
+	"text/template"
+	"time"
+
+	"github.com/emersion/go-sasl"
+	"github.com/emersion/go-smtp"
+
+	"github.com/imagehook/imagehook/event"
+	"github.com/imagehook/imagehook/notify"
+)
+
+//go:embed templates/*.tmpl
+var templateFS embed.FS
+
+// Config is the SMTP setup.
+type Config struct {
+	Host     string
+	Port     int
+	TLS      string // implicit | starttls | none
+	Username string
+	Password string
+	From     string
+	// To receives every report, besides a hook's own recipients.
+	To       []string
+	Language string // zh | en
+	// CAPEM holds extra PEM roots (a company CA).
+	CAPEM              []byte
+	InsecureSkipVerify bool
+	Timeout            time.Duration
+	// Retries and RetryBase bound the retries of a transient failure.
+	Retries   int
+	RetryBase time.Duration
+}
+
+// Notifier mails event reports.
+type Notifier struct {
+	cfg       Config
+	log       *slog.Logger
+	tls       *tls.Config
+	templates map[string]*template.Template // subject.zh, body.en, …
+}
+
+var _ notify.Notifier = (*Notifier)(nil)
+
+// ErrHeader is returned when a header value would contain a line break.
+var ErrHeader = errors.New("header value contains a line break")
+
+// New checks cfg and parses the templates.
+func New(cfg Config, log *slog.Logger) (*Notifier, error) {
+	if cfg.Timeout == 0 {
+		cfg.Timeout = 30 * time.Second
+	}
+	if cfg.Retries == 0 {
+		cfg.Retries = 3
+	}
+	if cfg.RetryBase == 0 {
+		cfg.RetryBase = 2 * time.Second
+	}
+	if _, err := mail.ParseAddress(cfg.From); err != nil {
+		return nil, fmt.Errorf("mail from %q: %w", cfg.From, err)
+	}
+	n := &Notifier{cfg: cfg, log: log, templates: map[string]*template.Template{}}
+	n.tls = &tls.Config{ServerName: cfg.Host, MinVersion: tls.VersionTLS12, InsecureSkipVerify: cfg.InsecureSkipVerify}
+	if cfg.InsecureSkipVerify {
+		log.Warn("mail: TLS certificate verification is off (insecureSkipVerify)", "host", cfg.Host)
+	}
+	if len(cfg.CAPEM) > 0 {
+		pool, err := x509.SystemCertPool()
+		if err != nil {
+			pool = x509.NewCertPool()
+		}
+		if !pool.AppendCertsFromPEM(cfg.CAPEM) {
+			return nil, errors.New("mail caFile: no PEM certificate found")
+		}
+		n.tls.RootCAs = pool
+	}
+	for _, kind := range []string{"subject", "body"} {
+		for _, lang := range []string{"zh", "en"} {
+			name := kind + "." + lang + ".tmpl"
+			t, err := template.New(name).ParseFS(templateFS, "templates/"+name)
+			if err != nil {
+				return nil, fmt.Errorf("mail template %s: %w", name, err)
+			}
+			n.templates[kind+"."+lang] = t
+		}
+	}
+	return n, nil
+}
+
+// Notify mails the report of a finished event to the hook's and the global recipients.
+func (n *Notifier) Notify(ctx context.Context, ev *event.Event) error {
+	failed := notify.Failed(ev)
+	if !notify.Wanted(ev, failed) {
+		return nil
+	}
+	to := append([]string(nil), n.cfg.To...)
+	lang := n.cfg.Language
+	if ev.Mail != nil {
+		to = append(to, ev.Mail.To...)
+		if ev.Mail.Language != "" {
+			lang = ev.Mail.Language
+		}
+	}
+	if len(to) == 0 {
+		return nil
+	}
+	subject, body, err := n.render(ev, lang, failed)
+	if err != nil {
+		return err
+	}
+	return n.Send(ctx, to, subject, body)
+}
+
+type stepView struct {
+	event.Step
+	Label string
+}
+
+type changeView struct {
+	event.Change
+	Namespace string
+}
+
+type view struct {
+	Event     *event.Event
+	Failed    bool
+	Image     string
+	Namespace string
+	Workload  string
+	Container string
+	Changes   []changeView
+	Steps     []stepView
+	CommitURL string
+}
+
+func (n *Notifier) render(ev *event.Event, lang string, failed bool) (string, string, error) {
+	if lang != "en" {
+		lang = "zh"
+	}
+	v := view{Event: ev, Failed: failed, Image: ev.Push.Image}
+	if ev.Push.Digest != "" {
+		v.Image += "@" + ev.Push.Digest
+	}
+	if len(ev.Targets) > 0 {
+		t := ev.Targets[0]
+		v.Namespace, v.Workload, v.Container = t.Namespace, t.Workload, t.Container
+	}
+	labels := map[string]map[string]string{
+		"zh": {"git": "Git 提交", "apply": "集群更新", "rollout": "发布"},
+		"en": {"git": "Git commit", "apply": "Cluster apply", "rollout": "Rollout"},
+	}
+	for _, s := range ev.Steps {
+		if s.Name == "notify" {
+			continue
+		}
+		label := labels[lang][s.Name]
+		if label == "" {
+			label = s.Name
+		}
+		if s.Cluster != "" {
+			label += " (" + s.Cluster + ")"
+		}
+		v.Steps = append(v.Steps, stepView{Step: s, Label: label})
+		for _, c := range s.Changes {
+			ns := c.Namespace
+			if ns == "" && len(ev.Targets) > 0 {
+				ns = ev.Targets[0].Namespace
+			}
+			v.Changes = append(v.Changes, changeView{Change: c, Namespace: ns})
+		}
+		if s.URL != "" && s.Status == event.Succeeded {
+			v.CommitURL = s.URL
+		}
+	}
+	var subj, body bytes.Buffer
+	if err := n.templates["subject."+lang].Execute(&subj, v); err != nil {
+		return "", "", fmt.Errorf("mail subject: %w", err)
+	}
+	if err := n.templates["body."+lang].Execute(&body, v); err != nil {
+		return "", "", fmt.Errorf("mail body: %w", err)
+	}
+	return strings.TrimSpace(subj.String()), body.String(), nil
+}
+
+// Send delivers one message, retrying transient failures (connection errors, 4xx replies) with
+// backoff; a 5xx reply is final.
+func (n *Notifier) Send(ctx context.Context, to []string, subject, body string) error {
+	msg, err := n.message(to, subject, body, time.Now())
+	if err != nil {
+		return err
+	}
+	delay := n.cfg.RetryBase
+	for attempt := 1; ; attempt++ {
+		err = n.deliver(ctx, to, msg)
+		if err == nil || !transient(err) || attempt >= n.cfg.Retries {
+			if err != nil {
+				return fmt.Errorf("mail to %s: %w", strings.Join(to, ","), err)
+			}
+			return nil
+		}
+		n.log.Warn("mail delivery failed, retrying", "attempt", attempt, "err", err)
+		t := time.NewTimer(delay)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-t.C:
+		}
+		delay *= 2
+	}
+}
+
+// transient reports whether a delivery error may go away: a 4xx reply or a network failure.
+func transient(err error) bool {
+	var se *smtp.SMTPError
+	if errors.As(err, &se) {
+		return se.Code >= 400 && se.Code < 500
+	}
+	var ne net.Error
+	var oe *net.OpError
+	return errors.As(err, &ne) || errors.As(err, &oe)
+}
+
+func (n *Notifier) deliver(ctx context.Context, to []string, msg []byte) error {
+	addr := net.JoinHostPort(n.cfg.Host, strconv.Itoa(n.cfg.Port))
+	ctx, cancel := context.WithTimeout(ctx, n.cfg.Timeout)
+	defer cancel()
+	dialer := &net.Dialer{}
+	var conn net.Conn
+	var err error
+	if n.cfg.TLS == "implicit" {
+		conn, err = (&tls.Dialer{NetDialer: dialer, Config: n.tls}).DialContext(ctx, "tcp", addr)
+	} else {
+		conn, err = dialer.DialContext(ctx, "tcp", addr)
+	}
+	if err != nil {
+		return fmt.Errorf("connect %s: %w", addr, err)
+	}
+	if dl, ok := ctx.Deadline(); ok {
+		_ = conn.SetDeadline(dl)
+	}
+	var c *smtp.Client
+	if n.cfg.TLS == "starttls" {
+		// Fails when the server does not offer STARTTLS: never fall back to plain text.
+		if c, err = smtp.NewClientStartTLS(conn, n.tls); err != nil {
+			conn.Close()
+			return fmt.Errorf("starttls %s: %w", addr, err)
+		}
+	} else {
+		c = smtp.NewClient(conn)
+	}
+	c.CommandTimeout, c.SubmissionTimeout = n.cfg.Timeout, n.cfg.Timeout
+	defer c.Close()
+	if err := c.Hello(hostname()); err != nil {
+		return fmt.Errorf("hello: %w", err)
+	}
+	if n.cfg.Username != "" {
+		var a sasl.Client
+		switch {
+		case c.SupportsAuth("PLAIN"):
+			a = sasl.NewPlainClient("", n.cfg.Username, n.cfg.Password)
+		case c.SupportsAuth("LOGIN"):
+			a = sasl.NewLoginClient(n.cfg.Username, n.cfg.Password)
+		default:
+			return errors.New("server offers neither AUTH PLAIN nor LOGIN")
+		}
+		if err := c.Auth(a); err != nil {
+			return fmt.Errorf("auth: %w", err)
+		}
+	}
+	if err := c.Mail(bareAddress(n.cfg.From), nil); err != nil {
+		return fmt.Errorf("mail from: %w", err)
+	}
+	for _, rcpt := range to {
+		if err := c.Rcpt(bareAddress(rcpt), nil); err != nil {
+			return fmt.Errorf("rcpt %s: %w", rcpt, err)
+		}
+	}
+	w, err := c.Data()
+	if err != nil {
+		return fmt.Errorf("data: %w", err)
+	}
+	if _, err := w.Write(msg); err != nil {
+		return fmt.Errorf("data: %w", err)
+	}
+	if err := w.Close(); err != nil {
+		return fmt.Errorf("data: %w", err)
+	}
+	return c.Quit()
+}
+
+func hostname() string {
+	h, err := os.Hostname()
+	if err != nil || h == "" {
+		return "localhost"
+	}
+	return h
+}
+
+func bareAddress(s string) string {
+	if a, err := mail.ParseAddress(s); err == nil {
+		return a.Address
+	}
+	return s
+}
+
+// message builds an RFC 5322 message: a UTF-8 text body in quoted-printable and an RFC 2047 subject.
+func (n *Notifier) message(to []string, subject, body string, now time.Time) ([]byte, error) {
+	for _, v := range append([]string{n.cfg.From, subject}, to...) {
+		if strings.ContainsAny(v, "\r\n") {
+			return nil, ErrHeader
+		}
+	}
+	var addrs []string
+	for _, t := range to {
+		a, err := mail.ParseAddress(t)
+		if err != nil {
+			return nil, fmt.Errorf("mail to %q: %w", t, err)
+		}
+		addrs = append(addrs, a.String())
+	}
+	from, _ := mail.ParseAddress(n.cfg.From)
+	id := make([]byte, 12)
+	_, _ = rand.Read(id)
+	domain := "imagehook.local"
+	if _, d, ok := strings.Cut(from.Address, "@"); ok {
+		domain = d
+	}
+	var b bytes.Buffer
+	fmt.Fprintf(&b, "Date: %s\r\n", now.Format(time.RFC1123Z))
+	fmt.Fprintf(&b, "Message-ID: <%s@%s>\r\n", hex.EncodeToString(id), domain)
+	fmt.Fprintf(&b, "From: %s\r\n", from.String())
+	fmt.Fprintf(&b, "To: %s\r\n", strings.Join(addrs, ", "))
+	fmt.Fprintf(&b, "Subject: %s\r\n", mime.BEncoding.Encode("UTF-8", subject))
+	b.WriteString("MIME-Version: 1.0\r\n")
+	b.WriteString("Content-Type: text/plain; charset=UTF-8\r\n")
+	b.WriteString("Content-Transfer-Encoding: quoted-printable\r\n\r\n")
+	qp := quotedprintable.NewWriter(&b)
+	if _, err := qp.Write([]byte(strings.ReplaceAll(body, "\n", "\r\n"))); err != nil {
+		return nil, err
+	}
+	if err := qp.Close(); err != nil {
+		return nil, err
+	}
+	return b.Bytes(), nil
+}

@@ -1,0 +1,191 @@
+package mail
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"io"
+	"log/slog"
+	"mime"
+	"mime/quotedprintable"
+	"net/mail"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-sasl"
+	"github.com/emersion/go-smtp"
+
+	"github.com/imagehook/imagehook/event"
+	"github.com/imagehook/imagehook/internal/smtptest"
+)
+
+const (
+	user     = smtptest.User
+	password = smtptest.Password
+)
+
+func sampleEvent() *event.Event {
+	return &event.Event{ID: "06h1ram0x2q8jbk0aa8114aqcg", Hook: "website",
+		Push:    event.Push{Image: "registry.cn-hangzhou.aliyuncs.com/acme/website:1.1.0", Source: "aliyun", Pusher: "ci"},
+		Targets: []event.Target{{Repo: "apps", Workload: "deployment/website", Namespace: "web", Container: "website"}},
+		Mail:    &event.Mail{To: []string{"ops@example.com", "王工 <dev@example.com>"}},
+		Steps: []event.Step{{Name: "git", Status: event.Succeeded, Commit: "0e0429bb0ad0ead97d3e34cdb352e103dbe71600",
+			URL: "https://git.example.com/apps/commit/0e0429bb0ad0ead97d3e34cdb352e103dbe71600",
+			Changes: []event.Change{{File: "apps/website/deployment.yaml", Workload: "deployment/website", Container: "website",
+				Old: "registry.cn-hangzhou.aliyuncs.com/acme/website:1.0.0", New: "registry.cn-hangzhou.aliyuncs.com/acme/website:1.1.0"}}}},
+		Status: event.Succeeded}
+}
+
+func newNotifier(t *testing.T, cfg Config) *Notifier {
+	t.Helper()
+	cfg.Host = "127.0.0.1"
+	cfg.From = "imagehook <" + user + ">"
+	cfg.RetryBase = 10 * time.Millisecond
+	cfg.Timeout = 5 * time.Second
+	n, err := New(cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+func TestDelivery(t *testing.T) {
+	caPEM, cert := smtptest.TestCA(t)
+	tests := []struct {
+		name string
+		srv  smtptest.Options
+		tls  string
+		lang string
+		mech string
+	}{
+		{"implicit TLS, PLAIN, Chinese", smtptest.Options{ImplicitTLS: true}, "implicit", "zh", sasl.Plain},
+		{"STARTTLS, PLAIN, English", smtptest.Options{StartTLS: true}, "starttls", "en", sasl.Plain},
+		{"plain relay, LOGIN only", smtptest.Options{LoginOnly: true}, "none", "zh", sasl.Login},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := smtptest.Start(t, tt.srv, cert)
+			port := srv.Port
+			n := newNotifier(t, Config{Port: port, TLS: tt.tls, Username: user, Password: password, Language: tt.lang, CAPEM: caPEM})
+			if err := n.Notify(context.Background(), sampleEvent()); err != nil {
+				t.Fatal(err)
+			}
+			messages, rcpts := srv.Messages()
+			if authed := srv.Authed(); len(messages) != 1 || len(authed) != 1 || authed[0] != tt.mech {
+				t.Fatalf("messages %d, auth %v", len(messages), authed)
+			}
+			if got := strings.Join(rcpts[0], ","); got != "ops@example.com,dev@example.com" {
+				t.Errorf("recipients = %s", got)
+			}
+			msg, err := mail.ReadMessage(strings.NewReader(string(messages[0])))
+			if err != nil {
+				t.Fatal(err)
+			}
+			subject, err := new(mime.WordDecoder).DecodeHeader(msg.Header.Get("Subject"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := map[string]string{"zh": "Webhooks通知: web-deployment/website-website 更新结果", "en": "imagehook: web/deployment/website website updated"}[tt.lang]
+			if subject != want {
+				t.Errorf("subject = %q, want %q", subject, want)
+			}
+			if _, err := msg.Header.Date(); err != nil {
+				t.Errorf("Date: %v", err)
+			}
+			for _, h := range []string{"Message-ID", "MIME-Version", "From", "To"} {
+				if msg.Header.Get(h) == "" {
+					t.Errorf("missing header %s", h)
+				}
+			}
+			if ct := msg.Header.Get("Content-Type"); ct != "text/plain; charset=UTF-8" {
+				t.Errorf("Content-Type = %s", ct)
+			}
+			body, _ := io.ReadAll(quotedprintable.NewReader(msg.Body))
+			for _, s := range []string{"website:1.0.0", "website:1.1.0", "0e0429bb0ad0", "https://git.example.com/apps/commit/0e0429bb", "06h1ram0x2q8jbk0aa8114aqcg"} {
+				if !strings.Contains(string(body), s) {
+					t.Errorf("body lacks %q:\n%s", s, body)
+				}
+			}
+			if strings.Contains(string(messages[0]), password) {
+				t.Error("the message contains the SMTP password")
+			}
+		})
+	}
+}
+
+func TestDeliveryFailures(t *testing.T) {
+	caPEM, cert := smtptest.TestCA(t)
+	send := func(n *Notifier) error { return n.Send(context.Background(), []string{"a@example.com"}, "s", "b") }
+	t.Run("wrong password", func(t *testing.T) {
+		srv := smtptest.Start(t, smtptest.Options{ImplicitTLS: true}, cert)
+		err := send(newNotifier(t, Config{Port: srv.Port, TLS: "implicit", Username: user, Password: "wrong-pw-xyz", CAPEM: caPEM}))
+		if err == nil || strings.Contains(err.Error(), "wrong-pw-xyz") {
+			t.Errorf("err = %v", err)
+		}
+	})
+	t.Run("starttls required but not offered", func(t *testing.T) {
+		srv := smtptest.Start(t, smtptest.Options{}, cert)
+		err := send(newNotifier(t, Config{Port: srv.Port, TLS: "starttls", Username: user, Password: password, CAPEM: caPEM}))
+		if msgs, _ := srv.Messages(); err == nil || !strings.Contains(err.Error(), "STARTTLS") || len(msgs) != 0 {
+			t.Errorf("err = %v, messages %d", err, len(msgs))
+		}
+	})
+	t.Run("untrusted certificate", func(t *testing.T) {
+		srv := smtptest.Start(t, smtptest.Options{ImplicitTLS: true}, cert)
+		var ce *tls.CertificateVerificationError
+		if err := send(newNotifier(t, Config{Port: srv.Port, TLS: "implicit"})); !errors.As(err, &ce) {
+			t.Errorf("err = %v, want a certificate error", err)
+		}
+	})
+	t.Run("451 then accepted", func(t *testing.T) {
+		srv := smtptest.Start(t, smtptest.Options{}, cert)
+		srv.FailData(451)
+		if err := send(newNotifier(t, Config{Port: srv.Port, TLS: "none"})); err != nil {
+			t.Fatal(err)
+		}
+		if msgs, _ := srv.Messages(); len(msgs) != 1 {
+			t.Errorf("messages = %d", len(msgs))
+		}
+	})
+	t.Run("554 is not retried", func(t *testing.T) {
+		srv := smtptest.Start(t, smtptest.Options{}, cert)
+		srv.FailData(554, 554)
+		err := send(newNotifier(t, Config{Port: srv.Port, TLS: "none"}))
+		var se *smtp.SMTPError
+		if !errors.As(err, &se) || se.Code != 554 || srv.PendingFailures() != 1 {
+			t.Errorf("err = %v, unused failures %d", err, srv.PendingFailures())
+		}
+	})
+	t.Run("header injection refused", func(t *testing.T) {
+		n := newNotifier(t, Config{Port: 1, TLS: "none"})
+		if err := n.Send(context.Background(), []string{"a@example.com\r\nBcc: x@evil.example"}, "s", "b"); !errors.Is(err, ErrHeader) {
+			t.Errorf("err = %v", err)
+		}
+		if err := n.Send(context.Background(), []string{"a@example.com"}, "s\nBcc: x", "b"); !errors.Is(err, ErrHeader) {
+			t.Errorf("err = %v", err)
+		}
+	})
+}
+
+func TestFailureReportAndFilter(t *testing.T) {
+	_, cert := smtptest.TestCA(t)
+	srv := smtptest.Start(t, smtptest.Options{}, cert)
+	n := newNotifier(t, Config{Port: srv.Port, TLS: "none", Language: "en"})
+	ev := sampleEvent()
+	ev.Steps[0] = event.Step{Name: "git", Status: event.Failed, Error: "push main: push rejected"}
+	ev.Status, ev.Error = event.Failed, "push main: push rejected"
+	ev.Mail.On = []string{"failure"}
+	if err := n.Notify(context.Background(), ev); err != nil {
+		t.Fatal(err)
+	}
+	ok := sampleEvent()
+	ok.Mail.On = []string{"failure"}
+	if err := n.Notify(context.Background(), ok); err != nil {
+		t.Fatal(err)
+	}
+	msgs, _ := srv.Messages()
+	if len(msgs) != 1 || !strings.Contains(string(msgs[0]), "failed") || !strings.Contains(string(msgs[0]), "push rejected") {
+		t.Errorf("want exactly the failure report, got %d messages", len(msgs))
+	}
+}
