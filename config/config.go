@@ -117,6 +117,8 @@ type Target struct {
 	Namespace string `yaml:"namespace"`
 	Container string `yaml:"container"`
 	Cluster   string `yaml:"cluster"`
+	// WaitRollout makes direct apply wait this long for the rollout, and report it.
+	WaitRollout Duration `yaml:"waitRollout"`
 }
 
 // HookMail overrides mail settings per hook.

@@ -54,6 +54,8 @@ type Target struct {
 	Namespace string `json:"namespace,omitempty"`
 	Container string `json:"container,omitempty"`
 	Cluster   string `json:"cluster,omitempty"`
+	// WaitRollout, when positive, makes direct apply wait for the rollout.
+	WaitRollout time.Duration `json:"waitRollout,omitempty"`
 }
 
 // Mail is the hook's mail routing, copied when the event is accepted.

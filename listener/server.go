@@ -313,7 +313,7 @@ func selectTargets(hook *config.Hook, q url.Values) ([]event.Target, error) {
 			continue
 		}
 		out = append(out, event.Target{Repo: t.Repo, Path: t.Path, Workload: t.Workload, Namespace: t.Namespace,
-			Container: t.Container, Cluster: t.Cluster})
+			Container: t.Container, Cluster: t.Cluster, WaitRollout: time.Duration(t.WaitRollout)})
 	}
 	if len(out) == 0 {
 		return nil, fail(http.StatusForbidden, "trigger rule not satisfied: ns/workload/container do not match this hook's targets")

@@ -123,7 +123,7 @@ func SetImage(fsys fs.FS, dir string, target Target, pushed imageref.Ref, opts O
 		if err != nil {
 			return res, fmt.Errorf("%s:%d: current image: %w", h.file, h.node.Line, err)
 		}
-		val, err := newValue(cur, pushed, opts)
+		val, err := NewValue(cur, pushed, opts)
 		if err != nil {
 			return res, fmt.Errorf("%s:%d: %w", h.file, h.node.Line, err)
 		}

@@ -99,8 +99,9 @@ type Result struct {
 // Changed reports whether any file changes.
 func (r Result) Changed() bool { return len(r.Files) > 0 }
 
-// newValue decides the string to write in place of cur for the pushed image.
-func newValue(cur, pushed imageref.Ref, opts Options) (string, error) {
+// NewValue decides the string to write in place of cur for the pushed image: the manifest's own
+// spelling of the repository, and a tag, or tag@digest under the pin rules.
+func NewValue(cur, pushed imageref.Ref, opts Options) (string, error) {
 	next := pushed
 	switch {
 	case cur.SameRepository(pushed):

@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/imagehook/imagehook/cluster"
 	"github.com/imagehook/imagehook/config"
 	"github.com/imagehook/imagehook/gitops"
 	"github.com/imagehook/imagehook/listener"
@@ -148,8 +149,24 @@ func NewMailer(m *config.Mail, log *slog.Logger) (*mail.Notifier, error) {
 		Timeout: time.Duration(m.Timeout)}, log)
 }
 
+// newApplier connects to the configured clusters; nil when there are none.
 func newApplier(cfg *config.Config, log *slog.Logger) (updater.Applier, error) {
-	return nil, nil
+	if len(cfg.Clusters) == 0 {
+		return nil, nil
+	}
+	a := &cluster.Applier{Clusters: map[string]*cluster.Cluster{}}
+	for _, cc := range cfg.Clusters {
+		rc, err := cluster.RESTConfig(cc.Kubeconfig, cc.Context)
+		if err != nil {
+			return nil, fmt.Errorf("clusters[%s]: %w", cc.Name, err)
+		}
+		c, err := cluster.New(cc.Name, rc, log)
+		if err != nil {
+			return nil, err
+		}
+		a.Clusters[cc.Name] = c
+	}
+	return a, nil
 }
 
 // Addr returns the bound listen address.

@@ -58,6 +58,12 @@ type harness struct {
 // payload format, all targeting the website deployment as the old tool's URLs name it.
 func newHarness(t *testing.T, extra ...string) *harness {
 	t.Helper()
+	return newHarnessHooks(t, "", extra...)
+}
+
+// newHarnessHooks is newHarness with more hooks appended (YAML list items, indented by two).
+func newHarnessHooks(t *testing.T, moreHooks string, extra ...string) *harness {
+	t.Helper()
 	git := gitserver.New(t, "imagehook", gitPassword)
 	url := git.NewRepo(t, "apps", examples.Manifests())
 	dir := t.TempDir()
@@ -86,7 +92,7 @@ repos:
     author: {name: imagehook-test, email: imagehook@example.com}
 %s
 hooks:
-%s`, filepath.Join(dir, "data"), url, filepath.Join(dir, "git-password"), strings.Join(extra, "\n"), hooks.String())
+%s`, filepath.Join(dir, "data"), url, filepath.Join(dir, "git-password"), strings.Join(extra, "\n"), hooks.String()+moreHooks)
 	cfg, err := config.Parse([]byte(yml), func(k string) (string, bool) {
 		if k == "HOOK_TOKEN" {
 			return hookToken, true
@@ -96,6 +102,7 @@ hooks:
 	if err != nil {
 		t.Fatal(err)
 	}
+	cfg.DataDir = filepath.Join(dir, "data")
 	h := &harness{t: t, git: git, cfg: cfg, logs: &syncBuffer{}}
 	h.start()
 	t.Cleanup(func() {

@@ -1,0 +1,393 @@
+// Package cluster patches workloads directly through the Kubernetes API, for clusters that no GitOps
+// tool watches: only the named container's image changes (a strategic-merge patch keyed by container
+// name), a re-pushed identical tag restarts the pods through a pod-template annotation, and the
+// rollout can be awaited.
+package cluster
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/imagehook/imagehook/event"
+	"github.com/imagehook/imagehook/imageref"
+	"github.com/imagehook/imagehook/manifests"
+)
+
+// RestartAnnotation is set on the pod template to restart pods when the image string is unchanged,
+// as `kubectl rollout restart` does with its own key.
+const RestartAnnotation = "imagehook.io/restartedAt"
+
+// Errors a person can act on.
+var (
+	ErrForbidden = errors.New("forbidden")
+	ErrNotFound  = errors.New("workload not found")
+	ErrConflict  = errors.New("conflict")
+	ErrTimeout   = errors.New("rollout timed out")
+	ErrRollout   = errors.New("rollout failed")
+)
+
+var rolloutGVR = schema.GroupVersionResource{Group: "argoproj.io", Version: "v1alpha1", Resource: "rollouts"}
+
+// RESTConfig loads a kubeconfig file (and context), or the in-cluster service account when path is "".
+func RESTConfig(path, context string) (*rest.Config, error) {
+	if path == "" {
+		cfg, err := rest.InClusterConfig()
+		if err != nil {
+			return nil, fmt.Errorf("in-cluster config: %w", err)
+		}
+		return cfg, nil
+	}
+	rules := &clientcmd.ClientConfigLoadingRules{ExplicitPath: path}
+	cfg, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{CurrentContext: context}).ClientConfig()
+	if err != nil {
+		return nil, fmt.Errorf("kubeconfig %s: %w", path, err)
+	}
+	return cfg, nil
+}
+
+// Cluster is one Kubernetes API.
+type Cluster struct {
+	Name string
+	kube kubernetes.Interface
+	dyn  dynamic.Interface
+	log  *slog.Logger
+	// PollInterval paces the rollout wait.
+	PollInterval time.Duration
+}
+
+// New returns a client for cfg.
+func New(name string, cfg *rest.Config, log *slog.Logger) (*Cluster, error) {
+	cfg = rest.CopyConfig(cfg)
+	cfg.UserAgent = "imagehook"
+	if cfg.Timeout == 0 {
+		cfg.Timeout = 30 * time.Second
+	}
+	if cfg.QPS == 0 {
+		cfg.QPS, cfg.Burst = 20, 40
+	}
+	kube, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("cluster %s: %w", name, err)
+	}
+	dyn, err := dynamic.NewForConfig(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("cluster %s: %w", name, err)
+	}
+	return &Cluster{Name: name, kube: kube, dyn: dyn, log: log.With("cluster", name), PollInterval: time.Second}, nil
+}
+
+// Request is one direct update.
+type Request struct {
+	Kind, Name, Namespace, Container string
+	Pushed                           imageref.Ref
+	Pin                              manifests.Pin
+	// Wait, when positive, bounds the wait for the rollout.
+	Wait time.Duration
+}
+
+// Result says what was done.
+type Result struct {
+	Old, New  string
+	Restarted bool
+	Rollout   string // "", "rolled out"
+}
+
+// SetImage patches the container's image (or restarts the pods when it is already current) and
+// optionally waits for the rollout.
+func (c *Cluster) SetImage(ctx context.Context, req Request) (Result, error) {
+	var res Result
+	kind := strings.ToLower(req.Kind)
+	spec, err := c.podSpec(ctx, kind, req.Namespace, req.Name)
+	if err != nil {
+		return res, c.explain(err, "get", kind, req.Namespace, req.Name)
+	}
+	list, index, cur := findContainer(spec, req.Container)
+	if index < 0 {
+		return res, fmt.Errorf("%w: %s/%s in %s has no container %q", ErrNotFound, kind, req.Name, req.Namespace, req.Container)
+	}
+	curRef, err := imageref.Parse(cur)
+	if err != nil {
+		return res, fmt.Errorf("%s/%s container %s: current image: %w", kind, req.Name, req.Container, err)
+	}
+	next, err := manifests.NewValue(curRef, req.Pushed, manifests.Options{Pin: req.Pin, WriteHost: true})
+	if err != nil {
+		return res, err
+	}
+	res.Old, res.New = cur, next
+	var annotations map[string]string
+	if next == cur {
+		// The same image string (a re-pushed tag): restart the pods so they pull it again.
+		annotations = map[string]string{RestartAnnotation: time.Now().UTC().Format(time.RFC3339)}
+		res.Restarted = true
+	}
+	if err := c.patch(ctx, kind, req, list, index, next, annotations); err != nil {
+		return res, c.explain(err, "patch", kind, req.Namespace, req.Name)
+	}
+	c.log.Info("patched workload", "kind", kind, "namespace", req.Namespace, "name", req.Name, "container", req.Container,
+		"old", res.Old, "new", res.New, "restarted", res.Restarted)
+	if req.Wait > 0 {
+		if err := c.waitRollout(ctx, kind, req.Namespace, req.Name, req.Wait); err != nil {
+			return res, err
+		}
+		res.Rollout = "rolled out"
+	}
+	return res, nil
+}
+
+// podSpec reads the workload's pod spec.
+func (c *Cluster) podSpec(ctx context.Context, kind, ns, name string) (*corev1.PodSpec, error) {
+	opts := metav1.GetOptions{}
+	apps := c.kube.AppsV1()
+	switch kind {
+	case "deployment":
+		o, err := apps.Deployments(ns).Get(ctx, name, opts)
+		if err != nil {
+			return nil, err
+		}
+		return &o.Spec.Template.Spec, nil
+	case "statefulset":
+		o, err := apps.StatefulSets(ns).Get(ctx, name, opts)
+		if err != nil {
+			return nil, err
+		}
+		return &o.Spec.Template.Spec, nil
+	case "daemonset":
+		o, err := apps.DaemonSets(ns).Get(ctx, name, opts)
+		if err != nil {
+			return nil, err
+		}
+		return &o.Spec.Template.Spec, nil
+	case "replicaset":
+		o, err := apps.ReplicaSets(ns).Get(ctx, name, opts)
+		if err != nil {
+			return nil, err
+		}
+		return &o.Spec.Template.Spec, nil
+	case "cronjob":
+		o, err := c.kube.BatchV1().CronJobs(ns).Get(ctx, name, opts)
+		if err != nil {
+			return nil, err
+		}
+		return &o.Spec.JobTemplate.Spec.Template.Spec, nil
+	case "rollout":
+		u, err := c.dyn.Resource(rolloutGVR).Namespace(ns).Get(ctx, name, opts)
+		if err != nil {
+			return nil, err
+		}
+		var r struct {
+			Spec struct {
+				Template corev1.PodTemplateSpec `json:"template"`
+			} `json:"spec"`
+		}
+		data, _ := u.MarshalJSON()
+		if err := json.Unmarshal(data, &r); err != nil {
+			return nil, err
+		}
+		return &r.Spec.Template.Spec, nil
+	}
+	return nil, fmt.Errorf("kind %q: direct apply supports Deployment, StatefulSet, DaemonSet, ReplicaSet, CronJob and Rollout", kind)
+}
+
+func findContainer(spec *corev1.PodSpec, name string) (list string, index int, image string) {
+	for i, c := range spec.Containers {
+		if c.Name == name {
+			return "containers", i, c.Image
+		}
+	}
+	for i, c := range spec.InitContainers {
+		if c.Name == name {
+			return "initContainers", i, c.Image
+		}
+	}
+	return "", -1, ""
+}
+
+// patch changes only the container's image (and the restart annotation): a strategic-merge patch
+// keyed by container name merges into the existing list, so nothing else in the object changes.
+// Argo Rollouts are a custom resource without strategic-merge support: they get a JSON patch at the
+// container's index, guarded by a test of its name.
+func (c *Cluster) patch(ctx context.Context, kind string, req Request, list string, index int, image string, annotations map[string]string) error {
+	if kind == "rollout" {
+		base := fmt.Sprintf("/spec/template/spec/%s/%d", list, index)
+		ops := []map[string]any{
+			{"op": "test", "path": base + "/name", "value": req.Container},
+			{"op": "replace", "path": base + "/image", "value": image},
+		}
+		if annotations != nil {
+			ops = append(ops, map[string]any{"op": "add", "path": "/spec/template/metadata/annotations/" + strings.ReplaceAll(RestartAnnotation, "/", "~1"), "value": annotations[RestartAnnotation]})
+		}
+		data, _ := json.Marshal(ops)
+		_, err := c.dyn.Resource(rolloutGVR).Namespace(req.Namespace).Patch(ctx, req.Name, types.JSONPatchType, data, metav1.PatchOptions{FieldManager: "imagehook"})
+		return err
+	}
+	template := map[string]any{"spec": map[string]any{list: []map[string]any{{"name": req.Container, "image": image}}}}
+	if annotations != nil {
+		template["metadata"] = map[string]any{"annotations": annotations}
+	}
+	var body map[string]any
+	if kind == "cronjob" {
+		body = map[string]any{"spec": map[string]any{"jobTemplate": map[string]any{"spec": map[string]any{"template": template}}}}
+	} else {
+		body = map[string]any{"spec": map[string]any{"template": template}}
+	}
+	data, _ := json.Marshal(body)
+	opts := metav1.PatchOptions{FieldManager: "imagehook"}
+	var err error
+	ns := req.Namespace
+	switch kind {
+	case "deployment":
+		_, err = c.kube.AppsV1().Deployments(ns).Patch(ctx, req.Name, types.StrategicMergePatchType, data, opts)
+	case "statefulset":
+		_, err = c.kube.AppsV1().StatefulSets(ns).Patch(ctx, req.Name, types.StrategicMergePatchType, data, opts)
+	case "daemonset":
+		_, err = c.kube.AppsV1().DaemonSets(ns).Patch(ctx, req.Name, types.StrategicMergePatchType, data, opts)
+	case "replicaset":
+		_, err = c.kube.AppsV1().ReplicaSets(ns).Patch(ctx, req.Name, types.StrategicMergePatchType, data, opts)
+	case "cronjob":
+		_, err = c.kube.BatchV1().CronJobs(ns).Patch(ctx, req.Name, types.StrategicMergePatchType, data, opts)
+	}
+	return err
+}
+
+// explain turns API errors into ones that say what to fix.
+func (c *Cluster) explain(err error, verb, kind, ns, name string) error {
+	resource := kind + "s"
+	switch {
+	case apierrors.IsForbidden(err):
+		return fmt.Errorf("%w: imagehook may not %s %s in namespace %s on cluster %s (grant it with a Role): %v", ErrForbidden, verb, resource, ns, c.Name, err)
+	case apierrors.IsNotFound(err):
+		return fmt.Errorf("%w: %s/%s in namespace %s on cluster %s", ErrNotFound, kind, name, ns, c.Name)
+	case apierrors.IsConflict(err):
+		return fmt.Errorf("%w: %s/%s in %s changed meanwhile: %v", ErrConflict, kind, name, ns, err)
+	}
+	return fmt.Errorf("%s %s/%s in %s on cluster %s: %w", verb, kind, name, ns, c.Name, err)
+}
+
+// waitRollout polls the workload's status until the controller has seen the new generation and
+// all replicas are updated and available, the deployment reports a failed progress, or timeout.
+func (c *Cluster) waitRollout(ctx context.Context, kind, ns, name string, timeout time.Duration) error {
+	// The deadline is kept apart from the API calls' context, so that a call cut short by it is
+	// reported as the rollout timing out, not as an API error.
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	tick := time.NewTicker(c.PollInterval)
+	defer tick.Stop()
+	for {
+		done, err := c.rolledOut(ctx, kind, ns, name)
+		if err != nil || done {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-deadline.C:
+			return fmt.Errorf("%w: %s/%s in %s not rolled out after %s", ErrTimeout, kind, name, ns, timeout)
+		case <-tick.C:
+		}
+	}
+}
+
+func (c *Cluster) rolledOut(ctx context.Context, kind, ns, name string) (bool, error) {
+	opts := metav1.GetOptions{}
+	switch kind {
+	case "deployment":
+		d, err := c.kube.AppsV1().Deployments(ns).Get(ctx, name, opts)
+		if err != nil {
+			return false, c.explain(err, "get", kind, ns, name)
+		}
+		for _, cond := range d.Status.Conditions {
+			if cond.Type == appsv1.DeploymentProgressing && cond.Status == corev1.ConditionFalse && cond.Reason == "ProgressDeadlineExceeded" {
+				return false, fmt.Errorf("%w: %s", ErrRollout, cond.Message)
+			}
+		}
+		want := int32(1)
+		if d.Spec.Replicas != nil {
+			want = *d.Spec.Replicas
+		}
+		return d.Status.ObservedGeneration >= d.Generation && d.Status.UpdatedReplicas == want &&
+			d.Status.AvailableReplicas == want && d.Status.Replicas == want, nil
+	case "statefulset":
+		s, err := c.kube.AppsV1().StatefulSets(ns).Get(ctx, name, opts)
+		if err != nil {
+			return false, c.explain(err, "get", kind, ns, name)
+		}
+		want := int32(1)
+		if s.Spec.Replicas != nil {
+			want = *s.Spec.Replicas
+		}
+		return s.Status.ObservedGeneration >= s.Generation && s.Status.UpdatedReplicas == want && s.Status.ReadyReplicas == want, nil
+	case "daemonset":
+		d, err := c.kube.AppsV1().DaemonSets(ns).Get(ctx, name, opts)
+		if err != nil {
+			return false, c.explain(err, "get", kind, ns, name)
+		}
+		return d.Status.ObservedGeneration >= d.Generation && d.Status.UpdatedNumberScheduled == d.Status.DesiredNumberScheduled &&
+			d.Status.NumberAvailable == d.Status.DesiredNumberScheduled, nil
+	}
+	// CronJobs and ReplicaSets have no rollout to wait for; Rollouts report through their own CRD.
+	return true, nil
+}
+
+// Applier is the updater's direct-apply step over the configured clusters.
+type Applier struct {
+	Clusters map[string]*Cluster
+}
+
+// Apply patches the target on its cluster and reports the step.
+func (a *Applier) Apply(ctx context.Context, t event.Target, ev *event.Event) (event.Step, error) {
+	st := event.Step{Name: "apply", Cluster: t.Cluster}
+	c, ok := a.Clusters[t.Cluster]
+	if !ok {
+		return st, fmt.Errorf("no cluster named %q is configured", t.Cluster)
+	}
+	kind, name, err := manifests.ParseWorkload(t.Workload)
+	if err != nil {
+		return st, err
+	}
+	image := ev.Push.Image
+	if ev.Push.Digest != "" {
+		image += "@" + ev.Push.Digest
+	}
+	pushed, err := imageref.Parse(image)
+	if err != nil {
+		return st, err
+	}
+	res, err := c.SetImage(ctx, Request{Kind: kind, Name: name, Namespace: t.Namespace, Container: t.Container,
+		Pushed: pushed, Pin: manifests.Pin(ev.Pin), Wait: t.WaitRollout})
+	if res.New != "" {
+		st.Changes = []event.Change{{Workload: t.Workload, Namespace: t.Namespace, Container: t.Container, Old: res.Old, New: res.New}}
+	}
+	switch {
+	case err != nil && res.New != "" && (errors.Is(err, ErrTimeout) || errors.Is(err, ErrRollout)):
+		st.Detail = "patched; rollout: " + err.Error()
+		return st, err
+	case err != nil:
+		return st, err
+	}
+	st.Status = event.Succeeded
+	st.Detail = "patched"
+	if res.Restarted {
+		st.Detail = "same image: pods restarted through " + RestartAnnotation
+	}
+	if res.Rollout != "" {
+		st.Detail += "; " + res.Rollout
+	}
+	return st, nil
+}
+
