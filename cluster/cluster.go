@@ -390,4 +390,3 @@ func (a *Applier) Apply(ctx context.Context, t event.Target, ev *event.Event) (e
 	}
 	return st, nil
 }
-

@@ -112,4 +112,3 @@ func TestKubernetesExample(t *testing.T) {
 		t.Errorf("example config: %v", err)
 	}
 }
-
