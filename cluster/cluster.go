@@ -97,6 +97,7 @@ type Request struct {
 	Kind, Name, Namespace, Container string
 	Pushed                           imageref.Ref
 	Pin                              manifests.Pin
+	NoDowngrade                      bool
 	// Wait, when positive, bounds the wait for the rollout.
 	Wait time.Duration
 }
@@ -125,7 +126,7 @@ func (c *Cluster) SetImage(ctx context.Context, req Request) (Result, error) {
 	if err != nil {
 		return res, fmt.Errorf("%s/%s container %s: current image: %w", kind, req.Name, req.Container, err)
 	}
-	next, err := manifests.NewValue(curRef, req.Pushed, manifests.Options{Pin: req.Pin, WriteHost: true})
+	next, err := manifests.NewValue(curRef, req.Pushed, manifests.Options{Pin: req.Pin, WriteHost: true, NoDowngrade: req.NoDowngrade})
 	if err != nil {
 		return res, err
 	}
@@ -369,7 +370,11 @@ func (a *Applier) Apply(ctx context.Context, t event.Target, ev *event.Event) (e
 		return st, err
 	}
 	res, err := c.SetImage(ctx, Request{Kind: kind, Name: name, Namespace: t.Namespace, Container: t.Container,
-		Pushed: pushed, Pin: manifests.Pin(ev.Pin), Wait: t.WaitRollout})
+		Pushed: pushed, Pin: manifests.Pin(ev.Pin), NoDowngrade: ev.NoDowngrade, Wait: t.WaitRollout})
+	if manifests.Skipped(err) {
+		st.Status, st.Detail = event.Ignored, err.Error()
+		return st, nil
+	}
 	if res.New != "" {
 		st.Changes = []event.Change{{Workload: t.Workload, Namespace: t.Namespace, Container: t.Container, Old: res.Old, New: res.New}}
 	}

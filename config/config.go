@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"path"
 	"reflect"
@@ -29,8 +30,21 @@ type Config struct {
 	Clusters     []Cluster `yaml:"clusters"`
 	Mail         *Mail     `yaml:"mail"`
 	Hooks        []Hook    `yaml:"hooks"`
+	// HooksDir loads the old tool's hooks.json files (adnanh/webhook format) from a directory.
+	HooksDir string `yaml:"hooksDir"`
+	Limits   Limits `yaml:"limits"`
 	// Quickstart is set by Quickstart, never by a file: it prints mail to the log.
 	Quickstart bool `yaml:"-"`
+}
+
+// Limits bound what callers may cost.
+type Limits struct {
+	// HookRate and HookBurst limit each hook's requests per second (429 beyond).
+	HookRate  float64 `yaml:"hookRate"`
+	HookBurst int     `yaml:"hookBurst"`
+	// GlobalRate and GlobalBurst limit all webhook requests together.
+	GlobalRate  float64 `yaml:"globalRate"`
+	GlobalBurst int     `yaml:"globalBurst"`
 }
 
 // Repo is a manifests repository.
@@ -104,7 +118,16 @@ type Hook struct {
 	// Tags is an optional tag policy.
 	Tags string `yaml:"tags"`
 	// Pin is "", "tag" or "digest": see manifests.Pin.
-	Pin     string   `yaml:"pin"`
+	Pin string `yaml:"pin"`
+	// NoDowngrade refuses a semver tag lower than the one the target runs.
+	NoDowngrade bool `yaml:"noDowngrade"`
+	// Signature checks an HMAC of the body in a header (the old hooks.json payload-hmac rules).
+	Signature *Signature `yaml:"signature"`
+	// AllowedCIDRs, when set, limits the callers' addresses (the old ip-whitelist rule).
+	AllowedCIDRs []string `yaml:"allowedCIDRs"`
+	// MismatchStatus answers a failed trigger rule (default 401 for credentials, 403 for targets);
+	// the old tool answered 500.
+	MismatchStatus int `yaml:"mismatchStatus"`
 	Targets []Target `yaml:"targets"`
 	Mail    HookMail `yaml:"mail"`
 }
@@ -119,6 +142,14 @@ type Target struct {
 	Cluster   string `yaml:"cluster"`
 	// WaitRollout makes direct apply wait this long for the rollout, and report it.
 	WaitRollout Duration `yaml:"waitRollout"`
+}
+
+// Signature names the header that carries a hex HMAC of the body, keyed with the hook's token.
+type Signature struct {
+	Header    string `yaml:"header"`
+	Algorithm string `yaml:"algorithm"` // sha1 | sha256 | sha512
+	// Prefix is stripped from the header value, e.g. "sha256=".
+	Prefix string `yaml:"prefix"`
 }
 
 // HookMail overrides mail settings per hook.
@@ -283,6 +314,12 @@ func (c *Config) applyDefaults() {
 	if c.MaxBodyBytes == 0 {
 		c.MaxBodyBytes = 1 << 20
 	}
+	if c.Limits.HookRate == 0 {
+		c.Limits.HookRate, c.Limits.HookBurst = 50, 100
+	}
+	if c.Limits.GlobalRate == 0 {
+		c.Limits.GlobalRate, c.Limits.GlobalBurst = 2000, 4000
+	}
 	for i := range c.Repos {
 		r := &c.Repos[i]
 		if r.Branch == "" {
@@ -379,6 +416,14 @@ func (c *Config) Validate() error {
 		hooks[h.ID] = true
 		if h.Token == "" && len(h.Tokens) == 0 {
 			bad("%s.token: required (a shared secret the registry sends)", where)
+		}
+		if h.MismatchStatus != 0 && (h.MismatchStatus < 400 || h.MismatchStatus > 599) {
+			bad("%s.mismatchStatus: %d is not a 4xx or 5xx status", where, h.MismatchStatus)
+		}
+		for _, cidr := range h.AllowedCIDRs {
+			if _, _, err := net.ParseCIDR(cidr); err != nil && net.ParseIP(cidr) == nil {
+				bad("%s.allowedCIDRs: %q is not an address or CIDR", where, cidr)
+			}
 		}
 		if h.Pin != "" && h.Pin != "tag" && h.Pin != "digest" {
 			bad("%s.pin: %q is not tag or digest", where, h.Pin)

@@ -67,19 +67,21 @@ type Mail struct {
 
 // Event is an accepted push for one hook, with its outcome.
 type Event struct {
-	ID         string    `json:"id"`
-	Hook       string    `json:"hook"`
-	Push       Push      `json:"push"`
-	Pin        string    `json:"pin,omitempty"`
-	Targets    []Target  `json:"targets"`
-	Mail       *Mail     `json:"mail,omitempty"`
-	Status     Status    `json:"status"`
-	ReceivedAt time.Time `json:"receivedAt"`
-	UpdatedAt  time.Time `json:"updatedAt,omitzero"`
-	Attempts   int       `json:"attempts,omitempty"`
-	Steps      []Step    `json:"steps,omitempty"`
-	Warnings   []string  `json:"warnings,omitempty"`
-	Error      string    `json:"error,omitempty"`
+	ID   string `json:"id"`
+	Hook string `json:"hook"`
+	Push Push   `json:"push"`
+	Pin  string `json:"pin,omitempty"`
+	// NoDowngrade refuses a lower semantic version than the target runs.
+	NoDowngrade bool      `json:"noDowngrade,omitempty"`
+	Targets     []Target  `json:"targets"`
+	Mail        *Mail     `json:"mail,omitempty"`
+	Status      Status    `json:"status"`
+	ReceivedAt  time.Time `json:"receivedAt"`
+	UpdatedAt   time.Time `json:"updatedAt,omitzero"`
+	Attempts    int       `json:"attempts,omitempty"`
+	Steps       []Step    `json:"steps,omitempty"`
+	Warnings    []string  `json:"warnings,omitempty"`
+	Error       string    `json:"error,omitempty"`
 }
 
 // Repo returns the manifests repository the event's targets write to, or "" for direct-apply only.

@@ -35,11 +35,19 @@ type Parsed struct {
 // parsers maps a source name (the hook's source, or the old tool's repo_type) to its parser; each
 // lives in its own file.
 var parsers = map[string]Parser{
-	"aliyun":    parseAliyun,
-	"dockerhub": parseDockerHub,
-	"custom":    parseCustom,
-	"harbor":    parseHarbor,
-	"tcr":       parseTCR,
+	"aliyun":       parseAliyun,
+	"dockerhub":    parseDockerHub,
+	"custom":       parseCustom,
+	"harbor":       parseHarbor,
+	"tcr":          parseTCR,
+	"quay":         parseQuay,
+	"ghcr":         parseGHCR,
+	"azure":        parseAzure,
+	"distribution": parseDistribution,
+	"gcr":          parseGCR,
+	"jfrog":        parseJFrog,
+	"nexus":        parseNexus,
+	"gitea":        parseGitea,
 }
 
 // Sources lists the payload formats understood, sorted.
@@ -107,7 +115,15 @@ func withHost(hook *config.Hook, host, repoPath string) string {
 func CheckHooks(cfg *config.Config) error {
 	for _, h := range cfg.Hooks {
 		if h.Source != "" && h.Source != "auto" && parsers[h.Source] == nil {
-			return fmt.Errorf("hooks[%s].source: unknown %q (known: %s)", h.ID, h.Source, strings.Join(Sources(), ", "))
+			return fmt.Errorf("hooks[%s].source: unknown %q (known: auto, %s)", h.ID, h.Source, strings.Join(Sources(), ", "))
+		}
+		if _, err := parsePolicy(h.Tags); err != nil {
+			return fmt.Errorf("hooks[%s].tags: %w", h.ID, err)
+		}
+		if h.Signature != nil {
+			if _, err := customSignature(h.Signature); err != nil {
+				return fmt.Errorf("hooks[%s].signature: %w", h.ID, err)
+			}
 		}
 	}
 	return nil

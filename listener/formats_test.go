@@ -2,6 +2,7 @@ package listener
 
 import (
 	"errors"
+	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -55,11 +56,35 @@ func TestParsers(t *testing.T) {
 		{file: "harbor/harbor-v2-PUSH_ARTIFACT.official-doc.json", source: "harbor", hook: config.Hook{RegistryHost: "harbor.internal:8443"},
 			image: "harbor.internal:8443/test-webhook/debian:latest", digest: "sha256:8a9e9863dbb6e10edb5adfe917c00da84e1700fa76e7ed02476aa6e6fb8ee0d8", pusher: "admin"},
 		{file: "tcr/tencent-tcr.official-doc.json", source: "tcr", image: "xxx-bj.tencentcloudcr.com/public/nginx:v1.10.0", pusher: "332133xxxx", warn: true},
+		{file: "quay/quay.official-doc.json", source: "quay", image: "quay.io/dgangaia/test:latest"},
+		{file: "quay/quay.keel-fixture.json", source: "quay", image: "quay.io/mynamespace/repository:1.2.3"},
+		{file: "quay/quay.flux-recv-fixture.json", source: "quay", image: "quay.io/hiddeco/foo:3.10"},
+		{file: "ghcr/ghcr-package-event.theryangeary-homelab-test.json", source: "ghcr", image: "ghcr.io/theryangeary/www:0e2a89b",
+			digest: "sha256:89160c587d0c36bf54090497a465445c14980ba48efbcf3b0d03c49b76f3feb8", pusher: "theryangeary"},
+		{file: "ghcr/github-package.keel-fixture.json", source: "ghcr", image: "ghcr.io/utaitebox/utaitebox-server:3.2.1",
+			digest: "sha256:7d3848ba2f2e7f69bebb4b576e5fad0379b64a0b1512aee6ad0ec9e7c6319fed", pusher: "DingGGu"},
+		{file: "ghcr/github-registry_package.keel-fixture.json", source: "ghcr", image: "ghcr.io/dingggu/utaitebox/server:1.2.3", pusher: "DingGGu"},
+		{file: "azure/azure-acr.official-doc.json", source: "azure", image: "myregistry.azurecr.io/hello-world:v1",
+			digest: "sha256:80f0d5c8786bb9e621a45ece0db56d11cdc624ad20da9fe62e9d25490f331d7d"},
+		{file: "azure/azure-acr.keel-fixture.json", source: "azure", image: "myregistry.azurecr.io/hello-world:v1",
+			digest: "sha256:80f0d5c8786bb9e621a45ece0db56d11cdc624ad20da9fe62e9d25490f331d7d"},
+		{file: "distribution/distribution-registry.gitlab-push-with-tag.keel-comment.json", source: "distribution", image: "registry.git.erxes.io/shinebayar-g/a:0.01",
+			digest: "sha256:4afff550708506c5b8b7384ad10d401a02b29ed587cb2730cb02753095b5178d", pusher: "shinebayar-g"},
+		{file: "gcr/gcp-gcr-pubsub-push-envelope.flux-recv-fixture.json", source: "gcr", image: "us.gcr.io/am/am.kebab.api:test"},
+		{file: "gcr/gcp-gcr-pubsub-data-decoded.flux-recv-fixture.json", source: "gcr", image: "us.gcr.io/am/am.kebab.api:test"},
+		{file: "gcr/gcp-artifact-registry-message.official-doc.json", source: "gcr", image: "us-west1-docker.pkg.dev/my-project/my-repo/hello-world:1.1", warn: true},
+		{file: "jfrog/jfrog-artifactory.keel-fixture.json", source: "jfrog", hook: config.Hook{RegistryHost: "acme.jfrog.io/docker-remote"},
+			image: "acme.jfrog.io/docker-remote/library/ubuntu:latest", digest: "sha256:35c4a2c15539c6c1e4e5fa4e554dac323ad0107d8eb5c582d6ff386b383b7dce", pusher: "jfrog/user@example.com"},
+		{file: "jfrog/jfrog-artifactory.docker-pushed.official-doc-data.json", source: "jfrog", hook: config.Hook{RegistryHost: "acme.jfrog.io"},
+			image: "acme.jfrog.io/library/ubuntu:latest", digest: "sha256:35c4a2c15539c6c1e4e5fa4e554dac323ad0107d8eb5c582d6ff386b383b7dce"},
+		{file: "nexus/nexus.flux-recv-fixture.json", source: "nexus", hook: config.Hook{RegistryHost: "nexus.example.com:8082"},
+			image: "nexus.example.com:8082/app1/alpine:3.4", pusher: "admin"},
+		{file: "gitea/gitea-package.DERIVED-from-gitea-test-fixture.json", source: "gitea", image: "localhost:3000/user1/giteacontainer:latest", pusher: "user1"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.file+"?"+tt.query, func(t *testing.T) {
 			q, _ := url.ParseQuery(tt.query)
-			got, err := parsers[tt.source](&Request{Body: readPayload(t, tt.file), Query: q, Hook: &tt.hook})
+			got, err := parsers[tt.source](&Request{Body: readPayload(t, tt.file), Query: q, Hook: &tt.hook, Header: http.Header{}})
 			if err != nil {
 				t.Fatalf("parse: %v", err)
 			}
@@ -110,10 +135,20 @@ func TestParseIgnoredAndBad(t *testing.T) {
 		{"upper case repo", "dockerhub", `{"push_data":{"tag":"1"},"repository":{"repo_name":"Acme/B"}}`, false},
 		{"custom without tag", "custom", `{"repository":{"name":"x"}}`, false},
 		{"array body", "harbor", `[1,2]`, false},
+		{"distribution blobs and untagged manifest", "distribution", string(readPayload(t, "distribution/distribution-registry.envelope.official-doc.json")), true},
+		{"quay without tags", "quay", `{"repository":"a/b","updated_tags":[]}`, true},
+		{"azure delete", "azure", `{"action":"delete","target":{"repository":"a","tag":"1"},"request":{"host":"r.azurecr.io"}}`, true},
+		{"gcr delete", "gcr", `{"action":"DELETE","tag":"gcr.io/a/b:1"}`, true},
+		{"gcr bad base64", "gcr", `{"message":{"data":"%%%"}}`, false},
+		{"jfrog without registryHost", "jfrog", string(readPayload(t, "jfrog/jfrog-artifactory.keel-fixture.json")), false},
+		{"nexus maven", "nexus", `{"action":"CREATED","component":{"format":"maven2","name":"a","version":"1"}}`, true},
+		{"gitea npm", "gitea", `{"action":"created","package":{"type":"npm","name":"a","version":"1"}}`, true},
+		{"ghcr npm", "ghcr", `{"action":"published","package":{"name":"a","namespace":"o","package_type":"npm","package_version":{"version":"1"}}}`, true},
+		{"ghcr untagged", "ghcr", `{"action":"published","package":{"name":"a","namespace":"o","package_type":"CONTAINER","package_version":{"version":"sha256:` + strings.Repeat("a", 64) + `"}}}`, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := parsers[tt.source](&Request{Body: []byte(tt.body), Query: url.Values{}})
+			_, err := parsers[tt.source](&Request{Body: []byte(tt.body), Query: url.Values{}, Header: http.Header{}, Hook: &config.Hook{}})
 			var ign *Ignored
 			if tt.ignored {
 				if !errors.As(err, &ign) || ign.Reason == "" {
@@ -137,7 +172,7 @@ func FuzzParsers(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
 		for name, parse := range parsers {
-			pushes, err := parse(&Request{Body: body, Query: url.Values{}, Hook: &config.Hook{}})
+			pushes, err := parse(&Request{Body: body, Query: url.Values{}, Hook: &config.Hook{RegistryHost: "r.example.com"}, Header: http.Header{}})
 			if err != nil {
 				continue
 			}
@@ -148,4 +183,76 @@ func FuzzParsers(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestDetect checks that source: auto recognises every captured sample.
+func TestDetect(t *testing.T) {
+	tests := map[string]string{
+		"aliyun/aliyun-acr.official-doc.json":                                       "aliyun",
+		"dockerhub/dockerhub.official-doc.json":                                     "dockerhub",
+		"dockerhub/dockerhub.rancher-cn-doc.json":                                   "dockerhub",
+		"custom/custom-jenkins.rancher-cn-doc.template.json":                        "custom",
+		"harbor/harbor-v1-pushImage.flux-recv-fixture.json":                         "harbor",
+		"harbor/harbor-v2-cloudevents.source-comment.json":                          "harbor",
+		"quay/quay.official-doc.json":                                               "quay",
+		"azure/azure-acr.official-doc.json":                                         "azure",
+		"distribution/distribution-registry.gitlab-push-with-tag.keel-comment.json": "distribution",
+		"gcr/gcp-gcr-pubsub-push-envelope.flux-recv-fixture.json":                   "gcr",
+		"jfrog/jfrog-artifactory.keel-fixture.json":                                 "jfrog",
+		"nexus/nexus.flux-recv-fixture.json":                                        "nexus",
+		"gitea/gitea-package.DERIVED-from-gitea-test-fixture.json":                  "gitea",
+		"ghcr/ghcr-package-event.theryangeary-homelab-test.json":                    "ghcr",
+		"ghcr/github-registry_package.keel-fixture.json":                            "ghcr",
+	}
+	for file, want := range tests {
+		if got := detect(http.Header{}, readPayload(t, file)); got != want {
+			t.Errorf("%s: detected %q, want %q", file, got, want)
+		}
+	}
+	if got := detect(http.Header{"X-Github-Event": {"package"}}, []byte(`{}`)); got != "ghcr" {
+		t.Errorf("by header: %q", got)
+	}
+}
+
+func TestPolicy(t *testing.T) {
+	tests := []struct {
+		policy string
+		tag    string
+		ok     bool
+	}{
+		{"", "anything", true},
+		{"semver:>=1.0.0", "1.2.3", true},
+		{"semver:>=1.0.0", "v1.2.3", true},
+		{"semver:>=1.0.0", "0.9.0", false},
+		{"semver:>=1.0.0", "latest", false},
+		{"semver:~1.2", "1.2.9", true},
+		{"semver:~1.2", "1.3.0", false},
+		{"regex:^release-[0-9]+$", "release-12", true},
+		{"regex:^release-[0-9]+$", "dev-12", false},
+		{"glob:v1.*", "v1.4", true},
+		{"glob:v1.*", "v2.0", false},
+	}
+	for _, tt := range tests {
+		p, err := parsePolicy(tt.policy)
+		if err != nil {
+			t.Fatalf("%s: %v", tt.policy, err)
+		}
+		if ok, why := p(tt.tag); ok != tt.ok || !ok && why == "" {
+			t.Errorf("%s on %s = %v %q, want %v", tt.policy, tt.tag, ok, why, tt.ok)
+		}
+	}
+	for _, bad := range []string{"semver:>>1", "regex:(", "glob:[", "latest", "calver:2024"} {
+		if _, err := parsePolicy(bad); err == nil {
+			t.Errorf("%s accepted", bad)
+		}
+	}
+}
+
+func TestTooDeep(t *testing.T) {
+	if tooDeep([]byte(`{"a":[{"b":"[[[[[[[["}]}`)) {
+		t.Error("brackets in strings counted")
+	}
+	if !tooDeep([]byte(strings.Repeat("[", 65))) {
+		t.Error("65 levels accepted")
+	}
 }

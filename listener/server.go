@@ -5,8 +5,6 @@ package listener
 
 import (
 	"context"
-	"crypto/sha256"
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -15,14 +13,17 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/julienschmidt/httprouter"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/time/rate"
 
 	"github.com/imagehook/imagehook/config"
 	"github.com/imagehook/imagehook/event"
+	"github.com/imagehook/imagehook/imageref"
 )
 
 // Updater is what the listener needs of the flow.
@@ -38,24 +39,35 @@ const MaxWait = 5 * time.Minute
 // Server serves the HTTP API.
 type Server struct {
 	cfg     *config.Config
-	hooks   map[string]*config.Hook
+	hooks   atomic.Pointer[hookSet]
 	updater Updater
 	ready   func(context.Context) error
 	log     *slog.Logger
 	router  *httprouter.Router
+	global  *rate.Limiter
 
 	requests *prometheus.CounterVec
+}
+
+// hookSet is the hooks being served, swapped whole when the hooks directory changes.
+type hookSet struct {
+	byID map[string]*servedHook
+}
+
+type servedHook struct {
+	*config.Hook
+	policy  policy
+	sig     *signature
+	limiter *rate.Limiter
 }
 
 // New checks the hooks' sources and builds the routes. ready backs /readyz; reg receives the
 // listener's metrics and is served on /metrics.
 func New(cfg *config.Config, u Updater, ready func(context.Context) error, reg *prometheus.Registry, log *slog.Logger) (*Server, error) {
-	if err := CheckHooks(cfg); err != nil {
+	s := &Server{cfg: cfg, updater: u, ready: ready, log: log,
+		global: rate.NewLimiter(rate.Limit(cfg.Limits.GlobalRate), max(cfg.Limits.GlobalBurst, 1))}
+	if err := s.SetHooks(cfg.Hooks); err != nil {
 		return nil, err
-	}
-	s := &Server{cfg: cfg, hooks: map[string]*config.Hook{}, updater: u, ready: ready, log: log}
-	for i := range cfg.Hooks {
-		s.hooks[cfg.Hooks[i].ID] = &cfg.Hooks[i]
 	}
 	s.requests = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "imagehook_webhook_requests_total", Help: "Webhook calls by hook, source and HTTP status.",
@@ -82,6 +94,35 @@ func New(cfg *config.Config, u Updater, ready func(context.Context) error, reg *
 	}
 	s.router = r
 	return s, nil
+}
+
+// SetHooks replaces the hooks served, all or nothing: an invalid set leaves the current one.
+func (s *Server) SetHooks(hooks []config.Hook) error {
+	if err := CheckHooks(&config.Config{Hooks: hooks}); err != nil {
+		return err
+	}
+	set := &hookSet{byID: map[string]*servedHook{}}
+	old := s.hooks.Load()
+	for i := range hooks {
+		h := &hooks[i]
+		if set.byID[h.ID] != nil {
+			return fmt.Errorf("hooks[%s]: duplicate id", h.ID)
+		}
+		pol, _ := parsePolicy(h.Tags)
+		sh := &servedHook{Hook: h, policy: pol, sig: signatures[h.Source]}
+		if h.Signature != nil {
+			sh.sig, _ = customSignature(h.Signature)
+		}
+		// A reload keeps each hook's rate budget.
+		if old != nil && old.byID[h.ID] != nil {
+			sh.limiter = old.byID[h.ID].limiter
+		} else {
+			sh.limiter = rate.NewLimiter(rate.Limit(s.cfg.Limits.HookRate), max(s.cfg.Limits.HookBurst, 1))
+		}
+		set.byID[h.ID] = sh
+	}
+	s.hooks.Store(set)
+	return nil
 }
 
 // Handler returns the root handler, with request logging.
@@ -163,108 +204,170 @@ func (s *Server) errorStatus(err error) (int, string) {
 }
 
 func (s *Server) handleHook(w http.ResponseWriter, r *http.Request, ps httprouter.Params) {
-	hook, ok := s.hooks[ps.ByName("id")]
-	source := ""
-	if ok {
-		source = hook.Source
+	hook := s.hooks.Load().byID[ps.ByName("id")]
+	resp := s.hook(r, hook)
+	hookLabel, source := "unknown", ""
+	if hook != nil {
+		hookLabel, source = hook.ID, hook.Source
+		if id, ok := resp.body["id"]; ok {
+			s.log.Info("webhook accepted", "hook", hook.ID, "event", id, "status", resp.code)
+		}
 	}
-	code, body := s.hook(r, hook, ok)
-	if id, isEvent := body["id"]; isEvent && hook != nil {
-		s.log.Info("webhook accepted", "hook", hook.ID, "event", id, "status", code)
+	s.requests.WithLabelValues(hookLabel, source, fmt.Sprint(resp.code)).Inc()
+	if resp.retryAfter > 0 {
+		w.Header().Set("Retry-After", fmt.Sprint(int(resp.retryAfter.Seconds()+0.999)))
 	}
-	hookLabel := "unknown"
-	if ok {
-		hookLabel = hook.ID
-	}
-	s.requests.WithLabelValues(hookLabel, source, fmt.Sprint(code)).Inc()
-	writeJSON(w, code, body)
+	writeJSON(w, resp.code, resp.body)
 }
 
-func (s *Server) hook(r *http.Request, hook *config.Hook, ok bool) (int, map[string]any) {
-	errBody := func(err error) (int, map[string]any) {
+type response struct {
+	code       int
+	body       map[string]any
+	retryAfter time.Duration
+}
+
+func (s *Server) hook(r *http.Request, hook *servedHook) response {
+	errResp := func(err error) response {
 		code, msg := s.errorStatus(err)
-		return code, map[string]any{"error": msg}
+		return response{code: code, body: map[string]any{"error": msg}}
 	}
-	if !ok {
-		return errBody(fail(http.StatusNotFound, "unknown hook"))
+	if hook == nil {
+		return errResp(fail(http.StatusNotFound, "unknown hook"))
+	}
+	mismatch := func(def int) int {
+		if hook.MismatchStatus != 0 {
+			return hook.MismatchStatus
+		}
+		return def
+	}
+	if !s.global.Allow() {
+		return response{code: http.StatusTooManyRequests, body: map[string]any{"error": "too many requests"}, retryAfter: time.Second}
+	}
+	if !hook.limiter.Allow() {
+		return response{code: http.StatusTooManyRequests, body: map[string]any{"error": "too many requests for this hook"},
+			retryAfter: time.Duration(float64(time.Second) / max(float64(hook.limiter.Limit()), 0.001))}
+	}
+	if !allowedAddr(hook.Hook, r.RemoteAddr) {
+		return errResp(fail(mismatch(http.StatusForbidden), "caller address not allowed"))
 	}
 	q := r.URL.Query()
-	// Authenticate before reading the body: an unauthenticated caller costs no more than headers.
-	if !authorized(hook, r, q) {
-		s.log.Warn("webhook refused: bad or missing token", "hook", hook.ID, "remote", r.RemoteAddr)
-		return errBody(fail(http.StatusUnauthorized, "invalid or missing token"))
-	}
 	source := hook.Source
 	if rt := q.Get("repo_type"); rt != "" {
 		if parsers[rt] == nil {
-			return errBody(fail(http.StatusBadRequest, "unknown repo_type %q (known: %s)", truncate(rt, 32), strings.Join(Sources(), ", ")))
+			return errResp(fail(http.StatusBadRequest, "unknown repo_type %q (known: %s)", truncate(rt, 32), strings.Join(Sources(), ", ")))
 		}
 		source = rt
 	}
-	if source == "" || parsers[source] == nil {
-		return errBody(fail(http.StatusBadRequest, "hook has no payload format: set its source or pass repo_type"))
+	if source == "" {
+		return errResp(fail(http.StatusBadRequest, "hook has no payload format: set its source or pass repo_type"))
 	}
-	targets, err := selectTargets(hook, q)
-	if err != nil {
-		return errBody(err)
+	sig := hook.sig
+	if hook.Signature == nil && source != hook.Source {
+		sig = signatures[source]
 	}
-	var wait time.Duration
-	if w := q.Get("wait"); w != "" {
-		if wait, err = time.ParseDuration(w); err != nil || wait <= 0 {
-			return errBody(fail(http.StatusBadRequest, "wait: want a duration such as 30s"))
-		}
+	// A token is checked before the body is read, so an unauthenticated caller costs no more than
+	// its headers; a signature needs the body.
+	if sig == nil && source != "auto" && !authorized(hook.Hook, r, q) {
+		s.log.Warn("webhook refused: bad or missing token", "hook", hook.ID, "remote", r.RemoteAddr)
+		return errResp(fail(mismatch(http.StatusUnauthorized), "invalid or missing token"))
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(nil, r.Body, s.cfg.MaxBodyBytes))
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
-			return errBody(fail(http.StatusRequestEntityTooLarge, "body larger than %d bytes", s.cfg.MaxBodyBytes))
+			return errResp(fail(http.StatusRequestEntityTooLarge, "body larger than %d bytes", s.cfg.MaxBodyBytes))
 		}
-		return errBody(fail(http.StatusBadRequest, "reading body failed"))
+		return errResp(fail(http.StatusBadRequest, "reading body failed"))
 	}
-	pushes, err := parsers[source](&Request{Body: body, Header: r.Header, Query: q, Hook: hook})
+	if source == "auto" {
+		if source = detect(r.Header, body); source == "" {
+			if !authorized(hook.Hook, r, q) && hook.Signature == nil {
+				return errResp(fail(mismatch(http.StatusUnauthorized), "invalid or missing token"))
+			}
+			return errResp(fail(http.StatusBadRequest, "cannot tell the payload format: set the hook's source"))
+		}
+		if hook.Signature == nil {
+			sig = signatures[source]
+		}
+		if sig == nil && !authorized(hook.Hook, r, q) {
+			return errResp(fail(mismatch(http.StatusUnauthorized), "invalid or missing token"))
+		}
+	}
+	if sig != nil && !sig.verify(hook.Hook, r.Header, body) {
+		s.log.Warn("webhook refused: bad or missing signature", "hook", hook.ID, "remote", r.RemoteAddr)
+		return errResp(fail(mismatch(http.StatusUnauthorized), "invalid or missing signature"))
+	}
+	targets, err := selectTargets(hook.Hook, q, mismatch(http.StatusForbidden))
+	if err != nil {
+		return errResp(err)
+	}
+	var wait time.Duration
+	if w := q.Get("wait"); w != "" {
+		if wait, err = time.ParseDuration(w); err != nil || wait <= 0 {
+			return errResp(fail(http.StatusBadRequest, "wait: want a duration such as 30s"))
+		}
+	}
+	if tooDeep(body) {
+		return errResp(fail(http.StatusBadRequest, "JSON nested deeper than %d levels", maxDepth))
+	}
+	pushes, err := parsers[source](&Request{Body: body, Header: r.Header, Query: q, Hook: hook.Hook})
 	var ign *Ignored
 	if errors.As(err, &ign) {
 		s.log.Info("webhook ignored", "hook", hook.ID, "reason", ign.Reason)
-		return http.StatusOK, map[string]any{"status": "ignored", "reason": ign.Reason}
+		return response{code: http.StatusOK, body: map[string]any{"status": "ignored", "reason": ign.Reason}}
 	}
 	if err != nil {
-		return errBody(err)
+		return errResp(err)
+	}
+	var reasons []string
+	kept := pushes[:0]
+	for _, p := range pushes {
+		ref, _ := imageref.Parse(p.Push.Image)
+		if ok, why := hook.policy(ref.Tag); !ok {
+			reasons = append(reasons, why)
+			continue
+		}
+		kept = append(kept, p)
+	}
+	if len(kept) == 0 {
+		reason := strings.Join(reasons, "; ")
+		s.log.Info("webhook ignored by tag policy", "hook", hook.ID, "reason", reason)
+		return response{code: http.StatusOK, body: map[string]any{"status": "ignored", "reason": reason}}
 	}
 	now := time.Now().UTC()
 	var ids []string
-	for _, p := range pushes {
+	for _, p := range kept {
 		if hook.RegistryHost != "" {
 			p.Push.ExplicitHost = true
 		}
-		ev := &event.Event{ID: event.NewID(now), Hook: hook.ID, Push: p.Push, Pin: hook.Pin, Targets: targets,
-			ReceivedAt: now, Warnings: p.Warnings}
+		ev := &event.Event{ID: event.NewID(now), Hook: hook.ID, Push: p.Push, Pin: hook.Pin, NoDowngrade: hook.NoDowngrade,
+			Targets: targets, ReceivedAt: now, Warnings: p.Warnings}
 		if len(hook.Mail.To) > 0 || len(hook.Mail.On) > 0 || hook.Mail.Language != "" {
 			ev.Mail = &event.Mail{To: hook.Mail.To, On: hook.Mail.On, Language: hook.Mail.Language}
 		}
 		// The journal write happens before the answer: a 2xx promises the event is on disk.
 		if err := s.updater.Submit(context.WithoutCancel(r.Context()), ev); err != nil {
 			s.log.Error("journal write failed", "hook", hook.ID, "err", err)
-			return http.StatusServiceUnavailable, map[string]any{"error": "could not record the event; retry later"}
+			return response{code: http.StatusServiceUnavailable, body: map[string]any{"error": "could not record the event; retry later"}, retryAfter: 5 * time.Second}
 		}
 		ids = append(ids, ev.ID)
 	}
-	resp := map[string]any{"id": ids[0], "status": string(event.Queued)}
+	body2 := map[string]any{"id": ids[0], "status": string(event.Queued)}
 	if len(ids) > 1 {
-		resp["ids"] = ids
+		body2["ids"] = ids
 	}
 	if wait > 0 {
 		ctx, cancel := context.WithTimeout(r.Context(), min(wait, MaxWait))
 		defer cancel()
 		ev, err := s.updater.Wait(ctx, ids[len(ids)-1])
 		if err == nil && ev.Status.Done() {
-			return http.StatusOK, eventBody(ev)
+			return response{code: http.StatusOK, body: eventBody(ev)}
 		}
 		if err == nil {
-			return http.StatusAccepted, eventBody(ev)
+			return response{code: http.StatusAccepted, body: eventBody(ev)}
 		}
 	}
-	return http.StatusAccepted, resp
+	return response{code: http.StatusAccepted, body: body2}
 }
 
 func eventBody(ev *event.Event) map[string]any {
@@ -274,38 +377,9 @@ func eventBody(ev *event.Event) map[string]any {
 	return m
 }
 
-// authorized compares every credential the request offers with every token of the hook. Both sides
-// are hashed first so that the comparison takes the same time whatever their lengths.
-func authorized(hook *config.Hook, r *http.Request, q url.Values) bool {
-	var offered []string
-	if t := q.Get("token"); t != "" {
-		offered = append(offered, t)
-	}
-	if a := r.Header.Get("Authorization"); a != "" {
-		if t, ok := strings.CutPrefix(a, "Bearer "); ok {
-			offered = append(offered, strings.TrimSpace(t))
-		} else {
-			offered = append(offered, a) // Harbor sends the bare secret
-		}
-	}
-	tokens := hook.Tokens
-	if hook.Token != "" {
-		tokens = append([]string{hook.Token}, tokens...)
-	}
-	match := 0
-	for _, o := range offered {
-		oh := sha256.Sum256([]byte(o))
-		for _, t := range tokens {
-			th := sha256.Sum256([]byte(t))
-			match |= subtle.ConstantTimeCompare(oh[:], th[:])
-		}
-	}
-	return match == 1
-}
-
 // selectTargets applies the old tool's trigger rule: ns, workload and container, when given in the
 // URL, must name one of the hook's targets, and then only the matching targets are updated.
-func selectTargets(hook *config.Hook, q url.Values) ([]event.Target, error) {
+func selectTargets(hook *config.Hook, q url.Values, mismatchCode int) ([]event.Target, error) {
 	ns, wl, ctr := q.Get("ns"), q.Get("workload"), q.Get("container")
 	var out []event.Target
 	for _, t := range hook.Targets {
@@ -316,7 +390,7 @@ func selectTargets(hook *config.Hook, q url.Values) ([]event.Target, error) {
 			Container: t.Container, Cluster: t.Cluster, WaitRollout: time.Duration(t.WaitRollout)})
 	}
 	if len(out) == 0 {
-		return nil, fail(http.StatusForbidden, "trigger rule not satisfied: ns/workload/container do not match this hook's targets")
+		return nil, fail(mismatchCode, "trigger rule not satisfied: ns/workload/container do not match this hook's targets")
 	}
 	return out, nil
 }

@@ -42,6 +42,8 @@ type Options struct {
 	// WriteHost writes the pushed image's registry host where the manifest names the same
 	// repository path on another host (the push asked for that host explicitly).
 	WriteHost bool
+	// NoDowngrade refuses a semantic version lower than the current one.
+	NoDowngrade bool
 }
 
 // found is one container image scalar in one document.

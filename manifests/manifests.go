@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/Masterminds/semver/v3"
+
 	"github.com/imagehook/imagehook/imageref"
 )
 
@@ -19,7 +21,14 @@ var (
 	// ErrOtherRepository means the target runs another repository than the one pushed (a Harbor
 	// project webhook fires for every repository in the project): the target is left alone.
 	ErrOtherRepository = errors.New("target runs another repository")
+	// ErrDowngrade means the pushed semantic version is lower than the target's (noDowngrade).
+	ErrDowngrade = errors.New("refusing a downgrade")
 )
+
+// Skipped reports whether err means "leave this target alone" rather than a failure.
+func Skipped(err error) bool {
+	return errors.Is(err, ErrOtherRepository) || errors.Is(err, ErrDowngrade)
+}
 
 // Pin says how the version is written.
 type Pin string
@@ -113,6 +122,14 @@ func NewValue(cur, pushed imageref.Ref, opts Options) (string, error) {
 		// The same repository behind another host: a VPC endpoint, a registry's external name.
 		// The manifest's host is the one its cluster can pull from.
 		next = pushed.WithRepo(cur)
+	}
+	if opts.NoDowngrade && cur.Tag != "" && next.Tag != "" {
+		// Only two semantic versions compare; any other tag is allowed.
+		cv, cerr := semver.NewVersion(cur.Tag)
+		nv, nerr := semver.NewVersion(next.Tag)
+		if cerr == nil && nerr == nil && nv.LessThan(cv) {
+			return "", fmt.Errorf("%w: %s is older than the running %s", ErrDowngrade, next.Tag, cur.Tag)
+		}
 	}
 	pin := opts.Pin
 	if next.Tag == "" && cur.Tag != "" && next.Digest == "" {

@@ -355,8 +355,8 @@ func (u *Updater) gitStep(ctx context.Context, log *slog.Logger, key string, bat
 				if t.Repo == "" || latest[targetKey(t)] != ev {
 					continue
 				}
-				changes, err := setImage(over, t, pushed, manifests.Options{Pin: manifests.Pin(ev.Pin), WriteHost: ev.Push.ExplicitHost})
-				if errors.Is(err, manifests.ErrOtherRepository) {
+				changes, err := setImage(over, t, pushed, manifests.Options{Pin: manifests.Pin(ev.Pin), WriteHost: ev.Push.ExplicitHost, NoDowngrade: ev.NoDowngrade})
+				if manifests.Skipped(err) {
 					out.ignored = append(out.ignored, err.Error())
 					continue
 				}

@@ -1,0 +1,60 @@
+package listener
+
+import (
+	"encoding/json"
+	"net/url"
+	"strings"
+)
+
+// giteaPackage is a Gitea or Forgejo "package" webhook.
+type giteaPackage struct {
+	Action  string `json:"action"`
+	Package *struct {
+		Type    string `json:"type"`
+		Name    string `json:"name"`
+		Version string `json:"version"`
+		HTMLURL string `json:"html_url"`
+		Owner   struct {
+			Login string `json:"login"`
+		} `json:"owner"`
+		Creator struct {
+			Login string `json:"login"`
+		} `json:"creator"`
+	} `json:"package"`
+}
+
+func parseGitea(r *Request) ([]Parsed, error) {
+	ev := r.Header.Get("X-Gitea-Event")
+	if ev == "" {
+		ev = r.Header.Get("X-Forgejo-Event")
+	}
+	if ev != "" && ev != "package" {
+		return nil, &Ignored{Reason: "gitea event " + truncate(ev, 32) + " is not a package push"}
+	}
+	var p giteaPackage
+	if err := json.Unmarshal(r.Body, &p); err != nil {
+		return nil, payloadErr("gitea: %v", err)
+	}
+	switch {
+	case p.Package == nil:
+		return nil, payloadErr("gitea: package is missing")
+	case p.Package.Type != "container":
+		return nil, &Ignored{Reason: "gitea package is not a container image"}
+	case p.Action != "created":
+		return nil, &Ignored{Reason: "gitea package action " + truncate(p.Action, 32) + " is not a push"}
+	}
+	host := ""
+	if u, err := url.Parse(p.Package.HTMLURL); err == nil {
+		host = u.Host
+	}
+	if host == "" && (r.Hook == nil || r.Hook.RegistryHost == "") {
+		return nil, payloadErr("gitea: package.html_url is missing (set the hook's registryHost)")
+	}
+	// Gitea's container registry serves owner/name in lower case.
+	repo := strings.ToLower(withHost(r.Hook, host, p.Package.Owner.Login+"/"+p.Package.Name))
+	push, err := makePush("gitea", repo+":"+p.Package.Version, "", p.Package.Creator.Login, timeZero)
+	if err != nil {
+		return nil, err
+	}
+	return []Parsed{push}, nil
+}
