@@ -29,6 +29,7 @@ fuzz: ## Fuzz every parser of untrusted input for FUZZTIME each.
 	$(GO) test ./manifests -run '^$$' -fuzz FuzzSetImage   -fuzztime $(FUZZTIME)
 	$(GO) test ./listener  -run '^$$' -fuzz FuzzParsers    -fuzztime $(FUZZTIME)
 	$(GO) test ./config    -run '^$$' -fuzz FuzzParse      -fuzztime $(FUZZTIME)
+	$(GO) test ./config    -run '^$$' -fuzz FuzzHooksJSON  -fuzztime $(FUZZTIME)
 
 lint: ## gofmt and go vet.
 	@test -z "$$(gofmt -l .)" || { gofmt -l .; echo "gofmt: files above need formatting"; exit 1; }

@@ -106,6 +106,7 @@ func serve(args []string, stderr io.Writer) error {
 	cfgPath := fs.String("config", "", "config file (none: run the quickstart)")
 	dataDir := fs.String("data-dir", "./data", "quickstart data directory")
 	listen := fs.String("listen", "127.0.0.1:9000", "quickstart listen address")
+	hooksDir := fs.String("hooks-dir", "", "serve the old tool's hooks.json files from this directory (its ConfigMap, /etc/webhook/source)")
 	logFormat := fs.String("log-format", "text", "log format: text or json")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
 	if err := fs.Parse(args); err != nil {
@@ -116,11 +117,21 @@ func serve(args []string, stderr io.Writer) error {
 		return err
 	}
 	var cfg *config.Config
-	if *cfgPath != "" {
+	switch {
+	case *cfgPath != "":
+		if *hooksDir != "" {
+			return errors.New("--hooks-dir: set hooksDir in the config file instead")
+		}
 		if cfg, err = config.Load(*cfgPath); err != nil {
 			return err
 		}
-	} else {
+	case *hooksDir != "":
+		// The drop-in for the old tool: its hooks.json directory and MAIL_* environment, nothing else.
+		y, _ := yaml.Marshal(map[string]string{"listen": ":9000", "hooksDir": *hooksDir, "dataDir": *dataDir})
+		if cfg, err = config.Parse(y, os.LookupEnv); err != nil {
+			return err
+		}
+	default:
 		log.Info("no --config given: running the quickstart", "dataDir", *dataDir)
 		if cfg, err = service.Quickstart(*dataDir, *listen); err != nil {
 			return err

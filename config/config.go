@@ -32,9 +32,14 @@ type Config struct {
 	Hooks        []Hook    `yaml:"hooks"`
 	// HooksDir loads the old tool's hooks.json files (adnanh/webhook format) from a directory.
 	HooksDir string `yaml:"hooksDir"`
+	// LegacyMismatchStatus answers failed trigger rules of hooks.json hooks with the status
+	// their file names (the old tool used 500) instead of 401/403.
+	LegacyMismatchStatus bool `yaml:"legacyMismatchStatus"`
 	Limits   Limits `yaml:"limits"`
 	// Quickstart is set by Quickstart, never by a file: it prints mail to the log.
 	Quickstart bool `yaml:"-"`
+	// ownHooks are the hooks of the YAML file, kept apart from those of HooksDir for reloads.
+	ownHooks []Hook
 }
 
 // Limits bound what callers may cost.
@@ -215,11 +220,38 @@ func Parse(data []byte, lookup func(string) (string, bool)) (*Config, error) {
 		}
 		c.Mail = m
 	}
+	c.ownHooks = append([]Hook(nil), c.Hooks...)
+	if c.HooksDir != "" {
+		if len(c.Clusters) == 0 {
+			c.Clusters = []Cluster{{Name: InClusterName}}
+		}
+		dirHooks, err := LoadHooksDir(c.HooksDir, c.Clusters[0].Name, c.LegacyMismatchStatus)
+		if err != nil {
+			return nil, err
+		}
+		c.Hooks = append(c.Hooks, dirHooks...)
+	}
 	c.applyDefaults()
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
 	return &c, nil
+}
+
+// ReloadHooks reads HooksDir again and returns the file's hooks with the directory's, validated
+// against the rest of the configuration. On error the caller keeps serving what it has.
+func (c *Config) ReloadHooks() ([]Hook, error) {
+	dirHooks, err := LoadHooksDir(c.HooksDir, c.Clusters[0].Name, c.LegacyMismatchStatus)
+	if err != nil {
+		return nil, err
+	}
+	next := *c
+	next.Hooks = append(append([]Hook(nil), c.ownHooks...), dirHooks...)
+	next.applyDefaults()
+	if err := next.Validate(); err != nil {
+		return nil, err
+	}
+	return next.Hooks, nil
 }
 
 var (

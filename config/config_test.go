@@ -158,3 +158,77 @@ func TestMailFromOldEnv(t *testing.T) {
 		t.Errorf("plain values: %+v %v", c.Mail, err)
 	}
 }
+
+func TestHooksDir(t *testing.T) {
+	c, err := Parse([]byte("hooksDir: testdata/hooks\n"), env(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Clusters) != 1 || c.Clusters[0].Name != InClusterName || c.Clusters[0].Kubeconfig != "" {
+		t.Errorf("clusters = %+v, want the in-cluster service account", c.Clusters)
+	}
+	h := c.Hooks[0]
+	want := Target{Workload: "deployment/website", Namespace: "web", Container: "website", Cluster: InClusterName}
+	if h.ID != "cnrancher_website" || h.Token != "website-hook-token" || len(h.Targets) != 1 || h.Targets[0] != want ||
+		strings.Join(h.Mail.To, ",") != "ops@example.com" || h.MismatchStatus != 0 {
+		t.Errorf("hook = %+v", h)
+	}
+	c, err = Parse([]byte("hooksDir: testdata/hooks\nlegacyMismatchStatus: true\nclusters: [{name: prod, kubeconfig: /k}]\n"), env(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Hooks[0].MismatchStatus != 500 || c.Hooks[0].Targets[0].Cluster != "prod" {
+		t.Errorf("legacy: %+v", c.Hooks[0])
+	}
+}
+
+func TestHooksDirRules(t *testing.T) {
+	tests := []struct {
+		name, rule, want string
+	}{
+		{"or refused", `{"or":[{"match":{"type":"value","value":"t","parameter":{"source":"url","name":"token"}}}]}`, `"or" is not supported`},
+		{"not refused", `{"not":{"match":{"type":"value","value":"t","parameter":{"source":"url","name":"token"}}}}`, `"not" is not supported`},
+		{"regex refused", `{"match":{"type":"regex","regex":"x","parameter":{"source":"url","name":"token"}}}`, `match type "regex"`},
+		{"no token", `{"match":{"type":"value","value":"deployment/a","parameter":{"source":"url","name":"workload"}}}`, "no token rule"},
+		{"hmac honoured", `{"and":[{"match":{"type":"payload-hmac-sha256","secret":"k","parameter":{"source":"header","name":"X-Hub-Signature-256"}}},{"match":{"type":"value","value":"deployment/a","parameter":{"source":"url","name":"workload"}}},{"match":{"type":"ip-whitelist","ip-range":"10.0.0.0/8"}}]}`, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			if err := os.WriteFile(filepath.Join(dir, "h.json"), []byte(`[{"id":"x","trigger-rule":`+tt.rule+`}]`), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			hooks, err := LoadHooksDir(dir, "c", false)
+			if tt.want == "" {
+				if err != nil || hooks[0].Signature == nil || hooks[0].Signature.Algorithm != "sha256" || hooks[0].Token != "k" || hooks[0].AllowedCIDRs[0] != "10.0.0.0/8" {
+					t.Errorf("hooks %+v, err %v", hooks, err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("err = %v, want %q", err, tt.want)
+			}
+		})
+	}
+}
+
+func FuzzHooksJSON(f *testing.F) {
+	data, _ := os.ReadFile("testdata/hooks/website.json")
+	f.Add(data)
+	f.Add([]byte(`[{"id":"a","trigger-rule":{"and":[{"and":[]}]}}]`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		dir := t.TempDir()
+		if err := os.WriteFile(filepath.Join(dir, "h.json"), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		hooks, err := LoadHooksDir(dir, "c", false)
+		if err != nil && hooks != nil {
+			t.Fatalf("error with hooks: %v", err)
+		}
+		for _, h := range hooks {
+			if h.Token == "" || len(h.Targets) != 1 {
+				t.Fatalf("hook without token or target: %+v", h)
+			}
+		}
+	})
+}

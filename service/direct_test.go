@@ -1,11 +1,15 @@
 package service
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -52,7 +56,16 @@ func TestDirectApply(t *testing.T) {
     source: aliyun
     targets: [{repo: apps, path: apps/nowhere, cluster: prod, workload: deployment/website, namespace: web, container: website}]
 `
-	h := newHarnessHooks(t, hooks, fmt.Sprintf("clusters: [{name: prod, kubeconfig: %s}]", kubeconfig))
+	// The old tool's ConfigMap, mounted as a directory of hooks.json files.
+	hooksDir := t.TempDir()
+	oldHooks, err := os.ReadFile("../config/testdata/hooks/website.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(hooksDir, "website.json"), oldHooks, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	h := newHarnessHooks(t, hooks, fmt.Sprintf("clusters: [{name: prod, kubeconfig: %s}]\nhooksDir: %s", kubeconfig, hooksDir))
 	push := func(tag string) []byte {
 		return []byte(`{"push_data":{"tag":"` + tag + `"},"repository":{"region":"cn-hangzhou","repo_full_name":"imagehook-demo/website"}}`)
 	}
@@ -95,12 +108,51 @@ func TestDirectApply(t *testing.T) {
 		t.Errorf("both: cluster %s, or git not updated", got)
 	}
 
+	// The old tool's hook, its URL unchanged.
+	oldURL := "/hooks/cnrancher_website?token=website-hook-token&ns=web&workload=deployment/website&container=website&repo_type=aliyun&wait=30s"
+	code, body = h.post(oldURL, push("3.0.0"))
+	if code != http.StatusOK || body["status"] != "succeeded" || stepStatus(body, "apply") != "succeeded" {
+		t.Fatalf("hooks.json: %d %v", code, body)
+	}
+	if got := image(); !strings.HasSuffix(got, ":3.0.0") {
+		t.Errorf("hooks.json: image = %s", got)
+	}
+	if code, _ := h.post(strings.Replace(oldURL, "ns=web", "ns=other", 1), push("3.0.1")); code != http.StatusForbidden {
+		t.Errorf("hooks.json with another namespace: %d, want 403", code)
+	}
+	// A broken file keeps what is served; a new file adds its hook.
+	if err := os.WriteFile(filepath.Join(hooksDir, "broken.json"), []byte("[{"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(200 * time.Millisecond)
+	if code, _ := h.post(oldURL, push("3.0.2")); code != http.StatusOK {
+		t.Errorf("after a broken file: %d", code)
+	}
+	if !strings.Contains(h.logs.String(), "does not load") {
+		t.Error("the broken file was not logged")
+	}
+	os.Remove(filepath.Join(hooksDir, "broken.json"))
+	if err := os.WriteFile(filepath.Join(hooksDir, "second.json"), bytes.ReplaceAll(oldHooks, []byte("cnrancher_website"), []byte("second")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		code, _ := h.post(strings.Replace(oldURL, "cnrancher_website", "second", 1), push("3.0.3"))
+		if code == http.StatusOK {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the new hooks.json hook is not served: %d", code)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+
 	// A failed commit does not stop the apply; the event fails and says why.
-	code, body = h.post("/hooks/broken-repo-path?wait=30s&token="+hookToken, push("2.2.0"))
+	code, body = h.post("/hooks/broken-repo-path?wait=30s&token="+hookToken, push("4.0.0"))
 	if code != http.StatusOK || body["status"] != "failed" || stepStatus(body, "git") != "failed" || stepStatus(body, "apply") != "succeeded" {
 		t.Fatalf("broken: %d %v", code, body)
 	}
-	if got := image(); !strings.HasSuffix(got, ":2.2.0") {
+	if got := image(); !strings.HasSuffix(got, ":4.0.0") {
 		t.Errorf("broken: image = %s", got)
 	}
 }

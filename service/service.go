@@ -4,6 +4,8 @@ package service
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -30,6 +32,8 @@ type Options struct {
 	Updater updater.Options
 	// ShutdownTimeout bounds the graceful stop.
 	ShutdownTimeout time.Duration
+	// HooksDirPoll is how often the hooks directory is checked for changes.
+	HooksDirPoll time.Duration
 }
 
 // Service is a configured, not yet running imagehook.
@@ -38,9 +42,10 @@ type Service struct {
 	log     *slog.Logger
 	journal *updater.Journal
 	updater *updater.Updater
-	http    *http.Server
-	ln      net.Listener
-	opts    Options
+	http     *http.Server
+	ln       net.Listener
+	listener *listener.Server
+	opts     Options
 }
 
 // New builds every component and binds the listen address, so that a port clash is reported before
@@ -48,6 +53,9 @@ type Service struct {
 func New(cfg *config.Config, log *slog.Logger, opts Options) (*Service, error) {
 	if opts.ShutdownTimeout == 0 {
 		opts.ShutdownTimeout = 30 * time.Second
+	}
+	if opts.HooksDirPoll == 0 {
+		opts.HooksDirPoll = 2 * time.Second
 	}
 	journal, err := updater.OpenJournal(filepath.Join(cfg.DataDir, "journal.db"))
 	if err != nil {
@@ -105,6 +113,7 @@ func (s *Service) build() error {
 		return fmt.Errorf("listen %s: %w", cfg.Listen, err)
 	}
 	s.ln = ln
+	s.listener = srv
 	s.http = srv.HTTPServer(cfg.Listen)
 	return nil
 }
@@ -181,6 +190,9 @@ func (s *Service) Run(ctx context.Context) error {
 	go func() { updDone <- s.updater.Run(runCtx) }()
 	srvErr := make(chan error, 1)
 	go func() { srvErr <- s.http.Serve(s.ln) }()
+	if s.cfg.HooksDir != "" {
+		go s.watchHooksDir(runCtx)
+	}
 	s.log.Info("imagehook listening", "addr", s.Addr())
 
 	var err error
@@ -206,4 +218,46 @@ func (s *Service) Run(ctx context.Context) error {
 		err = cerr
 	}
 	return err
+}
+
+// watchHooksDir reloads the old tool's hooks.json directory when it changes (a ConfigMap update).
+// A broken file keeps the hooks served before and logs why.
+func (s *Service) watchHooksDir(ctx context.Context) {
+	last := dirFingerprint(s.cfg.HooksDir)
+	t := time.NewTicker(s.opts.HooksDirPoll)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		fp := dirFingerprint(s.cfg.HooksDir)
+		if fp == last {
+			continue
+		}
+		last = fp
+		hooks, err := s.cfg.ReloadHooks()
+		if err == nil {
+			err = s.listener.SetHooks(hooks)
+		}
+		if err != nil {
+			s.log.Error("hooks directory changed but does not load; keeping the hooks served", "dir", s.cfg.HooksDir, "err", err)
+			continue
+		}
+		s.log.Info("hooks directory reloaded", "dir", s.cfg.HooksDir, "hooks", len(hooks))
+	}
+}
+
+// dirFingerprint hashes the names and contents of the directory's JSON files. Contents, not
+// modification times: a ConfigMap volume swaps files through symlinks.
+func dirFingerprint(dir string) string {
+	files, _ := filepath.Glob(filepath.Join(dir, "*.json"))
+	h := sha256.New()
+	for _, f := range files {
+		data, _ := os.ReadFile(f)
+		fmt.Fprintf(h, "%s\x00%d\x00", f, len(data))
+		h.Write(data)
+	}
+	return hex.EncodeToString(h.Sum(nil))
 }

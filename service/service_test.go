@@ -119,7 +119,8 @@ hooks:
 func (h *harness) start() {
 	h.t.Helper()
 	log := slog.New(slog.NewTextHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	svc, err := New(h.cfg, log, Options{Updater: updater.Options{RetryBase: 50 * time.Millisecond, RetryMax: 200 * time.Millisecond}})
+	svc, err := New(h.cfg, log, Options{Updater: updater.Options{RetryBase: 50 * time.Millisecond, RetryMax: 200 * time.Millisecond},
+		HooksDirPoll: 20 * time.Millisecond})
 	if err != nil {
 		h.t.Fatal(err)
 	}

@@ -1,0 +1,164 @@
+package config
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+)
+
+// InClusterName names the cluster added for hooks.json hooks when the config has no cluster: the
+// old tool patched the cluster it ran in.
+const InClusterName = "in-cluster"
+
+// oldHook is one entry of adnanh/webhook's hooks.json, as the old tool's ConfigMap holds them.
+type oldHook struct {
+	ID                      string   `json:"id"`
+	TriggerRule             *oldRule `json:"trigger-rule"`
+	MismatchCode            int      `json:"trigger-rule-mismatch-http-response-code"`
+	PassEnvironmentToComand []struct {
+		EnvName string `json:"envname"`
+		Source  string `json:"source"`
+		Name    string `json:"name"`
+	} `json:"pass-environment-to-command"`
+}
+
+type oldRule struct {
+	And   []oldRule `json:"and"`
+	Or    []oldRule `json:"or"`
+	Not   *oldRule  `json:"not"`
+	Match *struct {
+		Type      string `json:"type"`
+		Value     string `json:"value"`
+		Secret    string `json:"secret"`
+		IPRange   string `json:"ip-range"`
+		Parameter struct {
+			Source string `json:"source"`
+			Name   string `json:"name"`
+		} `json:"parameter"`
+	} `json:"match"`
+}
+
+// LoadHooksDir converts every *.json file of dir (each a JSON array of adnanh/webhook hooks) into
+// hooks that apply directly to cluster, as the old tool did. Rules imagehook cannot honour exactly
+// are refused with a message that says which.
+func LoadHooksDir(dir, cluster string, legacyStatus bool) ([]Hook, error) {
+	files, err := filepath.Glob(filepath.Join(dir, "*.json"))
+	if err != nil {
+		return nil, fmt.Errorf("hooksDir %s: %w", dir, err)
+	}
+	if _, err := os.Stat(dir); err != nil {
+		return nil, fmt.Errorf("hooksDir: %w", err)
+	}
+	sort.Strings(files)
+	var hooks []Hook
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			return nil, fmt.Errorf("hooksDir: %w", err)
+		}
+		var list []oldHook
+		if err := json.Unmarshal(data, &list); err != nil {
+			return nil, fmt.Errorf("%s: not a hooks.json array: %w", f, err)
+		}
+		for _, oh := range list {
+			h, err := convertOldHook(oh, cluster, legacyStatus)
+			if err != nil {
+				return nil, fmt.Errorf("%s: hook %q: %w", f, oh.ID, err)
+			}
+			hooks = append(hooks, h)
+		}
+	}
+	return hooks, nil
+}
+
+func convertOldHook(oh oldHook, cluster string, legacyStatus bool) (Hook, error) {
+	if oh.ID == "" {
+		return Hook{}, errors.New("id is required")
+	}
+	h := Hook{ID: oh.ID}
+	var t Target
+	t.Cluster = cluster
+	var walk func(r oldRule) error
+	walk = func(r oldRule) error {
+		switch {
+		case len(r.Or) > 0:
+			return errors.New(`trigger rule "or" is not supported: write the hook in imagehook.yaml`)
+		case r.Not != nil:
+			return errors.New(`trigger rule "not" is not supported: write the hook in imagehook.yaml`)
+		case len(r.And) > 0:
+			for _, sub := range r.And {
+				if err := walk(sub); err != nil {
+					return err
+				}
+			}
+			return nil
+		case r.Match == nil:
+			return nil
+		}
+		m := r.Match
+		p := m.Parameter
+		switch m.Type {
+		case "value":
+			if p.Source == "header" && strings.EqualFold(p.Name, "Authorization") {
+				h.Token = m.Value
+				return nil
+			}
+			if p.Source != "url" {
+				return fmt.Errorf("value match on %s %q is not supported (only URL parameters token, ns, workload, container)", p.Source, p.Name)
+			}
+			switch p.Name {
+			case "token":
+				h.Token = m.Value
+			case "ns":
+				t.Namespace = m.Value
+			case "workload":
+				t.Workload = m.Value
+			case "container":
+				t.Container = m.Value
+			default:
+				return fmt.Errorf("value match on URL parameter %q is not supported", p.Name)
+			}
+		case "payload-hmac-sha1", "payload-hmac-sha256", "payload-hmac-sha512", "payload-hash-sha1", "payload-hash-sha256", "payload-hash-sha512":
+			if p.Source != "header" {
+				return fmt.Errorf("%s must read its signature from a header", m.Type)
+			}
+			algo := m.Type[strings.LastIndex(m.Type, "-")+1:]
+			h.Token = m.Secret
+			// adnanh/webhook accepts the value with or without an "sha256=" style prefix.
+			h.Signature = &Signature{Header: p.Name, Algorithm: algo, Prefix: algo + "="}
+		case "ip-whitelist":
+			h.AllowedCIDRs = append(h.AllowedCIDRs, m.IPRange)
+		default:
+			return fmt.Errorf("match type %q is not supported", m.Type)
+		}
+		return nil
+	}
+	if oh.TriggerRule == nil {
+		return Hook{}, errors.New("no trigger-rule: imagehook requires a token")
+	}
+	if err := walk(*oh.TriggerRule); err != nil {
+		return Hook{}, err
+	}
+	if h.Token == "" {
+		return Hook{}, errors.New("no token rule (match on the url parameter token, or payload-hmac-*): imagehook requires one")
+	}
+	if t.Workload == "" {
+		return Hook{}, errors.New("no workload rule: the old tool's hooks name the workload in the URL")
+	}
+	h.Targets = []Target{t}
+	for _, env := range oh.PassEnvironmentToComand {
+		if env.EnvName == "MAIL_TO" && env.Source == "string" {
+			for _, to := range strings.FieldsFunc(env.Name, func(r rune) bool { return r == ',' || r == ';' || r == ' ' }) {
+				h.Mail.To = append(h.Mail.To, to)
+			}
+		}
+	}
+	if legacyStatus && oh.MismatchCode != 0 {
+		h.MismatchStatus = oh.MismatchCode
+	}
+	return h, nil
+}
