@@ -34,8 +34,8 @@ type Config struct {
 	HooksDir string `yaml:"hooksDir"`
 	// LegacyMismatchStatus answers failed trigger rules of hooks.json hooks with the status
 	// their file names (the old tool used 500) instead of 401/403.
-	LegacyMismatchStatus bool `yaml:"legacyMismatchStatus"`
-	Limits   Limits `yaml:"limits"`
+	LegacyMismatchStatus bool   `yaml:"legacyMismatchStatus"`
+	Limits               Limits `yaml:"limits"`
 	// Quickstart is set by Quickstart, never by a file: it prints mail to the log.
 	Quickstart bool `yaml:"-"`
 	// ownHooks are the hooks of the YAML file, kept apart from those of HooksDir for reloads.
@@ -132,9 +132,9 @@ type Hook struct {
 	AllowedCIDRs []string `yaml:"allowedCIDRs"`
 	// MismatchStatus answers a failed trigger rule (default 401 for credentials, 403 for targets);
 	// the old tool answered 500.
-	MismatchStatus int `yaml:"mismatchStatus"`
-	Targets []Target `yaml:"targets"`
-	Mail    HookMail `yaml:"mail"`
+	MismatchStatus int      `yaml:"mismatchStatus"`
+	Targets        []Target `yaml:"targets"`
+	Mail           HookMail `yaml:"mail"`
 }
 
 // Target is one workload container a hook updates.

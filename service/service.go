@@ -38,10 +38,10 @@ type Options struct {
 
 // Service is a configured, not yet running imagehook.
 type Service struct {
-	cfg     *config.Config
-	log     *slog.Logger
-	journal *updater.Journal
-	updater *updater.Updater
+	cfg      *config.Config
+	log      *slog.Logger
+	journal  *updater.Journal
+	updater  *updater.Updater
 	http     *http.Server
 	ln       net.Listener
 	listener *listener.Server
