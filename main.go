@@ -17,10 +17,13 @@ import (
 	"runtime/debug"
 	"strings"
 	"syscall"
+	"text/tabwriter"
+	"time"
 
 	"gopkg.in/yaml.v3"
 
 	"github.com/imagehook/imagehook/config"
+	"github.com/imagehook/imagehook/gitops"
 	"github.com/imagehook/imagehook/imageref"
 	"github.com/imagehook/imagehook/listener"
 	"github.com/imagehook/imagehook/manifests"
@@ -36,6 +39,7 @@ Usage:
   imagehook serve [--config imagehook.yaml]     run the service (no config: the local quickstart)
   imagehook set-image [--workload kind/name] [--namespace ns] [--container name] IMAGE PATH...
   imagehook check-config [--config F]           validate and print what would be served
+  imagehook history [--config F] [--repo NAME|PATH] [--workload kind/name] [-n N] [--json]
   imagehook send-test-mail --to ADDR [--config F]  send a sample report to check the mail setup
   imagehook version
 `
@@ -57,6 +61,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = setImage(args[1:], stdout)
 	case "check-config":
 		err = checkConfig(args[1:], stdout)
+	case "history":
+		err = history(args[1:], stdout)
 	case "send-test-mail":
 		err = sendTestMail(args[1:], stdout, stderr)
 	case "version", "--version":
@@ -280,4 +286,60 @@ func sendTestMail(args []string, stdout, stderr io.Writer) error {
 	}
 	fmt.Fprintf(stdout, "sent a test mail to %s through %s:%d (%s)\n", *to, cfg.Mail.Host, cfg.Mail.Port, cfg.Mail.TLS)
 	return nil
+}
+
+func history(args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("history", flag.ContinueOnError)
+	cfgPath := fs.String("config", "", "config file, to name a repository by its name")
+	repoArg := fs.String("repo", "", "repository name from the config, or a path to a git repository")
+	workload := fs.String("workload", "", "only changes of this kind/name")
+	n := fs.Int("n", 20, "number of entries (0: all)")
+	asJSON := fs.Bool("json", false, "print JSON")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	var entries []gitops.Entry
+	var err error
+	if st, statErr := os.Stat(*repoArg); *repoArg != "" && statErr == nil && st.IsDir() {
+		entries, err = gitops.OpenHistory(*repoArg, *n, *workload)
+	} else {
+		if *cfgPath == "" {
+			return errors.New("history: --repo PATH, or --config with a repository name")
+		}
+		cfg, err := config.Load(*cfgPath)
+		if err != nil {
+			return err
+		}
+		log := slog.New(slog.DiscardHandler)
+		repo, err := service.OpenRepo(cfg, *repoArg, log)
+		if err != nil {
+			return err
+		}
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+		defer stop()
+		entries, err = repo.History(ctx, *n, *workload)
+		if err != nil {
+			return err
+		}
+	}
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(entries)
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "TIME\tCOMMIT\tHOOK\tEVENT\tWORKLOAD\tCONTAINER\tCHANGE\tPUSHER")
+	for _, e := range entries {
+		if len(e.Changes) == 0 {
+			fmt.Fprintf(tw, "%s\t%.10s\t%s\t%s\t-\t-\t%s\t%s\n", e.Time.Local().Format(time.DateTime), e.Commit, e.Hook, e.Event, e.Image, e.Pusher)
+		}
+		for _, c := range e.Changes {
+			fmt.Fprintf(tw, "%s\t%.10s\t%s\t%s\t%s\t%s\t%s -> %s\t%s\n", e.Time.Local().Format(time.DateTime), e.Commit, e.Hook, e.Event,
+				c.Workload, c.Container, c.Old, c.New, e.Pusher)
+		}
+	}
+	return tw.Flush()
 }

@@ -14,6 +14,7 @@ import (
 	"reflect"
 	"regexp"
 	"strings"
+	"text/template"
 	"time"
 
 	"gopkg.in/yaml.v3"
@@ -63,6 +64,9 @@ type Repo struct {
 	Timeout Duration `yaml:"timeout"`
 	// CommitURL links a commit in reports: "https://git.example.com/platform/apps/commit/{sha}".
 	CommitURL string `yaml:"commitURL"`
+	// CommitTemplate is a Go text/template for the commit message (data: .Events, .Changes);
+	// imagehook's trailers are always appended.
+	CommitTemplate string `yaml:"commitTemplate"`
 }
 
 // RepoAuth holds a repository's credentials; every secret may be inline, ${ENV} or a ...File path.
@@ -411,6 +415,11 @@ func (c *Config) Validate() error {
 		repos[r.Name] = true
 		if r.URL == "" {
 			bad("repos[%s].url: required", r.Name)
+		}
+		if r.CommitTemplate != "" {
+			if _, err := template.New("commit").Parse(r.CommitTemplate); err != nil {
+				bad("repos[%s].commitTemplate: %v", r.Name, err)
+			}
 		}
 	}
 	clusters := map[string]bool{}

@@ -163,3 +163,38 @@ func TestSeedAndFileRemote(t *testing.T) {
 		t.Errorf("got %q", got)
 	}
 }
+
+// TestSSH pushes over SSH with known_hosts checking, and refuses a server with another host key.
+func TestSSH(t *testing.T) {
+	srv := gitserver.New(t, "bot", "pw")
+	srv.NewRepo(t, "apps", os.DirFS("testdata/repo"))
+	sshd := srv.NewSSH(t)
+	dir := t.TempDir()
+	known := filepath.Join(dir, "known_hosts")
+	if err := os.WriteFile(known, sshd.KnownHosts, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	open := func(knownHosts string) *Repo {
+		r, err := Open(Config{Name: "apps", URL: "ssh://git@" + sshd.Addr + "/apps.git", Author: Signature{"a", "a@example.com"},
+			Auth: Auth{SSHKey: sshd.ClientKey, KnownHostsFile: knownHosts}}, filepath.Join(t.TempDir(), "cache"), slog.New(slog.DiscardHandler))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	c, err := open(known).Apply(context.Background(), setFile("apps/a.yaml", "over ssh\n"))
+	if err != nil || !c.Changed {
+		t.Fatalf("apply over ssh: %+v %v", c, err)
+	}
+	if got := gitserver.Git(t, srv.Bare("apps"), "show", "main:apps/a.yaml"); got != "over ssh" {
+		t.Errorf("got %q", got)
+	}
+	other := filepath.Join(dir, "other_known_hosts")
+	wrong := strings.Replace(string(srv.NewSSH(t).KnownHosts), strings.Fields(string(srv.NewSSH(t).KnownHosts))[0], strings.Fields(string(sshd.KnownHosts))[0], 1)
+	if err := os.WriteFile(other, []byte(wrong), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := open(other).Apply(context.Background(), setFile("apps/a.yaml", "mitm\n")); err == nil || !strings.Contains(err.Error(), "key") {
+		t.Errorf("a wrong host key was accepted: %v", err)
+	}
+}

@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"text/template"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -69,17 +70,31 @@ func New(cfg *config.Config, log *slog.Logger, opts Options) (*Service, error) {
 	return s, nil
 }
 
+// OpenRepo opens the cache of the configured repository name ("" when there is only one).
+func OpenRepo(cfg *config.Config, name string, log *slog.Logger) (*gitops.Repo, error) {
+	for _, rc := range cfg.Repos {
+		if rc.Name == name || name == "" && len(cfg.Repos) == 1 {
+			return openRepo(cfg, rc, log)
+		}
+	}
+	return nil, fmt.Errorf("no repository named %q in the config", name)
+}
+
+func openRepo(cfg *config.Config, rc config.Repo, log *slog.Logger) (*gitops.Repo, error) {
+	auth, err := repoAuth(rc, log)
+	if err != nil {
+		return nil, err
+	}
+	return gitops.Open(gitops.Config{Name: rc.Name, URL: rc.URL, Branch: rc.Branch, Auth: auth,
+		Author: gitops.Signature{Name: rc.Author.Name, Email: rc.Author.Email}, Timeout: time.Duration(rc.Timeout)},
+		filepath.Join(cfg.DataDir, "repos", rc.Name+".git"), log)
+}
+
 func (s *Service) build() error {
 	cfg := s.cfg
 	repos := map[string]updater.Repo{}
 	for _, rc := range cfg.Repos {
-		auth, err := repoAuth(rc, s.log)
-		if err != nil {
-			return err
-		}
-		r, err := gitops.Open(gitops.Config{Name: rc.Name, URL: rc.URL, Branch: rc.Branch, Auth: auth,
-			Author: gitops.Signature{Name: rc.Author.Name, Email: rc.Author.Email}, Timeout: time.Duration(rc.Timeout)},
-			filepath.Join(cfg.DataDir, "repos", rc.Name+".git"), s.log)
+		r, err := openRepo(cfg, rc, s.log)
 		if err != nil {
 			return err
 		}
@@ -95,8 +110,16 @@ func (s *Service) build() error {
 	}
 	uopts := s.opts.Updater
 	uopts.CommitURLs = map[string]string{}
+	uopts.CommitTemplates = map[string]*template.Template{}
 	for _, rc := range cfg.Repos {
 		uopts.CommitURLs[rc.Name] = rc.CommitURL
+		if rc.CommitTemplate != "" {
+			t, err := template.New(rc.Name).Parse(rc.CommitTemplate)
+			if err != nil {
+				return fmt.Errorf("repos[%s].commitTemplate: %w", rc.Name, err)
+			}
+			uopts.CommitTemplates[rc.Name] = t
+		}
 	}
 	s.updater = updater.New(s.journal, repos, applier, notifier, s.log, uopts)
 

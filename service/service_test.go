@@ -16,7 +16,9 @@ import (
 	"time"
 
 	"github.com/imagehook/imagehook/config"
+	"github.com/imagehook/imagehook/event"
 	"github.com/imagehook/imagehook/examples"
+	"github.com/imagehook/imagehook/gitops"
 	"github.com/imagehook/imagehook/internal/gitserver"
 	"github.com/imagehook/imagehook/internal/smtptest"
 	"github.com/imagehook/imagehook/updater"
@@ -412,5 +414,64 @@ func TestMailReportsSuccessAndFailure(t *testing.T) {
 		if strings.Contains(string(msgs[0]), secret) {
 			t.Errorf("mail contains a secret")
 		}
+	}
+}
+
+// TestAuditTrailAndLandedEvents reads the trailers back, and resumes an event whose push landed
+// before its outcome was recorded (a crash between the two): it is not pushed twice and records
+// the earlier commit.
+func TestAuditTrailAndLandedEvents(t *testing.T) {
+	h := newHarness(t)
+	body := []byte(`{"push_data":{"tag":"5.0.0","pusher":"alice"},"repository":{"repo_name":"imagehook-demo/website"}}`)
+	code, resp := h.post("/hooks/dockerhub?wait=30s&token="+hookToken, body)
+	if code != 200 || resp["status"] != "succeeded" {
+		t.Fatalf("got %d %v", code, resp)
+	}
+	id := resp["id"].(string)
+	entries, err := gitops.OpenHistory(h.git.Bare("apps"), 0, "deployment/website")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(entries) != 1 || entries[0].Event != id || entries[0].Hook != "dockerhub" || entries[0].Pusher != "alice" ||
+		len(entries[0].Changes) != 1 || entries[0].Changes[0].New != "registry.cn-hangzhou.aliyuncs.com/imagehook-demo/website:5.0.0" ||
+		entries[0].Changes[0].Old != "registry.cn-hangzhou.aliyuncs.com/imagehook-demo/website:1.0.0" {
+		t.Fatalf("history = %+v", entries)
+	}
+	commit := entries[0].Commit
+
+	// Pretend the process died after the push: the journal still says queued.
+	h.stop()
+	j, err := updater.OpenJournal(filepath.Join(h.cfg.DataDir, "journal.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev, err := j.Get(context.Background(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev.Status, ev.Steps = event.Queued, nil
+	if err := j.Update(context.Background(), ev); err != nil {
+		t.Fatal(err)
+	}
+	j.Close()
+	h.start()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		get, _ := http.NewRequest(http.MethodGet, "http://"+h.addr+"/events/"+id, nil)
+		_, got := h.do(get)
+		if got["status"] == "succeeded" {
+			step := got["steps"].([]any)[0].(map[string]any)
+			if step["commit"] != commit || step["detail"] != "pushed by an earlier attempt" {
+				t.Errorf("step = %v, want commit %s from the earlier attempt", step, commit)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("event = %v", got)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if n := h.gitOut("rev-list", "--count", "main"); n != "2" {
+		t.Errorf("%s commits, want 2 (seed + one push)", n)
 	}
 }

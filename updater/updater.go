@@ -14,6 +14,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"text/template"
 	"time"
 
 	"github.com/imagehook/imagehook/event"
@@ -26,6 +27,8 @@ import (
 // Repo is what the updater needs of a manifests repository.
 type Repo interface {
 	Apply(ctx context.Context, edit gitops.EditFunc) (gitops.Commit, error)
+	// FindEvents returns the commits, among the last depth, whose trailers name these events.
+	FindEvents(ids []string, depth int) (map[string]string, error)
 }
 
 // Applier patches a workload directly on a cluster.
@@ -42,6 +45,15 @@ type Options struct {
 	MaxAttempts int
 	// CommitURLs maps a repository name to its commit link template, with {sha} for the commit.
 	CommitURLs map[string]string
+	// CommitTemplates maps a repository name to a template for the commit message's subject and
+	// body (data: CommitData); imagehook's trailers always follow it.
+	CommitTemplates map[string]*template.Template
+}
+
+// CommitData is what a commit message template sees.
+type CommitData struct {
+	Events  []*event.Event
+	Changes []event.Change
 }
 
 // Updater runs the flow. Create it with New, then call Run.
@@ -309,6 +321,13 @@ func (u *Updater) requeue(stop context.Context, log *slog.Logger, key string, ba
 	}
 }
 
+// outcome is what the edit found for one event of a batch.
+type outcome struct {
+	changes []event.Change
+	ignored []string
+	err     error
+}
+
 // targetKey identifies one workload container in one repository: within a batch the latest event
 // for a key wins.
 func targetKey(t event.Target) string {
@@ -332,11 +351,6 @@ func (u *Updater) gitStep(ctx context.Context, log *slog.Logger, key string, bat
 				latest[targetKey(t)] = ev
 			}
 		}
-	}
-	type outcome struct {
-		changes []event.Change
-		ignored []string
-		err     error
 	}
 	var results map[string]*outcome
 	edit := func(base fs.FS) (map[string][]byte, string, error) {
@@ -370,7 +384,8 @@ func (u *Updater) gitStep(ctx context.Context, log *slog.Logger, key string, bat
 				applied = append(applied, ev)
 			}
 		}
-		return over.files, commitMessage(applied, func(id string) []event.Change { return results[id].changes }), nil
+		msg, err := commitMessage(u.opts.CommitTemplates[key], applied, func(id string) []event.Change { return results[id].changes })
+		return over.files, msg, err
 	}
 	commit, err := repo.Apply(ctx, edit)
 	now := time.Now()
@@ -382,9 +397,17 @@ func (u *Updater) gitStep(ctx context.Context, log *slog.Logger, key string, bat
 		}
 		return retry
 	}
+	landed := u.alreadyLanded(log, repo, batch, results)
 	for _, ev := range batch {
 		out := results[ev.ID]
 		st := event.Step{Name: "git", Repo: key, At: now, Commit: commit.Hash}
+		if c, ok := landed[ev.ID]; ok {
+			// Pushed by an earlier attempt that did not live to record it.
+			st.Status, st.Commit, st.Changes = event.Succeeded, c, out.changes
+			st.Detail = "pushed by an earlier attempt"
+			ev.SetStep(st)
+			continue
+		}
 		if tmpl := u.opts.CommitURLs[key]; tmpl != "" && commit.Changed {
 			st.URL = strings.ReplaceAll(tmpl, "{sha}", commit.Hash)
 		}
@@ -417,6 +440,35 @@ func (u *Updater) gitStep(ctx context.Context, log *slog.Logger, key string, bat
 		ev.SetStep(st)
 	}
 	log.Info("git step done", "events", len(batch), "commit", commit.Hash, "changed", commit.Changed, "attempts", commit.Attempts)
+	return false
+}
+
+// alreadyLanded finds, for retried events that now change nothing, the commit an earlier attempt
+// pushed for them (a crash after the push and before the journal update).
+func (u *Updater) alreadyLanded(log *slog.Logger, repo Repo, batch []*event.Event, results map[string]*outcome) map[string]string {
+	var ids []string
+	for _, ev := range batch {
+		out := results[ev.ID]
+		if ev.Attempts > 1 && out != nil && out.err == nil && !anyChanged(out.changes) {
+			ids = append(ids, ev.ID)
+		}
+	}
+	if len(ids) == 0 {
+		return nil
+	}
+	found, err := repo.FindEvents(ids, 200)
+	if err != nil {
+		log.Warn("looking for earlier commits of retried events", "err", err)
+	}
+	return found
+}
+
+func anyChanged(cs []event.Change) bool {
+	for _, c := range cs {
+		if c.Old != c.New {
+			return true
+		}
+	}
 	return false
 }
 
@@ -523,39 +575,47 @@ func (u *Updater) save(ctx context.Context, log *slog.Logger, ev *event.Event) {
 	}
 }
 
-// commitMessage lists every change of the batch, then one trailer block per event.
-func commitMessage(evs []*event.Event, changes func(id string) []event.Change) string {
-	var lines []string
-	var first event.Change
-	n := 0
+// commitMessage writes the subject and the list of changes (or the repository's template), then
+// one trailer block per event, which `imagehook history` reads back.
+func commitMessage(tmpl *template.Template, evs []*event.Event, changes func(id string) []event.Change) (string, error) {
+	var all []event.Change
 	for _, ev := range evs {
 		for _, c := range changes(ev.ID) {
-			if c.Old == c.New {
-				continue
+			if c.Old != c.New {
+				all = append(all, c)
 			}
-			if n == 0 {
-				first = c
-			}
-			n++
-			lines = append(lines, fmt.Sprintf("- %s: %s container %s: %s -> %s", c.File, c.Workload, c.Container, c.Old, c.New))
 		}
 	}
 	var b strings.Builder
-	if n == 1 {
-		fmt.Fprintf(&b, "imagehook: %s %s to %s\n\n", first.Workload, first.Container, first.New)
+	if tmpl != nil {
+		if err := tmpl.Execute(&b, CommitData{Events: evs, Changes: all}); err != nil {
+			return "", fmt.Errorf("commit template: %w", err)
+		}
+		b.WriteString("\n\n")
 	} else {
-		fmt.Fprintf(&b, "imagehook: update %d images\n\n", n)
+		if len(all) == 1 {
+			fmt.Fprintf(&b, "imagehook: %s %s to %s\n\n", all[0].Workload, all[0].Container, all[0].New)
+		} else {
+			fmt.Fprintf(&b, "imagehook: update %d images\n\n", len(all))
+		}
+		for _, c := range all {
+			fmt.Fprintf(&b, "- %s: %s container %s: %s -> %s\n", c.File, c.Workload, c.Container, c.Old, c.New)
+		}
+		b.WriteString("\n")
 	}
-	b.WriteString(strings.Join(lines, "\n"))
-	b.WriteString("\n\n")
 	for _, ev := range evs {
-		fmt.Fprintf(&b, "Imagehook-Event: %s\nImagehook-Hook: %s\nImagehook-Image: %s\nImagehook-Source: %s\n",
-			ev.ID, oneLine(ev.Hook), oneLine(pushedRef(ev)), oneLine(ev.Push.Source))
+		fmt.Fprintf(&b, "%s: %s\n%s: %s\n%s: %s\n%s: %s\n", gitops.TrailerEvent, ev.ID, gitops.TrailerHook, oneLine(ev.Hook),
+			gitops.TrailerImage, oneLine(pushedRef(ev)), gitops.TrailerSource, oneLine(ev.Push.Source))
 		if ev.Push.Pusher != "" {
-			fmt.Fprintf(&b, "Imagehook-Pusher: %s\n", oneLine(ev.Push.Pusher))
+			fmt.Fprintf(&b, "%s: %s\n", gitops.TrailerPusher, oneLine(ev.Push.Pusher))
+		}
+		for _, c := range changes(ev.ID) {
+			if c.Old != c.New {
+				fmt.Fprintf(&b, "%s: %s\n", gitops.TrailerChange, gitops.FormatChange(c.Workload, c.Container, c.Old, c.New))
+			}
 		}
 	}
-	return b.String()
+	return b.String(), nil
 }
 
 // oneLine keeps payload text from breaking the trailer block.
