@@ -25,6 +25,10 @@ type Config struct {
 	Listen string `yaml:"listen"`
 	// DataDir holds the journal and the repository caches.
 	DataDir string `yaml:"dataDir"`
+	// Retention is how long finished events stay in the journal (default 720h).
+	Retention Duration `yaml:"retention"`
+	// Admin protects the status page at / (open when unset).
+	Admin Admin `yaml:"admin"`
 	// MaxBodyBytes caps a webhook body; larger requests get 413.
 	MaxBodyBytes int64     `yaml:"maxBodyBytes"`
 	Repos        []Repo    `yaml:"repos"`
@@ -41,6 +45,13 @@ type Config struct {
 	Quickstart bool `yaml:"-"`
 	// ownHooks are the hooks of the YAML file, kept apart from those of HooksDir for reloads.
 	ownHooks []Hook
+}
+
+// Admin holds the status page's credentials: a bearer token, or a basic-auth user and password.
+type Admin struct {
+	Token    string `yaml:"token" secret:"true"`
+	Username string `yaml:"username"`
+	Password string `yaml:"password" secret:"true"`
 }
 
 // Limits bound what callers may cost.

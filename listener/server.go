@@ -31,6 +31,7 @@ type Updater interface {
 	Submit(ctx context.Context, ev *event.Event) error
 	Get(ctx context.Context, id string) (*event.Event, error)
 	Wait(ctx context.Context, id string) (*event.Event, error)
+	Recent(ctx context.Context, n int) ([]*event.Event, error)
 }
 
 // MaxWait caps ?wait=.
@@ -81,6 +82,8 @@ func New(cfg *config.Config, u Updater, ready func(context.Context) error, reg *
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
 	r.GET("/readyz", s.handleReady)
+	r.GET("/", s.ui(s.handleStatus))
+	r.GET("/ui/events/:id", s.ui(s.handleEventPage))
 	r.Handler(http.MethodGet, "/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	r.NotFound = http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		writeError(w, http.StatusNotFound, "not found")

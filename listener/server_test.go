@@ -36,6 +36,11 @@ func (r *recorder) Submit(_ context.Context, ev *event.Event) error {
 	return nil
 }
 func (r *recorder) Get(context.Context, string) (*event.Event, error) { return nil, event.ErrNotFound }
+func (r *recorder) Recent(context.Context, int) ([]*event.Event, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]*event.Event(nil), r.events...), nil
+}
 func (r *recorder) Wait(_ context.Context, id string) (*event.Event, error) {
 	return &event.Event{ID: id, Status: event.Queued}, nil
 }

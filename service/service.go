@@ -108,7 +108,10 @@ func (s *Service) build() error {
 	if err != nil {
 		return err
 	}
+	reg := prometheus.NewRegistry()
 	uopts := s.opts.Updater
+	uopts.Metrics = updater.NewMetrics(reg)
+	uopts.Retention = time.Duration(cfg.Retention)
 	uopts.CommitURLs = map[string]string{}
 	uopts.CommitTemplates = map[string]*template.Template{}
 	for _, rc := range cfg.Repos {
@@ -123,7 +126,6 @@ func (s *Service) build() error {
 	}
 	s.updater = updater.New(s.journal, repos, applier, notifier, s.log, uopts)
 
-	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "imagehook_queue_depth", Help: "Events waiting for their repository's worker."},
 		func() float64 { return float64(s.updater.QueueDepth()) }))

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"time"
 
 	_ "modernc.org/sqlite" // pure-Go SQLite driver: no cgo
 
@@ -137,6 +138,15 @@ func (j *Journal) Get(ctx context.Context, id string) (*event.Event, error) {
 // Pending returns the events not yet done, oldest first: after a restart they are resumed.
 func (j *Journal) Pending(ctx context.Context) ([]*event.Event, error) {
 	return j.query(ctx, `SELECT data FROM events WHERE status IN ('queued', 'running') ORDER BY seq`)
+}
+
+// Prune deletes finished events received before t and returns how many.
+func (j *Journal) Prune(ctx context.Context, t time.Time) (int64, error) {
+	res, err := j.db.ExecContext(ctx, `DELETE FROM events WHERE status IN ('succeeded', 'failed', 'ignored') AND received_at < ?`, t.UnixMilli())
+	if err != nil {
+		return 0, fmt.Errorf("journal prune: %w", err)
+	}
+	return res.RowsAffected()
 }
 
 // Recent returns the newest n events, newest first.

@@ -45,6 +45,10 @@ type Options struct {
 	MaxAttempts int
 	// CommitURLs maps a repository name to its commit link template, with {sha} for the commit.
 	CommitURLs map[string]string
+	// Metrics receives the flow's measurements (nil: not exported).
+	Metrics *Metrics
+	// Retention is how long finished events stay in the journal (0: 30 days).
+	Retention time.Duration
 	// CommitTemplates maps a repository name to a template for the commit message's subject and
 	// body (data: CommitData); imagehook's trailers always follow it.
 	CommitTemplates map[string]*template.Template
@@ -88,6 +92,12 @@ func New(j *Journal, repos map[string]Repo, applier Applier, notifier notify.Not
 	if opts.MaxAttempts == 0 {
 		opts.MaxAttempts = 10
 	}
+	if opts.Metrics == nil {
+		opts.Metrics = NewMetrics(nil)
+	}
+	if opts.Retention == 0 {
+		opts.Retention = 30 * 24 * time.Hour
+	}
 	return &Updater{journal: j, repos: repos, applier: applier, notifier: notifier, log: log, opts: opts,
 		queues: map[string]*queue{}, waiters: map[string][]chan struct{}{}}
 }
@@ -114,9 +124,28 @@ func (u *Updater) Run(ctx context.Context) error {
 	for _, ev := range pending {
 		u.enqueue(ev)
 	}
-	<-ctx.Done()
-	u.wg.Wait()
-	return nil
+	u.prune(ctx)
+	t := time.NewTicker(time.Hour)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			u.wg.Wait()
+			return nil
+		case <-t.C:
+			u.prune(ctx)
+		}
+	}
+}
+
+// prune drops finished events older than the retention.
+func (u *Updater) prune(ctx context.Context) {
+	n, err := u.journal.Prune(ctx, time.Now().Add(-u.opts.Retention))
+	if err != nil {
+		u.log.Warn("journal prune", "err", err)
+	} else if n > 0 {
+		u.log.Info("pruned old events", "count", n)
+	}
 }
 
 // Submit journals ev (the durable promise behind a 2xx) and queues it.
@@ -133,6 +162,9 @@ func (u *Updater) Submit(ctx context.Context, ev *event.Event) error {
 func (u *Updater) Get(ctx context.Context, id string) (*event.Event, error) {
 	return u.journal.Get(ctx, id)
 }
+
+// Recent returns the newest n events.
+func (u *Updater) Recent(ctx context.Context, n int) ([]*event.Event, error) { return u.journal.Recent(ctx, n) }
 
 // Wait blocks until the event is done or ctx ends, and returns its latest state.
 func (u *Updater) Wait(ctx context.Context, id string) (*event.Event, error) {
@@ -387,8 +419,24 @@ func (u *Updater) gitStep(ctx context.Context, log *slog.Logger, key string, bat
 		msg, err := commitMessage(u.opts.CommitTemplates[key], applied, func(id string) []event.Change { return results[id].changes })
 		return over.files, msg, err
 	}
+	started := time.Now()
 	commit, err := repo.Apply(ctx, edit)
 	now := time.Now()
+	m := u.opts.Metrics
+	if commit.Attempts > 1 {
+		m.gitRetries.Add(float64(commit.Attempts - 1))
+	}
+	if err != nil {
+		m.gitDuration.WithLabelValues("error").Observe(now.Sub(started).Seconds())
+	} else {
+		m.gitDuration.WithLabelValues("ok").Observe(now.Sub(started).Seconds())
+		if commit.Changed {
+			m.gitCommits.Inc()
+			for _, ev := range batch {
+				m.pushLatency.Observe(now.Sub(ev.ReceivedAt).Seconds())
+			}
+		}
+	}
 	if err != nil {
 		retry := !errors.Is(err, gitops.ErrRejected) && !errors.Is(err, gitops.ErrAuth)
 		log.Error("git step failed", "err", err, "retry", retry)
@@ -533,6 +581,8 @@ func (u *Updater) finish(ctx context.Context, log *slog.Logger, ev *event.Event)
 		st.Name, st.Cluster, st.At = "apply", t.Cluster, time.Now()
 		if err != nil {
 			st.Status, st.Error = event.Failed, err.Error()
+		} else {
+			u.opts.Metrics.applyLatency.Observe(st.At.Sub(ev.ReceivedAt).Seconds())
 		}
 		ev.SetStep(st)
 	}
@@ -560,11 +610,15 @@ func (u *Updater) finish(ctx context.Context, log *slog.Logger, ev *event.Event)
 			// A mail failure never fails the update; it is recorded for the operator.
 			st.Status, st.Error = event.Failed, err.Error()
 			log.Warn("notification failed", "event", ev.ID, "err", err)
+			u.opts.Metrics.notify.WithLabelValues("failed").Inc()
+		} else {
+			u.opts.Metrics.notify.WithLabelValues("sent").Inc()
 		}
 		ev.SetStep(st)
 	}
 	ev.UpdatedAt = time.Now()
 	u.save(ctx, log, ev)
+	u.opts.Metrics.events.WithLabelValues(ev.Hook, ev.Push.Source, string(ev.Status)).Inc()
 	u.wake(ev.ID)
 	log.Info("event done", "event", ev.ID, "hook", ev.Hook, "status", ev.Status)
 }
