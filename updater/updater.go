@@ -164,7 +164,9 @@ func (u *Updater) Get(ctx context.Context, id string) (*event.Event, error) {
 }
 
 // Recent returns the newest n events.
-func (u *Updater) Recent(ctx context.Context, n int) ([]*event.Event, error) { return u.journal.Recent(ctx, n) }
+func (u *Updater) Recent(ctx context.Context, n int) ([]*event.Event, error) {
+	return u.journal.Recent(ctx, n)
+}
 
 // Wait blocks until the event is done or ctx ends, and returns its latest state.
 func (u *Updater) Wait(ctx context.Context, id string) (*event.Event, error) {
