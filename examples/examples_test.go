@@ -112,3 +112,24 @@ func TestKubernetesExample(t *testing.T) {
 		t.Errorf("example config: %v", err)
 	}
 }
+
+// TestOtherExamples parses every example and loads the migration hooks.json as imagehook would.
+func TestOtherExamples(t *testing.T) {
+	for _, f := range []string{"argocd/application.yaml", "fleet/gitrepo.yaml", "migrate-from-webhook/deployment.yaml"} {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d := docs(t, data); len(d) != 1 || d[0]["kind"] == nil {
+			t.Errorf("%s: %v", f, d)
+		}
+	}
+	hooks, err := config.LoadHooksDir("migrate-from-webhook", config.InClusterName, false)
+	if err != nil || len(hooks) != 1 || hooks[0].Targets[0].Workload != "deployment/website" {
+		t.Errorf("migration hooks.json: %+v %v", hooks, err)
+	}
+	data, err := os.ReadFile("jenkins/Jenkinsfile")
+	if err != nil || !bytes.Contains(data, []byte("repo_type=custom&wait=")) {
+		t.Errorf("Jenkinsfile: %v", err)
+	}
+}
