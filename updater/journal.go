@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	_ "modernc.org/sqlite" // pure-Go SQLite driver: no cgo
@@ -19,6 +20,18 @@ import (
 // stays there with each step's outcome.
 type Journal struct {
 	db *sql.DB
+	// inserts feeds the group-commit writer: concurrent webhooks share one transaction and one
+	// fsync, and each caller returns only once its row is committed.
+	inserts chan insertReq
+	done    chan struct{}
+	// closing guards inserts against a send after Close.
+	closing sync.RWMutex
+	closed  bool
+}
+
+type insertReq struct {
+	ev  *event.Event
+	err chan error
 }
 
 // OpenJournal opens (or creates) the SQLite journal at path. WAL with synchronous=FULL makes every
@@ -50,11 +63,71 @@ func OpenJournal(path string) (*Journal, error) {
 		db.Close()
 		return nil, fmt.Errorf("journal schema: %w", err)
 	}
-	return &Journal{db: db}, nil
+	j := &Journal{db: db, inserts: make(chan insertReq, 1024), done: make(chan struct{})}
+	go j.writer()
+	return j, nil
 }
 
-// Close closes the database.
-func (j *Journal) Close() error { return j.db.Close() }
+// Close stops the writer and closes the database.
+func (j *Journal) Close() error {
+	j.closing.Lock()
+	if j.closed {
+		j.closing.Unlock()
+		return nil
+	}
+	j.closed = true
+	close(j.inserts)
+	j.closing.Unlock()
+	<-j.done
+	return j.db.Close()
+}
+
+// writer commits the inserts waiting at each moment in one transaction.
+func (j *Journal) writer() {
+	defer close(j.done)
+	for first := range j.inserts {
+		batch := []insertReq{first}
+	more:
+		for len(batch) < 512 {
+			select {
+			case r, ok := <-j.inserts:
+				if !ok {
+					break more
+				}
+				batch = append(batch, r)
+			default:
+				break more
+			}
+		}
+		err := j.insertBatch(batch)
+		for _, r := range batch {
+			r.err <- err
+		}
+	}
+}
+
+func (j *Journal) insertBatch(batch []insertReq) error {
+	tx, err := j.db.Begin()
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	stmt, err := tx.Prepare(`INSERT INTO events (id, hook, repo, status, received_at, dedup, data) VALUES (?, ?, ?, ?, ?, ?, ?)`)
+	if err != nil {
+		return err
+	}
+	defer stmt.Close()
+	for _, r := range batch {
+		data, err := json.Marshal(r.ev)
+		if err != nil {
+			return err
+		}
+		if _, err := stmt.Exec(r.ev.ID, r.ev.Hook, r.ev.Repo(), string(r.ev.Status), r.ev.ReceivedAt.UnixMilli(), dedupKey(r.ev), data); err != nil {
+			return err
+		}
+	}
+	return tx.Commit()
+}
 
 // Ping checks that the journal is writable.
 func (j *Journal) Ping(ctx context.Context) error {
@@ -62,15 +135,24 @@ func (j *Journal) Ping(ctx context.Context) error {
 	return err
 }
 
-// Insert records a new event.
+// Insert records a new event; when it returns nil the event is committed to disk.
 func (j *Journal) Insert(ctx context.Context, ev *event.Event) error {
-	data, err := json.Marshal(ev)
-	if err != nil {
-		return fmt.Errorf("journal insert %s: %w", ev.ID, err)
+	r := insertReq{ev: ev, err: make(chan error, 1)}
+	j.closing.RLock()
+	if j.closed {
+		j.closing.RUnlock()
+		return errors.New("journal closed")
 	}
-	_, err = j.db.ExecContext(ctx, `INSERT INTO events (id, hook, repo, status, received_at, dedup, data) VALUES (?, ?, ?, ?, ?, ?, ?)`,
-		ev.ID, ev.Hook, ev.Repo(), string(ev.Status), ev.ReceivedAt.UnixMilli(), dedupKey(ev), data)
-	if err != nil {
+	select {
+	case j.inserts <- r:
+	case <-ctx.Done():
+		j.closing.RUnlock()
+		return ctx.Err()
+	}
+	j.closing.RUnlock()
+	// Once queued the insert is committed or fails as a whole; wait for it whatever ctx does, so a
+	// caller never answers without knowing.
+	if err := <-r.err; err != nil {
 		return fmt.Errorf("journal insert %s: %w", ev.ID, err)
 	}
 	return nil
@@ -78,13 +160,27 @@ func (j *Journal) Insert(ctx context.Context, ev *event.Event) error {
 
 // Update stores the event's new state.
 func (j *Journal) Update(ctx context.Context, ev *event.Event) error {
-	data, err := json.Marshal(ev)
+	return j.UpdateMany(ctx, []*event.Event{ev})
+}
+
+// UpdateMany stores the new state of several events in one transaction.
+func (j *Journal) UpdateMany(ctx context.Context, evs []*event.Event) error {
+	tx, err := j.db.BeginTx(ctx, nil)
 	if err != nil {
-		return fmt.Errorf("journal update %s: %w", ev.ID, err)
+		return fmt.Errorf("journal update: %w", err)
 	}
-	_, err = j.db.ExecContext(ctx, `UPDATE events SET status = ?, data = ? WHERE id = ?`, string(ev.Status), data, ev.ID)
-	if err != nil {
-		return fmt.Errorf("journal update %s: %w", ev.ID, err)
+	defer tx.Rollback()
+	for _, ev := range evs {
+		data, err := json.Marshal(ev)
+		if err != nil {
+			return fmt.Errorf("journal update %s: %w", ev.ID, err)
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE events SET status = ?, data = ? WHERE id = ?`, string(ev.Status), data, ev.ID); err != nil {
+			return fmt.Errorf("journal update %s: %w", ev.ID, err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("journal update: %w", err)
 	}
 	return nil
 }

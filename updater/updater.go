@@ -289,43 +289,42 @@ func (u *Updater) runBatch(ctx, stop context.Context, log *slog.Logger, key stri
 		if dup, err := u.journal.Duplicate(ctx, ev); err == nil && dup != "" {
 			// A registry re-delivering the same push: applying it again could only undo a later change.
 			ev.SetStep(event.Step{Name: "git", Repo: key, Status: event.Ignored, Detail: "duplicate delivery of event " + dup, At: time.Now()})
-			u.finish(ctx, log, ev)
+			u.finishMany(ctx, log, []*event.Event{ev})
 			continue
 		}
 		ev.Status = event.Running
 		ev.Attempts++
 		ev.UpdatedAt = time.Now()
-		u.save(ctx, log, ev)
 		batch = append(batch, ev)
 	}
 	if len(batch) == 0 {
 		return
 	}
+	u.saveMany(ctx, log, batch)
 	if key != "" {
 		if retry := u.gitStep(ctx, log, key, batch); retry {
 			u.requeue(stop, log, key, batch)
 			return
 		}
 	}
-	for _, ev := range batch {
-		u.finish(ctx, log, ev)
-	}
+	u.finishMany(ctx, log, batch)
 }
 
 // requeue puts a batch back after a transient git failure, after a backoff; events over their
 // attempt budget fail instead.
 func (u *Updater) requeue(stop context.Context, log *slog.Logger, key string, batch []*event.Event) {
-	var again []*event.Event
+	var again, gaveUp []*event.Event
 	for _, ev := range batch {
 		if ev.Attempts >= u.opts.MaxAttempts {
 			ev.Error = fmt.Sprintf("gave up after %d attempts", ev.Attempts)
-			u.finish(context.WithoutCancel(stop), log, ev)
+			gaveUp = append(gaveUp, ev)
 			continue
 		}
 		ev.Status = event.Queued
-		u.save(context.WithoutCancel(stop), log, ev)
 		again = append(again, ev)
 	}
+	u.finishMany(context.WithoutCancel(stop), log, gaveUp)
+	u.saveMany(context.WithoutCancel(stop), log, again)
 	if len(again) == 0 {
 		return
 	}
@@ -563,8 +562,23 @@ func setImage(fsys *overlay, t event.Target, pushed imageref.Ref, opts manifests
 	return changes, nil
 }
 
-// finish runs the steps after git (direct apply, notification), settles the status and wakes
-// anyone waiting.
+// finishMany finishes each event, records them all in one transaction, then wakes their waiters.
+func (u *Updater) finishMany(ctx context.Context, log *slog.Logger, evs []*event.Event) {
+	if len(evs) == 0 {
+		return
+	}
+	for _, ev := range evs {
+		u.finish(ctx, log, ev)
+	}
+	u.saveMany(ctx, log, evs)
+	for _, ev := range evs {
+		u.opts.Metrics.events.WithLabelValues(ev.Hook, ev.Push.Source, string(ev.Status)).Inc()
+		u.wake(ev.ID)
+		log.Info("event done", "event", ev.ID, "hook", ev.Hook, "status", ev.Status)
+	}
+}
+
+// finish runs the steps after git (direct apply, notification) and settles the status.
 func (u *Updater) finish(ctx context.Context, log *slog.Logger, ev *event.Event) {
 	gitFailed := false
 	if st, ok := ev.Step("git"); ok && st.Status == event.Failed {
@@ -619,15 +633,14 @@ func (u *Updater) finish(ctx context.Context, log *slog.Logger, ev *event.Event)
 		ev.SetStep(st)
 	}
 	ev.UpdatedAt = time.Now()
-	u.save(ctx, log, ev)
-	u.opts.Metrics.events.WithLabelValues(ev.Hook, ev.Push.Source, string(ev.Status)).Inc()
-	u.wake(ev.ID)
-	log.Info("event done", "event", ev.ID, "hook", ev.Hook, "status", ev.Status)
 }
 
-func (u *Updater) save(ctx context.Context, log *slog.Logger, ev *event.Event) {
-	if err := u.journal.Update(ctx, ev); err != nil {
-		log.Error("journal update", "event", ev.ID, "err", err)
+func (u *Updater) saveMany(ctx context.Context, log *slog.Logger, evs []*event.Event) {
+	if len(evs) == 0 {
+		return
+	}
+	if err := u.journal.UpdateMany(ctx, evs); err != nil {
+		log.Error("journal update", "events", len(evs), "err", err)
 	}
 }
 
