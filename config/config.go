@@ -362,10 +362,11 @@ func (c *Config) applyDefaults() {
 		c.MaxBodyBytes = 1 << 20
 	}
 	if c.Limits.HookRate == 0 {
-		c.Limits.HookRate, c.Limits.HookBurst = 50, 100
+		// Enough for a project-wide registry webhook pushing a release of many images at once.
+		c.Limits.HookRate, c.Limits.HookBurst = 200, 1000
 	}
 	if c.Limits.GlobalRate == 0 {
-		c.Limits.GlobalRate, c.Limits.GlobalBurst = 2000, 4000
+		c.Limits.GlobalRate, c.Limits.GlobalBurst = 5000, 10000
 	}
 	for i := range c.Repos {
 		r := &c.Repos[i]

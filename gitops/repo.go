@@ -165,7 +165,9 @@ type EditFunc func(fsys fs.FS) (files map[string][]byte, message string, err err
 // Apply fetches, runs edit on the branch tip, commits what it returns and pushes; on a conflict it
 // fetches and runs edit again on the new tip, with jittered exponential backoff. It never force-pushes.
 func (r *Repo) Apply(ctx context.Context, edit EditFunc) (Commit, error) {
-	backoff := 200 * time.Millisecond
+	// The first retry is immediate: the fetch it starts with already brings the new tip. Later ones
+	// back off, with jitter, so that two busy writers stop colliding.
+	backoff := time.Duration(0)
 	var lastErr error
 	for attempt := 1; attempt <= r.cfg.MaxAttempts; attempt++ {
 		c, err := r.applyOnce(ctx, edit)
@@ -178,7 +180,7 @@ func (r *Repo) Apply(ctx context.Context, edit EditFunc) (Commit, error) {
 		if err := sleep(ctx, jitter(backoff)); err != nil {
 			return c, err
 		}
-		backoff = min(backoff*2, 30*time.Second)
+		backoff = min(max(backoff*2, 100*time.Millisecond), 30*time.Second)
 	}
 	return Commit{Attempts: r.cfg.MaxAttempts}, fmt.Errorf("gave up after %d attempts: %w", r.cfg.MaxAttempts, lastErr)
 }
@@ -288,6 +290,9 @@ func RedactURL(u string) string {
 }
 
 func jitter(d time.Duration) time.Duration {
+	if d <= 0 {
+		return 0
+	}
 	n, err := rand.Int(rand.Reader, big.NewInt(int64(d)))
 	if err != nil {
 		return d

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net/http"
 	"os"
@@ -66,8 +67,14 @@ func newHarness(t *testing.T, extra ...string) *harness {
 // newHarnessHooks is newHarness with more hooks appended (YAML list items, indented by two).
 func newHarnessHooks(t *testing.T, moreHooks string, extra ...string) *harness {
 	t.Helper()
+	return newHarnessRepo(t, examples.Manifests(), moreHooks, extra...)
+}
+
+// newHarnessRepo serves repo as the manifests repository.
+func newHarnessRepo(t *testing.T, repo fs.FS, moreHooks string, extra ...string) *harness {
+	t.Helper()
 	git := gitserver.New(t, "imagehook", gitPassword)
-	url := git.NewRepo(t, "apps", examples.Manifests())
+	url := git.NewRepo(t, "apps", repo)
 	dir := t.TempDir()
 	if err := os.WriteFile(filepath.Join(dir, "git-password"), []byte(gitPassword+"\n"), 0o600); err != nil {
 		t.Fatal(err)

@@ -92,3 +92,13 @@ func (s *Server) NewRepo(t testing.TB, name string, src fs.FS) string {
 
 // Bare returns the path of repository name's bare directory, for inspecting it with the git binary.
 func (s *Server) Bare(name string) string { return filepath.Join(s.Root, name+".git") }
+
+// Command returns an exec.Cmd for the git binary in dir with a test identity, for callers that
+// handle failures themselves.
+func Command(dir string, args ...string) *exec.Cmd {
+	cmd := exec.Command("git", args...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "GIT_AUTHOR_NAME=test", "GIT_AUTHOR_EMAIL=test@example.com",
+		"GIT_COMMITTER_NAME=test", "GIT_COMMITTER_EMAIL=test@example.com", "GIT_TERMINAL_PROMPT=0")
+	return cmd
+}

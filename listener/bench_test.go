@@ -1,0 +1,39 @@
+package listener
+
+import (
+	"net/http"
+	"net/url"
+	"testing"
+
+	"github.com/imagehook/imagehook/config"
+)
+
+func BenchmarkParse(b *testing.B) {
+	for _, tt := range []struct{ source, file string }{
+		{"aliyun", "aliyun/aliyun-acr.official-doc.json"},
+		{"dockerhub", "dockerhub/dockerhub.official-doc.json"},
+		{"harbor", "harbor/harbor-v2-PUSH_ARTIFACT.official-doc.json"},
+		{"ghcr", "ghcr/ghcr-package-event.theryangeary-homelab-test.json"},
+		{"distribution", "distribution/distribution-registry.envelope.official-doc.json"},
+	} {
+		body := readPayload(b, tt.file)
+		req := &Request{Body: body, Header: http.Header{}, Query: url.Values{}, Hook: &config.Hook{}}
+		b.Run(tt.source, func(b *testing.B) {
+			b.ReportAllocs()
+			b.SetBytes(int64(len(body)))
+			for b.Loop() {
+				_, _ = parsers[tt.source](req)
+			}
+		})
+	}
+}
+
+func BenchmarkDetect(b *testing.B) {
+	body := readPayload(b, "harbor/harbor-v2-PUSH_ARTIFACT.official-doc.json")
+	b.ReportAllocs()
+	for b.Loop() {
+		if detect(http.Header{}, body) != "harbor" {
+			b.Fatal("detect")
+		}
+	}
+}
