@@ -21,8 +21,9 @@ run: build ## Run the quickstart: local manifests repo, no cluster, mail printed
 test: ## Run every test, with the race detector (builds the kube test servers on first use).
 	KUBEBUILDER_ASSETS=$(KUBE_ASSETS) $(GO) test -race -count=1 -timeout 20m ./...
 
-bench: ## Run the Go benchmarks.
-	$(GO) test -run '^$$' -bench . -benchmem -count=1 ./...
+bench: ## Run the Go benchmarks and the end-to-end load run (figures in BENCHMARKS.md).
+	KUBEBUILDER_ASSETS=$(KUBE_ASSETS) $(GO) test -run '^$$' -bench . -benchmem -count=1 ./manifests ./listener ./cluster
+	$(GO) test -tags loadtest -run TestLoad -v -count=1 -timeout 20m ./loadtest
 
 fuzz: ## Fuzz every parser of untrusted input for FUZZTIME each.
 	$(GO) test ./imageref  -run '^$$' -fuzz FuzzParse      -fuzztime $(FUZZTIME)

@@ -79,7 +79,8 @@ func New(name string, cfg *rest.Config, log *slog.Logger) (*Cluster, error) {
 		cfg.Timeout = 30 * time.Second
 	}
 	if cfg.QPS == 0 {
-		cfg.QPS, cfg.Burst = 20, 40
+		// client-go's default (5/s) would queue a release of a dozen workloads for seconds.
+		cfg.QPS, cfg.Burst = 50, 100
 	}
 	kube, err := kubernetes.NewForConfig(cfg)
 	if err != nil {

@@ -186,12 +186,26 @@ func (r *Repo) Apply(ctx context.Context, edit EditFunc) (Commit, error) {
 }
 
 func (r *Repo) applyOnce(ctx context.Context, edit EditFunc) (Commit, error) {
-	if err := r.Fetch(ctx); err != nil {
-		return Commit{}, err
-	}
-	tip, err := r.Tip()
+	ctx, cancel := context.WithTimeout(ctx, r.cfg.Timeout)
+	defer cancel()
+	ps, remoteTip, err := r.openPush(ctx)
 	if err != nil {
 		return Commit{}, err
+	}
+	defer ps.Close()
+	if remoteTip.IsZero() {
+		return Commit{}, fmt.Errorf("push %s: %w", r.cfg.Branch, errNoBranch)
+	}
+	// Fetch only when the remote moved past the cache (another writer, or the first run).
+	if cached, err := r.repo.Reference(r.remoteRef(), true); err != nil || cached.Hash() != remoteTip {
+		if err := r.Fetch(ctx); err != nil {
+			return Commit{}, err
+		}
+	}
+	tip, err := r.repo.CommitObject(remoteTip)
+	if err != nil {
+		// The advertised tip is newer than what the fetch brought (a push in between).
+		return Commit{}, fmt.Errorf("%w: tip %s not fetched yet", ErrConflict, remoteTip)
 	}
 	tree, err := tip.Tree()
 	if err != nil {
@@ -204,24 +218,21 @@ func (r *Repo) applyOnce(ctx context.Context, edit EditFunc) (Commit, error) {
 	if len(files) == 0 {
 		return Commit{Hash: tip.Hash.String()}, nil
 	}
-	hash, err := r.commit(tree, tip.Hash, files, msg)
+	var written []plumbing.Hash
+	treeHash, err := writeTree(r.repo.Storer, tree, files, &written)
+	if err != nil {
+		return Commit{}, fmt.Errorf("write tree: %w", err)
+	}
+	hash, err := storeCommit(r.repo, treeHash, []plumbing.Hash{tip.Hash}, r.cfg.Author, msg)
 	if err != nil {
 		return Commit{}, err
 	}
-	if err := r.push(ctx, hash); err != nil {
+	if err := ps.send(ctx, r, tip.Hash, hash, append(written, hash)); err != nil {
 		return Commit{}, err
 	}
-	// Record the pushed commit as the tip so the next batch starts from it even before a fetch.
+	// Record the pushed commit as the tip so the next batch starts from it without a fetch.
 	_ = r.repo.Storer.SetReference(plumbing.NewHashReference(r.remoteRef(), hash))
 	return Commit{Hash: hash.String(), Changed: true}, nil
-}
-
-func (r *Repo) commit(base *object.Tree, parent plumbing.Hash, files map[string][]byte, msg string) (plumbing.Hash, error) {
-	treeHash, err := writeTree(r.repo.Storer, base, files)
-	if err != nil {
-		return plumbing.ZeroHash, fmt.Errorf("write tree: %w", err)
-	}
-	return storeCommit(r.repo, treeHash, []plumbing.Hash{parent}, r.cfg.Author, msg)
 }
 
 func storeCommit(repo *git.Repository, tree plumbing.Hash, parents []plumbing.Hash, author Signature, msg string) (plumbing.Hash, error) {
@@ -236,18 +247,6 @@ func storeCommit(repo *git.Repository, tree plumbing.Hash, parents []plumbing.Ha
 		return plumbing.ZeroHash, fmt.Errorf("store commit: %w", err)
 	}
 	return h, nil
-}
-
-func (r *Repo) push(ctx context.Context, hash plumbing.Hash) error {
-	ctx, cancel := context.WithTimeout(ctx, r.cfg.Timeout)
-	defer cancel()
-	spec := gitconfig.RefSpec(fmt.Sprintf("%s:refs/heads/%s", hash, r.cfg.Branch))
-	err := r.repo.PushContext(ctx, &git.PushOptions{RemoteName: "origin", RefSpecs: []gitconfig.RefSpec{spec},
-		Auth: r.auth, CABundle: r.cfg.Auth.CABundle})
-	if err != nil && !errors.Is(err, git.NoErrAlreadyUpToDate) {
-		return fmt.Errorf("push %s: %w", r.cfg.Branch, classify(err))
-	}
-	return nil
 }
 
 // classify maps go-git's errors, whose texts are the only stable part, onto this package's sentinels.
@@ -333,7 +332,7 @@ func Seed(dir, branch string, fsys fs.FS, author Signature) error {
 	if err != nil {
 		return fmt.Errorf("seed %s: %w", dir, err)
 	}
-	tree, err := writeTree(repo.Storer, nil, files)
+	tree, err := writeTree(repo.Storer, nil, files, nil)
 	if err != nil {
 		return fmt.Errorf("seed %s: %w", dir, err)
 	}

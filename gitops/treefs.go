@@ -155,7 +155,9 @@ func (d *treeDir) ReadDir(n int) ([]fs.DirEntry, error) {
 
 // writeTree stores the blobs of files (slash paths → content) and the trees on their paths, reusing
 // every untouched subtree of base (nil for an empty tree), and returns the new root tree's hash.
-func writeTree(s storer.EncodedObjectStorer, base *object.Tree, files map[string][]byte) (plumbing.Hash, error) {
+// The hashes of the objects it writes are appended to written, when given: they are what a push
+// must send.
+func writeTree(s storer.EncodedObjectStorer, base *object.Tree, files map[string][]byte, written *[]plumbing.Hash) (plumbing.Hash, error) {
 	var entries []object.TreeEntry
 	if base != nil {
 		entries = append(entries, base.Entries...)
@@ -174,6 +176,9 @@ func writeTree(s storer.EncodedObjectStorer, base *object.Tree, files map[string
 		if err != nil {
 			return plumbing.ZeroHash, err
 		}
+		if written != nil {
+			*written = append(*written, h)
+		}
 		entries = upsert(entries, object.TreeEntry{Name: p, Mode: filemode.Regular, Hash: h})
 	}
 	for dir, sub := range subdirs {
@@ -190,7 +195,7 @@ func writeTree(s storer.EncodedObjectStorer, base *object.Tree, files map[string
 				subBase = t
 			}
 		}
-		h, err := writeTree(s, subBase, sub)
+		h, err := writeTree(s, subBase, sub, written)
 		if err != nil {
 			return plumbing.ZeroHash, err
 		}
@@ -208,7 +213,11 @@ func writeTree(s storer.EncodedObjectStorer, base *object.Tree, files map[string
 	if err := (&object.Tree{Entries: entries}).Encode(obj); err != nil {
 		return plumbing.ZeroHash, fmt.Errorf("encode tree: %w", err)
 	}
-	return s.SetEncodedObject(obj)
+	h, err := s.SetEncodedObject(obj)
+	if err == nil && written != nil {
+		*written = append(*written, h)
+	}
+	return h, err
 }
 
 func cutFirst(p string) (string, string, bool) {

@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"text/template"
 	"time"
 
@@ -219,6 +220,9 @@ func (s *Service) Run(ctx context.Context) error {
 		go s.watchHooksDir(runCtx)
 	}
 	s.log.Info("imagehook listening", "addr", s.Addr())
+	// Start-up (package initialisation, config, schema) leaves garbage behind: return it to the OS
+	// now rather than whenever the scavenger gets to it, so an idle imagehook stays small.
+	debug.FreeOSMemory()
 
 	var err error
 	select {
