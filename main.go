@@ -37,7 +37,7 @@ const usage = `imagehook: registry webhooks to GitOps commits.
 
 Usage:
   imagehook serve [--config imagehook.yaml]     run the service (no config: the local quickstart)
-  imagehook set-image [--workload kind/name] [--namespace ns] [--container name] IMAGE PATH...
+  imagehook set-image [--workload kind/name] [--namespace ns] [--container name] [--marker ID] IMAGE PATH...
   imagehook check-config [--config F]           validate and print what would be served
   imagehook history [--config F] [--repo NAME|PATH] [--workload kind/name] [-n N] [--json]
   imagehook send-test-mail --to ADDR [--config F]  send a sample report to check the mail setup
@@ -185,6 +185,7 @@ func setImage(args []string, stdout io.Writer) error {
 	namespace := fs.String("namespace", "", "namespace of the workload")
 	container := fs.String("container", "", "container name")
 	pin := fs.String("pin", "", "tag or digest (default: keep digests where the manifest has one)")
+	marker := fs.String("marker", "", `rewrite the scalars marked # {"$imagehook": "ID"} (or $imagepolicy/$imagescan) instead of workloads`)
 	asJSON := fs.Bool("json", false, "print the changes as JSON")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -220,7 +221,13 @@ func setImage(args []string, stdout io.Writer) error {
 		if !st.IsDir() {
 			root, rel = filepath.Dir(p), filepath.Base(p)
 		}
-		res, err := manifests.SetImage(os.DirFS(root), rel, target, ref, manifests.Options{Pin: manifests.Pin(*pin)})
+		opts := manifests.Options{Pin: manifests.Pin(*pin)}
+		var res manifests.Result
+		if *marker != "" {
+			res, err = manifests.SetMarkers(os.DirFS(root), rel, *marker, ref, opts)
+		} else {
+			res, err = manifests.SetImage(os.DirFS(root), rel, target, ref, opts)
+		}
 		if err != nil {
 			return fmt.Errorf("%s: %w", p, err)
 		}

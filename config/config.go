@@ -162,6 +162,21 @@ type Target struct {
 	Cluster   string `yaml:"cluster"`
 	// WaitRollout makes direct apply wait this long for the rollout, and report it.
 	WaitRollout Duration `yaml:"waitRollout"`
+	// Values targets a Helm values file instead of a workload document.
+	Values *Values `yaml:"values"`
+	// Marker targets every scalar marked # {"$imagehook": "<marker>"} under path (also Flux's
+	// $imagepolicy and Fleet's $imagescan markers with that id).
+	Marker string `yaml:"marker"`
+}
+
+// Values names where a Helm values file keeps the image, as dotted key paths.
+type Values struct {
+	File       string `yaml:"file"`
+	Image      string `yaml:"image"`
+	Registry   string `yaml:"registry"`
+	Repository string `yaml:"repository"`
+	Tag        string `yaml:"tag"`
+	Digest     string `yaml:"digest"`
 }
 
 // Signature names the header that carries a hex HMAC of the body, keyed with the hook's token.
@@ -509,6 +524,15 @@ func (c *Config) Validate() error {
 				}
 			} else if t.Cluster != "" {
 				bad("%s.workload: required for direct apply", tw)
+			}
+			if (t.Values != nil || t.Marker != "") && t.Repo == "" {
+				bad("%s: values and marker targets need a repo", tw)
+			}
+			if t.Values != nil && t.Marker != "" {
+				bad("%s: set values or marker, not both", tw)
+			}
+			if v := t.Values; v != nil && (v.File == "" || v.Image == "" && (v.Repository == "" || v.Tag == "")) {
+				bad("%s.values: needs file, and image or repository and tag", tw)
 			}
 			if t.Path != "" {
 				p := path.Clean(t.Path)

@@ -56,6 +56,19 @@ type Target struct {
 	Cluster   string `json:"cluster,omitempty"`
 	// WaitRollout, when positive, makes direct apply wait for the rollout.
 	WaitRollout time.Duration `json:"waitRollout,omitempty"`
+	// Values and Marker select a Helm values file or marked scalars instead of a workload.
+	Values *Values `json:"values,omitempty"`
+	Marker string  `json:"marker,omitempty"`
+}
+
+// Values names where a Helm values file keeps the image, as dotted key paths.
+type Values struct {
+	File       string `json:"file"`
+	Image      string `json:"image,omitempty"`
+	Registry   string `json:"registry,omitempty"`
+	Repository string `json:"repository,omitempty"`
+	Tag        string `json:"tag,omitempty"`
+	Digest     string `json:"digest,omitempty"`
 }
 
 // Mail is the hook's mail routing, copied when the event is accepted.

@@ -71,6 +71,11 @@ func SetImage(fsys fs.FS, dir string, target Target, pushed imageref.Ref, opts O
 	if target.Name != "" && !KnownKind(target.Kind) {
 		return res, fmt.Errorf("kind %q: not a workload kind (want Deployment, StatefulSet, DaemonSet, ReplicaSet, Job, CronJob, Pod or Rollout)", target.Kind)
 	}
+	// An overlay names the image in its kustomization: that entry, not the base's workload file
+	// (which may lie outside the target's path), is what decides the running image.
+	if kres, found, err := setKustomizeImage(fsys, dir, pushed, opts); found || err != nil {
+		return kres, err
+	}
 	files, err := yamlFiles(fsys, dir)
 	if err != nil {
 		return res, err

@@ -123,13 +123,8 @@ func NewValue(cur, pushed imageref.Ref, opts Options) (string, error) {
 		// The manifest's host is the one its cluster can pull from.
 		next = pushed.WithRepo(cur)
 	}
-	if opts.NoDowngrade && cur.Tag != "" && next.Tag != "" {
-		// Only two semantic versions compare; any other tag is allowed.
-		cv, cerr := semver.NewVersion(cur.Tag)
-		nv, nerr := semver.NewVersion(next.Tag)
-		if cerr == nil && nerr == nil && nv.LessThan(cv) {
-			return "", fmt.Errorf("%w: %s is older than the running %s", ErrDowngrade, next.Tag, cur.Tag)
-		}
+	if err := checkDowngrade(cur.Tag, next.Tag, opts); err != nil {
+		return "", err
 	}
 	pin := opts.Pin
 	if next.Tag == "" && cur.Tag != "" && next.Digest == "" {
@@ -154,4 +149,18 @@ func NewValue(cur, pushed imageref.Ref, opts Options) (string, error) {
 		}
 	}
 	return next.String(), nil
+}
+
+// checkDowngrade refuses, under NoDowngrade, a semantic version lower than the current one; any
+// tag that is not a semantic version is allowed.
+func checkDowngrade(cur, next string, opts Options) error {
+	if !opts.NoDowngrade || cur == "" || next == "" {
+		return nil
+	}
+	cv, cerr := semver.NewVersion(cur)
+	nv, nerr := semver.NewVersion(next)
+	if cerr == nil && nerr == nil && nv.LessThan(cv) {
+		return fmt.Errorf("%w: %s is older than the running %s", ErrDowngrade, next, cur)
+	}
+	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -37,18 +38,43 @@ func TestGolden(t *testing.T) {
 		image  string
 		pin    Pin
 		want   int // changed values
+		values *Values
+		marker string
 	}{
-		{"deployment-plain", "website", Target{"Deployment", "website", "web", "website"}, "registry.cn-hangzhou.aliyuncs.com/acme/website:1.1.0", PinAuto, 1},
-		{"docker-hub-shorthand-double-quoted", ".", Target{"deployment", "api", "web", "api"}, "docker.io/acme/api:1.1", PinAuto, 1},
-		{"single-quoted-statefulset", ".", Target{"StatefulSet", "db", "data", "db"}, "postgres:16.2", PinAuto, 1},
-		{"crlf-bom-daemonset", ".", Target{"DaemonSet", "agent", "kube-system", "agent"}, "quay.io/acme/agent:v2.1.0", PinAuto, 1},
-		{"multidoc-flow-mapping", ".", Target{"Deployment", "website", "web", "website"}, "index.docker.io/acme/website:1.1.0", PinAuto, 1},
-		{"cronjob-init-container", ".", Target{"CronJob", "report", "web", "migrate"}, "acme/report:2.0", PinAuto, 1},
-		{"kustomize-namespace", ".", Target{"Deployment", "website", "web", "website"}, "acme/website:1.1.0", PinAuto, 1},
-		{"helm-template-skipped", ".", Target{"Deployment", "website", "web", "website"}, "registry.cn-hangzhou.aliyuncs.com/acme/website:1.1.0", PinAuto, 1},
-		{"digest-pinned-stays-pinned", ".", Target{"Deployment", "website", "web", "website"}, "acme/website:1.1.0@" + digest2, PinAuto, 1},
-		{"repushed-tag-gets-digest", ".", Target{"Deployment", "website", "web", "website"}, "acme/website:latest@" + digest2, PinAuto, 1},
-		{"all-references", ".", Target{}, "acme/website:1.1.0", PinAuto, 2},
+		{"deployment-plain", "website", Target{"Deployment", "website", "web", "website"}, "registry.cn-hangzhou.aliyuncs.com/acme/website:1.1.0", PinAuto, 1, nil, ""},
+		{"docker-hub-shorthand-double-quoted", ".", Target{"deployment", "api", "web", "api"}, "docker.io/acme/api:1.1", PinAuto, 1, nil, ""},
+		{"single-quoted-statefulset", ".", Target{"StatefulSet", "db", "data", "db"}, "postgres:16.2", PinAuto, 1, nil, ""},
+		{"crlf-bom-daemonset", ".", Target{"DaemonSet", "agent", "kube-system", "agent"}, "quay.io/acme/agent:v2.1.0", PinAuto, 1, nil, ""},
+		{"multidoc-flow-mapping", ".", Target{"Deployment", "website", "web", "website"}, "index.docker.io/acme/website:1.1.0", PinAuto, 1, nil, ""},
+		{"cronjob-init-container", ".", Target{"CronJob", "report", "web", "migrate"}, "acme/report:2.0", PinAuto, 1, nil, ""},
+		{"kustomize-namespace", ".", Target{"Deployment", "website", "web", "website"}, "acme/website:1.1.0", PinAuto, 1, nil, ""},
+		{"helm-template-skipped", ".", Target{"Deployment", "website", "web", "website"}, "registry.cn-hangzhou.aliyuncs.com/acme/website:1.1.0", PinAuto, 1, nil, ""},
+		{"digest-pinned-stays-pinned", ".", Target{"Deployment", "website", "web", "website"}, "acme/website:1.1.0@" + digest2, PinAuto, 1, nil, ""},
+		{"repushed-tag-gets-digest", ".", Target{"Deployment", "website", "web", "website"}, "acme/website:latest@" + digest2, PinAuto, 1, nil, ""},
+		{"all-references", ".", Target{}, "acme/website:1.1.0", PinAuto, 2, nil, ""},
+		{"kustomize-overlay-newtag", "overlays/prod", Target{"Deployment", "web", "web", "web"}, "acme/web:1.1", PinAuto, 1, nil, ""},
+		{"kustomize-insert-newtag", ".", Target{"Deployment", "web", "", "web"}, "registry.example.com/acme/web:2.0.0", PinAuto, 1, nil, ""},
+		{"kustomize-tag-drops-digest", ".", Target{"Deployment", "web", "", "web"}, "acme/web:1.1", PinAuto, 1, nil, ""},
+		{"kustomize-tag-and-digest", ".", Target{"Deployment", "web", "", "web"}, "acme/web:1.1@" + digest2, PinAuto, 1, nil, ""},
+		{"kustomize-flow-entry", ".", Target{"Deployment", "web", "", "web"}, "acme/web:1.1", PinAuto, 1, nil, ""},
+		{"kustomize-crlf-insert", ".", Target{"Deployment", "web", "", "web"}, "acme/web:3.0.0", PinAuto, 1, nil, ""},
+		{"helm-repository-tag", ".", Target{}, "docker.io/acme/web:1.1.0", PinAuto, 1, &Values{File: "values.yaml", Repository: "image.repository", Tag: "image.tag"}, ""},
+		{"helm-numeric-tag-quoted", ".", Target{}, "acme/web:2.10", PinAuto, 1, &Values{File: "values.yaml", Repository: "image.repository", Tag: "image.tag"}, ""},
+		{"helm-registry-digest", ".", Target{}, "registry.example.com/acme/web:1.1@" + digest2, PinAuto, 2,
+			&Values{File: "values.yaml", Registry: "app.image.registry", Repository: "app.image.repository", Tag: "app.image.tag", Digest: "app.image.digest"}, ""},
+		{"helm-full-image", ".", Target{}, "acme/web:1.1", PinAuto, 1, &Values{File: "values.yaml", Image: "web.image"}, ""},
+		{"marker-imagehook-full", ".", Target{}, "acme/web:1.1", PinAuto, 1, nil, "website"},
+		{"marker-tag-and-name", ".", Target{}, "acme/web:1.1", PinAuto, 1, nil, "website"},
+		{"marker-flux-imagepolicy", ".", Target{}, "acme/web:1.1", PinAuto, 1, nil, "flux-system:website"},
+		{"marker-fleet-imagescan", ".", Target{}, "acme/web:1.1", PinAuto, 1, nil, "website"},
+		{"argo-rollout", ".", Target{"Rollout", "web", "", "web"}, "acme/web:1.1", PinAuto, 1, nil, ""},
+		{"job", ".", Target{"Job", "web", "", "web"}, "acme/web:1.1", PinAuto, 1, nil, ""},
+		{"replicaset", ".", Target{"ReplicaSet", "web", "", "web"}, "acme/web:1.1", PinAuto, 1, nil, ""},
+		{"anchors-aliases", ".", Target{"Deployment", "web", "", "web"}, "acme/web:1.1", PinAuto, 1, nil, ""},
+		{"unicode-flow-container", ".", Target{"Deployment", "web", "", "web"}, "acme/web:1.1", PinAuto, 1, nil, ""},
+		{"image-key-first-no-final-newline", ".", Target{"Deployment", "web", "", "web"}, "acme/web:1.1", PinAuto, 1, nil, ""},
+		{"tab-before-comment", ".", Target{"Deployment", "web", "", "web"}, "acme/web:1.1", PinAuto, 1, nil, ""},
+		{"document-end-markers", ".", Target{"Deployment", "web", "", "web"}, "acme/web:1.1", PinAuto, 1, nil, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -56,7 +82,17 @@ func TestGolden(t *testing.T) {
 			if err := os.CopyFS(work, os.DirFS(filepath.Join("testdata", tt.name, "original"))); err != nil {
 				t.Fatal(err)
 			}
-			res, err := SetImage(os.DirFS(work), tt.dir, tt.target, mustRef(t, tt.image), Options{Pin: tt.pin})
+			fsys, ref, opts := os.DirFS(work), mustRef(t, tt.image), Options{Pin: tt.pin}
+			var res Result
+			var err error
+			switch {
+			case tt.values != nil:
+				res, err = SetValues(fsys, tt.dir, *tt.values, ref, opts)
+			case tt.marker != "":
+				res, err = SetMarkers(fsys, tt.dir, tt.marker, ref, opts)
+			default:
+				res, err = SetImage(fsys, tt.dir, tt.target, ref, opts)
+			}
 			if err != nil {
 				t.Fatalf("SetImage: %v", err)
 			}
@@ -73,8 +109,31 @@ func TestGolden(t *testing.T) {
 				t.Errorf("changed %d values, want %d: %v", changed, tt.want, res.Changes)
 			}
 			diffDirs(t, filepath.Join("testdata", tt.name, "expected"), work)
+			kustomizeBuild(t, filepath.Join("testdata", tt.name, "expected"))
 		})
 	}
+	if len(tests) < 30 {
+		t.Errorf("%d golden cases, want at least 30", len(tests))
+	}
+}
+
+// kustomizeBuild runs kubectl kustomize on every kustomization of an expected tree: a rewrite must
+// leave it buildable.
+func kustomizeBuild(t *testing.T, root string) {
+	t.Helper()
+	kubectl, err := exec.LookPath("kubectl")
+	if err != nil {
+		return // kubectl is on the project's machines; elsewhere the byte comparison stands alone
+	}
+	_ = filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.Name() != "kustomization.yaml" {
+			return err
+		}
+		if out, err := exec.Command(kubectl, "kustomize", filepath.Dir(p)).CombinedOutput(); err != nil {
+			t.Errorf("kubectl kustomize %s: %v\n%s", filepath.Dir(p), err, out)
+		}
+		return nil
+	})
 }
 
 // diffDirs fails the test unless both trees hold the same files with the same bytes.
@@ -144,6 +203,37 @@ func TestSetImageErrors(t *testing.T) {
 				t.Errorf("err = %q, want it to mention %q", err, tt.msg)
 			}
 		})
+	}
+}
+
+func TestOtherLayoutErrors(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, content string) {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("values.yaml", "image:\n  repository: acme/web\n  tag: 1.0\n")
+	write("kustomization.yaml", "images:\n- digest: "+digest1+"\n  name: acme/web\n")
+	fsys, ref := os.DirFS(dir), mustRef(t, "acme/web:1.1")
+	if _, err := SetValues(fsys, ".", Values{File: "values.yaml", Repository: "image.repo", Tag: "image.tag"}, ref, Options{}); !errors.Is(err, ErrNotFound) {
+		t.Errorf("missing values path: %v", err)
+	}
+	if _, err := SetValues(fsys, ".", Values{File: "../values.yaml", Image: "x"}, ref, Options{}); err == nil {
+		t.Error("values file outside the repository accepted")
+	}
+	if _, err := SetValues(fsys, ".", Values{File: "values.yaml", Repository: "image.repository", Tag: "image.tag"}, mustRef(t, "acme/other:1"), Options{}); !errors.Is(err, ErrOtherRepository) {
+		t.Errorf("other repository: %v", err)
+	}
+	if _, err := SetMarkers(fsys, ".", "nope", ref, Options{}); !errors.Is(err, ErrNotFound) {
+		t.Errorf("missing marker: %v", err)
+	}
+	// Removing the digest, the entry's first key, cannot be done by deleting its line.
+	if _, err := SetImage(fsys, ".", Target{"Deployment", "web", "", "web"}, ref, Options{}); !errors.Is(err, ErrUnsafe) {
+		t.Errorf("unsafe kustomize edit: %v", err)
+	}
+	if data, _ := os.ReadFile(filepath.Join(dir, "kustomization.yaml")); !strings.Contains(string(data), digest1) {
+		t.Error("a refused edit changed the file")
 	}
 }
 

@@ -539,15 +539,26 @@ func pushedRef(ev *event.Event) string {
 }
 
 func setImage(fsys *overlay, t event.Target, pushed imageref.Ref, opts manifests.Options) ([]event.Change, error) {
-	var mt manifests.Target
-	if t.Workload != "" {
-		kind, name, err := manifests.ParseWorkload(t.Workload)
-		if err != nil {
-			return nil, err
+	var res manifests.Result
+	var err error
+	switch {
+	case t.Marker != "":
+		res, err = manifests.SetMarkers(fsys, t.Path, t.Marker, pushed, opts)
+	case t.Values != nil:
+		v := t.Values
+		res, err = manifests.SetValues(fsys, t.Path, manifests.Values{File: v.File, Image: v.Image, Registry: v.Registry,
+			Repository: v.Repository, Tag: v.Tag, Digest: v.Digest}, pushed, opts)
+	default:
+		var mt manifests.Target
+		if t.Workload != "" {
+			kind, name, perr := manifests.ParseWorkload(t.Workload)
+			if perr != nil {
+				return nil, perr
+			}
+			mt = manifests.Target{Kind: kind, Name: name, Namespace: t.Namespace, Container: t.Container}
 		}
-		mt = manifests.Target{Kind: kind, Name: name, Namespace: t.Namespace, Container: t.Container}
+		res, err = manifests.SetImage(fsys, t.Path, mt, pushed, opts)
 	}
-	res, err := manifests.SetImage(fsys, t.Path, mt, pushed, opts)
 	if err != nil {
 		return nil, err
 	}
@@ -556,7 +567,11 @@ func setImage(fsys *overlay, t event.Target, pushed imageref.Ref, opts manifests
 	}
 	changes := make([]event.Change, 0, len(res.Changes))
 	for _, c := range res.Changes {
-		changes = append(changes, event.Change{File: c.File, Workload: strings.ToLower(c.Kind) + "/" + c.Name,
+		workload := strings.ToLower(c.Kind) + "/" + c.Name
+		if t.Workload != "" && (t.Marker != "" || t.Values != nil || c.Kind == "Kustomization") {
+			workload = t.Workload
+		}
+		changes = append(changes, event.Change{File: c.File, Workload: workload,
 			Namespace: c.Namespace, Container: c.Container, Old: c.Old, New: c.New})
 	}
 	return changes, nil

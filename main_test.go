@@ -1,0 +1,66 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestSetImageCommand(t *testing.T) {
+	dir := t.TempDir()
+	doc := "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web, namespace: a}\nspec:\n  template:\n    spec:\n      containers:\n      - name: web\n        image: acme/web:1.0 # keep me\n"
+	p := filepath.Join(dir, "d.yaml")
+	if err := os.WriteFile(p, []byte(doc), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var out, errOut bytes.Buffer
+	if code := run([]string{"set-image", "--workload", "deployment/web", "--container", "web", "docker.io/acme/web:1.1", dir}, &out, &errOut); code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut.String())
+	}
+	if want := p + ": deployment/web container web: acme/web:1.0 -> acme/web:1.1\n"; out.String() != want {
+		t.Errorf("output %q, want %q", out.String(), want)
+	}
+	got, _ := os.ReadFile(p)
+	if string(got) != strings.Replace(doc, "acme/web:1.0", "acme/web:1.1", 1) {
+		t.Errorf("file:\n%s", got)
+	}
+	// Already current: exit 0, nothing written.
+	out.Reset()
+	if code := run([]string{"set-image", "acme/web:1.1", p}, &out, &errOut); code != 0 || !strings.Contains(out.String(), "up to date") {
+		t.Errorf("up to date: %d %q", code, out.String())
+	}
+	for _, args := range [][]string{
+		{"set-image", "--workload", "deployment/nope", "acme/web:2", dir},
+		{"set-image", "--workload", "deployment/web", "--container", "nope", "acme/web:2", dir},
+		{"set-image", "Acme/Web:2", dir},
+		{"set-image", "acme/web:2"},
+	} {
+		errOut.Reset()
+		if code := run(args, &out, &errOut); code == 0 || errOut.Len() == 0 {
+			t.Errorf("%v: exit %d, stderr %q", args, code, errOut.String())
+		}
+	}
+	if again, _ := os.ReadFile(p); !bytes.Equal(again, got) {
+		t.Error("a failed set-image changed the file")
+	}
+}
+
+func TestCheckConfigRedacts(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "c.yaml")
+	cfg := "repos: [{name: apps, url: https://git.example.com/a.git, auth: {username: u, password: s3cret-pw}}]\nhooks: [{id: h, token: t0ken-value, source: aliyun, targets: [{repo: apps, workload: deployment/w}]}]\n"
+	if err := os.WriteFile(p, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var out, errOut bytes.Buffer
+	if code := run([]string{"check-config", "--config", p}, &out, &errOut); code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut.String())
+	}
+	if strings.Contains(out.String(), "s3cret-pw") || strings.Contains(out.String(), "t0ken-value") || !strings.Contains(out.String(), "POST /hooks/h") {
+		t.Errorf("output:\n%s", out.String())
+	}
+	if code := run([]string{"check-config", "--config", p + ".missing"}, &out, &errOut); code == 0 {
+		t.Error("missing config accepted")
+	}
+}
