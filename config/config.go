@@ -66,11 +66,13 @@ type Limits struct {
 
 // Repo is a manifests repository.
 type Repo struct {
-	Name   string   `yaml:"name"`
-	URL    string   `yaml:"url"`
-	Branch string   `yaml:"branch"`
-	Auth   RepoAuth `yaml:"auth"`
-	Author Author   `yaml:"author"`
+	Name   string `yaml:"name"`
+	URL    string `yaml:"url"`
+	Branch string `yaml:"branch"`
+	// PushBranch receives the commits instead of Branch, for teams that merge via pull requests.
+	PushBranch string   `yaml:"pushBranch"`
+	Auth       RepoAuth `yaml:"auth"`
+	Author     Author   `yaml:"author"`
 	// Timeout bounds each fetch and push.
 	Timeout Duration `yaml:"timeout"`
 	// CommitURL links a commit in reports: "https://git.example.com/platform/apps/commit/{sha}".

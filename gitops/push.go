@@ -24,27 +24,32 @@ type pushSession struct {
 	ref  plumbing.ReferenceName
 }
 
-func (r *Repo) openPush(ctx context.Context) (*pushSession, plumbing.Hash, error) {
+func (r *Repo) openPush(ctx context.Context) (*pushSession, error) {
 	ep, err := transport.NewEndpoint(r.cfg.URL)
 	if err != nil {
-		return nil, plumbing.ZeroHash, fmt.Errorf("url %s: %w", RedactURL(r.cfg.URL), err)
+		return nil, fmt.Errorf("url %s: %w", RedactURL(r.cfg.URL), err)
 	}
 	ep.CaBundle = r.cfg.Auth.CABundle
+	branch := r.pushBranch()
 	cl, err := client.NewClient(ep)
 	if err != nil {
-		return nil, plumbing.ZeroHash, fmt.Errorf("push %s: %w", r.cfg.Branch, classify(err))
+		return nil, fmt.Errorf("push %s: %w", branch, classify(err))
 	}
 	sess, err := cl.NewReceivePackSession(ep, r.auth)
 	if err != nil {
-		return nil, plumbing.ZeroHash, fmt.Errorf("push %s: %w", r.cfg.Branch, classify(err))
+		return nil, fmt.Errorf("push %s: %w", branch, classify(err))
 	}
 	adv, err := sess.AdvertisedReferencesContext(ctx)
 	if err != nil {
 		sess.Close()
-		return nil, plumbing.ZeroHash, fmt.Errorf("push %s: %w", r.cfg.Branch, classify(err))
+		return nil, fmt.Errorf("push %s: %w", branch, classify(err))
 	}
-	ps := &pushSession{sess: sess, adv: adv, ref: plumbing.NewBranchReferenceName(r.cfg.Branch)}
-	return ps, adv.References[ps.ref.String()], nil
+	return &pushSession{sess: sess, adv: adv, ref: plumbing.NewBranchReferenceName(branch)}, nil
+}
+
+// tip returns the advertised tip of a branch, zero when it does not exist.
+func (ps *pushSession) tip(branch string) plumbing.Hash {
+	return ps.adv.References[plumbing.NewBranchReferenceName(branch).String()]
 }
 
 func (ps *pushSession) Close() { _ = ps.sess.Close() }
@@ -61,11 +66,11 @@ func (ps *pushSession) send(ctx context.Context, r *Repo, old, new plumbing.Hash
 	req.Packfile = io.NopCloser(&pack)
 	report, err := ps.sess.ReceivePack(ctx, req)
 	if err != nil {
-		return fmt.Errorf("push %s: %w", r.cfg.Branch, classify(err))
+		return fmt.Errorf("push %s: %w", ps.ref.Short(), classify(err))
 	}
 	if report != nil {
 		if err := report.Error(); err != nil {
-			return fmt.Errorf("push %s: %w", r.cfg.Branch, classify(err))
+			return fmt.Errorf("push %s: %w", ps.ref.Short(), classify(err))
 		}
 	}
 	return nil

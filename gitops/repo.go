@@ -45,8 +45,11 @@ type Config struct {
 	Name   string
 	URL    string
 	Branch string
-	Auth   Auth
-	Author Signature
+	// PushBranch, when set, receives the commits instead of Branch (for teams that merge through
+	// pull requests): it is created from Branch, then built upon.
+	PushBranch string
+	Auth       Auth
+	Author     Signature
 	// Timeout bounds each network operation.
 	Timeout time.Duration
 	// MaxAttempts bounds push retries on conflict.
@@ -128,19 +131,31 @@ func (r *Repo) Name() string { return r.cfg.Name }
 // Dir returns the cache directory (a bare repository).
 func (r *Repo) Dir() string { return r.dir }
 
-func (r *Repo) remoteRef() plumbing.ReferenceName {
-	return plumbing.NewRemoteReferenceName("origin", r.cfg.Branch)
+func (r *Repo) remoteRef() plumbing.ReferenceName { return r.trackingRef(r.cfg.Branch) }
+
+func (r *Repo) trackingRef(branch string) plumbing.ReferenceName {
+	return plumbing.NewRemoteReferenceName("origin", branch)
+}
+
+// pushBranch is the branch commits go to.
+func (r *Repo) pushBranch() string {
+	if r.cfg.PushBranch != "" {
+		return r.cfg.PushBranch
+	}
+	return r.cfg.Branch
 }
 
 // Fetch updates the cached branch from the remote.
-func (r *Repo) Fetch(ctx context.Context) error {
+func (r *Repo) Fetch(ctx context.Context) error { return r.fetch(ctx, r.cfg.Branch) }
+
+func (r *Repo) fetch(ctx context.Context, branch string) error {
 	ctx, cancel := context.WithTimeout(ctx, r.cfg.Timeout)
 	defer cancel()
-	spec := gitconfig.RefSpec(fmt.Sprintf("+refs/heads/%s:%s", r.cfg.Branch, r.remoteRef()))
+	spec := gitconfig.RefSpec(fmt.Sprintf("+refs/heads/%s:%s", branch, r.trackingRef(branch)))
 	err := r.repo.FetchContext(ctx, &git.FetchOptions{RemoteName: "origin", RefSpecs: []gitconfig.RefSpec{spec},
 		Auth: r.auth, CABundle: r.cfg.Auth.CABundle, Tags: git.NoTags})
 	if err != nil && !errors.Is(err, git.NoErrAlreadyUpToDate) {
-		return fmt.Errorf("fetch %s: %w", r.cfg.Branch, classify(err))
+		return fmt.Errorf("fetch %s: %w", branch, classify(err))
 	}
 	return nil
 }
@@ -188,17 +203,23 @@ func (r *Repo) Apply(ctx context.Context, edit EditFunc) (Commit, error) {
 func (r *Repo) applyOnce(ctx context.Context, edit EditFunc) (Commit, error) {
 	ctx, cancel := context.WithTimeout(ctx, r.cfg.Timeout)
 	defer cancel()
-	ps, remoteTip, err := r.openPush(ctx)
+	ps, err := r.openPush(ctx)
 	if err != nil {
 		return Commit{}, err
 	}
 	defer ps.Close()
+	// Build on the push branch when it exists, else start it from the branch.
+	baseBranch, remoteTip := r.pushBranch(), ps.tip(r.pushBranch())
+	old := remoteTip
+	if remoteTip.IsZero() {
+		baseBranch, remoteTip = r.cfg.Branch, ps.tip(r.cfg.Branch)
+	}
 	if remoteTip.IsZero() {
 		return Commit{}, fmt.Errorf("push %s: %w", r.cfg.Branch, errNoBranch)
 	}
 	// Fetch only when the remote moved past the cache (another writer, or the first run).
-	if cached, err := r.repo.Reference(r.remoteRef(), true); err != nil || cached.Hash() != remoteTip {
-		if err := r.Fetch(ctx); err != nil {
+	if cached, err := r.repo.Reference(r.trackingRef(baseBranch), true); err != nil || cached.Hash() != remoteTip {
+		if err := r.fetch(ctx, baseBranch); err != nil {
 			return Commit{}, err
 		}
 	}
@@ -227,11 +248,11 @@ func (r *Repo) applyOnce(ctx context.Context, edit EditFunc) (Commit, error) {
 	if err != nil {
 		return Commit{}, err
 	}
-	if err := ps.send(ctx, r, tip.Hash, hash, append(written, hash)); err != nil {
+	if err := ps.send(ctx, r, old, hash, append(written, hash)); err != nil {
 		return Commit{}, err
 	}
 	// Record the pushed commit as the tip so the next batch starts from it without a fetch.
-	_ = r.repo.Storer.SetReference(plumbing.NewHashReference(r.remoteRef(), hash))
+	_ = r.repo.Storer.SetReference(plumbing.NewHashReference(r.trackingRef(r.pushBranch()), hash))
 	return Commit{Hash: hash.String(), Changed: true}, nil
 }
 

@@ -198,3 +198,32 @@ func TestSSH(t *testing.T) {
 		t.Errorf("a wrong host key was accepted: %v", err)
 	}
 }
+
+// TestPushBranch writes to a separate branch for review: created from main, then built upon;
+// main never moves.
+func TestPushBranch(t *testing.T) {
+	srv := gitserver.New(t, "bot", "pw")
+	url := srv.NewRepo(t, "apps", os.DirFS("testdata/repo"))
+	r, err := Open(Config{Name: "apps", URL: url, Branch: "main", PushBranch: "imagehook/updates", Auth: Auth{Username: "bot", Password: "pw"},
+		Author: Signature{"a", "a@example.com"}}, filepath.Join(t.TempDir(), "cache"), slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	main := gitserver.Git(t, srv.Bare("apps"), "rev-parse", "main")
+	if _, err := r.Apply(context.Background(), setFile("apps/a.yaml", "one\n")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Apply(context.Background(), setFile("apps/b.yaml", "two\n")); err != nil {
+		t.Fatal(err)
+	}
+	bare := srv.Bare("apps")
+	if got := gitserver.Git(t, bare, "rev-parse", "main"); got != main {
+		t.Errorf("main moved")
+	}
+	if got := gitserver.Git(t, bare, "rev-list", "--count", "main..imagehook/updates"); got != "2" {
+		t.Errorf("%s commits on the push branch, want 2", got)
+	}
+	if got := gitserver.Git(t, bare, "show", "imagehook/updates:apps/a.yaml"); got != "one" {
+		t.Errorf("got %q", got)
+	}
+}

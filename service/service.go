@@ -86,7 +86,7 @@ func openRepo(cfg *config.Config, rc config.Repo, log *slog.Logger) (*gitops.Rep
 	if err != nil {
 		return nil, err
 	}
-	return gitops.Open(gitops.Config{Name: rc.Name, URL: rc.URL, Branch: rc.Branch, Auth: auth,
+	return gitops.Open(gitops.Config{Name: rc.Name, URL: rc.URL, Branch: rc.Branch, PushBranch: rc.PushBranch, Auth: auth,
 		Author: gitops.Signature{Name: rc.Author.Name, Email: rc.Author.Email}, Timeout: time.Duration(rc.Timeout)},
 		filepath.Join(cfg.DataDir, "repos", rc.Name+".git"), log)
 }
