@@ -133,3 +133,18 @@ func TestOtherExamples(t *testing.T) {
 		t.Errorf("Jenkinsfile: %v", err)
 	}
 }
+
+// TestSampleConfig loads the sample configuration with its variables set.
+func TestSampleConfig(t *testing.T) {
+	data, err := os.ReadFile("imagehook.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Parse(data, func(string) (string, bool) { return "x", true })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cfg.Hooks) != 3 || cfg.Mail.Port != 465 || cfg.Mail.TLS != "implicit" || cfg.Hooks[1].Targets[1].Values == nil {
+		t.Errorf("sample config: %+v", cfg)
+	}
+}
