@@ -140,14 +140,11 @@ func SetImage(fsys fs.FS, dir string, target Target, pushed imageref.Ref, opts O
 			edits[h.file] = append(edits[h.file], edit{node: h.node, value: val})
 		}
 	}
-	res.Files = map[string][]byte{}
-	for f, es := range edits {
-		out, err := splice(contents[f], es)
-		if err != nil {
-			return Result{}, fmt.Errorf("%s: %w", f, err)
-		}
-		res.Files[f] = out
+	spliced, err := spliceFiles(contents, edits)
+	if err != nil {
+		return Result{}, err
 	}
+	res.Files = spliced
 	return res, nil
 }
 

@@ -3,6 +3,7 @@ package manifests
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"os/exec"
@@ -310,4 +311,29 @@ func FuzzSetImage(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestHostileFiles: an alias bomb and an oversized file cost little and change nothing.
+func TestHostileFiles(t *testing.T) {
+	dir := t.TempDir()
+	var bomb strings.Builder
+	bomb.WriteString("a0: &a0 [web, web, web, web, web, web, web, web, web]\n")
+	for i := 1; i < 10; i++ {
+		fmt.Fprintf(&bomb, "a%d: &a%d [*a%d, *a%d, *a%d, *a%d, *a%d, *a%d, *a%d, *a%d, *a%d]\n", i, i, i-1, i-1, i-1, i-1, i-1, i-1, i-1, i-1, i-1)
+	}
+	kust := bomb.String() + "images:\n- name: acme/web\n  newTag: \"1.0\"\n"
+	if err := os.WriteFile(filepath.Join(dir, "kustomization.yaml"), []byte(kust), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	big := strings.Repeat("# web web web web web web web web web web web web web web web web\n", MaxFileSize/64+10)
+	if err := os.WriteFile(filepath.Join(dir, "huge.yaml"), []byte(big), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err := SetImage(os.DirFS(dir), ".", Target{"Deployment", "web", "", "web"}, mustRef(t, "acme/web:1.1"), Options{})
+	if err == nil {
+		t.Fatal("alias bomb accepted")
+	}
+	if data, _ := os.ReadFile(filepath.Join(dir, "kustomization.yaml")); string(data) != kust {
+		t.Error("file changed")
+	}
 }

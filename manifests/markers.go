@@ -97,14 +97,11 @@ func SetMarkers(fsys fs.FS, dir, id string, pushed imageref.Ref, opts Options) (
 	if len(res.Changes) == 0 {
 		return res, fmt.Errorf("marker %q under %s: %w", id, dir, ErrNotFound)
 	}
-	res.Files = map[string][]byte{}
-	for f, es := range edits {
-		out, err := splice(contents[f], es)
-		if err != nil {
-			return Result{}, fmt.Errorf("%s: %w", f, err)
-		}
-		res.Files[f] = out
+	spliced, err := spliceFiles(contents, edits)
+	if err != nil {
+		return Result{}, err
 	}
+	res.Files = spliced
 	return res, nil
 }
 

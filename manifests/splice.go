@@ -19,6 +19,19 @@ type edit struct {
 
 var bom = []byte("\xef\xbb\xbf")
 
+// spliceFiles applies each file's edits to its contents and returns the new contents by file.
+func spliceFiles(contents map[string][]byte, edits map[string][]edit) (map[string][]byte, error) {
+	out := make(map[string][]byte, len(edits))
+	for f, es := range edits {
+		data, err := splice(contents[f], es)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", f, err)
+		}
+		out[f] = data
+	}
+	return out, nil
+}
+
 // splice writes each edit's value over the bytes of its scalar, keeping the scalar's quoting, then
 // parses the result and refuses it unless exactly the edited values changed.
 func splice(data []byte, edits []edit) ([]byte, error) {

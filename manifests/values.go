@@ -136,13 +136,13 @@ func SetValues(fsys fs.FS, dir string, v Values, pushed imageref.Ref, opts Optio
 			change(v.Digest, digN, next.Digest)
 		}
 	}
-	res.Files = map[string][]byte{}
-	if len(edits) > 0 {
-		out, err := splice(data, edits)
-		if err != nil {
-			return Result{}, fmt.Errorf("%s: %w", file, err)
-		}
-		res.Files[file] = out
+	files, err := spliceFiles(map[string][]byte{file: data}, map[string][]edit{file: edits})
+	if err != nil {
+		return Result{}, err
 	}
+	if len(edits) == 0 {
+		delete(files, file)
+	}
+	res.Files = files
 	return res, nil
 }
