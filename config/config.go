@@ -77,6 +77,9 @@ type Repo struct {
 	Timeout Duration `yaml:"timeout"`
 	// CommitURL links a commit in reports: "https://git.example.com/platform/apps/commit/{sha}".
 	CommitURL string `yaml:"commitURL"`
+	// SigningKeyFile is an armored OpenPGP private key that signs every commit.
+	SigningKeyFile       string `yaml:"signingKeyFile"`
+	SigningKeyPassphrase string `yaml:"signingKeyPassphrase" secret:"true"`
 	// CommitTemplate is a Go text/template for the commit message (data: .Events, .Changes);
 	// imagehook's trailers are always appended.
 	CommitTemplate string `yaml:"commitTemplate"`

@@ -54,6 +54,8 @@ type Config struct {
 	Timeout time.Duration
 	// MaxAttempts bounds push retries on conflict.
 	MaxAttempts int
+	// Signer, when set, signs every commit.
+	Signer *Signer
 }
 
 // Signature is a commit author.
@@ -244,7 +246,7 @@ func (r *Repo) applyOnce(ctx context.Context, edit EditFunc) (Commit, error) {
 	if err != nil {
 		return Commit{}, fmt.Errorf("write tree: %w", err)
 	}
-	hash, err := storeCommit(r.repo, treeHash, []plumbing.Hash{tip.Hash}, r.cfg.Author, msg)
+	hash, err := storeCommit(r.repo, treeHash, []plumbing.Hash{tip.Hash}, r.cfg.Author, msg, r.cfg.Signer)
 	if err != nil {
 		return Commit{}, err
 	}
@@ -256,9 +258,14 @@ func (r *Repo) applyOnce(ctx context.Context, edit EditFunc) (Commit, error) {
 	return Commit{Hash: hash.String(), Changed: true}, nil
 }
 
-func storeCommit(repo *git.Repository, tree plumbing.Hash, parents []plumbing.Hash, author Signature, msg string) (plumbing.Hash, error) {
+func storeCommit(repo *git.Repository, tree plumbing.Hash, parents []plumbing.Hash, author Signature, msg string, signer *Signer) (plumbing.Hash, error) {
 	sig := object.Signature{Name: author.Name, Email: author.Email, When: time.Now()}
 	c := &object.Commit{Author: sig, Committer: sig, Message: msg, TreeHash: tree, ParentHashes: parents}
+	if signer != nil {
+		if err := signer.sign(c); err != nil {
+			return plumbing.ZeroHash, err
+		}
+	}
 	obj := repo.Storer.NewEncodedObject()
 	if err := c.Encode(obj); err != nil {
 		return plumbing.ZeroHash, fmt.Errorf("encode commit: %w", err)
@@ -357,7 +364,7 @@ func Seed(dir, branch string, fsys fs.FS, author Signature) error {
 	if err != nil {
 		return fmt.Errorf("seed %s: %w", dir, err)
 	}
-	h, err := storeCommit(repo, tree, nil, author, "Seed the quickstart manifests\n")
+	h, err := storeCommit(repo, tree, nil, author, "Seed the quickstart manifests\n", nil)
 	if err != nil {
 		return fmt.Errorf("seed %s: %w", dir, err)
 	}

@@ -1,6 +1,7 @@
 package gitops
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io/fs"
@@ -9,6 +10,10 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/ProtonMail/go-crypto/openpgp"
+	"github.com/ProtonMail/go-crypto/openpgp/armor"
+	"github.com/go-git/go-git/v5/plumbing"
 
 	"github.com/imagehook/imagehook/internal/gitserver"
 )
@@ -225,5 +230,50 @@ func TestPushBranch(t *testing.T) {
 	}
 	if got := gitserver.Git(t, bare, "show", "imagehook/updates:apps/a.yaml"); got != "one" {
 		t.Errorf("got %q", got)
+	}
+}
+
+// TestSignedCommits signs with an OpenPGP key and verifies the pushed commit with its public key.
+func TestSignedCommits(t *testing.T) {
+	entity, err := openpgp.NewEntity("imagehook", "", "imagehook@example.com", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var priv, pub bytes.Buffer
+	w, _ := armor.Encode(&priv, openpgp.PrivateKeyType, nil)
+	if err := entity.SerializePrivate(w, nil); err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	w, _ = armor.Encode(&pub, openpgp.PublicKeyType, nil)
+	if err := entity.Serialize(w); err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	signer, err := NewSigner(priv.Bytes(), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := gitserver.New(t, "bot", "pw")
+	url := srv.NewRepo(t, "apps", os.DirFS("testdata/repo"))
+	r, err := Open(Config{Name: "apps", URL: url, Auth: Auth{Username: "bot", Password: "pw"}, Author: Signature{"a", "a@example.com"}, Signer: signer},
+		filepath.Join(t.TempDir(), "cache"), slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := r.Apply(context.Background(), setFile("apps/a.yaml", "signed\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	gitserver.Git(t, srv.Bare("apps"), "fsck", "--strict")
+	commit, err := r.repo.CommitObject(plumbing.NewHash(c.Hash))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := commit.Verify(pub.String()); err != nil {
+		t.Errorf("signature does not verify: %v", err)
+	}
+	if !strings.Contains(gitserver.Git(t, srv.Bare("apps"), "cat-file", "commit", c.Hash), "-----BEGIN PGP SIGNATURE-----") {
+		t.Error("the pushed commit carries no signature")
 	}
 }

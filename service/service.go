@@ -86,7 +86,17 @@ func openRepo(cfg *config.Config, rc config.Repo, log *slog.Logger) (*gitops.Rep
 	if err != nil {
 		return nil, err
 	}
-	return gitops.Open(gitops.Config{Name: rc.Name, URL: rc.URL, Branch: rc.Branch, PushBranch: rc.PushBranch, Auth: auth,
+	var signer *gitops.Signer
+	if rc.SigningKeyFile != "" {
+		key, err := os.ReadFile(rc.SigningKeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("repos[%s].signingKeyFile: %w", rc.Name, err)
+		}
+		if signer, err = gitops.NewSigner(key, rc.SigningKeyPassphrase); err != nil {
+			return nil, fmt.Errorf("repos[%s]: %w", rc.Name, err)
+		}
+	}
+	return gitops.Open(gitops.Config{Name: rc.Name, URL: rc.URL, Branch: rc.Branch, PushBranch: rc.PushBranch, Auth: auth, Signer: signer,
 		Author: gitops.Signature{Name: rc.Author.Name, Email: rc.Author.Email}, Timeout: time.Duration(rc.Timeout)},
 		filepath.Join(cfg.DataDir, "repos", rc.Name+".git"), log)
 }
