@@ -99,6 +99,9 @@ type Request struct {
 	Pushed                           imageref.Ref
 	Pin                              manifests.Pin
 	NoDowngrade                      bool
+	RegistryAliases                  [][]string
+	// WriteHost writes the pushed image's host where the workload runs the same path elsewhere.
+	WriteHost bool
 	// Wait, when positive, bounds the wait for the rollout.
 	Wait time.Duration
 }
@@ -127,7 +130,7 @@ func (c *Cluster) SetImage(ctx context.Context, req Request) (Result, error) {
 	if err != nil {
 		return res, fmt.Errorf("%s/%s container %s: current image: %w", kind, req.Name, req.Container, err)
 	}
-	next, err := manifests.NewValue(curRef, req.Pushed, manifests.Options{Pin: req.Pin, WriteHost: true, NoDowngrade: req.NoDowngrade})
+	next, err := manifests.NewValue(curRef, req.Pushed, manifests.Options{Pin: req.Pin, WriteHost: req.WriteHost, NoDowngrade: req.NoDowngrade, RegistryAliases: req.RegistryAliases})
 	if err != nil {
 		return res, err
 	}
@@ -349,6 +352,8 @@ func (c *Cluster) rolledOut(ctx context.Context, kind, ns, name string) (bool, e
 // Applier is the updater's direct-apply step over the configured clusters.
 type Applier struct {
 	Clusters map[string]*Cluster
+	// RegistryAliases groups registry hosts that serve the same repositories (see manifests).
+	RegistryAliases [][]string
 }
 
 // Apply patches the target on its cluster and reports the step.
@@ -371,7 +376,8 @@ func (a *Applier) Apply(ctx context.Context, t event.Target, ev *event.Event) (e
 		return st, err
 	}
 	res, err := c.SetImage(ctx, Request{Kind: kind, Name: name, Namespace: t.Namespace, Container: t.Container,
-		Pushed: pushed, Pin: manifests.Pin(ev.Pin), NoDowngrade: ev.NoDowngrade, Wait: t.WaitRollout})
+		Pushed: pushed, Pin: manifests.Pin(ev.Pin), NoDowngrade: ev.NoDowngrade, RegistryAliases: a.RegistryAliases,
+		WriteHost: ev.Push.ExplicitHost, Wait: t.WaitRollout})
 	if manifests.Skipped(err) {
 		st.Status, st.Detail = event.Ignored, err.Error()
 		return st, nil

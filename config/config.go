@@ -35,6 +35,9 @@ type Config struct {
 	Clusters     []Cluster `yaml:"clusters"`
 	Mail         *Mail     `yaml:"mail"`
 	Hooks        []Hook    `yaml:"hooks"`
+	// RegistryAliases groups registry hosts that serve the same repositories; when set, only hosts
+	// of one group match each other (otherwise the same repository path on any host does).
+	RegistryAliases [][]string `yaml:"registryAliases"`
 	// HooksDir loads the old tool's hooks.json files (adnanh/webhook format) from a directory.
 	HooksDir string `yaml:"hooksDir"`
 	// LegacyMismatchStatus answers failed trigger rules of hooks.json hooks with the status

@@ -116,7 +116,7 @@ func NewValue(cur, pushed imageref.Ref, opts Options) (string, error) {
 	case cur.SameRepository(pushed):
 		// Keep the manifest's own spelling of the repository (acme/api, not docker.io/acme/api).
 		next = pushed.WithRepo(cur)
-	case cur.Path() != pushed.Path():
+	case cur.Path() != pushed.Path() || !opts.sameRegistry(cur.Host(), pushed.Host()):
 		return "", fmt.Errorf("%w: pushed %s, target runs %s", ErrOtherRepository, pushed.Repo, cur.Repo)
 	case !opts.WriteHost:
 		// The same repository behind another host: a VPC endpoint, a registry's external name.

@@ -337,3 +337,25 @@ func TestHostileFiles(t *testing.T) {
 		t.Error("file changed")
 	}
 }
+
+func TestRegistryAliases(t *testing.T) {
+	aliases := [][]string{{"registry.cn-hangzhou.aliyuncs.com", "registry-vpc.cn-hangzhou.aliyuncs.com"}}
+	cur := mustRef(t, "registry-vpc.cn-hangzhou.aliyuncs.com/acme/web:1.0")
+	tests := []struct {
+		pushed, want string
+		opts         Options
+		err          error
+	}{
+		{"registry.cn-hangzhou.aliyuncs.com/acme/web:1.1", "registry-vpc.cn-hangzhou.aliyuncs.com/acme/web:1.1", Options{RegistryAliases: aliases}, nil},
+		{"registry.cn-hangzhou.aliyuncs.com/acme/web:1.1", "registry.cn-hangzhou.aliyuncs.com/acme/web:1.1", Options{RegistryAliases: aliases, WriteHost: true}, nil},
+		{"quay.io/acme/web:1.1", "", Options{RegistryAliases: aliases}, ErrOtherRepository},
+		{"quay.io/acme/web:1.1", "registry-vpc.cn-hangzhou.aliyuncs.com/acme/web:1.1", Options{}, nil},
+		{"registry.cn-hangzhou.aliyuncs.com/acme/api:1.1", "", Options{}, ErrOtherRepository},
+	}
+	for _, tt := range tests {
+		got, err := NewValue(cur, mustRef(t, tt.pushed), tt.opts)
+		if got != tt.want || !errors.Is(err, tt.err) && !(err == nil && tt.err == nil) {
+			t.Errorf("%s %+v: got %q, %v; want %q, %v", tt.pushed, tt.opts, got, err, tt.want, tt.err)
+		}
+	}
+}

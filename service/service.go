@@ -123,6 +123,7 @@ func (s *Service) build() error {
 	uopts := s.opts.Updater
 	uopts.Metrics = updater.NewMetrics(reg)
 	uopts.Retention = time.Duration(cfg.Retention)
+	uopts.RegistryAliases = cfg.RegistryAliases
 	uopts.CommitURLs = map[string]string{}
 	uopts.CommitTemplates = map[string]*template.Template{}
 	for _, rc := range cfg.Repos {
@@ -199,7 +200,7 @@ func newApplier(cfg *config.Config, log *slog.Logger) (updater.Applier, error) {
 	if len(cfg.Clusters) == 0 {
 		return nil, nil
 	}
-	a := &cluster.Applier{Clusters: map[string]*cluster.Cluster{}}
+	a := &cluster.Applier{Clusters: map[string]*cluster.Cluster{}, RegistryAliases: cfg.RegistryAliases}
 	for _, cc := range cfg.Clusters {
 		rc, err := cluster.RESTConfig(cc.Kubeconfig, cc.Context)
 		if err != nil {

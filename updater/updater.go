@@ -45,6 +45,8 @@ type Options struct {
 	MaxAttempts int
 	// CommitURLs maps a repository name to its commit link template, with {sha} for the commit.
 	CommitURLs map[string]string
+	// RegistryAliases groups registry hosts that serve the same repositories (see manifests).
+	RegistryAliases [][]string
 	// Metrics receives the flow's measurements (nil: not exported).
 	Metrics *Metrics
 	// Retention is how long finished events stay in the journal (0: 30 days).
@@ -402,7 +404,8 @@ func (u *Updater) gitStep(ctx context.Context, log *slog.Logger, key string, bat
 				if t.Repo == "" || latest[targetKey(t)] != ev {
 					continue
 				}
-				changes, err := setImage(over, t, pushed, manifests.Options{Pin: manifests.Pin(ev.Pin), WriteHost: ev.Push.ExplicitHost, NoDowngrade: ev.NoDowngrade})
+				changes, err := setImage(over, t, pushed, manifests.Options{Pin: manifests.Pin(ev.Pin), WriteHost: ev.Push.ExplicitHost,
+					NoDowngrade: ev.NoDowngrade, RegistryAliases: u.opts.RegistryAliases})
 				if manifests.Skipped(err) {
 					out.ignored = append(out.ignored, err.Error())
 					continue
