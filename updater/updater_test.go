@@ -222,4 +222,3 @@ func TestJournalPrune(t *testing.T) {
 		t.Errorf("a queued event was pruned: %v", err)
 	}
 }
-
