@@ -128,6 +128,9 @@ type Mail struct {
 	CAFile             string   `yaml:"caFile"`
 	InsecureSkipVerify bool     `yaml:"insecureSkipVerify"`
 	Timeout            Duration `yaml:"timeout"`
+	// SubjectTemplate and BodyTemplate override the built-in Go text/templates.
+	SubjectTemplate string `yaml:"subjectTemplate"`
+	BodyTemplate    string `yaml:"bodyTemplate"`
 	// CAPEM is a CA given inline by the old tool's MAIL_CACERT variable.
 	CAPEM string `yaml:"-"`
 }
@@ -476,6 +479,11 @@ func (c *Config) Validate() error {
 		}
 		if m.From == "" {
 			bad("mail.from: required")
+		}
+		for name, text := range map[string]string{"subjectTemplate": m.SubjectTemplate, "bodyTemplate": m.BodyTemplate} {
+			if _, err := template.New(name).Parse(text); err != nil {
+				bad("mail.%s: %v", name, err)
+			}
 		}
 	}
 	hooks := map[string]bool{}

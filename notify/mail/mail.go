@@ -52,6 +52,11 @@ type Config struct {
 	// Retries and RetryBase bound the retries of a transient failure.
 	Retries   int
 	RetryBase time.Duration
+	// SubjectTemplate and BodyTemplate replace the embedded templates (both languages) when set;
+	// they see the same data (.Event, .Failed, .Image, .Namespace, .Workload, .Container, .Changes,
+	// .Steps, .CommitURL).
+	SubjectTemplate string
+	BodyTemplate    string
 }
 
 // Notifier mails event reports.
@@ -96,12 +101,19 @@ func New(cfg Config, log *slog.Logger) (*Notifier, error) {
 		}
 		n.tls.RootCAs = pool
 	}
+	custom := map[string]string{"subject": cfg.SubjectTemplate, "body": cfg.BodyTemplate}
 	for _, kind := range []string{"subject", "body"} {
 		for _, lang := range []string{"zh", "en"} {
 			name := kind + "." + lang + ".tmpl"
-			t, err := template.New(name).ParseFS(templateFS, "templates/"+name)
+			var t *template.Template
+			var err error
+			if custom[kind] != "" {
+				t, err = template.New(name).Parse(custom[kind])
+			} else {
+				t, err = template.New(name).ParseFS(templateFS, "templates/"+name)
+			}
 			if err != nil {
-				return nil, fmt.Errorf("mail template %s: %w", name, err)
+				return nil, fmt.Errorf("mail %s template: %w", kind, err)
 			}
 			n.templates[kind+"."+lang] = t
 		}

@@ -189,3 +189,26 @@ func TestFailureReportAndFilter(t *testing.T) {
 		t.Errorf("want exactly the failure report, got %d messages", len(msgs))
 	}
 }
+
+func TestCustomTemplates(t *testing.T) {
+	_, cert := smtptest.TestCA(t)
+	srv := smtptest.Start(t, smtptest.Options{}, cert)
+	n := newNotifier(t, Config{Port: srv.Port, TLS: "none", SubjectTemplate: "[deploy] {{.Workload}} {{if .Failed}}KO{{else}}OK{{end}}",
+		BodyTemplate: "{{.Event.ID}} {{range .Changes}}{{.New}}{{end}}"})
+	if err := n.Notify(context.Background(), sampleEvent()); err != nil {
+		t.Fatal(err)
+	}
+	msgs, _ := srv.Messages()
+	msg, err := mail.ReadMessage(strings.NewReader(string(msgs[0])))
+	if err != nil {
+		t.Fatal(err)
+	}
+	subject, _ := new(mime.WordDecoder).DecodeHeader(msg.Header.Get("Subject"))
+	body, _ := io.ReadAll(quotedprintable.NewReader(msg.Body))
+	if subject != "[deploy] deployment/website OK" || strings.TrimSpace(string(body)) != "06h1ram0x2q8jbk0aa8114aqcg registry.cn-hangzhou.aliyuncs.com/acme/website:1.1.0" {
+		t.Errorf("subject %q body %q", subject, body)
+	}
+	if _, err := New(Config{From: "a@example.com", BodyTemplate: "{{.Nope"}, slog.New(slog.DiscardHandler)); err == nil {
+		t.Error("a broken template was accepted")
+	}
+}
