@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -46,6 +47,9 @@ type Server struct {
 	log     *slog.Logger
 	router  *httprouter.Router
 	global  *rate.Limiter
+	// stopping is closed at shutdown: callers waiting with ?wait= get their answer at once.
+	stopping chan struct{}
+	stopOnce sync.Once
 
 	requests *prometheus.CounterVec
 }
@@ -65,7 +69,7 @@ type servedHook struct {
 // New checks the hooks' sources and builds the routes. ready backs /readyz; reg receives the
 // listener's metrics and is served on /metrics.
 func New(cfg *config.Config, u Updater, ready func(context.Context) error, reg *prometheus.Registry, log *slog.Logger) (*Server, error) {
-	s := &Server{cfg: cfg, updater: u, ready: ready, log: log,
+	s := &Server{cfg: cfg, updater: u, ready: ready, log: log, stopping: make(chan struct{}),
 		global: rate.NewLimiter(rate.Limit(cfg.Limits.GlobalRate), max(cfg.Limits.GlobalBurst, 1))}
 	if err := s.SetHooks(cfg.Hooks); err != nil {
 		return nil, err
@@ -98,6 +102,10 @@ func New(cfg *config.Config, u Updater, ready func(context.Context) error, reg *
 	s.router = r
 	return s, nil
 }
+
+// Stop releases the requests waiting for events (?wait=), so that a graceful shutdown is quick;
+// they answer 202 with the event's state.
+func (s *Server) Stop() { s.stopOnce.Do(func() { close(s.stopping) }) }
 
 // SetHooks replaces the hooks served, all or nothing: an invalid set leaves the current one.
 func (s *Server) SetHooks(hooks []config.Hook) error {
@@ -362,6 +370,13 @@ func (s *Server) hook(r *http.Request, hook *servedHook) response {
 	if wait > 0 {
 		ctx, cancel := context.WithTimeout(r.Context(), min(wait, MaxWait))
 		defer cancel()
+		go func() {
+			select {
+			case <-s.stopping:
+				cancel()
+			case <-ctx.Done():
+			}
+		}()
 		ev, err := s.updater.Wait(ctx, ids[len(ids)-1])
 		if err == nil && ev.Status.Done() {
 			return response{code: http.StatusOK, body: eventBody(ev)}

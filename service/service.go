@@ -245,6 +245,7 @@ func (s *Service) Run(ctx context.Context) error {
 	}
 	shutdown, stop := context.WithTimeout(context.WithoutCancel(ctx), s.opts.ShutdownTimeout)
 	defer stop()
+	s.listener.Stop()
 	if serr := s.http.Shutdown(shutdown); serr != nil && err == nil {
 		err = fmt.Errorf("http shutdown: %w", serr)
 	}
