@@ -167,12 +167,20 @@ func (r *Repo) History(ctx context.Context, n int, workload string) ([]Entry, er
 // FindEvents looks for the given event ids in the trailers of the branch's last depth commits and
 // returns the commit that carries each one found. After a crash between a push and the journal
 // update, this tells which events already landed.
-func (r *Repo) FindEvents(ids []string, depth int) (map[string]string, error) {
+func (r *Repo) FindEvents(ctx context.Context, ids []string, depth int) (map[string]string, error) {
 	found := map[string]string{}
 	if len(ids) == 0 {
 		return found, nil
 	}
-	tip, err := r.Tip()
+	// The push may have landed after the cache last saw the branch.
+	if err := r.fetch(ctx, r.pushBranch()); err != nil {
+		return nil, err
+	}
+	ref, err := r.repo.Reference(r.trackingRef(r.pushBranch()), true)
+	if err != nil {
+		return nil, err
+	}
+	tip, err := r.repo.CommitObject(ref.Hash())
 	if err != nil {
 		return nil, err
 	}

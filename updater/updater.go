@@ -27,8 +27,8 @@ import (
 // Repo is what the updater needs of a manifests repository.
 type Repo interface {
 	Apply(ctx context.Context, edit gitops.EditFunc) (gitops.Commit, error)
-	// FindEvents returns the commits, among the last depth, whose trailers name these events.
-	FindEvents(ids []string, depth int) (map[string]string, error)
+	// FindEvents returns the commits, among the branch's last depth, whose trailers name these events.
+	FindEvents(ctx context.Context, ids []string, depth int) (map[string]string, error)
 }
 
 // Applier patches a workload directly on a cluster.
@@ -378,6 +378,24 @@ func (u *Updater) gitStep(ctx context.Context, log *slog.Logger, key string, bat
 		}
 		return false
 	}
+	// Retried events whose push landed before a crash are recorded, not applied again: their
+	// commit's trailers name them.
+	landed := u.alreadyLanded(ctx, log, repo, batch)
+	if len(landed) > 0 {
+		var rest []*event.Event
+		for _, ev := range batch {
+			if c, ok := landed[ev.ID]; ok {
+				ev.SetStep(event.Step{Name: "git", Repo: key, Status: event.Succeeded, Commit: c, At: time.Now(),
+					Detail: "pushed by an earlier attempt"})
+				continue
+			}
+			rest = append(rest, ev)
+		}
+		if len(rest) == 0 {
+			return false
+		}
+		batch = rest
+	}
 	// The latest event per target wins; earlier ones are superseded and share its commit.
 	latest := map[string]*event.Event{}
 	for _, ev := range batch {
@@ -449,17 +467,9 @@ func (u *Updater) gitStep(ctx context.Context, log *slog.Logger, key string, bat
 		}
 		return retry
 	}
-	landed := u.alreadyLanded(log, repo, batch, results)
 	for _, ev := range batch {
 		out := results[ev.ID]
 		st := event.Step{Name: "git", Repo: key, At: now, Commit: commit.Hash}
-		if c, ok := landed[ev.ID]; ok {
-			// Pushed by an earlier attempt that did not live to record it.
-			st.Status, st.Commit, st.Changes = event.Succeeded, c, out.changes
-			st.Detail = "pushed by an earlier attempt"
-			ev.SetStep(st)
-			continue
-		}
 		if tmpl := u.opts.CommitURLs[key]; tmpl != "" && commit.Changed {
 			st.URL = strings.ReplaceAll(tmpl, "{sha}", commit.Hash)
 		}
@@ -495,33 +505,23 @@ func (u *Updater) gitStep(ctx context.Context, log *slog.Logger, key string, bat
 	return false
 }
 
-// alreadyLanded finds, for retried events that now change nothing, the commit an earlier attempt
-// pushed for them (a crash after the push and before the journal update).
-func (u *Updater) alreadyLanded(log *slog.Logger, repo Repo, batch []*event.Event, results map[string]*outcome) map[string]string {
+// alreadyLanded finds, for events tried before (a crash or a restart interrupted them), the commit
+// an earlier attempt pushed for them, if any.
+func (u *Updater) alreadyLanded(ctx context.Context, log *slog.Logger, repo Repo, batch []*event.Event) map[string]string {
 	var ids []string
 	for _, ev := range batch {
-		out := results[ev.ID]
-		if ev.Attempts > 1 && out != nil && out.err == nil && !anyChanged(out.changes) {
+		if ev.Attempts > 1 {
 			ids = append(ids, ev.ID)
 		}
 	}
 	if len(ids) == 0 {
 		return nil
 	}
-	found, err := repo.FindEvents(ids, 200)
+	found, err := repo.FindEvents(ctx, ids, 500)
 	if err != nil {
 		log.Warn("looking for earlier commits of retried events", "err", err)
 	}
 	return found
-}
-
-func anyChanged(cs []event.Change) bool {
-	for _, c := range cs {
-		if c.Old != c.New {
-			return true
-		}
-	}
-	return false
 }
 
 func isSuperseded(ev *event.Event, latest map[string]*event.Event) bool {

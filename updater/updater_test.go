@@ -44,7 +44,7 @@ func (m *memRepo) Apply(_ context.Context, edit gitops.EditFunc) (gitops.Commit,
 	return gitops.Commit{Hash: "c" + string(rune('0'+len(m.commits))), Changed: true, Attempts: 1}, nil
 }
 
-func (m *memRepo) FindEvents(ids []string, _ int) (map[string]string, error) {
+func (m *memRepo) FindEvents(_ context.Context, ids []string, _ int) (map[string]string, error) {
 	out := map[string]string{}
 	for _, id := range ids {
 		if c, ok := m.landed[id]; ok {
