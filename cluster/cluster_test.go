@@ -18,8 +18,11 @@ import (
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
+
+	"gopkg.in/yaml.v3"
 
 	"github.com/imagehook/imagehook/event"
 	"github.com/imagehook/imagehook/imageref"
@@ -267,15 +270,7 @@ func TestRolloutWait(t *testing.T) {
 	t.Run("rolled out", func(t *testing.T) {
 		ns := namespace(t)
 		create(t, "deployment", ns)
-		go func() {
-			time.Sleep(150 * time.Millisecond)
-			d, err := kube.AppsV1().Deployments(ns).Get(ctx, "web", metav1.GetOptions{})
-			if err != nil {
-				return
-			}
-			d.Status = appsv1.DeploymentStatus{ObservedGeneration: d.Generation, Replicas: 1, UpdatedReplicas: 1, AvailableReplicas: 1, ReadyReplicas: 1}
-			_, _ = kube.AppsV1().Deployments(ns).UpdateStatus(ctx, d, metav1.UpdateOptions{})
-		}()
+		go simulateRollout(ns, "web", 2)
 		res, err := c.SetImage(ctx, Request{Kind: "deployment", Name: "web", Namespace: ns, Container: "app", Pushed: ref(t, "acme/web:3"), Wait: 10 * time.Second})
 		if err != nil || res.Rollout != "rolled out" {
 			t.Errorf("res %+v, err %v", res, err)
@@ -377,6 +372,72 @@ func BenchmarkPatch(b *testing.B) {
 		pushed, _ := imageref.Parse(fmt.Sprintf("acme/web:1.%d", i))
 		if _, err := c.SetImage(ctx, Request{Kind: "deployment", Name: "web", Namespace: ns, Container: "app", Pushed: pushed}); err != nil {
 			b.Fatal(err)
+		}
+	}
+}
+
+// TestExampleRBACIsEnough applies examples/kubernetes/rbac-web.yaml as shipped and patches (and
+// waits for) a Deployment with the imagehook ServiceAccount's token: the least-privilege Role
+// must be all imagehook needs.
+func TestExampleRBACIsEnough(t *testing.T) {
+	ctx := context.Background()
+	data, err := os.ReadFile("../examples/kubernetes/rbac-web.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ns := range []string{"web", "imagehook"} {
+		if _, err := kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil && !strings.Contains(err.Error(), "already exists") {
+			t.Fatal(err)
+		}
+	}
+	if _, err := kube.CoreV1().ServiceAccounts("imagehook").Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "imagehook"}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for _, doc := range strings.Split(string(data), "\n---\n") {
+		var obj map[string]any
+		if err := yaml.Unmarshal([]byte(doc), &obj); err != nil {
+			t.Fatal(err)
+		}
+		u := &unstructured.Unstructured{Object: obj}
+		gvr := rbacv1.SchemeGroupVersion.WithResource(strings.ToLower(u.GetKind()) + "s")
+		dyn := dynamic.NewForConfigOrDie(admin)
+		if _, err := dyn.Resource(gvr).Namespace("web").Create(ctx, u, metav1.CreateOptions{}); err != nil {
+			t.Fatalf("apply %s: %v", u.GetKind(), err)
+		}
+	}
+	create(t, "deployment", "web")
+	tok, err := kube.CoreV1().ServiceAccounts("imagehook").CreateToken(ctx, "imagehook", &authv1.TokenRequest{}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := rest.AnonymousClientConfig(admin)
+	cfg.BearerToken = tok.Status.Token
+	c := newCluster(t, cfg)
+	go simulateRollout("web", "web", 2)
+	res, err := c.SetImage(ctx, Request{Kind: "deployment", Name: "web", Namespace: "web", Container: "app", Pushed: ref(t, "acme/web:9"), Wait: 10 * time.Second})
+	if err != nil || res.Rollout != "rolled out" {
+		t.Fatalf("with the example Role: %+v %v", res, err)
+	}
+	for _, kind := range []string{"statefulset", "daemonset", "cronjob"} {
+		create(t, kind, "web")
+		if _, err := c.SetImage(ctx, Request{Kind: kind, Name: "web", Namespace: "web", Container: "app", Pushed: ref(t, "acme/web:9")}); err != nil {
+			t.Errorf("%s with the example Role: %v", kind, err)
+		}
+	}
+}
+
+// simulateRollout plays the deployment controller, which does not run here: once the Deployment
+// reaches generation gen, its status reports every replica updated and available.
+func simulateRollout(ns, name string, gen int64) {
+	ctx := context.Background()
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		d, err := kube.AppsV1().Deployments(ns).Get(ctx, name, metav1.GetOptions{})
+		if err != nil || d.Generation < gen {
+			continue
+		}
+		d.Status = appsv1.DeploymentStatus{ObservedGeneration: d.Generation, Replicas: 1, UpdatedReplicas: 1, AvailableReplicas: 1, ReadyReplicas: 1}
+		if _, err := kube.AppsV1().Deployments(ns).UpdateStatus(ctx, d, metav1.UpdateOptions{}); err == nil {
+			return
 		}
 	}
 }
