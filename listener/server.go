@@ -238,116 +238,166 @@ type response struct {
 }
 
 func (s *Server) hook(r *http.Request, hook *servedHook) response {
-	errResp := func(err error) response {
-		code, msg := s.errorStatus(err)
-		return response{code: code, body: map[string]any{"error": msg}}
-	}
 	if hook == nil {
-		return errResp(fail(http.StatusNotFound, "unknown hook"))
+		return s.errResponse(fail(http.StatusNotFound, "unknown hook"))
 	}
-	mismatch := func(def int) int {
-		if hook.MismatchStatus != 0 {
-			return hook.MismatchStatus
-		}
-		return def
-	}
-	if !s.global.Allow() {
-		return response{code: http.StatusTooManyRequests, body: map[string]any{"error": "too many requests"}, retryAfter: time.Second}
-	}
-	if !hook.limiter.Allow() {
-		return response{code: http.StatusTooManyRequests, body: map[string]any{"error": "too many requests for this hook"},
-			retryAfter: time.Duration(float64(time.Second) / max(float64(hook.limiter.Limit()), 0.001))}
-	}
-	if !allowedAddr(hook.Hook, r.RemoteAddr) {
-		return errResp(fail(mismatch(http.StatusForbidden), "caller address not allowed"))
+	if resp, ok := s.admit(r, hook); !ok {
+		return resp
 	}
 	q := r.URL.Query()
-	source := hook.Source
-	if rt := q.Get("repo_type"); rt != "" {
-		if parsers[rt] == nil {
-			return errResp(fail(http.StatusBadRequest, "unknown repo_type %q (known: %s)", truncate(rt, 32), strings.Join(Sources(), ", ")))
-		}
-		source = rt
-	}
-	if source == "" {
-		return errResp(fail(http.StatusBadRequest, "hook has no payload format: set its source or pass repo_type"))
-	}
-	sig := hook.sig
-	if hook.Signature == nil && source != hook.Source {
-		sig = signatures[source]
-	}
-	// A token is checked before the body is read, so an unauthenticated caller costs no more than
-	// its headers; a signature needs the body.
-	if sig == nil && source != "auto" && !authorized(hook.Hook, r, q) {
-		s.log.Warn("webhook refused: bad or missing token", "hook", hook.ID, "remote", r.RemoteAddr)
-		return errResp(fail(mismatch(http.StatusUnauthorized), "invalid or missing token"))
-	}
-	body, err := io.ReadAll(http.MaxBytesReader(nil, r.Body, s.cfg.MaxBodyBytes))
+	source, body, err := s.authenticate(r, hook, q)
 	if err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			return errResp(fail(http.StatusRequestEntityTooLarge, "body larger than %d bytes", s.cfg.MaxBodyBytes))
-		}
-		return errResp(fail(http.StatusBadRequest, "reading body failed"))
+		return s.errResponse(err)
 	}
-	if source == "auto" {
-		if source = detect(r.Header, body); source == "" {
-			if !authorized(hook.Hook, r, q) && hook.Signature == nil {
-				return errResp(fail(mismatch(http.StatusUnauthorized), "invalid or missing token"))
-			}
-			return errResp(fail(http.StatusBadRequest, "cannot tell the payload format: set the hook's source"))
-		}
-		if hook.Signature == nil {
-			sig = signatures[source]
-		}
-		if sig == nil && !authorized(hook.Hook, r, q) {
-			return errResp(fail(mismatch(http.StatusUnauthorized), "invalid or missing token"))
-		}
-	}
-	if sig != nil && !sig.verify(hook.Hook, r.Header, body) {
-		s.log.Warn("webhook refused: bad or missing signature", "hook", hook.ID, "remote", r.RemoteAddr)
-		return errResp(fail(mismatch(http.StatusUnauthorized), "invalid or missing signature"))
-	}
-	targets, err := selectTargets(hook.Hook, q, mismatch(http.StatusForbidden))
+	targets, err := selectTargets(hook.Hook, q, hook.mismatch(http.StatusForbidden))
 	if err != nil {
-		return errResp(err)
+		return s.errResponse(err)
 	}
 	var wait time.Duration
 	if w := q.Get("wait"); w != "" {
 		if wait, err = time.ParseDuration(w); err != nil || wait <= 0 {
-			return errResp(fail(http.StatusBadRequest, "wait: want a duration such as 30s"))
+			return s.errResponse(fail(http.StatusBadRequest, "wait: want a duration such as 30s"))
 		}
 	}
 	if tooDeep(body) {
-		return errResp(fail(http.StatusBadRequest, "JSON nested deeper than %d levels", maxDepth))
+		return s.errResponse(fail(http.StatusBadRequest, "JSON nested deeper than %d levels", maxDepth))
 	}
 	pushes, err := parsers[source](&Request{Body: body, Header: r.Header, Query: q, Hook: hook.Hook})
 	var ign *Ignored
 	if errors.As(err, &ign) {
 		s.log.Info("webhook ignored", "hook", hook.ID, "reason", ign.Reason)
-		return response{code: http.StatusOK, body: map[string]any{"status": "ignored", "reason": ign.Reason}}
+		return ignored(ign.Reason)
 	}
 	if err != nil {
-		return errResp(err)
+		return s.errResponse(err)
 	}
+	pushes, reasons := hook.filter(pushes)
+	if len(pushes) == 0 {
+		reason := strings.Join(reasons, "; ")
+		s.log.Info("webhook ignored by tag policy", "hook", hook.ID, "reason", reason)
+		return ignored(reason)
+	}
+	ids, err := s.submit(r.Context(), hook, pushes, targets)
+	if err != nil {
+		s.log.Error("journal write failed", "hook", hook.ID, "err", err)
+		return response{code: http.StatusServiceUnavailable, body: map[string]any{"error": "could not record the event; retry later"}, retryAfter: 5 * time.Second}
+	}
+	if wait > 0 {
+		return s.wait(r.Context(), ids[len(ids)-1], wait)
+	}
+	resp := map[string]any{"id": ids[0], "status": string(event.Queued)}
+	if len(ids) > 1 {
+		resp["ids"] = ids
+	}
+	return response{code: http.StatusAccepted, body: resp}
+}
+
+func ignored(reason string) response {
+	return response{code: http.StatusOK, body: map[string]any{"status": "ignored", "reason": reason}}
+}
+
+func (s *Server) errResponse(err error) response {
+	code, msg := s.errorStatus(err)
+	return response{code: code, body: map[string]any{"error": msg}}
+}
+
+// mismatch is the status for a failed trigger rule: the hook's own (the old tool's 500) or def.
+func (h *servedHook) mismatch(def int) int {
+	if h.MismatchStatus != 0 {
+		return h.MismatchStatus
+	}
+	return def
+}
+
+// admit applies the rate limits and the hook's address filter.
+func (s *Server) admit(r *http.Request, hook *servedHook) (response, bool) {
+	if !s.global.Allow() {
+		return response{code: http.StatusTooManyRequests, body: map[string]any{"error": "too many requests"}, retryAfter: time.Second}, false
+	}
+	if !hook.limiter.Allow() {
+		return response{code: http.StatusTooManyRequests, body: map[string]any{"error": "too many requests for this hook"},
+			retryAfter: time.Duration(float64(time.Second) / max(float64(hook.limiter.Limit()), 0.001))}, false
+	}
+	if !allowedAddr(hook.Hook, r.RemoteAddr) {
+		return s.errResponse(fail(hook.mismatch(http.StatusForbidden), "caller address not allowed")), false
+	}
+	return response{}, true
+}
+
+// authenticate decides the payload format, checks the caller's token or signature, and reads the
+// body. A token is checked before the body is read, so an unauthenticated caller costs no more than
+// its headers; a signature (and source: auto) needs the body.
+func (s *Server) authenticate(r *http.Request, hook *servedHook, q url.Values) (string, []byte, error) {
+	source := hook.Source
+	if rt := q.Get("repo_type"); rt != "" {
+		if parsers[rt] == nil {
+			return "", nil, fail(http.StatusBadRequest, "unknown repo_type %q (known: %s)", truncate(rt, 32), strings.Join(Sources(), ", "))
+		}
+		source = rt
+	}
+	if source == "" {
+		return "", nil, fail(http.StatusBadRequest, "hook has no payload format: set its source or pass repo_type")
+	}
+	badToken := func() error {
+		s.log.Warn("webhook refused: bad or missing token", "hook", hook.ID, "remote", r.RemoteAddr)
+		return fail(hook.mismatch(http.StatusUnauthorized), "invalid or missing token")
+	}
+	sig := hook.sig
+	if hook.Signature == nil && source != hook.Source {
+		sig = signatures[source]
+	}
+	if sig == nil && source != "auto" && !authorized(hook.Hook, r, q) {
+		return "", nil, badToken()
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(nil, r.Body, s.cfg.MaxBodyBytes))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return "", nil, fail(http.StatusRequestEntityTooLarge, "body larger than %d bytes", s.cfg.MaxBodyBytes)
+		}
+		return "", nil, fail(http.StatusBadRequest, "reading body failed")
+	}
+	if source == "auto" {
+		if source = detect(r.Header, body); source == "" {
+			if hook.Signature == nil && !authorized(hook.Hook, r, q) {
+				return "", nil, badToken()
+			}
+			return "", nil, fail(http.StatusBadRequest, "cannot tell the payload format: set the hook's source")
+		}
+		if hook.Signature == nil {
+			sig = signatures[source]
+		}
+		if sig == nil && !authorized(hook.Hook, r, q) {
+			return "", nil, badToken()
+		}
+	}
+	if sig != nil && !sig.verify(hook.Hook, r.Header, body) {
+		s.log.Warn("webhook refused: bad or missing signature", "hook", hook.ID, "remote", r.RemoteAddr)
+		return "", nil, fail(hook.mismatch(http.StatusUnauthorized), "invalid or missing signature")
+	}
+	return source, body, nil
+}
+
+// filter keeps the pushes whose tag the hook's policy accepts, and says why it dropped the others.
+func (h *servedHook) filter(pushes []Parsed) ([]Parsed, []string) {
+	var kept []Parsed
 	var reasons []string
-	kept := pushes[:0]
 	for _, p := range pushes {
 		ref, _ := imageref.Parse(p.Push.Image)
-		if ok, why := hook.policy(ref.Tag); !ok {
+		if ok, why := h.policy(ref.Tag); !ok {
 			reasons = append(reasons, why)
 			continue
 		}
 		kept = append(kept, p)
 	}
-	if len(kept) == 0 {
-		reason := strings.Join(reasons, "; ")
-		s.log.Info("webhook ignored by tag policy", "hook", hook.ID, "reason", reason)
-		return response{code: http.StatusOK, body: map[string]any{"status": "ignored", "reason": reason}}
-	}
+	return kept, reasons
+}
+
+// submit journals one event per push; it returns once all are on disk.
+func (s *Server) submit(ctx context.Context, hook *servedHook, pushes []Parsed, targets []event.Target) ([]string, error) {
 	now := time.Now().UTC()
 	var ids []string
-	for _, p := range kept {
+	for _, p := range pushes {
 		if hook.RegistryHost != "" {
 			p.Push.ExplicitHost = true
 		}
@@ -356,36 +406,34 @@ func (s *Server) hook(r *http.Request, hook *servedHook) response {
 		if len(hook.Mail.To) > 0 || len(hook.Mail.On) > 0 || hook.Mail.Language != "" {
 			ev.Mail = &event.Mail{To: hook.Mail.To, On: hook.Mail.On, Language: hook.Mail.Language}
 		}
-		// The journal write happens before the answer: a 2xx promises the event is on disk.
-		if err := s.updater.Submit(context.WithoutCancel(r.Context()), ev); err != nil {
-			s.log.Error("journal write failed", "hook", hook.ID, "err", err)
-			return response{code: http.StatusServiceUnavailable, body: map[string]any{"error": "could not record the event; retry later"}, retryAfter: 5 * time.Second}
+		// The caller going away must not leave a half-recorded answer: the write completes.
+		if err := s.updater.Submit(context.WithoutCancel(ctx), ev); err != nil {
+			return nil, err
 		}
 		ids = append(ids, ev.ID)
 	}
-	body2 := map[string]any{"id": ids[0], "status": string(event.Queued)}
-	if len(ids) > 1 {
-		body2["ids"] = ids
-	}
-	if wait > 0 {
-		ctx, cancel := context.WithTimeout(r.Context(), min(wait, MaxWait))
-		defer cancel()
-		go func() {
-			select {
-			case <-s.stopping:
-				cancel()
-			case <-ctx.Done():
-			}
-		}()
-		ev, err := s.updater.Wait(ctx, ids[len(ids)-1])
-		if err == nil && ev.Status.Done() {
-			return response{code: http.StatusOK, body: eventBody(ev)}
+	return ids, nil
+}
+
+// wait blocks until the event is done, the wait or the caller ends, or the server stops.
+func (s *Server) wait(ctx context.Context, id string, d time.Duration) response {
+	ctx, cancel := context.WithTimeout(ctx, min(d, MaxWait))
+	defer cancel()
+	go func() {
+		select {
+		case <-s.stopping:
+			cancel()
+		case <-ctx.Done():
 		}
-		if err == nil {
-			return response{code: http.StatusAccepted, body: eventBody(ev)}
-		}
+	}()
+	ev, err := s.updater.Wait(ctx, id)
+	switch {
+	case err != nil:
+		return response{code: http.StatusAccepted, body: map[string]any{"id": id, "status": string(event.Queued)}}
+	case ev.Status.Done():
+		return response{code: http.StatusOK, body: eventBody(ev)}
 	}
-	return response{code: http.StatusAccepted, body: body2}
+	return response{code: http.StatusAccepted, body: eventBody(ev)}
 }
 
 func eventBody(ev *event.Event) map[string]any {
