@@ -10,9 +10,11 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"testing/fstest"
 
 	"github.com/ProtonMail/go-crypto/openpgp"
 	"github.com/ProtonMail/go-crypto/openpgp/armor"
+	"github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/plumbing"
 
 	"github.com/imagehook/imagehook/internal/gitserver"
@@ -275,5 +277,23 @@ func TestSignedCommits(t *testing.T) {
 	}
 	if !strings.Contains(gitserver.Git(t, srv.Bare("apps"), "cat-file", "commit", c.Hash), "-----BEGIN PGP SIGNATURE-----") {
 		t.Error("the pushed commit carries no signature")
+	}
+}
+
+// TestTreeFS checks the git-tree file system against the standard library's conformance test.
+func TestTreeFS(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "seed.git")
+	if err := Seed(dir, "main", os.DirFS("testdata/repo"), Signature{"q", "q@example.com"}); err != nil {
+		t.Fatal(err)
+	}
+	repo, err := git.PlainOpen(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	head, _ := repo.Head()
+	c, _ := repo.CommitObject(head.Hash())
+	tree, _ := c.Tree()
+	if err := fstest.TestFS(treeFS{root: tree}, "README.md", "apps/a.yaml"); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -99,7 +99,19 @@ func (t treeFS) ReadDir(name string) ([]fs.DirEntry, error) {
 	}
 	out := make([]fs.DirEntry, 0, len(dir.Entries))
 	for _, e := range dir.Entries {
-		out = append(out, entryInfo{name: e.Name, mode: e.Mode})
+		size := func() int64 { return 0 }
+		if e.Mode != filemode.Dir {
+			// Info is rarely asked for (a walk needs only the type): read the blob's size then.
+			e := e
+			size = func() int64 {
+				f, err := dir.TreeEntryFile(&e)
+				if err != nil {
+					return 0
+				}
+				return f.Size
+			}
+		}
+		out = append(out, dirEntry{entryInfo: entryInfo{name: e.Name, mode: e.Mode}, size: size})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name() < out[j].Name() })
 	return out, nil
@@ -126,6 +138,18 @@ func (e entryInfo) Mode() fs.FileMode {
 	return m
 }
 
+// dirEntry is a directory listing's entry, whose size is read only when Info is called.
+type dirEntry struct {
+	entryInfo
+	size func() int64
+}
+
+func (d dirEntry) Info() (fs.FileInfo, error) {
+	info := d.entryInfo
+	info.size = d.size()
+	return info, nil
+}
+
 type treeFile struct {
 	*bytes.Reader
 	info entryInfo
@@ -135,9 +159,11 @@ func (f *treeFile) Stat() (fs.FileInfo, error) { return f.info, nil }
 func (f *treeFile) Close() error               { return nil }
 
 type treeDir struct {
-	info entryInfo
-	fsys treeFS
-	name string
+	info    entryInfo
+	fsys    treeFS
+	name    string
+	entries []fs.DirEntry
+	read    bool
 }
 
 func (d *treeDir) Stat() (fs.FileInfo, error) { return d.info, nil }
@@ -145,12 +171,28 @@ func (d *treeDir) Close() error               { return nil }
 func (d *treeDir) Read([]byte) (int, error) {
 	return 0, &fs.PathError{Op: "read", Path: d.name, Err: errors.New("is a directory")}
 }
+
+// ReadDir follows fs.ReadDirFile: n > 0 reads in pages and ends with io.EOF.
 func (d *treeDir) ReadDir(n int) ([]fs.DirEntry, error) {
-	entries, err := d.fsys.ReadDir(d.name)
-	if err != nil || n <= 0 {
-		return entries, err
+	if !d.read {
+		entries, err := d.fsys.ReadDir(d.name)
+		if err != nil {
+			return nil, err
+		}
+		d.entries, d.read = entries, true
 	}
-	return entries, nil
+	if n <= 0 {
+		out := d.entries
+		d.entries = nil
+		return out, nil
+	}
+	if len(d.entries) == 0 {
+		return nil, io.EOF
+	}
+	n = min(n, len(d.entries))
+	out := d.entries[:n]
+	d.entries = d.entries[n:]
+	return out, nil
 }
 
 // writeTree stores the blobs of files (slash paths → content) and the trees on their paths, reusing
