@@ -13,11 +13,15 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	htmltemplate "html/template"
+	"io"
 	"log/slog"
 	"mime"
+	"mime/multipart"
 	"mime/quotedprintable"
 	"net"
 	"net/mail"
+	"net/textproto"
 	"os"
 	"strconv"
 	"strings"
@@ -65,6 +69,8 @@ type Notifier struct {
 	log       *slog.Logger
 	tls       *tls.Config
 	templates map[string]*template.Template // subject.zh, body.en, …
+	// html renders the HTML alternative; nil when the body template is the user's own.
+	html *htmltemplate.Template
 }
 
 var _ notify.Notifier = (*Notifier)(nil)
@@ -118,7 +124,20 @@ func New(cfg Config, log *slog.Logger) (*Notifier, error) {
 			n.templates[kind+"."+lang] = t
 		}
 	}
+	if cfg.BodyTemplate == "" {
+		t, err := htmltemplate.ParseFS(templateFS, "templates/body.html.tmpl")
+		if err != nil {
+			return nil, fmt.Errorf("mail html template: %w", err)
+		}
+		n.html = t
+	}
 	return n, nil
+}
+
+// htmlLabels are the HTML alternative's words, by language.
+var htmlLabels = map[string]map[string]string{
+	"zh": {"updated": "镜像更新成功", "failed": "镜像更新失败", "event": "事件 ID", "source": "来源", "image": "推送镜像", "commit": "提交链接", "error": "错误"},
+	"en": {"updated": "The image was updated", "failed": "The image update failed", "event": "Event", "source": "Source", "image": "Image", "commit": "Commit", "error": "Error"},
 }
 
 // Notify mails the report of a finished event to the hook's and the global recipients.
@@ -138,11 +157,11 @@ func (n *Notifier) Notify(ctx context.Context, ev *event.Event) error {
 	if len(to) == 0 {
 		return nil
 	}
-	subject, body, err := n.render(ev, lang, failed)
+	subject, body, html, err := n.render(ev, lang, failed)
 	if err != nil {
 		return err
 	}
-	return n.Send(ctx, to, subject, body)
+	return n.send(ctx, to, subject, body, html)
 }
 
 type stepView struct {
@@ -167,7 +186,7 @@ type view struct {
 	CommitURL string
 }
 
-func (n *Notifier) render(ev *event.Event, lang string, failed bool) (string, string, error) {
+func (n *Notifier) render(ev *event.Event, lang string, failed bool) (subject, text, html string, err error) {
 	if lang != "en" {
 		lang = "zh"
 	}
@@ -206,20 +225,32 @@ func (n *Notifier) render(ev *event.Event, lang string, failed bool) (string, st
 			v.CommitURL = s.URL
 		}
 	}
-	var subj, body bytes.Buffer
+	var subj, body, page bytes.Buffer
 	if err := n.templates["subject."+lang].Execute(&subj, v); err != nil {
-		return "", "", fmt.Errorf("mail subject: %w", err)
+		return "", "", "", fmt.Errorf("mail subject: %w", err)
 	}
 	if err := n.templates["body."+lang].Execute(&body, v); err != nil {
-		return "", "", fmt.Errorf("mail body: %w", err)
+		return "", "", "", fmt.Errorf("mail body: %w", err)
 	}
-	return strings.TrimSpace(subj.String()), body.String(), nil
+	if n.html != nil {
+		if err := n.html.Execute(&page, struct {
+			view
+			T map[string]string
+		}{v, htmlLabels[lang]}); err != nil {
+			return "", "", "", fmt.Errorf("mail html body: %w", err)
+		}
+	}
+	return strings.TrimSpace(subj.String()), body.String(), page.String(), nil
 }
 
 // Send delivers one message, retrying transient failures (connection errors, 4xx replies) with
 // backoff; a 5xx reply is final.
 func (n *Notifier) Send(ctx context.Context, to []string, subject, body string) error {
-	msg, err := n.message(to, subject, body, time.Now())
+	return n.send(ctx, to, subject, body, "")
+}
+
+func (n *Notifier) send(ctx context.Context, to []string, subject, body, html string) error {
+	msg, err := n.message(to, subject, body, html, time.Now())
 	if err != nil {
 		return err
 	}
@@ -338,8 +369,9 @@ func bareAddress(s string) string {
 	return s
 }
 
-// message builds an RFC 5322 message: a UTF-8 text body in quoted-printable and an RFC 2047 subject.
-func (n *Notifier) message(to []string, subject, body string, now time.Time) ([]byte, error) {
+// message builds an RFC 5322 message: a UTF-8 text body in quoted-printable (with an HTML
+// alternative when html is set) and an RFC 2047 subject.
+func (n *Notifier) message(to []string, subject, body, html string, now time.Time) ([]byte, error) {
 	for _, v := range append([]string{n.cfg.From, subject}, to...) {
 		if strings.ContainsAny(v, "\r\n") {
 			return nil, ErrHeader
@@ -367,14 +399,36 @@ func (n *Notifier) message(to []string, subject, body string, now time.Time) ([]
 	fmt.Fprintf(&b, "To: %s\r\n", strings.Join(addrs, ", "))
 	fmt.Fprintf(&b, "Subject: %s\r\n", mime.BEncoding.Encode("UTF-8", subject))
 	b.WriteString("MIME-Version: 1.0\r\n")
-	b.WriteString("Content-Type: text/plain; charset=UTF-8\r\n")
-	b.WriteString("Content-Transfer-Encoding: quoted-printable\r\n\r\n")
-	qp := quotedprintable.NewWriter(&b)
-	if _, err := qp.Write([]byte(strings.ReplaceAll(body, "\n", "\r\n"))); err != nil {
-		return nil, err
+	if html == "" {
+		b.WriteString("Content-Type: text/plain; charset=UTF-8\r\n")
+		b.WriteString("Content-Transfer-Encoding: quoted-printable\r\n\r\n")
+		if err := writeQP(&b, body); err != nil {
+			return nil, err
+		}
+		return b.Bytes(), nil
 	}
-	if err := qp.Close(); err != nil {
+	mw := multipart.NewWriter(&b)
+	fmt.Fprintf(&b, "Content-Type: multipart/alternative; boundary=%s\r\n\r\n", mw.Boundary())
+	for _, part := range []struct{ ctype, content string }{{"text/plain", body}, {"text/html", html}} {
+		w, err := mw.CreatePart(textproto.MIMEHeader{"Content-Type": {part.ctype + "; charset=UTF-8"},
+			"Content-Transfer-Encoding": {"quoted-printable"}})
+		if err != nil {
+			return nil, err
+		}
+		if err := writeQP(w, part.content); err != nil {
+			return nil, err
+		}
+	}
+	if err := mw.Close(); err != nil {
 		return nil, err
 	}
 	return b.Bytes(), nil
+}
+
+func writeQP(w io.Writer, text string) error {
+	qp := quotedprintable.NewWriter(w)
+	if _, err := qp.Write([]byte(strings.ReplaceAll(text, "\n", "\r\n"))); err != nil {
+		return err
+	}
+	return qp.Close()
 }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"mime"
+	"mime/multipart"
 	"mime/quotedprintable"
 	"net/mail"
 	"strings"
@@ -27,7 +28,7 @@ const (
 
 func sampleEvent() *event.Event {
 	return &event.Event{ID: "06h1ram0x2q8jbk0aa8114aqcg", Hook: "website",
-		Push:    event.Push{Image: "registry.cn-hangzhou.aliyuncs.com/acme/website:1.1.0", Source: "aliyun", Pusher: "ci"},
+		Push:    event.Push{Image: "registry.cn-hangzhou.aliyuncs.com/acme/website:1.1.0", Source: "aliyun", Pusher: "ci<script>"},
 		Targets: []event.Target{{Repo: "apps", Workload: "deployment/website", Namespace: "web", Container: "website"}},
 		Mail:    &event.Mail{To: []string{"ops@example.com", "王工 <dev@example.com>"}},
 		Steps: []event.Step{{Name: "git", Status: event.Succeeded, Commit: "0e0429bb0ad0ead97d3e34cdb352e103dbe71600",
@@ -98,10 +99,14 @@ func TestDelivery(t *testing.T) {
 					t.Errorf("missing header %s", h)
 				}
 			}
-			if ct := msg.Header.Get("Content-Type"); ct != "text/plain; charset=UTF-8" {
-				t.Errorf("Content-Type = %s", ct)
+			text, html := readParts(t, msg)
+			body := []byte(text)
+			if strings.Contains(html, "<script>") || !strings.Contains(html, "ci&lt;script&gt;") {
+				t.Errorf("payload text not escaped in the html part")
 			}
-			body, _ := io.ReadAll(quotedprintable.NewReader(msg.Body))
+			if !strings.Contains(html, "<code>registry.cn-hangzhou.aliyuncs.com/acme/website:1.1.0</code>") || !strings.Contains(html, `href="https://git.example.com/apps/commit/`) {
+				t.Errorf("html part:\n%s", html)
+			}
 			for _, s := range []string{"website:1.0.0", "website:1.1.0", "0e0429bb0ad0", "https://git.example.com/apps/commit/0e0429bb", "06h1ram0x2q8jbk0aa8114aqcg"} {
 				if !strings.Contains(string(body), s) {
 					t.Errorf("body lacks %q:\n%s", s, body)
@@ -111,6 +116,37 @@ func TestDelivery(t *testing.T) {
 				t.Error("the message contains the SMTP password")
 			}
 		})
+	}
+}
+
+// readParts returns the decoded text/plain and text/html parts of a multipart/alternative message.
+func readParts(t *testing.T, msg *mail.Message) (text, html string) {
+	t.Helper()
+	mt, params, err := mime.ParseMediaType(msg.Header.Get("Content-Type"))
+	if err != nil || mt != "multipart/alternative" {
+		t.Fatalf("Content-Type %q: %v", msg.Header.Get("Content-Type"), err)
+	}
+	r := multipart.NewReader(msg.Body, params["boundary"])
+	for {
+		p, err := r.NextRawPart()
+		if err == io.EOF {
+			return text, html
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p.Header.Get("Content-Transfer-Encoding") != "quoted-printable" {
+			t.Errorf("part encoding %q", p.Header.Get("Content-Transfer-Encoding"))
+		}
+		data, _ := io.ReadAll(quotedprintable.NewReader(p))
+		switch p.Header.Get("Content-Type") {
+		case "text/plain; charset=UTF-8":
+			text = string(data)
+		case "text/html; charset=UTF-8":
+			html = string(data)
+		default:
+			t.Errorf("unexpected part %q", p.Header.Get("Content-Type"))
+		}
 	}
 }
 
