@@ -63,6 +63,7 @@ func Sources() []string {
 // Ignored is a delivery that is well-formed but asks for nothing: answered 200 "ignored".
 type Ignored struct{ Reason string }
 
+// Error returns the reason, marked as an ignored delivery.
 func (e *Ignored) Error() string { return "ignored: " + e.Reason }
 
 // errPayload marks a payload that cannot be used: answered 400.

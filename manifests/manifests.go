@@ -60,6 +60,7 @@ func ParseWorkload(s string) (kind, name string, err error) {
 	return kind, name, nil
 }
 
+// String names the target as a person reads it, for errors.
 func (t Target) String() string {
 	s := "all references"
 	if t.Name != "" {
@@ -89,6 +90,7 @@ type Change struct {
 // Changed reports whether the change alters the file.
 func (c Change) Changed() bool { return c.Old != c.New }
 
+// String is set-image's line for the change: "file: kind/name container c: old -> new".
 func (c Change) String() string {
 	if !c.Changed() {
 		return fmt.Sprintf("%s: %s/%s container %s: %s (up to date)", c.File, strings.ToLower(c.Kind), c.Name, c.Container, c.Old)
