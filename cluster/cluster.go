@@ -216,7 +216,11 @@ func (c *Cluster) patch(ctx context.Context, kind string, req Request, list stri
 			{"op": "replace", "path": base + "/image", "value": image},
 		}
 		if annotations != nil {
-			ops = append(ops, map[string]any{"op": "add", "path": "/spec/template/metadata/annotations/" + strings.ReplaceAll(RestartAnnotation, "/", "~1"), "value": annotations[RestartAnnotation]})
+			op, err := c.annotationOp(ctx, req, annotations)
+			if err != nil {
+				return err
+			}
+			ops = append(ops, op)
 		}
 		data, _ := json.Marshal(ops)
 		_, err := c.dyn.Resource(rolloutGVR).Namespace(req.Namespace).Patch(ctx, req.Name, types.JSONPatchType, data, metav1.PatchOptions{FieldManager: "imagehook"})
@@ -237,6 +241,24 @@ func (c *Cluster) patch(ctx context.Context, kind string, req Request, list stri
 	_, err := c.dyn.Resource(resources[kind].gvr).Namespace(req.Namespace).Patch(ctx, req.Name, types.StrategicMergePatchType, data,
 		metav1.PatchOptions{FieldManager: "imagehook"})
 	return err
+}
+
+// annotationOp adds the restart annotation to a Rollout's pod template with a JSON patch, whose
+// "add" needs the parent object to exist: it adds the key, the annotations map or the metadata,
+// whichever is missing.
+func (c *Cluster) annotationOp(ctx context.Context, req Request, annotations map[string]string) (map[string]any, error) {
+	u, err := c.dyn.Resource(rolloutGVR).Namespace(req.Namespace).Get(ctx, req.Name, metav1.GetOptions{})
+	if err != nil {
+		return nil, err
+	}
+	if _, found, _ := unstructured.NestedMap(u.Object, "spec", "template", "metadata", "annotations"); found {
+		return map[string]any{"op": "add", "path": "/spec/template/metadata/annotations/" + strings.ReplaceAll(RestartAnnotation, "/", "~1"),
+			"value": annotations[RestartAnnotation]}, nil
+	}
+	if _, found, _ := unstructured.NestedMap(u.Object, "spec", "template", "metadata"); found {
+		return map[string]any{"op": "add", "path": "/spec/template/metadata/annotations", "value": annotations}, nil
+	}
+	return map[string]any{"op": "add", "path": "/spec/template/metadata", "value": map[string]any{"annotations": annotations}}, nil
 }
 
 // explain turns API errors into ones that say what to fix.

@@ -345,6 +345,18 @@ func TestArgoRollout(t *testing.T) {
 	if fmt.Sprint(containers) != "[map[image:fluent/fluent-bit:3.1 name:log] map[image:acme/web:1.1 name:app]]" {
 		t.Errorf("containers = %v", containers)
 	}
+	// The same tag again restarts the pods: the template had no metadata, twice over.
+	for range 2 {
+		res, err = c.SetImage(ctx, Request{Kind: "Rollout", Name: "web", Namespace: ns, Container: "app", Pushed: ref(t, "acme/web:1.1")})
+		if err != nil || !res.Restarted {
+			t.Fatalf("restart: %+v %v", res, err)
+		}
+	}
+	got, err = c.dyn.Resource(rolloutGVR).Namespace(ns).Get(ctx, "web", metav1.GetOptions{})
+	must(t, err)
+	if v, _, _ := unstructured.NestedString(got.Object, "spec", "template", "metadata", "annotations", RestartAnnotation); v == "" {
+		t.Errorf("no restart annotation: %v", got.Object["spec"])
+	}
 }
 
 // BenchmarkPatch measures webhook-to-patched for direct apply: read, patch, against the real
