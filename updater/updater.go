@@ -334,7 +334,7 @@ func (u *Updater) requeue(stop context.Context, log *slog.Logger, key string, ba
 	if delay > u.opts.RetryMax || delay <= 0 {
 		delay = u.opts.RetryMax
 	}
-	log.Warn("git step failed, will retry", "events", len(again), "in", delay)
+	log.Warn("git step failed, will retry", "events", eventIDs(again), "in", delay)
 	t := time.NewTimer(delay)
 	defer t.Stop()
 	select {
@@ -354,6 +354,22 @@ func (u *Updater) requeue(stop context.Context, log *slog.Logger, key string, ba
 	case q.signal <- struct{}{}:
 	default:
 	}
+}
+
+// eventIDs lists a batch's event ids for its log lines (up to 20, then a count).
+func eventIDs(evs []*event.Event) string {
+	var b strings.Builder
+	for i, ev := range evs {
+		if i == 20 {
+			fmt.Fprintf(&b, " +%d more", len(evs)-20)
+			break
+		}
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(ev.ID)
+	}
+	return b.String()
 }
 
 // outcome is what the edit found for one event of a batch.
@@ -461,7 +477,7 @@ func (u *Updater) gitStep(ctx context.Context, log *slog.Logger, key string, bat
 	}
 	if err != nil {
 		retry := !errors.Is(err, gitops.ErrRejected) && !errors.Is(err, gitops.ErrAuth)
-		log.Error("git step failed", "err", err, "retry", retry)
+		log.Error("git step failed", "events", eventIDs(batch), "err", err, "retry", retry)
 		for _, ev := range batch {
 			ev.SetStep(event.Step{Name: "git", Repo: key, Status: event.Failed, Error: err.Error(), At: now})
 		}
@@ -501,7 +517,7 @@ func (u *Updater) gitStep(ctx context.Context, log *slog.Logger, key string, bat
 		}
 		ev.SetStep(st)
 	}
-	log.Info("git step done", "events", len(batch), "commit", commit.Hash, "changed", commit.Changed, "attempts", commit.Attempts)
+	log.Info("git step done", "events", eventIDs(batch), "commit", commit.Hash, "changed", commit.Changed, "attempts", commit.Attempts)
 	return false
 }
 
