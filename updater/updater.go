@@ -74,6 +74,9 @@ type Updater struct {
 	mu      sync.Mutex
 	queues  map[string]*queue
 	waiters map[string][]chan struct{}
+	// tracked holds the events queued or in flight, so that an event found both by a submission
+	// and by the start-up scan of the journal is run once.
+	tracked map[string]bool
 	wg      sync.WaitGroup
 	ctx     context.Context
 }
@@ -81,7 +84,25 @@ type Updater struct {
 type queue struct {
 	ids    []string
 	signal chan struct{}
+	// finish feeds the queue's finisher: direct apply (which may wait minutes for a rollout) and
+	// mail run there, in order, while the worker goes on with the next git batch.
+	finish chan []*event.Event
 }
+
+// queueKey names the queue of an event: its repository, or for direct-only events their cluster,
+// so that one slow cluster does not hold back another.
+func queueKey(ev *event.Event) string {
+	if r := ev.Repo(); r != "" {
+		return r
+	}
+	if len(ev.Targets) > 0 {
+		return clusterQueue + ev.Targets[0].Cluster
+	}
+	return clusterQueue
+}
+
+// clusterQueue prefixes the keys of direct-only queues; repository names cannot contain it.
+const clusterQueue = "\x00cluster:"
 
 // New returns an updater; applier and notifier may be nil.
 func New(j *Journal, repos map[string]Repo, applier Applier, notifier notify.Notifier, log *slog.Logger, opts Options) *Updater {
@@ -101,7 +122,7 @@ func New(j *Journal, repos map[string]Repo, applier Applier, notifier notify.Not
 		opts.Retention = 30 * 24 * time.Hour
 	}
 	return &Updater{journal: j, repos: repos, applier: applier, notifier: notifier, log: log, opts: opts,
-		queues: map[string]*queue{}, waiters: map[string][]chan struct{}{}}
+		queues: map[string]*queue{}, waiters: map[string][]chan struct{}{}, tracked: map[string]bool{}}
 }
 
 // Journal returns the journal, for readiness checks.
@@ -205,6 +226,12 @@ func (u *Updater) unwait(id string, ch chan struct{}) {
 	}
 }
 
+func (u *Updater) untrack(id string) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	delete(u.tracked, id)
+}
+
 func (u *Updater) wake(id string) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
@@ -216,12 +243,16 @@ func (u *Updater) wake(id string) {
 
 // enqueue adds the event to its repository's queue, starting that queue's worker on first use.
 func (u *Updater) enqueue(ev *event.Event) {
-	key := ev.Repo()
+	key := queueKey(ev)
 	u.mu.Lock()
 	defer u.mu.Unlock()
+	if u.tracked[ev.ID] {
+		return
+	}
+	u.tracked[ev.ID] = true
 	q, ok := u.queues[key]
 	if !ok {
-		q = &queue{signal: make(chan struct{}, 1)}
+		q = &queue{signal: make(chan struct{}, 1), finish: make(chan []*event.Event, 64)}
 		u.queues[key] = q
 		if u.ctx != nil {
 			u.startWorker(key, q)
@@ -236,12 +267,33 @@ func (u *Updater) enqueue(ev *event.Event) {
 
 // startWorker must be called with u.mu held.
 func (u *Updater) startWorker(key string, q *queue) {
-	u.wg.Add(1)
+	u.wg.Add(2)
 	go func() {
 		defer u.wg.Done()
 		u.work(u.ctx, key, q)
 	}()
+	go func() {
+		defer u.wg.Done()
+		u.finisher(u.ctx, key, q)
+	}()
 }
+
+// finisher runs the steps after git for the queue's batches, in order. At shutdown it finishes the
+// batch in hand; batches still waiting stay "running" in the journal and are resumed on restart
+// (their commits are found by trailer, not pushed again).
+func (u *Updater) finisher(ctx context.Context, key string, q *queue) {
+	log := u.log.With("repo", logKey(key))
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case batch := <-q.finish:
+			u.finishMany(context.WithoutCancel(ctx), log, batch)
+		}
+	}
+}
+
+func logKey(key string) string { return strings.TrimPrefix(key, clusterQueue) }
 
 // QueueDepth returns the number of events waiting in all queues.
 func (u *Updater) QueueDepth() int {
@@ -255,7 +307,7 @@ func (u *Updater) QueueDepth() int {
 }
 
 func (u *Updater) work(ctx context.Context, key string, q *queue) {
-	log := u.log.With("repo", key)
+	log := u.log.With("repo", logKey(key))
 	for {
 		select {
 		case <-ctx.Done():
@@ -272,25 +324,28 @@ func (u *Updater) work(ctx context.Context, key string, q *queue) {
 			}
 			// Workers never use a request's context: the flow outlives the webhook call, and a
 			// shutdown lets the batch in flight finish its step.
-			u.runBatch(context.WithoutCancel(ctx), ctx, log, key, ids)
+			u.runBatch(context.WithoutCancel(ctx), ctx, log, key, q, ids)
 		}
 	}
 }
 
-func (u *Updater) runBatch(ctx, stop context.Context, log *slog.Logger, key string, ids []string) {
+func (u *Updater) runBatch(ctx, stop context.Context, log *slog.Logger, key string, q *queue, ids []string) {
 	var batch []*event.Event
 	for _, id := range ids {
 		ev, err := u.journal.Get(ctx, id)
 		if err != nil {
 			log.Error("load event", "event", id, "err", err)
+			u.untrack(id)
 			continue
 		}
 		if ev.Status.Done() {
+			u.untrack(id)
 			continue
 		}
 		if dup, err := u.journal.Duplicate(ctx, ev); err == nil && dup != "" {
 			// A registry re-delivering the same push: applying it again could only undo a later change.
-			ev.SetStep(event.Step{Name: "git", Repo: key, Status: event.Ignored, Detail: "duplicate delivery of event " + dup, At: time.Now()})
+			ev.SetStep(event.Step{Name: "git", Repo: ev.Repo(), Status: event.Ignored, Detail: "duplicate delivery of event " + dup, At: time.Now()})
+			ev.Status = event.Ignored
 			u.finishMany(ctx, log, []*event.Event{ev})
 			continue
 		}
@@ -303,13 +358,16 @@ func (u *Updater) runBatch(ctx, stop context.Context, log *slog.Logger, key stri
 		return
 	}
 	u.saveMany(ctx, log, batch)
-	if key != "" {
-		if retry := u.gitStep(ctx, log, key, batch); retry {
+	if repo := batch[0].Repo(); repo != "" {
+		if retry := u.gitStep(ctx, log, repo, batch); retry {
 			u.requeue(stop, log, key, batch)
 			return
 		}
 	}
-	u.finishMany(ctx, log, batch)
+	select {
+	case q.finish <- batch:
+	case <-stop.Done(): // still "running" in the journal: resumed on restart
+	}
 }
 
 // requeue puts a batch back after a transient git failure, after a backoff; events over their
@@ -607,13 +665,19 @@ func (u *Updater) finishMany(ctx context.Context, log *slog.Logger, evs []*event
 	u.saveMany(ctx, log, evs)
 	for _, ev := range evs {
 		u.opts.Metrics.events.WithLabelValues(ev.Hook, ev.Push.Source, string(ev.Status)).Inc()
+		u.untrack(ev.ID)
 		u.wake(ev.ID)
 		log.Info("event done", "event", ev.ID, "hook", ev.Hook, "status", ev.Status)
 	}
 }
 
-// finish runs the steps after git (direct apply, notification) and settles the status.
+// finish runs the steps after git (direct apply, notification) and settles the status. An event
+// already settled as ignored (a duplicate delivery) skips them.
 func (u *Updater) finish(ctx context.Context, log *slog.Logger, ev *event.Event) {
+	if ev.Status == event.Ignored {
+		ev.UpdatedAt = time.Now()
+		return
+	}
 	gitFailed := false
 	if st, ok := ev.Step("git"); ok && st.Status == event.Failed {
 		gitFailed = true
