@@ -49,7 +49,7 @@ func RESTConfig(path, context string) (*rest.Config, error) {
 	if path == "" {
 		cfg, err := rest.InClusterConfig()
 		if err != nil {
-			return nil, fmt.Errorf("in-cluster config: %w", err)
+			return nil, fmt.Errorf("in-cluster config (outside a cluster, give the cluster a kubeconfig): %w", err)
 		}
 		return cfg, nil
 	}
