@@ -12,6 +12,8 @@ import (
 	"testing"
 	"testing/fstest"
 
+	"gopkg.in/yaml.v3"
+
 	"github.com/imagehook/imagehook/imageref"
 )
 
@@ -358,4 +360,33 @@ func TestRegistryAliases(t *testing.T) {
 			t.Errorf("%s %+v: got %q, %v; want %q, %v", tt.pushed, tt.opts, got, err, tt.want, tt.err)
 		}
 	}
+}
+
+// FuzzKustomize feeds arbitrary kustomizations: an edit either fails and writes nothing, or the
+// result keeps everything but the entry's newTag/digest/newName (verified inside), and never panics.
+func FuzzKustomize(f *testing.F) {
+	f.Add("images:\n- name: acme/web\n  newTag: \"1.0\"\n", "acme/web:1.1")
+	f.Add("images:\n- name: acme/web\n  digest: "+digest1+"\n  newTag: '1'\n", "acme/web:2@"+digest2)
+	f.Add("images: [{name: acme/web}]\n", "acme/web:2")
+	f.Add("# c\r\nimages:\r\n  - name: acme/web # x\r\n    newName: r.example.com/acme/web\r\n", "r.example.com/acme/web:3")
+	f.Fuzz(func(t *testing.T, kust, image string) {
+		pushed, err := imageref.Parse(image)
+		if err != nil {
+			return
+		}
+		fsys := fstest.MapFS{"kustomization.yaml": &fstest.MapFile{Data: []byte(kust)}}
+		res, found, err := setKustomizeImage(fsys, ".", pushed, Options{})
+		if err != nil && len(res.Files) > 0 {
+			t.Fatalf("error %v with files", err)
+		}
+		if !found || err != nil {
+			return
+		}
+		if out, ok := res.Files["kustomization.yaml"]; ok {
+			var v any
+			if yaml.Unmarshal(out, &v) != nil {
+				t.Fatalf("result does not parse:\n%s", out)
+			}
+		}
+	})
 }
