@@ -31,6 +31,7 @@ fuzz: ## Fuzz every parser of untrusted input for FUZZTIME each.
 	$(GO) test ./imageref  -run '^$$' -fuzz FuzzParse      -fuzztime $(FUZZTIME)
 	$(GO) test ./manifests -run '^$$' -fuzz FuzzSetImage   -fuzztime $(FUZZTIME)
 	$(GO) test ./manifests -run '^$$' -fuzz FuzzKustomize  -fuzztime $(FUZZTIME)
+	$(GO) test ./manifests -run '^$$' -fuzz FuzzMarkersAndValues -fuzztime $(FUZZTIME)
 	$(GO) test ./listener  -run '^$$' -fuzz FuzzParsers    -fuzztime $(FUZZTIME)
 	$(GO) test ./config    -run '^$$' -fuzz FuzzParse      -fuzztime $(FUZZTIME)
 	$(GO) test ./config    -run '^$$' -fuzz FuzzHooksJSON  -fuzztime $(FUZZTIME)

@@ -390,3 +390,36 @@ func FuzzKustomize(f *testing.F) {
 		}
 	})
 }
+
+// FuzzMarkersAndValues: marker comments and values paths over arbitrary YAML never panic, and a
+// rewrite always parses again.
+func FuzzMarkersAndValues(f *testing.F) {
+	f.Add("image:\n  repository: acme/web\n  tag: \"1.0\" # {\"$imagehook\": \"web:tag\"}\n", "acme/web:1.1")
+	f.Add("x: acme/web:1 # {\"$imagepolicy\": \"web\"}\n", "acme/web:2")
+	f.Fuzz(func(t *testing.T, doc, image string) {
+		pushed, err := imageref.Parse(image)
+		if err != nil {
+			return
+		}
+		fsys := fstest.MapFS{"v.yaml": &fstest.MapFile{Data: []byte(doc)}}
+		for _, res := range []func() (Result, error){
+			func() (Result, error) { return SetMarkers(fsys, ".", "web", pushed, Options{}) },
+			func() (Result, error) {
+				return SetValues(fsys, ".", Values{File: "v.yaml", Repository: "image.repository", Tag: "image.tag"}, pushed, Options{})
+			},
+		} {
+			r, err := res()
+			if err != nil {
+				if len(r.Files) > 0 {
+					t.Fatalf("error %v with files", err)
+				}
+				continue
+			}
+			for _, out := range r.Files {
+				if _, err := parseAll(out); err != nil {
+					t.Fatalf("rewrite does not parse: %v\n%s", err, out)
+				}
+			}
+		}
+	})
+}
