@@ -83,12 +83,9 @@ type found struct {
 // Nothing is written: the caller stores Result.Files (in a working tree or a git tree).
 func SetImage(fsys fs.FS, dir string, target Target, pushed imageref.Ref, opts Options) (Result, error) {
 	var res Result
-	dir = path.Clean(strings.TrimPrefix(dir, "/"))
-	if dir == "" {
-		dir = "."
-	}
-	if !fs.ValidPath(dir) {
-		return res, fmt.Errorf("path %q: must stay inside the repository", dir)
+	dir, err := cleanDir(dir)
+	if err != nil {
+		return res, err
 	}
 	if target.Name != "" && !KnownKind(target.Kind) {
 		return res, fmt.Errorf("kind %q: not a workload kind (want Deployment, StatefulSet, DaemonSet, ReplicaSet, Job, CronJob, Pod or Rollout)", target.Kind)
@@ -98,43 +95,25 @@ func SetImage(fsys fs.FS, dir string, target Target, pushed imageref.Ref, opts O
 	if kres, found, err := setKustomizeImage(fsys, dir, pushed, opts); found || err != nil {
 		return kres, err
 	}
-	files, err := yamlFiles(fsys, dir)
-	if err != nil {
-		return res, err
-	}
-	// Screen by a cheap byte search before parsing: in a big repository almost no file mentions
-	// the workload, and parsing is what costs.
 	needle := []byte(target.Name)
 	if target.Name == "" {
 		needle = []byte(path.Base(pushed.Path()))
 	}
+	sc, err := scan(fsys, dir, needle)
+	if err != nil {
+		return res, err
+	}
+	res.Warnings = sc.warnings
 	ns := namespaces{fsys: fsys, root: dir, cache: map[string]string{}}
 	var hits []found
-	var broken []string
-	contents := map[string][]byte{}
-	for _, f := range files {
-		data, err := readLimited(fsys, f)
-		if err != nil {
-			res.Warnings = append(res.Warnings, err.Error())
-			continue
-		}
-		if !bytes.Contains(data, needle) {
-			continue
-		}
-		docs, err := parseDocuments(data)
-		if err != nil {
-			broken = append(broken, f)
-			res.Warnings = append(res.Warnings, fmt.Sprintf("%s: skipped, not valid YAML: %v", f, err))
-			continue
-		}
-		contents[f] = data
-		for _, doc := range docs {
+	for _, f := range sc.files {
+		for _, doc := range rootMappings(sc.docs[f]) {
 			hits = append(hits, containersIn(f, doc, target, pushed, &ns)...)
 		}
 	}
 	if len(hits) == 0 {
-		if len(broken) > 0 {
-			return res, fmt.Errorf("%s under %s: %w (files that do not parse: %s)", target, dir, ErrNotFound, strings.Join(broken, ", "))
+		if len(sc.broken) > 0 {
+			return res, fmt.Errorf("%s under %s: %w (files that do not parse: %s)", target, dir, ErrNotFound, strings.Join(sc.broken, ", "))
 		}
 		return res, fmt.Errorf("%s under %s: %w", target, dir, ErrNotFound)
 	}
@@ -162,7 +141,7 @@ func SetImage(fsys fs.FS, dir string, target Target, pushed imageref.Ref, opts O
 			edits[h.file] = append(edits[h.file], edit{node: h.node, value: val})
 		}
 	}
-	spliced, err := spliceFiles(contents, edits)
+	spliced, err := spliceFiles(sc.contents, edits)
 	if err != nil {
 		return Result{}, err
 	}
@@ -232,13 +211,9 @@ func readLimited(fsys fs.FS, name string) ([]byte, error) {
 	return data, nil
 }
 
-// parseDocuments decodes every document of a YAML stream and returns each one's root mapping
-// (an empty node for a document that is not a mapping, so positions still line up).
-func parseDocuments(data []byte) ([]*yaml.Node, error) {
-	all, err := parseAll(data)
-	if err != nil {
-		return nil, err
-	}
+// rootMappings returns each decoded document's root mapping (an empty node for a document that is
+// not a mapping, so positions still line up).
+func rootMappings(all []*yaml.Node) []*yaml.Node {
 	docs := make([]*yaml.Node, len(all))
 	for i, n := range all {
 		docs[i] = &yaml.Node{}
@@ -246,7 +221,59 @@ func parseDocuments(data []byte) ([]*yaml.Node, error) {
 			docs[i] = n.Content[0]
 		}
 	}
-	return docs, nil
+	return docs
+}
+
+// cleanDir normalises a target path and refuses one that leaves the repository.
+func cleanDir(dir string) (string, error) {
+	dir = path.Clean(strings.TrimPrefix(dir, "/"))
+	if !fs.ValidPath(dir) {
+		return "", fmt.Errorf("path %q: must stay inside the repository", dir)
+	}
+	return dir, nil
+}
+
+// scanned is what scan read: the files that mention the needles, in order, with their bytes and
+// documents, and what it skipped.
+type scanned struct {
+	files    []string
+	contents map[string][]byte
+	docs     map[string][]*yaml.Node
+	warnings []string
+	broken   []string
+}
+
+// scan reads the YAML files under dir and parses those that contain every needle. The cheap byte
+// search comes first: in a big repository almost no file mentions the target, and parsing is what
+// costs.
+func scan(fsys fs.FS, dir string, needles ...[]byte) (scanned, error) {
+	sc := scanned{contents: map[string][]byte{}, docs: map[string][]*yaml.Node{}}
+	files, err := yamlFiles(fsys, dir)
+	if err != nil {
+		return sc, err
+	}
+next:
+	for _, f := range files {
+		data, err := readLimited(fsys, f)
+		if err != nil {
+			sc.warnings = append(sc.warnings, err.Error())
+			continue
+		}
+		for _, n := range needles {
+			if !bytes.Contains(data, n) {
+				continue next
+			}
+		}
+		docs, err := parseAll(data)
+		if err != nil {
+			sc.broken = append(sc.broken, f)
+			sc.warnings = append(sc.warnings, fmt.Sprintf("%s: skipped, not valid YAML: %v", f, err))
+			continue
+		}
+		sc.files = append(sc.files, f)
+		sc.contents[f], sc.docs[f] = data, docs
+	}
+	return sc, nil
 }
 
 // lookup returns the value of key in a mapping node.

@@ -1,11 +1,9 @@
 package manifests
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"io/fs"
-	"path"
 	"strings"
 
 	"gopkg.in/yaml.v3"
@@ -46,32 +44,18 @@ func parseMarker(comment string) (id, field string, ok bool) {
 // document: plain values files, CRDs, anything YAML.
 func SetMarkers(fsys fs.FS, dir, id string, pushed imageref.Ref, opts Options) (Result, error) {
 	var res Result
-	dir = path.Clean(strings.TrimPrefix(dir, "/"))
-	if !fs.ValidPath(dir) {
-		return res, fmt.Errorf("path %q: must stay inside the repository", dir)
-	}
-	files, err := yamlFiles(fsys, dir)
+	dir, err := cleanDir(dir)
 	if err != nil {
 		return res, err
 	}
+	sc, err := scan(fsys, dir, []byte(`"$image`), []byte(id))
+	if err != nil {
+		return res, err
+	}
+	res.Warnings = sc.warnings
 	edits := map[string][]edit{}
-	contents := map[string][]byte{}
-	for _, f := range files {
-		data, err := readLimited(fsys, f)
-		if err != nil {
-			res.Warnings = append(res.Warnings, err.Error())
-			continue
-		}
-		if !bytes.Contains(data, []byte(`"$image`)) || !bytes.Contains(data, []byte(id)) {
-			continue
-		}
-		docs, err := parseAll(data)
-		if err != nil {
-			res.Warnings = append(res.Warnings, fmt.Sprintf("%s: skipped, not valid YAML: %v", f, err))
-			continue
-		}
-		contents[f] = data
-		for _, doc := range docs {
+	for _, f := range sc.files {
+		for _, doc := range sc.docs[f] {
 			var walkErr error
 			walkScalars(doc, func(n *yaml.Node) {
 				mid, field, ok := parseMarker(n.LineComment)
@@ -97,7 +81,7 @@ func SetMarkers(fsys fs.FS, dir, id string, pushed imageref.Ref, opts Options) (
 	if len(res.Changes) == 0 {
 		return res, fmt.Errorf("marker %q under %s: %w", id, dir, ErrNotFound)
 	}
-	spliced, err := spliceFiles(contents, edits)
+	spliced, err := spliceFiles(sc.contents, edits)
 	if err != nil {
 		return Result{}, err
 	}
