@@ -354,11 +354,7 @@ func (a *Applier) Apply(ctx context.Context, t event.Target, ev *event.Event) (e
 	if err != nil {
 		return st, err
 	}
-	image := ev.Push.Image
-	if ev.Push.Digest != "" {
-		image += "@" + ev.Push.Digest
-	}
-	pushed, err := imageref.Parse(image)
+	pushed, err := imageref.Parse(ev.Push.Ref())
 	if err != nil {
 		return st, err
 	}

@@ -45,6 +45,14 @@ type Push struct {
 	Source string `json:"source"`
 }
 
+// Ref returns the pushed reference to write: the image, with its digest when the payload had one.
+func (p Push) Ref() string {
+	if p.Digest != "" {
+		return p.Image + "@" + p.Digest
+	}
+	return p.Image
+}
+
 // Target is one place to update, copied from the hook's config when the event is accepted so that a
 // config change does not alter an event already in the journal.
 type Target struct {

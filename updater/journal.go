@@ -192,7 +192,7 @@ func dedupKey(ev *event.Event) string {
 		return ""
 	}
 	targets, _ := json.Marshal(ev.Targets)
-	return ev.Hook + "\x00" + ev.Push.Image + "@" + ev.Push.Digest + "\x00" + string(targets)
+	return ev.Hook + "\x00" + ev.Push.Ref() + "\x00" + string(targets)
 }
 
 // Duplicate returns the id of an earlier event that delivered the same digest for the same

@@ -487,7 +487,7 @@ func (u *Updater) gitStep(ctx context.Context, log *slog.Logger, key string, bat
 		for _, ev := range batch {
 			out := &outcome{}
 			results[ev.ID] = out
-			pushed, err := imageref.Parse(pushedRef(ev))
+			pushed, err := imageref.Parse(ev.Push.Ref())
 			if err != nil {
 				out.err = err
 				continue
@@ -605,14 +605,6 @@ func isSuperseded(ev *event.Event, latest map[string]*event.Event) bool {
 		}
 	}
 	return false
-}
-
-// pushedRef is the reference to write: the pushed image with its digest when the payload had one.
-func pushedRef(ev *event.Event) string {
-	if ev.Push.Digest != "" {
-		return ev.Push.Image + "@" + ev.Push.Digest
-	}
-	return ev.Push.Image
 }
 
 func setImage(fsys *overlay, t event.Target, pushed imageref.Ref, opts manifests.Options) ([]event.Change, error) {
@@ -772,7 +764,7 @@ func commitMessage(tmpl *template.Template, evs []*event.Event, changes func(id 
 	}
 	for _, ev := range evs {
 		fmt.Fprintf(&b, "%s: %s\n%s: %s\n%s: %s\n%s: %s\n", gitops.TrailerEvent, ev.ID, gitops.TrailerHook, oneLine(ev.Hook),
-			gitops.TrailerImage, oneLine(pushedRef(ev)), gitops.TrailerSource, oneLine(ev.Push.Source))
+			gitops.TrailerImage, oneLine(ev.Push.Ref()), gitops.TrailerSource, oneLine(ev.Push.Source))
 		if ev.Push.Pusher != "" {
 			fmt.Fprintf(&b, "%s: %s\n", gitops.TrailerPusher, oneLine(ev.Push.Pusher))
 		}

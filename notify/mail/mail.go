@@ -190,10 +190,7 @@ func (n *Notifier) render(ev *event.Event, lang string, failed bool) (subject, t
 	if lang != "en" {
 		lang = "zh"
 	}
-	v := view{Event: ev, Failed: failed, Image: ev.Push.Image}
-	if ev.Push.Digest != "" {
-		v.Image += "@" + ev.Push.Digest
-	}
+	v := view{Event: ev, Failed: failed, Image: ev.Push.Ref()}
 	if len(ev.Targets) > 0 {
 		t := ev.Targets[0]
 		v.Namespace, v.Workload, v.Container = t.Namespace, t.Workload, t.Container
