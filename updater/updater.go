@@ -483,7 +483,6 @@ func (u *Updater) gitStep(ctx context.Context, log *slog.Logger, key string, bat
 	edit := func(base fs.FS) (map[string][]byte, string, error) {
 		results = map[string]*outcome{}
 		over := &overlay{base: base, files: map[string][]byte{}}
-		var applied []*event.Event
 		for _, ev := range batch {
 			out := &outcome{}
 			results[ev.ID] = out
@@ -508,7 +507,27 @@ func (u *Updater) gitStep(ctx context.Context, log *slog.Logger, key string, bat
 				}
 				out.changes = append(out.changes, changes...)
 			}
-			if out.err == nil {
+		}
+		// The trailers name the events this commit carries out: those that change a value, and the
+		// ones they superseded. An event that changes nothing (its push already landed, perhaps
+		// from a process that died before recording it) is left out, so no event is ever in two
+		// commits' trailers.
+		changed := map[string]bool{}
+		for _, ev := range batch {
+			changed[ev.ID] = anyChange(results[ev.ID].changes)
+		}
+		var applied []*event.Event
+		for _, ev := range batch {
+			if results[ev.ID].err != nil {
+				continue
+			}
+			carried := changed[ev.ID]
+			for _, t := range ev.Targets {
+				if w := latest[targetKey(t)]; t.Repo != "" && w != ev && changed[w.ID] {
+					carried = true
+				}
+			}
+			if carried {
 				applied = append(applied, ev)
 			}
 		}
@@ -596,6 +615,15 @@ func (u *Updater) alreadyLanded(ctx context.Context, log *slog.Logger, repo Repo
 		log.Warn("looking for earlier commits of retried events", "err", err)
 	}
 	return found
+}
+
+func anyChange(cs []event.Change) bool {
+	for _, c := range cs {
+		if c.Old != c.New {
+			return true
+		}
+	}
+	return false
 }
 
 func isSuperseded(ev *event.Event, latest map[string]*event.Event) bool {

@@ -222,3 +222,24 @@ func TestJournalPrune(t *testing.T) {
 		t.Errorf("a queued event was pruned: %v", err)
 	}
 }
+
+// TestTrailersOnlyForCarriedEvents: an event whose image is already in place (its push landed from
+// a process that died before recording it, after this one looked for it) is not named again in a
+// commit made for others.
+func TestTrailersOnlyForCarriedEvents(t *testing.T) {
+	repo := &memRepo{files: fstest.MapFS{"a.yaml": deployment("a", "acme/a:2"), "b.yaml": deployment("b", "acme/b:1")}}
+	u, done := newUpdater(t, repo)
+	defer done()
+	ctx, cancel := context.WithCancel(context.Background())
+	for _, e := range []*event.Event{ev("landed", "a", "acme/a:2", ""), ev("new", "b", "acme/b:2", "")} {
+		if err := u.Submit(ctx, e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	go u.Run(ctx)
+	defer cancel()
+	waitDone(t, u, "landed", "new")
+	if len(repo.commits) != 1 || strings.Contains(repo.commits[0], "Imagehook-Event: landed") || !strings.Contains(repo.commits[0], "Imagehook-Event: new") {
+		t.Errorf("commits: %q", repo.commits)
+	}
+}
