@@ -6,8 +6,9 @@ LDFLAGS   := -s -w -X main.version=$(VERSION)
 FUZZTIME  ?= 20s
 # The race detector needs cgo's C compiler; without one the tests still run, without it.
 RACE      ?= $(shell command -v gcc >/dev/null 2>&1 && echo -race)
-# The real etcd + kube-apiserver for the cluster tests, built once from Go modules and cached.
-KUBE_ASSETS ?= $(shell hack/kube-testenv/build.sh 2>/dev/null)
+# The real etcd + kube-apiserver for the cluster tests, built once from Go modules and cached; the
+# first build says what it is doing (it takes several minutes).
+KUBE_ASSETS ?= $(shell hack/kube-testenv/build.sh)
 
 .PHONY: help build run test bench fuzz lint docker clean
 

@@ -232,3 +232,27 @@ func FuzzHooksJSON(f *testing.F) {
 		}
 	})
 }
+
+// TestOldEnvMailPorts: the old tool ran `curl smtps://HOST:PORT`, so its MAIL_* setups meant implicit
+// TLS on any port; only 587 and 25 never carry it.
+func TestOldEnvMailPorts(t *testing.T) {
+	for _, tt := range []struct {
+		port, want string
+	}{
+		{"", "implicit"}, {"465", "implicit"}, {"994", "implicit"}, {"2465", "implicit"}, {"587", "starttls"}, {"25", "none"},
+	} {
+		t.Run("port "+tt.port, func(t *testing.T) {
+			vars := map[string]string{"MAIL_SMTP_SERVER": "smtp.163.com", "MAIL_FROM": "a@163.com"}
+			if tt.port != "" {
+				vars["MAIL_SMTP_PORT"] = tt.port
+			}
+			c, err := Parse([]byte("listen: ':1'\n"), env(vars))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.Mail.TLS != tt.want {
+				t.Errorf("tls = %s, want %s", c.Mail.TLS, tt.want)
+			}
+		})
+	}
+}

@@ -31,15 +31,16 @@ func MailFromEnv(lookup func(string) (string, bool)) (*Mail, error) {
 	if strings.EqualFold(get("MAIL_TLS_CHECK"), "false") {
 		m.InsecureSkipVerify = true
 	}
-	// The old tool only spoke implicit TLS (curl smtps://); keep that on 465, and use the usual
-	// mode of other ports.
+	// The old tool only spoke implicit TLS (it ran curl smtps://HOST:PORT), on whatever port it was
+	// given: 163 Mail's 994 and company SMTPS ports included. Keep that everywhere except on the two
+	// ports that never carry it: 587 (submission, STARTTLS) and 25 (plain relay).
 	switch m.Port {
-	case 0, 465:
-		m.TLS = "implicit"
+	case 587:
+		m.TLS = "starttls"
 	case 25:
 		m.TLS = "none"
 	default:
-		m.TLS = "starttls"
+		m.TLS = "implicit"
 	}
 	return m, nil
 }

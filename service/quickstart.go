@@ -32,20 +32,34 @@ func Quickstart(dataDir, listen string) (*config.Config, error) {
 	if err := gitops.Seed(bare, "main", examples.Manifests(), author); err != nil {
 		return nil, fmt.Errorf("quickstart: %w", err)
 	}
-	return &config.Config{
-		Listen:       listen,
-		DataDir:      abs,
-		MaxBodyBytes: 1 << 20,
-		Quickstart:   true,
-		Repos: []config.Repo{{Name: "quickstart", URL: "file://" + bare, Branch: "main",
-			Author: config.Author{Name: author.Name, Email: author.Email}}},
-		Hooks: []config.Hook{{
-			ID: QuickstartHook, Token: QuickstartToken, Source: "aliyun",
-			Targets: []config.Target{{Repo: "quickstart", Path: "apps/website", Workload: "deployment/website",
-				Namespace: "web", Container: "website"}},
-			Mail: config.HookMail{To: []string{"ops@example.com"}},
-		}},
-	}, nil
+	// The quickstart is a config file like any other: rendered, then parsed, defaulted and validated
+	// by config.Parse, so it gets every default (rate limits, body cap) a user's file gets.
+	yml := fmt.Sprintf(`listen: %q
+dataDir: %q
+repos:
+  - name: quickstart
+    url: %q
+    branch: main
+    author: {name: %q, email: %q}
+hooks:
+  - id: %s
+    token: %s
+    source: aliyun
+    targets:
+      - repo: quickstart
+        path: apps/website
+        workload: deployment/website
+        namespace: web
+        container: website
+    mail: {to: [ops@example.com]}
+`, listen, abs, "file://"+bare, author.Name, author.Email, QuickstartHook, QuickstartToken)
+	// No environment: a MAIL_* variable on the laptop must not make the quickstart send mail.
+	cfg, err := config.Parse([]byte(yml), func(string) (string, bool) { return "", false })
+	if err != nil {
+		return nil, fmt.Errorf("quickstart: %w", err)
+	}
+	cfg.Quickstart = true
+	return cfg, nil
 }
 
 // QuickstartPayload is a real Aliyun ACR push body for the quickstart's website image.
