@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/url"
 	"os"
 	"path"
 	"reflect"
@@ -16,6 +17,7 @@ import (
 	"strings"
 	"text/template"
 	"time"
+	"unicode"
 
 	"gopkg.in/yaml.v3"
 )
@@ -44,10 +46,20 @@ type Config struct {
 	// their file names (the old tool used 500) instead of 401/403.
 	LegacyMismatchStatus bool   `yaml:"legacyMismatchStatus"`
 	Limits               Limits `yaml:"limits"`
+	// Metrics controls who may read /metrics.
+	Metrics Metrics `yaml:"metrics"`
 	// Quickstart is set by Quickstart, never by a file: it prints mail to the log.
 	Quickstart bool `yaml:"-"`
 	// ownHooks are the hooks of the YAML file, kept apart from those of HooksDir for reloads.
 	ownHooks []Hook
+	// root is the decoded file, so that validation can name the line of a bad value.
+	root *yaml.Node
+}
+
+// Metrics controls access to /metrics.
+type Metrics struct {
+	// Public serves /metrics without the admin credentials (for a Prometheus that cannot send them).
+	Public bool `yaml:"public"`
 }
 
 // Admin holds the status page's credentials: a bearer token, or a basic-auth user and password.
@@ -65,6 +77,18 @@ type Limits struct {
 	// GlobalRate and GlobalBurst limit all webhook requests together.
 	GlobalRate  float64 `yaml:"globalRate"`
 	GlobalBurst int     `yaml:"globalBurst"`
+	// AuthFailureRate and AuthFailureBurst bound the failed authentications of one client address
+	// (429 beyond); they never touch the budgets of authenticated deliveries.
+	AuthFailureRate  float64 `yaml:"authFailureRate"`
+	AuthFailureBurst int     `yaml:"authFailureBurst"`
+	// MaxEventsPerRequest caps the events one webhook request may carry (413 beyond).
+	MaxEventsPerRequest int `yaml:"maxEventsPerRequest"`
+	// MaxFileBytes skips manifest files larger than this (named on the event).
+	MaxFileBytes int64 `yaml:"maxFileBytes"`
+	// MaxEventBytes and MaxEventNodes bound what one event may read and parse of the manifests:
+	// files past the budget are skipped and named on the event.
+	MaxEventBytes int64 `yaml:"maxEventBytes"`
+	MaxEventNodes int   `yaml:"maxEventNodes"`
 }
 
 // Repo is a manifests repository.
@@ -128,6 +152,9 @@ type Mail struct {
 	CAFile             string   `yaml:"caFile"`
 	InsecureSkipVerify bool     `yaml:"insecureSkipVerify"`
 	Timeout            Duration `yaml:"timeout"`
+	// Deadline bounds one report's whole delivery, retries included (default 60s), so that a
+	// server that never answers costs a bounded time.
+	Deadline Duration `yaml:"deadline"`
 	// SubjectTemplate and BodyTemplate override the built-in Go text/templates.
 	SubjectTemplate string `yaml:"subjectTemplate"`
 	BodyTemplate    string `yaml:"bodyTemplate"`
@@ -152,6 +179,9 @@ type Hook struct {
 	Pin string `yaml:"pin"`
 	// NoDowngrade refuses a semver tag lower than the one the target runs.
 	NoDowngrade bool `yaml:"noDowngrade"`
+	// AllowOlder applies a push whose registry time is older than the push already applied to the
+	// same target (a deliberate rollback from CI); by default such a push is ignored as a replay.
+	AllowOlder bool `yaml:"allowOlder"`
 	// Signature checks an HMAC of the body in a header (the old hooks.json payload-hmac rules).
 	Signature *Signature `yaml:"signature"`
 	// AllowedCIDRs, when set, limits the callers' addresses (the old ip-whitelist rule).
@@ -190,12 +220,15 @@ type Values struct {
 	Digest     string `yaml:"digest"`
 }
 
-// Signature names the header that carries a hex HMAC of the body, keyed with the hook's token.
+// Signature names the header that carries a hex HMAC of the body. The HMAC is keyed with Secret
+// when set — and then the hook's token is checked as well, each with its own secret (an old
+// hooks.json rule "and: [payload-hmac, url token]") — else with the hook's tokens.
 type Signature struct {
 	Header    string `yaml:"header"`
 	Algorithm string `yaml:"algorithm"` // sha1 | sha256 | sha512
 	// Prefix is stripped from the header value, e.g. "sha256=".
 	Prefix string `yaml:"prefix"`
+	Secret string `yaml:"secret" secret:"true"`
 }
 
 // HookMail overrides mail settings per hook.
@@ -246,6 +279,11 @@ func Parse(data []byte, lookup func(string) (string, bool)) (*Config, error) {
 	var c Config
 	if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
 		return nil, fmt.Errorf("parse: %w", err)
+	}
+	// The same bytes as a node tree, for line numbers in validation messages.
+	var root yaml.Node
+	if err := yaml.Unmarshal(data, &root); err == nil {
+		c.root = &root
 	}
 	if err := expandEnv(reflect.ValueOf(&c).Elem(), lookup); err != nil {
 		return nil, err
@@ -356,6 +394,14 @@ func readSecret(dst *string, file, field string) error {
 	return nil
 }
 
+// Blank reports whether a secret is empty or only white space (any Unicode space): such a value
+// must never count as a credential, neither in the config nor offered by a caller.
+func Blank(s string) bool { return strings.TrimFunc(s, unicode.IsSpace) == "" }
+
+// TrimSecret removes surrounding white space (any Unicode space) from a secret, the same way for
+// configured and offered values.
+func TrimSecret(s string) string { return strings.TrimFunc(s, unicode.IsSpace) }
+
 func (c *Config) readSecretFiles() error {
 	for i := range c.Repos {
 		r := &c.Repos[i]
@@ -367,6 +413,13 @@ func (c *Config) readSecretFiles() error {
 		h := &c.Hooks[i]
 		if err := readSecret(&h.Token, h.TokenFile, fmt.Sprintf("hooks[%s].tokenFile", h.ID)); err != nil {
 			return err
+		}
+		h.Token = TrimSecret(h.Token)
+		for j := range h.Tokens {
+			h.Tokens[j] = TrimSecret(h.Tokens[j])
+		}
+		if h.Signature != nil {
+			h.Signature.Secret = TrimSecret(h.Signature.Secret)
 		}
 	}
 	if c.Mail != nil {
@@ -393,6 +446,22 @@ func (c *Config) applyDefaults() {
 	}
 	if c.Limits.GlobalRate == 0 {
 		c.Limits.GlobalRate, c.Limits.GlobalBurst = 5000, 10000
+	}
+	if c.Limits.AuthFailureRate == 0 {
+		// A registry with a stale token retries a few times; a flood gets 429 and one log line a minute.
+		c.Limits.AuthFailureRate, c.Limits.AuthFailureBurst = 1, 20
+	}
+	if c.Limits.MaxEventsPerRequest == 0 {
+		c.Limits.MaxEventsPerRequest = 50
+	}
+	if c.Limits.MaxFileBytes == 0 {
+		c.Limits.MaxFileBytes = 1 << 20
+	}
+	if c.Limits.MaxEventBytes == 0 {
+		c.Limits.MaxEventBytes = 64 << 20
+	}
+	if c.Limits.MaxEventNodes == 0 {
+		c.Limits.MaxEventNodes = 1_000_000
 	}
 	for i := range c.Repos {
 		r := &c.Repos[i]
@@ -424,6 +493,9 @@ func (c *Config) applyDefaults() {
 		if m.From == "" {
 			m.From = m.Username
 		}
+		if m.Deadline == 0 {
+			m.Deadline = Duration(time.Minute)
+		}
 	}
 	for i := range c.Hooks {
 		for j := range c.Hooks[i].Targets {
@@ -441,6 +513,17 @@ func (c *Config) Validate() error {
 	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
 	if c.MaxBodyBytes < 0 {
 		bad("maxBodyBytes: must be positive")
+	}
+	if l := c.Limits; l.MaxEventsPerRequest < 0 || l.MaxFileBytes < 0 || l.MaxEventBytes < 0 || l.MaxEventNodes < 0 {
+		bad("limits: maxEventsPerRequest, maxFileBytes, maxEventBytes and maxEventNodes must be positive")
+	}
+	for _, f := range []struct{ key, val string }{{"token", c.Admin.Token}, {"password", c.Admin.Password}} {
+		if n := c.node("admin", f.key); n != nil && Blank(f.val) {
+			bad("admin.%s%s: empty after expansion; set a secret or remove the key", f.key, c.at(n))
+		}
+	}
+	if c.Admin.Password != "" && Blank(c.Admin.Username) {
+		bad("admin.username: required with admin.password")
 	}
 	repos := map[string]bool{}
 	for i, r := range c.Repos {
@@ -498,9 +581,7 @@ func (c *Config) Validate() error {
 			bad("%s.id: must not contain / ? # %% or spaces", where)
 		}
 		hooks[h.ID] = true
-		if h.Token == "" && len(h.Tokens) == 0 {
-			bad("%s.token: required (a shared secret the registry sends)", where)
-		}
+		errs = append(errs, c.checkHookSecrets(i, h)...)
 		if h.MismatchStatus != 0 && (h.MismatchStatus < 400 || h.MismatchStatus > 599) {
 			bad("%s.mismatchStatus: %d is not a 4xx or 5xx status", where, h.MismatchStatus)
 		}
@@ -574,12 +655,167 @@ func (c *Config) Redacted() *Config {
 	cp := *c
 	cp.Repos = append([]Repo(nil), c.Repos...)
 	cp.Hooks = append([]Hook(nil), c.Hooks...)
+	for i := range cp.Hooks {
+		if sig := cp.Hooks[i].Signature; sig != nil {
+			dup := *sig
+			cp.Hooks[i].Signature = &dup
+		}
+	}
 	if c.Mail != nil {
 		m := *c.Mail
 		cp.Mail = &m
 	}
 	redact(reflect.ValueOf(&cp).Elem())
+	for i := range cp.Repos {
+		cp.Repos[i].URL = redactURL(cp.Repos[i].URL)
+	}
 	return &cp
+}
+
+// redactURL masks the user name and password of an http(s) URL: tokens are often given as the
+// user name (https://TOKEN@host/...). An SSH user name (git@) is not a secret and stays.
+func redactURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil || u.User == nil || (u.Scheme != "http" && u.Scheme != "https") {
+		return raw
+	}
+	if _, ok := u.User.Password(); ok {
+		u.User = url.UserPassword("***", "***")
+	} else {
+		u.User = url.User("***")
+	}
+	return strings.Replace(u.String(), "%2A%2A%2A", "***", -1)
+}
+
+// Secrets lists every secret value the configuration holds — tagged fields, the user name and
+// password of http(s) repository URLs — for the one redactor (package redact).
+func (c *Config) Secrets() []string {
+	var out []string
+	collectSecrets(reflect.ValueOf(c).Elem(), &out)
+	for _, r := range c.Repos {
+		if u, err := url.Parse(r.URL); err == nil && u.User != nil && (u.Scheme == "http" || u.Scheme == "https") {
+			out = append(out, u.User.Username())
+			if p, ok := u.User.Password(); ok {
+				out = append(out, p)
+			}
+		}
+	}
+	var kept []string
+	for _, s := range out {
+		if !Blank(s) {
+			kept = append(kept, s)
+		}
+	}
+	return kept
+}
+
+func collectSecrets(v reflect.Value, out *[]string) {
+	switch v.Kind() {
+	case reflect.Struct:
+		for i := 0; i < v.NumField(); i++ {
+			f := v.Type().Field(i)
+			if !f.IsExported() {
+				continue
+			}
+			if f.Tag.Get("secret") == "true" {
+				switch fv := v.Field(i); fv.Kind() {
+				case reflect.String:
+					*out = append(*out, fv.String())
+				case reflect.Slice:
+					for j := 0; j < fv.Len(); j++ {
+						*out = append(*out, fv.Index(j).String())
+					}
+				}
+				continue
+			}
+			collectSecrets(v.Field(i), out)
+		}
+	case reflect.Slice:
+		for i := 0; i < v.Len(); i++ {
+			collectSecrets(v.Index(i), out)
+		}
+	case reflect.Pointer:
+		if !v.IsNil() {
+			collectSecrets(v.Elem(), out)
+		}
+	}
+}
+
+// checkHookSecrets refuses a hook without a usable secret: every token, tokens entry and signature
+// secret that is given must be non-blank after ${ENV} and file expansion (an unset rotation
+// variable must not open the hook to anyone), and at least one must be given.
+func (c *Config) checkHookSecrets(i int, h Hook) []error {
+	where := fmt.Sprintf("hooks[%s]", h.ID)
+	var errs []error
+	blank := func(field string, n *yaml.Node) {
+		errs = append(errs, fmt.Errorf("%s.%s%s: empty after expansion; a blank secret would let anyone in", where, field, c.at(n)))
+	}
+	own := i < len(c.ownHooks)
+	if own {
+		if n := c.node("hooks", i, "token"); n != nil && Blank(h.Token) {
+			blank("token", n)
+		}
+		if n := c.node("hooks", i, "tokenFile"); n != nil && Blank(h.Token) {
+			blank("tokenFile", n)
+		}
+	}
+	for j, t := range h.Tokens {
+		if Blank(t) {
+			blank(fmt.Sprintf("tokens[%d]", j), c.node("hooks", i, "tokens", j))
+		}
+	}
+	if s := h.Signature; s != nil && own && c.node("hooks", i, "signature", "secret") != nil && Blank(s.Secret) {
+		blank("signature.secret", c.node("hooks", i, "signature", "secret"))
+	}
+	hasToken := !Blank(h.Token)
+	for _, t := range h.Tokens {
+		hasToken = hasToken || !Blank(t)
+	}
+	if !hasToken && (h.Signature == nil || Blank(h.Signature.Secret)) && len(errs) == 0 {
+		errs = append(errs, fmt.Errorf("%s.token: required (a shared secret the registry sends)", where))
+	}
+	return errs
+}
+
+// node returns the value node at a path of mapping keys (string) and sequence indexes (int) in
+// the config file, or nil.
+func (c *Config) node(path ...any) *yaml.Node {
+	if c.root == nil || len(c.root.Content) == 0 {
+		return nil
+	}
+	n := c.root.Content[0]
+	for _, p := range path {
+		switch k := p.(type) {
+		case string:
+			if n.Kind != yaml.MappingNode {
+				return nil
+			}
+			var next *yaml.Node
+			for j := 0; j+1 < len(n.Content); j += 2 {
+				if n.Content[j].Value == k {
+					next = n.Content[j+1]
+				}
+			}
+			if next == nil {
+				return nil
+			}
+			n = next
+		case int:
+			if n.Kind != yaml.SequenceNode || k >= len(n.Content) {
+				return nil
+			}
+			n = n.Content[k]
+		}
+	}
+	return n
+}
+
+// at names a node's line for an error message ("" when unknown).
+func (c *Config) at(n *yaml.Node) string {
+	if n == nil || n.Line == 0 {
+		return ""
+	}
+	return fmt.Sprintf(" (line %d)", n.Line)
 }
 
 func redact(v reflect.Value) {
@@ -594,12 +830,12 @@ func redact(v reflect.Value) {
 				switch fv := v.Field(i); fv.Kind() {
 				case reflect.String:
 					if fv.String() != "" {
-						fv.SetString("<redacted>")
+						fv.SetString("***")
 					}
 				case reflect.Slice:
 					red := make([]string, fv.Len())
 					for j := range red {
-						red[j] = "<redacted>"
+						red[j] = "***"
 					}
 					fv.Set(reflect.ValueOf(red))
 				}

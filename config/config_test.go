@@ -42,7 +42,7 @@ func TestParseValid(t *testing.T) {
 		t.Errorf("repo/hook: %+v %+v", c.Repos[0], c.Hooks[0])
 	}
 	red := c.Redacted()
-	if red.Hooks[0].Token != "<redacted>" || red.Repos[0].Auth.Password != "<redacted>" || c.Hooks[0].Token != "wt" {
+	if red.Hooks[0].Token != "***" || red.Repos[0].Auth.Password != "***" || c.Hooks[0].Token != "wt" {
 		t.Errorf("Redacted: %+v, original %+v", red.Hooks[0], c.Hooks[0])
 	}
 }
@@ -190,6 +190,10 @@ func TestHooksDirRules(t *testing.T) {
 		{"not refused", `{"not":{"match":{"type":"value","value":"t","parameter":{"source":"url","name":"token"}}}}`, `"not" is not supported`},
 		{"regex refused", `{"match":{"type":"regex","regex":"x","parameter":{"source":"url","name":"token"}}}`, `match type "regex"`},
 		{"no token", `{"match":{"type":"value","value":"deployment/a","parameter":{"source":"url","name":"workload"}}}`, "no token rule"},
+		{"blank token", `{"match":{"type":"value","value":" \u00a0","parameter":{"source":"url","name":"token"}}}`, "value is empty"},
+		{"blank hmac secret", `{"match":{"type":"payload-hmac-sha1","secret":"","parameter":{"source":"header","name":"X-Sig"}}}`, "secret is empty"},
+		{"two tokens", `{"and":[{"match":{"type":"value","value":"a","parameter":{"source":"url","name":"token"}}},{"match":{"type":"value","value":"b","parameter":{"source":"header","name":"Authorization"}}}]}`, "second credential rule"},
+		{"two address rules", `{"and":[{"match":{"type":"value","value":"a","parameter":{"source":"url","name":"token"}}},{"match":{"type":"ip-whitelist","ip-range":"10.0.0.0/8"}},{"match":{"type":"ip-whitelist","ip-range":"10.1.0.0/16"}}]}`, "two ip-whitelist rules"},
 		{"hmac honoured", `{"and":[{"match":{"type":"payload-hmac-sha256","secret":"k","parameter":{"source":"header","name":"X-Hub-Signature-256"}}},{"match":{"type":"value","value":"deployment/a","parameter":{"source":"url","name":"workload"}}},{"match":{"type":"ip-whitelist","ip-range":"10.0.0.0/8"}}]}`, ""},
 	}
 	for _, tt := range tests {
@@ -200,7 +204,7 @@ func TestHooksDirRules(t *testing.T) {
 			}
 			hooks, err := LoadHooksDir(dir, "c", false)
 			if tt.want == "" {
-				if err != nil || hooks[0].Signature == nil || hooks[0].Signature.Algorithm != "sha256" || hooks[0].Token != "k" || hooks[0].AllowedCIDRs[0] != "10.0.0.0/8" {
+				if err != nil || hooks[0].Signature == nil || hooks[0].Signature.Algorithm != "sha256" || hooks[0].Signature.Secret != "k" || hooks[0].Token != "" || hooks[0].AllowedCIDRs[0] != "10.0.0.0/8" {
 					t.Errorf("hooks %+v, err %v", hooks, err)
 				}
 				return
@@ -226,7 +230,7 @@ func FuzzHooksJSON(f *testing.F) {
 			t.Fatalf("error with hooks: %v", err)
 		}
 		for _, h := range hooks {
-			if h.Token == "" || len(h.Targets) != 1 {
+			if h.Token == "" && (h.Signature == nil || Blank(h.Signature.Secret)) || len(h.Targets) != 1 {
 				t.Fatalf("hook without token or target: %+v", h)
 			}
 		}
@@ -254,5 +258,72 @@ func TestOldEnvMailPorts(t *testing.T) {
 				t.Errorf("tls = %s, want %s", c.Mail.TLS, tt.want)
 			}
 		})
+	}
+}
+
+// TestBlankSecretsRefused: a secret that is empty or white space after ${ENV} and file expansion is
+// a config error naming the hook and the line — an unset rotation variable once let anyone in.
+func TestBlankSecretsRefused(t *testing.T) {
+	dir := t.TempDir()
+	blankFile := filepath.Join(dir, "blank")
+	if err := os.WriteFile(blankFile, []byte(" \n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	vars := map[string]string{"NEW": "new-token", "OLD": "", "NBSP": "\u00a0\u2003"}
+	base := "repos: [{name: apps, url: file:///x}]\nhooks:\n  - id: web\n    source: harbor\n    targets: [{repo: apps, workload: deployment/w}]\n"
+	for _, tt := range []struct{ name, extra, want string }{
+		{"rotation with an unset old token", "    tokens: [${NEW}, ${OLD}]\n", "hooks[web].tokens[1] (line 6): empty after expansion"},
+		{"unicode space token", "    token: ${NBSP}\n", "hooks[web].token (line 6): empty after expansion"},
+		{"blank token file", "    tokenFile: " + blankFile + "\n", "hooks[web].tokenFile (line 6): empty after expansion"},
+		{"blank signature secret", "    token: ${NEW}\n    signature: {header: X-Sig, algorithm: sha256, secret: ${OLD}}\n", "hooks[web].signature.secret (line 7)"},
+		{"no secret at all", "", "hooks[web].token: required"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Parse([]byte(base+tt.extra), env(vars))
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("err = %v, want %q", err, tt.want)
+			}
+		})
+	}
+	t.Run("blank admin token", func(t *testing.T) {
+		_, err := Parse([]byte("admin: {token: ${OLD}}\n"), env(vars))
+		if err == nil || !strings.Contains(err.Error(), "admin.token (line 1): empty") {
+			t.Errorf("err = %v", err)
+		}
+	})
+}
+
+// TestSecretsAndRedacted: every secret, including the user name and password of an https repo URL,
+// is known to the redactor and masked by check-config.
+func TestSecretsAndRedacted(t *testing.T) {
+	yml := `repos:
+  - {name: a, url: "https://ghp_T0KEN@git.example.com/a.git"}
+  - {name: b, url: "https://bot:pa55@git.example.com/b.git", auth: {password: authpw}}
+  - {name: c, url: "git@git.example.com:c.git"}
+admin: {token: adm1n}
+mail: {host: smtp.example.com, from: a@example.com, password: mailpw}
+hooks:
+  - id: h
+    tokens: [tok1, tok2]
+    signature: {header: X-Sig, algorithm: sha256, secret: sigsecret}
+    targets: [{repo: a, workload: deployment/w}]
+`
+	c, err := Parse([]byte(yml), env(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := strings.Join(c.Secrets(), " ")
+	for _, s := range []string{"ghp_T0KEN", "bot", "pa55", "authpw", "adm1n", "mailpw", "tok1", "tok2", "sigsecret"} {
+		if !strings.Contains(got, s) {
+			t.Errorf("Secrets() lacks %s: %s", s, got)
+		}
+	}
+	red := c.Redacted()
+	if red.Repos[0].URL != "https://***@git.example.com/a.git" || red.Repos[1].URL != "https://***:***@git.example.com/b.git" ||
+		red.Repos[2].URL != "git@git.example.com:c.git" {
+		t.Errorf("redacted URLs: %s %s %s", red.Repos[0].URL, red.Repos[1].URL, red.Repos[2].URL)
+	}
+	if red.Hooks[0].Signature.Secret != "***" || c.Hooks[0].Signature.Secret != "sigsecret" {
+		t.Errorf("signature secret: %q (original %q)", red.Hooks[0].Signature.Secret, c.Hooks[0].Signature.Secret)
 	}
 }

@@ -42,6 +42,20 @@ type oldRule struct {
 	} `json:"match"`
 }
 
+// setToken records a credential value rule; a second, different one cannot be expressed (imagehook
+// checks one set of tokens), and a blank one would let anyone in.
+func setToken(h *Hook, where, v string) error {
+	if Blank(v) {
+		return fmt.Errorf("value match on %s: the value is empty; it would let anyone in", where)
+	}
+	v = TrimSecret(v)
+	if h.Token != "" && h.Token != v {
+		return fmt.Errorf("value match on %s: a second credential rule is not supported: write the hook in imagehook.yaml", where)
+	}
+	h.Token = v
+	return nil
+}
+
 // LoadHooksDir converts every *.json file of dir (each a JSON array of adnanh/webhook hooks) into
 // hooks that apply directly to cluster, as the old tool did. Rules imagehook cannot honour exactly
 // are refused with a message that says which.
@@ -104,15 +118,14 @@ func convertOldHook(oh oldHook, cluster string, legacyStatus bool) (Hook, error)
 		switch m.Type {
 		case "value":
 			if p.Source == "header" && strings.EqualFold(p.Name, "Authorization") {
-				h.Token = m.Value
-				return nil
+				return setToken(&h, "header Authorization", m.Value)
 			}
-			if p.Source != "url" {
+			if p.Source != "url" && p.Source != "query" {
 				return fmt.Errorf("value match on %s %q is not supported (only URL parameters token, ns, workload, container)", p.Source, p.Name)
 			}
 			switch p.Name {
 			case "token":
-				h.Token = m.Value
+				return setToken(&h, "url token", m.Value)
 			case "ns":
 				t.Namespace = m.Value
 			case "workload":
@@ -126,12 +139,25 @@ func convertOldHook(oh oldHook, cluster string, legacyStatus bool) (Hook, error)
 			if p.Source != "header" {
 				return fmt.Errorf("%s must read its signature from a header", m.Type)
 			}
+			if h.Signature != nil {
+				return errors.New("two payload signature rules in one hook are not supported: write the hook in imagehook.yaml")
+			}
+			if Blank(m.Secret) {
+				return fmt.Errorf("%s: the secret is empty; adnanh/webhook refused every delivery with it", m.Type)
+			}
 			algo := m.Type[strings.LastIndex(m.Type, "-")+1:]
-			h.Token = m.Secret
-			// adnanh/webhook accepts the value with or without an "sha256=" style prefix.
-			h.Signature = &Signature{Header: p.Name, Algorithm: algo, Prefix: algo + "="}
+			// The signature keeps its own secret: combined with a URL token rule ("and"), both are
+			// checked, each with its own value, as adnanh/webhook did. The header value may carry the
+			// "sha256=" style prefix, and several comma-separated signatures.
+			h.Signature = &Signature{Header: p.Name, Algorithm: algo, Prefix: algo + "=", Secret: TrimSecret(m.Secret)}
 		case "ip-whitelist":
-			h.AllowedCIDRs = append(h.AllowedCIDRs, m.IPRange)
+			if len(h.AllowedCIDRs) > 0 {
+				// "and" of two address rules means an address in both ranges, which allowedCIDRs
+				// (any of) cannot say.
+				return errors.New("two ip-whitelist rules in one hook are not supported: write the hook in imagehook.yaml")
+			}
+			// One rule's ip-range may list several ranges separated by spaces: any of them matches.
+			h.AllowedCIDRs = strings.Fields(m.IPRange)
 		default:
 			return fmt.Errorf("match type %q is not supported", m.Type)
 		}
@@ -143,7 +169,7 @@ func convertOldHook(oh oldHook, cluster string, legacyStatus bool) (Hook, error)
 	if err := walk(*oh.TriggerRule); err != nil {
 		return Hook{}, err
 	}
-	if h.Token == "" {
+	if h.Token == "" && h.Signature == nil {
 		return Hook{}, errors.New("no token rule (match on the url parameter token, or payload-hmac-*): imagehook requires one")
 	}
 	if t.Workload == "" {
