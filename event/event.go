@@ -9,10 +9,15 @@ import (
 	"errors"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // ErrNotFound is returned for an unknown event id.
 var ErrNotFound = errors.New("event not found")
+
+// ErrDuplicateDelivery is returned when an event repeats a delivery id already journaled for its
+// hook: a registry's redelivery or a replay.
+var ErrDuplicateDelivery = errors.New("duplicate delivery")
 
 // Status is where an event or one of its steps stands.
 type Status string
@@ -79,6 +84,16 @@ type Values struct {
 	Digest     string `json:"digest,omitempty"`
 }
 
+// Key identifies the place a target updates, for "what was applied last" and "the latest event
+// wins": two targets with the same key change the same value.
+func (t Target) Key() string {
+	parts := []string{t.Repo, t.Path, strings.ToLower(t.Workload), t.Namespace, t.Container, t.Cluster, t.Marker}
+	if v := t.Values; v != nil {
+		parts = append(parts, v.File, v.Image, v.Registry, v.Repository, v.Tag, v.Digest)
+	}
+	return strings.Join(parts, "\x00")
+}
+
 // Mail is the hook's mail routing, copied when the event is accepted.
 type Mail struct {
 	To       []string `json:"to,omitempty"`
@@ -93,16 +108,24 @@ type Event struct {
 	Push Push   `json:"push"`
 	Pin  string `json:"pin,omitempty"`
 	// NoDowngrade refuses a lower semantic version than the target runs.
-	NoDowngrade bool      `json:"noDowngrade,omitempty"`
-	Targets     []Target  `json:"targets"`
-	Mail        *Mail     `json:"mail,omitempty"`
-	Status      Status    `json:"status"`
-	ReceivedAt  time.Time `json:"receivedAt"`
-	UpdatedAt   time.Time `json:"updatedAt,omitzero"`
-	Attempts    int       `json:"attempts,omitempty"`
-	Steps       []Step    `json:"steps,omitempty"`
-	Warnings    []string  `json:"warnings,omitempty"`
-	Error       string    `json:"error,omitempty"`
+	NoDowngrade bool `json:"noDowngrade,omitempty"`
+	// AllowOlder applies the push even when its registry time is older than the push already
+	// applied to the target (a deliberate rollback).
+	AllowOlder bool `json:"allowOlder,omitempty"`
+	// Delivery is the registry's delivery id, unique per hook in the journal.
+	Delivery string `json:"delivery,omitempty"`
+	// Seq is the event's place in the journal, set when it is recorded: within one target the
+	// event journaled last wins.
+	Seq        int64     `json:"seq,omitempty"`
+	Targets    []Target  `json:"targets"`
+	Mail       *Mail     `json:"mail,omitempty"`
+	Status     Status    `json:"status"`
+	ReceivedAt time.Time `json:"receivedAt"`
+	UpdatedAt  time.Time `json:"updatedAt,omitzero"`
+	Attempts   int       `json:"attempts,omitempty"`
+	Steps      []Step    `json:"steps,omitempty"`
+	Warnings   []string  `json:"warnings,omitempty"`
+	Error      string    `json:"error,omitempty"`
 }
 
 // Repo returns the manifests repository the event's targets write to, or "" for direct-apply only.
@@ -124,10 +147,13 @@ type Step struct {
 	Cluster string `json:"cluster,omitempty"`
 	Commit  string `json:"commit,omitempty"`
 	// URL links the commit in the repository's web UI, when the repo has a commitURL.
-	URL     string    `json:"url,omitempty"`
-	Files   []string  `json:"files,omitempty"`
-	Changes []Change  `json:"changes,omitempty"`
-	Detail  string    `json:"detail,omitempty"`
+	URL     string   `json:"url,omitempty"`
+	Files   []string `json:"files,omitempty"`
+	Changes []Change `json:"changes,omitempty"`
+	Detail  string   `json:"detail,omitempty"`
+	// Skipped names the files that were not read, and why (too big, past the event's budget, not
+	// valid YAML): a target in one of them would not have been found.
+	Skipped []string  `json:"skipped,omitempty"`
 	Error   string    `json:"error,omitempty"`
 	At      time.Time `json:"at"`
 }
@@ -172,4 +198,32 @@ func NewID(now time.Time) string {
 	binary.BigEndian.PutUint64(b[:8], uint64(now.UnixMilli())<<16)
 	_, _ = rand.Read(b[6:])
 	return strings.ToLower(idEncoding.EncodeToString(b[:]))
+}
+
+// OneLine returns s as one line of text: every control character and every Unicode line or
+// paragraph separator becomes a space. Every value that reaches a commit message, a trailer, a
+// mail or a chat message — workload, container, file, image, pusher, hook — goes through it, so
+// that no payload or manifest can add lines of its own (a forged "Imagehook-Event:" trailer, a
+// fake "Commit:" line in a mail).
+func OneLine(s string) string {
+	clean := true
+	for _, r := range s {
+		if unsafeRune(r) {
+			clean = false
+			break
+		}
+	}
+	if clean {
+		return s
+	}
+	return strings.Map(func(r rune) rune {
+		if unsafeRune(r) {
+			return ' '
+		}
+		return r
+	}, s)
+}
+
+func unsafeRune(r rune) bool {
+	return r < 0x20 || r == 0x7f || (r >= 0x80 && r <= 0x9f) || r == '\u2028' || r == '\u2029' || r == utf8.RuneError
 }

@@ -10,6 +10,7 @@ import (
 // GitLab's and other registries built on it): several events per request, blobs included.
 type distributionEnvelope struct {
 	Events []struct {
+		ID        string    `json:"id"`
 		Action    string    `json:"action"`
 		Timestamp time.Time `json:"timestamp"`
 		Target    struct {
@@ -51,6 +52,9 @@ func parseDistribution(r *Request) ([]Parsed, error) {
 		push, err := makePush("distribution", image, ev.Target.Digest, ev.Actor.Name, ev.Timestamp)
 		if err != nil {
 			return nil, err
+		}
+		if ev.ID != "" {
+			push.Delivery = "distribution:" + ev.ID
 		}
 		out = append(out, push)
 	}

@@ -30,6 +30,9 @@ type Parser func(r *Request) ([]Parsed, error)
 type Parsed struct {
 	Push     event.Push
 	Warnings []string
+	// Delivery is the registry's id of this push's delivery, when the payload has one (see
+	// deliveryIDs for the headers).
+	Delivery string
 }
 
 // parsers maps a source name (the hook's source, or the old tool's repo_type) to its parser; each
@@ -91,7 +94,9 @@ func makePush(source, image, digest, pusher string, at time.Time) (Parsed, error
 		warnings = append(warnings, fmt.Sprintf("payload digest %q is malformed and was ignored", truncate(digest, 80)))
 		digest = ""
 	}
-	return Parsed{Push: event.Push{Image: ref.String(), Digest: digest, Pusher: truncate(pusher, 128), PushedAt: at, Source: source}, Warnings: warnings}, nil
+	// The pusher is free text from the payload: one line, so that it cannot add lines to a commit
+	// message or a mail.
+	return Parsed{Push: event.Push{Image: ref.String(), Digest: digest, Pusher: event.OneLine(truncate(pusher, 128)), PushedAt: at, Source: source}, Warnings: warnings}, nil
 }
 
 func truncate(s string, n int) string {

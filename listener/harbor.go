@@ -2,6 +2,7 @@ package listener
 
 import (
 	"encoding/json"
+	"fmt"
 	"strings"
 	"time"
 
@@ -13,6 +14,7 @@ import (
 // Tencent TCR sends the 1.x shape.
 type harborPayload struct {
 	SpecVersion string     `json:"specversion"`
+	ID          string     `json:"id"`
 	Type        string     `json:"type"`
 	Time        time.Time  `json:"time"`
 	OccurAt     int64      `json:"occur_at"`
@@ -76,6 +78,9 @@ func harborLike(source string, r *Request) ([]Parsed, error) {
 		push, err := makePush(source, image, res.Digest, p.Operator, at)
 		if err != nil {
 			return nil, err
+		}
+		if p.SpecVersion != "" && p.ID != "" {
+			push.Delivery = fmt.Sprintf("cloudevents:%s#%d", p.ID, len(out))
 		}
 		out = append(out, push)
 	}

@@ -47,6 +47,8 @@ type Server struct {
 	log     *slog.Logger
 	router  *httprouter.Router
 	global  *rate.Limiter
+	// failures budgets failed authentications per client address.
+	failures *failureBudget
 	// stopping is closed at shutdown: callers waiting with ?wait= get their answer at once.
 	stopping chan struct{}
 	stopOnce sync.Once
@@ -64,13 +66,16 @@ type servedHook struct {
 	policy  policy
 	sig     *signature
 	limiter *rate.Limiter
+	// tokens are the hook's tokens, hashed once for constant-time comparison.
+	tokens [][32]byte
 }
 
 // New checks the hooks' sources and builds the routes. ready backs /readyz; reg receives the
 // listener's metrics and is served on /metrics.
 func New(cfg *config.Config, u Updater, ready func(context.Context) error, reg *prometheus.Registry, log *slog.Logger) (*Server, error) {
 	s := &Server{cfg: cfg, updater: u, ready: ready, log: log, stopping: make(chan struct{}),
-		global: rate.NewLimiter(rate.Limit(cfg.Limits.GlobalRate), max(cfg.Limits.GlobalBurst, 1))}
+		global:   rate.NewLimiter(rate.Limit(cfg.Limits.GlobalRate), max(cfg.Limits.GlobalBurst, 1)),
+		failures: newFailureBudget(cfg.Limits.AuthFailureRate, cfg.Limits.AuthFailureBurst)}
 	if err := s.SetHooks(cfg.Hooks); err != nil {
 		return nil, err
 	}
@@ -81,14 +86,22 @@ func New(cfg *config.Config, u Updater, ready func(context.Context) error, reg *
 
 	r := httprouter.New()
 	r.POST("/hooks/:id", s.handleHook)
-	r.GET("/events/:id", s.handleEvent)
+	r.GET("/events/:id", s.ui(s.handleEvent))
 	r.GET("/healthz", func(w http.ResponseWriter, _ *http.Request, _ httprouter.Params) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
 	r.GET("/readyz", s.handleReady)
 	r.GET("/", s.ui(s.handleStatus))
 	r.GET("/ui/events/:id", s.ui(s.handleEventPage))
-	r.Handler(http.MethodGet, "/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	metrics := promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
+	if cfg.Metrics.Public {
+		r.Handler(http.MethodGet, "/metrics", metrics)
+	} else {
+		r.GET("/metrics", s.ui(func(w http.ResponseWriter, r *http.Request, _ httprouter.Params) { metrics.ServeHTTP(w, r) }))
+	}
+	if !s.adminConfigured() {
+		log.Warn("admin is not configured: the status page, /events and /metrics are open to anyone who can reach imagehook")
+	}
 	r.NotFound = http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		writeError(w, http.StatusNotFound, "not found")
 	})
@@ -120,7 +133,7 @@ func (s *Server) SetHooks(hooks []config.Hook) error {
 			return fmt.Errorf("hooks[%s]: duplicate id", h.ID)
 		}
 		pol, _ := parsePolicy(h.Tags)
-		sh := &servedHook{Hook: h, policy: pol, sig: signatures[h.Source]}
+		sh := &servedHook{Hook: h, policy: pol, sig: signatures[h.Source], tokens: hashTokens(hookTokens(h))}
 		if h.Signature != nil {
 			sh.sig, _ = customSignature(h.Signature)
 		}
@@ -241,13 +254,18 @@ func (s *Server) hook(r *http.Request, hook *servedHook) response {
 	if hook == nil {
 		return s.errResponse(fail(http.StatusNotFound, "unknown hook"))
 	}
-	if resp, ok := s.admit(r, hook); !ok {
-		return resp
+	if !allowedAddr(hook.Hook, r.RemoteAddr) {
+		return s.errResponse(fail(hook.mismatch(http.StatusForbidden), "caller address not allowed"))
 	}
 	q := r.URL.Query()
 	source, body, err := s.authenticate(r, hook, q)
 	if err != nil {
 		return s.errResponse(err)
+	}
+	// Only authenticated deliveries are charged to the budgets: a flood of wrong tokens spends the
+	// flooder's failure budget, never a genuine registry's.
+	if resp, ok := s.admit(hook); !ok {
+		return resp
 	}
 	targets, err := selectTargets(hook.Hook, q, hook.mismatch(http.StatusForbidden))
 	if err != nil {
@@ -271,16 +289,26 @@ func (s *Server) hook(r *http.Request, hook *servedHook) response {
 	if err != nil {
 		return s.errResponse(err)
 	}
+	if n, limit := len(pushes), s.cfg.Limits.MaxEventsPerRequest; limit > 0 && n > limit {
+		return s.errResponse(fail(http.StatusRequestEntityTooLarge,
+			"%d pushes in one request; at most %d are accepted (limits.maxEventsPerRequest): split the notification", n, limit))
+	}
+	deliveryIDs(r.Header, pushes)
 	pushes, reasons := hook.filter(pushes)
 	if len(pushes) == 0 {
 		reason := strings.Join(reasons, "; ")
 		s.log.Info("webhook ignored by tag policy", "hook", hook.ID, "reason", reason)
 		return ignored(reason)
 	}
-	ids, err := s.submit(r.Context(), hook, pushes, targets)
+	ids, dups, err := s.submit(r.Context(), hook, pushes, targets)
 	if err != nil {
 		s.log.Error("journal write failed", "hook", hook.ID, "err", err)
 		return response{code: http.StatusServiceUnavailable, body: map[string]any{"error": "could not record the event; retry later"}, retryAfter: 5 * time.Second}
+	}
+	if len(ids) == 0 {
+		reason := "duplicate delivery " + strings.Join(dups, ", ")
+		s.log.Info("webhook ignored", "hook", hook.ID, "reason", reason)
+		return ignored(reason)
 	}
 	if wait > 0 {
 		return s.wait(r.Context(), ids[len(ids)-1], wait)
@@ -298,7 +326,11 @@ func ignored(reason string) response {
 
 func (s *Server) errResponse(err error) response {
 	code, msg := s.errorStatus(err)
-	return response{code: code, body: map[string]any{"error": msg}}
+	resp := response{code: code, body: map[string]any{"error": msg}}
+	if code == http.StatusTooManyRequests {
+		resp.retryAfter = time.Second
+	}
+	return resp
 }
 
 // mismatch is the status for a failed trigger rule: the hook's own (the old tool's 500) or def.
@@ -309,8 +341,8 @@ func (h *servedHook) mismatch(def int) int {
 	return def
 }
 
-// admit applies the rate limits and the hook's address filter.
-func (s *Server) admit(r *http.Request, hook *servedHook) (response, bool) {
+// admit charges an authenticated delivery to the global and the hook's rate budgets.
+func (s *Server) admit(hook *servedHook) (response, bool) {
 	if !s.global.Allow() {
 		return response{code: http.StatusTooManyRequests, body: map[string]any{"error": "too many requests"}, retryAfter: time.Second}, false
 	}
@@ -318,36 +350,51 @@ func (s *Server) admit(r *http.Request, hook *servedHook) (response, bool) {
 		return response{code: http.StatusTooManyRequests, body: map[string]any{"error": "too many requests for this hook"},
 			retryAfter: time.Duration(float64(time.Second) / max(float64(hook.limiter.Limit()), 0.001))}, false
 	}
-	if !allowedAddr(hook.Hook, r.RemoteAddr) {
-		return s.errResponse(fail(hook.mismatch(http.StatusForbidden), "caller address not allowed")), false
-	}
 	return response{}, true
 }
 
-// authenticate decides the payload format, checks the caller's token or signature, and reads the
-// body. A token is checked before the body is read, so an unauthenticated caller costs no more than
-// its headers; a signature (and source: auto) needs the body.
-func (s *Server) authenticate(r *http.Request, hook *servedHook, q url.Values) (string, []byte, error) {
+// source decides the payload format: the hook's, or the old tool's repo_type. A repo_type never
+// replaces a format whose registry signs (nor a hook with a signature rule): a query string must not
+// turn "signature required" into "a token is enough".
+func (s *Server) source(hook *servedHook, q url.Values) (string, error) {
 	source := hook.Source
-	if rt := q.Get("repo_type"); rt != "" {
+	if rt := q.Get("repo_type"); rt != "" && rt != hook.Source {
 		if parsers[rt] == nil {
-			return "", nil, fail(http.StatusBadRequest, "unknown repo_type %q (known: %s)", truncate(rt, 32), strings.Join(Sources(), ", "))
+			return "", fail(http.StatusBadRequest, "unknown repo_type %q (known: %s)", truncate(rt, 32), strings.Join(Sources(), ", "))
+		}
+		if signatures[hook.Source] != nil {
+			return "", fail(http.StatusBadRequest, "repo_type %q: this hook takes signed %s deliveries only", truncate(rt, 32), hook.Source)
 		}
 		source = rt
 	}
 	if source == "" {
-		return "", nil, fail(http.StatusBadRequest, "hook has no payload format: set its source or pass repo_type")
+		return "", fail(http.StatusBadRequest, "hook has no payload format: set its source or pass repo_type")
 	}
-	badToken := func() error {
-		s.log.Warn("webhook refused: bad or missing token", "hook", hook.ID, "remote", r.RemoteAddr)
-		return fail(hook.mismatch(http.StatusUnauthorized), "invalid or missing token")
+	return source, nil
+}
+
+// authenticate decides the payload format, checks the caller's credentials, and reads the body.
+// A token is checked before the body is read, so an unauthenticated caller costs no more than its
+// headers; a signature (and source: auto) needs the body. Every failure is charged to the caller's
+// address; an address past its failure budget gets 429, and is not read at all where reading the
+// body would be needed to tell.
+func (s *Server) authenticate(r *http.Request, hook *servedHook, q url.Values) (string, []byte, error) {
+	source, err := s.source(hook, q)
+	if err != nil {
+		return "", nil, err
 	}
+	addr := clientAddr(r.RemoteAddr)
 	sig := hook.sig
 	if hook.Signature == nil && source != hook.Source {
 		sig = signatures[source]
 	}
-	if sig == nil && source != "auto" && !authorized(hook.Hook, r, q) {
-		return "", nil, badToken()
+	// A token is required unless the signature is the hook's only secret.
+	needToken := sig == nil || hook.Signature != nil && !config.Blank(hook.Signature.Secret) && len(hook.tokens) > 0
+	if source != "auto" && needToken && !authorized(hook.tokens, r, q) {
+		return "", nil, s.authFailed(hook, addr, "bad or missing token")
+	}
+	if (sig != nil || source == "auto") && s.failures.exhausted(addr) {
+		return "", nil, s.authFailed(hook, addr, "too many failed authentications")
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(nil, r.Body, s.cfg.MaxBodyBytes))
 	if err != nil {
@@ -358,24 +405,42 @@ func (s *Server) authenticate(r *http.Request, hook *servedHook, q url.Values) (
 		return "", nil, fail(http.StatusBadRequest, "reading body failed")
 	}
 	if source == "auto" {
-		if source = detect(r.Header, body); source == "" {
-			if hook.Signature == nil && !authorized(hook.Hook, r, q) {
-				return "", nil, badToken()
+		detected := detect(r.Header, body)
+		if hook.Signature == nil {
+			sig = signatures[detected]
+		}
+		if sig == nil && !authorized(hook.tokens, r, q) {
+			return "", nil, s.authFailed(hook, addr, "bad or missing token")
+		}
+		if detected == "" {
+			if sig != nil && !sig.verify(signingKeys(hook.Hook), r.Header, body) {
+				return "", nil, s.authFailed(hook, addr, "bad or missing signature")
 			}
 			return "", nil, fail(http.StatusBadRequest, "cannot tell the payload format: set the hook's source")
 		}
-		if hook.Signature == nil {
-			sig = signatures[source]
-		}
-		if sig == nil && !authorized(hook.Hook, r, q) {
-			return "", nil, badToken()
-		}
+		source = detected
 	}
-	if sig != nil && !sig.verify(hook.Hook, r.Header, body) {
-		s.log.Warn("webhook refused: bad or missing signature", "hook", hook.ID, "remote", r.RemoteAddr)
-		return "", nil, fail(hook.mismatch(http.StatusUnauthorized), "invalid or missing signature")
+	if sig != nil && !sig.verify(signingKeys(hook.Hook), r.Header, body) {
+		return "", nil, s.authFailed(hook, addr, "bad or missing signature")
 	}
 	return source, body, nil
+}
+
+// authFailed charges a failed authentication to the caller's address, logs it at most once a
+// minute per address, and returns the error to answer: 401 (or the hook's mismatch status), 429
+// past the address's budget.
+func (s *Server) authFailed(hook *servedHook, addr, why string) error {
+	within, logNow := s.failures.charge(addr, time.Now())
+	if logNow >= 0 {
+		s.log.Warn("webhook refused: "+why, "hook", hook.ID, "remote", addr, "unlogged_since_last", logNow)
+	}
+	if !within {
+		return &statusError{code: http.StatusTooManyRequests, msg: "too many failed authentications from this address"}
+	}
+	if strings.Contains(why, "signature") {
+		return fail(hook.mismatch(http.StatusUnauthorized), "invalid or missing signature")
+	}
+	return fail(hook.mismatch(http.StatusUnauthorized), "invalid or missing token")
 }
 
 // filter keeps the pushes whose tag the hook's policy accepts, and says why it dropped the others.
@@ -393,26 +458,32 @@ func (h *servedHook) filter(pushes []Parsed) ([]Parsed, []string) {
 	return kept, reasons
 }
 
-// submit journals one event per push; it returns once all are on disk.
-func (s *Server) submit(ctx context.Context, hook *servedHook, pushes []Parsed, targets []event.Target) ([]string, error) {
+// submit journals one event per push; it returns once all are on disk, with the ids of the events
+// journaled and the delivery ids refused as repeats.
+func (s *Server) submit(ctx context.Context, hook *servedHook, pushes []Parsed, targets []event.Target) ([]string, []string, error) {
 	now := time.Now().UTC()
-	var ids []string
+	var ids, dups []string
 	for _, p := range pushes {
 		if hook.RegistryHost != "" {
 			p.Push.ExplicitHost = true
 		}
 		ev := &event.Event{ID: event.NewID(now), Hook: hook.ID, Push: p.Push, Pin: hook.Pin, NoDowngrade: hook.NoDowngrade,
-			Targets: targets, ReceivedAt: now, Warnings: p.Warnings}
+			AllowOlder: hook.AllowOlder, Delivery: p.Delivery, Targets: targets, ReceivedAt: now, Warnings: p.Warnings}
 		if len(hook.Mail.To) > 0 || len(hook.Mail.On) > 0 || hook.Mail.Language != "" {
 			ev.Mail = &event.Mail{To: hook.Mail.To, On: hook.Mail.On, Language: hook.Mail.Language}
 		}
 		// The caller going away must not leave a half-recorded answer: the write completes.
-		if err := s.updater.Submit(context.WithoutCancel(ctx), ev); err != nil {
-			return nil, err
+		err := s.updater.Submit(context.WithoutCancel(ctx), ev)
+		if errors.Is(err, event.ErrDuplicateDelivery) {
+			dups = append(dups, p.Delivery)
+			continue
+		}
+		if err != nil {
+			return nil, nil, err
 		}
 		ids = append(ids, ev.ID)
 	}
-	return ids, nil
+	return ids, dups, nil
 }
 
 // wait blocks until the event is done, the wait or the caller ends, or the server stops.

@@ -61,7 +61,7 @@ func newServer(t *testing.T, logs io.Writer, hooks ...config.Hook) (*httptest.Se
 			hooks[i].Targets = []config.Target{{Repo: "apps", Workload: "deployment/web", Namespace: "web", Container: "web"}}
 		}
 	}
-	cfg := &config.Config{MaxBodyBytes: 1 << 20, Hooks: hooks, Limits: config.Limits{HookRate: 1000, HookBurst: 1000, GlobalRate: 1000, GlobalBurst: 1000}}
+	cfg := &config.Config{MaxBodyBytes: 1 << 20, Hooks: hooks, Limits: config.Limits{HookRate: 1000, HookBurst: 1000, GlobalRate: 1000, GlobalBurst: 1000, AuthFailureRate: 1000, AuthFailureBurst: 1000}}
 	rec := &recorder{}
 	s, err := New(cfg, rec, nil, prometheus.NewRegistry(), slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	if err != nil {
@@ -188,7 +188,7 @@ func TestLimitsPolicyAndAddresses(t *testing.T) {
 }
 
 func TestRateLimit(t *testing.T) {
-	cfg := &config.Config{MaxBodyBytes: 1 << 20, Limits: config.Limits{HookRate: 1, HookBurst: 2, GlobalRate: 1000, GlobalBurst: 1000},
+	cfg := &config.Config{MaxBodyBytes: 1 << 20, Limits: config.Limits{HookRate: 1, HookBurst: 2, GlobalRate: 1000, GlobalBurst: 1000, AuthFailureRate: 1000, AuthFailureBurst: 1000},
 		Hooks: []config.Hook{{ID: "h", Token: secret, Source: "dockerhub", Targets: []config.Target{{Repo: "r", Workload: "deployment/w"}}}}}
 	s, err := New(cfg, &recorder{}, nil, prometheus.NewRegistry(), slog.New(slog.DiscardHandler))
 	if err != nil {

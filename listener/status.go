@@ -93,3 +93,6 @@ func (s *Server) handleEventPage(w http.ResponseWriter, r *http.Request, ps http
 		s.log.Error("event page", "err", err)
 	}
 }
+
+// adminConfigured reports whether read endpoints require credentials.
+func (s *Server) adminConfigured() bool { return s.cfg.Admin.Token != "" || s.cfg.Admin.Password != "" }

@@ -12,9 +12,10 @@ import (
 	"github.com/imagehook/imagehook/event"
 )
 
-// Notifier delivers one report per finished event.
+// Notifier delivers one report per finished event, or per group of events that share a commit
+// (the first is the one the report is about: the others were carried by the same commit).
 type Notifier interface {
-	Notify(ctx context.Context, ev *event.Event) error
+	Notify(ctx context.Context, evs ...*event.Event) error
 }
 
 // Wanted reports whether the event's outcome is one its hook asked to hear about (all by default).
@@ -46,7 +47,7 @@ func Summary(ev *event.Event) string {
 	if Failed(ev) {
 		outcome = "failed"
 	}
-	fmt.Fprintf(&b, "hook %s event %s %s: %s", ev.Hook, ev.ID, outcome, ev.Push.Image)
+	fmt.Fprintf(&b, "hook %s event %s %s: %s", event.OneLine(ev.Hook), ev.ID, outcome, event.OneLine(ev.Push.Image))
 	for _, s := range ev.Steps {
 		if s.Name == "notify" {
 			continue
@@ -56,13 +57,13 @@ func Summary(ev *event.Event) string {
 			fmt.Fprintf(&b, " commit %.12s", s.Commit)
 		}
 		for _, c := range s.Changes {
-			fmt.Fprintf(&b, " [%s %s: %s -> %s]", c.Workload, c.Container, c.Old, c.New)
+			fmt.Fprintf(&b, " [%s %s: %s -> %s]", event.OneLine(c.Workload), event.OneLine(c.Container), event.OneLine(c.Old), event.OneLine(c.New))
 		}
 		if s.Detail != "" {
-			fmt.Fprintf(&b, " (%s)", s.Detail)
+			fmt.Fprintf(&b, " (%s)", event.OneLine(s.Detail))
 		}
 		if s.Error != "" {
-			fmt.Fprintf(&b, " error: %s", s.Error)
+			fmt.Fprintf(&b, " error: %s", event.OneLine(s.Error))
 		}
 	}
 	return b.String()
@@ -74,7 +75,11 @@ type Log struct{ Logger *slog.Logger }
 var _ Notifier = Log{}
 
 // Notify logs the report.
-func (l Log) Notify(_ context.Context, ev *event.Event) error {
+func (l Log) Notify(_ context.Context, evs ...*event.Event) error {
+	if len(evs) == 0 {
+		return nil
+	}
+	ev := evs[0]
 	if !Wanted(ev, Failed(ev)) {
 		return nil
 	}
@@ -82,6 +87,19 @@ func (l Log) Notify(_ context.Context, ev *event.Event) error {
 	if ev.Mail != nil && len(ev.Mail.To) > 0 {
 		to = ev.Mail.To
 	}
-	l.Logger.Info("mail (printed, not sent)", "event", ev.ID, "to", strings.Join(to, ","), "report", Summary(ev))
+	args := []any{"event", ev.ID, "to", strings.Join(to, ","), "report", Summary(ev)}
+	if len(evs) > 1 {
+		args = append(args, "also", OtherIDs(evs))
+	}
+	l.Logger.Info("mail (printed, not sent)", args...)
 	return nil
+}
+
+// OtherIDs lists the ids of the events after the first, for a report about a shared commit.
+func OtherIDs(evs []*event.Event) string {
+	ids := make([]string, 0, len(evs))
+	for _, ev := range evs[1:] {
+		ids = append(ids, ev.ID)
+	}
+	return strings.Join(ids, ", ")
 }

@@ -192,7 +192,7 @@ func NewMailer(m *config.Mail, log *slog.Logger) (*mail.Notifier, error) {
 	}
 	return mail.New(mail.Config{Host: m.Host, Port: m.Port, TLS: m.TLS, Username: m.Username, Password: m.Password,
 		From: m.From, To: m.To, Language: m.Language, CAPEM: ca, InsecureSkipVerify: m.InsecureSkipVerify,
-		Timeout: time.Duration(m.Timeout), SubjectTemplate: m.SubjectTemplate, BodyTemplate: m.BodyTemplate}, log)
+		Timeout: time.Duration(m.Timeout), Deadline: time.Duration(m.Deadline), SubjectTemplate: m.SubjectTemplate, BodyTemplate: m.BodyTemplate}, log)
 }
 
 // newApplier connects to the configured clusters; nil when there are none.

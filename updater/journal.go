@@ -32,6 +32,8 @@ type Journal struct {
 type insertReq struct {
 	ev  *event.Event
 	err chan error
+	// dup is set by the writer when the event repeats a delivery id: it was not recorded.
+	dup bool
 }
 
 // OpenJournal opens (or creates) the SQLite journal at path. WAL with synchronous=FULL makes every
@@ -58,7 +60,19 @@ func OpenJournal(path string) (*Journal, error) {
 		data BLOB NOT NULL
 	);
 	CREATE INDEX IF NOT EXISTS events_status ON events(status);
-	CREATE INDEX IF NOT EXISTS events_dedup ON events(dedup) WHERE dedup != '';`
+	CREATE INDEX IF NOT EXISTS events_dedup ON events(dedup) WHERE dedup != '';
+	CREATE TABLE IF NOT EXISTS deliveries (
+		hook TEXT NOT NULL,
+		id TEXT NOT NULL,
+		received_at INTEGER NOT NULL,
+		PRIMARY KEY (hook, id)
+	);
+	CREATE TABLE IF NOT EXISTS applied (
+		target TEXT PRIMARY KEY,
+		seq INTEGER NOT NULL,
+		pushed_at INTEGER NOT NULL,
+		event TEXT NOT NULL
+	);`
 	if _, err := db.Exec(schema); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("journal schema: %w", err)
@@ -101,7 +115,14 @@ func (j *Journal) writer() {
 		}
 		err := j.insertBatch(batch)
 		for _, r := range batch {
-			r.err <- err
+			switch {
+			case err != nil:
+				r.err <- err
+			case r.dup:
+				r.err <- event.ErrDuplicateDelivery
+			default:
+				r.err <- nil
+			}
 		}
 	}
 }
@@ -117,12 +138,30 @@ func (j *Journal) insertBatch(batch []insertReq) error {
 		return err
 	}
 	defer stmt.Close()
-	for _, r := range batch {
+	for i := range batch {
+		r := &batch[i]
+		r.dup = false
+		if r.ev.Delivery != "" {
+			// The unique key, not process memory, says "seen": it holds across restarts and replicas.
+			res, err := tx.Exec(`INSERT OR IGNORE INTO deliveries (hook, id, received_at) VALUES (?, ?, ?)`,
+				r.ev.Hook, r.ev.Delivery, r.ev.ReceivedAt.UnixMilli())
+			if err != nil {
+				return err
+			}
+			if n, _ := res.RowsAffected(); n == 0 {
+				r.dup = true
+				continue
+			}
+		}
 		data, err := json.Marshal(r.ev)
 		if err != nil {
 			return err
 		}
-		if _, err := stmt.Exec(r.ev.ID, r.ev.Hook, r.ev.Repo(), string(r.ev.Status), r.ev.ReceivedAt.UnixMilli(), dedupKey(r.ev), data); err != nil {
+		res, err := stmt.Exec(r.ev.ID, r.ev.Hook, r.ev.Repo(), string(r.ev.Status), r.ev.ReceivedAt.UnixMilli(), dedupKey(r.ev), data)
+		if err != nil {
+			return err
+		}
+		if r.ev.Seq, err = res.LastInsertId(); err != nil {
 			return err
 		}
 	}
@@ -217,7 +256,8 @@ func (j *Journal) Duplicate(ctx context.Context, ev *event.Event) (string, error
 // Get returns the event with that id.
 func (j *Journal) Get(ctx context.Context, id string) (*event.Event, error) {
 	var data []byte
-	err := j.db.QueryRowContext(ctx, `SELECT data FROM events WHERE id = ?`, id).Scan(&data)
+	var seq int64
+	err := j.db.QueryRowContext(ctx, `SELECT seq, data FROM events WHERE id = ?`, id).Scan(&seq, &data)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, event.ErrNotFound
 	}
@@ -228,12 +268,13 @@ func (j *Journal) Get(ctx context.Context, id string) (*event.Event, error) {
 	if err := json.Unmarshal(data, &ev); err != nil {
 		return nil, fmt.Errorf("journal get %s: %w", id, err)
 	}
+	ev.Seq = seq
 	return &ev, nil
 }
 
 // Pending returns the events not yet done, oldest first: after a restart they are resumed.
 func (j *Journal) Pending(ctx context.Context) ([]*event.Event, error) {
-	return j.query(ctx, `SELECT data FROM events WHERE status IN ('queued', 'running') ORDER BY seq`)
+	return j.query(ctx, `SELECT seq, data FROM events WHERE status IN ('queued', 'running') ORDER BY seq`)
 }
 
 // Prune deletes finished events received before t and returns how many.
@@ -242,12 +283,56 @@ func (j *Journal) Prune(ctx context.Context, t time.Time) (int64, error) {
 	if err != nil {
 		return 0, fmt.Errorf("journal prune: %w", err)
 	}
+	// Delivery ids are remembered as long as events are: a replay within the retention is refused.
+	if _, err := j.db.ExecContext(ctx, `DELETE FROM deliveries WHERE received_at < ?`, t.UnixMilli()); err != nil {
+		return 0, fmt.Errorf("journal prune deliveries: %w", err)
+	}
 	return res.RowsAffected()
+}
+
+// Applied is the push last applied to a target.
+type Applied struct {
+	Seq      int64
+	PushedAt time.Time
+	Event    string
+}
+
+// LastApplied returns what was last applied to the target with that key (zero when nothing was).
+func (j *Journal) LastApplied(ctx context.Context, target string) (Applied, error) {
+	var a Applied
+	var at int64
+	err := j.db.QueryRowContext(ctx, `SELECT seq, pushed_at, event FROM applied WHERE target = ?`, target).Scan(&a.Seq, &at, &a.Event)
+	if errors.Is(err, sql.ErrNoRows) {
+		return Applied{}, nil
+	}
+	if err != nil {
+		return Applied{}, fmt.Errorf("journal applied: %w", err)
+	}
+	if at != 0 {
+		a.PushedAt = time.UnixMilli(at).UTC()
+	}
+	return a, nil
+}
+
+// SetApplied records that the target now runs the push of a; an older record never replaces a
+// newer one (journal order decides).
+func (j *Journal) SetApplied(ctx context.Context, target string, a Applied) error {
+	var at int64
+	if !a.PushedAt.IsZero() {
+		at = a.PushedAt.UnixMilli()
+	}
+	_, err := j.db.ExecContext(ctx, `INSERT INTO applied (target, seq, pushed_at, event) VALUES (?, ?, ?, ?)
+		ON CONFLICT(target) DO UPDATE SET seq = excluded.seq, pushed_at = max(applied.pushed_at, excluded.pushed_at), event = excluded.event
+		WHERE excluded.seq > applied.seq`, target, a.Seq, at, a.Event)
+	if err != nil {
+		return fmt.Errorf("journal applied %s: %w", a.Event, err)
+	}
+	return nil
 }
 
 // Recent returns the newest n events, newest first.
 func (j *Journal) Recent(ctx context.Context, n int) ([]*event.Event, error) {
-	return j.query(ctx, `SELECT data FROM events ORDER BY seq DESC LIMIT ?`, n)
+	return j.query(ctx, `SELECT seq, data FROM events ORDER BY seq DESC LIMIT ?`, n)
 }
 
 func (j *Journal) query(ctx context.Context, q string, args ...any) ([]*event.Event, error) {
@@ -259,13 +344,15 @@ func (j *Journal) query(ctx context.Context, q string, args ...any) ([]*event.Ev
 	var out []*event.Event
 	for rows.Next() {
 		var data []byte
-		if err := rows.Scan(&data); err != nil {
+		var seq int64
+		if err := rows.Scan(&seq, &data); err != nil {
 			return nil, fmt.Errorf("journal query: %w", err)
 		}
 		var ev event.Event
 		if err := json.Unmarshal(data, &ev); err != nil {
 			return nil, fmt.Errorf("journal query: %w", err)
 		}
+		ev.Seq = seq
 		out = append(out, &ev)
 	}
 	return out, rows.Err()

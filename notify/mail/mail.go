@@ -53,6 +53,9 @@ type Config struct {
 	CAPEM              []byte
 	InsecureSkipVerify bool
 	Timeout            time.Duration
+	// Deadline bounds one report's whole delivery, retries included (default 60s): an SMTP server
+	// that accepts connections and never answers costs at most this.
+	Deadline time.Duration
 	// Retries and RetryBase bound the retries of a transient failure.
 	Retries   int
 	RetryBase time.Duration
@@ -82,6 +85,9 @@ var ErrHeader = errors.New("header value contains a line break")
 func New(cfg Config, log *slog.Logger) (*Notifier, error) {
 	if cfg.Timeout == 0 {
 		cfg.Timeout = 30 * time.Second
+	}
+	if cfg.Deadline == 0 {
+		cfg.Deadline = time.Minute
 	}
 	if cfg.Retries == 0 {
 		cfg.Retries = 3
@@ -140,8 +146,14 @@ var htmlLabels = map[string]map[string]string{
 	"en": {"updated": "The image was updated", "failed": "The image update failed", "event": "Event", "source": "Source", "image": "Image", "commit": "Commit", "error": "Error"},
 }
 
-// Notify mails the report of a finished event to the hook's and the global recipients.
-func (n *Notifier) Notify(ctx context.Context, ev *event.Event) error {
+// Notify mails the report of a finished event to the hook's and the global recipients: one mail,
+// also when other events were carried by the same commit (they are listed in it). The whole
+// delivery, retries included, ends at the deadline.
+func (n *Notifier) Notify(ctx context.Context, evs ...*event.Event) error {
+	if len(evs) == 0 {
+		return nil
+	}
+	ev := evs[0]
 	failed := notify.Failed(ev)
 	if !notify.Wanted(ev, failed) {
 		return nil
@@ -157,11 +169,41 @@ func (n *Notifier) Notify(ctx context.Context, ev *event.Event) error {
 	if len(to) == 0 {
 		return nil
 	}
-	subject, body, html, err := n.render(ev, lang, failed)
+	subject, body, html, err := n.render(ev, evs[1:], lang, failed)
 	if err != nil {
 		return err
 	}
 	return n.send(ctx, to, subject, body, html)
+}
+
+// clean makes one value of a mail one line (see event.OneLine): in the plain-text body a value
+// with line breaks could otherwise show forged lines, such as a fake "Commit:" link.
+func clean(s string) string { return event.OneLine(s) }
+
+// cleanEvent returns a copy of ev whose every text shown in a mail is one line.
+func cleanEvent(ev *event.Event) *event.Event {
+	cp := *ev
+	cp.Hook, cp.Error = clean(ev.Hook), clean(ev.Error)
+	cp.Push.Image, cp.Push.Pusher, cp.Push.Source, cp.Push.Digest = clean(ev.Push.Image), clean(ev.Push.Pusher), clean(ev.Push.Source), clean(ev.Push.Digest)
+	cp.Steps = make([]event.Step, len(ev.Steps))
+	for i, s := range ev.Steps {
+		s.Detail, s.Error, s.Commit, s.URL = clean(s.Detail), clean(s.Error), clean(s.Commit), clean(s.URL)
+		s.Changes = append([]event.Change(nil), s.Changes...)
+		for j, c := range s.Changes {
+			s.Changes[j] = event.Change{File: clean(c.File), Workload: clean(c.Workload), Namespace: clean(c.Namespace),
+				Container: clean(c.Container), Old: clean(c.Old), New: clean(c.New)}
+		}
+		s.Skipped = append([]string(nil), s.Skipped...)
+		for j := range s.Skipped {
+			s.Skipped[j] = clean(s.Skipped[j])
+		}
+		cp.Steps[i] = s
+	}
+	cp.Targets = append([]event.Target(nil), ev.Targets...)
+	for i, t := range cp.Targets {
+		cp.Targets[i].Namespace, cp.Targets[i].Workload, cp.Targets[i].Container = clean(t.Namespace), clean(t.Workload), clean(t.Container)
+	}
+	return &cp
 }
 
 type stepView struct {
@@ -175,7 +217,9 @@ type changeView struct {
 }
 
 type view struct {
-	Event     *event.Event
+	Event *event.Event
+	// Others are the events carried by the same commit, reported in this one mail.
+	Others    []*event.Event
 	Failed    bool
 	Image     string
 	Namespace string
@@ -186,11 +230,15 @@ type view struct {
 	CommitURL string
 }
 
-func (n *Notifier) render(ev *event.Event, lang string, failed bool) (subject, text, html string, err error) {
+func (n *Notifier) render(ev *event.Event, others []*event.Event, lang string, failed bool) (subject, text, html string, err error) {
 	if lang != "en" {
 		lang = "zh"
 	}
+	ev = cleanEvent(ev)
 	v := view{Event: ev, Failed: failed, Image: ev.Push.Ref()}
+	for _, o := range others {
+		v.Others = append(v.Others, cleanEvent(o))
+	}
 	if len(ev.Targets) > 0 {
 		t := ev.Targets[0]
 		v.Namespace, v.Workload, v.Container = t.Namespace, t.Workload, t.Container
@@ -246,11 +294,25 @@ func (n *Notifier) Send(ctx context.Context, to []string, subject, body string) 
 	return n.send(ctx, to, subject, body, "")
 }
 
+// ErrTimedOut is returned when a report could not be delivered within the deadline.
+var ErrTimedOut = errors.New("timed out")
+
 func (n *Notifier) send(ctx context.Context, to []string, subject, body, html string) error {
 	msg, err := n.message(to, subject, body, html, time.Now())
 	if err != nil {
 		return err
 	}
+	ctx, cancel := context.WithTimeout(ctx, n.cfg.Deadline)
+	defer cancel()
+	err = n.sendRetrying(ctx, to, msg)
+	if err != nil && ctx.Err() != nil {
+		return fmt.Errorf("mail to %s: %w after %s", strings.Join(to, ","), ErrTimedOut, n.cfg.Deadline)
+	}
+	return err
+}
+
+func (n *Notifier) sendRetrying(ctx context.Context, to []string, msg []byte) error {
+	var err error
 	delay := n.cfg.RetryBase
 	for attempt := 1; ; attempt++ {
 		err = n.deliver(ctx, to, msg)
