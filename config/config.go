@@ -20,6 +20,8 @@ import (
 	"unicode"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/imagehook/imagehook/manifests"
 )
 
 // Config is the whole configuration file.
@@ -455,13 +457,13 @@ func (c *Config) applyDefaults() {
 		c.Limits.MaxEventsPerRequest = 50
 	}
 	if c.Limits.MaxFileBytes == 0 {
-		c.Limits.MaxFileBytes = 1 << 20
+		c.Limits.MaxFileBytes = manifests.DefaultMaxFileBytes
 	}
 	if c.Limits.MaxEventBytes == 0 {
-		c.Limits.MaxEventBytes = 64 << 20
+		c.Limits.MaxEventBytes = manifests.DefaultMaxEventBytes
 	}
 	if c.Limits.MaxEventNodes == 0 {
-		c.Limits.MaxEventNodes = 1_000_000
+		c.Limits.MaxEventNodes = manifests.DefaultMaxEventNodes
 	}
 	for i := range c.Repos {
 		r := &c.Repos[i]

@@ -25,7 +25,7 @@ func setKustomizeImage(fsys fs.FS, dir string, pushed imageref.Ref, opts Options
 	var data []byte
 	for _, name := range kustomizationNames {
 		p := path.Join(dir, name)
-		if d, err := readLimited(fsys, p); err == nil {
+		if d, err := opts.Budget.read(fsys, p); err == nil {
 			file, data = p, d
 			break
 		}

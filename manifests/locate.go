@@ -3,7 +3,6 @@ package manifests
 import (
 	"bytes"
 	"fmt"
-	"io"
 	"io/fs"
 	"path"
 	"sort"
@@ -13,9 +12,6 @@ import (
 
 	"github.com/imagehook/imagehook/imageref"
 )
-
-// MaxFileSize bounds the YAML files read; a larger file is skipped with a warning.
-const MaxFileSize = 4 << 20
 
 // podSpecPaths lists, per workload kind (lower case), the mapping keys from the document root to
 // its pod spec.
@@ -48,6 +44,9 @@ type Options struct {
 	// endpoint, a Harbor's external and internal names). When set, the same repository path on
 	// two hosts counts as one repository only if the hosts share a group; when empty, any host does.
 	RegistryAliases [][]string
+	// Budget bounds what the call reads and parses (nil: the defaults). Share one across the calls
+	// made for one event.
+	Budget *Budget
 }
 
 // sameRegistry reports whether two hosts may serve the same repository under opts.
@@ -99,12 +98,12 @@ func SetImage(fsys fs.FS, dir string, target Target, pushed imageref.Ref, opts O
 	if target.Name == "" {
 		needle = []byte(path.Base(pushed.Path()))
 	}
-	sc, err := scan(fsys, dir, needle)
+	sc, err := scan(fsys, dir, opts.Budget, needle)
 	if err != nil {
 		return res, err
 	}
 	res.Warnings = sc.warnings
-	ns := namespaces{fsys: fsys, root: dir, cache: map[string]string{}}
+	ns := namespaces{fsys: fsys, root: dir, cache: map[string]string{}, budget: opts.Budget}
 	var hits []found
 	for _, f := range sc.files {
 		for _, doc := range rootMappings(sc.docs[f]) {
@@ -195,22 +194,6 @@ func yamlFiles(fsys fs.FS, dir string) ([]string, error) {
 	return files, nil
 }
 
-func readLimited(fsys fs.FS, name string) ([]byte, error) {
-	f, err := fsys.Open(name)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", name, err)
-	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", name, err)
-	}
-	if len(data) > MaxFileSize {
-		return nil, fmt.Errorf("%s: skipped, larger than %d bytes", name, MaxFileSize)
-	}
-	return data, nil
-}
-
 // rootMappings returns each decoded document's root mapping (an empty node for a document that is
 // not a mapping, so positions still line up).
 func rootMappings(all []*yaml.Node) []*yaml.Node {
@@ -246,7 +229,7 @@ type scanned struct {
 // scan reads the YAML files under dir and parses those that contain every needle. The cheap byte
 // search comes first: in a big repository almost no file mentions the target, and parsing is what
 // costs.
-func scan(fsys fs.FS, dir string, needles ...[]byte) (scanned, error) {
+func scan(fsys fs.FS, dir string, budget *Budget, needles ...[]byte) (scanned, error) {
 	sc := scanned{contents: map[string][]byte{}, docs: map[string][]*yaml.Node{}}
 	files, err := yamlFiles(fsys, dir)
 	if err != nil {
@@ -254,7 +237,7 @@ func scan(fsys fs.FS, dir string, needles ...[]byte) (scanned, error) {
 	}
 next:
 	for _, f := range files {
-		data, err := readLimited(fsys, f)
+		data, err := budget.read(fsys, f)
 		if err != nil {
 			sc.warnings = append(sc.warnings, err.Error())
 			continue
@@ -264,10 +247,10 @@ next:
 				continue next
 			}
 		}
-		docs, err := parseAll(data)
+		docs, err := budget.parse(f, data)
 		if err != nil {
 			sc.broken = append(sc.broken, f)
-			sc.warnings = append(sc.warnings, fmt.Sprintf("%s: skipped, not valid YAML: %v", f, err))
+			sc.warnings = append(sc.warnings, err.Error())
 			continue
 		}
 		sc.files = append(sc.files, f)
@@ -358,9 +341,10 @@ func containersIn(file string, doc *yaml.Node, t Target, pushed imageref.Ref, ns
 // namespaces resolves the namespace a kustomization sets for a directory, looking upwards to the
 // target's root.
 type namespaces struct {
-	fsys  fs.FS
-	root  string
-	cache map[string]string
+	fsys   fs.FS
+	root   string
+	cache  map[string]string
+	budget *Budget
 }
 
 func (n *namespaces) of(dir string) string {
@@ -369,7 +353,7 @@ func (n *namespaces) of(dir string) string {
 	}
 	v := ""
 	for _, name := range []string{"kustomization.yaml", "kustomization.yml", "Kustomization"} {
-		data, err := readLimited(n.fsys, path.Join(dir, name))
+		data, err := n.budget.read(n.fsys, path.Join(dir, name))
 		if err != nil {
 			continue
 		}

@@ -327,7 +327,7 @@ func TestHostileFiles(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "kustomization.yaml"), []byte(kust), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	big := strings.Repeat("# web web web web web web web web web web web web web web web web\n", MaxFileSize/64+10)
+	big := strings.Repeat("# web web web web web web web web web web web web web web web web\n", DefaultMaxFileBytes/64+10)
 	if err := os.WriteFile(filepath.Join(dir, "huge.yaml"), []byte(big), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -420,6 +420,71 @@ func FuzzMarkersAndValues(f *testing.F) {
 					t.Fatalf("rewrite does not parse: %v\n%s", err, out)
 				}
 			}
+		}
+	})
+}
+
+// TestBudget: files over the per-file limit are not read, files past the event's node budget are not
+// parsed, and each is named with the reason; the target in an ordinary file is still found.
+func TestBudget(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, content string) {
+		t.Helper()
+		p := filepath.Join(dir, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deploy := "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\nspec:\n  template:\n    spec:\n      containers:\n      - name: web\n        image: acme/web:1.0\n"
+	write("app/deploy.yaml", deploy)
+	write("big/file.yaml", "# web\n"+strings.Repeat("k: web\n", 4<<20/7))
+	write("dense/nodes.yaml", "# web\nlist: ["+strings.Repeat("1,", 60_000)+"1]\n")
+	budget := &Budget{MaxNodes: 50_000}
+	res, err := SetImage(os.DirFS(dir), ".", Target{"Deployment", "web", "", "web"}, mustRef(t, "acme/web:1.1"), Options{Budget: budget})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Files) != 1 || res.Files["app/deploy.yaml"] == nil {
+		t.Fatalf("files = %v", res.Files)
+	}
+	got := strings.Join(res.Warnings, "\n")
+	for _, want := range []string{"skipped big/file.yaml: 4.0 MiB over the 1 MiB limit", "skipped dense/nodes.yaml: about 60005 YAML nodes, past the event's budget of 50000"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("warnings lack %q:\n%s", want, got)
+		}
+	}
+	if budget.nodes == 0 || budget.nodes > 100 {
+		t.Errorf("budget charged %d nodes, want the deployment's few", budget.nodes)
+	}
+}
+
+func FuzzBudget(f *testing.F) {
+	f.Add([]byte("a: [1,2,3]\n"), int64(10), 5)
+	f.Add([]byte("- web\n- web\n"), int64(1<<20), 1)
+	f.Fuzz(func(t *testing.T, data []byte, maxFile int64, maxNodes int) {
+		b := &Budget{MaxFileBytes: maxFile, MaxNodes: maxNodes}
+		fsys := fstest.MapFS{"f.yaml": {Data: data}}
+		got, err := b.read(fsys, "f.yaml")
+		if err != nil {
+			if !errors.Is(err, ErrSkipped) || int64(len(data)) <= b.maxFile() {
+				t.Fatalf("read refused %d bytes under a %d limit: %v", len(data), b.maxFile(), err)
+			}
+			return
+		}
+		docs, err := b.parse("f.yaml", got)
+		if err == nil {
+			n := 0
+			for _, d := range docs {
+				n += countNodes(d)
+			}
+			if _, maxN := b.limits(); n > maxN {
+				t.Fatalf("%d nodes accepted over a budget of %d", n, maxN)
+			}
+		} else if !errors.Is(err, ErrSkipped) {
+			t.Fatalf("parse error not marked skipped: %v", err)
 		}
 	})
 }

@@ -29,7 +29,7 @@ func SetValues(fsys fs.FS, dir string, v Values, pushed imageref.Ref, opts Optio
 	if !fs.ValidPath(file) || v.File == "" {
 		return res, fmt.Errorf("values file %q: must be a file inside the repository", v.File)
 	}
-	data, err := readLimited(fsys, file)
+	data, err := opts.Budget.read(fsys, file)
 	if err != nil {
 		return res, err
 	}
