@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/imagehook/imagehook/examples"
+	"github.com/imagehook/imagehook/audit"
 	"github.com/imagehook/imagehook/gitops"
 	"github.com/imagehook/imagehook/internal/gitserver"
 )
@@ -175,7 +176,7 @@ func TestKillNineDuringBurst(t *testing.T) {
 			time.Sleep(20 * time.Millisecond)
 		}
 	}
-	entries, err := gitops.OpenHistory(git.Bare("apps"), 0, "")
+	entries, err := audit.Reader{Committer: gitops.Signature{Name: "imagehook", Email: "imagehook@localhost"}}.Open(git.Bare("apps"), 0, "")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -22,11 +22,13 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/imagehook/imagehook/audit"
 	"github.com/imagehook/imagehook/config"
 	"github.com/imagehook/imagehook/gitops"
 	"github.com/imagehook/imagehook/imageref"
 	"github.com/imagehook/imagehook/listener"
 	"github.com/imagehook/imagehook/manifests"
+	"github.com/imagehook/imagehook/redact"
 	"github.com/imagehook/imagehook/service"
 )
 
@@ -172,6 +174,8 @@ func checkConfig(args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
+	// Redacted masks the secret fields; the redactor also catches a secret repeated elsewhere.
+	stdout = &redactingWriter{w: stdout, r: redact.New(cfg.Secrets())}
 	fmt.Fprintf(stdout, "# %s is valid; secrets redacted\n%s", *cfgPath, out)
 	for _, h := range cfg.Hooks {
 		fmt.Fprintf(stdout, "# POST /hooks/%s (%s): %d target(s)\n", h.ID, h.Source, len(h.Targets))
@@ -300,15 +304,28 @@ func history(args []string, stdout io.Writer) error {
 	cfgPath := fs.String("config", "", "config file, to name a repository by its name")
 	repoArg := fs.String("repo", "", "repository name from the config, or a path to a git repository")
 	workload := fs.String("workload", "", "only changes of this kind/name")
+	committer := fs.String("committer", "", `read only commits by this committer, "Name <email>" (default: the repository's configured author; every commit for a PATH without it)`)
 	n := fs.Int("n", 20, "number of entries (0: all)")
 	asJSON := fs.Bool("json", false, "print JSON")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	var entries []gitops.Entry
-	var err error
+	var reader audit.Reader
+	if *committer != "" {
+		name, email, ok := strings.Cut(strings.TrimSuffix(strings.TrimSpace(*committer), ">"), "<")
+		if !ok {
+			return fmt.Errorf("--committer %q: want \"Name <email>\"", *committer)
+		}
+		reader.Committer = gitops.Signature{Name: strings.TrimSpace(name), Email: strings.TrimSpace(email)}
+	}
+	var entries []audit.Entry
+	red := redact.New(nil)
 	if st, statErr := os.Stat(*repoArg); *repoArg != "" && statErr == nil && st.IsDir() {
-		entries, err = gitops.OpenHistory(*repoArg, *n, *workload)
+		var err error
+		entries, err = reader.History(func(fn gitops.LogFunc) error { return gitops.OpenLog(*repoArg, 0, fn) }, *n, *workload)
+		if err != nil {
+			return err
+		}
 	} else {
 		if *cfgPath == "" {
 			return errors.New("history: --repo PATH, or --config with a repository name")
@@ -317,27 +334,29 @@ func history(args []string, stdout io.Writer) error {
 		if err != nil {
 			return err
 		}
+		red = redact.New(cfg.Secrets())
 		log := slog.New(slog.DiscardHandler)
 		repo, err := service.OpenRepo(cfg, *repoArg, log)
 		if err != nil {
-			return err
+			return errors.New(red.String(err.Error()))
+		}
+		if *committer == "" {
+			reader.Committer = repo.Identity()
 		}
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 		defer stop()
-		entries, err = repo.History(ctx, *n, *workload)
+		entries, err = reader.History(func(fn gitops.LogFunc) error { return repo.Log(ctx, 0, fn) }, *n, *workload)
 		if err != nil {
-			return err
+			return errors.New(red.String(err.Error()))
 		}
 	}
-	if err != nil {
-		return err
-	}
+	out := &redactingWriter{w: stdout, r: red}
 	if *asJSON {
-		enc := json.NewEncoder(stdout)
+		enc := json.NewEncoder(out)
 		enc.SetIndent("", "  ")
 		return enc.Encode(entries)
 	}
-	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "TIME\tCOMMIT\tHOOK\tEVENT\tWORKLOAD\tCONTAINER\tCHANGE\tPUSHER")
 	for _, e := range entries {
 		if len(e.Changes) == 0 {
@@ -349,4 +368,17 @@ func history(args []string, stdout io.Writer) error {
 		}
 	}
 	return tw.Flush()
+}
+
+// redactingWriter masks the configuration's secrets in what a command prints.
+type redactingWriter struct {
+	w io.Writer
+	r *redact.Redactor
+}
+
+func (rw *redactingWriter) Write(p []byte) (int, error) {
+	if _, err := io.WriteString(rw.w, rw.r.String(string(p))); err != nil {
+		return 0, err
+	}
+	return len(p), nil
 }

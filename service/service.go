@@ -24,8 +24,10 @@ import (
 	"github.com/imagehook/imagehook/config"
 	"github.com/imagehook/imagehook/gitops"
 	"github.com/imagehook/imagehook/listener"
+	"github.com/imagehook/imagehook/manifests"
 	"github.com/imagehook/imagehook/notify"
 	"github.com/imagehook/imagehook/notify/mail"
+	"github.com/imagehook/imagehook/redact"
 	"github.com/imagehook/imagehook/updater"
 )
 
@@ -59,6 +61,11 @@ func New(cfg *config.Config, log *slog.Logger, opts Options) (*Service, error) {
 	if opts.HooksDirPoll == 0 {
 		opts.HooksDirPoll = 2 * time.Second
 	}
+	// One redactor for every secret of the configuration, in every log line from here on and in
+	// everything events record.
+	red := redact.New(cfg.Secrets())
+	log = slog.New(red.Handler(log.Handler()))
+	opts.Updater.Redactor = red
 	journal, err := updater.OpenJournal(filepath.Join(cfg.DataDir, "journal.db"))
 	if err != nil {
 		return nil, err
@@ -124,6 +131,7 @@ func (s *Service) build() error {
 	uopts.Metrics = updater.NewMetrics(reg)
 	uopts.Retention = time.Duration(cfg.Retention)
 	uopts.RegistryAliases = cfg.RegistryAliases
+	uopts.Budget = manifests.Budget{MaxFileBytes: cfg.Limits.MaxFileBytes, MaxBytes: cfg.Limits.MaxEventBytes, MaxNodes: cfg.Limits.MaxEventNodes}
 	uopts.CommitURLs = map[string]string{}
 	uopts.CommitTemplates = map[string]*template.Template{}
 	for _, rc := range cfg.Repos {

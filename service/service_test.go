@@ -19,6 +19,7 @@ import (
 	"github.com/imagehook/imagehook/config"
 	"github.com/imagehook/imagehook/event"
 	"github.com/imagehook/imagehook/examples"
+	"github.com/imagehook/imagehook/audit"
 	"github.com/imagehook/imagehook/gitops"
 	"github.com/imagehook/imagehook/internal/gitserver"
 	"github.com/imagehook/imagehook/internal/smtptest"
@@ -275,7 +276,9 @@ func TestEndToEnd(t *testing.T) {
 		}
 	})
 	t.Run("event is readable", func(t *testing.T) {
-		code, body := h.post("/hooks/dockerhub?token="+hookToken, dockerhub)
+		// A new push (a replay of the earlier dockerhub delivery would be ignored as older).
+		fresh := []byte(fmt.Sprintf(`{"push_data":{"pushed_at":%d,"tag":"1.5.0","pusher":"ci"},"repository":{"repo_name":"imagehook-demo/website"}}`, time.Now().Unix()))
+		code, body := h.post("/hooks/dockerhub?token="+hookToken, fresh)
 		if code != http.StatusAccepted || body["status"] != "queued" {
 			t.Fatalf("got %d %v", code, body)
 		}
@@ -435,7 +438,7 @@ func TestAuditTrailAndLandedEvents(t *testing.T) {
 		t.Fatalf("got %d %v", code, resp)
 	}
 	id := resp["id"].(string)
-	entries, err := gitops.OpenHistory(h.git.Bare("apps"), 0, "deployment/website")
+	entries, err := audit.Reader{Committer: gitops.Signature{Name: "imagehook-test", Email: "imagehook@example.com"}}.Open(h.git.Bare("apps"), 0, "deployment/website")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -114,8 +114,13 @@ func TestStatusPage(t *testing.T) {
 	if code, _ := getPage(t, "http://"+h.addr+"/ui/events/nope", "Authorization", "Bearer admin-t0ken"); code != 404 {
 		t.Errorf("unknown event page: %d", code)
 	}
-	// The metrics carry the flow's counters.
-	mresp, err := http.Get("http://" + h.addr + "/metrics")
+	// The metrics carry the flow's counters, for the admin only (metrics.public is not set).
+	if code, _ := getPage(t, "http://"+h.addr+"/metrics"); code != http.StatusUnauthorized {
+		t.Errorf("metrics without credentials: %d, want 401", code)
+	}
+	mreq, _ := http.NewRequest(http.MethodGet, "http://"+h.addr+"/metrics", nil)
+	mreq.Header.Set("Authorization", "Bearer admin-t0ken")
+	mresp, err := http.DefaultClient.Do(mreq)
 	if err != nil {
 		t.Fatal(err)
 	}

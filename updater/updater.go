@@ -6,6 +6,7 @@ package updater
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -17,18 +18,22 @@ import (
 	"text/template"
 	"time"
 
+	"github.com/imagehook/imagehook/audit"
 	"github.com/imagehook/imagehook/event"
 	"github.com/imagehook/imagehook/gitops"
 	"github.com/imagehook/imagehook/imageref"
 	"github.com/imagehook/imagehook/manifests"
 	"github.com/imagehook/imagehook/notify"
+	"github.com/imagehook/imagehook/redact"
 )
 
 // Repo is what the updater needs of a manifests repository.
 type Repo interface {
 	Apply(ctx context.Context, edit gitops.EditFunc) (gitops.Commit, error)
-	// FindEvents returns the commits, among the branch's last depth, whose trailers name these events.
-	FindEvents(ctx context.Context, ids []string, depth int) (map[string]string, error)
+	// Log walks the branch's last limit commits, newest first, after a fetch.
+	Log(ctx context.Context, limit int, fn gitops.LogFunc) error
+	// Identity is the committer of imagehook's commits: only their trailers are read back.
+	Identity() gitops.Signature
 }
 
 // Applier patches a workload directly on a cluster.
@@ -54,6 +59,11 @@ type Options struct {
 	// CommitTemplates maps a repository name to a template for the commit message's subject and
 	// body (data: CommitData); imagehook's trailers always follow it.
 	CommitTemplates map[string]*template.Template
+	// Redactor masks the configuration's secrets in what events record (errors from git, SMTP,
+	// the cluster), before they are stored, served or mailed.
+	Redactor *redact.Redactor
+	// Budget bounds what one event reads of the manifests (per-file size, parsed bytes and nodes).
+	Budget manifests.Budget
 }
 
 // CommitData is what a commit message template sees.
@@ -84,9 +94,12 @@ type Updater struct {
 type queue struct {
 	ids    []string
 	signal chan struct{}
-	// finish feeds the queue's finisher: direct apply (which may wait minutes for a rollout) and
-	// mail run there, in order, while the worker goes on with the next git batch.
-	finish chan []*event.Event
+	// finishing feeds the queue's finisher: direct apply (which may wait minutes for a rollout) and
+	// mail run there, in order, while the worker goes on with the next git batch. It is a list, not
+	// a bounded channel, so that a slow SMTP server or cluster never makes the git worker wait (the
+	// events are in the journal either way).
+	finishing [][]*event.Event
+	finSignal chan struct{}
 }
 
 // queueKey names the queue of an event: its repository, or for direct-only events their cluster,
@@ -252,7 +265,7 @@ func (u *Updater) enqueue(ev *event.Event) {
 	u.tracked[ev.ID] = true
 	q, ok := u.queues[key]
 	if !ok {
-		q = &queue{signal: make(chan struct{}, 1), finish: make(chan []*event.Event, 64)}
+		q = &queue{signal: make(chan struct{}, 1), finSignal: make(chan struct{}, 1)}
 		u.queues[key] = q
 		if u.ctx != nil {
 			u.startWorker(key, q)
@@ -287,9 +300,30 @@ func (u *Updater) finisher(ctx context.Context, key string, q *queue) {
 		select {
 		case <-ctx.Done():
 			return
-		case batch := <-q.finish:
+		case <-q.finSignal:
+		}
+		for ctx.Err() == nil {
+			u.mu.Lock()
+			if len(q.finishing) == 0 {
+				u.mu.Unlock()
+				break
+			}
+			batch := q.finishing[0]
+			q.finishing = q.finishing[1:]
+			u.mu.Unlock()
 			u.finishMany(context.WithoutCancel(ctx), log, batch)
 		}
+	}
+}
+
+// handOver queues a batch for the finisher; it never blocks.
+func (u *Updater) handOver(q *queue, batch []*event.Event) {
+	u.mu.Lock()
+	q.finishing = append(q.finishing, batch)
+	u.mu.Unlock()
+	select {
+	case q.finSignal <- struct{}{}:
+	default:
 	}
 }
 
@@ -331,6 +365,7 @@ func (u *Updater) work(ctx context.Context, key string, q *queue) {
 
 func (u *Updater) runBatch(ctx, stop context.Context, log *slog.Logger, key string, q *queue, ids []string) {
 	var batch []*event.Event
+	var loaded []*event.Event
 	for _, id := range ids {
 		ev, err := u.journal.Get(ctx, id)
 		if err != nil {
@@ -338,16 +373,26 @@ func (u *Updater) runBatch(ctx, stop context.Context, log *slog.Logger, key stri
 			u.untrack(id)
 			continue
 		}
+		loaded = append(loaded, ev)
+	}
+	// Journal order, not arrival at the queue, decides which event for a target wins.
+	sort.SliceStable(loaded, func(i, j int) bool { return loaded[i].Seq < loaded[j].Seq })
+	for _, ev := range loaded {
+		id := ev.ID
 		if ev.Status.Done() {
 			u.untrack(id)
 			continue
 		}
 		if dup, err := u.journal.Duplicate(ctx, ev); err == nil && dup != "" {
 			// A registry re-delivering the same push: applying it again could only undo a later change.
-			ev.SetStep(event.Step{Name: "git", Repo: ev.Repo(), Status: event.Ignored, Detail: "duplicate delivery of event " + dup, At: time.Now()})
-			ev.Status = event.Ignored
-			u.finishMany(ctx, log, []*event.Event{ev})
+			u.ignore(ctx, log, ev, "duplicate delivery of event "+dup)
 			continue
+		}
+		if ev.Repo() != "" {
+			if why := u.stale(ctx, ev); why != "" {
+				u.ignore(ctx, log, ev, why)
+				continue
+			}
 		}
 		ev.Status = event.Running
 		ev.Attempts++
@@ -363,10 +408,62 @@ func (u *Updater) runBatch(ctx, stop context.Context, log *slog.Logger, key stri
 			u.requeue(stop, log, key, batch)
 			return
 		}
+		u.recordApplied(ctx, log, batch, func(t event.Target) bool { return t.Repo != "" })
 	}
-	select {
-	case q.finish <- batch:
-	case <-stop.Done(): // still "running" in the journal: resumed on restart
+	// Still "running" in the journal until the finisher is done: resumed on restart.
+	u.handOver(q, batch)
+}
+
+// ignore settles an event that must not be applied (a duplicate, a replay, a push overtaken by a
+// later one) with the reason.
+func (u *Updater) ignore(ctx context.Context, log *slog.Logger, ev *event.Event, why string) {
+	ev.SetStep(event.Step{Name: "git", Repo: ev.Repo(), Status: event.Ignored, Detail: why, At: time.Now()})
+	ev.Status = event.Ignored
+	log.Info("event ignored", "event", ev.ID, "hook", ev.Hook, "reason", why)
+	u.finishMany(ctx, log, []*event.Event{ev})
+}
+
+// stale says why an event must not be applied to its targets, or "": an event journaled later was
+// already applied to one of them (journal order wins, whatever order the queue saw), or the push is
+// older, by the registry's own clock, than the push the target runs — a replayed delivery — unless
+// its hook allows older pushes (a deliberate rollback).
+func (u *Updater) stale(ctx context.Context, ev *event.Event) string {
+	for _, t := range ev.Targets {
+		a, err := u.journal.LastApplied(ctx, t.Key())
+		if err != nil || a.Event == "" || a.Event == ev.ID {
+			continue
+		}
+		if a.Seq > ev.Seq {
+			return "superseded: event " + a.Event + ", journaled later, was already applied"
+		}
+		if !ev.AllowOlder && !ev.Push.PushedAt.IsZero() && ev.Push.PushedAt.Before(a.PushedAt) {
+			return fmt.Sprintf("older push: pushed at %s, but the target already runs a push from %s (event %s); set the hook's allowOlder to roll back on purpose",
+				ev.Push.PushedAt.UTC().Format(time.RFC3339), a.PushedAt.UTC().Format(time.RFC3339), a.Event)
+		}
+	}
+	return ""
+}
+
+// recordApplied remembers, per target, the latest event whose step for it succeeded: the base of
+// stale's rules. which selects the targets the step covered.
+func (u *Updater) recordApplied(ctx context.Context, log *slog.Logger, batch []*event.Event, which func(event.Target) bool) {
+	for _, ev := range batch {
+		name := "git"
+		if ev.Repo() == "" {
+			name = "apply"
+		}
+		st, ok := ev.Step(name)
+		if !ok || st.Status != event.Succeeded {
+			continue
+		}
+		for _, t := range ev.Targets {
+			if !which(t) {
+				continue
+			}
+			if err := u.journal.SetApplied(ctx, t.Key(), Applied{Seq: ev.Seq, PushedAt: ev.Push.PushedAt, Event: ev.ID}); err != nil {
+				log.Warn("recording the applied push", "event", ev.ID, "err", err)
+			}
+		}
 	}
 }
 
@@ -434,13 +531,9 @@ func eventIDs(evs []*event.Event) string {
 type outcome struct {
 	changes []event.Change
 	ignored []string
+	// skipped names the files not read, and why.
+	skipped []string
 	err     error
-}
-
-// targetKey identifies one workload container in one repository: within a batch the latest event
-// for a key wins.
-func targetKey(t event.Target) string {
-	return strings.Join([]string{t.Repo, t.Path, strings.ToLower(t.Workload), t.Namespace, t.Container}, "\x00")
 }
 
 // gitStep applies the whole batch in one commit. It reports whether the batch should be retried.
@@ -475,7 +568,7 @@ func (u *Updater) gitStep(ctx context.Context, log *slog.Logger, key string, bat
 	for _, ev := range batch {
 		for _, t := range ev.Targets {
 			if t.Repo != "" {
-				latest[targetKey(t)] = ev
+				latest[t.Key()] = ev
 			}
 		}
 	}
@@ -491,12 +584,15 @@ func (u *Updater) gitStep(ctx context.Context, log *slog.Logger, key string, bat
 				out.err = err
 				continue
 			}
+			// One budget per event, across its targets.
+			budget := u.opts.Budget
 			for _, t := range ev.Targets {
-				if t.Repo == "" || latest[targetKey(t)] != ev {
+				if t.Repo == "" || latest[t.Key()] != ev {
 					continue
 				}
-				changes, err := setImage(over, t, pushed, manifests.Options{Pin: manifests.Pin(ev.Pin), WriteHost: ev.Push.ExplicitHost,
-					NoDowngrade: ev.NoDowngrade, RegistryAliases: u.opts.RegistryAliases})
+				changes, skipped, err := setImage(over, t, pushed, manifests.Options{Pin: manifests.Pin(ev.Pin), WriteHost: ev.Push.ExplicitHost,
+					NoDowngrade: ev.NoDowngrade, RegistryAliases: u.opts.RegistryAliases, Budget: &budget})
+				out.skipped = append(out.skipped, skipped...)
 				if manifests.Skipped(err) {
 					out.ignored = append(out.ignored, err.Error())
 					continue
@@ -523,7 +619,7 @@ func (u *Updater) gitStep(ctx context.Context, log *slog.Logger, key string, bat
 			}
 			carried := changed[ev.ID]
 			for _, t := range ev.Targets {
-				if w := latest[targetKey(t)]; t.Repo != "" && w != ev && changed[w.ID] {
+				if w := latest[t.Key()]; t.Repo != "" && w != ev && changed[w.ID] {
 					carried = true
 				}
 			}
@@ -562,7 +658,7 @@ func (u *Updater) gitStep(ctx context.Context, log *slog.Logger, key string, bat
 	}
 	for _, ev := range batch {
 		out := results[ev.ID]
-		st := event.Step{Name: "git", Repo: key, At: now, Commit: commit.Hash}
+		st := event.Step{Name: "git", Repo: key, At: now, Commit: commit.Hash, Skipped: out.skipped}
 		if tmpl := u.opts.CommitURLs[key]; tmpl != "" && commit.Changed {
 			st.URL = strings.ReplaceAll(tmpl, "{sha}", commit.Hash)
 		}
@@ -610,7 +706,8 @@ func (u *Updater) alreadyLanded(ctx context.Context, log *slog.Logger, repo Repo
 	if len(ids) == 0 {
 		return nil
 	}
-	found, err := repo.FindEvents(ctx, ids, 500)
+	walk := func(fn gitops.LogFunc) error { return repo.Log(ctx, 500, fn) }
+	found, err := audit.Reader{Committer: repo.Identity()}.FindEvents(walk, ids)
 	if err != nil {
 		log.Warn("looking for earlier commits of retried events", "err", err)
 	}
@@ -628,14 +725,17 @@ func anyChange(cs []event.Change) bool {
 
 func isSuperseded(ev *event.Event, latest map[string]*event.Event) bool {
 	for _, t := range ev.Targets {
-		if t.Repo != "" && latest[targetKey(t)] != ev {
+		if t.Repo != "" && latest[t.Key()] != ev {
 			return true
 		}
 	}
 	return false
 }
 
-func setImage(fsys *overlay, t event.Target, pushed imageref.Ref, opts manifests.Options) ([]event.Change, error) {
+// setImage applies one target's rewrite to the overlay. It returns the changes, with every value
+// made one line (they come from the manifests, which many people commit to, and reach commit
+// messages and mail), and the files the budget skipped.
+func setImage(fsys *overlay, t event.Target, pushed imageref.Ref, opts manifests.Options) ([]event.Change, []string, error) {
 	var res manifests.Result
 	var err error
 	switch {
@@ -650,14 +750,14 @@ func setImage(fsys *overlay, t event.Target, pushed imageref.Ref, opts manifests
 		if t.Workload != "" {
 			kind, name, perr := manifests.ParseWorkload(t.Workload)
 			if perr != nil {
-				return nil, perr
+				return nil, nil, perr
 			}
 			mt = manifests.Target{Kind: kind, Name: name, Namespace: t.Namespace, Container: t.Container}
 		}
 		res, err = manifests.SetImage(fsys, t.Path, mt, pushed, opts)
 	}
 	if err != nil {
-		return nil, err
+		return nil, res.Warnings, err
 	}
 	for name, data := range res.Files {
 		fsys.files[name] = data
@@ -668,13 +768,14 @@ func setImage(fsys *overlay, t event.Target, pushed imageref.Ref, opts manifests
 		if t.Workload != "" && (t.Marker != "" || t.Values != nil || c.Kind == "Kustomization") {
 			workload = t.Workload
 		}
-		changes = append(changes, event.Change{File: c.File, Workload: workload,
-			Namespace: c.Namespace, Container: c.Container, Old: c.Old, New: c.New})
+		changes = append(changes, event.Change{File: event.OneLine(c.File), Workload: event.OneLine(workload),
+			Namespace: event.OneLine(c.Namespace), Container: event.OneLine(c.Container), Old: event.OneLine(c.Old), New: event.OneLine(c.New)})
 	}
-	return changes, nil
+	return changes, res.Warnings, nil
 }
 
-// finishMany finishes each event, records them all in one transaction, then wakes their waiters.
+// finishMany finishes each event, notifies (one report per commit), records them all in one
+// transaction, then wakes their waiters.
 func (u *Updater) finishMany(ctx context.Context, log *slog.Logger, evs []*event.Event) {
 	if len(evs) == 0 {
 		return
@@ -682,6 +783,7 @@ func (u *Updater) finishMany(ctx context.Context, log *slog.Logger, evs []*event
 	for _, ev := range evs {
 		u.finish(ctx, log, ev)
 	}
+	u.notifyAll(ctx, log, evs)
 	u.saveMany(ctx, log, evs)
 	for _, ev := range evs {
 		u.opts.Metrics.events.WithLabelValues(ev.Hook, ev.Push.Source, string(ev.Status)).Inc()
@@ -691,12 +793,21 @@ func (u *Updater) finishMany(ctx context.Context, log *slog.Logger, evs []*event
 	}
 }
 
-// finish runs the steps after git (direct apply, notification) and settles the status. An event
-// already settled as ignored (a duplicate delivery) skips them.
+// finish runs the steps after git (direct apply) and settles the status. An event already settled
+// as ignored (a duplicate delivery, a replay) skips them.
 func (u *Updater) finish(ctx context.Context, log *slog.Logger, ev *event.Event) {
 	if ev.Status == event.Ignored {
 		ev.UpdatedAt = time.Now()
 		return
+	}
+	// Direct-only events are ordered here, where they are applied one after another.
+	if ev.Repo() == "" {
+		if why := u.stale(ctx, ev); why != "" {
+			ev.SetStep(event.Step{Name: "apply", Status: event.Ignored, Detail: why, At: time.Now()})
+			ev.Status = event.Ignored
+			ev.UpdatedAt = time.Now()
+			return
+		}
 	}
 	gitFailed := false
 	if st, ok := ev.Step("git"); ok && st.Status == event.Failed {
@@ -720,6 +831,9 @@ func (u *Updater) finish(ctx context.Context, log *slog.Logger, ev *event.Event)
 		}
 		ev.SetStep(st)
 	}
+	if ev.Repo() == "" {
+		u.recordApplied(ctx, log, []*event.Event{ev}, func(t event.Target) bool { return t.Cluster != "" })
+	}
 	// Ignored when every step was (another repository, a duplicate); failed when any step failed.
 	status := event.Ignored
 	for _, s := range ev.Steps {
@@ -738,24 +852,71 @@ func (u *Updater) finish(ctx context.Context, log *slog.Logger, ev *event.Event)
 		st, _ := ev.Step("git")
 		ev.Error = st.Error
 	}
-	if u.notifier != nil && ev.Status != event.Ignored {
+	ev.UpdatedAt = time.Now()
+}
+
+// notifyAll sends the reports of finished events: one per group of events carried by the same
+// commit with the same recipients and outcome (a burst coalesced into one commit is one mail), one
+// per event otherwise. A failed notification never fails an update; it is recorded on the events.
+func (u *Updater) notifyAll(ctx context.Context, log *slog.Logger, evs []*event.Event) {
+	if u.notifier == nil {
+		return
+	}
+	groups := map[string][]*event.Event{}
+	var order []string
+	for _, ev := range evs {
+		if ev.Status == event.Ignored {
+			continue
+		}
+		u.scrub(ev)
+		key := ev.ID
+		if st, ok := ev.Step("git"); ok && st.Status == event.Succeeded && st.Commit != "" && ev.Status == event.Succeeded && len(ev.Targets) == 1 {
+			route, _ := json.Marshal(ev.Mail)
+			key = st.Commit + "\x00" + string(route)
+		}
+		if groups[key] == nil {
+			order = append(order, key)
+		}
+		groups[key] = append(groups[key], ev)
+	}
+	for _, key := range order {
+		group := groups[key]
+		// The report is about the event journaled last: the one whose push the commit carries.
+		sort.SliceStable(group, func(i, j int) bool { return group[i].Seq > group[j].Seq })
 		st := event.Step{Name: "notify", Status: event.Succeeded, At: time.Now()}
-		if err := u.notifier.Notify(ctx, ev); err != nil {
-			// A mail failure never fails the update; it is recorded for the operator.
-			st.Status, st.Error = event.Failed, err.Error()
-			log.Warn("notification failed", "event", ev.ID, "err", err)
+		if err := u.notifier.Notify(ctx, group...); err != nil {
+			st.Status, st.Error = event.Failed, u.opts.Redactor.String(err.Error())
+			log.Warn("notification failed", "events", eventIDs(group), "err", err)
 			u.opts.Metrics.notify.WithLabelValues("failed").Inc()
 		} else {
 			u.opts.Metrics.notify.WithLabelValues("sent").Inc()
 		}
-		ev.SetStep(st)
+		for _, ev := range group {
+			ev.SetStep(st)
+		}
 	}
-	ev.UpdatedAt = time.Now()
+}
+
+// scrub masks the configuration's secrets in everything an event records from outside: errors from
+// git, SMTP and the cluster can quote a URL with its credentials.
+func (u *Updater) scrub(ev *event.Event) {
+	r := u.opts.Redactor
+	ev.Error = r.String(ev.Error)
+	for i := range ev.Steps {
+		s := &ev.Steps[i]
+		s.Error, s.Detail, s.URL = r.String(s.Error), r.String(s.Detail), r.String(s.URL)
+		for j := range s.Skipped {
+			s.Skipped[j] = r.String(s.Skipped[j])
+		}
+	}
 }
 
 func (u *Updater) saveMany(ctx context.Context, log *slog.Logger, evs []*event.Event) {
 	if len(evs) == 0 {
 		return
+	}
+	for _, ev := range evs {
+		u.scrub(ev)
 	}
 	if err := u.journal.UpdateMany(ctx, evs); err != nil {
 		log.Error("journal update", "events", len(evs), "err", err)
@@ -763,7 +924,9 @@ func (u *Updater) saveMany(ctx context.Context, log *slog.Logger, evs []*event.E
 }
 
 // commitMessage writes the subject and the list of changes (or the repository's template), then
-// one trailer block per event, which `imagehook history` reads back.
+// one trailer block per event (package audit), which `imagehook history` and crash recovery read
+// back. The template sees the events with every payload value made one line, and its output is
+// never the final paragraph: only that paragraph is read as trailers.
 func commitMessage(tmpl *template.Template, evs []*event.Event, changes func(id string) []event.Change) (string, error) {
 	var all []event.Change
 	for _, ev := range evs {
@@ -775,7 +938,15 @@ func commitMessage(tmpl *template.Template, evs []*event.Event, changes func(id 
 	}
 	var b strings.Builder
 	if tmpl != nil {
-		if err := tmpl.Execute(&b, CommitData{Events: evs, Changes: all}); err != nil {
+		clean := make([]*event.Event, len(evs))
+		for i, ev := range evs {
+			cp := *ev
+			cp.Hook = event.OneLine(ev.Hook)
+			cp.Push.Image, cp.Push.Pusher, cp.Push.Source, cp.Push.Digest = event.OneLine(ev.Push.Image), event.OneLine(ev.Push.Pusher),
+				event.OneLine(ev.Push.Source), event.OneLine(ev.Push.Digest)
+			clean[i] = &cp
+		}
+		if err := tmpl.Execute(&b, CommitData{Events: clean, Changes: all}); err != nil {
 			return "", fmt.Errorf("commit template: %w", err)
 		}
 		b.WriteString("\n\n")
@@ -791,28 +962,9 @@ func commitMessage(tmpl *template.Template, evs []*event.Event, changes func(id 
 		b.WriteString("\n")
 	}
 	for _, ev := range evs {
-		fmt.Fprintf(&b, "%s: %s\n%s: %s\n%s: %s\n%s: %s\n", gitops.TrailerEvent, ev.ID, gitops.TrailerHook, oneLine(ev.Hook),
-			gitops.TrailerImage, oneLine(ev.Push.Ref()), gitops.TrailerSource, oneLine(ev.Push.Source))
-		if ev.Push.Pusher != "" {
-			fmt.Fprintf(&b, "%s: %s\n", gitops.TrailerPusher, oneLine(ev.Push.Pusher))
-		}
-		for _, c := range changes(ev.ID) {
-			if c.Old != c.New {
-				fmt.Fprintf(&b, "%s: %s\n", gitops.TrailerChange, gitops.FormatChange(c.Workload, c.Container, c.Old, c.New))
-			}
-		}
+		audit.WriteBlock(&b, ev, changes(ev.ID))
 	}
 	return b.String(), nil
-}
-
-// oneLine keeps payload text from breaking the trailer block.
-func oneLine(s string) string {
-	return strings.Map(func(r rune) rune {
-		if r < 0x20 || r == 0x7f {
-			return ' '
-		}
-		return r
-	}, s)
 }
 
 // overlay layers a batch's pending edits over the branch tip, so that two events touching the same

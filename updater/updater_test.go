@@ -44,15 +44,19 @@ func (m *memRepo) Apply(_ context.Context, edit gitops.EditFunc) (gitops.Commit,
 	return gitops.Commit{Hash: "c" + string(rune('0'+len(m.commits))), Changed: true, Attempts: 1}, nil
 }
 
-func (m *memRepo) FindEvents(_ context.Context, ids []string, _ int) (map[string]string, error) {
-	out := map[string]string{}
-	for _, id := range ids {
-		if c, ok := m.landed[id]; ok {
-			out[id] = c
+// Log presents each landed event as a commit of imagehook's carrying its trailer block.
+func (m *memRepo) Log(_ context.Context, _ int, fn gitops.LogFunc) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for id, c := range m.landed {
+		if !fn(gitops.LogCommit{Hash: c, Committer: m.Identity(), Message: "imagehook: earlier\n\nImagehook-Event: " + id + "\n"}) {
+			return nil
 		}
 	}
-	return out, nil
+	return nil
 }
+
+func (m *memRepo) Identity() gitops.Signature { return gitops.Signature{Name: "imagehook", Email: "imagehook@localhost"} }
 
 func deployment(name, image string) *fstest.MapFile {
 	return &fstest.MapFile{Data: []byte("apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: " + name +
