@@ -16,8 +16,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/imagehook/imagehook/examples"
 	"github.com/imagehook/imagehook/audit"
+	"github.com/imagehook/imagehook/examples"
 	"github.com/imagehook/imagehook/gitops"
 	"github.com/imagehook/imagehook/internal/gitserver"
 )

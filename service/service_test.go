@@ -16,10 +16,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/imagehook/imagehook/audit"
 	"github.com/imagehook/imagehook/config"
 	"github.com/imagehook/imagehook/event"
 	"github.com/imagehook/imagehook/examples"
-	"github.com/imagehook/imagehook/audit"
 	"github.com/imagehook/imagehook/gitops"
 	"github.com/imagehook/imagehook/internal/gitserver"
 	"github.com/imagehook/imagehook/internal/smtptest"

@@ -56,7 +56,9 @@ func (m *memRepo) Log(_ context.Context, _ int, fn gitops.LogFunc) error {
 	return nil
 }
 
-func (m *memRepo) Identity() gitops.Signature { return gitops.Signature{Name: "imagehook", Email: "imagehook@localhost"} }
+func (m *memRepo) Identity() gitops.Signature {
+	return gitops.Signature{Name: "imagehook", Email: "imagehook@localhost"}
+}
 
 func deployment(name, image string) *fstest.MapFile {
 	return &fstest.MapFile{Data: []byte("apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: " + name +
