@@ -61,7 +61,7 @@ func newServer(t *testing.T, logs io.Writer, hooks ...config.Hook) (*httptest.Se
 			hooks[i].Targets = []config.Target{{Repo: "apps", Workload: "deployment/web", Namespace: "web", Container: "web"}}
 		}
 	}
-	cfg := &config.Config{MaxBodyBytes: 1 << 20, Hooks: hooks, Limits: config.Limits{HookRate: 1000, HookBurst: 1000, GlobalRate: 1000, GlobalBurst: 1000, AuthFailureRate: 1000, AuthFailureBurst: 1000}}
+	cfg := &config.Config{MaxBodyBytes: 1 << 20, Hooks: hooks, Limits: config.Limits{HookRate: 1000, HookBurst: 1000, GlobalRate: 1000, GlobalBurst: 1000, AuthFailureRate: 1000, AuthFailureBurst: 1000, MaxEventsPerRequest: 50}}
 	rec := &recorder{}
 	s, err := New(cfg, rec, nil, prometheus.NewRegistry(), slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	if err != nil {
