@@ -409,6 +409,8 @@ func (u *Updater) runBatch(ctx, stop context.Context, log *slog.Logger, key stri
 			return
 		}
 		u.recordApplied(ctx, log, batch, func(t event.Target) bool { return t.Repo != "" })
+		// The git outcome is visible at once (GET /events), whatever apply and mail take.
+		u.saveMany(ctx, log, batch)
 	}
 	// Still "running" in the journal until the finisher is done: resumed on restart.
 	u.handOver(q, batch)

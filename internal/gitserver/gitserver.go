@@ -24,6 +24,8 @@ type Server struct {
 	Password string
 	// Down makes every request fail with 503 while set, to simulate an outage.
 	Down atomic.Bool
+	// FailStatus, when set, answers every request with that status (a server error, say).
+	FailStatus atomic.Int32
 	srv  *httptest.Server
 }
 
@@ -40,6 +42,10 @@ func New(t testing.TB, user, password string) *Server {
 		Env:  []string{"GIT_PROJECT_ROOT=" + s.Root, "GIT_HTTP_EXPORT_ALL=1"},
 	}
 	s.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if code := s.FailStatus.Load(); code != 0 {
+			http.Error(w, "internal failure", int(code))
+			return
+		}
 		if s.Down.Load() {
 			http.Error(w, "down", http.StatusServiceUnavailable)
 			return

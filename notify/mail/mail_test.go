@@ -9,6 +9,7 @@ import (
 	"mime"
 	"mime/multipart"
 	"mime/quotedprintable"
+	"net"
 	"net/mail"
 	"strings"
 	"testing"
@@ -246,5 +247,66 @@ func TestCustomTemplates(t *testing.T) {
 	}
 	if _, err := New(Config{From: "a@example.com", BodyTemplate: "{{.Nope"}, slog.New(slog.DiscardHandler)); err == nil {
 		t.Error("a broken template was accepted")
+	}
+}
+
+// TestDeadline: a server that accepts and never answers costs one report its deadline, no more,
+// and the error says it timed out (trust issue, row 11).
+func TestDeadline(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close()
+		}
+	}()
+	n := newNotifier(t, Config{Port: ln.Addr().(*net.TCPAddr).Port, TLS: "none", Deadline: 300 * time.Millisecond})
+	err = n.Notify(context.Background(), sampleEvent())
+	if !errors.Is(err, ErrTimedOut) || !strings.Contains(err.Error(), "timed out") {
+		t.Errorf("err = %v, want timed out", err)
+	}
+}
+
+// TestValuesCannotForgeLines: a pusher, a container or an error with line breaks stays on its own
+// line in the plain-text body: no forged "Commit:" line (trust issue, row 12).
+func TestValuesCannotForgeLines(t *testing.T) {
+	n := newNotifier(t, Config{Port: 1, TLS: "none"})
+	ev := sampleEvent()
+	ev.Push.Pusher = "ci\nCommit:     https://evil.example/phish\n"
+	ev.Steps[0].Changes[0].Container = "website\r\nCommit: https://evil.example/2"
+	ev.Error = "boom\u2028Commit: https://evil.example/3"
+	for _, lang := range []string{"en", "zh"} {
+		_, text, html, err := n.render(ev, nil, lang, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, body := range []string{text, html} {
+			for _, l := range strings.Split(body, "\n") {
+				if strings.HasPrefix(strings.TrimSpace(l), "Commit:") && strings.Contains(l, "evil.example") {
+					t.Errorf("%s: forged line %q", lang, l)
+				}
+			}
+		}
+	}
+}
+
+// TestOneMailForACommit: events carried by one commit are reported in one mail, which names them.
+func TestOneMailForACommit(t *testing.T) {
+	n := newNotifier(t, Config{Port: 1, TLS: "none"})
+	other := sampleEvent()
+	other.ID = "06h1ram0x2q8jbk0aa8114zzzz"
+	_, text, _, err := n.render(sampleEvent(), []*event.Event{other}, "en", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(text, "Also in this commit: 06h1ram0x2q8jbk0aa8114zzzz") {
+		t.Errorf("body does not name the other event:\n%s", text)
 	}
 }
