@@ -26,14 +26,16 @@ test: ## Run every test, with the race detector where gcc exists (builds the kub
 
 bench: ## Run the Go benchmarks and the end-to-end load run (figures in BENCHMARKS.md).
 	KUBEBUILDER_ASSETS=$(KUBE_ASSETS) $(GO) test -run '^$$' -bench . -benchmem -count=1 ./manifests ./listener ./cluster
-	$(GO) test -tags loadtest -run TestLoad -v -count=1 -timeout 20m ./loadtest
+	$(GO) test -tags loadtest -run 'TestLoad|TestHostileManifests' -v -count=1 -timeout 30m ./loadtest
 
 fuzz: ## Fuzz every parser of untrusted input for FUZZTIME each.
 	$(GO) test ./imageref  -run '^$$' -fuzz FuzzParse      -fuzztime $(FUZZTIME)
 	$(GO) test ./manifests -run '^$$' -fuzz FuzzSetImage   -fuzztime $(FUZZTIME)
 	$(GO) test ./manifests -run '^$$' -fuzz FuzzKustomize  -fuzztime $(FUZZTIME)
 	$(GO) test ./manifests -run '^$$' -fuzz FuzzMarkersAndValues -fuzztime $(FUZZTIME)
+	$(GO) test ./manifests -run '^$$' -fuzz FuzzBudget     -fuzztime $(FUZZTIME)
 	$(GO) test ./listener  -run '^$$' -fuzz FuzzParsers    -fuzztime $(FUZZTIME)
+	$(GO) test ./listener  -run '^$$' -fuzz FuzzAuthenticate -fuzztime $(FUZZTIME)
 	$(GO) test ./config    -run '^$$' -fuzz FuzzParse      -fuzztime $(FUZZTIME)
 	$(GO) test ./config    -run '^$$' -fuzz FuzzHooksJSON  -fuzztime $(FUZZTIME)
 

@@ -49,7 +49,8 @@ func TestSetImageCommand(t *testing.T) {
 
 func TestCheckConfigRedacts(t *testing.T) {
 	p := filepath.Join(t.TempDir(), "c.yaml")
-	cfg := "repos: [{name: apps, url: https://git.example.com/a.git, auth: {username: u, password: s3cret-pw}}]\nhooks: [{id: h, token: t0ken-value, source: aliyun, targets: [{repo: apps, workload: deployment/w}]}]\n"
+	cfg := "repos: [{name: apps, url: https://git.example.com/a.git, auth: {username: u, password: s3cret-pw}}, {name: b, url: \"https://ghp_URLt0ken@git.example.com/b.git\"}]\n" +
+		"admin: {token: adm1n-t0ken}\nhooks: [{id: h, token: t0ken-value, source: aliyun, targets: [{repo: apps, workload: deployment/w}]}]\n"
 	if err := os.WriteFile(p, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -57,7 +58,8 @@ func TestCheckConfigRedacts(t *testing.T) {
 	if code := run([]string{"check-config", "--config", p}, &out, &errOut); code != 0 {
 		t.Fatalf("exit %d: %s", code, errOut.String())
 	}
-	if strings.Contains(out.String(), "s3cret-pw") || strings.Contains(out.String(), "t0ken-value") || !strings.Contains(out.String(), "POST /hooks/h") {
+	if strings.Contains(out.String(), "s3cret-pw") || strings.Contains(out.String(), "t0ken-value") || strings.Contains(out.String(), "ghp_URLt0ken") ||
+		strings.Contains(out.String(), "adm1n-t0ken") || !strings.Contains(out.String(), "https://***@git.example.com/b.git") || !strings.Contains(out.String(), "POST /hooks/h") {
 		t.Errorf("output:\n%s", out.String())
 	}
 	if code := run([]string{"check-config", "--config", p + ".missing"}, &out, &errOut); code == 0 {

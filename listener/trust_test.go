@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -276,4 +277,36 @@ func (b *syncBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
+}
+
+// FuzzAuthenticate: whatever a caller sends in the token parameter, the Authorization header and a
+// signature header, it is let in only with the hook's real token or a real signature of the body;
+// blank tokens configured by mistake never match.
+func FuzzAuthenticate(f *testing.F) {
+	f.Add("", "Bearer \u00a0", "sha256=00", []byte("{}"))
+	f.Add(secret, "", "", []byte(`{"a":1}`))
+	f.Add("", "", "sha1=ab,sha256=cd", []byte("x"))
+	f.Fuzz(func(t *testing.T, token, authz, sigHeader string, body []byte) {
+		tokens := hashTokens(hookTokens(&config.Hook{Token: secret, Tokens: []string{"", " ", "\u3000"}}))
+		r, err := http.NewRequest(http.MethodPost, "http://x/hooks/h", nil)
+		if err != nil {
+			return
+		}
+		r.Header.Set("Authorization", authz)
+		r.Header.Set("X-Hub-Signature-256", sigHeader)
+		q := url.Values{"token": {token}}
+		if authorized(tokens, r, q) {
+			ok := false
+			for _, o := range offeredCredentials(r, q) {
+				ok = ok || o == secret
+			}
+			if !ok {
+				t.Fatalf("authorized with token %q, Authorization %q", token, authz)
+			}
+		}
+		keys := signingKeys(&config.Hook{Token: secret, Tokens: []string{""}})
+		if signatures["ghcr"].verify(keys, r.Header, body) && !strings.Contains(strings.ToLower(sigHeader), sign(sha256.New, secret, body)) {
+			t.Fatalf("signature %q accepted for a body it does not sign", sigHeader)
+		}
+	})
 }

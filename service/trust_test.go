@@ -63,7 +63,6 @@ func (h *harness) getEvent(id string, header ...string) map[string]any {
 	return ev
 }
 
-
 // waitDone polls the event until it is done.
 func (h *harness) waitDone(id string, header ...string) map[string]any {
 	h.t.Helper()

@@ -26,7 +26,7 @@ type Server struct {
 	Down atomic.Bool
 	// FailStatus, when set, answers every request with that status (a server error, say).
 	FailStatus atomic.Int32
-	srv  *httptest.Server
+	srv        *httptest.Server
 }
 
 // New starts a server that requires user/password; it stops when the test ends.

@@ -1,0 +1,112 @@
+//go:build loadtest
+
+package loadtest
+
+import (
+	"bytes"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/imagehook/imagehook/internal/gitserver"
+)
+
+// TestHostileManifests measures the peak RSS of one event when colleagues have committed 40 files
+// of 4 MiB and 40 dense files just under the 1 MiB limit that mention the workload under its path
+// (they pack to a few KB in git), against the same event on a clean repository, in the same run.
+// Run it with `make bench` (or go test -tags loadtest -run TestHostileManifests -v ./loadtest).
+func TestHostileManifests(t *testing.T) {
+	root, _ := filepath.Abs("..")
+	bin := filepath.Join(t.TempDir(), "imagehook")
+	build := exec.Command("go", "build", "-trimpath", "-o", bin, ".")
+	build.Dir = root
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	deploy := "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\n  namespace: team\nspec:\n  template:\n    spec:\n      containers:\n        - name: app\n          image: registry.example.com/acme/web:1.0.0\n"
+	big := "# web\n" + strings.Repeat("web: [web, web, web, web, web, web, web, web, web, web]\n", 4<<20/56)
+	dense := "# web\nweb: [" + strings.Repeat("1,", (1<<20-64)/2) + "1]\n"
+	run := func(name string, hostile bool) (peakMB int, took time.Duration, skipped int) {
+		git := gitserver.New(t, "bench", "bench-pw")
+		bare := git.Bare("apps")
+		gitserver.Git(t, git.Root, "init", "-q", "--bare", "-b", "main", bare)
+		gitserver.Git(t, bare, "config", "http.receivepack", "true")
+		var b bytes.Buffer
+		data := func(s string) { fmt.Fprintf(&b, "data %d\n%s\n", len(s), s) }
+		fmt.Fprintf(&b, "commit refs/heads/main\ncommitter gen <gen@example.com> %d +0000\n", time.Now().Unix())
+		data("initial")
+		fmt.Fprintf(&b, "M 100644 inline apps/web/deployment.yaml\n")
+		data(deploy)
+		if hostile {
+			for i := range 40 {
+				fmt.Fprintf(&b, "M 100644 inline apps/web/big-%02d.yaml\n", i)
+				data(big)
+				fmt.Fprintf(&b, "M 100644 inline apps/web/dense-%02d.yaml\n", i)
+				data(dense)
+			}
+		}
+		cmd := gitserver.Command(bare, "fast-import", "--quiet")
+		cmd.Stdin = &b
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("fast-import: %v\n%s", err, out)
+		}
+		gitserver.Git(t, bare, "gc", "-q")
+		dir := t.TempDir()
+		port := freePort(t)
+		cfg := fmt.Sprintf(`listen: "127.0.0.1:%d"
+dataDir: %s
+repos: [{name: apps, url: %s/apps.git, auth: {username: bench, password: bench-pw}}]
+hooks:
+  - id: web
+    token: %s
+    source: custom
+    targets: [{repo: apps, path: apps/web, workload: deployment/web, namespace: team, container: app}]
+`, port, filepath.Join(dir, "data"), git.URL, token)
+		cfgPath := filepath.Join(dir, "imagehook.yaml")
+		if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		proc := exec.Command(bin, "serve", "--config", cfgPath, "--log-level", "warn")
+		if err := proc.Start(); err != nil {
+			t.Fatal(err)
+		}
+		defer func() { _ = proc.Process.Kill(); _, _ = proc.Process.Wait() }()
+		c := &client{base: fmt.Sprintf("http://127.0.0.1:%d", port), http: &http.Client{Timeout: 5 * time.Minute}}
+		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+			if resp, err := c.http.Get(c.base + "/readyz"); err == nil && resp.StatusCode == 200 {
+				resp.Body.Close()
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("imagehook not ready")
+			}
+		}
+		body := []byte(`{"push_data":{"tag":"1.1.0"},"repository":{"repo_url":"registry.example.com","namespace":"acme","name":"web"}}`)
+		start := time.Now()
+		code, m, err := c.post("/hooks/web?wait=300s&token="+token, body)
+		took = time.Since(start)
+		if err != nil || code != 200 || m["status"] != "succeeded" {
+			t.Fatalf("%s: %d %v %v", name, code, m, err)
+		}
+		for _, s := range m["steps"].([]any) {
+			if sk, ok := s.(map[string]any)["skipped"].([]any); ok {
+				skipped += len(sk)
+			}
+		}
+		return procKB(proc.Process.Pid, "VmHWM") / 1024, took, skipped
+	}
+	cleanPeak, cleanTook, _ := run("clean", false)
+	hostilePeak, hostileTook, skipped := run("hostile", true)
+	fmt.Printf("\n=== hostile manifests: 40 x 4 MiB + 40 x 1 MiB dense files under the target path ===\n")
+	fmt.Printf("clean repository    peak RSS %d MB, webhook -> pushed %v\n", cleanPeak, cleanTook.Round(time.Millisecond))
+	fmt.Printf("hostile repository  peak RSS %d MB, webhook -> pushed %v, %d files skipped and named on the event\n", hostilePeak, hostileTook.Round(time.Millisecond), skipped)
+	if hostilePeak >= 150 {
+		t.Errorf("peak RSS %d MB with hostile files, want under 150 MB", hostilePeak)
+	}
+}
