@@ -10,19 +10,37 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"sync"
 )
 
 // Mask is what a secret becomes.
 const Mask = "***"
 
-// Redactor replaces known secret values in text. The zero value and nil redact nothing.
+// Redactor replaces known secret values in text. The zero value and nil redact nothing. It is safe
+// for concurrent use, and Add teaches it secrets that arrive later (a reloaded hooks directory).
 type Redactor struct {
-	r *strings.Replacer
+	mu      sync.RWMutex
+	secrets []string
+	r       *strings.Replacer
 }
 
 // New returns a redactor for the given secrets. Each secret is also matched in its URL-encoded
 // spellings, since credentials reach error texts inside URLs.
 func New(secrets []string) *Redactor {
+	red := &Redactor{}
+	red.Add(secrets)
+	return red
+}
+
+// Add adds secrets; the ones known before stay (old events and logs may still quote them).
+func (red *Redactor) Add(secrets []string) {
+	red.mu.Lock()
+	defer red.mu.Unlock()
+	red.secrets = append(red.secrets, secrets...)
+	red.r = replacer(red.secrets)
+}
+
+func replacer(secrets []string) *strings.Replacer {
 	seen := map[string]bool{}
 	var all []string
 	add := func(s string) {
@@ -38,7 +56,7 @@ func New(secrets []string) *Redactor {
 		add((&url.URL{User: url.User(s)}).User.String())
 	}
 	if len(all) == 0 {
-		return &Redactor{}
+		return nil
 	}
 	// Longest first, so that a secret containing another is masked whole.
 	slices.SortFunc(all, func(a, b string) int { return len(b) - len(a) })
@@ -46,23 +64,29 @@ func New(secrets []string) *Redactor {
 	for _, s := range all {
 		pairs = append(pairs, s, Mask)
 	}
-	return &Redactor{r: strings.NewReplacer(pairs...)}
+	return strings.NewReplacer(pairs...)
 }
 
 // String returns s with every secret masked.
-func (r *Redactor) String(s string) string {
-	if r == nil || r.r == nil || s == "" {
+func (red *Redactor) String(s string) string {
+	if red == nil || s == "" {
 		return s
 	}
-	return r.r.Replace(s)
+	red.mu.RLock()
+	r := red.r
+	red.mu.RUnlock()
+	if r == nil {
+		return s
+	}
+	return r.Replace(s)
 }
 
 // Handler wraps h so that every message and attribute value is redacted before it is written.
-func (r *Redactor) Handler(h slog.Handler) slog.Handler {
-	if r == nil || r.r == nil {
+func (red *Redactor) Handler(h slog.Handler) slog.Handler {
+	if red == nil {
 		return h
 	}
-	return &handler{next: h, r: r}
+	return &handler{next: h, r: red}
 }
 
 type handler struct {

@@ -38,6 +38,8 @@ type Options struct {
 	ShutdownTimeout time.Duration
 	// HooksDirPoll is how often the hooks directory is checked for changes.
 	HooksDirPoll time.Duration
+	// redactor learns the tokens of reloaded hooks.
+	redactor *redact.Redactor
 }
 
 // Service is a configured, not yet running imagehook.
@@ -66,6 +68,7 @@ func New(cfg *config.Config, log *slog.Logger, opts Options) (*Service, error) {
 	red := redact.New(cfg.Secrets())
 	log = slog.New(red.Handler(log.Handler()))
 	opts.Updater.Redactor = red
+	opts.redactor = red
 	journal, err := updater.OpenJournal(filepath.Join(cfg.DataDir, "journal.db"))
 	if err != nil {
 		return nil, err
@@ -288,6 +291,10 @@ func (s *Service) watchHooksDir(ctx context.Context) {
 		last = fp
 		hooks, err := s.cfg.ReloadHooks()
 		if err == nil {
+			next := *s.cfg
+			next.Hooks = hooks
+			// Before the hooks are served: a new token is masked from its first log line.
+			s.opts.redactor.Add(next.Secrets())
 			err = s.listener.SetHooks(hooks)
 		}
 		if err != nil {
