@@ -345,7 +345,7 @@ type Applier struct {
 
 // Apply patches the target on its cluster and reports the step.
 func (a *Applier) Apply(ctx context.Context, t event.Target, ev *event.Event) (event.Step, error) {
-	st := event.Step{Name: "apply", Cluster: t.Cluster}
+	st := event.Step{Name: event.StepApply, Cluster: t.Cluster}
 	c, ok := a.Clusters[t.Cluster]
 	if !ok {
 		return st, fmt.Errorf("no cluster named %q is configured", t.Cluster)

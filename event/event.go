@@ -139,7 +139,45 @@ func (e *Event) Repo() string {
 	return ""
 }
 
-// Step is the outcome of one stage of the flow: "git", "apply" or "notify".
+// Step names: the stages of the flow an event records.
+const (
+	StepGit    = "git"
+	StepApply  = "apply"
+	StepNotify = "notify"
+)
+
+// Settle sets the event's final status from its steps — the one rule, for the updater, the
+// notifiers and the pages: failed when any step before notification failed or the event carries
+// an error, ignored when every step was ignored (another repository, a duplicate, a replay),
+// succeeded otherwise. A failed notification never fails an event. It returns the status.
+func (e *Event) Settle() Status {
+	status := Ignored
+	for _, s := range e.Steps {
+		switch {
+		case s.Name == StepNotify:
+		case s.Status == Failed:
+			status = Failed
+		case s.Status == Succeeded && status != Failed:
+			status = Succeeded
+		}
+	}
+	if e.Error != "" {
+		status = Failed
+	}
+	if st, ok := e.Step(StepGit); ok && st.Status == Failed && e.Error == "" {
+		e.Error = st.Error
+	}
+	e.Status = status
+	return status
+}
+
+// Failed reports whether the event failed by the rule of Settle, without changing it.
+func (e *Event) Failed() bool {
+	cp := *e
+	return cp.Settle() == Failed
+}
+
+// Step is the outcome of one stage of the flow: StepGit, StepApply or StepNotify.
 type Step struct {
 	Name    string `json:"name"`
 	Status  Status `json:"status"`

@@ -29,15 +29,8 @@ func Wanted(ev *event.Event, failed bool) bool {
 	return slices.Contains(ev.Mail.On, "success")
 }
 
-// Failed reports whether any step before notification failed.
-func Failed(ev *event.Event) bool {
-	for _, s := range ev.Steps {
-		if s.Name != "notify" && s.Status == event.Failed {
-			return true
-		}
-	}
-	return ev.Error != ""
-}
+// Failed reports whether the event failed (event.Settle's rule).
+func Failed(ev *event.Event) bool { return ev.Failed() }
 
 // Summary is a one-paragraph plain-text account of the event, shared by the log notifier and
 // the mail body's fallback.
@@ -49,7 +42,7 @@ func Summary(ev *event.Event) string {
 	}
 	fmt.Fprintf(&b, "hook %s event %s %s: %s", event.OneLine(ev.Hook), ev.ID, outcome, event.OneLine(ev.Push.Image))
 	for _, s := range ev.Steps {
-		if s.Name == "notify" {
+		if s.Name == event.StepNotify {
 			continue
 		}
 		fmt.Fprintf(&b, "; %s %s", s.Name, s.Status)

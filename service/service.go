@@ -113,13 +113,19 @@ func openRepo(cfg *config.Config, rc config.Repo, log *slog.Logger) (*gitops.Rep
 
 func (s *Service) build() error {
 	cfg := s.cfg
-	repos := map[string]updater.Repo{}
+	repos := map[string]updater.Repository{}
 	for _, rc := range cfg.Repos {
 		r, err := openRepo(cfg, rc, s.log)
 		if err != nil {
 			return err
 		}
-		repos[rc.Name] = r
+		repo := updater.Repository{Git: r, CommitURL: rc.CommitURL}
+		if rc.CommitTemplate != "" {
+			if repo.Template, err = template.New(rc.Name).Parse(rc.CommitTemplate); err != nil {
+				return fmt.Errorf("repos[%s].commitTemplate: %w", rc.Name, err)
+			}
+		}
+		repos[rc.Name] = repo
 	}
 	notifier, err := NewNotifier(cfg, s.log)
 	if err != nil {
@@ -135,18 +141,6 @@ func (s *Service) build() error {
 	uopts.Retention = time.Duration(cfg.Retention)
 	uopts.RegistryAliases = cfg.RegistryAliases
 	uopts.Budget = manifests.Budget{MaxFileBytes: cfg.Limits.MaxFileBytes, MaxBytes: cfg.Limits.MaxEventBytes, MaxNodes: cfg.Limits.MaxEventNodes}
-	uopts.CommitURLs = map[string]string{}
-	uopts.CommitTemplates = map[string]*template.Template{}
-	for _, rc := range cfg.Repos {
-		uopts.CommitURLs[rc.Name] = rc.CommitURL
-		if rc.CommitTemplate != "" {
-			t, err := template.New(rc.Name).Parse(rc.CommitTemplate)
-			if err != nil {
-				return fmt.Errorf("repos[%s].commitTemplate: %w", rc.Name, err)
-			}
-			uopts.CommitTemplates[rc.Name] = t
-		}
-	}
 	s.updater = updater.New(s.journal, repos, applier, notifier, s.log, uopts)
 
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))

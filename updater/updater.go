@@ -7,7 +7,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io/fs"
 	"log/slog"
@@ -21,7 +20,6 @@ import (
 	"github.com/imagehook/imagehook/audit"
 	"github.com/imagehook/imagehook/event"
 	"github.com/imagehook/imagehook/gitops"
-	"github.com/imagehook/imagehook/imageref"
 	"github.com/imagehook/imagehook/manifests"
 	"github.com/imagehook/imagehook/notify"
 	"github.com/imagehook/imagehook/redact"
@@ -48,22 +46,28 @@ type Options struct {
 	RetryMax  time.Duration
 	// MaxAttempts bounds the git batches tried for one event before it fails.
 	MaxAttempts int
-	// CommitURLs maps a repository name to its commit link template, with {sha} for the commit.
-	CommitURLs map[string]string
 	// RegistryAliases groups registry hosts that serve the same repositories (see manifests).
 	RegistryAliases [][]string
 	// Metrics receives the flow's measurements (nil: not exported).
 	Metrics *Metrics
 	// Retention is how long finished events stay in the journal (0: 30 days).
 	Retention time.Duration
-	// CommitTemplates maps a repository name to a template for the commit message's subject and
-	// body (data: CommitData); imagehook's trailers always follow it.
-	CommitTemplates map[string]*template.Template
 	// Redactor masks the configuration's secrets in what events record (errors from git, SMTP,
 	// the cluster), before they are stored, served or mailed.
 	Redactor *redact.Redactor
 	// Budget bounds what one event reads of the manifests (per-file size, parsed bytes and nodes).
 	Budget manifests.Budget
+}
+
+// Repository is one manifests repository as the flow uses it: one value per repository, so that a
+// new per-repository setting (a write-back mode, a watch) is one field here.
+type Repository struct {
+	Git Repo
+	// CommitURL links a commit in reports, with {sha} for the commit ("" for none).
+	CommitURL string
+	// Template, when set, writes the commit message's subject and body (data: CommitData);
+	// imagehook's trailers always follow it.
+	Template *template.Template
 }
 
 // CommitData is what a commit message template sees.
@@ -75,7 +79,7 @@ type CommitData struct {
 // Updater runs the flow. Create it with New, then call Run.
 type Updater struct {
 	journal  *Journal
-	repos    map[string]Repo
+	repos    map[string]Repository
 	applier  Applier
 	notifier notify.Notifier
 	log      *slog.Logger
@@ -118,7 +122,7 @@ func queueKey(ev *event.Event) string {
 const clusterQueue = "\x00cluster:"
 
 // New returns an updater; applier and notifier may be nil.
-func New(j *Journal, repos map[string]Repo, applier Applier, notifier notify.Notifier, log *slog.Logger, opts Options) *Updater {
+func New(j *Journal, repos map[string]Repository, applier Applier, notifier notify.Notifier, log *slog.Logger, opts Options) *Updater {
 	if opts.RetryBase == 0 {
 		opts.RetryBase = 2 * time.Second
 	}
@@ -419,7 +423,7 @@ func (u *Updater) runBatch(ctx, stop context.Context, log *slog.Logger, key stri
 // ignore settles an event that must not be applied (a duplicate, a replay, a push overtaken by a
 // later one) with the reason.
 func (u *Updater) ignore(ctx context.Context, log *slog.Logger, ev *event.Event, why string) {
-	ev.SetStep(event.Step{Name: "git", Repo: ev.Repo(), Status: event.Ignored, Detail: why, At: time.Now()})
+	ev.SetStep(event.Step{Name: event.StepGit, Repo: ev.Repo(), Status: event.Ignored, Detail: why, At: time.Now()})
 	ev.Status = event.Ignored
 	log.Info("event ignored", "event", ev.ID, "hook", ev.Hook, "reason", why)
 	u.finishMany(ctx, log, []*event.Event{ev})
@@ -450,9 +454,9 @@ func (u *Updater) stale(ctx context.Context, ev *event.Event) string {
 // stale's rules. which selects the targets the step covered.
 func (u *Updater) recordApplied(ctx context.Context, log *slog.Logger, batch []*event.Event, which func(event.Target) bool) {
 	for _, ev := range batch {
-		name := "git"
+		name := event.StepGit
 		if ev.Repo() == "" {
-			name = "apply"
+			name = event.StepApply
 		}
 		st, ok := ev.Step(name)
 		if !ok || st.Status != event.Succeeded {
@@ -529,173 +533,6 @@ func eventIDs(evs []*event.Event) string {
 	return b.String()
 }
 
-// outcome is what the edit found for one event of a batch.
-type outcome struct {
-	changes []event.Change
-	ignored []string
-	// skipped names the files not read, and why.
-	skipped []string
-	err     error
-}
-
-// gitStep applies the whole batch in one commit. It reports whether the batch should be retried.
-func (u *Updater) gitStep(ctx context.Context, log *slog.Logger, key string, batch []*event.Event) bool {
-	repo, ok := u.repos[key]
-	if !ok {
-		for _, ev := range batch {
-			ev.SetStep(event.Step{Name: "git", Repo: key, Status: event.Failed, Error: fmt.Sprintf("no repository named %q is configured", key), At: time.Now()})
-		}
-		return false
-	}
-	// Retried events whose push landed before a crash are recorded, not applied again: their
-	// commit's trailers name them.
-	landed := u.alreadyLanded(ctx, log, repo, batch)
-	if len(landed) > 0 {
-		var rest []*event.Event
-		for _, ev := range batch {
-			if c, ok := landed[ev.ID]; ok {
-				ev.SetStep(event.Step{Name: "git", Repo: key, Status: event.Succeeded, Commit: c, At: time.Now(),
-					Detail: "pushed by an earlier attempt"})
-				continue
-			}
-			rest = append(rest, ev)
-		}
-		if len(rest) == 0 {
-			return false
-		}
-		batch = rest
-	}
-	// The latest event per target wins; earlier ones are superseded and share its commit.
-	latest := map[string]*event.Event{}
-	for _, ev := range batch {
-		for _, t := range ev.Targets {
-			if t.Repo != "" {
-				latest[t.Key()] = ev
-			}
-		}
-	}
-	var results map[string]*outcome
-	edit := func(base fs.FS) (map[string][]byte, string, error) {
-		results = map[string]*outcome{}
-		over := &overlay{base: base, files: map[string][]byte{}}
-		for _, ev := range batch {
-			out := &outcome{}
-			results[ev.ID] = out
-			pushed, err := imageref.Parse(ev.Push.Ref())
-			if err != nil {
-				out.err = err
-				continue
-			}
-			// One budget per event, across its targets.
-			budget := u.opts.Budget
-			for _, t := range ev.Targets {
-				if t.Repo == "" || latest[t.Key()] != ev {
-					continue
-				}
-				changes, skipped, err := setImage(over, t, pushed, manifests.Options{Pin: manifests.Pin(ev.Pin), WriteHost: ev.Push.ExplicitHost,
-					NoDowngrade: ev.NoDowngrade, RegistryAliases: u.opts.RegistryAliases, Budget: &budget})
-				out.skipped = append(out.skipped, skipped...)
-				if manifests.Skipped(err) {
-					out.ignored = append(out.ignored, err.Error())
-					continue
-				}
-				if err != nil {
-					out.err = err
-					break
-				}
-				out.changes = append(out.changes, changes...)
-			}
-		}
-		// The trailers name the events this commit carries out: those that change a value, and the
-		// ones they superseded. An event that changes nothing (its push already landed, perhaps
-		// from a process that died before recording it) is left out, so no event is ever in two
-		// commits' trailers.
-		changed := map[string]bool{}
-		for _, ev := range batch {
-			changed[ev.ID] = anyChange(results[ev.ID].changes)
-		}
-		var applied []*event.Event
-		for _, ev := range batch {
-			if results[ev.ID].err != nil {
-				continue
-			}
-			carried := changed[ev.ID]
-			for _, t := range ev.Targets {
-				if w := latest[t.Key()]; t.Repo != "" && w != ev && changed[w.ID] {
-					carried = true
-				}
-			}
-			if carried {
-				applied = append(applied, ev)
-			}
-		}
-		msg, err := commitMessage(u.opts.CommitTemplates[key], applied, func(id string) []event.Change { return results[id].changes })
-		return over.files, msg, err
-	}
-	started := time.Now()
-	commit, err := repo.Apply(ctx, edit)
-	now := time.Now()
-	m := u.opts.Metrics
-	if commit.Attempts > 1 {
-		m.gitRetries.Add(float64(commit.Attempts - 1))
-	}
-	if err != nil {
-		m.gitDuration.WithLabelValues("error").Observe(now.Sub(started).Seconds())
-	} else {
-		m.gitDuration.WithLabelValues("ok").Observe(now.Sub(started).Seconds())
-		if commit.Changed {
-			m.gitCommits.Inc()
-			for _, ev := range batch {
-				m.pushLatency.Observe(now.Sub(ev.ReceivedAt).Seconds())
-			}
-		}
-	}
-	if err != nil {
-		retry := !errors.Is(err, gitops.ErrRejected) && !errors.Is(err, gitops.ErrAuth)
-		log.Error("git step failed", "events", eventIDs(batch), "err", err, "retry", retry)
-		for _, ev := range batch {
-			ev.SetStep(event.Step{Name: "git", Repo: key, Status: event.Failed, Error: err.Error(), At: now})
-		}
-		return retry
-	}
-	for _, ev := range batch {
-		out := results[ev.ID]
-		st := event.Step{Name: "git", Repo: key, At: now, Commit: commit.Hash, Skipped: out.skipped}
-		if tmpl := u.opts.CommitURLs[key]; tmpl != "" && commit.Changed {
-			st.URL = strings.ReplaceAll(tmpl, "{sha}", commit.Hash)
-		}
-		switch {
-		case out.err != nil:
-			st.Status, st.Error, st.Commit = event.Failed, out.err.Error(), ""
-		case isSuperseded(ev, latest):
-			st.Status = event.Succeeded
-			st.Detail = "superseded by a later push in the same batch"
-		case len(out.changes) == 0 && len(out.ignored) > 0:
-			st.Status, st.Commit = event.Ignored, ""
-			st.Detail = strings.Join(out.ignored, "; ")
-		default:
-			st.Status = event.Succeeded
-			st.Changes = out.changes
-			files := map[string]bool{}
-			for _, c := range out.changes {
-				if c.Old != c.New {
-					files[c.File] = true
-				}
-			}
-			for f := range files {
-				st.Files = append(st.Files, f)
-			}
-			sort.Strings(st.Files)
-			if len(files) == 0 {
-				st.Detail = "unchanged: the image is already at the wanted value"
-			}
-		}
-		ev.SetStep(st)
-	}
-	log.Info("git step done", "events", eventIDs(batch), "commit", commit.Hash, "changed", commit.Changed, "attempts", commit.Attempts)
-	return false
-}
-
 // alreadyLanded finds, for events tried before (a crash or a restart interrupted them), the commit
 // an earlier attempt pushed for them, if any.
 func (u *Updater) alreadyLanded(ctx context.Context, log *slog.Logger, repo Repo, batch []*event.Event) map[string]string {
@@ -714,66 +551,6 @@ func (u *Updater) alreadyLanded(ctx context.Context, log *slog.Logger, repo Repo
 		log.Warn("looking for earlier commits of retried events", "err", err)
 	}
 	return found
-}
-
-func anyChange(cs []event.Change) bool {
-	for _, c := range cs {
-		if c.Old != c.New {
-			return true
-		}
-	}
-	return false
-}
-
-func isSuperseded(ev *event.Event, latest map[string]*event.Event) bool {
-	for _, t := range ev.Targets {
-		if t.Repo != "" && latest[t.Key()] != ev {
-			return true
-		}
-	}
-	return false
-}
-
-// setImage applies one target's rewrite to the overlay. It returns the changes, with every value
-// made one line (they come from the manifests, which many people commit to, and reach commit
-// messages and mail), and the files the budget skipped.
-func setImage(fsys *overlay, t event.Target, pushed imageref.Ref, opts manifests.Options) ([]event.Change, []string, error) {
-	var res manifests.Result
-	var err error
-	switch {
-	case t.Marker != "":
-		res, err = manifests.SetMarkers(fsys, t.Path, t.Marker, pushed, opts)
-	case t.Values != nil:
-		v := t.Values
-		res, err = manifests.SetValues(fsys, t.Path, manifests.Values{File: v.File, Image: v.Image, Registry: v.Registry,
-			Repository: v.Repository, Tag: v.Tag, Digest: v.Digest}, pushed, opts)
-	default:
-		var mt manifests.Target
-		if t.Workload != "" {
-			kind, name, perr := manifests.ParseWorkload(t.Workload)
-			if perr != nil {
-				return nil, nil, perr
-			}
-			mt = manifests.Target{Kind: kind, Name: name, Namespace: t.Namespace, Container: t.Container}
-		}
-		res, err = manifests.SetImage(fsys, t.Path, mt, pushed, opts)
-	}
-	if err != nil {
-		return nil, res.Warnings, err
-	}
-	for name, data := range res.Files {
-		fsys.files[name] = data
-	}
-	changes := make([]event.Change, 0, len(res.Changes))
-	for _, c := range res.Changes {
-		workload := strings.ToLower(c.Kind) + "/" + c.Name
-		if t.Workload != "" && (t.Marker != "" || t.Values != nil || c.Kind == "Kustomization") {
-			workload = t.Workload
-		}
-		changes = append(changes, event.Change{File: event.OneLine(c.File), Workload: event.OneLine(workload),
-			Namespace: event.OneLine(c.Namespace), Container: event.OneLine(c.Container), Old: event.OneLine(c.Old), New: event.OneLine(c.New)})
-	}
-	return changes, res.Warnings, nil
 }
 
 // finishMany finishes each event, notifies (one report per commit), records them all in one
@@ -805,15 +582,11 @@ func (u *Updater) finish(ctx context.Context, log *slog.Logger, ev *event.Event)
 	// Direct-only events are ordered here, where they are applied one after another.
 	if ev.Repo() == "" {
 		if why := u.stale(ctx, ev); why != "" {
-			ev.SetStep(event.Step{Name: "apply", Status: event.Ignored, Detail: why, At: time.Now()})
+			ev.SetStep(event.Step{Name: event.StepApply, Status: event.Ignored, Detail: why, At: time.Now()})
 			ev.Status = event.Ignored
 			ev.UpdatedAt = time.Now()
 			return
 		}
-	}
-	gitFailed := false
-	if st, ok := ev.Step("git"); ok && st.Status == event.Failed {
-		gitFailed = true
 	}
 	// A failed commit does not stop the direct apply: the cluster path is independent.
 	for _, t := range ev.Targets {
@@ -821,11 +594,11 @@ func (u *Updater) finish(ctx context.Context, log *slog.Logger, ev *event.Event)
 			continue
 		}
 		if u.applier == nil {
-			ev.SetStep(event.Step{Name: "apply", Cluster: t.Cluster, Status: event.Failed, Error: "direct apply is not configured", At: time.Now()})
+			ev.SetStep(event.Step{Name: event.StepApply, Cluster: t.Cluster, Status: event.Failed, Error: "direct apply is not configured", At: time.Now()})
 			continue
 		}
 		st, err := u.applier.Apply(ctx, t, ev)
-		st.Name, st.Cluster, st.At = "apply", t.Cluster, time.Now()
+		st.Name, st.Cluster, st.At = event.StepApply, t.Cluster, time.Now()
 		if err != nil {
 			st.Status, st.Error = event.Failed, err.Error()
 		} else {
@@ -836,24 +609,7 @@ func (u *Updater) finish(ctx context.Context, log *slog.Logger, ev *event.Event)
 	if ev.Repo() == "" {
 		u.recordApplied(ctx, log, []*event.Event{ev}, func(t event.Target) bool { return t.Cluster != "" })
 	}
-	// Ignored when every step was (another repository, a duplicate); failed when any step failed.
-	status := event.Ignored
-	for _, s := range ev.Steps {
-		switch {
-		case s.Status == event.Failed:
-			status = event.Failed
-		case s.Status == event.Succeeded && status != event.Failed:
-			status = event.Succeeded
-		}
-	}
-	if ev.Error != "" {
-		status = event.Failed
-	}
-	ev.Status = status
-	if gitFailed && ev.Error == "" {
-		st, _ := ev.Step("git")
-		ev.Error = st.Error
-	}
+	ev.Settle()
 	ev.UpdatedAt = time.Now()
 }
 
@@ -872,7 +628,7 @@ func (u *Updater) notifyAll(ctx context.Context, log *slog.Logger, evs []*event.
 		}
 		u.scrub(ev)
 		key := ev.ID
-		if st, ok := ev.Step("git"); ok && st.Status == event.Succeeded && st.Commit != "" && ev.Status == event.Succeeded && len(ev.Targets) == 1 {
+		if st, ok := ev.Step(event.StepGit); ok && st.Status == event.Succeeded && st.Commit != "" && ev.Status == event.Succeeded && len(ev.Targets) == 1 {
 			route, _ := json.Marshal(ev.Mail)
 			key = st.Commit + "\x00" + string(route)
 		}
@@ -885,7 +641,7 @@ func (u *Updater) notifyAll(ctx context.Context, log *slog.Logger, evs []*event.
 		group := groups[key]
 		// The report is about the event journaled last: the one whose push the commit carries.
 		sort.SliceStable(group, func(i, j int) bool { return group[i].Seq > group[j].Seq })
-		st := event.Step{Name: "notify", Status: event.Succeeded, At: time.Now()}
+		st := event.Step{Name: event.StepNotify, Status: event.Succeeded, At: time.Now()}
 		if err := u.notifier.Notify(ctx, group...); err != nil {
 			st.Status, st.Error = event.Failed, u.opts.Redactor.String(err.Error())
 			log.Warn("notification failed", "events", eventIDs(group), "err", err)
@@ -923,50 +679,6 @@ func (u *Updater) saveMany(ctx context.Context, log *slog.Logger, evs []*event.E
 	if err := u.journal.UpdateMany(ctx, evs); err != nil {
 		log.Error("journal update", "events", len(evs), "err", err)
 	}
-}
-
-// commitMessage writes the subject and the list of changes (or the repository's template), then
-// one trailer block per event (package audit), which `imagehook history` and crash recovery read
-// back. The template sees the events with every payload value made one line, and its output is
-// never the final paragraph: only that paragraph is read as trailers.
-func commitMessage(tmpl *template.Template, evs []*event.Event, changes func(id string) []event.Change) (string, error) {
-	var all []event.Change
-	for _, ev := range evs {
-		for _, c := range changes(ev.ID) {
-			if c.Old != c.New {
-				all = append(all, c)
-			}
-		}
-	}
-	var b strings.Builder
-	if tmpl != nil {
-		clean := make([]*event.Event, len(evs))
-		for i, ev := range evs {
-			cp := *ev
-			cp.Hook = event.OneLine(ev.Hook)
-			cp.Push.Image, cp.Push.Pusher, cp.Push.Source, cp.Push.Digest = event.OneLine(ev.Push.Image), event.OneLine(ev.Push.Pusher),
-				event.OneLine(ev.Push.Source), event.OneLine(ev.Push.Digest)
-			clean[i] = &cp
-		}
-		if err := tmpl.Execute(&b, CommitData{Events: clean, Changes: all}); err != nil {
-			return "", fmt.Errorf("commit template: %w", err)
-		}
-		b.WriteString("\n\n")
-	} else {
-		if len(all) == 1 {
-			fmt.Fprintf(&b, "imagehook: %s %s to %s\n\n", all[0].Workload, all[0].Container, all[0].New)
-		} else {
-			fmt.Fprintf(&b, "imagehook: update %d images\n\n", len(all))
-		}
-		for _, c := range all {
-			fmt.Fprintf(&b, "- %s: %s container %s: %s -> %s\n", c.File, c.Workload, c.Container, c.Old, c.New)
-		}
-		b.WriteString("\n")
-	}
-	for _, ev := range evs {
-		audit.WriteBlock(&b, ev, changes(ev.ID))
-	}
-	return b.String(), nil
 }
 
 // overlay layers a batch's pending edits over the branch tip, so that two events touching the same

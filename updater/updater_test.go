@@ -71,7 +71,7 @@ func newUpdater(t *testing.T, repo *memRepo) (*Updater, func()) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	u := New(j, map[string]Repo{"apps": repo}, nil, nil, slog.New(slog.DiscardHandler),
+	u := New(j, map[string]Repository{"apps": {Git: repo}}, nil, nil, slog.New(slog.DiscardHandler),
 		Options{RetryBase: time.Millisecond, RetryMax: 5 * time.Millisecond, MaxAttempts: 3})
 	return u, func() { j.Close() }
 }

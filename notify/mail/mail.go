@@ -244,11 +244,11 @@ func (n *Notifier) render(ev *event.Event, others []*event.Event, lang string, f
 		v.Namespace, v.Workload, v.Container = t.Namespace, t.Workload, t.Container
 	}
 	labels := map[string]map[string]string{
-		"zh": {"git": "Git 提交", "apply": "集群更新", "rollout": "发布"},
-		"en": {"git": "Git commit", "apply": "Cluster apply", "rollout": "Rollout"},
+		"zh": {event.StepGit: "Git 提交", event.StepApply: "集群更新"},
+		"en": {event.StepGit: "Git commit", event.StepApply: "Cluster apply"},
 	}
 	for _, s := range ev.Steps {
-		if s.Name == "notify" {
+		if s.Name == event.StepNotify {
 			continue
 		}
 		label := labels[lang][s.Name]
