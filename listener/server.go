@@ -27,11 +27,16 @@ import (
 	"github.com/imagehook/imagehook/imageref"
 )
 
-// Updater is what the listener needs of the flow.
+// Updater is what the listener needs of the flow: hand an event over (journaled before it
+// returns), and wait for one to finish (?wait=).
 type Updater interface {
 	Submit(ctx context.Context, ev *event.Event) error
-	Get(ctx context.Context, id string) (*event.Event, error)
 	Wait(ctx context.Context, id string) (*event.Event, error)
+}
+
+// Events is what the listener reads of the journal, for GET /events/{id} and the status page.
+type Events interface {
+	Get(ctx context.Context, id string) (*event.Event, error)
 	Recent(ctx context.Context, n int) ([]*event.Event, error)
 }
 
@@ -43,6 +48,7 @@ type Server struct {
 	cfg     *config.Config
 	hooks   atomic.Pointer[hookSet]
 	updater Updater
+	events  Events
 	ready   func(context.Context) error
 	log     *slog.Logger
 	router  *httprouter.Router
@@ -70,10 +76,10 @@ type servedHook struct {
 	tokens [][32]byte
 }
 
-// New checks the hooks' sources and builds the routes. ready backs /readyz; reg receives the
-// listener's metrics and is served on /metrics.
-func New(cfg *config.Config, u Updater, ready func(context.Context) error, reg *prometheus.Registry, log *slog.Logger) (*Server, error) {
-	s := &Server{cfg: cfg, updater: u, ready: ready, log: log, stopping: make(chan struct{}),
+// New checks the hooks' sources and builds the routes. events backs GET /events and the status
+// page, ready backs /readyz; reg receives the listener's metrics and is served on /metrics.
+func New(cfg *config.Config, u Updater, events Events, ready func(context.Context) error, reg *prometheus.Registry, log *slog.Logger) (*Server, error) {
+	s := &Server{cfg: cfg, updater: u, events: events, ready: ready, log: log, stopping: make(chan struct{}),
 		global:   rate.NewLimiter(rate.Limit(cfg.Limits.GlobalRate), max(cfg.Limits.GlobalBurst, 1)),
 		failures: newFailureBudget(cfg.Limits.AuthFailureRate, cfg.Limits.AuthFailureBurst)}
 	if err := s.SetHooks(cfg.Hooks); err != nil {
@@ -537,7 +543,7 @@ func selectTargets(hook *config.Hook, q url.Values, mismatchCode int) ([]event.T
 }
 
 func (s *Server) handleEvent(w http.ResponseWriter, r *http.Request, ps httprouter.Params) {
-	ev, err := s.updater.Get(r.Context(), ps.ByName("id"))
+	ev, err := s.events.Get(r.Context(), ps.ByName("id"))
 	if err != nil {
 		if errors.Is(err, event.ErrNotFound) {
 			writeError(w, http.StatusNotFound, "event not found")

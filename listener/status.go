@@ -67,7 +67,7 @@ func (s *Server) ui(h func(http.ResponseWriter, *http.Request, httprouter.Params
 }
 
 func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
-	evs, err := s.updater.Recent(r.Context(), 100)
+	evs, err := s.events.Recent(r.Context(), 100)
 	if err != nil {
 		s.log.Error("status page", "err", err)
 		http.Error(w, "internal error", http.StatusInternalServerError)
@@ -79,7 +79,7 @@ func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request, _ httprout
 }
 
 func (s *Server) handleEventPage(w http.ResponseWriter, r *http.Request, ps httprouter.Params) {
-	ev, err := s.updater.Get(r.Context(), ps.ByName("id"))
+	ev, err := s.events.Get(r.Context(), ps.ByName("id"))
 	if errors.Is(err, event.ErrNotFound) {
 		http.Error(w, "event not found", http.StatusNotFound)
 		return

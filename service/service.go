@@ -23,6 +23,7 @@ import (
 	"github.com/imagehook/imagehook/cluster"
 	"github.com/imagehook/imagehook/config"
 	"github.com/imagehook/imagehook/gitops"
+	"github.com/imagehook/imagehook/journal"
 	"github.com/imagehook/imagehook/listener"
 	"github.com/imagehook/imagehook/manifests"
 	"github.com/imagehook/imagehook/notify"
@@ -46,7 +47,7 @@ type Options struct {
 type Service struct {
 	cfg      *config.Config
 	log      *slog.Logger
-	journal  *updater.Journal
+	journal  journal.Journal
 	updater  *updater.Updater
 	http     *http.Server
 	ln       net.Listener
@@ -69,7 +70,7 @@ func New(cfg *config.Config, log *slog.Logger, opts Options) (*Service, error) {
 	log = slog.New(red.Handler(log.Handler()))
 	opts.Updater.Redactor = red
 	opts.redactor = red
-	journal, err := updater.OpenJournal(filepath.Join(cfg.DataDir, "journal.db"))
+	journal, err := journal.OpenSQLite(filepath.Join(cfg.DataDir, "journal.db"))
 	if err != nil {
 		return nil, err
 	}
@@ -146,7 +147,7 @@ func (s *Service) build() error {
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "imagehook_queue_depth", Help: "Events waiting for their repository's worker."},
 		func() float64 { return float64(s.updater.QueueDepth()) }))
-	srv, err := listener.New(cfg, s.updater, s.journal.Ping, reg, s.log)
+	srv, err := listener.New(cfg, s.updater, s.journal, s.journal.Ping, reg, s.log)
 	if err != nil {
 		return err
 	}

@@ -21,6 +21,7 @@ import (
 	"github.com/imagehook/imagehook/event"
 	"github.com/imagehook/imagehook/examples"
 	"github.com/imagehook/imagehook/gitops"
+	"github.com/imagehook/imagehook/journal"
 	"github.com/imagehook/imagehook/internal/gitserver"
 	"github.com/imagehook/imagehook/internal/smtptest"
 	"github.com/imagehook/imagehook/updater"
@@ -451,7 +452,7 @@ func TestAuditTrailAndLandedEvents(t *testing.T) {
 
 	// Pretend the process died after the push: the journal still says queued.
 	h.stop()
-	j, err := updater.OpenJournal(filepath.Join(h.cfg.DataDir, "journal.db"))
+	j, err := journal.OpenSQLite(filepath.Join(h.cfg.DataDir, "journal.db"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -20,6 +20,7 @@ import (
 	"github.com/imagehook/imagehook/audit"
 	"github.com/imagehook/imagehook/event"
 	"github.com/imagehook/imagehook/gitops"
+	"github.com/imagehook/imagehook/journal"
 	"github.com/imagehook/imagehook/manifests"
 	"github.com/imagehook/imagehook/notify"
 	"github.com/imagehook/imagehook/redact"
@@ -78,7 +79,7 @@ type CommitData struct {
 
 // Updater runs the flow. Create it with New, then call Run.
 type Updater struct {
-	journal  *Journal
+	journal  journal.Journal
 	repos    map[string]Repository
 	applier  Applier
 	notifier notify.Notifier
@@ -122,7 +123,7 @@ func queueKey(ev *event.Event) string {
 const clusterQueue = "\x00cluster:"
 
 // New returns an updater; applier and notifier may be nil.
-func New(j *Journal, repos map[string]Repository, applier Applier, notifier notify.Notifier, log *slog.Logger, opts Options) *Updater {
+func New(j journal.Journal, repos map[string]Repository, applier Applier, notifier notify.Notifier, log *slog.Logger, opts Options) *Updater {
 	if opts.RetryBase == 0 {
 		opts.RetryBase = 2 * time.Second
 	}
@@ -142,8 +143,6 @@ func New(j *Journal, repos map[string]Repository, applier Applier, notifier noti
 		queues: map[string]*queue{}, waiters: map[string][]chan struct{}{}, tracked: map[string]bool{}}
 }
 
-// Journal returns the journal, for readiness checks.
-func (u *Updater) Journal() *Journal { return u.journal }
 
 // Run resumes the events a previous process left unfinished, then serves submissions until ctx
 // ends, and waits for the batches in flight.
@@ -196,16 +195,6 @@ func (u *Updater) Submit(ctx context.Context, ev *event.Event) error {
 	}
 	u.enqueue(ev)
 	return nil
-}
-
-// Get returns the event with that id.
-func (u *Updater) Get(ctx context.Context, id string) (*event.Event, error) {
-	return u.journal.Get(ctx, id)
-}
-
-// Recent returns the newest n events.
-func (u *Updater) Recent(ctx context.Context, n int) ([]*event.Event, error) {
-	return u.journal.Recent(ctx, n)
 }
 
 // Wait blocks until the event is done or ctx ends, and returns its latest state.
@@ -466,7 +455,7 @@ func (u *Updater) recordApplied(ctx context.Context, log *slog.Logger, batch []*
 			if !which(t) {
 				continue
 			}
-			if err := u.journal.SetApplied(ctx, t.Key(), Applied{Seq: ev.Seq, PushedAt: ev.Push.PushedAt, Event: ev.ID}); err != nil {
+			if err := u.journal.SetApplied(ctx, t.Key(), journal.Applied{Seq: ev.Seq, PushedAt: ev.Push.PushedAt, Event: ev.ID}); err != nil {
 				log.Warn("recording the applied push", "event", ev.ID, "err", err)
 			}
 		}

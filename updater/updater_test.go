@@ -13,6 +13,7 @@ import (
 
 	"github.com/imagehook/imagehook/event"
 	"github.com/imagehook/imagehook/gitops"
+	"github.com/imagehook/imagehook/journal"
 )
 
 // memRepo is the git seam for the flow's logic: an in-memory tree that records commits. The real
@@ -67,7 +68,7 @@ func deployment(name, image string) *fstest.MapFile {
 
 func newUpdater(t *testing.T, repo *memRepo) (*Updater, func()) {
 	t.Helper()
-	j, err := OpenJournal(filepath.Join(t.TempDir(), "journal.db"))
+	j, err := journal.OpenSQLite(filepath.Join(t.TempDir(), "journal.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -203,7 +204,7 @@ func TestOutcomes(t *testing.T) {
 }
 
 func TestJournalPrune(t *testing.T) {
-	j, err := OpenJournal(filepath.Join(t.TempDir(), "j.db"))
+	j, err := journal.OpenSQLite(filepath.Join(t.TempDir(), "j.db"))
 	if err != nil {
 		t.Fatal(err)
 	}

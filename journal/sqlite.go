@@ -1,4 +1,7 @@
-package updater
+// Package journal is imagehook's durable record of events: an event is in it before the webhook
+// is answered, and stays there with each step's outcome. Journal is the contract every backend
+// satisfies; SQLite (in the data directory) is the default one.
+package journal
 
 import (
 	"context"
@@ -16,9 +19,35 @@ import (
 	"github.com/imagehook/imagehook/event"
 )
 
-// Journal is the durable record of events: an event is in it before the webhook is answered, and
-// stays there with each step's outcome.
-type Journal struct {
+// Journal is what the flow and the HTTP side need of a journal backend.
+type Journal interface {
+	// Insert records a new event and sets its Seq; when it returns nil the event is durable. A
+	// delivery id already recorded for the hook gives event.ErrDuplicateDelivery.
+	Insert(ctx context.Context, ev *event.Event) error
+	// Get returns the event with that id, or event.ErrNotFound.
+	Get(ctx context.Context, id string) (*event.Event, error)
+	// Recent returns the newest n events, newest first.
+	Recent(ctx context.Context, n int) ([]*event.Event, error)
+	// Pending returns the events not yet done, in journal order.
+	Pending(ctx context.Context) ([]*event.Event, error)
+	// UpdateMany stores the new state of several events at once.
+	UpdateMany(ctx context.Context, evs []*event.Event) error
+	// Duplicate returns the id of an earlier succeeded event with the same digest and targets.
+	Duplicate(ctx context.Context, ev *event.Event) (string, error)
+	// LastApplied and SetApplied keep, per target key, the push last applied.
+	LastApplied(ctx context.Context, target string) (Applied, error)
+	SetApplied(ctx context.Context, target string, a Applied) error
+	// Prune deletes finished events (and delivery ids) received before t.
+	Prune(ctx context.Context, t time.Time) (int64, error)
+	// Ping checks that the journal is writable.
+	Ping(ctx context.Context) error
+	Close() error
+}
+
+var _ Journal = (*SQLite)(nil)
+
+// SQLite is the default journal: one file in the data directory.
+type SQLite struct {
 	db *sql.DB
 	// inserts feeds the group-commit writer: concurrent webhooks share one transaction and one
 	// fsync, and each caller returns only once its row is committed.
@@ -36,9 +65,9 @@ type insertReq struct {
 	dup bool
 }
 
-// OpenJournal opens (or creates) the SQLite journal at path. WAL with synchronous=FULL makes every
+// OpenSQLite opens (or creates) the SQLite journal at path. WAL with synchronous=FULL makes every
 // committed insert survive a crash of the process or the machine.
-func OpenJournal(path string) (*Journal, error) {
+func OpenSQLite(path string) (*SQLite, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("journal: %w", err)
 	}
@@ -77,13 +106,13 @@ func OpenJournal(path string) (*Journal, error) {
 		db.Close()
 		return nil, fmt.Errorf("journal schema: %w", err)
 	}
-	j := &Journal{db: db, inserts: make(chan insertReq, 1024), done: make(chan struct{})}
+	j := &SQLite{db: db, inserts: make(chan insertReq, 1024), done: make(chan struct{})}
 	go j.writer()
 	return j, nil
 }
 
 // Close stops the writer and closes the database.
-func (j *Journal) Close() error {
+func (j *SQLite) Close() error {
 	j.closing.Lock()
 	if j.closed {
 		j.closing.Unlock()
@@ -97,7 +126,7 @@ func (j *Journal) Close() error {
 }
 
 // writer commits the inserts waiting at each moment in one transaction.
-func (j *Journal) writer() {
+func (j *SQLite) writer() {
 	defer close(j.done)
 	for first := range j.inserts {
 		batch := []insertReq{first}
@@ -127,7 +156,7 @@ func (j *Journal) writer() {
 	}
 }
 
-func (j *Journal) insertBatch(batch []insertReq) error {
+func (j *SQLite) insertBatch(batch []insertReq) error {
 	tx, err := j.db.Begin()
 	if err != nil {
 		return err
@@ -169,13 +198,13 @@ func (j *Journal) insertBatch(batch []insertReq) error {
 }
 
 // Ping checks that the journal is writable.
-func (j *Journal) Ping(ctx context.Context) error {
+func (j *SQLite) Ping(ctx context.Context) error {
 	_, err := j.db.ExecContext(ctx, "PRAGMA user_version = 1")
 	return err
 }
 
 // Insert records a new event; when it returns nil the event is committed to disk.
-func (j *Journal) Insert(ctx context.Context, ev *event.Event) error {
+func (j *SQLite) Insert(ctx context.Context, ev *event.Event) error {
 	r := insertReq{ev: ev, err: make(chan error, 1)}
 	j.closing.RLock()
 	if j.closed {
@@ -198,12 +227,12 @@ func (j *Journal) Insert(ctx context.Context, ev *event.Event) error {
 }
 
 // Update stores the event's new state.
-func (j *Journal) Update(ctx context.Context, ev *event.Event) error {
+func (j *SQLite) Update(ctx context.Context, ev *event.Event) error {
 	return j.UpdateMany(ctx, []*event.Event{ev})
 }
 
 // UpdateMany stores the new state of several events in one transaction.
-func (j *Journal) UpdateMany(ctx context.Context, evs []*event.Event) error {
+func (j *SQLite) UpdateMany(ctx context.Context, evs []*event.Event) error {
 	tx, err := j.db.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("journal update: %w", err)
@@ -236,7 +265,7 @@ func dedupKey(ev *event.Event) string {
 
 // Duplicate returns the id of an earlier event that delivered the same digest for the same
 // targets and succeeded, or "".
-func (j *Journal) Duplicate(ctx context.Context, ev *event.Event) (string, error) {
+func (j *SQLite) Duplicate(ctx context.Context, ev *event.Event) (string, error) {
 	key := dedupKey(ev)
 	if key == "" {
 		return "", nil
@@ -254,7 +283,7 @@ func (j *Journal) Duplicate(ctx context.Context, ev *event.Event) (string, error
 }
 
 // Get returns the event with that id.
-func (j *Journal) Get(ctx context.Context, id string) (*event.Event, error) {
+func (j *SQLite) Get(ctx context.Context, id string) (*event.Event, error) {
 	var data []byte
 	var seq int64
 	err := j.db.QueryRowContext(ctx, `SELECT seq, data FROM events WHERE id = ?`, id).Scan(&seq, &data)
@@ -273,12 +302,12 @@ func (j *Journal) Get(ctx context.Context, id string) (*event.Event, error) {
 }
 
 // Pending returns the events not yet done, oldest first: after a restart they are resumed.
-func (j *Journal) Pending(ctx context.Context) ([]*event.Event, error) {
+func (j *SQLite) Pending(ctx context.Context) ([]*event.Event, error) {
 	return j.query(ctx, `SELECT seq, data FROM events WHERE status IN ('queued', 'running') ORDER BY seq`)
 }
 
 // Prune deletes finished events received before t and returns how many.
-func (j *Journal) Prune(ctx context.Context, t time.Time) (int64, error) {
+func (j *SQLite) Prune(ctx context.Context, t time.Time) (int64, error) {
 	res, err := j.db.ExecContext(ctx, `DELETE FROM events WHERE status IN ('succeeded', 'failed', 'ignored') AND received_at < ?`, t.UnixMilli())
 	if err != nil {
 		return 0, fmt.Errorf("journal prune: %w", err)
@@ -298,7 +327,7 @@ type Applied struct {
 }
 
 // LastApplied returns what was last applied to the target with that key (zero when nothing was).
-func (j *Journal) LastApplied(ctx context.Context, target string) (Applied, error) {
+func (j *SQLite) LastApplied(ctx context.Context, target string) (Applied, error) {
 	var a Applied
 	var at int64
 	err := j.db.QueryRowContext(ctx, `SELECT seq, pushed_at, event FROM applied WHERE target = ?`, target).Scan(&a.Seq, &at, &a.Event)
@@ -316,7 +345,7 @@ func (j *Journal) LastApplied(ctx context.Context, target string) (Applied, erro
 
 // SetApplied records that the target now runs the push of a; an older record never replaces a
 // newer one (journal order decides).
-func (j *Journal) SetApplied(ctx context.Context, target string, a Applied) error {
+func (j *SQLite) SetApplied(ctx context.Context, target string, a Applied) error {
 	var at int64
 	if !a.PushedAt.IsZero() {
 		at = a.PushedAt.UnixMilli()
@@ -331,11 +360,11 @@ func (j *Journal) SetApplied(ctx context.Context, target string, a Applied) erro
 }
 
 // Recent returns the newest n events, newest first.
-func (j *Journal) Recent(ctx context.Context, n int) ([]*event.Event, error) {
+func (j *SQLite) Recent(ctx context.Context, n int) ([]*event.Event, error) {
 	return j.query(ctx, `SELECT seq, data FROM events ORDER BY seq DESC LIMIT ?`, n)
 }
 
-func (j *Journal) query(ctx context.Context, q string, args ...any) ([]*event.Event, error) {
+func (j *SQLite) query(ctx context.Context, q string, args ...any) ([]*event.Event, error) {
 	rows, err := j.db.QueryContext(ctx, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("journal query: %w", err)
