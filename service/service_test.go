@@ -21,9 +21,9 @@ import (
 	"github.com/imagehook/imagehook/event"
 	"github.com/imagehook/imagehook/examples"
 	"github.com/imagehook/imagehook/gitops"
-	"github.com/imagehook/imagehook/journal"
 	"github.com/imagehook/imagehook/internal/gitserver"
 	"github.com/imagehook/imagehook/internal/smtptest"
+	"github.com/imagehook/imagehook/journal"
 	"github.com/imagehook/imagehook/updater"
 )
 

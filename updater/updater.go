@@ -143,7 +143,6 @@ func New(j journal.Journal, repos map[string]Repository, applier Applier, notifi
 		queues: map[string]*queue{}, waiters: map[string][]chan struct{}{}, tracked: map[string]bool{}}
 }
 
-
 // Run resumes the events a previous process left unfinished, then serves submissions until ctx
 // ends, and waits for the batches in flight.
 func (u *Updater) Run(ctx context.Context) error {
