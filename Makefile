@@ -25,7 +25,7 @@ test: ## Run every test, with the race detector where gcc exists (builds the kub
 	KUBEBUILDER_ASSETS=$(KUBE_ASSETS) $(GO) test $(RACE) -count=1 -timeout 20m ./...
 
 bench: ## Run the Go benchmarks and the end-to-end load run (figures in BENCHMARKS.md).
-	KUBEBUILDER_ASSETS=$(KUBE_ASSETS) $(GO) test -run '^$$' -bench . -benchmem -count=1 ./manifests ./listener ./cluster
+	KUBEBUILDER_ASSETS=$(KUBE_ASSETS) $(GO) test -run '^$$' -bench . -benchmem -count=1 ./manifests ./registry ./cluster
 	$(GO) test -tags loadtest -run 'TestLoad|TestHostileManifests' -v -count=1 -timeout 30m ./loadtest
 
 fuzz: ## Fuzz every parser of untrusted input for FUZZTIME each.
@@ -34,7 +34,7 @@ fuzz: ## Fuzz every parser of untrusted input for FUZZTIME each.
 	$(GO) test ./manifests -run '^$$' -fuzz FuzzKustomize  -fuzztime $(FUZZTIME)
 	$(GO) test ./manifests -run '^$$' -fuzz FuzzMarkersAndValues -fuzztime $(FUZZTIME)
 	$(GO) test ./manifests -run '^$$' -fuzz FuzzBudget     -fuzztime $(FUZZTIME)
-	$(GO) test ./listener  -run '^$$' -fuzz FuzzParsers    -fuzztime $(FUZZTIME)
+	$(GO) test ./registry  -run '^$$' -fuzz FuzzParsers    -fuzztime $(FUZZTIME)
 	$(GO) test ./listener  -run '^$$' -fuzz FuzzAuthenticate -fuzztime $(FUZZTIME)
 	$(GO) test ./config    -run '^$$' -fuzz FuzzParse      -fuzztime $(FUZZTIME)
 	$(GO) test ./config    -run '^$$' -fuzz FuzzHooksJSON  -fuzztime $(FUZZTIME)

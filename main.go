@@ -26,7 +26,6 @@ import (
 	"github.com/imagehook/imagehook/config"
 	"github.com/imagehook/imagehook/gitops"
 	"github.com/imagehook/imagehook/imageref"
-	"github.com/imagehook/imagehook/listener"
 	"github.com/imagehook/imagehook/manifests"
 	"github.com/imagehook/imagehook/redact"
 	"github.com/imagehook/imagehook/service"
@@ -166,9 +165,6 @@ func checkConfig(args []string, stdout io.Writer) error {
 	cfg, err := config.Load(*cfgPath)
 	if err != nil {
 		return err
-	}
-	if err := listener.CheckHooks(cfg); err != nil {
-		return fmt.Errorf("config %s: %w", *cfgPath, err)
 	}
 	out, err := yaml.Marshal(cfg.Redacted())
 	if err != nil {

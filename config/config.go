@@ -22,6 +22,8 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/imagehook/imagehook/manifests"
+	"github.com/imagehook/imagehook/registry"
+	"github.com/imagehook/imagehook/tagpolicy"
 )
 
 // Config is the whole configuration file.
@@ -590,6 +592,20 @@ func (c *Config) Validate() error {
 		for _, cidr := range h.AllowedCIDRs {
 			if _, _, err := net.ParseCIDR(cidr); err != nil && net.ParseIP(cidr) == nil {
 				bad("%s.allowedCIDRs: %q is not an address or CIDR", where, cidr)
+			}
+		}
+		if h.Source != "" && h.Source != "auto" && !registry.Known(h.Source) {
+			bad("%s.source: unknown %q (known: auto, %s)", where, h.Source, strings.Join(registry.Sources(), ", "))
+		}
+		if _, err := tagpolicy.Parse(h.Tags); err != nil {
+			bad("%s.tags: %v", where, err)
+		}
+		if sig := h.Signature; sig != nil {
+			if sig.Header == "" {
+				bad("%s.signature.header: required", where)
+			}
+			if a := strings.ToLower(sig.Algorithm); a != "sha1" && a != "sha256" && a != "sha512" {
+				bad("%s.signature.algorithm: %q: want sha1, sha256 or sha512", where, sig.Algorithm)
 			}
 		}
 		if h.Pin != "" && h.Pin != "tag" && h.Pin != "digest" {

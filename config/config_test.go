@@ -327,3 +327,19 @@ hooks:
 		t.Errorf("signature secret: %q (original %q)", red.Hooks[0].Signature.Secret, c.Hooks[0].Signature.Secret)
 	}
 }
+
+// TestHookChecksInConfig: sources, tag policies and signature rules are validated at load, with
+// everything else.
+func TestHookChecksInConfig(t *testing.T) {
+	base := "repos: [{name: apps, url: file:///x}]\nhooks:\n  - id: web\n    token: t\n    targets: [{repo: apps, workload: deployment/w}]\n"
+	for _, tt := range []struct{ extra, want string }{
+		{"    source: nosuch\n", `hooks[web].source: unknown "nosuch"`},
+		{"    source: aliyun\n    tags: \"semver:>>1\"\n", "hooks[web].tags:"},
+		{"    source: aliyun\n    signature: {header: X-Sig, algorithm: md5}\n", `hooks[web].signature.algorithm: "md5"`},
+		{"    source: aliyun\n    signature: {algorithm: sha256}\n", "hooks[web].signature.header: required"},
+	} {
+		if _, err := Parse([]byte(base+tt.extra), env(nil)); err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%q: err = %v, want %q", tt.extra, err, tt.want)
+		}
+	}
+}

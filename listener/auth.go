@@ -7,8 +7,6 @@ import (
 	"crypto/sha512"
 	"crypto/subtle"
 	"encoding/hex"
-	"errors"
-	"fmt"
 	"hash"
 	"net"
 	"net/http"
@@ -20,33 +18,24 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/imagehook/imagehook/config"
+	"github.com/imagehook/imagehook/registry"
 )
 
-// signature is how a registry signs its deliveries: a hex HMAC of the body, keyed with the shared
-// secret, in one of these headers.
-type signature struct {
-	headers []string
-	hash    func() hash.Hash
-	prefix  string
-}
+// signature is a signature scheme the listener verifies: a registry's own (registry.SignatureOf),
+// or a hook's signature rule.
+type signature struct{ registry.Signature }
 
-// signatures lists the formats whose registries sign: for them a valid signature is required and a
-// token in the URL is not enough.
-var signatures = map[string]*signature{
-	"ghcr":  {headers: []string{"X-Hub-Signature-256"}, hash: sha256.New, prefix: "sha256="},
-	"gitea": {headers: []string{"X-Gitea-Signature", "X-Forgejo-Signature"}, hash: sha256.New},
-	"nexus": {headers: []string{"X-Nexus-Webhook-Signature"}, hash: sha1.New},
-}
-
-func customSignature(s *config.Signature) (*signature, error) {
-	if s.Header == "" {
-		return nil, errors.New("header is required")
+func signatureOf(source string) *signature {
+	if s := registry.SignatureOf(source); s != nil {
+		return &signature{*s}
 	}
+	return nil
+}
+
+// customSignature builds a hook's signature rule; config has validated it.
+func customSignature(s *config.Signature) *signature {
 	h := map[string]func() hash.Hash{"sha1": sha1.New, "sha256": sha256.New, "sha512": sha512.New}[strings.ToLower(s.Algorithm)]
-	if h == nil {
-		return nil, fmt.Errorf("algorithm %q: want sha1, sha256 or sha512", s.Algorithm)
-	}
-	return &signature{headers: []string{s.Header}, hash: h, prefix: s.Prefix}, nil
+	return &signature{registry.Signature{Headers: []string{s.Header}, Hash: h, Prefix: s.Prefix}}
 }
 
 // hookTokens returns the hook's non-blank tokens. Config refuses blank ones; skipping them here too
@@ -74,7 +63,7 @@ func signingKeys(hook *config.Hook) []string {
 // removed. Like adnanh/webhook, a value may list several signatures separated by commas; then only
 // those with the prefix count.
 func (s *signature) sent(h http.Header) [][]byte {
-	for _, name := range s.headers {
+	for _, name := range s.Headers {
 		v := strings.TrimSpace(h.Get(name))
 		if v == "" {
 			continue
@@ -82,12 +71,12 @@ func (s *signature) sent(h http.Header) [][]byte {
 		var parts []string
 		if strings.Contains(v, ",") {
 			for _, p := range strings.Split(v, ",") {
-				if p = strings.TrimSpace(p); s.prefix == "" || strings.HasPrefix(p, s.prefix) {
-					parts = append(parts, strings.TrimPrefix(p, s.prefix))
+				if p = strings.TrimSpace(p); s.Prefix == "" || strings.HasPrefix(p, s.Prefix) {
+					parts = append(parts, strings.TrimPrefix(p, s.Prefix))
 				}
 			}
 		} else {
-			parts = []string{strings.TrimPrefix(v, s.prefix)}
+			parts = []string{strings.TrimPrefix(v, s.Prefix)}
 		}
 		var out [][]byte
 		for _, p := range parts {
@@ -111,7 +100,7 @@ func (s *signature) verify(keys []string, h http.Header, body []byte) bool {
 		if config.Blank(k) {
 			continue
 		}
-		mac := hmac.New(s.hash, []byte(k))
+		mac := hmac.New(s.Hash, []byte(k))
 		mac.Write(body)
 		want := mac.Sum(nil)
 		for _, got := range sent {

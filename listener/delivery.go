@@ -3,6 +3,8 @@ package listener
 import (
 	"fmt"
 	"net/http"
+
+	"github.com/imagehook/imagehook/registry"
 )
 
 // deliveryHeaders carry a registry's id for one delivery. A redelivery (the registry retrying, or
@@ -21,7 +23,7 @@ const maxDeliveryID = 200
 // pushes. Payload ids are signed or token-protected like the rest of the body; the header is not
 // covered by a signature, so the replay rule that does not depend on it is the push time (the
 // updater ignores a push older than the one already applied).
-func deliveryIDs(h http.Header, pushes []Parsed) {
+func deliveryIDs(h http.Header, pushes []registry.Parsed) {
 	header := ""
 	for _, name := range deliveryHeaders {
 		if v := h.Get(name); v != "" {

@@ -25,7 +25,16 @@ import (
 	"github.com/imagehook/imagehook/config"
 	"github.com/imagehook/imagehook/event"
 	"github.com/imagehook/imagehook/imageref"
+	"github.com/imagehook/imagehook/registry"
+	"github.com/imagehook/imagehook/tagpolicy"
 )
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n]
+	}
+	return s
+}
 
 // Updater is what the listener needs of the flow: hand an event over (journaled before it
 // returns), and wait for one to finish (?wait=).
@@ -69,7 +78,7 @@ type hookSet struct {
 
 type servedHook struct {
 	*config.Hook
-	policy  policy
+	policy  tagpolicy.Policy
 	sig     *signature
 	limiter *rate.Limiter
 	// tokens are the hook's tokens, hashed once for constant-time comparison.
@@ -126,11 +135,9 @@ func New(cfg *config.Config, u Updater, events Events, ready func(context.Contex
 // they answer 202 with the event's state.
 func (s *Server) Stop() { s.stopOnce.Do(func() { close(s.stopping) }) }
 
-// SetHooks replaces the hooks served, all or nothing: an invalid set leaves the current one.
+// SetHooks replaces the hooks served, all or nothing. The hooks come validated from config
+// (sources, policies and signature rules included); a duplicate id leaves the current set.
 func (s *Server) SetHooks(hooks []config.Hook) error {
-	if err := CheckHooks(&config.Config{Hooks: hooks}); err != nil {
-		return err
-	}
 	set := &hookSet{byID: map[string]*servedHook{}}
 	old := s.hooks.Load()
 	for i := range hooks {
@@ -138,10 +145,13 @@ func (s *Server) SetHooks(hooks []config.Hook) error {
 		if set.byID[h.ID] != nil {
 			return fmt.Errorf("hooks[%s]: duplicate id", h.ID)
 		}
-		pol, _ := parsePolicy(h.Tags)
-		sh := &servedHook{Hook: h, policy: pol, sig: signatures[h.Source], tokens: hashTokens(hookTokens(h))}
+		pol, err := tagpolicy.Parse(h.Tags)
+		if err != nil {
+			return fmt.Errorf("hooks[%s].tags: %w", h.ID, err)
+		}
+		sh := &servedHook{Hook: h, policy: pol, sig: signatureOf(h.Source), tokens: hashTokens(hookTokens(h))}
 		if h.Signature != nil {
-			sh.sig, _ = customSignature(h.Signature)
+			sh.sig = customSignature(h.Signature)
 		}
 		// A reload keeps each hook's rate budget.
 		if old != nil && old.byID[h.ID] != nil {
@@ -226,7 +236,7 @@ func (s *Server) errorStatus(err error) (int, string) {
 	switch {
 	case errors.As(err, &se):
 		return se.code, se.msg
-	case errors.Is(err, errPayload):
+	case errors.Is(err, registry.ErrPayload):
 		return http.StatusBadRequest, err.Error()
 	}
 	s.log.Error("request failed", "err", err)
@@ -283,11 +293,8 @@ func (s *Server) hook(r *http.Request, hook *servedHook) response {
 			return s.errResponse(fail(http.StatusBadRequest, "wait: want a duration such as 30s"))
 		}
 	}
-	if tooDeep(body) {
-		return s.errResponse(fail(http.StatusBadRequest, "JSON nested deeper than %d levels", maxDepth))
-	}
-	pushes, err := parsers[source](&Request{Body: body, Header: r.Header, Query: q, Hook: hook.Hook})
-	var ign *Ignored
+	pushes, err := registry.Parse(source, &registry.Request{Body: body, Header: r.Header, Query: q, RegistryHost: hook.RegistryHost})
+	var ign *registry.Ignored
 	if errors.As(err, &ign) {
 		s.log.Info("webhook ignored", "hook", hook.ID, "reason", ign.Reason)
 		return ignored(ign.Reason)
@@ -365,10 +372,10 @@ func (s *Server) admit(hook *servedHook) (response, bool) {
 func (s *Server) source(hook *servedHook, q url.Values) (string, error) {
 	source := hook.Source
 	if rt := q.Get("repo_type"); rt != "" && rt != hook.Source {
-		if parsers[rt] == nil {
-			return "", fail(http.StatusBadRequest, "unknown repo_type %q (known: %s)", truncate(rt, 32), strings.Join(Sources(), ", "))
+		if !registry.Known(rt) {
+			return "", fail(http.StatusBadRequest, "unknown repo_type %q (known: %s)", truncate(rt, 32), strings.Join(registry.Sources(), ", "))
 		}
-		if signatures[hook.Source] != nil {
+		if registry.SignatureOf(hook.Source) != nil {
 			return "", fail(http.StatusBadRequest, "repo_type %q: this hook takes signed %s deliveries only", truncate(rt, 32), hook.Source)
 		}
 		source = rt
@@ -392,7 +399,7 @@ func (s *Server) authenticate(r *http.Request, hook *servedHook, q url.Values) (
 	addr := clientAddr(r.RemoteAddr)
 	sig := hook.sig
 	if hook.Signature == nil && source != hook.Source {
-		sig = signatures[source]
+		sig = signatureOf(source)
 	}
 	// A token is required unless the signature is the hook's only secret.
 	needToken := sig == nil || hook.Signature != nil && !config.Blank(hook.Signature.Secret) && len(hook.tokens) > 0
@@ -411,9 +418,9 @@ func (s *Server) authenticate(r *http.Request, hook *servedHook, q url.Values) (
 		return "", nil, fail(http.StatusBadRequest, "reading body failed")
 	}
 	if source == "auto" {
-		detected := detect(r.Header, body)
+		detected := registry.Detect(r.Header, body)
 		if hook.Signature == nil {
-			sig = signatures[detected]
+			sig = signatureOf(detected)
 		}
 		if sig == nil && !authorized(hook.tokens, r, q) {
 			return "", nil, s.authFailed(hook, addr, "bad or missing token")
@@ -450,8 +457,8 @@ func (s *Server) authFailed(hook *servedHook, addr, why string) error {
 }
 
 // filter keeps the pushes whose tag the hook's policy accepts, and says why it dropped the others.
-func (h *servedHook) filter(pushes []Parsed) ([]Parsed, []string) {
-	var kept []Parsed
+func (h *servedHook) filter(pushes []registry.Parsed) ([]registry.Parsed, []string) {
+	var kept []registry.Parsed
 	var reasons []string
 	for _, p := range pushes {
 		ref, _ := imageref.Parse(p.Push.Image)
@@ -466,7 +473,7 @@ func (h *servedHook) filter(pushes []Parsed) ([]Parsed, []string) {
 
 // submit journals one event per push; it returns once all are on disk, with the ids of the events
 // journaled and the delivery ids refused as repeats.
-func (s *Server) submit(ctx context.Context, hook *servedHook, pushes []Parsed, targets []event.Target) ([]string, []string, error) {
+func (s *Server) submit(ctx context.Context, hook *servedHook, pushes []registry.Parsed, targets []event.Target) ([]string, []string, error) {
 	now := time.Now().UTC()
 	var ids, dups []string
 	for _, p := range pushes {

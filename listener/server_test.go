@@ -13,6 +13,8 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -207,4 +209,14 @@ func TestRateLimit(t *testing.T) {
 	if codes[0] != 202 || codes[1] != 202 || codes[2] != 429 || retry == "" {
 		t.Errorf("codes %v, Retry-After %q", codes, retry)
 	}
+}
+
+// readPayload reads a captured delivery from package registry's samples.
+func readPayload(t testing.TB, name string) []byte {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join("..", "registry", "testdata", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data
 }

@@ -188,7 +188,7 @@ func (h *harness) gitOut(args ...string) string {
 
 func payload(t *testing.T, name string) []byte {
 	t.Helper()
-	data, err := os.ReadFile(filepath.Join("..", "listener", "testdata", name))
+	data, err := os.ReadFile(filepath.Join("..", "registry", "testdata", name))
 	if err != nil {
 		t.Fatal(err)
 	}

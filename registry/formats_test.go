@@ -1,4 +1,4 @@
-package listener
+package registry
 
 import (
 	"errors"
@@ -8,8 +8,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-
-	"github.com/imagehook/imagehook/config"
 )
 
 func readPayload(t testing.TB, name string) []byte {
@@ -25,7 +23,7 @@ func readPayload(t testing.TB, name string) []byte {
 func TestParsers(t *testing.T) {
 	tests := []struct {
 		file, source, query string
-		hook                config.Hook
+		registryHost        string
 		image, digest       string
 		pusher              string
 		warn                bool
@@ -38,7 +36,7 @@ func TestParsers(t *testing.T) {
 			image: "registry-vpc.cn-shanghai.aliyuncs.com/rancher_cn/webhook:latest", warn: true},
 		{file: "aliyun/aliyun-acr.rancher-cn-doc.json", source: "aliyun", query: "net_type=internal",
 			image: "registry-internal.cn-shanghai.aliyuncs.com/rancher_cn/webhook:latest", warn: true},
-		{file: "aliyun/aliyun-acr.official-doc.json", source: "aliyun", hook: config.Hook{RegistryHost: "acme-registry.cn-hangzhou.cr.aliyuncs.com"},
+		{file: "aliyun/aliyun-acr.official-doc.json", source: "aliyun", registryHost: "acme-registry.cn-hangzhou.cr.aliyuncs.com",
 			image: "acme-registry.cn-hangzhou.cr.aliyuncs.com/namespace/repotest:latest", digest: "sha256:457f4aa83fc9a6663ab9d1b0a6e2dce25a12a943ed5bf2c1747c58d48bbb4917"},
 		{file: "dockerhub/dockerhub.official-doc.json", source: "dockerhub", image: "svendowideit/testhook:latest", pusher: "trustedbuilder"},
 		{file: "dockerhub/dockerhub.keel-fixture.json", source: "dockerhub", image: "karolisr/keel:0.1.7", pusher: "karolisr"},
@@ -53,7 +51,7 @@ func TestParsers(t *testing.T) {
 			digest: "sha256:8a9e9863dbb6e10edb5adfe917c00da84e1700fa76e7ed02476aa6e6fb8ee0d8", pusher: "admin"},
 		{file: "harbor/harbor-v2-PUSH_ARTIFACT.keel-fixture.json", source: "harbor", image: "quay.io/mynamespace/repository:1.2.3",
 			digest: "sha256:b4758aaed11c155a476b9857e1178f157759c99cb04c907a04993f5481eff848", pusher: "user"},
-		{file: "harbor/harbor-v2-PUSH_ARTIFACT.official-doc.json", source: "harbor", hook: config.Hook{RegistryHost: "harbor.internal:8443"},
+		{file: "harbor/harbor-v2-PUSH_ARTIFACT.official-doc.json", source: "harbor", registryHost: "harbor.internal:8443",
 			image: "harbor.internal:8443/test-webhook/debian:latest", digest: "sha256:8a9e9863dbb6e10edb5adfe917c00da84e1700fa76e7ed02476aa6e6fb8ee0d8", pusher: "admin"},
 		{file: "tcr/tencent-tcr.official-doc.json", source: "tcr", image: "xxx-bj.tencentcloudcr.com/public/nginx:v1.10.0", pusher: "332133xxxx", warn: true},
 		{file: "quay/quay.official-doc.json", source: "quay", image: "quay.io/dgangaia/test:latest"},
@@ -73,18 +71,18 @@ func TestParsers(t *testing.T) {
 		{file: "gcr/gcp-gcr-pubsub-push-envelope.flux-recv-fixture.json", source: "gcr", image: "us.gcr.io/am/am.kebab.api:test"},
 		{file: "gcr/gcp-gcr-pubsub-data-decoded.flux-recv-fixture.json", source: "gcr", image: "us.gcr.io/am/am.kebab.api:test"},
 		{file: "gcr/gcp-artifact-registry-message.official-doc.json", source: "gcr", image: "us-west1-docker.pkg.dev/my-project/my-repo/hello-world:1.1", warn: true},
-		{file: "jfrog/jfrog-artifactory.keel-fixture.json", source: "jfrog", hook: config.Hook{RegistryHost: "acme.jfrog.io/docker-remote"},
+		{file: "jfrog/jfrog-artifactory.keel-fixture.json", source: "jfrog", registryHost: "acme.jfrog.io/docker-remote",
 			image: "acme.jfrog.io/docker-remote/library/ubuntu:latest", digest: "sha256:35c4a2c15539c6c1e4e5fa4e554dac323ad0107d8eb5c582d6ff386b383b7dce", pusher: "jfrog/user@example.com"},
-		{file: "jfrog/jfrog-artifactory.docker-pushed.official-doc-data.json", source: "jfrog", hook: config.Hook{RegistryHost: "acme.jfrog.io"},
+		{file: "jfrog/jfrog-artifactory.docker-pushed.official-doc-data.json", source: "jfrog", registryHost: "acme.jfrog.io",
 			image: "acme.jfrog.io/library/ubuntu:latest", digest: "sha256:35c4a2c15539c6c1e4e5fa4e554dac323ad0107d8eb5c582d6ff386b383b7dce"},
-		{file: "nexus/nexus.flux-recv-fixture.json", source: "nexus", hook: config.Hook{RegistryHost: "nexus.example.com:8082"},
+		{file: "nexus/nexus.flux-recv-fixture.json", source: "nexus", registryHost: "nexus.example.com:8082",
 			image: "nexus.example.com:8082/app1/alpine:3.4", pusher: "admin"},
 		{file: "gitea/gitea-package.DERIVED-from-gitea-test-fixture.json", source: "gitea", image: "localhost:3000/user1/giteacontainer:latest", pusher: "user1"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.file+"?"+tt.query, func(t *testing.T) {
 			q, _ := url.ParseQuery(tt.query)
-			got, err := parsers[tt.source](&Request{Body: readPayload(t, tt.file), Query: q, Hook: &tt.hook, Header: http.Header{}})
+			got, err := Parse(tt.source, &Request{Body: readPayload(t, tt.file), Query: q, RegistryHost: tt.registryHost, Header: http.Header{}})
 			if err != nil {
 				t.Fatalf("parse: %v", err)
 			}
@@ -114,7 +112,7 @@ func TestParseCustom(t *testing.T) {
 		t.Errorf("image = %s", got[0].Push.Image)
 	}
 	// The template as documented, placeholders unfilled, is not an image.
-	if _, err := parseCustom(&Request{Body: []byte(tmpl)}); !errors.Is(err, errPayload) {
+	if _, err := parseCustom(&Request{Body: []byte(tmpl)}); !errors.Is(err, ErrPayload) {
 		t.Errorf("unfilled template: err = %v, want a payload error", err)
 	}
 }
@@ -148,7 +146,7 @@ func TestParseIgnoredAndBad(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := parsers[tt.source](&Request{Body: []byte(tt.body), Query: url.Values{}, Header: http.Header{}, Hook: &config.Hook{}})
+			_, err := Parse(tt.source, &Request{Body: []byte(tt.body), Query: url.Values{}, Header: http.Header{}})
 			var ign *Ignored
 			if tt.ignored {
 				if !errors.As(err, &ign) || ign.Reason == "" {
@@ -156,7 +154,7 @@ func TestParseIgnoredAndBad(t *testing.T) {
 				}
 				return
 			}
-			if !errors.Is(err, errPayload) {
+			if !errors.Is(err, ErrPayload) {
 				t.Errorf("err = %v, want a payload error", err)
 			}
 		})
@@ -172,7 +170,7 @@ func FuzzParsers(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
 		for name, parse := range parsers {
-			pushes, err := parse(&Request{Body: body, Query: url.Values{}, Hook: &config.Hook{RegistryHost: "r.example.com"}, Header: http.Header{}})
+			pushes, err := parse(&Request{Body: body, Query: url.Values{}, RegistryHost: "r.example.com", Header: http.Header{}})
 			if err != nil {
 				continue
 			}
@@ -205,46 +203,12 @@ func TestDetect(t *testing.T) {
 		"ghcr/github-registry_package.keel-fixture.json":                            "ghcr",
 	}
 	for file, want := range tests {
-		if got := detect(http.Header{}, readPayload(t, file)); got != want {
+		if got := Detect(http.Header{}, readPayload(t, file)); got != want {
 			t.Errorf("%s: detected %q, want %q", file, got, want)
 		}
 	}
-	if got := detect(http.Header{"X-Github-Event": {"package"}}, []byte(`{}`)); got != "ghcr" {
+	if got := Detect(http.Header{"X-Github-Event": {"package"}}, []byte(`{}`)); got != "ghcr" {
 		t.Errorf("by header: %q", got)
-	}
-}
-
-func TestPolicy(t *testing.T) {
-	tests := []struct {
-		policy string
-		tag    string
-		ok     bool
-	}{
-		{"", "anything", true},
-		{"semver:>=1.0.0", "1.2.3", true},
-		{"semver:>=1.0.0", "v1.2.3", true},
-		{"semver:>=1.0.0", "0.9.0", false},
-		{"semver:>=1.0.0", "latest", false},
-		{"semver:~1.2", "1.2.9", true},
-		{"semver:~1.2", "1.3.0", false},
-		{"regex:^release-[0-9]+$", "release-12", true},
-		{"regex:^release-[0-9]+$", "dev-12", false},
-		{"glob:v1.*", "v1.4", true},
-		{"glob:v1.*", "v2.0", false},
-	}
-	for _, tt := range tests {
-		p, err := parsePolicy(tt.policy)
-		if err != nil {
-			t.Fatalf("%s: %v", tt.policy, err)
-		}
-		if ok, why := p(tt.tag); ok != tt.ok || !ok && why == "" {
-			t.Errorf("%s on %s = %v %q, want %v", tt.policy, tt.tag, ok, why, tt.ok)
-		}
-	}
-	for _, bad := range []string{"semver:>>1", "regex:(", "glob:[", "latest", "calver:2024"} {
-		if _, err := parsePolicy(bad); err == nil {
-			t.Errorf("%s accepted", bad)
-		}
 	}
 }
 

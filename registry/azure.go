@@ -1,4 +1,4 @@
-package listener
+package registry
 
 import (
 	"encoding/json"
@@ -31,10 +31,10 @@ func parseAzure(r *Request) ([]Parsed, error) {
 		return nil, &Ignored{Reason: "azure action " + truncate(p.Action, 32) + " is not a push"}
 	case p.Target.Tag == "":
 		return nil, &Ignored{Reason: "azure push without a tag"}
-	case p.Target.Repository == "" || p.Request.Host == "" && (r.Hook == nil || r.Hook.RegistryHost == ""):
+	case p.Target.Repository == "" || p.Request.Host == "" && (r.RegistryHost == ""):
 		return nil, payloadErr("azure: target.repository or request.host is missing")
 	}
-	push, err := makePush("azure", withHost(r.Hook, p.Request.Host, p.Target.Repository)+":"+p.Target.Tag, p.Target.Digest, "", p.Timestamp)
+	push, err := makePush("azure", withHost(r.RegistryHost, p.Request.Host, p.Target.Repository)+":"+p.Target.Tag, p.Target.Digest, "", p.Timestamp)
 	if err != nil {
 		return nil, err
 	}

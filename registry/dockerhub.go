@@ -1,4 +1,4 @@
-package listener
+package registry
 
 import (
 	"encoding/json"
@@ -29,7 +29,7 @@ func parseDockerHub(r *Request) ([]Parsed, error) {
 		return nil, payloadErr("dockerhub: repository.repo_name is missing")
 	}
 	// <repo_name>:<tag>; the old tool wrote repo/tag with a slash, which named another image.
-	image := withHost(r.Hook, "", p.Repository.RepoName) + ":" + p.PushData.Tag
+	image := withHost(r.RegistryHost, "", p.Repository.RepoName) + ":" + p.PushData.Tag
 	var at time.Time
 	if p.PushData.PushedAt > 0 {
 		at = time.Unix(p.PushData.PushedAt, 0).UTC()

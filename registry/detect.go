@@ -1,4 +1,4 @@
-package listener
+package registry
 
 import (
 	"bytes"
@@ -7,8 +7,8 @@ import (
 	"strings"
 )
 
-// detect picks the payload format from the headers and the JSON shape, for hooks with source auto.
-func detect(h http.Header, body []byte) string {
+// Detect picks the payload format from the headers and the JSON shape, for hooks with source auto.
+func Detect(h http.Header, body []byte) string {
 	switch {
 	case h.Get("X-GitHub-Event") != "":
 		return "ghcr"

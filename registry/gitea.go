@@ -1,4 +1,4 @@
-package listener
+package registry
 
 import (
 	"encoding/json"
@@ -51,11 +51,11 @@ func parseGitea(r *Request) ([]Parsed, error) {
 	if u, err := url.Parse(p.Package.HTMLURL); err == nil {
 		host = u.Host
 	}
-	if host == "" && (r.Hook == nil || r.Hook.RegistryHost == "") {
+	if host == "" && (r.RegistryHost == "") {
 		return nil, payloadErr("gitea: package.html_url is missing (set the hook's registryHost)")
 	}
 	// Gitea's container registry serves owner/name in lower case.
-	repo := strings.ToLower(withHost(r.Hook, host, p.Package.Owner.Login+"/"+p.Package.Name))
+	repo := strings.ToLower(withHost(r.RegistryHost, host, p.Package.Owner.Login+"/"+p.Package.Name))
 	at := p.Package.CreatedAt
 	if at.Year() < 2000 {
 		at = timeZero // Gitea's test deliveries carry the zero time

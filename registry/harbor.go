@@ -1,4 +1,4 @@
-package listener
+package registry
 
 import (
 	"encoding/json"
@@ -67,9 +67,9 @@ func harborLike(source string, r *Request) ([]Parsed, error) {
 			if ref.Tag == "" && res.Tag != "" {
 				image = ref.Repo + ":" + res.Tag
 			}
-			if r.Hook != nil && r.Hook.RegistryHost != "" && strings.Contains(ref.Repo, "/") {
+			if r.RegistryHost != "" && strings.Contains(ref.Repo, "/") {
 				_, rest, _ := strings.Cut(ref.Repo, "/")
-				image = withHost(r.Hook, "", rest) + strings.TrimPrefix(image, ref.Repo)
+				image = withHost(r.RegistryHost, "", rest) + strings.TrimPrefix(image, ref.Repo)
 			}
 		}
 		if res.Tag == "" && !strings.Contains(image[strings.LastIndex(image, "/")+1:], ":") {

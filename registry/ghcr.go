@@ -1,4 +1,4 @@
-package listener
+package registry
 
 import (
 	"encoding/json"
@@ -99,9 +99,9 @@ func parseGHCR(r *Request) ([]Parsed, error) {
 	default:
 		repo = "ghcr.io/" + pkg.Owner.Login + "/" + pkg.Name
 	}
-	if r.Hook != nil && r.Hook.RegistryHost != "" {
+	if r.RegistryHost != "" {
 		_, rest, _ := strings.Cut(repo, "/")
-		repo = withHost(r.Hook, "", rest)
+		repo = withHost(r.RegistryHost, "", rest)
 	}
 	push, err := makePush("ghcr", strings.ToLower(repo)+":"+tag, digest, pusher, timeZero)
 	if err != nil {

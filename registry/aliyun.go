@@ -1,4 +1,4 @@
-package listener
+package registry
 
 import (
 	"encoding/json"
@@ -41,7 +41,7 @@ func parseAliyun(r *Request) ([]Parsed, error) {
 		return nil, payloadErr("aliyun: repository.repo_full_name is missing")
 	}
 	host := ""
-	if r.Hook == nil || r.Hook.RegistryHost == "" {
+	if r.RegistryHost == "" {
 		if p.Repository.Region == "" {
 			return nil, payloadErr("aliyun: repository.region is missing (set the hook's registryHost for an Enterprise Edition instance)")
 		}
@@ -59,12 +59,12 @@ func parseAliyun(r *Request) ([]Parsed, error) {
 		host = prefix + "." + p.Repository.Region + ".aliyuncs.com"
 	}
 	// ACR repository names are lower case; its documentation's samples are not always.
-	image := withHost(r.Hook, host, strings.ToLower(full)) + ":" + p.PushData.Tag
+	image := withHost(r.RegistryHost, host, strings.ToLower(full)) + ":" + p.PushData.Tag
 	at, _ := time.ParseInLocation(time.DateTime, p.PushData.PushedAt, chinaTime)
 	push, err := makePush("aliyun", image, p.PushData.Digest, "", at)
 	if err != nil {
 		return nil, err
 	}
-	push.Push.ExplicitHost = r.Query.Get("net_type") != "" || r.Hook != nil && r.Hook.RegistryHost != ""
+	push.Push.ExplicitHost = r.Query.Get("net_type") != "" || r.RegistryHost != ""
 	return []Parsed{push}, nil
 }

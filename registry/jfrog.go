@@ -1,4 +1,4 @@
-package listener
+package registry
 
 import (
 	"encoding/json"
@@ -44,14 +44,14 @@ func parseJFrog(r *Request) ([]Parsed, error) {
 	}
 	// Artifactory's payload has no registry address: the hook's registryHost names it (with the
 	// repository key as a path when the instance uses the repository-path method).
-	if r.Hook == nil || r.Hook.RegistryHost == "" {
+	if r.RegistryHost == "" {
 		return nil, payloadErr("jfrog: set the hook's registryHost, the payload does not name the registry")
 	}
 	digest := ""
 	if d.SHA256 != "" {
 		digest = "sha256:" + d.SHA256
 	}
-	push, err := makePush("jfrog", withHost(r.Hook, "", d.ImageName)+":"+d.Tag, digest, env.Source, timeZero)
+	push, err := makePush("jfrog", withHost(r.RegistryHost, "", d.ImageName)+":"+d.Tag, digest, env.Source, timeZero)
 	if err != nil {
 		return nil, err
 	}

@@ -1,11 +1,9 @@
-package listener
+package registry
 
 import (
 	"net/http"
 	"net/url"
 	"testing"
-
-	"github.com/imagehook/imagehook/config"
 )
 
 func BenchmarkParse(b *testing.B) {
@@ -17,12 +15,12 @@ func BenchmarkParse(b *testing.B) {
 		{"distribution", "distribution/distribution-registry.envelope.official-doc.json"},
 	} {
 		body := readPayload(b, tt.file)
-		req := &Request{Body: body, Header: http.Header{}, Query: url.Values{}, Hook: &config.Hook{}}
+		req := &Request{Body: body, Header: http.Header{}, Query: url.Values{}}
 		b.Run(tt.source, func(b *testing.B) {
 			b.ReportAllocs()
 			b.SetBytes(int64(len(body)))
 			for b.Loop() {
-				_, _ = parsers[tt.source](req)
+				_, _ = Parse(tt.source, req)
 			}
 		})
 	}
@@ -32,7 +30,7 @@ func BenchmarkDetect(b *testing.B) {
 	body := readPayload(b, "harbor/harbor-v2-PUSH_ARTIFACT.official-doc.json")
 	b.ReportAllocs()
 	for b.Loop() {
-		if detect(http.Header{}, body) != "harbor" {
+		if Detect(http.Header{}, body) != "harbor" {
 			b.Fatal("detect")
 		}
 	}

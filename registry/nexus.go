@@ -1,4 +1,4 @@
-package listener
+package registry
 
 import (
 	"encoding/json"
@@ -29,11 +29,11 @@ func parseNexus(r *Request) ([]Parsed, error) {
 		return nil, &Ignored{Reason: "nexus component is not a docker image"}
 	case p.Action != "CREATED" && p.Action != "UPDATED":
 		return nil, &Ignored{Reason: "nexus action " + truncate(p.Action, 32) + " is not a push"}
-	case r.Hook == nil || r.Hook.RegistryHost == "":
+	case r.RegistryHost == "":
 		return nil, payloadErr("nexus: set the hook's registryHost, the payload does not name the registry")
 	}
 	user, _, _ := strings.Cut(p.Initiator, "/")
-	push, err := makePush("nexus", withHost(r.Hook, "", p.Component.Name)+":"+p.Component.Version, "", user, timeZero)
+	push, err := makePush("nexus", withHost(r.RegistryHost, "", p.Component.Name)+":"+p.Component.Version, "", user, timeZero)
 	if err != nil {
 		return nil, err
 	}

@@ -1,15 +1,21 @@
-package listener
+// Package registry knows the webhook payload of every registry imagehook takes deliveries from: one
+// file per format, each turning raw bytes into the pushes they describe, and which formats sign
+// their deliveries. It imports no config: a new registry is one file and one line in the formats
+// table, testable from raw bytes.
+package registry
 
 import (
+	"crypto/sha1"
+	"crypto/sha256"
 	"errors"
 	"fmt"
+	"hash"
 	"net/http"
 	"net/url"
 	"sort"
 	"strings"
 	"time"
 
-	"github.com/imagehook/imagehook/config"
 	"github.com/imagehook/imagehook/event"
 	"github.com/imagehook/imagehook/imageref"
 )
@@ -19,7 +25,8 @@ type Request struct {
 	Body   []byte
 	Header http.Header
 	Query  url.Values
-	Hook   *config.Hook
+	// RegistryHost replaces the host a payload implies (the hook's registryHost), or "".
+	RegistryHost string
 }
 
 // A Parser turns one registry's payload into the pushes it describes. It returns an *Ignored error
@@ -53,6 +60,42 @@ var parsers = map[string]Parser{
 	"gitea":        parseGitea,
 }
 
+// Known reports whether source names a payload format.
+func Known(source string) bool { return parsers[source] != nil }
+
+// Parse turns a delivery in the named format into the pushes it describes. It returns an *Ignored
+// error for deliveries that are not pushes, and an error wrapping ErrPayload for bodies that
+// cannot be used (including JSON nested deeper than 64 levels).
+func Parse(source string, r *Request) ([]Parsed, error) {
+	p := parsers[source]
+	if p == nil {
+		return nil, fmt.Errorf("%w: unknown format %q", ErrPayload, source)
+	}
+	if tooDeep(r.Body) {
+		return nil, payloadErr("JSON nested deeper than %d levels", maxDepth)
+	}
+	return p(r)
+}
+
+// Signature is how a registry signs its deliveries: a hex HMAC of the body, keyed with the shared
+// secret, in the first of these headers present, after an optional prefix.
+type Signature struct {
+	Headers []string
+	Hash    func() hash.Hash
+	Prefix  string
+}
+
+// signatures lists the formats whose registries sign: for them a valid signature is required and a
+// token in the URL is not enough.
+var signatures = map[string]*Signature{
+	"ghcr":  {Headers: []string{"X-Hub-Signature-256"}, Hash: sha256.New, Prefix: "sha256="},
+	"gitea": {Headers: []string{"X-Gitea-Signature", "X-Forgejo-Signature"}, Hash: sha256.New},
+	"nexus": {Headers: []string{"X-Nexus-Webhook-Signature"}, Hash: sha1.New},
+}
+
+// SignatureOf returns how the format's registry signs, or nil when it does not.
+func SignatureOf(source string) *Signature { return signatures[source] }
+
 // Sources lists the payload formats understood, sorted.
 func Sources() []string {
 	out := make([]string, 0, len(parsers))
@@ -69,11 +112,11 @@ type Ignored struct{ Reason string }
 // Error returns the reason, marked as an ignored delivery.
 func (e *Ignored) Error() string { return "ignored: " + e.Reason }
 
-// errPayload marks a payload that cannot be used: answered 400.
-var errPayload = errors.New("bad payload")
+// ErrPayload marks a payload that cannot be used: answered 400.
+var ErrPayload = errors.New("bad payload")
 
 func payloadErr(format string, args ...any) error {
-	return fmt.Errorf("%w: %s", errPayload, fmt.Sprintf(format, args...))
+	return fmt.Errorf("%w: %s", ErrPayload, fmt.Sprintf(format, args...))
 }
 
 // makePush validates the image reference a parser built, and keeps the digest only when valid.
@@ -107,30 +150,12 @@ func truncate(s string, n int) string {
 }
 
 // withHost replaces the registry host of a repository path when the hook names one.
-func withHost(hook *config.Hook, host, repoPath string) string {
-	if hook != nil && hook.RegistryHost != "" {
-		host = hook.RegistryHost
+func withHost(registryHost, host, repoPath string) string {
+	if registryHost != "" {
+		host = registryHost
 	}
 	if host == "" {
 		return repoPath
 	}
 	return strings.TrimSuffix(host, "/") + "/" + strings.TrimPrefix(repoPath, "/")
-}
-
-// CheckHooks reports hooks whose source is not a known payload format.
-func CheckHooks(cfg *config.Config) error {
-	for _, h := range cfg.Hooks {
-		if h.Source != "" && h.Source != "auto" && parsers[h.Source] == nil {
-			return fmt.Errorf("hooks[%s].source: unknown %q (known: auto, %s)", h.ID, h.Source, strings.Join(Sources(), ", "))
-		}
-		if _, err := parsePolicy(h.Tags); err != nil {
-			return fmt.Errorf("hooks[%s].tags: %w", h.ID, err)
-		}
-		if h.Signature != nil {
-			if _, err := customSignature(h.Signature); err != nil {
-				return fmt.Errorf("hooks[%s].signature: %w", h.ID, err)
-			}
-		}
-	}
-	return nil
 }

@@ -1,4 +1,4 @@
-package listener
+package registry
 
 import (
 	"encoding/json"
@@ -32,7 +32,7 @@ func parseQuay(r *Request) ([]Parsed, error) {
 	}
 	var out []Parsed
 	for _, tag := range p.UpdatedTags {
-		push, err := makePush("quay", withHost(r.Hook, host, path)+":"+tag, "", "", timeZero)
+		push, err := makePush("quay", withHost(r.RegistryHost, host, path)+":"+tag, "", "", timeZero)
 		if err != nil {
 			return nil, err
 		}

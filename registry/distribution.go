@@ -1,4 +1,4 @@
-package listener
+package registry
 
 import (
 	"encoding/json"
@@ -41,10 +41,10 @@ func parseDistribution(r *Request) ([]Parsed, error) {
 		if ev.Action != "push" || ev.Target.Tag == "" || !strings.Contains(ev.Target.MediaType, "manifest") && !strings.Contains(ev.Target.MediaType, "image.index") {
 			continue
 		}
-		if ev.Request.Host == "" && (r.Hook == nil || r.Hook.RegistryHost == "") {
+		if ev.Request.Host == "" && (r.RegistryHost == "") {
 			return nil, payloadErr("distribution: request.host is missing (set the hook's registryHost)")
 		}
-		image := withHost(r.Hook, ev.Request.Host, ev.Target.Repository) + ":" + ev.Target.Tag
+		image := withHost(r.RegistryHost, ev.Request.Host, ev.Target.Repository) + ":" + ev.Target.Tag
 		if seen[image] {
 			continue
 		}

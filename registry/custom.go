@@ -1,4 +1,4 @@
-package listener
+package registry
 
 import (
 	"encoding/json"
@@ -41,7 +41,7 @@ func parseCustom(r *Request) ([]Parsed, error) {
 	if p.Repository.Namespace != "" {
 		repoPath = p.Repository.Namespace + "/" + repoPath
 	}
-	push, err := makePush("custom", withHost(r.Hook, host, repoPath)+":"+p.PushData.Tag, p.PushData.Digest, p.PushData.Pusher, timeZero)
+	push, err := makePush("custom", withHost(r.RegistryHost, host, repoPath)+":"+p.PushData.Tag, p.PushData.Digest, p.PushData.Pusher, timeZero)
 	if err != nil {
 		return nil, err
 	}

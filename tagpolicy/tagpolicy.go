@@ -1,4 +1,6 @@
-package listener
+// Package tagpolicy decides which pushed tags a hook acts on: semver:<constraint>, regex:<re> or
+// glob:<pattern>. Config validates a hook's policy with it; the listener applies it.
+package tagpolicy
 
 import (
 	"fmt"
@@ -9,10 +11,11 @@ import (
 	"github.com/Masterminds/semver/v3"
 )
 
-// policy decides which pushed tags a hook acts on: semver:<constraint>, regex:<re> or glob:<g>.
-type policy func(tag string) (bool, string)
+// Policy reports whether a tag is accepted, and why not.
+type Policy func(tag string) (bool, string)
 
-func parsePolicy(s string) (policy, error) {
+// Parse compiles a policy; "" accepts every tag.
+func Parse(s string) (Policy, error) {
 	if s == "" {
 		return func(string) (bool, string) { return true, "" }, nil
 	}

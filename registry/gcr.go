@@ -1,4 +1,4 @@
-package listener
+package registry
 
 import (
 	"encoding/base64"
@@ -53,9 +53,9 @@ func parseGCR(r *Request) ([]Parsed, error) {
 		digest = d
 	}
 	image := m.Tag
-	if r.Hook != nil && r.Hook.RegistryHost != "" {
+	if r.RegistryHost != "" {
 		_, rest, _ := strings.Cut(image, "/")
-		image = withHost(r.Hook, "", rest)
+		image = withHost(r.RegistryHost, "", rest)
 	}
 	push, err := makePush("gcr", image, digest, "", at)
 	if err != nil {
