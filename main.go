@@ -134,8 +134,7 @@ func serve(args []string, stderr io.Writer) error {
 		}
 	case *hooksDir != "":
 		// The drop-in for the old tool: its hooks.json directory and MAIL_* environment, nothing else.
-		y, _ := yaml.Marshal(map[string]string{"listen": ":9000", "hooksDir": *hooksDir, "dataDir": *dataDir})
-		if cfg, err = config.Parse(y, os.LookupEnv); err != nil {
+		if cfg, err = config.ForHooksDir(*hooksDir, *dataDir, os.LookupEnv); err != nil {
 			return err
 		}
 	default:

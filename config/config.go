@@ -8,22 +8,17 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/url"
 	"os"
-	"path"
 	"reflect"
 	"regexp"
 	"strings"
-	"text/template"
 	"time"
 	"unicode"
 
 	"gopkg.in/yaml.v3"
 
 	"github.com/imagehook/imagehook/manifests"
-	"github.com/imagehook/imagehook/registry"
-	"github.com/imagehook/imagehook/tagpolicy"
 )
 
 // Config is the whole configuration file.
@@ -111,6 +106,8 @@ type Repo struct {
 	// SigningKeyFile is an armored OpenPGP private key that signs every commit.
 	SigningKeyFile       string `yaml:"signingKeyFile"`
 	SigningKeyPassphrase string `yaml:"signingKeyPassphrase" secret:"true"`
+	// SigningKey is the content of SigningKeyFile, read at load.
+	SigningKey []byte `yaml:"-"`
 	// CommitTemplate is a Go text/template for the commit message (data: .Events, .Changes);
 	// imagehook's trailers are always appended.
 	CommitTemplate string `yaml:"commitTemplate"`
@@ -126,6 +123,9 @@ type RepoAuth struct {
 	KnownHostsFile        string `yaml:"knownHostsFile"`
 	InsecureIgnoreHostKey bool   `yaml:"insecureIgnoreHostKey"`
 	CAFile                string `yaml:"caFile"`
+	// SSHKey and CABundle are the contents of SSHKeyFile and CAFile, read at load.
+	SSHKey   []byte `yaml:"-"`
+	CABundle []byte `yaml:"-"`
 }
 
 // Author is the commit author.
@@ -289,17 +289,37 @@ func Parse(data []byte, lookup func(string) (string, bool)) (*Config, error) {
 	if err := yaml.Unmarshal(data, &root); err == nil {
 		c.root = &root
 	}
-	if err := expandEnv(reflect.ValueOf(&c).Elem(), lookup); err != nil {
+	if err := c.load(lookup); err != nil {
 		return nil, err
 	}
-	if err := c.readSecretFiles(); err != nil {
+	return &c, nil
+}
+
+// ForHooksDir is the configuration of the drop-in for the old tool: its hooks.json directory and
+// MAIL_* environment, nothing else. It goes through the same expansion, defaults and validation as
+// a file.
+func ForHooksDir(dir, dataDir string, lookup func(string) (string, bool)) (*Config, error) {
+	c := Config{Listen: ":9000", HooksDir: dir, DataDir: dataDir}
+	if err := c.load(lookup); err != nil {
 		return nil, err
+	}
+	return &c, nil
+}
+
+// load completes a decoded configuration: ${VAR} expansion, ...File secrets, the old tool's MAIL_*
+// environment and hooks directory, defaults, validation.
+func (c *Config) load(lookup func(string) (string, bool)) error {
+	if err := expandEnv(reflect.ValueOf(c).Elem(), lookup); err != nil {
+		return err
+	}
+	if err := c.readSecretFiles(); err != nil {
+		return err
 	}
 	if c.Mail == nil {
 		// A drop-in for the old tool: its MAIL_* environment configures mail.
 		m, err := MailFromEnv(lookup)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		c.Mail = m
 	}
@@ -310,15 +330,12 @@ func Parse(data []byte, lookup func(string) (string, bool)) (*Config, error) {
 		}
 		dirHooks, err := LoadHooksDir(c.HooksDir, c.Clusters[0].Name, c.LegacyMismatchStatus)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		c.Hooks = append(c.Hooks, dirHooks...)
 	}
 	c.applyDefaults()
-	if err := c.Validate(); err != nil {
-		return nil, err
-	}
-	return &c, nil
+	return c.Validate()
 }
 
 // ReloadHooks reads HooksDir again and returns the file's hooks with the directory's, validated
@@ -412,6 +429,14 @@ func (c *Config) readSecretFiles() error {
 		if err := readSecret(&r.Auth.Password, r.Auth.PasswordFile, fmt.Sprintf("repos[%s].auth.passwordFile", r.Name)); err != nil {
 			return err
 		}
+		for _, f := range []struct {
+			dst        *[]byte
+			path, name string
+		}{{&r.Auth.SSHKey, r.Auth.SSHKeyFile, "auth.sshKeyFile"}, {&r.Auth.CABundle, r.Auth.CAFile, "auth.caFile"}, {&r.SigningKey, r.SigningKeyFile, "signingKeyFile"}} {
+			if err := readFile(f.dst, f.path, fmt.Sprintf("repos[%s].%s", r.Name, f.name)); err != nil {
+				return err
+			}
+		}
 	}
 	for i := range c.Hooks {
 		h := &c.Hooks[i]
@@ -430,7 +455,28 @@ func (c *Config) readSecretFiles() error {
 		if err := readSecret(&c.Mail.Password, c.Mail.PasswordFile, "mail.passwordFile"); err != nil {
 			return err
 		}
+		if c.Mail.CAFile != "" {
+			var ca []byte
+			if err := readFile(&ca, c.Mail.CAFile, "mail.caFile"); err != nil {
+				return err
+			}
+			c.Mail.CAPEM = string(ca)
+		}
 	}
+	return nil
+}
+
+// readFile reads a file the configuration names (a key, a CA) at load, so that a wrong path is a
+// config error, not a failure at the first event.
+func readFile(dst *[]byte, path, field string) error {
+	if path == "" {
+		return nil
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("%s: %w", field, err)
+	}
+	*dst = data
 	return nil
 }
 
@@ -509,163 +555,6 @@ func (c *Config) applyDefaults() {
 			}
 		}
 	}
-}
-
-// Validate checks what can be checked without the network.
-func (c *Config) Validate() error {
-	var errs []error
-	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
-	if c.MaxBodyBytes < 0 {
-		bad("maxBodyBytes: must be positive")
-	}
-	if l := c.Limits; l.MaxEventsPerRequest < 0 || l.MaxFileBytes < 0 || l.MaxEventBytes < 0 || l.MaxEventNodes < 0 {
-		bad("limits: maxEventsPerRequest, maxFileBytes, maxEventBytes and maxEventNodes must be positive")
-	}
-	for _, f := range []struct{ key, val string }{{"token", c.Admin.Token}, {"password", c.Admin.Password}} {
-		if n := c.node("admin", f.key); n != nil && Blank(f.val) {
-			bad("admin.%s%s: empty after expansion; set a secret or remove the key", f.key, c.at(n))
-		}
-	}
-	if c.Admin.Password != "" && Blank(c.Admin.Username) {
-		bad("admin.username: required with admin.password")
-	}
-	repos := map[string]bool{}
-	for i, r := range c.Repos {
-		switch {
-		case r.Name == "":
-			bad("repos[%d].name: required", i)
-		case repos[r.Name]:
-			bad("repos[%s]: duplicate name", r.Name)
-		}
-		repos[r.Name] = true
-		if r.URL == "" {
-			bad("repos[%s].url: required", r.Name)
-		}
-		if r.CommitTemplate != "" {
-			if _, err := template.New("commit").Parse(r.CommitTemplate); err != nil {
-				bad("repos[%s].commitTemplate: %v", r.Name, err)
-			}
-		}
-	}
-	clusters := map[string]bool{}
-	for i, cl := range c.Clusters {
-		if cl.Name == "" {
-			bad("clusters[%d].name: required", i)
-		}
-		clusters[cl.Name] = true
-	}
-	if m := c.Mail; m != nil {
-		if m.Host == "" {
-			bad("mail.host: required")
-		}
-		if m.TLS != "implicit" && m.TLS != "starttls" && m.TLS != "none" {
-			bad("mail.tls: %q is not implicit, starttls or none", m.TLS)
-		}
-		if m.Language != "zh" && m.Language != "en" {
-			bad("mail.language: %q is not zh or en", m.Language)
-		}
-		if m.From == "" {
-			bad("mail.from: required")
-		}
-		for name, text := range map[string]string{"subjectTemplate": m.SubjectTemplate, "bodyTemplate": m.BodyTemplate} {
-			if _, err := template.New(name).Parse(text); err != nil {
-				bad("mail.%s: %v", name, err)
-			}
-		}
-	}
-	hooks := map[string]bool{}
-	for i, h := range c.Hooks {
-		where := fmt.Sprintf("hooks[%s]", h.ID)
-		switch {
-		case h.ID == "":
-			bad("hooks[%d].id: required", i)
-		case hooks[h.ID]:
-			bad("%s: duplicate id", where)
-		case strings.ContainsAny(h.ID, "/?#% "):
-			bad("%s.id: must not contain / ? # %% or spaces", where)
-		}
-		hooks[h.ID] = true
-		errs = append(errs, c.checkHookSecrets(i, h)...)
-		if h.MismatchStatus != 0 && (h.MismatchStatus < 400 || h.MismatchStatus > 599) {
-			bad("%s.mismatchStatus: %d is not a 4xx or 5xx status", where, h.MismatchStatus)
-		}
-		for _, cidr := range h.AllowedCIDRs {
-			if _, _, err := net.ParseCIDR(cidr); err != nil && net.ParseIP(cidr) == nil {
-				bad("%s.allowedCIDRs: %q is not an address or CIDR", where, cidr)
-			}
-		}
-		if h.Source != "" && h.Source != "auto" && !registry.Known(h.Source) {
-			bad("%s.source: unknown %q (known: auto, %s)", where, h.Source, strings.Join(registry.Sources(), ", "))
-		}
-		if _, err := tagpolicy.Parse(h.Tags); err != nil {
-			bad("%s.tags: %v", where, err)
-		}
-		if sig := h.Signature; sig != nil {
-			if sig.Header == "" {
-				bad("%s.signature.header: required", where)
-			}
-			if a := strings.ToLower(sig.Algorithm); a != "sha1" && a != "sha256" && a != "sha512" {
-				bad("%s.signature.algorithm: %q: want sha1, sha256 or sha512", where, sig.Algorithm)
-			}
-		}
-		if h.Pin != "" && h.Pin != "tag" && h.Pin != "digest" {
-			bad("%s.pin: %q is not tag or digest", where, h.Pin)
-		}
-		if len(h.Targets) == 0 {
-			bad("%s.targets: at least one target is required", where)
-		}
-		repo := ""
-		for j, t := range h.Targets {
-			tw := fmt.Sprintf("%s.targets[%d]", where, j)
-			if t.Repo == "" && t.Cluster == "" {
-				bad("%s: needs a repo, a cluster, or both", tw)
-			}
-			if t.Repo != "" && !repos[t.Repo] {
-				bad("%s.repo: no repository named %q", tw, t.Repo)
-			}
-			if t.Repo != "" && repo != "" && t.Repo != repo {
-				bad("%s.repo: a hook's targets must share one repository (%q and %q); use two hooks", tw, repo, t.Repo)
-			}
-			if t.Repo != "" {
-				repo = t.Repo
-			}
-			if t.Cluster != "" && !clusters[t.Cluster] {
-				bad("%s.cluster: no cluster named %q", tw, t.Cluster)
-			}
-			if t.Workload != "" {
-				kind, name, ok := strings.Cut(t.Workload, "/")
-				if !ok || kind == "" || name == "" || strings.Contains(name, "/") {
-					bad("%s.workload: %q is not kind/name", tw, t.Workload)
-				}
-			} else if t.Cluster != "" {
-				bad("%s.workload: required for direct apply", tw)
-			}
-			if (t.Values != nil || t.Marker != "") && t.Repo == "" {
-				bad("%s: values and marker targets need a repo", tw)
-			}
-			if t.Values != nil && t.Marker != "" {
-				bad("%s: set values or marker, not both", tw)
-			}
-			if v := t.Values; v != nil && (v.File == "" || v.Image == "" && (v.Repository == "" || v.Tag == "")) {
-				bad("%s.values: needs file, and image or repository and tag", tw)
-			}
-			if t.Path != "" {
-				p := path.Clean(t.Path)
-				if path.IsAbs(p) || p == ".." || strings.HasPrefix(p, "../") {
-					bad("%s.path: %q must be relative and stay inside the repository", tw, t.Path)
-				}
-			}
-		}
-		for _, on := range h.Mail.On {
-			if on != "success" && on != "failure" {
-				bad("%s.mail.on: %q is not success or failure", where, on)
-			}
-		}
-		if h.Mail.Language != "" && h.Mail.Language != "zh" && h.Mail.Language != "en" {
-			bad("%s.mail.language: %q is not zh or en", where, h.Mail.Language)
-		}
-	}
-	return errors.Join(errs...)
 }
 
 // Redacted returns a copy with every secret replaced, for check-config and logs.
@@ -757,42 +646,6 @@ func collectSecrets(v reflect.Value, out *[]string) {
 			collectSecrets(v.Elem(), out)
 		}
 	}
-}
-
-// checkHookSecrets refuses a hook without a usable secret: every token, tokens entry and signature
-// secret that is given must be non-blank after ${ENV} and file expansion (an unset rotation
-// variable must not open the hook to anyone), and at least one must be given.
-func (c *Config) checkHookSecrets(i int, h Hook) []error {
-	where := fmt.Sprintf("hooks[%s]", h.ID)
-	var errs []error
-	blank := func(field string, n *yaml.Node) {
-		errs = append(errs, fmt.Errorf("%s.%s%s: empty after expansion; a blank secret would let anyone in", where, field, c.at(n)))
-	}
-	own := i < len(c.ownHooks)
-	if own {
-		if n := c.node("hooks", i, "token"); n != nil && Blank(h.Token) {
-			blank("token", n)
-		}
-		if n := c.node("hooks", i, "tokenFile"); n != nil && Blank(h.Token) {
-			blank("tokenFile", n)
-		}
-	}
-	for j, t := range h.Tokens {
-		if Blank(t) {
-			blank(fmt.Sprintf("tokens[%d]", j), c.node("hooks", i, "tokens", j))
-		}
-	}
-	if s := h.Signature; s != nil && own && c.node("hooks", i, "signature", "secret") != nil && Blank(s.Secret) {
-		blank("signature.secret", c.node("hooks", i, "signature", "secret"))
-	}
-	hasToken := !Blank(h.Token)
-	for _, t := range h.Tokens {
-		hasToken = hasToken || !Blank(t)
-	}
-	if !hasToken && (h.Signature == nil || Blank(h.Signature.Secret)) && len(errs) == 0 {
-		errs = append(errs, fmt.Errorf("%s.token: required (a shared secret the registry sends)", where))
-	}
-	return errs
 }
 
 // node returns the value node at a path of mapping keys (string) and sequence indexes (int) in

@@ -93,17 +93,12 @@ func OpenRepo(cfg *config.Config, name string, log *slog.Logger) (*gitops.Repo, 
 }
 
 func openRepo(cfg *config.Config, rc config.Repo, log *slog.Logger) (*gitops.Repo, error) {
-	auth, err := repoAuth(rc, log)
-	if err != nil {
-		return nil, err
-	}
+	auth := gitops.Auth{Username: rc.Auth.Username, Password: rc.Auth.Password, SSHKey: rc.Auth.SSHKey, SSHKeyPassphrase: rc.Auth.SSHKeyPassphrase,
+		KnownHostsFile: rc.Auth.KnownHostsFile, InsecureIgnoreHostKey: rc.Auth.InsecureIgnoreHostKey, CABundle: rc.Auth.CABundle, Log: log}
 	var signer *gitops.Signer
-	if rc.SigningKeyFile != "" {
-		key, err := os.ReadFile(rc.SigningKeyFile)
-		if err != nil {
-			return nil, fmt.Errorf("repos[%s].signingKeyFile: %w", rc.Name, err)
-		}
-		if signer, err = gitops.NewSigner(key, rc.SigningKeyPassphrase); err != nil {
+	if len(rc.SigningKey) > 0 {
+		var err error
+		if signer, err = gitops.NewSigner(rc.SigningKey, rc.SigningKeyPassphrase); err != nil {
 			return nil, fmt.Errorf("repos[%s]: %w", rc.Name, err)
 		}
 	}
@@ -161,23 +156,6 @@ func (s *Service) build() error {
 	return nil
 }
 
-func repoAuth(rc config.Repo, log *slog.Logger) (gitops.Auth, error) {
-	a := gitops.Auth{Username: rc.Auth.Username, Password: rc.Auth.Password, SSHKeyPassphrase: rc.Auth.SSHKeyPassphrase,
-		KnownHostsFile: rc.Auth.KnownHostsFile, InsecureIgnoreHostKey: rc.Auth.InsecureIgnoreHostKey, Log: log}
-	var err error
-	if rc.Auth.SSHKeyFile != "" {
-		if a.SSHKey, err = os.ReadFile(rc.Auth.SSHKeyFile); err != nil {
-			return a, fmt.Errorf("repos[%s].auth.sshKeyFile: %w", rc.Name, err)
-		}
-	}
-	if rc.Auth.CAFile != "" {
-		if a.CABundle, err = os.ReadFile(rc.Auth.CAFile); err != nil {
-			return a, fmt.Errorf("repos[%s].auth.caFile: %w", rc.Name, err)
-		}
-	}
-	return a, nil
-}
-
 // NewNotifier returns the mail notifier for cfg.Mail, or the log notifier when mail is not set up
 // (and always in the quickstart).
 func NewNotifier(cfg *config.Config, log *slog.Logger) (notify.Notifier, error) {
@@ -190,12 +168,6 @@ func NewNotifier(cfg *config.Config, log *slog.Logger) (notify.Notifier, error) 
 // NewMailer builds the SMTP notifier from the mail config.
 func NewMailer(m *config.Mail, log *slog.Logger) (*mail.Notifier, error) {
 	ca := []byte(m.CAPEM)
-	if m.CAFile != "" {
-		var err error
-		if ca, err = os.ReadFile(m.CAFile); err != nil {
-			return nil, fmt.Errorf("mail.caFile: %w", err)
-		}
-	}
 	return mail.New(mail.Config{Host: m.Host, Port: m.Port, TLS: m.TLS, Username: m.Username, Password: m.Password,
 		From: m.From, To: m.To, Language: m.Language, CAPEM: ca, InsecureSkipVerify: m.InsecureSkipVerify,
 		Timeout: time.Duration(m.Timeout), Deadline: time.Duration(m.Deadline), SubjectTemplate: m.SubjectTemplate, BodyTemplate: m.BodyTemplate}, log)

@@ -1,0 +1,242 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"path"
+	"strings"
+	"text/template"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/imagehook/imagehook/registry"
+	"github.com/imagehook/imagehook/tagpolicy"
+)
+
+// problems collects validation errors.
+type problems []error
+
+func (p *problems) add(format string, args ...any) { *p = append(*p, fmt.Errorf(format, args...)) }
+
+// Validate checks what can be checked without the network: every error, not the first.
+func (c *Config) Validate() error {
+	var errs problems
+	if c.MaxBodyBytes < 0 {
+		errs.add("maxBodyBytes: must be positive")
+	}
+	if l := c.Limits; l.MaxEventsPerRequest < 0 || l.MaxFileBytes < 0 || l.MaxEventBytes < 0 || l.MaxEventNodes < 0 {
+		errs.add("limits: maxEventsPerRequest, maxFileBytes, maxEventBytes and maxEventNodes must be positive")
+	}
+	c.validateAdmin(&errs)
+	repos := c.validateRepos(&errs)
+	clusters := map[string]bool{}
+	for i, cl := range c.Clusters {
+		if cl.Name == "" {
+			errs.add("clusters[%d].name: required", i)
+		}
+		clusters[cl.Name] = true
+	}
+	c.Mail.validate(&errs)
+	ids := map[string]bool{}
+	for i, h := range c.Hooks {
+		where := fmt.Sprintf("hooks[%s]", h.ID)
+		switch {
+		case h.ID == "":
+			errs.add("hooks[%d].id: required", i)
+		case ids[h.ID]:
+			errs.add("%s: duplicate id", where)
+		case strings.ContainsAny(h.ID, "/?#% "):
+			errs.add("%s.id: must not contain / ? # %% or spaces", where)
+		}
+		ids[h.ID] = true
+		errs = append(errs, c.checkHookSecrets(i, h)...)
+		h.validate(&errs, where)
+		h.validateTargets(&errs, where, repos, clusters)
+	}
+	return errors.Join(errs...)
+}
+
+func (c *Config) validateAdmin(errs *problems) {
+	for _, f := range []struct{ key, val string }{{"token", c.Admin.Token}, {"password", c.Admin.Password}} {
+		if n := c.node("admin", f.key); n != nil && Blank(f.val) {
+			errs.add("admin.%s%s: empty after expansion; set a secret or remove the key", f.key, c.at(n))
+		}
+	}
+	if c.Admin.Password != "" && Blank(c.Admin.Username) {
+		errs.add("admin.username: required with admin.password")
+	}
+}
+
+// validateRepos checks the repositories and returns their names.
+func (c *Config) validateRepos(errs *problems) map[string]bool {
+	repos := map[string]bool{}
+	for i, r := range c.Repos {
+		switch {
+		case r.Name == "":
+			errs.add("repos[%d].name: required", i)
+		case repos[r.Name]:
+			errs.add("repos[%s]: duplicate name", r.Name)
+		}
+		repos[r.Name] = true
+		if r.URL == "" {
+			errs.add("repos[%s].url: required", r.Name)
+		}
+		if r.CommitTemplate != "" {
+			if _, err := template.New("commit").Parse(r.CommitTemplate); err != nil {
+				errs.add("repos[%s].commitTemplate: %v", r.Name, err)
+			}
+		}
+	}
+	return repos
+}
+
+func (m *Mail) validate(errs *problems) {
+	if m == nil {
+		return
+	}
+	if m.Host == "" {
+		errs.add("mail.host: required")
+	}
+	if m.TLS != "implicit" && m.TLS != "starttls" && m.TLS != "none" {
+		errs.add("mail.tls: %q is not implicit, starttls or none", m.TLS)
+	}
+	if m.Language != "zh" && m.Language != "en" {
+		errs.add("mail.language: %q is not zh or en", m.Language)
+	}
+	if m.From == "" {
+		errs.add("mail.from: required")
+	}
+	for name, text := range map[string]string{"subjectTemplate": m.SubjectTemplate, "bodyTemplate": m.BodyTemplate} {
+		if _, err := template.New(name).Parse(text); err != nil {
+			errs.add("mail.%s: %v", name, err)
+		}
+	}
+}
+
+// validate checks a hook's own settings: format, policy, signature rule, addresses, mail routing.
+func (h Hook) validate(errs *problems, where string) {
+	if h.MismatchStatus != 0 && (h.MismatchStatus < 400 || h.MismatchStatus > 599) {
+		errs.add("%s.mismatchStatus: %d is not a 4xx or 5xx status", where, h.MismatchStatus)
+	}
+	for _, cidr := range h.AllowedCIDRs {
+		if _, _, err := net.ParseCIDR(cidr); err != nil && net.ParseIP(cidr) == nil {
+			errs.add("%s.allowedCIDRs: %q is not an address or CIDR", where, cidr)
+		}
+	}
+	if h.Source != "" && h.Source != "auto" && !registry.Known(h.Source) {
+		errs.add("%s.source: unknown %q (known: auto, %s)", where, h.Source, strings.Join(registry.Sources(), ", "))
+	}
+	if _, err := tagpolicy.Parse(h.Tags); err != nil {
+		errs.add("%s.tags: %v", where, err)
+	}
+	if sig := h.Signature; sig != nil {
+		if sig.Header == "" {
+			errs.add("%s.signature.header: required", where)
+		}
+		if a := strings.ToLower(sig.Algorithm); a != "sha1" && a != "sha256" && a != "sha512" {
+			errs.add("%s.signature.algorithm: %q: want sha1, sha256 or sha512", where, sig.Algorithm)
+		}
+	}
+	if h.Pin != "" && h.Pin != "tag" && h.Pin != "digest" {
+		errs.add("%s.pin: %q is not tag or digest", where, h.Pin)
+	}
+	for _, on := range h.Mail.On {
+		if on != "success" && on != "failure" {
+			errs.add("%s.mail.on: %q is not success or failure", where, on)
+		}
+	}
+	if h.Mail.Language != "" && h.Mail.Language != "zh" && h.Mail.Language != "en" {
+		errs.add("%s.mail.language: %q is not zh or en", where, h.Mail.Language)
+	}
+}
+
+// validateTargets checks a hook's targets against the repositories and clusters configured.
+func (h Hook) validateTargets(errs *problems, where string, repos, clusters map[string]bool) {
+	if len(h.Targets) == 0 {
+		errs.add("%s.targets: at least one target is required", where)
+	}
+	repo := ""
+	for j, t := range h.Targets {
+		tw := fmt.Sprintf("%s.targets[%d]", where, j)
+		if t.Repo == "" && t.Cluster == "" {
+			errs.add("%s: needs a repo, a cluster, or both", tw)
+		}
+		if t.Repo != "" && !repos[t.Repo] {
+			errs.add("%s.repo: no repository named %q", tw, t.Repo)
+		}
+		if t.Repo != "" && repo != "" && t.Repo != repo {
+			errs.add("%s.repo: a hook's targets must share one repository (%q and %q); use two hooks", tw, repo, t.Repo)
+		}
+		if t.Repo != "" {
+			repo = t.Repo
+		}
+		if t.Cluster != "" && !clusters[t.Cluster] {
+			errs.add("%s.cluster: no cluster named %q", tw, t.Cluster)
+		}
+		t.validate(errs, tw)
+	}
+}
+
+// validate checks one target's shape.
+func (t Target) validate(errs *problems, tw string) {
+	if t.Workload != "" {
+		kind, name, ok := strings.Cut(t.Workload, "/")
+		if !ok || kind == "" || name == "" || strings.Contains(name, "/") {
+			errs.add("%s.workload: %q is not kind/name", tw, t.Workload)
+		}
+	} else if t.Cluster != "" {
+		errs.add("%s.workload: required for direct apply", tw)
+	}
+	if (t.Values != nil || t.Marker != "") && t.Repo == "" {
+		errs.add("%s: values and marker targets need a repo", tw)
+	}
+	if t.Values != nil && t.Marker != "" {
+		errs.add("%s: set values or marker, not both", tw)
+	}
+	if v := t.Values; v != nil && (v.File == "" || v.Image == "" && (v.Repository == "" || v.Tag == "")) {
+		errs.add("%s.values: needs file, and image or repository and tag", tw)
+	}
+	if t.Path != "" {
+		p := path.Clean(t.Path)
+		if path.IsAbs(p) || p == ".." || strings.HasPrefix(p, "../") {
+			errs.add("%s.path: %q must be relative and stay inside the repository", tw, t.Path)
+		}
+	}
+}
+
+// checkHookSecrets refuses a hook without a usable secret: every token, tokens entry and signature
+// secret that is given must be non-blank after ${ENV} and file expansion (an unset rotation
+// variable must not open the hook to anyone), and at least one must be given.
+func (c *Config) checkHookSecrets(i int, h Hook) []error {
+	where := fmt.Sprintf("hooks[%s]", h.ID)
+	var errs []error
+	blank := func(field string, n *yaml.Node) {
+		errs = append(errs, fmt.Errorf("%s.%s%s: empty after expansion; a blank secret would let anyone in", where, field, c.at(n)))
+	}
+	own := i < len(c.ownHooks)
+	if own {
+		if n := c.node("hooks", i, "token"); n != nil && Blank(h.Token) {
+			blank("token", n)
+		}
+		if n := c.node("hooks", i, "tokenFile"); n != nil && Blank(h.Token) {
+			blank("tokenFile", n)
+		}
+	}
+	for j, t := range h.Tokens {
+		if Blank(t) {
+			blank(fmt.Sprintf("tokens[%d]", j), c.node("hooks", i, "tokens", j))
+		}
+	}
+	if s := h.Signature; s != nil && own && c.node("hooks", i, "signature", "secret") != nil && Blank(s.Secret) {
+		blank("signature.secret", c.node("hooks", i, "signature", "secret"))
+	}
+	hasToken := !Blank(h.Token)
+	for _, t := range h.Tokens {
+		hasToken = hasToken || !Blank(t)
+	}
+	if !hasToken && (h.Signature == nil || Blank(h.Signature.Secret)) && len(errs) == 0 {
+		errs = append(errs, fmt.Errorf("%s.token: required (a shared secret the registry sends)", where))
+	}
+	return errs
+}
