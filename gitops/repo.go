@@ -5,12 +5,10 @@ package gitops
 
 import (
 	"context"
-	"crypto/rand"
 	"errors"
 	"fmt"
 	"io/fs"
 	"log/slog"
-	"math/big"
 	"net/url"
 	"os"
 	"strings"
@@ -25,6 +23,8 @@ import (
 	"github.com/go-git/go-git/v5/plumbing/transport"
 	"github.com/go-git/go-git/v5/plumbing/transport/client"
 	"github.com/go-git/go-git/v5/plumbing/transport/server"
+
+	"github.com/imagehook/imagehook/retry"
 )
 
 // Errors callers branch on.
@@ -184,23 +184,25 @@ type EditFunc func(fsys fs.FS) (files map[string][]byte, message string, err err
 func (r *Repo) Apply(ctx context.Context, edit EditFunc) (Commit, error) {
 	// The first retry is immediate: the fetch it starts with already brings the new tip. Later ones
 	// back off, with jitter, so that two busy writers stop colliding.
-	backoff := time.Duration(0)
-	var lastErr error
-	for attempt := 1; attempt <= r.cfg.MaxAttempts; attempt++ {
-		c, err := r.applyOnce(ctx, edit)
+	var c Commit
+	err := retry.Do(ctx, r.cfg.MaxAttempts, conflictBackoff, func(attempt int) (bool, error) {
+		var err error
+		c, err = r.applyOnce(ctx, edit)
 		c.Attempts = attempt
-		if err == nil || !errors.Is(err, ErrConflict) {
-			return c, err
+		if errors.Is(err, ErrConflict) {
+			r.log.Info("push conflict, retrying on the new tip", "attempt", attempt, "err", err)
+			return true, err
 		}
-		lastErr = err
-		r.log.Info("push conflict, retrying on the new tip", "attempt", attempt, "err", err)
-		if err := sleep(ctx, jitter(backoff)); err != nil {
-			return c, err
-		}
-		backoff = min(max(backoff*2, 100*time.Millisecond), 30*time.Second)
+		return false, err
+	})
+	if errors.Is(err, ErrConflict) {
+		return Commit{Attempts: c.Attempts}, fmt.Errorf("gave up after %d attempts: %w", c.Attempts, err)
 	}
-	return Commit{Attempts: r.cfg.MaxAttempts}, fmt.Errorf("gave up after %d attempts: %w", r.cfg.MaxAttempts, lastErr)
+	return c, err
 }
+
+// conflictBackoff spaces the retries of a push that lost a race.
+var conflictBackoff = retry.Backoff{Min: 100 * time.Millisecond, Max: 30 * time.Second, Jitter: true}
 
 func (r *Repo) applyOnce(ctx context.Context, edit EditFunc) (Commit, error) {
 	ctx, cancel := context.WithTimeout(ctx, r.cfg.Timeout)
@@ -314,28 +316,6 @@ func RedactURL(u string) string {
 		return u
 	}
 	return p.Redacted()
-}
-
-func jitter(d time.Duration) time.Duration {
-	if d <= 0 {
-		return 0
-	}
-	n, err := rand.Int(rand.Reader, big.NewInt(int64(d)))
-	if err != nil {
-		return d
-	}
-	return d/2 + time.Duration(n.Int64())/2
-}
-
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }
 
 // Seed creates a bare repository at dir whose branch holds one commit with the files of fsys. The

@@ -24,6 +24,7 @@ import (
 	"github.com/imagehook/imagehook/manifests"
 	"github.com/imagehook/imagehook/notify"
 	"github.com/imagehook/imagehook/redact"
+	"github.com/imagehook/imagehook/retry"
 )
 
 // Repo is what the updater needs of a manifests repository.
@@ -479,17 +480,10 @@ func (u *Updater) requeue(stop context.Context, log *slog.Logger, key string, ba
 	if len(again) == 0 {
 		return
 	}
-	delay := u.opts.RetryBase << (again[0].Attempts - 1)
-	if delay > u.opts.RetryMax || delay <= 0 {
-		delay = u.opts.RetryMax
-	}
+	delay := retry.Backoff{First: u.opts.RetryBase, Min: u.opts.RetryBase, Max: u.opts.RetryMax}.Delay(again[0].Attempts)
 	log.Warn("git step failed, will retry", "events", eventIDs(again), "in", delay)
-	t := time.NewTimer(delay)
-	defer t.Stop()
-	select {
-	case <-stop.Done():
+	if retry.Sleep(stop, delay) != nil {
 		return // still queued in the journal: the next start resumes them
-	case <-t.C:
 	}
 	u.mu.Lock()
 	q := u.queues[key]

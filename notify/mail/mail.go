@@ -33,6 +33,7 @@ import (
 
 	"github.com/imagehook/imagehook/event"
 	"github.com/imagehook/imagehook/notify"
+	"github.com/imagehook/imagehook/retry"
 )
 
 //go:embed templates/*.tmpl
@@ -312,26 +313,17 @@ func (n *Notifier) send(ctx context.Context, to []string, subject, body, html st
 }
 
 func (n *Notifier) sendRetrying(ctx context.Context, to []string, msg []byte) error {
-	var err error
-	delay := n.cfg.RetryBase
-	for attempt := 1; ; attempt++ {
-		err = n.deliver(ctx, to, msg)
-		if err == nil || !transient(err) || attempt >= n.cfg.Retries {
-			if err != nil {
-				return fmt.Errorf("mail to %s: %w", strings.Join(to, ","), err)
-			}
-			return nil
+	err := retry.Do(ctx, n.cfg.Retries, retry.Backoff{First: n.cfg.RetryBase, Max: time.Minute}, func(attempt int) (bool, error) {
+		err := n.deliver(ctx, to, msg)
+		if err != nil && transient(err) && attempt < n.cfg.Retries {
+			n.log.Warn("mail delivery failed, retrying", "attempt", attempt, "err", err)
 		}
-		n.log.Warn("mail delivery failed, retrying", "attempt", attempt, "err", err)
-		t := time.NewTimer(delay)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return ctx.Err()
-		case <-t.C:
-		}
-		delay *= 2
+		return transient(err), err
+	})
+	if err != nil && ctx.Err() == nil {
+		return fmt.Errorf("mail to %s: %w", strings.Join(to, ","), err)
 	}
+	return err
 }
 
 // transient reports whether a delivery error may go away: a 4xx reply or a network failure.
