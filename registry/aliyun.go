@@ -65,6 +65,6 @@ func parseAliyun(r *Request) ([]Parsed, error) {
 	if err != nil {
 		return nil, err
 	}
-	push.Push.ExplicitHost = r.Query.Get("net_type") != "" || r.RegistryHost != ""
+	push.Push.ExplicitHost = r.Query.Get("net_type") != "" // the listener sets it for a hook's registryHost
 	return []Parsed{push}, nil
 }
