@@ -61,14 +61,15 @@ func (b *Budget) read(fsys fs.FS, name string) ([]byte, error) {
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}
 	defer f.Close()
-	if st, err := f.Stat(); err == nil && st.Size() > limit {
-		return nil, fmt.Errorf("%w %s: %s over the %s limit", ErrSkipped, name, size(st.Size()), size(limit))
-	}
 	data, err := io.ReadAll(io.LimitReader(f, limit+1))
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}
 	if int64(len(data)) > limit {
+		// Only a file over the limit pays for a Stat, to say how big it is.
+		if st, err := f.Stat(); err == nil {
+			return nil, fmt.Errorf("%w %s: %s over the %s limit", ErrSkipped, name, size(st.Size()), size(limit))
+		}
 		return nil, fmt.Errorf("%w %s: over the %s limit", ErrSkipped, name, size(limit))
 	}
 	return data, nil
