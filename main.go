@@ -20,7 +20,7 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"gopkg.in/yaml.v3"
+	"go.yaml.in/yaml/v3"
 
 	"github.com/imagehook/imagehook/audit"
 	"github.com/imagehook/imagehook/config"

@@ -6,7 +6,7 @@ import (
 	"io"
 	"io/fs"
 
-	"gopkg.in/yaml.v3"
+	"go.yaml.in/yaml/v3"
 )
 
 // Defaults of Budget: a manifest bigger than a megabyte is not hand-written Kubernetes YAML, and one

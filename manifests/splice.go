@@ -8,7 +8,7 @@ import (
 	"sort"
 	"unicode/utf8"
 
-	"gopkg.in/yaml.v3"
+	"go.yaml.in/yaml/v3"
 )
 
 // edit replaces the scalar node's value.
