@@ -29,6 +29,7 @@ import (
 	"github.com/imagehook/imagehook/manifests"
 	"github.com/imagehook/imagehook/redact"
 	"github.com/imagehook/imagehook/service"
+	"github.com/imagehook/imagehook/workload"
 )
 
 // version is set by the build (-ldflags "-X main.version=…").
@@ -180,7 +181,7 @@ func checkConfig(args []string, stdout io.Writer) error {
 
 func setImage(args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("set-image", flag.ContinueOnError)
-	workload := fs.String("workload", "", "kind/name of the workload (default: every reference to IMAGE's repository)")
+	workloadArg := fs.String("workload", "", "kind/name of the workload (default: every reference to IMAGE's repository)")
 	namespace := fs.String("namespace", "", "namespace of the workload")
 	container := fs.String("container", "", "container name")
 	pin := fs.String("pin", "", "tag or digest (default: keep digests where the manifest has one)")
@@ -197,12 +198,12 @@ func setImage(args []string, stdout io.Writer) error {
 		return err
 	}
 	var target manifests.Target
-	if *workload != "" {
-		kind, name, err := manifests.ParseWorkload(*workload)
+	if *workloadArg != "" {
+		ref, err := workload.Parse(*workloadArg)
 		if err != nil {
 			return err
 		}
-		target = manifests.Target{Kind: kind, Name: name}
+		target = manifests.Target{Kind: ref.Kind.Name, Name: ref.Name}
 	}
 	target.Namespace, target.Container = *namespace, *container
 	// Compute every path's rewrite before writing any, so that an error leaves all files untouched.

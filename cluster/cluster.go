@@ -27,6 +27,7 @@ import (
 	"github.com/imagehook/imagehook/event"
 	"github.com/imagehook/imagehook/imageref"
 	"github.com/imagehook/imagehook/manifests"
+	"github.com/imagehook/imagehook/workload"
 )
 
 // RestartAnnotation is set on the pod template to restart pods when the image string is unchanged,
@@ -42,7 +43,8 @@ var (
 	ErrRollout   = errors.New("rollout failed")
 )
 
-var rolloutGVR = schema.GroupVersionResource{Group: "argoproj.io", Version: "v1alpha1", Resource: "rollouts"}
+// rolloutGVR serves Argo Rollouts, from the table of kinds.
+var rolloutGVR = func() schema.GroupVersionResource { _, gvr, _ := kindOf("rollout"); return gvr }()
 
 // RESTConfig loads a kubeconfig file (and context), or the in-cluster service account when path is "".
 func RESTConfig(path, context string) (*rest.Config, error) {
@@ -152,25 +154,21 @@ func (c *Cluster) SetImage(ctx context.Context, req Request) (Result, error) {
 	return res, nil
 }
 
-// resources maps a workload kind to its API resource and the path of its pod spec.
-var resources = map[string]struct {
-	gvr  schema.GroupVersionResource
-	spec []string
-}{
-	"deployment":  {schema.GroupVersionResource{Group: "apps", Version: "v1", Resource: "deployments"}, []string{"spec", "template", "spec"}},
-	"statefulset": {schema.GroupVersionResource{Group: "apps", Version: "v1", Resource: "statefulsets"}, []string{"spec", "template", "spec"}},
-	"daemonset":   {schema.GroupVersionResource{Group: "apps", Version: "v1", Resource: "daemonsets"}, []string{"spec", "template", "spec"}},
-	"replicaset":  {schema.GroupVersionResource{Group: "apps", Version: "v1", Resource: "replicasets"}, []string{"spec", "template", "spec"}},
-	"cronjob":     {schema.GroupVersionResource{Group: "batch", Version: "v1", Resource: "cronjobs"}, []string{"spec", "jobTemplate", "spec", "template", "spec"}},
-	"rollout":     {rolloutGVR, []string{"spec", "template", "spec"}},
+// kindOf returns the table entry of a kind direct apply patches (package workload).
+func kindOf(kind string) (workload.Kind, schema.GroupVersionResource, error) {
+	k, ok := workload.Lookup(kind)
+	if !ok || !k.Apply {
+		return k, schema.GroupVersionResource{}, fmt.Errorf("kind %q: direct apply supports %s", kind, workload.Names(true))
+	}
+	return k, schema.GroupVersionResource{Group: k.Group, Version: k.Version, Resource: k.Resource}, nil
 }
 
 func (c *Cluster) get(ctx context.Context, kind, ns, name string) (*unstructured.Unstructured, error) {
-	r, ok := resources[kind]
-	if !ok {
-		return nil, fmt.Errorf("kind %q: direct apply supports Deployment, StatefulSet, DaemonSet, ReplicaSet, CronJob and Rollout", kind)
+	_, gvr, err := kindOf(kind)
+	if err != nil {
+		return nil, err
 	}
-	return c.dyn.Resource(r.gvr).Namespace(ns).Get(ctx, name, metav1.GetOptions{})
+	return c.dyn.Resource(gvr).Namespace(ns).Get(ctx, name, metav1.GetOptions{})
 }
 
 // podSpec reads the workload's pod spec.
@@ -179,7 +177,8 @@ func (c *Cluster) podSpec(ctx context.Context, kind, ns, name string) (*corev1.P
 	if err != nil {
 		return nil, err
 	}
-	raw, found, err := unstructured.NestedMap(u.Object, resources[kind].spec...)
+	k, _, _ := kindOf(kind)
+	raw, found, err := unstructured.NestedMap(u.Object, k.PodSpec...)
 	if err != nil || !found {
 		return nil, fmt.Errorf("%s/%s: no pod spec", kind, name)
 	}
@@ -209,7 +208,11 @@ func findContainer(spec *corev1.PodSpec, name string) (list string, index int, i
 // Argo Rollouts are a custom resource without strategic-merge support: they get a JSON patch at the
 // container's index, guarded by a test of its name.
 func (c *Cluster) patch(ctx context.Context, kind string, req Request, list string, index int, image string, annotations map[string]string) error {
-	if kind == "rollout" {
+	k, gvr, err := kindOf(kind)
+	if err != nil {
+		return err
+	}
+	if k.JSONPatch {
 		base := fmt.Sprintf("/spec/template/spec/%s/%d", list, index)
 		ops := []map[string]any{
 			{"op": "test", "path": base + "/name", "value": req.Container},
@@ -223,7 +226,7 @@ func (c *Cluster) patch(ctx context.Context, kind string, req Request, list stri
 			ops = append(ops, op)
 		}
 		data, _ := json.Marshal(ops)
-		_, err := c.dyn.Resource(rolloutGVR).Namespace(req.Namespace).Patch(ctx, req.Name, types.JSONPatchType, data, metav1.PatchOptions{FieldManager: "imagehook"})
+		_, err := c.dyn.Resource(gvr).Namespace(req.Namespace).Patch(ctx, req.Name, types.JSONPatchType, data, metav1.PatchOptions{FieldManager: "imagehook"})
 		return err
 	}
 	template := map[string]any{"spec": map[string]any{list: []map[string]any{{"name": req.Container, "image": image}}}}
@@ -238,7 +241,7 @@ func (c *Cluster) patch(ctx context.Context, kind string, req Request, list stri
 	}
 	data, _ := json.Marshal(body)
 	// The API server merges a strategic-merge patch of a built-in kind whatever client sends it.
-	_, err := c.dyn.Resource(resources[kind].gvr).Namespace(req.Namespace).Patch(ctx, req.Name, types.StrategicMergePatchType, data,
+	_, err = c.dyn.Resource(gvr).Namespace(req.Namespace).Patch(ctx, req.Name, types.StrategicMergePatchType, data,
 		metav1.PatchOptions{FieldManager: "imagehook"})
 	return err
 }
@@ -350,10 +353,11 @@ func (a *Applier) Apply(ctx context.Context, t event.Target, ev *event.Event) (e
 	if !ok {
 		return st, fmt.Errorf("no cluster named %q is configured", t.Cluster)
 	}
-	kind, name, err := manifests.ParseWorkload(t.Workload)
+	ref, err := workload.Parse(t.Workload)
 	if err != nil {
 		return st, err
 	}
+	kind, name := strings.ToLower(ref.Kind.Name), ref.Name
 	pushed, err := imageref.Parse(ev.Push.Ref())
 	if err != nil {
 		return st, err

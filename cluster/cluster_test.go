@@ -112,6 +112,10 @@ func create(t *testing.T, kind, ns string) {
 		_, err = kube.AppsV1().DaemonSets(ns).Create(ctx, &appsv1.DaemonSet{ObjectMeta: meta, Spec: appsv1.DaemonSetSpec{Selector: sel, Template: podTemplate()}}, metav1.CreateOptions{})
 	case "replicaset":
 		_, err = kube.AppsV1().ReplicaSets(ns).Create(ctx, &appsv1.ReplicaSet{ObjectMeta: meta, Spec: appsv1.ReplicaSetSpec{Selector: sel, Template: podTemplate()}}, metav1.CreateOptions{})
+	case "replicationcontroller":
+		tmpl := podTemplate()
+		_, err = kube.CoreV1().ReplicationControllers(ns).Create(ctx, &corev1.ReplicationController{ObjectMeta: meta,
+			Spec: corev1.ReplicationControllerSpec{Selector: map[string]string{"app": "web"}, Template: &tmpl}}, metav1.CreateOptions{})
 	case "cronjob":
 		tmpl := podTemplate()
 		tmpl.Spec.RestartPolicy = corev1.RestartPolicyOnFailure
@@ -144,6 +148,10 @@ func readTemplate(t *testing.T, kind, ns string) corev1.PodTemplateSpec {
 		o, err := kube.AppsV1().ReplicaSets(ns).Get(ctx, "web", get)
 		must(t, err)
 		return o.Spec.Template
+	case "replicationcontroller":
+		o, err := kube.CoreV1().ReplicationControllers(ns).Get(ctx, "web", get)
+		must(t, err)
+		return *o.Spec.Template
 	case "cronjob":
 		o, err := kube.BatchV1().CronJobs(ns).Get(ctx, "web", get)
 		must(t, err)
@@ -164,7 +172,7 @@ func must(t *testing.T, err error) {
 // nothing else in the pod template changed.
 func TestEveryKind(t *testing.T) {
 	c := newCluster(t, admin)
-	for _, kind := range []string{"deployment", "statefulset", "daemonset", "replicaset", "cronjob"} {
+	for _, kind := range []string{"deployment", "statefulset", "daemonset", "replicaset", "replicationcontroller", "cronjob"} {
 		t.Run(kind, func(t *testing.T) {
 			ns := namespace(t)
 			create(t, kind, ns)

@@ -71,7 +71,8 @@ func TestParseErrors(t *testing.T) {
 		{"unset env", valid, "WEBSITE_TOKEN is not set"},
 		{"missing token", strings.Replace(valid, "token: ${WEBSITE_TOKEN}", "", 1), "hooks[website].token: required"},
 		{"unknown repo", strings.Replace(valid, "- repo: apps", "- repo: nope", 1), `hooks[website].targets[0].repo: no repository named "nope"`},
-		{"bad workload", strings.Replace(valid, "deployment/website", "website", 1), `hooks[website].targets[0].workload: "website" is not kind/name`},
+		{"bad workload", strings.Replace(valid, "deployment/website", "website", 1), `hooks[website].targets[0].workload: workload "website": want kind/name`},
+		{"unknown kind", strings.Replace(valid, "deployment/website", "service/website", 1), `"service" is not a workload kind`},
 		{"path escape", strings.Replace(valid, "clusters/prod/website", "../etc", 1), "must be relative and stay inside"},
 		{"unknown cluster", strings.Replace(valid, "container: website", "container: website\n        cluster: prod", 1), `no cluster named "prod"`},
 		{"bad pin", strings.Replace(valid, "source: aliyun", "source: aliyun\n    pin: sha", 1), `pin: "sha" is not tag or digest`},
@@ -119,7 +120,7 @@ func TestMailDefaults(t *testing.T) {
 
 func FuzzParse(f *testing.F) {
 	f.Add([]byte(valid))
-	f.Add([]byte("hooks: [{id: a, token: b, targets: [{cluster: c, workload: d/e}]}]\nclusters: [{name: c}]\n"))
+	f.Add([]byte("hooks: [{id: a, token: b, targets: [{cluster: c, workload: deployment/e}]}]\nclusters: [{name: c}]\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		c, err := Parse(data, env(map[string]string{"GIT_TOKEN": "g", "WEBSITE_TOKEN": "w"}))
 		if err == nil && c == nil {
@@ -129,7 +130,7 @@ func FuzzParse(f *testing.F) {
 }
 
 func TestEnvAdjacent(t *testing.T) {
-	c, err := Parse([]byte("hooks: [{id: a, token: ${A}${B}_x, targets: [{cluster: c, workload: d/e}]}]\nclusters: [{name: c}]\n"),
+	c, err := Parse([]byte("hooks: [{id: a, token: ${A}${B}_x, targets: [{cluster: c, workload: deployment/e}]}]\nclusters: [{name: c}]\n"),
 		env(map[string]string{"A": "1", "B": "2"}))
 	if err != nil {
 		t.Fatal(err)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/imagehook/imagehook/registry"
 	"github.com/imagehook/imagehook/tagpolicy"
+	"github.com/imagehook/imagehook/workload"
 )
 
 // problems collects validation errors.
@@ -181,9 +182,12 @@ func (h Hook) validateTargets(errs *problems, where string, repos, clusters map[
 // validate checks one target's shape.
 func (t Target) validate(errs *problems, tw string) {
 	if t.Workload != "" {
-		kind, name, ok := strings.Cut(t.Workload, "/")
-		if !ok || kind == "" || name == "" || strings.Contains(name, "/") {
-			errs.add("%s.workload: %q is not kind/name", tw, t.Workload)
+		ref, err := workload.Parse(t.Workload)
+		switch {
+		case err != nil:
+			errs.add("%s.workload: %v", tw, err)
+		case t.Cluster != "" && !ref.Kind.Apply:
+			errs.add("%s.workload: direct apply supports %s, not %s", tw, workload.Names(true), ref.Kind.Name)
 		}
 	} else if t.Cluster != "" {
 		errs.add("%s.workload: required for direct apply", tw)

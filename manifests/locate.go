@@ -11,26 +11,8 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/imagehook/imagehook/imageref"
+	"github.com/imagehook/imagehook/workload"
 )
-
-// podSpecPaths lists, per workload kind (lower case), the mapping keys from the document root to
-// its pod spec.
-var podSpecPaths = map[string][]string{
-	"deployment":  {"spec", "template", "spec"},
-	"statefulset": {"spec", "template", "spec"},
-	"daemonset":   {"spec", "template", "spec"},
-	"replicaset":  {"spec", "template", "spec"},
-	"job":         {"spec", "template", "spec"},
-	"rollout":     {"spec", "template", "spec"},
-	"cronjob":     {"spec", "jobTemplate", "spec", "template", "spec"},
-	"pod":         {"spec"},
-}
-
-// KnownKind reports whether kind (any case) is a workload kind SetImage understands.
-func KnownKind(kind string) bool {
-	_, ok := podSpecPaths[strings.ToLower(kind)]
-	return ok
-}
 
 // Options tunes SetImage.
 type Options struct {
@@ -86,8 +68,8 @@ func SetImage(fsys fs.FS, dir string, target Target, pushed imageref.Ref, opts O
 	if err != nil {
 		return res, err
 	}
-	if target.Name != "" && !KnownKind(target.Kind) {
-		return res, fmt.Errorf("kind %q: not a workload kind (want Deployment, StatefulSet, DaemonSet, ReplicaSet, Job, CronJob, Pod or Rollout)", target.Kind)
+	if _, ok := workload.Lookup(target.Kind); target.Name != "" && !ok {
+		return res, fmt.Errorf("kind %q: not a workload kind (want %s)", target.Kind, workload.Names(false))
 	}
 	// An overlay names the image in its kustomization: that entry, not the base's workload file
 	// (which may lie outside the target's path), is what decides the running image.
@@ -284,10 +266,11 @@ func scalar(m *yaml.Node, keys ...string) string {
 
 func containersIn(file string, doc *yaml.Node, t Target, pushed imageref.Ref, ns *namespaces) []found {
 	kind := scalar(doc, "kind")
-	specPath, ok := podSpecPaths[strings.ToLower(kind)]
+	k, ok := workload.Lookup(kind)
 	if !ok {
 		return nil
 	}
+	specPath := k.PodSpec
 	name := scalar(doc, "metadata", "name")
 	namespace := scalar(doc, "metadata", "namespace")
 	if t.Name != "" {

@@ -51,15 +51,6 @@ type Target struct {
 	Container string
 }
 
-// ParseWorkload splits "kind/name".
-func ParseWorkload(s string) (kind, name string, err error) {
-	kind, name, ok := strings.Cut(s, "/")
-	if !ok || kind == "" || name == "" || strings.Contains(name, "/") {
-		return "", "", fmt.Errorf("workload %q: want kind/name", s)
-	}
-	return kind, name, nil
-}
-
 // String names the target as a person reads it, for errors.
 func (t Target) String() string {
 	s := "all references"

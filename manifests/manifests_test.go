@@ -73,6 +73,7 @@ func TestGolden(t *testing.T) {
 		{"argo-rollout", ".", Target{"Rollout", "web", "", "web"}, "acme/web:1.1", PinAuto, 1, nil, ""},
 		{"job", ".", Target{"Job", "web", "", "web"}, "acme/web:1.1", PinAuto, 1, nil, ""},
 		{"replicaset", ".", Target{"ReplicaSet", "web", "", "web"}, "acme/web:1.1", PinAuto, 1, nil, ""},
+		{"replicationcontroller", ".", Target{"ReplicationController", "web", "", "web"}, "acme/web:1.1", PinAuto, 1, nil, ""},
 		{"anchors-aliases", ".", Target{"Deployment", "web", "", "web"}, "acme/web:1.1", PinAuto, 1, nil, ""},
 		{"unicode-flow-container", ".", Target{"Deployment", "web", "", "web"}, "acme/web:1.1", PinAuto, 1, nil, ""},
 		{"image-key-first-no-final-newline", ".", Target{"Deployment", "web", "", "web"}, "acme/web:1.1", PinAuto, 1, nil, ""},

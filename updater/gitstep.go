@@ -16,6 +16,7 @@ import (
 	"github.com/imagehook/imagehook/gitops"
 	"github.com/imagehook/imagehook/imageref"
 	"github.com/imagehook/imagehook/manifests"
+	"github.com/imagehook/imagehook/workload"
 )
 
 // gitStep applies the whole batch in one commit. It reports whether the batch should be retried.
@@ -271,11 +272,11 @@ func setImage(fsys *overlay, t event.Target, pushed imageref.Ref, opts manifests
 	default:
 		var mt manifests.Target
 		if t.Workload != "" {
-			kind, name, perr := manifests.ParseWorkload(t.Workload)
+			ref, perr := workload.Parse(t.Workload)
 			if perr != nil {
 				return nil, nil, perr
 			}
-			mt = manifests.Target{Kind: kind, Name: name, Namespace: t.Namespace, Container: t.Container}
+			mt = manifests.Target{Kind: ref.Kind.Name, Name: ref.Name, Namespace: t.Namespace, Container: t.Container}
 		}
 		res, err = manifests.SetImage(fsys, t.Path, mt, pushed, opts)
 	}
