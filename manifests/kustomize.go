@@ -37,11 +37,11 @@ func setKustomizeImage(fsys fs.FS, dir string, pushed imageref.Ref, opts Options
 	if err != nil || len(docs) != 1 || len(docs[0].Content) != 1 {
 		return res, false, nil // the workload search reports unparseable files
 	}
-	images := lookup(docs[0].Content[0], "images")
-	if images == nil || images.Kind != yaml.SequenceNode {
+	images := elements(docs[0].Content[0], "images")
+	if images == nil {
 		return res, false, nil
 	}
-	for idx, entry := range images.Content {
+	for idx, entry := range images {
 		name := scalar(entry, "name")
 		newName := scalar(entry, "newName")
 		effective := name
@@ -139,14 +139,15 @@ func editMapping(data []byte, m *yaml.Node, want map[string]string) ([]byte, err
 				return nil, fmt.Errorf("%w: cannot add %s to this entry; use a block mapping", ErrUnsafe, k)
 			}
 			at := len(data)
-			prefix := ""
+			prefix, suffix := "", eol
 			if last.Line < len(lines) {
 				at = lines[last.Line]
 			} else if !bytes.HasSuffix(data, []byte("\n")) {
-				prefix = eol
+				// The file has no final newline: the new line goes before it, and it keeps none.
+				prefix, suffix = eol, ""
 			}
 			indent := strings.Repeat(" ", m.Content[0].Column-1)
-			edits = append(edits, byteEdit{at, at, prefix + indent + k + ": " + encodeLike(0, v) + eol})
+			edits = append(edits, byteEdit{at, at, prefix + indent + k + ": " + encodeLike(0, v) + suffix})
 		}
 	}
 	sort.Slice(edits, func(i, j int) bool { return edits[i].start > edits[j].start })

@@ -89,7 +89,9 @@ func SetImage(fsys fs.FS, dir string, target Target, pushed imageref.Ref, opts O
 	var hits []found
 	for _, f := range sc.files {
 		for _, doc := range rootMappings(sc.docs[f]) {
-			hits = append(hits, containersIn(f, doc, target, pushed, &ns)...)
+			for _, d := range withListItems(doc) {
+				hits = append(hits, containersIn(f, d, target, pushed, &ns)...)
+			}
 		}
 	}
 	if len(hits) == 0 {
@@ -189,6 +191,15 @@ func rootMappings(all []*yaml.Node) []*yaml.Node {
 	return docs
 }
 
+// withListItems returns a document, or the items of a kind: List (kubectl applies each item): the
+// item nodes are part of the file's own decoded tree, so their positions stay absolute.
+func withListItems(doc *yaml.Node) []*yaml.Node {
+	if kind, _, _ := meta(doc); kind == "List" {
+		return elements(doc, "items")
+	}
+	return []*yaml.Node{doc}
+}
+
 // cleanDir normalises a target path and refuses one that leaves the repository.
 func cleanDir(dir string) (string, error) {
 	dir = path.Clean(strings.TrimPrefix(dir, "/"))
@@ -241,38 +252,12 @@ next:
 	return sc, nil
 }
 
-// lookup returns the value of key in a mapping node.
-func lookup(m *yaml.Node, key string) *yaml.Node {
-	if m == nil || m.Kind != yaml.MappingNode {
-		return nil
-	}
-	for i := 0; i+1 < len(m.Content); i += 2 {
-		if m.Content[i].Value == key {
-			return m.Content[i+1]
-		}
-	}
-	return nil
-}
-
-func scalar(m *yaml.Node, keys ...string) string {
-	for _, k := range keys {
-		m = lookup(m, k)
-	}
-	if m == nil || m.Kind != yaml.ScalarNode {
-		return ""
-	}
-	return m.Value
-}
-
 func containersIn(file string, doc *yaml.Node, t Target, pushed imageref.Ref, ns *namespaces) []found {
-	kind := scalar(doc, "kind")
+	kind, name, namespace := meta(doc)
 	k, ok := workload.Lookup(kind)
 	if !ok {
 		return nil
 	}
-	specPath := k.PodSpec
-	name := scalar(doc, "metadata", "name")
-	namespace := scalar(doc, "metadata", "namespace")
 	if t.Name != "" {
 		if !strings.EqualFold(kind, t.Kind) || name != t.Name {
 			return nil
@@ -288,17 +273,10 @@ func containersIn(file string, doc *yaml.Node, t Target, pushed imageref.Ref, ns
 			return nil
 		}
 	}
-	spec := doc
-	for _, k := range specPath {
-		spec = lookup(spec, k)
-	}
+	spec := lookupPath(doc, k.PodSpec...)
 	var out []found
 	for _, list := range []string{"initContainers", "containers"} {
-		seq := lookup(spec, list)
-		if seq == nil || seq.Kind != yaml.SequenceNode {
-			continue
-		}
-		for _, c := range seq.Content {
+		for _, c := range elements(spec, list) {
 			cname := scalar(c, "name")
 			img := lookup(c, "image")
 			if img == nil || img.Kind != yaml.ScalarNode {
@@ -340,11 +318,8 @@ func (n *namespaces) of(dir string) string {
 		if err != nil {
 			continue
 		}
-		var k struct {
-			Namespace string `yaml:"namespace"`
-		}
-		if yaml.Unmarshal(data, &k) == nil {
-			v = k.Namespace
+		if docs, err := n.budget.parse(path.Join(dir, name), data); err == nil && len(docs) > 0 && len(docs[0].Content) == 1 {
+			v = scalar(docs[0].Content[0], "namespace")
 		}
 		break
 	}

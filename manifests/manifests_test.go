@@ -79,6 +79,14 @@ func TestGolden(t *testing.T) {
 		{"image-key-first-no-final-newline", ".", Target{"Deployment", "web", "", "web"}, "acme/web:1.1", PinAuto, 1, nil, ""},
 		{"tab-before-comment", ".", Target{"Deployment", "web", "", "web"}, "acme/web:1.1", PinAuto, 1, nil, ""},
 		{"document-end-markers", ".", Target{"Deployment", "web", "", "web"}, "acme/web:1.1", PinAuto, 1, nil, ""},
+		// kyaml pitfalls (positions from imagehook's own decoder loop, never from kio readers).
+		{"two-workloads-after-document-end", ".", Target{"Deployment", "web", "b", "web"}, "acme/web:1.1", PinAuto, 1, nil, ""},
+		{"merge-keys", ".", Target{"Deployment", "web", "", "web"}, "acme/web:1.1", PinAuto, 1, nil, ""},
+		{"kind-list", ".", Target{"Deployment", "web", "", "web"}, "acme/web:1.1", PinAuto, 1, nil, ""},
+		{"document-tag-map", ".", Target{"Deployment", "web", "", "web"}, "acme/web:1.1", PinAuto, 1, nil, ""},
+		{"helm-yaml11-tag", ".", Target{}, "acme/web:010", PinAuto, 1, &Values{File: "values.yaml", Repository: "image.repository", Tag: "image.tag"}, ""},
+		{"kustomize-yaml11-newtag", ".", Target{"Deployment", "web", "", "web"}, "acme/web:on", PinAuto, 1, nil, ""},
+		{"kustomize-insert-no-final-newline", ".", Target{"Deployment", "web", "", "web"}, "acme/web:yes", PinAuto, 1, nil, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -488,4 +496,21 @@ func FuzzBudget(f *testing.F) {
 			t.Fatalf("parse error not marked skipped: %v", err)
 		}
 	})
+}
+
+// TestAliasNamesNothing: an alias's value is its anchor's name, so `name: *web` does not name a
+// container "web" (kyaml would read the anchor name as the value).
+func TestAliasNamesNothing(t *testing.T) {
+	doc := "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: app, labels: {x: &web sidecar}}\nspec:\n  template:\n    spec:\n      containers:\n      - name: *web\n        image: acme/web:1.0\n"
+	fsys := fstest.MapFS{"d.yaml": {Data: []byte(doc)}}
+	_, err := SetImage(fsys, ".", Target{"Deployment", "app", "", "web"}, mustRef(t, "acme/web:1.1"), Options{})
+	if !errors.Is(err, ErrNotFound) {
+		t.Errorf("err = %v, want not found: the alias names nothing", err)
+	}
+	// Two containers with the same name are both found (VisitElements, not the first match).
+	two := strings.Replace(doc, "      - name: *web\n        image: acme/web:1.0\n", "      - name: web\n        image: acme/web:1.0\n      - name: web\n        image: acme/web:1.0\n", 1)
+	res, err := SetImage(fstest.MapFS{"d.yaml": {Data: []byte(two)}}, ".", Target{"Deployment", "app", "", "web"}, mustRef(t, "acme/web:1.1"), Options{})
+	if err != nil || len(res.Changes) != 2 {
+		t.Errorf("changes %v, err %v: want both containers", res.Changes, err)
+	}
 }

@@ -67,7 +67,7 @@ func SetMarkers(fsys fs.FS, dir, id string, pushed imageref.Ref, opts Options) (
 					walkErr = fmt.Errorf("%s:%d: %w", f, n.Line, err)
 					return
 				}
-				kind, name := scalar(rootMapping(doc), "kind"), scalar(rootMapping(doc), "metadata", "name")
+				kind, name, _ := meta(rootMapping(doc))
 				res.Changes = append(res.Changes, Change{File: f, Kind: kind, Name: name, Container: "marker " + id, Line: n.Line, Old: n.Value, New: val})
 				if val != n.Value {
 					edits[f] = append(edits[f], edit{node: n, value: val})

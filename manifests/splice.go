@@ -131,14 +131,17 @@ func scalarSpan(data []byte, lines []int, n *yaml.Node) (int, int, error) {
 	return off, end, nil
 }
 
-// encodeLike renders v in the given style; a plain value that YAML would read as something other
-// than this string (a number, a boolean, null) is double-quoted instead.
+// encodeLike renders v in the given style; a plain value that YAML 1.2 or YAML 1.1 (kyaml's rule:
+// on, yes, y, 010, 1e3) would read as something other than this string is double-quoted instead.
 func encodeLike(style yaml.Style, v string) string {
 	switch {
 	case style&yaml.DoubleQuotedStyle != 0:
 		return doubleQuote(v)
 	case style&yaml.SingleQuotedStyle != 0:
 		return "'" + string(bytes.ReplaceAll([]byte(v), []byte("'"), []byte("''"))) + "'"
+	}
+	if yaml11NonString(v) {
+		return doubleQuote(v)
 	}
 	var probe yaml.Node
 	if yaml.Unmarshal([]byte("k: "+v), &probe) != nil || len(probe.Content) != 1 {

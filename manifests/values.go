@@ -66,11 +66,9 @@ type valuesEdit struct {
 
 // node returns the scalar at a dotted key path.
 func (ve *valuesEdit) node(p string) (*yaml.Node, error) {
-	n := ve.root
-	for _, k := range strings.Split(p, ".") {
-		if n = lookup(n, k); n == nil {
-			return nil, fmt.Errorf("%s: %w: no value at %s", ve.file, ErrNotFound, p)
-		}
+	n := lookupPath(ve.root, strings.Split(p, ".")...)
+	if n == nil {
+		return nil, fmt.Errorf("%s: %w: no value at %s", ve.file, ErrNotFound, p)
 	}
 	if n.Kind != yaml.ScalarNode {
 		return nil, fmt.Errorf("%s: %s is not a scalar", ve.file, p)
