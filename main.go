@@ -40,6 +40,7 @@ const usage = `imagehook: registry webhooks to GitOps commits.
 Usage:
   imagehook serve [--config imagehook.yaml]     run the service (no config: the local quickstart)
   imagehook set-image [--workload kind/name] [--namespace ns] [--container name] [--marker ID] IMAGE PATH...
+  imagehook set-image --values FILE (--image-key K | --repository-key K --tag-key K) IMAGE
   imagehook check-config [--config F]           validate and print what would be served
   imagehook history [--config F] [--repo NAME|PATH] [--workload kind/name] [-n N] [--json]
   imagehook send-test-mail --to ADDR [--config F]  send a sample report to check the mail setup
@@ -186,33 +187,57 @@ func setImage(args []string, stdout io.Writer) error {
 	container := fs.String("container", "", "container name")
 	pin := fs.String("pin", "", "tag or digest (default: keep digests where the manifest has one)")
 	marker := fs.String("marker", "", `rewrite the scalars marked # {"$imagehook": "ID"} (or $imagepolicy/$imagescan) instead of workloads`)
+	valuesFile := fs.String("values", "", "rewrite a Helm values FILE instead of workloads (no PATH needed)")
+	imageKey := fs.String("image-key", "", "with --values: the dotted key holding the whole image reference")
+	registryKey := fs.String("registry-key", "", "with --values: the dotted key holding the registry, if any")
+	repositoryKey := fs.String("repository-key", "", "with --values: the dotted key holding the repository")
+	tagKey := fs.String("tag-key", "", "with --values: the dotted key holding the tag")
+	digestKey := fs.String("digest-key", "", "with --values: the dotted key holding the digest, if any")
 	asJSON := fs.Bool("json", false, "print the changes as JSON")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if fs.NArg() < 2 {
-		return errors.New("set-image: want IMAGE PATH...")
+	paths := fs.Args()
+	if len(paths) > 0 {
+		paths = paths[1:]
+	}
+	if *valuesFile != "" {
+		if len(paths) > 0 {
+			return errors.New("set-image: --values names the file; give no PATH")
+		}
+		paths = []string{*valuesFile}
+	}
+	if fs.NArg() < 1 || len(paths) == 0 {
+		return errors.New("set-image: want IMAGE PATH... (or --values FILE IMAGE)")
 	}
 	ref, err := imageref.Parse(fs.Arg(0))
 	if err != nil {
 		return err
 	}
-	var target manifests.Target
+	// Every kind of place goes through the same entry point as the service: manifests.Apply.
+	place := manifests.Place{Marker: *marker}
 	if *workloadArg != "" {
 		ref, err := workload.Parse(*workloadArg)
 		if err != nil {
 			return err
 		}
-		target = manifests.Target{Kind: ref.Kind.Name, Name: ref.Name}
+		place.Workload = manifests.Target{Kind: ref.Kind.Name, Name: ref.Name}
 	}
-	target.Namespace, target.Container = *namespace, *container
+	place.Workload.Namespace, place.Workload.Container = *namespace, *container
+	if *valuesFile != "" {
+		if *imageKey == "" && (*repositoryKey == "" || *tagKey == "") {
+			return errors.New("set-image --values: give --image-key, or --repository-key and --tag-key")
+		}
+		place.Values = &manifests.Values{File: filepath.Base(*valuesFile), Image: *imageKey, Registry: *registryKey,
+			Repository: *repositoryKey, Tag: *tagKey, Digest: *digestKey}
+	}
 	// Compute every path's rewrite before writing any, so that an error leaves all files untouched.
 	type job struct {
 		root string
 		res  manifests.Result
 	}
 	var jobs []job
-	for _, p := range fs.Args()[1:] {
+	for _, p := range paths {
 		st, err := os.Stat(p)
 		if err != nil {
 			return err
@@ -221,13 +246,11 @@ func setImage(args []string, stdout io.Writer) error {
 		if !st.IsDir() {
 			root, rel = filepath.Dir(p), filepath.Base(p)
 		}
-		opts := manifests.Options{Pin: manifests.Pin(*pin)}
-		var res manifests.Result
-		if *marker != "" {
-			res, err = manifests.SetMarkers(os.DirFS(root), rel, *marker, ref, opts)
-		} else {
-			res, err = manifests.SetImage(os.DirFS(root), rel, target, ref, opts)
+		place.Path = rel
+		if place.Values != nil {
+			place.Path = "."
 		}
+		res, err := manifests.Apply(os.DirFS(root), place, ref, manifests.Options{Pin: manifests.Pin(*pin)})
 		if err != nil {
 			return fmt.Errorf("%s: %w", p, err)
 		}

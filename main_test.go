@@ -66,3 +66,38 @@ func TestCheckConfigRedacts(t *testing.T) {
 		t.Error("missing config accepted")
 	}
 }
+
+// TestSetImageEveryPlace: the offline command reaches every kind of place the service does — a Helm
+// values file by key, and markers in a file named Kustomization.
+func TestSetImageEveryPlace(t *testing.T) {
+	dir := t.TempDir()
+	values := filepath.Join(dir, "values.yaml")
+	if err := os.WriteFile(values, []byte("image:\n  repository: acme/web   # the app\n  tag: \"1.0\"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var out, errOut bytes.Buffer
+	if code := run([]string{"set-image", "--values", values, "--repository-key", "image.repository", "--tag-key", "image.tag", "acme/web:1.1"}, &out, &errOut); code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut.String())
+	}
+	if got, _ := os.ReadFile(values); string(got) != "image:\n  repository: acme/web   # the app\n  tag: \"1.1\"\n" {
+		t.Errorf("values:\n%s", got)
+	}
+	if !strings.Contains(out.String(), "values.yaml: image.tag: 1.0 -> 1.1") {
+		t.Errorf("output %q", out.String())
+	}
+	kdir := filepath.Join(dir, "overlay")
+	if err := os.MkdirAll(kdir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	kust := "images:\n- name: acme/web\n  newTag: \"1.0\" # {\"$imagehook\": \"web:tag\"}\n"
+	if err := os.WriteFile(filepath.Join(kdir, "Kustomization"), []byte(kust), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out.Reset()
+	if code := run([]string{"set-image", "--marker", "web", "acme/web:1.2", kdir}, &out, &errOut); code != 0 {
+		t.Fatalf("marker over a directory: exit %d: %s", code, errOut.String())
+	}
+	if got, _ := os.ReadFile(filepath.Join(kdir, "Kustomization")); !strings.Contains(string(got), `newTag: "1.2"`) {
+		t.Errorf("Kustomization:\n%s", got)
+	}
+}

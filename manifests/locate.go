@@ -166,7 +166,8 @@ func yamlFiles(fsys fs.FS, dir string) ([]string, error) {
 		if !d.Type().IsRegular() {
 			return nil
 		}
-		if ext := path.Ext(p); ext == ".yaml" || ext == ".yml" {
+		// Every file name kustomize accepts is YAML, "Kustomization" included.
+		if ext := path.Ext(p); ext == ".yaml" || ext == ".yml" || d.Name() == "Kustomization" {
 			files = append(files, p)
 		}
 		return nil

@@ -6,6 +6,7 @@ package manifests
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"strings"
 
 	"github.com/Masterminds/semver/v3"
@@ -83,6 +84,12 @@ func (c Change) Changed() bool { return c.Old != c.New }
 
 // String is set-image's line for the change: "file: kind/name container c: old -> new".
 func (c Change) String() string {
+	if c.Kind == "values" {
+		if !c.Changed() {
+			return fmt.Sprintf("%s: %s: %s (up to date)", c.File, c.Name, c.Old)
+		}
+		return fmt.Sprintf("%s: %s: %s -> %s", c.File, c.Name, c.Old, c.New)
+	}
 	if !c.Changed() {
 		return fmt.Sprintf("%s: %s/%s container %s: %s (up to date)", c.File, strings.ToLower(c.Kind), c.Name, c.Container, c.Old)
 	}
@@ -156,4 +163,26 @@ func checkDowngrade(cur, next string, opts Options) error {
 		return fmt.Errorf("%w: %s is older than the running %s", ErrDowngrade, next, cur)
 	}
 	return nil
+}
+
+// Place is one place to update under Path: a workload's containers (Workload; an empty one means
+// every reference to the pushed repository), a Helm values file (Values), or the scalars marked for
+// an id (Marker).
+type Place struct {
+	Path     string
+	Workload Target
+	Values   *Values
+	Marker   string
+}
+
+// Apply is the one entry point for every kind of place: it finds the place under fsys and computes
+// the rewrite that makes its image pushed. Nothing is written: the caller stores Result.Files.
+func Apply(fsys fs.FS, p Place, pushed imageref.Ref, opts Options) (Result, error) {
+	switch {
+	case p.Marker != "":
+		return SetMarkers(fsys, p.Path, p.Marker, pushed, opts)
+	case p.Values != nil:
+		return SetValues(fsys, p.Path, *p.Values, pushed, opts)
+	}
+	return SetImage(fsys, p.Path, p.Workload, pushed, opts)
 }

@@ -260,26 +260,17 @@ func anyChange(cs []event.Change) bool {
 // made one line (they come from the manifests, which many people commit to, and reach commit
 // messages and mail), and the files the budget skipped.
 func setImage(fsys *overlay, t event.Target, pushed imageref.Ref, opts manifests.Options) ([]event.Change, []string, error) {
-	var res manifests.Result
-	var err error
-	switch {
-	case t.Marker != "":
-		res, err = manifests.SetMarkers(fsys, t.Path, t.Marker, pushed, opts)
-	case t.Values != nil:
-		v := t.Values
-		res, err = manifests.SetValues(fsys, t.Path, manifests.Values{File: v.File, Image: v.Image, Registry: v.Registry,
-			Repository: v.Repository, Tag: v.Tag, Digest: v.Digest}, pushed, opts)
-	default:
-		var mt manifests.Target
-		if t.Workload != "" {
-			ref, perr := workload.Parse(t.Workload)
-			if perr != nil {
-				return nil, nil, perr
-			}
-			mt = manifests.Target{Kind: ref.Kind.Name, Name: ref.Name, Namespace: t.Namespace, Container: t.Container}
+	place := manifests.Place{Path: t.Path, Marker: t.Marker}
+	if v := t.Values; v != nil {
+		place.Values = &manifests.Values{File: v.File, Image: v.Image, Registry: v.Registry, Repository: v.Repository, Tag: v.Tag, Digest: v.Digest}
+	} else if t.Workload != "" {
+		ref, err := workload.Parse(t.Workload)
+		if err != nil {
+			return nil, nil, err
 		}
-		res, err = manifests.SetImage(fsys, t.Path, mt, pushed, opts)
+		place.Workload = manifests.Target{Kind: ref.Kind.Name, Name: ref.Name, Namespace: t.Namespace, Container: t.Container}
 	}
+	res, err := manifests.Apply(fsys, place, pushed, opts)
 	if err != nil {
 		return nil, res.Warnings, err
 	}
