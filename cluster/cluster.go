@@ -26,7 +26,6 @@ import (
 
 	"github.com/imagehook/imagehook/event"
 	"github.com/imagehook/imagehook/imageref"
-	"github.com/imagehook/imagehook/manifests"
 	"github.com/imagehook/imagehook/workload"
 )
 
@@ -96,7 +95,7 @@ func New(name string, cfg *rest.Config, log *slog.Logger) (*Cluster, error) {
 type Request struct {
 	Kind, Name, Namespace, Container string
 	Pushed                           imageref.Ref
-	Pin                              manifests.Pin
+	Pin                              imageref.Pin
 	NoDowngrade                      bool
 	RegistryAliases                  [][]string
 	// WriteHost writes the pushed image's host where the workload runs the same path elsewhere.
@@ -129,7 +128,7 @@ func (c *Cluster) SetImage(ctx context.Context, req Request) (Result, error) {
 	if err != nil {
 		return res, fmt.Errorf("%s/%s container %s: current image: %w", kind, req.Name, req.Container, err)
 	}
-	next, err := manifests.NewValue(curRef, req.Pushed, manifests.Options{Pin: req.Pin, WriteHost: req.WriteHost, NoDowngrade: req.NoDowngrade, RegistryAliases: req.RegistryAliases})
+	next, err := imageref.NewValue(curRef, req.Pushed, imageref.Rules{Pin: req.Pin, WriteHost: req.WriteHost, NoDowngrade: req.NoDowngrade, RegistryAliases: req.RegistryAliases})
 	if err != nil {
 		return res, err
 	}
@@ -363,9 +362,9 @@ func (a *Applier) Apply(ctx context.Context, t event.Target, ev *event.Event) (e
 		return st, err
 	}
 	res, err := c.SetImage(ctx, Request{Kind: kind, Name: name, Namespace: t.Namespace, Container: t.Container,
-		Pushed: pushed, Pin: manifests.Pin(ev.Pin), NoDowngrade: ev.NoDowngrade, RegistryAliases: a.RegistryAliases,
+		Pushed: pushed, Pin: imageref.Pin(ev.Pin), NoDowngrade: ev.NoDowngrade, RegistryAliases: a.RegistryAliases,
 		WriteHost: ev.Push.ExplicitHost, Wait: t.WaitRollout})
-	if manifests.Skipped(err) {
+	if imageref.Skipped(err) {
 		st.Status, st.Detail = event.Ignored, err.Error()
 		return st, nil
 	}

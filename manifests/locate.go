@@ -22,31 +22,16 @@ type Options struct {
 	WriteHost bool
 	// NoDowngrade refuses a semantic version lower than the current one.
 	NoDowngrade bool
-	// RegistryAliases groups registry hosts that serve the same repositories (a public and a VPC
-	// endpoint, a Harbor's external and internal names). When set, the same repository path on
-	// two hosts counts as one repository only if the hosts share a group; when empty, any host does.
+	// RegistryAliases groups registry hosts that serve the same repositories (imageref.Rules).
 	RegistryAliases [][]string
 	// Budget bounds what the call reads and parses (nil: the defaults). Share one across the calls
 	// made for one event.
 	Budget *Budget
 }
 
-// sameRegistry reports whether two hosts may serve the same repository under opts.
-func (o Options) sameRegistry(a, b string) bool {
-	if a == b || len(o.RegistryAliases) == 0 {
-		return true
-	}
-	for _, group := range o.RegistryAliases {
-		hasA, hasB := false, false
-		for _, h := range group {
-			hasA = hasA || strings.EqualFold(h, a)
-			hasB = hasB || strings.EqualFold(h, b)
-		}
-		if hasA && hasB {
-			return true
-		}
-	}
-	return false
+// rules are the image-reference rules of the options.
+func (o Options) rules() imageref.Rules {
+	return imageref.Rules{Pin: o.Pin, WriteHost: o.WriteHost, NoDowngrade: o.NoDowngrade, RegistryAliases: o.RegistryAliases}
 }
 
 // found is one container image scalar in one document.

@@ -9,39 +9,37 @@ import (
 	"io/fs"
 	"strings"
 
-	"github.com/Masterminds/semver/v3"
-
 	"github.com/imagehook/imagehook/imageref"
 )
 
-// Errors callers branch on.
+// Errors callers branch on. The image-reference rules' errors are imageref's, re-exported.
 var (
 	ErrNotFound  = errors.New("not found")
 	ErrAmbiguous = errors.New("ambiguous target")
-	ErrUnsafe    = errors.New("refusing to rewrite")
-	// ErrOtherRepository means the target runs another repository than the one pushed (a Harbor
-	// project webhook fires for every repository in the project): the target is left alone.
-	ErrOtherRepository = errors.New("target runs another repository")
+	ErrUnsafe    = imageref.ErrUnsafe
+	// ErrOtherRepository means the target runs another repository than the one pushed.
+	ErrOtherRepository = imageref.ErrOtherRepository
 	// ErrDowngrade means the pushed semantic version is lower than the target's (noDowngrade).
-	ErrDowngrade = errors.New("refusing a downgrade")
+	ErrDowngrade = imageref.ErrDowngrade
 )
 
 // Skipped reports whether err means "leave this target alone" rather than a failure.
-func Skipped(err error) bool {
-	return errors.Is(err, ErrOtherRepository) || errors.Is(err, ErrDowngrade)
-}
+func Skipped(err error) bool { return imageref.Skipped(err) }
 
-// Pin says how the version is written.
-type Pin string
+// Pin says how the version is written (imageref.Pin).
+type Pin = imageref.Pin
 
-// Pin modes: PinAuto writes tag@digest when the manifest already pins a digest or when the tag is
-// re-pushed (same tag, new digest), else the tag; PinTag always writes the tag; PinDigest always
-// writes tag@digest.
+// Pin modes (see imageref).
 const (
-	PinAuto   Pin = ""
-	PinTag    Pin = "tag"
-	PinDigest Pin = "digest"
+	PinAuto   = imageref.PinAuto
+	PinTag    = imageref.PinTag
+	PinDigest = imageref.PinDigest
 )
+
+// NewValue decides the string to write in place of cur (imageref.NewValue under opts' rules).
+func NewValue(cur, pushed imageref.Ref, opts Options) (string, error) {
+	return imageref.NewValue(cur, pushed, opts.rules())
+}
 
 // Target names what to update. With Kind and Name empty every container whose image has the new
 // image's repository is updated.
@@ -107,63 +105,6 @@ type Result struct {
 
 // Changed reports whether any file changes.
 func (r Result) Changed() bool { return len(r.Files) > 0 }
-
-// NewValue decides the string to write in place of cur for the pushed image: the manifest's own
-// spelling of the repository, and a tag, or tag@digest under the pin rules.
-func NewValue(cur, pushed imageref.Ref, opts Options) (string, error) {
-	next := pushed
-	switch {
-	case cur.SameRepository(pushed):
-		// Keep the manifest's own spelling of the repository (acme/api, not docker.io/acme/api).
-		next = pushed.WithRepo(cur)
-	case cur.Path() != pushed.Path() || !opts.sameRegistry(cur.Host(), pushed.Host()):
-		return "", fmt.Errorf("%w: pushed %s, target runs %s", ErrOtherRepository, pushed.Repo, cur.Repo)
-	case !opts.WriteHost:
-		// The same repository behind another host: a VPC endpoint, a registry's external name.
-		// The manifest's host is the one its cluster can pull from.
-		next = pushed.WithRepo(cur)
-	}
-	if err := checkDowngrade(cur.Tag, next.Tag, opts); err != nil {
-		return "", err
-	}
-	pin := opts.Pin
-	if next.Tag == "" && cur.Tag != "" && next.Digest == "" {
-		return "", fmt.Errorf("%w: pushed image %s has neither tag nor digest", ErrUnsafe, pushed)
-	}
-	switch pin {
-	case PinTag:
-		next.Digest = ""
-	case PinDigest:
-		if next.Digest == "" {
-			return "", fmt.Errorf("%w: hook pins digests but the push of %s carries no digest", ErrUnsafe, pushed)
-		}
-	default:
-		switch {
-		case cur.Digest != "" && next.Digest == "":
-			return "", fmt.Errorf("%w: %s is pinned to a digest and the push of %s carries none", ErrUnsafe, cur, pushed)
-		case cur.Digest != "":
-		case next.Tag == cur.Tag && next.Digest != "":
-			// A re-pushed tag (latest, main): only a digest change makes GitOps tools roll out.
-		default:
-			next.Digest = ""
-		}
-	}
-	return next.String(), nil
-}
-
-// checkDowngrade refuses, under NoDowngrade, a semantic version lower than the current one; any
-// tag that is not a semantic version is allowed.
-func checkDowngrade(cur, next string, opts Options) error {
-	if !opts.NoDowngrade || cur == "" || next == "" {
-		return nil
-	}
-	cv, cerr := semver.NewVersion(cur)
-	nv, nerr := semver.NewVersion(next)
-	if cerr == nil && nerr == nil && nv.LessThan(cv) {
-		return fmt.Errorf("%w: %s is older than the running %s", ErrDowngrade, next, cur)
-	}
-	return nil
-}
 
 // Place is one place to update under Path: a workload's containers (Workload; an empty one means
 // every reference to the pushed repository), a Helm values file (Values), or the scalars marked for

@@ -118,7 +118,7 @@ func markerValue(cur, field string, pushed imageref.Ref, opts Options) (string, 
 		if pushed.Tag == "" {
 			return "", fmt.Errorf("%w: the push of %s has no tag", ErrUnsafe, pushed)
 		}
-		if err := checkDowngrade(cur, pushed.Tag, opts); err != nil {
+		if err := imageref.CheckDowngrade(cur, pushed.Tag, opts.rules()); err != nil {
 			return "", err
 		}
 		return pushed.Tag, nil
