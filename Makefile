@@ -2,7 +2,7 @@
 GO        ?= go
 BIN       ?= bin/imagehook
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
-LDFLAGS   := -s -w -X main.version=$(VERSION)
+LDFLAGS    = -s -w -X main.version=$(VERSION) -X main.revision=$(REVISION)
 FUZZTIME  ?= 20s
 # The race detector needs cgo's C compiler; without one the tests still run, without it.
 RACE      ?= $(shell command -v gcc >/dev/null 2>&1 && echo -race)
@@ -10,7 +10,11 @@ RACE      ?= $(shell command -v gcc >/dev/null 2>&1 && echo -race)
 # first build says what it is doing (it takes several minutes).
 KUBE_ASSETS ?= $(shell hack/kube-testenv/build.sh)
 
-.PHONY: help build run test bench fuzz lint docker clean
+REVISION  ?= $(shell git rev-parse HEAD 2>/dev/null)
+CREATED   ?= $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
+IMAGE_ARCHES := amd64 arm64
+
+.PHONY: help build run test bench fuzz lint image image-push docker clean
 
 help: ## Show this help.
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-8s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -43,8 +47,20 @@ lint: ## gofmt and go vet.
 	@test -z "$$(gofmt -l .)" || { gofmt -l .; echo "gofmt: files above need formatting"; exit 1; }
 	$(GO) vet ./...
 
-docker: ## Build the container image (needs a Docker engine).
-	docker build -t imagehook:$(VERSION) .
+image: ## Build the container image for linux/amd64 and arm64 without a daemon: OCI layout bin/image, bin/image-linux-<arch>.tar.
+	@for arch in $(IMAGE_ARCHES); do \
+	  echo "building bin/linux-$$arch/imagehook"; \
+	  CGO_ENABLED=0 GOOS=linux GOARCH=$$arch $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o bin/linux-$$arch/imagehook . || exit 1; \
+	done
+	$(GO) run ./hack/image -version $(VERSION) -revision $(REVISION) -created $(CREATED) -out bin/image \
+	  $(foreach a,$(IMAGE_ARCHES),$(a)=bin/linux-$(a)/imagehook)
+
+image-push: image ## Push the image index to REGISTRY (make image-push REGISTRY=registry.example.com/team).
+	@test -n "$(REGISTRY)" || { echo "set REGISTRY, e.g. make image-push REGISTRY=registry.example.com/team"; exit 1; }
+	$(GO) run ./hack/image -push $(REGISTRY)/imagehook:$(VERSION) -out bin/image
+
+docker: build ## Build the image with Docker or Podman from the Dockerfile (copies bin/imagehook; pulls nothing).
+	$(or $(shell command -v docker 2>/dev/null),podman) build -t imagehook:$(VERSION) --build-arg VERSION=$(VERSION) --build-arg REVISION=$(REVISION) .
 
 clean: ## Remove build output and the quickstart data.
 	rm -rf bin data

@@ -22,6 +22,10 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	// CA roots in the binary, used only when the system has none (the image's empty base): HTTPS
+	// git remotes and SMTP over TLS still verify certificates.
+	_ "golang.org/x/crypto/x509roots/fallback"
+
 	"github.com/imagehook/imagehook/audit"
 	"github.com/imagehook/imagehook/config"
 	"github.com/imagehook/imagehook/gitops"
@@ -32,8 +36,11 @@ import (
 	"github.com/imagehook/imagehook/workload"
 )
 
-// version is set by the build (-ldflags "-X main.version=…").
-var version = "dev"
+// version and revision are set by the build (-ldflags "-X main.version=… -X main.revision=…").
+var (
+	version  = "dev"
+	revision = ""
+)
 
 const usage = `imagehook: registry webhooks to GitOps commits.
 
@@ -69,7 +76,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "send-test-mail":
 		err = sendTestMail(args[1:], stdout, stderr)
 	case "version", "--version":
-		fmt.Fprintln(stdout, "imagehook", buildVersion())
+		if rev := buildRevision(); rev != "" {
+			fmt.Fprintf(stdout, "imagehook %s (commit %s)\n", buildVersion(), rev)
+		} else {
+			fmt.Fprintln(stdout, "imagehook", buildVersion())
+		}
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 	default:
@@ -93,6 +104,22 @@ func buildVersion() string {
 		return bi.Main.Version
 	}
 	return version
+}
+
+// buildRevision is the commit the binary was built from: the linker's, else the Go toolchain's
+// VCS stamp.
+func buildRevision() string {
+	if revision != "" {
+		return revision
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		for _, s := range bi.Settings {
+			if s.Key == "vcs.revision" {
+				return s.Value
+			}
+		}
+	}
+	return ""
 }
 
 func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
