@@ -111,7 +111,7 @@ func (t treeFS) ReadDir(name string) ([]fs.DirEntry, error) {
 				return f.Size
 			}
 		}
-		out = append(out, dirEntry{entryInfo: entryInfo{name: e.Name, mode: e.Mode}, size: size})
+		out = append(out, dirEntry{entryInfo: entryInfo{name: e.Name, mode: e.Mode}, size: size, hash: e.Hash})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name() < out[j].Name() })
 	return out, nil
@@ -142,7 +142,13 @@ func (e entryInfo) Mode() fs.FileMode {
 type dirEntry struct {
 	entryInfo
 	size func() int64
+	hash plumbing.Hash
 }
+
+// ObjectHash returns the entry's git object hash: a directory's changes exactly when something
+// under it does, a file's when its content does. An index of the manifests uses it to skip
+// unchanged subtrees and never read an unchanged file twice.
+func (d dirEntry) ObjectHash() string { return d.hash.String() }
 
 func (d dirEntry) Info() (fs.FileInfo, error) {
 	info := d.entryInfo

@@ -27,6 +27,9 @@ type Options struct {
 	// Budget bounds what the call reads and parses (nil: the defaults). Share one across the calls
 	// made for one event.
 	Budget *Budget
+	// Index, when set and the file system lists object hashes (a git tree), narrows the files read
+	// to those that can hold the target.
+	Index *Index
 }
 
 // rules are the image-reference rules of the options.
@@ -65,7 +68,11 @@ func SetImage(fsys fs.FS, dir string, target Target, pushed imageref.Ref, opts O
 	if target.Name == "" {
 		needle = []byte(path.Base(pushed.Path()))
 	}
-	sc, err := scan(fsys, dir, opts.Budget, needle)
+	q := query{name: target.Name}
+	if target.Name == "" {
+		q = query{repo: string(needle)}
+	}
+	sc, err := scan(fsys, dir, opts, q, needle)
 	if err != nil {
 		return res, err
 	}
@@ -208,9 +215,15 @@ type scanned struct {
 // scan reads the YAML files under dir and parses those that contain every needle. The cheap byte
 // search comes first: in a big repository almost no file mentions the target, and parsing is what
 // costs.
-func scan(fsys fs.FS, dir string, budget *Budget, needles ...[]byte) (scanned, error) {
+func scan(fsys fs.FS, dir string, opts Options, q query, needles ...[]byte) (scanned, error) {
 	sc := scanned{contents: map[string][]byte{}, docs: map[string][]*yaml.Node{}}
-	files, err := yamlFiles(fsys, dir)
+	budget := opts.Budget
+	// The index, when there is one, names the files that can hold the target; the others are
+	// not read at all.
+	files, indexed, err := opts.Index.candidates(fsys, dir, q)
+	if !indexed {
+		files, err = yamlFiles(fsys, dir)
+	}
 	if err != nil {
 		return sc, err
 	}

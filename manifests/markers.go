@@ -48,7 +48,7 @@ func SetMarkers(fsys fs.FS, dir, id string, pushed imageref.Ref, opts Options) (
 	if err != nil {
 		return res, err
 	}
-	sc, err := scan(fsys, dir, opts.Budget, []byte(`"$image`), []byte(id))
+	sc, err := scan(fsys, dir, opts, query{marker: id}, []byte(`"$image`), []byte(id))
 	if err != nil {
 		return res, err
 	}

@@ -1,0 +1,347 @@
+package manifests
+
+import (
+	"bufio"
+	"encoding/gob"
+	"fmt"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/imagehook/imagehook/imageref"
+	"github.com/imagehook/imagehook/workload"
+)
+
+// Index remembers where images live in a repository, so that locating a target costs what changed
+// since the last event, not the size of the repository. It is keyed by git object hash (a file
+// system that lists entries with an ObjectHash method, such as gitops' tree view, makes it usable):
+// for each file, the workload names, image repositories and marker ids it holds; for each directory,
+// the union of everything under it. An unchanged file is never read again, an unchanged directory
+// never walked again. It is derived data: a missing, corrupt or old-format file is rebuilt, never
+// trusted. The index only narrows the files read: every candidate is still read, parsed and
+// verified from its bytes before anything is written.
+type Index struct {
+	mu    sync.Mutex
+	blobs map[string]*entrySummary
+	trees map[string]*entrySummary
+	// maxFile is the per-file read limit (files over it are always candidates, and named skipped).
+	maxFile int64
+	file    string
+	dirty   bool
+	saved   time.Time
+	// gen counts lookups; directory summaries untouched for keepGenerations are dropped, so that the
+	// trees of old commits do not pile up (files are kept: a skipped subtree's files are still valid).
+	gen int
+}
+
+// keepGenerations is how many lookups a directory summary survives untouched.
+const keepGenerations = 32
+
+// entrySummary is what a file, or everything under a directory, holds. Sets are sorted.
+type entrySummary struct {
+	Names   []string // metadata.name of workload documents
+	Repos   []string // last path element of each container image's repository
+	Markers []string // marker ids
+	// Opaque marks a file the index could not summarise (too big, not YAML): it is always a
+	// candidate, so that the event names it as skipped as it would without the index.
+	Opaque bool
+	// used is the lookup generation that last touched a directory's summary.
+	used int
+}
+
+// indexFormat changes whenever the file's layout or the summary's meaning does.
+const indexFormat = "imagehook-index-v1"
+
+type indexFile struct {
+	Format string
+	Blobs  map[string]*entrySummary
+	Trees  map[string]*entrySummary
+}
+
+// OpenIndex loads the index kept at file, or starts an empty one when it is missing, corrupt or of
+// another format. maxFile is the per-file read limit (0: the default).
+func OpenIndex(file string, maxFile int64) *Index {
+	ix := &Index{blobs: map[string]*entrySummary{}, trees: map[string]*entrySummary{}, maxFile: maxFile, file: file, saved: time.Now()}
+	if file == "" {
+		return ix
+	}
+	f, err := os.Open(file)
+	if err != nil {
+		return ix
+	}
+	defer f.Close()
+	var data indexFile
+	if err := gob.NewDecoder(bufio.NewReader(f)).Decode(&data); err != nil || data.Format != indexFormat || data.Blobs == nil || data.Trees == nil {
+		return ix // rebuilt as events need it
+	}
+	ix.blobs, ix.trees = data.Blobs, data.Trees
+	return ix
+}
+
+// Len returns the number of files and directories summarised.
+func (ix *Index) Len() (files, dirs int) {
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	return len(ix.blobs), len(ix.trees)
+}
+
+// Save writes the index when it changed, atomically; with force false, at most every 10 seconds.
+func (ix *Index) Save(force bool) error {
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	if ix.file == "" || !ix.dirty || !force && time.Since(ix.saved) < 10*time.Second {
+		return nil
+	}
+	if err := os.MkdirAll(filepath.Dir(ix.file), 0o700); err != nil {
+		return fmt.Errorf("index: %w", err)
+	}
+	tmp := ix.file + ".tmp"
+	f, err := os.Create(tmp)
+	if err != nil {
+		return fmt.Errorf("index: %w", err)
+	}
+	w := bufio.NewWriter(f)
+	err = gob.NewEncoder(w).Encode(indexFile{Format: indexFormat, Blobs: ix.blobs, Trees: ix.trees})
+	if err == nil {
+		err = w.Flush()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, ix.file)
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("index: %w", err)
+	}
+	ix.dirty, ix.saved = false, time.Now()
+	return nil
+}
+
+// query is what a lookup looks for: a workload name, an image repository's last path element, or
+// a marker id.
+type query struct {
+	name, repo, marker string
+}
+
+func (s *entrySummary) matches(q query) bool {
+	if s.Opaque {
+		return true
+	}
+	has := func(set []string, v string) bool { _, ok := slices.BinarySearch(set, v); return ok }
+	switch {
+	case q.marker != "":
+		return has(s.Markers, q.marker)
+	case q.name != "":
+		return has(s.Names, q.name)
+	}
+	return has(s.Repos, q.repo)
+}
+
+// hashed is a directory entry that knows its object hash.
+type hashed interface{ ObjectHash() string }
+
+// candidates returns the YAML files under dir that may hold what q asks for, and whether the file
+// system lets the index answer (else the caller walks and reads everything, as without an index).
+func (ix *Index) candidates(fsys fs.FS, dir string, q query) ([]string, bool, error) {
+	if ix == nil {
+		return nil, false, nil
+	}
+	if st, err := fs.Stat(fsys, dir); err == nil && st.Mode().IsRegular() {
+		return []string{dir}, true, nil
+	}
+	entries, err := fs.ReadDir(fsys, dir)
+	if err != nil {
+		return nil, true, fmt.Errorf("path %s: %w", dir, err)
+	}
+	if len(entries) > 0 {
+		if _, ok := entries[0].(hashed); !ok {
+			return nil, false, nil
+		}
+	}
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	ix.gen++
+	var out []string
+	err = ix.collect(fsys, dir, entries, q, &out)
+	sort.Strings(out)
+	if ix.gen%keepGenerations == 0 {
+		for h, t := range ix.trees {
+			if t.used < ix.gen-keepGenerations {
+				delete(ix.trees, h)
+				ix.dirty = true
+			}
+		}
+	}
+	return out, true, err
+}
+
+// collect descends into the directories whose summary may match and lists the files that may.
+func (ix *Index) collect(fsys fs.FS, dir string, entries []fs.DirEntry, q query, out *[]string) error {
+	for _, e := range entries {
+		p := path.Join(dir, e.Name())
+		h := objectHash(e)
+		switch {
+		case e.IsDir():
+			if strings.HasPrefix(e.Name(), ".") {
+				continue
+			}
+			s, err := ix.tree(fsys, p, h)
+			if err != nil {
+				return err
+			}
+			if !s.matches(q) {
+				continue
+			}
+			sub, err := fs.ReadDir(fsys, p)
+			if err != nil {
+				continue // an unreadable subdirectory does not hide the target elsewhere
+			}
+			if err := ix.collect(fsys, p, sub, q, out); err != nil {
+				return err
+			}
+		case yamlName(e):
+			if ix.blob(fsys, p, h).matches(q) {
+				*out = append(*out, p)
+			}
+		}
+	}
+	return nil
+}
+
+func objectHash(e fs.DirEntry) string {
+	if h, ok := e.(hashed); ok {
+		return h.ObjectHash()
+	}
+	return ""
+}
+
+// yamlName reports whether a directory entry is a regular file imagehook reads as YAML.
+func yamlName(e fs.DirEntry) bool {
+	if !e.Type().IsRegular() {
+		return false // a symlink could point outside the repository
+	}
+	ext := path.Ext(e.Name())
+	return ext == ".yaml" || ext == ".yml" || e.Name() == "Kustomization"
+}
+
+// tree returns the summary of everything under a directory: cached by hash, or the union of its
+// entries' (an entry without a hash, an edit not yet committed, is summarised but not cached).
+func (ix *Index) tree(fsys fs.FS, dir, hash string) (*entrySummary, error) {
+	if s, ok := ix.trees[hash]; ok && hash != "" {
+		s.used = ix.gen
+		return s, nil
+	}
+	entries, err := fs.ReadDir(fsys, dir)
+	if err != nil {
+		return &entrySummary{Opaque: true}, nil
+	}
+	var parts []*entrySummary
+	for _, e := range entries {
+		p := path.Join(dir, e.Name())
+		switch {
+		case e.IsDir() && !strings.HasPrefix(e.Name(), "."):
+			s, err := ix.tree(fsys, p, objectHash(e))
+			if err != nil {
+				return nil, err
+			}
+			parts = append(parts, s)
+		case !e.IsDir() && yamlName(e):
+			parts = append(parts, ix.blob(fsys, p, objectHash(e)))
+		}
+	}
+	s := union(parts)
+	s.used = ix.gen
+	if hash != "" {
+		ix.trees[hash] = s
+		ix.dirty = true
+	}
+	return s, nil
+}
+
+// blob returns a file's summary: cached by hash, or read and summarised.
+func (ix *Index) blob(fsys fs.FS, name, hash string) *entrySummary {
+	if s, ok := ix.blobs[hash]; ok && hash != "" {
+		return s
+	}
+	s := summarize(fsys, name, ix.maxFile)
+	if hash != "" {
+		ix.blobs[hash] = s
+		ix.dirty = true
+	}
+	return s
+}
+
+// summarize reads one file: the names of its workload documents (also inside kind: List), the
+// repositories their containers run, and its marker ids. It has its own read limit, not an event's
+// budget: building the index reads every file once.
+func summarize(fsys fs.FS, name string, maxFile int64) *entrySummary {
+	b := &Budget{MaxFileBytes: maxFile, MaxBytes: 1 << 40, MaxNodes: 1 << 40}
+	data, err := b.read(fsys, name)
+	if err != nil {
+		return &entrySummary{Opaque: true}
+	}
+	docs, err := parseAll(data)
+	if err != nil {
+		return &entrySummary{Opaque: true}
+	}
+	var s entrySummary
+	for _, doc := range rootMappings(docs) {
+		for _, d := range withListItems(doc) {
+			kind, docName, _ := meta(d)
+			k, ok := workload.Lookup(kind)
+			if !ok {
+				continue
+			}
+			if docName != "" {
+				s.Names = append(s.Names, docName)
+			}
+			spec := lookupPath(d, k.PodSpec...)
+			for _, list := range []string{"initContainers", "containers"} {
+				for _, c := range elements(spec, list) {
+					if ref, err := imageref.Parse(scalar(c, "image")); err == nil {
+						s.Repos = append(s.Repos, path.Base(ref.Path()))
+					}
+				}
+			}
+		}
+	}
+	for _, doc := range docs {
+		walkScalars(doc, func(n *yaml.Node) {
+			if id, _, ok := parseMarker(n.LineComment); ok {
+				s.Markers = append(s.Markers, id)
+			}
+		})
+	}
+	s.Names, s.Repos, s.Markers = sortedSet(s.Names), sortedSet(s.Repos), sortedSet(s.Markers)
+	return &s
+}
+
+func union(parts []*entrySummary) *entrySummary {
+	var s entrySummary
+	for _, p := range parts {
+		s.Opaque = s.Opaque || p.Opaque
+		s.Names = append(s.Names, p.Names...)
+		s.Repos = append(s.Repos, p.Repos...)
+		s.Markers = append(s.Markers, p.Markers...)
+	}
+	s.Names, s.Repos, s.Markers = sortedSet(s.Names), sortedSet(s.Repos), sortedSet(s.Markers)
+	return &s
+}
+
+func sortedSet(v []string) []string {
+	if len(v) == 0 {
+		return nil
+	}
+	sort.Strings(v)
+	return slices.Compact(v)
+}
