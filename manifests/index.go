@@ -37,6 +37,9 @@ type Index struct {
 	file    string
 	dirty   bool
 	saved   time.Time
+	// Progress, when set, hears how many files have been summarised, every 5,000 (a first
+	// build on a big repository takes a while; a log line says how far it is).
+	Progress func(files int)
 	// gen counts lookups; directory summaries untouched for keepGenerations are dropped, so that the
 	// trees of old commits do not pile up (files are kept: a skipped subtree's files are still valid).
 	gen int
@@ -277,6 +280,9 @@ func (ix *Index) blob(fsys fs.FS, name, hash string) *entrySummary {
 	if hash != "" {
 		ix.blobs[hash] = s
 		ix.dirty = true
+		if ix.Progress != nil && len(ix.blobs)%5000 == 0 {
+			ix.Progress(len(ix.blobs))
+		}
 	}
 	return s
 }

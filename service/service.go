@@ -115,7 +115,7 @@ func (s *Service) build() error {
 		if err != nil {
 			return err
 		}
-		repo := updater.Repository{Git: r, CommitURL: rc.CommitURL}
+		repo := updater.Repository{Git: r, CommitURL: rc.CommitURL, Index: openIndex(cfg, rc.Name, s.log)}
 		if rc.CommitTemplate != "" {
 			if repo.Template, err = template.New(rc.Name).Parse(rc.CommitTemplate); err != nil {
 				return fmt.Errorf("repos[%s].commitTemplate: %w", rc.Name, err)
@@ -154,6 +154,16 @@ func (s *Service) build() error {
 	s.listener = srv
 	s.http = srv.HTTPServer(cfg.Listen)
 	return nil
+}
+
+// openIndex loads the repository's index of where images live (derived data in the data dir:
+// rebuilt when missing or corrupt), and logs how far a first build has come.
+func openIndex(cfg *config.Config, name string, log *slog.Logger) *manifests.Index {
+	ix := manifests.OpenIndex(filepath.Join(cfg.DataDir, "index", name+".idx"), cfg.Limits.MaxFileBytes)
+	files, dirs := ix.Len()
+	log.Info("manifests index", "repo", name, "files", files, "dirs", dirs)
+	ix.Progress = func(n int) { log.Info("indexing manifests", "repo", name, "files", n) }
+	return ix
 }
 
 // NewNotifier returns the mail notifier for cfg.Mail, or the log notifier when mail is not set up

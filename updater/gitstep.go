@@ -33,6 +33,7 @@ func (u *Updater) gitStep(ctx context.Context, log *slog.Logger, key string, bat
 		return false
 	}
 	g := planBatch(key, batch, u.opts, r.Template)
+	g.index = r.Index
 	started := time.Now()
 	commit, err := repo.Apply(ctx, g.edit)
 	u.observeGit(commit, err, batch, started)
@@ -45,6 +46,11 @@ func (u *Updater) gitStep(ctx context.Context, log *slog.Logger, key string, bat
 		return retry
 	}
 	g.record(commit, r.CommitURL)
+	if r.Index != nil {
+		if err := r.Index.Save(false); err != nil {
+			log.Warn("saving the manifests index", "err", err)
+		}
+	}
 	log.Info("git step done", "events", eventIDs(batch), "commit", commit.Hash, "changed", commit.Changed, "attempts", commit.Attempts)
 	return false
 }
@@ -96,6 +102,7 @@ type gitBatch struct {
 	events   []*event.Event
 	opts     Options
 	template *template.Template
+	index    *manifests.Index
 	// latest maps a target key to the event that wins it; the others are superseded and share
 	// its commit.
 	latest map[string]*event.Event
@@ -146,7 +153,7 @@ func (g *gitBatch) apply(over *overlay, ev *event.Event) *outcome {
 	}
 	budget := g.opts.Budget
 	opts := manifests.Options{Pin: manifests.Pin(ev.Pin), WriteHost: ev.Push.ExplicitHost, NoDowngrade: ev.NoDowngrade,
-		RegistryAliases: g.opts.RegistryAliases, Budget: &budget}
+		RegistryAliases: g.opts.RegistryAliases, Budget: &budget, Index: g.index}
 	for _, t := range ev.Targets {
 		if t.Repo == "" || g.latest[t.Key()] != ev {
 			continue

@@ -70,6 +70,8 @@ type Repository struct {
 	// Template, when set, writes the commit message's subject and body (data: CommitData);
 	// imagehook's trailers always follow it.
 	Template *template.Template
+	// Index, when set, remembers where images live in the repository (manifests.Index).
+	Index *manifests.Index
 }
 
 // CommitData is what a commit message template sees.
@@ -170,6 +172,13 @@ func (u *Updater) Run(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			u.wg.Wait()
+			for name, r := range u.repos {
+				if r.Index != nil {
+					if err := r.Index.Save(true); err != nil {
+						u.log.Warn("saving the manifests index", "repo", name, "err", err)
+					}
+				}
+			}
 			return nil
 		case <-t.C:
 			u.prune(ctx)
@@ -692,7 +701,30 @@ func (f *memFile) ModTime() time.Time         { return time.Time{} }
 func (f *memFile) IsDir() bool                { return false }
 func (f *memFile) Sys() any                   { return nil }
 
-func (o *overlay) ReadDir(name string) ([]fs.DirEntry, error) { return fs.ReadDir(o.base, name) }
+// ReadDir lists the base directory. An entry on the path of a pending edit loses its object hash
+// (the hash names the base's content, not the edited one), so an index reads it afresh.
+func (o *overlay) ReadDir(name string) ([]fs.DirEntry, error) {
+	entries, err := fs.ReadDir(o.base, name)
+	if err != nil || len(o.files) == 0 {
+		return entries, err
+	}
+	for i, e := range entries {
+		p := path.Join(name, e.Name())
+		for f := range o.files {
+			if f == p || strings.HasPrefix(f, p+"/") {
+				entries[i] = unhashed{e}
+				break
+			}
+		}
+	}
+	return entries, nil
+}
+
+// unhashed hides a directory entry's object hash.
+type unhashed struct{ fs.DirEntry }
+
+// ObjectHash returns "": the entry's content differs from its base's.
+func (unhashed) ObjectHash() string { return "" }
 
 func (o *overlay) ReadFile(name string) ([]byte, error) {
 	if data, ok := o.files[name]; ok {
