@@ -207,6 +207,7 @@ var conflictBackoff = retry.Backoff{Min: 100 * time.Millisecond, Max: 30 * time.
 func (r *Repo) applyOnce(ctx context.Context, edit EditFunc) (Commit, error) {
 	ctx, cancel := context.WithTimeout(ctx, r.cfg.Timeout)
 	defer cancel()
+	t0 := time.Now()
 	ps, err := r.openPush(ctx)
 	if err != nil {
 		return Commit{}, err
@@ -236,7 +237,9 @@ func (r *Repo) applyOnce(ctx context.Context, edit EditFunc) (Commit, error) {
 	if err != nil {
 		return Commit{}, fmt.Errorf("read tree: %w", err)
 	}
+	t1 := time.Now()
 	files, msg, err := edit(treeFS{root: tree})
+	t2 := time.Now()
 	if err != nil {
 		return Commit{Hash: tip.Hash.String()}, err
 	}
@@ -252,9 +255,11 @@ func (r *Repo) applyOnce(ctx context.Context, edit EditFunc) (Commit, error) {
 	if err != nil {
 		return Commit{}, err
 	}
+	t3 := time.Now()
 	if err := ps.send(ctx, r, old, hash, append(written, hash)); err != nil {
 		return Commit{}, err
 	}
+	r.log.Debug("git timings", "open", t1.Sub(t0), "edit", t2.Sub(t1), "commit", t3.Sub(t2), "send", time.Since(t3))
 	// Record the pushed commit as the tip so the next batch starts from it without a fetch.
 	_ = r.repo.Storer.SetReference(plumbing.NewHashReference(r.trackingRef(r.pushBranch()), hash))
 	return Commit{Hash: hash.String(), Changed: true}, nil
