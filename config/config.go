@@ -572,7 +572,19 @@ func (c *Config) Redacted() *Config {
 		m := *c.Mail
 		cp.Mail = &m
 	}
-	redact(reflect.ValueOf(&cp).Elem())
+	eachSecret(reflect.ValueOf(&cp).Elem(), func(f reflect.Value) {
+		if f.Kind() == reflect.Slice {
+			red := make([]string, f.Len())
+			for j := range red {
+				red[j] = "***"
+			}
+			f.Set(reflect.ValueOf(red))
+			return
+		}
+		if f.String() != "" {
+			f.SetString("***")
+		}
+	})
 	for i := range cp.Repos {
 		cp.Repos[i].URL = redactURL(cp.Repos[i].URL)
 	}
@@ -598,7 +610,15 @@ func redactURL(raw string) string {
 // password of http(s) repository URLs — for the one redactor (package redact).
 func (c *Config) Secrets() []string {
 	var out []string
-	collectSecrets(reflect.ValueOf(c).Elem(), &out)
+	eachSecret(reflect.ValueOf(c).Elem(), func(f reflect.Value) {
+		if f.Kind() == reflect.Slice {
+			for j := 0; j < f.Len(); j++ {
+				out = append(out, f.Index(j).String())
+			}
+			return
+		}
+		out = append(out, f.String())
+	})
 	for _, r := range c.Repos {
 		if u, err := url.Parse(r.URL); err == nil && u.User != nil && (u.Scheme == "http" || u.Scheme == "https") {
 			out = append(out, u.User.Username())
@@ -614,38 +634,6 @@ func (c *Config) Secrets() []string {
 		}
 	}
 	return kept
-}
-
-func collectSecrets(v reflect.Value, out *[]string) {
-	switch v.Kind() {
-	case reflect.Struct:
-		for i := 0; i < v.NumField(); i++ {
-			f := v.Type().Field(i)
-			if !f.IsExported() {
-				continue
-			}
-			if f.Tag.Get("secret") == "true" {
-				switch fv := v.Field(i); fv.Kind() {
-				case reflect.String:
-					*out = append(*out, fv.String())
-				case reflect.Slice:
-					for j := 0; j < fv.Len(); j++ {
-						*out = append(*out, fv.Index(j).String())
-					}
-				}
-				continue
-			}
-			collectSecrets(v.Field(i), out)
-		}
-	case reflect.Slice:
-		for i := 0; i < v.Len(); i++ {
-			collectSecrets(v.Index(i), out)
-		}
-	case reflect.Pointer:
-		if !v.IsNil() {
-			collectSecrets(v.Elem(), out)
-		}
-	}
 }
 
 // node returns the value node at a path of mapping keys (string) and sequence indexes (int) in
@@ -689,42 +677,6 @@ func (c *Config) at(n *yaml.Node) string {
 	return fmt.Sprintf(" (line %d)", n.Line)
 }
 
-func redact(v reflect.Value) {
-	switch v.Kind() {
-	case reflect.Struct:
-		for i := 0; i < v.NumField(); i++ {
-			f := v.Type().Field(i)
-			if !f.IsExported() {
-				continue
-			}
-			if f.Tag.Get("secret") == "true" {
-				switch fv := v.Field(i); fv.Kind() {
-				case reflect.String:
-					if fv.String() != "" {
-						fv.SetString("***")
-					}
-				case reflect.Slice:
-					red := make([]string, fv.Len())
-					for j := range red {
-						red[j] = "***"
-					}
-					fv.Set(reflect.ValueOf(red))
-				}
-				continue
-			}
-			redact(v.Field(i))
-		}
-	case reflect.Slice:
-		for i := 0; i < v.Len(); i++ {
-			redact(v.Index(i))
-		}
-	case reflect.Pointer:
-		if !v.IsNil() {
-			redact(v.Elem())
-		}
-	}
-}
-
 // HookByID returns the hook with that id.
 func (c *Config) HookByID(id string) (*Hook, bool) {
 	for i := range c.Hooks {
@@ -733,4 +685,33 @@ func (c *Config) HookByID(id string) (*Hook, bool) {
 		}
 	}
 	return nil, false
+}
+
+// eachSecret calls fn for every field tagged secret:"true" (a string or a []string) in v, the one
+// walk behind Secrets and Redacted.
+func eachSecret(v reflect.Value, fn func(reflect.Value)) {
+	switch v.Kind() {
+	case reflect.Struct:
+		for i := 0; i < v.NumField(); i++ {
+			f := v.Type().Field(i)
+			switch {
+			case !f.IsExported():
+			case f.Tag.Get("secret") == "true":
+				fn(v.Field(i))
+			default:
+				eachSecret(v.Field(i), fn)
+			}
+		}
+	case reflect.Slice:
+		if v.Type().Elem().Kind() == reflect.Uint8 {
+			return // file contents ([]byte): no secret fields inside
+		}
+		for i := 0; i < v.Len(); i++ {
+			eachSecret(v.Index(i), fn)
+		}
+	case reflect.Pointer:
+		if !v.IsNil() {
+			eachSecret(v.Elem(), fn)
+		}
+	}
 }

@@ -13,12 +13,12 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/imagehook/imagehook/config"
+	"github.com/imagehook/imagehook/internal/testlog"
 )
 
 // Row 1 of the trust issue: a blank rotation token must never be a credential — not as an HMAC key,
@@ -261,23 +261,8 @@ func TestAdminGuardsEveryRead(t *testing.T) {
 	}
 }
 
-// syncBuffer collects log output from the server's goroutines.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
+// syncBuffer collects log output from several goroutines.
+type syncBuffer = testlog.Buffer
 
 // FuzzAuthenticate: whatever a caller sends in the token parameter, the Authorization header and a
 // signature header, it is let in only with the hook's real token or a real signature of the body;

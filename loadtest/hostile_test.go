@@ -21,14 +21,7 @@ import (
 // (they pack to a few KB in git), against the same event on a clean repository, in the same run.
 // Run it with `make bench` (or go test -tags loadtest -run TestHostileManifests -v ./loadtest).
 func TestHostileManifests(t *testing.T) {
-	root, _ := filepath.Abs("..")
-	bin := filepath.Join(t.TempDir(), "imagehook")
-	build := exec.Command("go", "build", "-trimpath", "-o", bin, ".")
-	build.Dir = root
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
+	bin := buildBinary(t)
 	deploy := "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\n  namespace: team\nspec:\n  template:\n    spec:\n      containers:\n        - name: app\n          image: registry.example.com/acme/web:1.0.0\n"
 	big := "# web\n" + strings.Repeat("web: [web, web, web, web, web, web, web, web, web, web]\n", 4<<20/56)
 	dense := "# web\nweb: [" + strings.Repeat("1,", (1<<20-64)/2) + "1]\n"
@@ -51,12 +44,7 @@ func TestHostileManifests(t *testing.T) {
 				data(dense)
 			}
 		}
-		cmd := gitserver.Command(bare, "fast-import", "--quiet")
-		cmd.Stdin = &b
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("fast-import: %v\n%s", err, out)
-		}
-		gitserver.Git(t, bare, "gc", "-q")
+		fastImport(t, bare, &b)
 		dir := t.TempDir()
 		port := freePort(t)
 		cfg := fmt.Sprintf(`listen: "127.0.0.1:%d"
@@ -78,15 +66,7 @@ hooks:
 		}
 		defer func() { _ = proc.Process.Kill(); _, _ = proc.Process.Wait() }()
 		c := &client{base: fmt.Sprintf("http://127.0.0.1:%d", port), http: &http.Client{Timeout: 5 * time.Minute}}
-		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-			if resp, err := c.http.Get(c.base + "/readyz"); err == nil && resp.StatusCode == 200 {
-				resp.Body.Close()
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatal("imagehook not ready")
-			}
-		}
+		waitReady(t, c)
 		body := []byte(`{"push_data":{"tag":"1.1.0"},"repository":{"repo_url":"registry.example.com","namespace":"acme","name":"web"}}`)
 		start := time.Now()
 		code, m, err := c.post("/hooks/web?wait=300s&token="+token, body)

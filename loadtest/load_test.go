@@ -64,12 +64,7 @@ func generate(t *testing.T, bare string) {
 			data(doc(i, 2+c%5))
 		}
 	}
-	cmd := gitserver.Command(bare, "fast-import", "--quiet")
-	cmd.Stdin = &b
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("fast-import: %v\n%s", err, out)
-	}
-	gitserver.Git(t, bare, "gc", "-q")
+	fastImport(t, bare, &b)
 }
 
 func freePort(t *testing.T) int {
@@ -160,13 +155,13 @@ func fire(c *client, n, conc int, req func(i int) (string, []byte)) (float64, ma
 	return float64(n) / time.Since(start).Seconds(), codes, ids
 }
 
-func percentile(d []time.Duration, p float64) time.Duration {
-	s := append([]time.Duration(nil), d...)
-	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
-	return s[int(float64(len(s)-1)*p)]
-}
-
-func TestLoad(t *testing.T) {
+// buildBinary builds imagehook for the run, or takes IMAGEHOOK_BIN (another build, for a baseline
+// measured in the same run).
+func buildBinary(t *testing.T) string {
+	t.Helper()
+	if bin := os.Getenv("IMAGEHOOK_BIN"); bin != "" {
+		return bin
+	}
 	root, _ := filepath.Abs("..")
 	bin := filepath.Join(t.TempDir(), "imagehook")
 	build := exec.Command("go", "build", "-trimpath", "-o", bin, ".")
@@ -175,6 +170,42 @@ func TestLoad(t *testing.T) {
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("build: %v\n%s", err, out)
 	}
+	return bin
+}
+
+// waitReady polls /readyz until imagehook answers.
+func waitReady(t *testing.T, c *client) {
+	t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if resp, err := c.http.Get(c.base + "/readyz"); err == nil && resp.StatusCode == 200 {
+			resp.Body.Close()
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("imagehook not ready")
+		}
+	}
+}
+
+// fastImport feeds a fast-import stream into a bare repository and packs it.
+func fastImport(t *testing.T, bare string, stream *bytes.Buffer) {
+	t.Helper()
+	cmd := gitserver.Command(bare, "fast-import", "--quiet")
+	cmd.Stdin = stream
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("fast-import: %v\n%s", err, out)
+	}
+	gitserver.Git(t, bare, "gc", "-q")
+}
+
+func percentile(d []time.Duration, p float64) time.Duration {
+	s := append([]time.Duration(nil), d...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	return s[int(float64(len(s)-1)*p)]
+}
+
+func TestLoad(t *testing.T) {
+	bin := buildBinary(t)
 
 	git := gitserver.New(t, "bench", "bench-pw")
 	bare := git.Bare("apps")
@@ -222,16 +253,7 @@ hooks:
 	pid := proc.Process.Pid
 	c := &client{base: fmt.Sprintf("http://127.0.0.1:%d", port), http: &http.Client{Timeout: 2 * time.Minute,
 		Transport: &http.Transport{MaxIdleConnsPerHost: 128, MaxConnsPerHost: 128}}}
-	for deadline := time.Now().Add(30 * time.Second); ; {
-		if resp, err := c.http.Get(c.base + "/readyz"); err == nil && resp.StatusCode == 200 {
-			resp.Body.Close()
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("imagehook not ready")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	waitReady(t, c)
 	time.Sleep(time.Second)
 	idleCold, idleColdAnon := procKB(pid, "VmRSS"), procKB(pid, "RssAnon")
 

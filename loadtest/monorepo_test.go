@@ -64,12 +64,7 @@ func generateMonorepo(t *testing.T, bare string, files, commits int) {
 		fmt.Fprintf(&b, "M 100644 inline %s\n", configPath(i))
 		data(config(i, c))
 	}
-	cmd := gitserver.Command(bare, "fast-import", "--quiet")
-	cmd.Stdin = &b
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("fast-import: %v\n%s", err, out)
-	}
-	gitserver.Git(t, bare, "gc", "-q")
+	fastImport(t, bare, &b)
 }
 
 var monoImage = regexp.MustCompile(`(image: registry.example.com/acme/app-\d+:)\S+`)
@@ -79,17 +74,7 @@ var monoImage = regexp.MustCompile(`(image: registry.example.com/acme/app-\d+:)\
 // after a restart with a warm cache.
 func TestMonorepo(t *testing.T) {
 	// IMAGEHOOK_BIN measures another build (an older one, for a baseline in the same run).
-	bin := os.Getenv("IMAGEHOOK_BIN")
-	if bin == "" {
-		root, _ := filepath.Abs("..")
-		bin = filepath.Join(t.TempDir(), "imagehook")
-		build := exec.Command("go", "build", "-trimpath", "-o", bin, ".")
-		build.Dir = root
-		build.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := build.CombinedOutput(); err != nil {
-			t.Fatalf("build: %v\n%s", err, out)
-		}
-	}
+	bin := buildBinary(t)
 	for _, files := range []int{5000, *monorepoFiles} {
 		t.Run(fmt.Sprint(files), func(t *testing.T) { monorepoRun(t, bin, files, *monorepoCommits) })
 	}
@@ -124,15 +109,8 @@ hooks:
 			t.Fatal(err)
 		}
 		c := &client{base: fmt.Sprintf("http://127.0.0.1:%d", port), http: &http.Client{Timeout: 10 * time.Minute}}
-		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-			if resp, err := c.http.Get(c.base + "/readyz"); err == nil && resp.StatusCode == 200 {
-				resp.Body.Close()
-				return proc
-			}
-			if time.Now().After(deadline) {
-				t.Fatal("imagehook not ready")
-			}
-		}
+		waitReady(t, c)
+		return proc
 	}
 	c := &client{base: fmt.Sprintf("http://127.0.0.1:%d", port), http: &http.Client{Timeout: 10 * time.Minute}}
 	post := func(tag string) time.Duration {
