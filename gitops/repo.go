@@ -19,10 +19,12 @@ import (
 	"github.com/go-git/go-git/v5"
 	gitconfig "github.com/go-git/go-git/v5/config"
 	"github.com/go-git/go-git/v5/plumbing"
+	"github.com/go-git/go-git/v5/plumbing/cache"
 	"github.com/go-git/go-git/v5/plumbing/object"
 	"github.com/go-git/go-git/v5/plumbing/transport"
 	"github.com/go-git/go-git/v5/plumbing/transport/client"
 	"github.com/go-git/go-git/v5/plumbing/transport/server"
+	"github.com/go-git/go-git/v5/storage/filesystem"
 
 	"github.com/imagehook/imagehook/retry"
 )
@@ -111,10 +113,16 @@ func Open(cfg Config, dir string, log *slog.Logger) (*Repo, error) {
 	return r, nil
 }
 
+// objectCacheSize bounds go-git's cache of decoded objects (its default is 96 MiB): events read a
+// few trees and blobs each, and a big repository must not make the cache the biggest thing in
+// memory.
+const objectCacheSize = 16 * cache.MiByte
+
 func (r *Repo) openCache() error {
-	repo, err := git.PlainOpen(r.dir)
+	st := filesystem.NewStorageWithOptions(osfs.New(r.dir), cache.NewObjectLRU(objectCacheSize), filesystem.Options{})
+	repo, err := git.Open(st, nil)
 	if errors.Is(err, git.ErrRepositoryNotExists) {
-		repo, err = git.PlainInit(r.dir, true)
+		repo, err = git.Init(st, nil)
 	}
 	if err != nil {
 		return fmt.Errorf("open cache: %w", err)
