@@ -382,7 +382,7 @@ func history(args []string, stdout io.Writer) error {
 		}
 		red = redact.New(cfg.Secrets())
 		log := slog.New(slog.DiscardHandler)
-		repo, err := service.OpenRepo(cfg, *repoArg, log)
+		repo, err := service.OpenHistoryRepo(cfg, *repoArg, log)
 		if err != nil {
 			return errors.New(red.String(err.Error()))
 		}

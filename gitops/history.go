@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"time"
 
 	"github.com/go-git/go-git/v5"
@@ -24,24 +23,41 @@ type LogCommit struct {
 // LogFunc receives commits newest first; returning false stops the walk.
 type LogFunc func(LogCommit) bool
 
-// walk calls fn for the commits reachable from tip, newest first, until fn returns false or
-// limit commits were read (all when limit <= 0).
+// walk calls fn for the commits reachable from tip, newest committer time first, until fn returns
+// false or limit commits were read (all when limit <= 0). A parent that is not in the store ends
+// that line of history quietly: the flow's cache is shallow (it starts from the tip it first fetched).
 func walk(repo *git.Repository, tip plumbing.Hash, limit int, fn LogFunc) error {
-	it, err := repo.Log(&git.LogOptions{From: tip, Order: git.LogOrderCommitterTime})
+	start, err := repo.CommitObject(tip)
 	if err != nil {
 		return fmt.Errorf("log: %w", err)
 	}
-	defer it.Close()
-	for n := 0; limit <= 0 || n < limit; n++ {
-		c, err := it.Next()
-		if errors.Is(err, io.EOF) {
-			return nil
+	queue := []*object.Commit{start}
+	seen := map[plumbing.Hash]bool{tip: true}
+	for n := 0; len(queue) > 0 && (limit <= 0 || n < limit); n++ {
+		newest := 0
+		for i, c := range queue {
+			if c.Committer.When.After(queue[newest].Committer.When) {
+				newest = i
+			}
 		}
-		if err != nil {
-			return fmt.Errorf("log: %w", err)
-		}
+		c := queue[newest]
+		queue = append(queue[:newest], queue[newest+1:]...)
 		if !fn(logCommit(c)) {
 			return nil
+		}
+		for _, ph := range c.ParentHashes {
+			if seen[ph] {
+				continue
+			}
+			seen[ph] = true
+			p, err := repo.CommitObject(ph)
+			if errors.Is(err, plumbing.ErrObjectNotFound) {
+				continue // the boundary of a shallow cache
+			}
+			if err != nil {
+				return fmt.Errorf("log: %w", err)
+			}
+			queue = append(queue, p)
 		}
 	}
 	return nil

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io/fs"
 	"log/slog"
 	"os"
@@ -296,4 +297,43 @@ func TestTreeFS(t *testing.T) {
 	if err := fstest.TestFS(treeFS{root: tree}, "README.md", "apps/a.yaml"); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestShallowCache: the flow's cache starts with the tip only; it still commits, pushes and reads
+// the trailers of the commits it has, and a full-history cache sees everything.
+func TestShallowCache(t *testing.T) {
+	srv := gitserver.New(t, "bot", "s3cret")
+	url := srv.NewRepo(t, "apps", os.DirFS("testdata/repo"))
+	work := t.TempDir()
+	gitserver.Git(t, work, "clone", "-q", strings.Replace(url, "http://", "http://bot:s3cret@", 1), ".")
+	for i := range 3 {
+		if err := os.WriteFile(filepath.Join(work, "NOTES"), []byte(fmt.Sprint(i)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		gitserver.Git(t, work, "add", "NOTES")
+		gitserver.Git(t, work, "commit", "-q", "-m", fmt.Sprintf("older %d\n\nImagehook-Event: old-%d", i, i))
+	}
+	gitserver.Git(t, work, "push", "-q", "origin", "main")
+	count := func(full bool) int {
+		r, err := Open(Config{Name: "apps", URL: url, Branch: "main", Auth: Auth{Username: "bot", Password: "s3cret"}, FullHistory: full,
+			Author: Signature{"imagehook", "imagehook@example.com"}}, filepath.Join(t.TempDir(), "cache"), slog.New(slog.DiscardHandler))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := r.Apply(context.Background(), setFile("apps/a.yaml", fmt.Sprintf("kind: ConfigMap # %v\n", full))); err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		if err := r.Log(context.Background(), 0, func(LogCommit) bool { n++; return true }); err != nil {
+			t.Fatalf("log of a shallow cache: %v", err)
+		}
+		return n
+	}
+	if n := count(false); n != 2 {
+		t.Errorf("shallow cache sees %d commits, want the tip and its own commit", n)
+	}
+	if n := count(true); n != 6 {
+		t.Errorf("full cache sees %d commits, want all 6", n)
+	}
+	gitserver.Git(t, srv.Bare("apps"), "fsck", "--strict")
 }

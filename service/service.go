@@ -83,16 +83,18 @@ func New(cfg *config.Config, log *slog.Logger, opts Options) (*Service, error) {
 }
 
 // OpenRepo opens the cache of the configured repository name ("" when there is only one).
-func OpenRepo(cfg *config.Config, name string, log *slog.Logger) (*gitops.Repo, error) {
+// OpenHistoryRepo opens a full-history cache of the configured repository name ("" when there is
+// only one), for reading the audit trail: the service's own cache starts shallow.
+func OpenHistoryRepo(cfg *config.Config, name string, log *slog.Logger) (*gitops.Repo, error) {
 	for _, rc := range cfg.Repos {
 		if rc.Name == name || name == "" && len(cfg.Repos) == 1 {
-			return openRepo(cfg, rc, log)
+			return openRepo(cfg, rc, true, log)
 		}
 	}
 	return nil, fmt.Errorf("no repository named %q in the config", name)
 }
 
-func openRepo(cfg *config.Config, rc config.Repo, log *slog.Logger) (*gitops.Repo, error) {
+func openRepo(cfg *config.Config, rc config.Repo, fullHistory bool, log *slog.Logger) (*gitops.Repo, error) {
 	auth := gitops.Auth{Username: rc.Auth.Username, Password: rc.Auth.Password, SSHKey: rc.Auth.SSHKey, SSHKeyPassphrase: rc.Auth.SSHKeyPassphrase,
 		KnownHostsFile: rc.Auth.KnownHostsFile, InsecureIgnoreHostKey: rc.Auth.InsecureIgnoreHostKey, CABundle: rc.Auth.CABundle, Log: log}
 	var signer *gitops.Signer
@@ -102,16 +104,20 @@ func openRepo(cfg *config.Config, rc config.Repo, log *slog.Logger) (*gitops.Rep
 			return nil, fmt.Errorf("repos[%s]: %w", rc.Name, err)
 		}
 	}
+	dir := filepath.Join(cfg.DataDir, "repos", rc.Name+".git")
+	if fullHistory {
+		dir = filepath.Join(cfg.DataDir, "repos", rc.Name+".history.git")
+	}
 	return gitops.Open(gitops.Config{Name: rc.Name, URL: rc.URL, Branch: rc.Branch, PushBranch: rc.PushBranch, Auth: auth, Signer: signer,
-		Author: gitops.Signature{Name: rc.Author.Name, Email: rc.Author.Email}, Timeout: time.Duration(rc.Timeout)},
-		filepath.Join(cfg.DataDir, "repos", rc.Name+".git"), log)
+		Author: gitops.Signature{Name: rc.Author.Name, Email: rc.Author.Email}, Timeout: time.Duration(rc.Timeout), FullHistory: fullHistory},
+		dir, log)
 }
 
 func (s *Service) build() error {
 	cfg := s.cfg
 	repos := map[string]updater.Repository{}
 	for _, rc := range cfg.Repos {
-		r, err := openRepo(cfg, rc, s.log)
+		r, err := openRepo(cfg, rc, false, s.log)
 		if err != nil {
 			return err
 		}
