@@ -60,6 +60,17 @@ type entrySummary struct {
 	used int
 }
 
+// nothing is the summary of the many files that hold no workload, image or marker (ConfigMaps,
+// Services): one shared value instead of one each keeps a big repository's index small.
+var nothing = &entrySummary{}
+
+func intern(s *entrySummary) *entrySummary {
+	if !s.Opaque && len(s.Names) == 0 && len(s.Repos) == 0 && len(s.Markers) == 0 {
+		return nothing
+	}
+	return s
+}
+
 // indexFormat changes whenever the file's layout or the summary's meaning does.
 const indexFormat = "imagehook-index-v1"
 
@@ -84,6 +95,9 @@ func OpenIndex(file string, maxFile int64) *Index {
 	var data indexFile
 	if err := gob.NewDecoder(bufio.NewReader(f)).Decode(&data); err != nil || data.Format != indexFormat || data.Blobs == nil || data.Trees == nil {
 		return ix // rebuilt as events need it
+	}
+	for h, s := range data.Blobs {
+		data.Blobs[h] = intern(s)
 	}
 	ix.blobs, ix.trees = data.Blobs, data.Trees
 	return ix
@@ -276,7 +290,7 @@ func (ix *Index) blob(fsys fs.FS, name, hash string) *entrySummary {
 	if s, ok := ix.blobs[hash]; ok && hash != "" {
 		return s
 	}
-	s := summarize(fsys, name, ix.maxFile)
+	s := intern(summarize(fsys, name, ix.maxFile))
 	if hash != "" {
 		ix.blobs[hash] = s
 		ix.dirty = true
