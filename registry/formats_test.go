@@ -220,3 +220,16 @@ func TestTooDeep(t *testing.T) {
 		t.Error("65 levels accepted")
 	}
 }
+
+// TestSignedPushTimes: formats whose signed body carries the push time give it, so that a replay
+// under a new delivery id is recognisable as older than what a target runs.
+func TestSignedPushTimes(t *testing.T) {
+	got, err := Parse("ghcr", &Request{Body: readPayload(t, "ghcr/ghcr-package-event.theryangeary-homelab-test.json"), Header: http.Header{}, Query: url.Values{}})
+	if err != nil || len(got) != 1 || got[0].Push.PushedAt.Format("2006-01-02T15:04:05Z") != "2025-11-03T13:50:26Z" {
+		t.Errorf("ghcr push time: %v %v", got, err)
+	}
+	got, err = Parse("ghcr", &Request{Body: readPayload(t, "ghcr/github-package.keel-fixture.json"), Header: http.Header{}, Query: url.Values{}})
+	if err != nil || len(got) != 1 || !got[0].Push.PushedAt.IsZero() {
+		t.Errorf("zero time kept: %v %v", got, err)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net/url"
 	"strings"
+	"time"
 )
 
 // githubPackage is GitHub's "package" event (GitHub Container Registry) and its older
@@ -21,10 +22,13 @@ type githubPackage struct {
 }
 
 type githubPkgBody struct {
-	Name           string `json:"name"`
-	Namespace      string `json:"namespace"`
-	PackageType    string `json:"package_type"`
-	Ecosystem      string `json:"ecosystem"`
+	Name string `json:"name"`
+	// UpdatedAt moves when a version is published: the signed body's clock, which makes a replay
+	// with a new delivery id recognisable as older than what the target runs.
+	UpdatedAt      time.Time `json:"updated_at"`
+	Namespace      string    `json:"namespace"`
+	PackageType    string    `json:"package_type"`
+	Ecosystem      string    `json:"ecosystem"`
 	PackageVersion struct {
 		Version           string `json:"version"`
 		ContainerMetadata struct {
@@ -103,7 +107,11 @@ func parseGHCR(r *Request) ([]Parsed, error) {
 		_, rest, _ := strings.Cut(repo, "/")
 		repo = withHost(r.RegistryHost, "", rest)
 	}
-	push, err := makePush("ghcr", strings.ToLower(repo)+":"+tag, digest, pusher, timeZero)
+	at := pkg.UpdatedAt
+	if at.Year() < 2000 {
+		at = timeZero // test fixtures and some deliveries carry the zero time
+	}
+	push, err := makePush("ghcr", strings.ToLower(repo)+":"+tag, digest, pusher, at)
 	if err != nil {
 		return nil, err
 	}
