@@ -36,6 +36,8 @@ type Config struct {
 	Clusters     []Cluster `yaml:"clusters"`
 	Mail         *Mail     `yaml:"mail"`
 	Hooks        []Hook    `yaml:"hooks"`
+	// Registries holds the credentials imagehook asks registries with (verify: registry).
+	Registries []Registry `yaml:"registries"`
 	// RegistryAliases groups registry hosts that serve the same repositories; when set, only hosts
 	// of one group match each other (otherwise the same repository path on any host does).
 	RegistryAliases [][]string `yaml:"registryAliases"`
@@ -134,6 +136,19 @@ type Author struct {
 	Email string `yaml:"email"`
 }
 
+// Registry is how imagehook reaches one registry host.
+type Registry struct {
+	Host         string `yaml:"host"`
+	Username     string `yaml:"username"`
+	Password     string `yaml:"password" secret:"true"`
+	PasswordFile string `yaml:"passwordFile"`
+	CAFile       string `yaml:"caFile"`
+	// Insecure speaks plain HTTP (a lab registry); logged as a warning.
+	Insecure bool `yaml:"insecure"`
+	// CABundle is the content of CAFile, read at load.
+	CABundle []byte `yaml:"-"`
+}
+
 // Cluster is a Kubernetes cluster that no GitOps tool watches, patched directly.
 type Cluster struct {
 	Name string `yaml:"name"`
@@ -183,6 +198,9 @@ type Hook struct {
 	Pin string `yaml:"pin"`
 	// NoDowngrade refuses a semver tag lower than the one the target runs.
 	NoDowngrade bool `yaml:"noDowngrade"`
+	// Verify is "registry" to resolve every pushed tag in its registry before writing: a tag the
+	// registry does not have, or a digest that differs from the registry's, fails the event.
+	Verify string `yaml:"verify"`
 	// AllowOlder applies a push whose registry time is older than the push already applied to the
 	// same target (a deliberate rollback from CI); by default such a push is ignored as a replay.
 	AllowOlder bool `yaml:"allowOlder"`
@@ -451,6 +469,15 @@ func (c *Config) readSecretFiles() error {
 			h.Signature.Secret = TrimSecret(h.Signature.Secret)
 		}
 	}
+	for i := range c.Registries {
+		r := &c.Registries[i]
+		if err := readSecret(&r.Password, r.PasswordFile, fmt.Sprintf("registries[%s].passwordFile", r.Host)); err != nil {
+			return err
+		}
+		if err := readFile(&r.CABundle, r.CAFile, fmt.Sprintf("registries[%s].caFile", r.Host)); err != nil {
+			return err
+		}
+	}
 	if c.Mail != nil {
 		if err := readSecret(&c.Mail.Password, c.Mail.PasswordFile, "mail.passwordFile"); err != nil {
 			return err
@@ -562,6 +589,7 @@ func (c *Config) Redacted() *Config {
 	cp := *c
 	cp.Repos = append([]Repo(nil), c.Repos...)
 	cp.Hooks = append([]Hook(nil), c.Hooks...)
+	cp.Registries = append([]Registry(nil), c.Registries...)
 	for i := range cp.Hooks {
 		if sig := cp.Hooks[i].Signature; sig != nil {
 			dup := *sig

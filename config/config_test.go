@@ -344,3 +344,19 @@ func TestHookChecksInConfig(t *testing.T) {
 		}
 	}
 }
+
+// TestRegistriesAndVerify: registry credentials are secrets like any other, and verify takes
+// "registry" only.
+func TestRegistriesAndVerify(t *testing.T) {
+	base := "repos: [{name: apps, url: file:///x}]\nregistries: [{host: r.example.com, username: u, password: regpw}]\nhooks:\n  - id: web\n    token: t\n    targets: [{repo: apps, workload: deployment/w}]\n"
+	c, err := Parse([]byte(base+"    verify: registry\n"), env(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(strings.Join(c.Secrets(), " "), "regpw") || c.Redacted().Registries[0].Password != "***" || c.Registries[0].Password != "regpw" {
+		t.Errorf("registry password not treated as a secret")
+	}
+	if _, err := Parse([]byte(base+"    verify: cosign\n"), env(nil)); err == nil || !strings.Contains(err.Error(), `hooks[web].verify: "cosign" is not registry`) {
+		t.Errorf("err = %v", err)
+	}
+}

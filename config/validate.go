@@ -39,6 +39,11 @@ func (c *Config) Validate() error {
 		clusters[cl.Name] = true
 	}
 	c.Mail.validate(&errs)
+	for i, r := range c.Registries {
+		if r.Host == "" || strings.ContainsAny(r.Host, "/ ") {
+			errs.add("registries[%d].host: %q is not a registry host", i, r.Host)
+		}
+	}
 	ids := map[string]bool{}
 	for i, h := range c.Hooks {
 		where := fmt.Sprintf("hooks[%s]", h.ID)
@@ -138,6 +143,9 @@ func (h Hook) validate(errs *problems, where string) {
 		if a := strings.ToLower(sig.Algorithm); a != "sha1" && a != "sha256" && a != "sha512" {
 			errs.add("%s.signature.algorithm: %q: want sha1, sha256 or sha512", where, sig.Algorithm)
 		}
+	}
+	if h.Verify != "" && h.Verify != "registry" {
+		errs.add("%s.verify: %q is not registry", where, h.Verify)
 	}
 	if h.Pin != "" && h.Pin != "tag" && h.Pin != "digest" {
 		errs.add("%s.pin: %q is not tag or digest", where, h.Pin)

@@ -112,6 +112,8 @@ type Event struct {
 	// AllowOlder applies the push even when its registry time is older than the push already
 	// applied to the target (a deliberate rollback).
 	AllowOlder bool `json:"allowOlder,omitempty"`
+	// Verify resolves the pushed tag in its registry before anything is written.
+	Verify bool `json:"verify,omitempty"`
 	// Delivery is the registry's delivery id, unique per hook in the journal.
 	Delivery string `json:"delivery,omitempty"`
 	// Seq is the event's place in the journal, set when it is recorded: within one target the
@@ -144,6 +146,7 @@ const (
 	StepGit    = "git"
 	StepApply  = "apply"
 	StepNotify = "notify"
+	StepVerify = "verify"
 )
 
 // Settle sets the event's final status from its steps — the one rule, for the updater, the

@@ -28,6 +28,7 @@ import (
 	"github.com/imagehook/imagehook/manifests"
 	"github.com/imagehook/imagehook/notify"
 	"github.com/imagehook/imagehook/notify/mail"
+	"github.com/imagehook/imagehook/oci"
 	"github.com/imagehook/imagehook/redact"
 	"github.com/imagehook/imagehook/updater"
 )
@@ -142,6 +143,11 @@ func (s *Service) build() error {
 	uopts.Metrics = updater.NewMetrics(reg)
 	uopts.Retention = time.Duration(cfg.Retention)
 	uopts.RegistryAliases = cfg.RegistryAliases
+	var hosts []oci.Host
+	for _, r := range cfg.Registries {
+		hosts = append(hosts, oci.Host{Host: r.Host, Username: r.Username, Password: r.Password, CABundle: r.CABundle, Insecure: r.Insecure})
+	}
+	uopts.Resolver = oci.New(hosts, cfg.RegistryAliases, s.log)
 	uopts.Budget = manifests.Budget{MaxFileBytes: cfg.Limits.MaxFileBytes, MaxBytes: cfg.Limits.MaxEventBytes, MaxNodes: cfg.Limits.MaxEventNodes}
 	s.updater = updater.New(s.journal, repos, applier, notifier, s.log, uopts)
 

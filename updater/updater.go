@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io/fs"
 	"log/slog"
@@ -23,6 +24,7 @@ import (
 	"github.com/imagehook/imagehook/journal"
 	"github.com/imagehook/imagehook/manifests"
 	"github.com/imagehook/imagehook/notify"
+	"github.com/imagehook/imagehook/oci"
 	"github.com/imagehook/imagehook/redact"
 	"github.com/imagehook/imagehook/retry"
 )
@@ -41,8 +43,15 @@ type Applier interface {
 	Apply(ctx context.Context, t event.Target, ev *event.Event) (event.Step, error)
 }
 
+// Resolver asks a registry for a tag's digest (verify: registry); a want that differs is an error.
+type Resolver interface {
+	Resolve(ctx context.Context, image, want string) (string, error)
+}
+
 // Options tunes retries.
 type Options struct {
+	// Resolver verifies pushes with their registry (nil: events asking for it fail).
+	Resolver Resolver
 	// RetryBase is the first delay after a failed git batch; it doubles up to RetryMax.
 	RetryBase time.Duration
 	RetryMax  time.Duration
@@ -396,6 +405,9 @@ func (u *Updater) runBatch(ctx, stop context.Context, log *slog.Logger, key stri
 				continue
 			}
 		}
+		if ev.Verify && !u.verify(ctx, log, ev) {
+			continue
+		}
 		ev.Status = event.Running
 		ev.Attempts++
 		ev.UpdatedAt = time.Now()
@@ -416,6 +428,35 @@ func (u *Updater) runBatch(ctx, stop context.Context, log *slog.Logger, key stri
 	}
 	// Still "running" in the journal until the finisher is done: resumed on restart.
 	u.handOver(q, batch)
+}
+
+// verify resolves the pushed tag in its registry before anything is written: a tag the registry
+// does not have, a digest that differs, or refused credentials fail the event; otherwise the
+// registry's digest is the one written and recorded. It reports whether the event goes on.
+func (u *Updater) verify(ctx context.Context, log *slog.Logger, ev *event.Event) bool {
+	st := event.Step{Name: event.StepVerify, Status: event.Succeeded, At: time.Now()}
+	var digest string
+	err := errors.New("verify: no registry client is configured")
+	if u.opts.Resolver != nil {
+		err = retry.Do(ctx, 3, retry.Backoff{First: time.Second}, func(int) (bool, error) {
+			var err error
+			digest, err = u.opts.Resolver.Resolve(ctx, ev.Push.Image, ev.Push.Digest)
+			// What the registry said is final; only a failure to reach it is worth another try.
+			return err != nil && !errors.Is(err, oci.ErrNoTag) && !errors.Is(err, oci.ErrDigestMismatch) && !errors.Is(err, oci.ErrAuth), err
+		})
+	}
+	if err != nil {
+		st.Status, st.Error = event.Failed, err.Error()
+		ev.SetStep(st)
+		ev.Error = "verify: " + err.Error()
+		log.Warn("push not verified by its registry", "event", ev.ID, "err", err)
+		u.finishMany(ctx, log, []*event.Event{ev})
+		return false
+	}
+	ev.Push.Digest = digest
+	st.Detail = "registry digest " + digest
+	ev.SetStep(st)
+	return true
 }
 
 // ignore settles an event that must not be applied (a duplicate, a replay, a push overtaken by a

@@ -1,0 +1,100 @@
+package service
+
+import (
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/imagehook/imagehook/internal/registrytest"
+)
+
+// TestVerifyWithTheRegistry runs a real distribution registry: a pushed tag is verified and its
+// digest written; a tag never pushed, a digest that differs, and wrong credentials fail and write
+// nothing, with no secret in what they say.
+func TestVerifyWithTheRegistry(t *testing.T) {
+	reg := registrytest.Start(t, nil)
+	hook := `  - id: verified
+    token: ${HOOK_TOKEN}
+    source: custom
+    verify: registry
+    targets: [{repo: apps, path: apps/website, workload: deployment/website, namespace: web, container: website}]
+`
+	for _, tt := range []struct {
+		name, password string
+	}{{"right credentials", registrytest.Password}, {"wrong credentials", "wr0ng-registry-pw"}} {
+		t.Run(tt.name, func(t *testing.T) {
+			h := newHarnessHooks(t, hook, fmt.Sprintf("registries: [{host: %q, username: %s, password: %s, insecure: true}]", reg.Host, registrytest.User, tt.password))
+			body := func(tag, digest string) []byte {
+				return []byte(fmt.Sprintf(`{"push_data":{"tag":%q,"digest":%q},"repository":{"repo_url":%q,"namespace":"imagehook-demo","name":"website"}}`, tag, digest, reg.Host))
+			}
+			if tt.password != registrytest.Password {
+				reg.Push(t, "imagehook-demo/website", "6.0.0")
+				before := h.gitOut("rev-parse", "main")
+				code, ev := h.post("/hooks/verified?wait=30s&token="+hookToken, body("6.0.0", ""))
+				if code != 200 || ev["status"] != "failed" || !strings.Contains(fmt.Sprint(ev["error"]), "refused the credentials") {
+					t.Errorf("wrong credentials: %d %v", code, ev)
+				}
+				if strings.Contains(fmt.Sprint(ev), tt.password) || strings.Contains(h.logs.String(), tt.password) {
+					t.Error("the registry password leaks")
+				}
+				if h.gitOut("rev-parse", "main") != before {
+					t.Error("a commit was made")
+				}
+				return
+			}
+			digest := reg.Push(t, "imagehook-demo/website", "5.0.0")
+			code, ev := h.post("/hooks/verified?wait=30s&token="+hookToken, body("5.0.0", ""))
+			if code != 200 || ev["status"] != "succeeded" || !strings.Contains(fmt.Sprint(step(ev, "verify")["detail"]), digest) {
+				t.Fatalf("verified push: %d %v", code, ev)
+			}
+			if msg := h.gitOut("log", "-1", "--format=%B", "main"); !strings.Contains(msg, "Imagehook-Image: "+reg.Host+"/imagehook-demo/website:5.0.0@"+digest) {
+				t.Errorf("trailer lacks the registry's digest:\n%s", msg)
+			}
+			before := h.gitOut("rev-parse", "main")
+			for _, c := range []struct {
+				tag, digest, want string
+			}{
+				{"5.0.1", "", "registry has no tag"},
+				{"5.0.0", "sha256:" + strings.Repeat("0", 64), "digest mismatch"},
+			} {
+				code, ev := h.post("/hooks/verified?wait=30s&token="+hookToken, body(c.tag, c.digest))
+				if code != 200 || ev["status"] != "failed" || !strings.Contains(fmt.Sprint(ev["error"]), c.want) {
+					t.Errorf("%s %s: %d %v, want failed %q", c.tag, c.digest, code, ev, c.want)
+				}
+			}
+			if after := h.gitOut("rev-parse", "main"); after != before {
+				t.Errorf("an unverified push made a commit")
+			}
+			if strings.Contains(h.logs.String(), registrytest.Password) {
+				t.Error("the registry password is in the log")
+			}
+		})
+	}
+}
+
+// TestRegistryNotificationsEndToEnd: the registry's own notifications (not a sample payload),
+// pointed at a distribution hook, make a commit after a real push.
+func TestRegistryNotificationsEndToEnd(t *testing.T) {
+	hook := `  - id: registry
+    token: ${HOOK_TOKEN}
+    source: distribution
+    targets: [{repo: apps, path: apps/website, workload: deployment/website, namespace: web, container: website}]
+`
+	h := newHarnessHooks(t, hook)
+	reg := registrytest.Start(t, &registrytest.Notify{URL: "http://" + h.addr + "/hooks/registry", Authorization: "Bearer " + hookToken})
+	digest := reg.Push(t, "imagehook-demo/website", "7.7.7")
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(100 * time.Millisecond) {
+		if strings.Contains(h.gitOut("show", "main:apps/website/deployment.yaml"), "website:7.7.7") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no commit after a real push; log:\n%s", h.logs.String())
+		}
+	}
+	if msg := h.gitOut("log", "-1", "--format=%B", "main"); !strings.Contains(msg, "Imagehook-Source: distribution") || !strings.Contains(msg, digest) {
+		t.Errorf("commit message:\n%s", msg)
+	}
+	_ = http.StatusOK
+}
