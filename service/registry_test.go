@@ -2,7 +2,6 @@ package service
 
 import (
 	"fmt"
-	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -96,5 +95,4 @@ func TestRegistryNotificationsEndToEnd(t *testing.T) {
 	if msg := h.gitOut("log", "-1", "--format=%B", "main"); !strings.Contains(msg, "Imagehook-Source: distribution") || !strings.Contains(msg, digest) {
 		t.Errorf("commit message:\n%s", msg)
 	}
-	_ = http.StatusOK
 }

@@ -17,7 +17,6 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
-	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 )
@@ -143,7 +142,5 @@ func (r *Registry) Push(t testing.TB, repo, tag string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return digestString(d)
+	return d.String()
 }
-
-func digestString(h v1.Hash) string { return h.String() }
