@@ -38,6 +38,8 @@ type Config struct {
 	Hooks        []Hook    `yaml:"hooks"`
 	// Registries holds the credentials imagehook asks registries with (verify: registry).
 	Registries []Registry `yaml:"registries"`
+	// Verify is the default of hooks[].verify.
+	Verify string `yaml:"verify"`
 	// RegistryAliases groups registry hosts that serve the same repositories; when set, only hosts
 	// of one group match each other (otherwise the same repository path on any host does).
 	RegistryAliases [][]string `yaml:"registryAliases"`
@@ -575,6 +577,9 @@ func (c *Config) applyDefaults() {
 		}
 	}
 	for i := range c.Hooks {
+		if c.Hooks[i].Verify == "" {
+			c.Hooks[i].Verify = c.Verify
+		}
 		for j := range c.Hooks[i].Targets {
 			t := &c.Hooks[i].Targets[j]
 			if t.Repo != "" && t.Path == "" {

@@ -359,4 +359,7 @@ func TestRegistriesAndVerify(t *testing.T) {
 	if _, err := Parse([]byte(base+"    verify: cosign\n"), env(nil)); err == nil || !strings.Contains(err.Error(), `hooks[web].verify: "cosign" is not registry`) {
 		t.Errorf("err = %v", err)
 	}
+	if c, err := Parse([]byte("verify: registry\n"+base), env(nil)); err != nil || c.Hooks[0].Verify != "registry" {
+		t.Errorf("global default: %v %v", c, err)
+	}
 }

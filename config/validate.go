@@ -39,6 +39,9 @@ func (c *Config) Validate() error {
 		clusters[cl.Name] = true
 	}
 	c.Mail.validate(&errs)
+	if c.Verify != "" && c.Verify != "registry" {
+		errs.add("verify: %q is not registry", c.Verify)
+	}
 	for i, r := range c.Registries {
 		if r.Host == "" || strings.ContainsAny(r.Host, "/ ") {
 			errs.add("registries[%d].host: %q is not a registry host", i, r.Host)
