@@ -397,46 +397,69 @@ func (s *Server) authenticate(r *http.Request, hook *servedHook, q url.Values) (
 		return "", nil, err
 	}
 	addr := clientAddr(r.RemoteAddr)
-	sig := hook.sig
-	if hook.Signature == nil && source != hook.Source {
-		sig = signatureOf(source)
+	// First the format and the signature it needs; a signature or source: auto needs the body.
+	var body []byte
+	if source == "auto" || hook.signatureFor(source) != nil {
+		if s.failures.exhausted(addr) {
+			return "", nil, s.authFailed(hook, addr, "too many failed authentications")
+		}
+		if body, err = s.readBody(r); err != nil {
+			return "", nil, err
+		}
+		if source == "auto" {
+			source = registry.Detect(r.Header, body)
+		}
 	}
-	// A token is required unless the signature is the hook's only secret.
-	needToken := sig == nil || hook.Signature != nil && !config.Blank(hook.Signature.Secret) && len(hook.tokens) > 0
-	if source != "auto" && needToken && !authorized(hook.tokens, r, q) {
-		return "", nil, s.authFailed(hook, addr, "bad or missing token")
+	// Then the credential, once.
+	if why := hook.credentialFault(source, r, q, body); why != "" {
+		return "", nil, s.authFailed(hook, addr, why)
 	}
-	if (sig != nil || source == "auto") && s.failures.exhausted(addr) {
-		return "", nil, s.authFailed(hook, addr, "too many failed authentications")
+	if source == "" {
+		return "", nil, fail(http.StatusBadRequest, "cannot tell the payload format: set the hook's source")
 	}
+	if body == nil {
+		if body, err = s.readBody(r); err != nil {
+			return "", nil, err
+		}
+	}
+	return source, body, nil
+}
+
+// signatureFor is the signature a delivery in the given format must carry: the hook's own rule,
+// else the format's (nil when it needs none).
+func (h *servedHook) signatureFor(source string) *signature {
+	if h.Signature != nil {
+		return h.sig
+	}
+	return signatureOf(source)
+}
+
+// credentialFault checks what the delivery offers against what the hook requires and says what is
+// wrong ("" when nothing): a token, unless a signature is the hook's only secret; and a valid
+// signature, wherever the format or the hook's rule asks for one.
+func (h *servedHook) credentialFault(source string, r *http.Request, q url.Values, body []byte) string {
+	sig := h.signatureFor(source)
+	needToken := sig == nil || h.Signature != nil && !config.Blank(h.Signature.Secret) && len(h.tokens) > 0
+	if needToken && !authorized(h.tokens, r, q) {
+		return "bad or missing token"
+	}
+	if sig != nil && !sig.verify(signingKeys(h.Hook), r.Header, body) {
+		return "bad or missing signature"
+	}
+	return ""
+}
+
+// readBody reads the request body within the size limit.
+func (s *Server) readBody(r *http.Request) ([]byte, error) {
 	body, err := io.ReadAll(http.MaxBytesReader(nil, r.Body, s.cfg.MaxBodyBytes))
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
-			return "", nil, fail(http.StatusRequestEntityTooLarge, "body larger than %d bytes", s.cfg.MaxBodyBytes)
+			return nil, fail(http.StatusRequestEntityTooLarge, "body larger than %d bytes", s.cfg.MaxBodyBytes)
 		}
-		return "", nil, fail(http.StatusBadRequest, "reading body failed")
+		return nil, fail(http.StatusBadRequest, "reading body failed")
 	}
-	if source == "auto" {
-		detected := registry.Detect(r.Header, body)
-		if hook.Signature == nil {
-			sig = signatureOf(detected)
-		}
-		if sig == nil && !authorized(hook.tokens, r, q) {
-			return "", nil, s.authFailed(hook, addr, "bad or missing token")
-		}
-		if detected == "" {
-			if sig != nil && !sig.verify(signingKeys(hook.Hook), r.Header, body) {
-				return "", nil, s.authFailed(hook, addr, "bad or missing signature")
-			}
-			return "", nil, fail(http.StatusBadRequest, "cannot tell the payload format: set the hook's source")
-		}
-		source = detected
-	}
-	if sig != nil && !sig.verify(signingKeys(hook.Hook), r.Header, body) {
-		return "", nil, s.authFailed(hook, addr, "bad or missing signature")
-	}
-	return source, body, nil
+	return body, nil
 }
 
 // authFailed charges a failed authentication to the caller's address, logs it at most once a
