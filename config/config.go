@@ -18,6 +18,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/imagehook/imagehook/event"
 	"github.com/imagehook/imagehook/manifests"
 )
 
@@ -138,6 +139,11 @@ type Author struct {
 	Email string `yaml:"email"`
 }
 
+// Reconcile is a hook's polling of its registry.
+type Reconcile struct {
+	Interval Duration `yaml:"interval"`
+}
+
 // Registry is how imagehook reaches one registry host.
 type Registry struct {
 	Host         string `yaml:"host"`
@@ -200,6 +206,9 @@ type Hook struct {
 	Pin string `yaml:"pin"`
 	// NoDowngrade refuses a semver tag lower than the one the target runs.
 	NoDowngrade bool `yaml:"noDowngrade"`
+	// Reconcile asks the registry, every interval, for tags newer than the targets run, and submits
+	// an event for the newest the tag policy allows: a webhook that never came is caught.
+	Reconcile *Reconcile `yaml:"reconcile"`
 	// Verify is "registry" to resolve every pushed tag in its registry before writing: a tag the
 	// registry does not have, or a digest that differs from the registry's, fails the event.
 	Verify string `yaml:"verify"`
@@ -232,6 +241,16 @@ type Target struct {
 	// Marker targets every scalar marked # {"$imagehook": "<marker>"} under path (also Flux's
 	// $imagepolicy and Fleet's $imagescan markers with that id).
 	Marker string `yaml:"marker"`
+}
+
+// Event returns the target as an event carries it: a copy frozen when the event is accepted.
+func (t Target) Event() event.Target {
+	et := event.Target{Repo: t.Repo, Path: t.Path, Workload: t.Workload, Namespace: t.Namespace,
+		Container: t.Container, Cluster: t.Cluster, WaitRollout: time.Duration(t.WaitRollout), Marker: t.Marker}
+	if v := t.Values; v != nil {
+		et.Values = &event.Values{File: v.File, Image: v.Image, Registry: v.Registry, Repository: v.Repository, Tag: v.Tag, Digest: v.Digest}
+	}
+	return et
 }
 
 // Values names where a Helm values file keeps the image, as dotted key paths.

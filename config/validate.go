@@ -7,6 +7,7 @@ import (
 	"path"
 	"strings"
 	"text/template"
+	"time"
 
 	"go.yaml.in/yaml/v3"
 
@@ -146,6 +147,9 @@ func (h Hook) validate(errs *problems, where string) {
 		if a := strings.ToLower(sig.Algorithm); a != "sha1" && a != "sha256" && a != "sha512" {
 			errs.add("%s.signature.algorithm: %q: want sha1, sha256 or sha512", where, sig.Algorithm)
 		}
+	}
+	if r := h.Reconcile; r != nil && time.Duration(r.Interval) < time.Second {
+		errs.add("%s.reconcile.interval: %s is shorter than a second", where, time.Duration(r.Interval))
 	}
 	if h.Verify != "" && h.Verify != "registry" {
 		errs.add("%s.verify: %q is not registry", where, h.Verify)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"time"
 
 	"github.com/go-git/go-git/v5"
@@ -88,6 +89,8 @@ func OpenLog(path string, limit int, fn LogFunc) error {
 // 0), newest first. The fetch matters after a crash: a push may have landed after the cache last
 // saw the branch.
 func (r *Repo) Log(ctx context.Context, limit int, fn LogFunc) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	if err := r.fetch(ctx, r.pushBranch()); err != nil {
 		return err
 	}
@@ -96,6 +99,32 @@ func (r *Repo) Log(ctx context.Context, limit int, fn LogFunc) error {
 		return err
 	}
 	return walk(r.repo, ref.Hash(), limit, fn)
+}
+
+// Read fetches the branch imagehook commits to and calls fn with a read-only view of its tip.
+func (r *Repo) Read(ctx context.Context, fn func(fs.FS) error) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	branch := r.pushBranch()
+	if _, err := r.repo.Reference(r.trackingRef(branch), true); err != nil {
+		branch = r.cfg.Branch
+	}
+	if err := r.fetch(ctx, branch); err != nil {
+		return err
+	}
+	ref, err := r.repo.Reference(r.trackingRef(branch), true)
+	if err != nil {
+		return fmt.Errorf("branch %s: %w", branch, err)
+	}
+	c, err := r.repo.CommitObject(ref.Hash())
+	if err != nil {
+		return fmt.Errorf("branch %s: %w", branch, err)
+	}
+	tree, err := c.Tree()
+	if err != nil {
+		return fmt.Errorf("read tree: %w", err)
+	}
+	return fn(treeFS{root: tree})
 }
 
 // Identity returns the author and committer of imagehook's commits in this repository.

@@ -68,9 +68,10 @@ type Config struct {
 // Signature is a commit author.
 type Signature struct{ Name, Email string }
 
-// Repo is one cached repository. Its methods are not safe for concurrent use: the updater runs one
-// worker per repository.
+// Repo is one cached repository. Apply, Log and Read take turns (the updater's worker and a
+// reconciler may both use it).
 type Repo struct {
+	mu   sync.Mutex
 	cfg  Config
 	dir  string
 	repo *git.Repository
@@ -205,6 +206,8 @@ type EditFunc func(fsys fs.FS) (files map[string][]byte, message string, err err
 // Apply fetches, runs edit on the branch tip, commits what it returns and pushes; on a conflict it
 // fetches and runs edit again on the new tip, with jittered exponential backoff. It never force-pushes.
 func (r *Repo) Apply(ctx context.Context, edit EditFunc) (Commit, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	// The first retry is immediate: the fetch it starts with already brings the new tip. Later ones
 	// back off, with jitter, so that two busy writers stop colliding.
 	var c Commit

@@ -559,12 +559,7 @@ func selectTargets(hook *config.Hook, q url.Values, mismatchCode int) ([]event.T
 		if ns != "" && ns != t.Namespace || wl != "" && !strings.EqualFold(wl, t.Workload) || ctr != "" && ctr != t.Container {
 			continue
 		}
-		et := event.Target{Repo: t.Repo, Path: t.Path, Workload: t.Workload, Namespace: t.Namespace,
-			Container: t.Container, Cluster: t.Cluster, WaitRollout: time.Duration(t.WaitRollout), Marker: t.Marker}
-		if v := t.Values; v != nil {
-			et.Values = &event.Values{File: v.File, Image: v.Image, Registry: v.Registry, Repository: v.Repository, Tag: v.Tag, Digest: v.Digest}
-		}
-		out = append(out, et)
+		out = append(out, t.Event())
 	}
 	if len(out) == 0 {
 		return nil, fail(mismatchCode, "trigger rule not satisfied: ns/workload/container do not match this hook's targets")

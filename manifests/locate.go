@@ -64,38 +64,10 @@ func SetImage(fsys fs.FS, dir string, target Target, pushed imageref.Ref, opts O
 	if kres, found, err := setKustomizeImage(fsys, dir, pushed, opts); found || err != nil {
 		return kres, err
 	}
-	needle := []byte(target.Name)
-	if target.Name == "" {
-		needle = []byte(path.Base(pushed.Path()))
-	}
-	q := query{name: target.Name}
-	if target.Name == "" {
-		q = query{repo: string(needle)}
-	}
-	sc, err := scan(fsys, dir, opts, q, needle)
+	hits, sc, err := locate(fsys, dir, target, pushed, opts)
+	res.Warnings = sc.warnings
 	if err != nil {
 		return res, err
-	}
-	res.Warnings = sc.warnings
-	ns := namespaces{fsys: fsys, root: dir, cache: map[string]string{}, budget: opts.Budget}
-	var hits []found
-	for _, f := range sc.files {
-		for _, doc := range rootMappings(sc.docs[f]) {
-			for _, d := range withListItems(doc) {
-				hits = append(hits, containersIn(f, d, target, pushed, &ns)...)
-			}
-		}
-	}
-	if len(hits) == 0 {
-		if len(sc.broken) > 0 {
-			return res, fmt.Errorf("%s under %s: %w (files that do not parse: %s)", target, dir, ErrNotFound, strings.Join(sc.broken, ", "))
-		}
-		return res, fmt.Errorf("%s under %s: %w", target, dir, ErrNotFound)
-	}
-	if target.Name != "" {
-		if err := checkOneWorkload(hits, target); err != nil {
-			return res, err
-		}
 	}
 	edits := map[string][]edit{}
 	for _, h := range hits {
@@ -122,6 +94,60 @@ func SetImage(fsys fs.FS, dir string, target Target, pushed imageref.Ref, opts O
 	}
 	res.Files = spliced
 	return res, nil
+}
+
+// locate finds the containers of target under dir: every one, in one workload document.
+func locate(fsys fs.FS, dir string, target Target, pushed imageref.Ref, opts Options) ([]found, scanned, error) {
+	needle := []byte(target.Name)
+	if target.Name == "" {
+		needle = []byte(path.Base(pushed.Path()))
+	}
+	q := query{name: target.Name}
+	if target.Name == "" {
+		q = query{repo: string(needle)}
+	}
+	sc, err := scan(fsys, dir, opts, q, needle)
+	if err != nil {
+		return nil, sc, err
+	}
+	ns := namespaces{fsys: fsys, root: dir, cache: map[string]string{}, budget: opts.Budget}
+	var hits []found
+	for _, f := range sc.files {
+		for _, doc := range rootMappings(sc.docs[f]) {
+			for _, d := range withListItems(doc) {
+				hits = append(hits, containersIn(f, d, target, pushed, &ns)...)
+			}
+		}
+	}
+	if len(hits) == 0 {
+		if len(sc.broken) > 0 {
+			return nil, sc, fmt.Errorf("%s under %s: %w (files that do not parse: %s)", target, dir, ErrNotFound, strings.Join(sc.broken, ", "))
+		}
+		return nil, sc, fmt.Errorf("%s under %s: %w", target, dir, ErrNotFound)
+	}
+	if target.Name != "" {
+		if err := checkOneWorkload(hits, target); err != nil {
+			return nil, sc, err
+		}
+	}
+	return hits, sc, nil
+}
+
+// Current returns the image a workload container runs in the manifests under dir (reconcile asks
+// the registry for newer tags of it). The target must name the workload and the container.
+func Current(fsys fs.FS, dir string, target Target, opts Options) (string, error) {
+	if target.Name == "" || target.Container == "" {
+		return "", fmt.Errorf("%s: name the workload and the container", target)
+	}
+	dir, err := cleanDir(dir)
+	if err != nil {
+		return "", err
+	}
+	hits, _, err := locate(fsys, dir, target, imageref.Ref{}, opts)
+	if err != nil {
+		return "", err
+	}
+	return hits[0].node.Value, nil
 }
 
 // checkOneWorkload refuses a target that matches containers of two different workload documents.

@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
@@ -40,6 +41,9 @@ type Host struct {
 
 // Client resolves tags on the configured hosts (anonymously elsewhere).
 type Client struct {
+	// mu serialises requests per host: one at a time, whatever asks (verify, reconcile).
+	mu      sync.Mutex
+	busy    map[string]*sync.Mutex
 	hosts   map[string]Host
 	aliases [][]string
 	log     *slog.Logger
@@ -49,7 +53,7 @@ type Client struct {
 // New returns a client for hosts; aliases group hosts that serve the same repositories, so that
 // credentials given for one apply to the others.
 func New(hosts []Host, aliases [][]string, log *slog.Logger) *Client {
-	c := &Client{hosts: map[string]Host{}, aliases: aliases, log: log, timeout: 30 * time.Second}
+	c := &Client{hosts: map[string]Host{}, busy: map[string]*sync.Mutex{}, aliases: aliases, log: log, timeout: 30 * time.Second}
 	for _, h := range hosts {
 		c.hosts[strings.ToLower(h.Host)] = h
 		if h.Insecure {
@@ -82,23 +86,31 @@ func (c *Client) host(h string) Host {
 	return Host{Host: h}
 }
 
-// Resolve returns the registry's digest for image (repository:tag). With want set, a different
-// digest is ErrDigestMismatch.
-func (c *Client) Resolve(ctx context.Context, image, want string) (string, error) {
-	ref, err := name.ParseReference(image, name.StrictValidation)
+// request prepares a request for a repository reference: its host's settings, one request at a
+// time per host (the returned release must be called), and the options go-containerregistry takes.
+// go-containerregistry retries 429 and 5xx answers with backoff.
+func (c *Client) request(ctx context.Context, image string, tag bool) (name.Reference, name.Repository, []remote.Option, func(), error) {
+	parse := func(opts ...name.Option) (name.Reference, name.Repository, error) {
+		if tag {
+			ref, err := name.ParseReference(image, opts...)
+			if err != nil {
+				return nil, name.Repository{}, err
+			}
+			return ref, ref.Context(), nil
+		}
+		repo, err := name.NewRepository(image, opts...)
+		return nil, repo, err
+	}
+	ref, repo, err := parse()
 	if err != nil {
-		if ref, err = name.ParseReference(image); err != nil {
-			return "", fmt.Errorf("resolve %s: %w", image, err)
-		}
+		return nil, name.Repository{}, nil, nil, fmt.Errorf("%s: %w", image, err)
 	}
-	h := c.host(ref.Context().RegistryStr())
+	h := c.host(repo.RegistryStr())
 	if h.Insecure {
-		if ref, err = name.ParseReference(image, name.Insecure); err != nil {
-			return "", fmt.Errorf("resolve %s: %w", image, err)
+		if ref, repo, err = parse(name.Insecure); err != nil {
+			return nil, name.Repository{}, nil, nil, fmt.Errorf("%s: %w", image, err)
 		}
 	}
-	ctx, cancel := context.WithTimeout(ctx, c.timeout)
-	defer cancel()
 	opts := []remote.Option{remote.WithContext(ctx), remote.WithUserAgent("imagehook")}
 	if h.Username != "" || h.Password != "" {
 		opts = append(opts, remote.WithAuth(&authn.Basic{Username: h.Username, Password: h.Password}))
@@ -113,22 +125,64 @@ func (c *Client) Resolve(ctx context.Context, image, want string) (string, error
 		tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
 		opts = append(opts, remote.WithTransport(tr))
 	}
+	c.mu.Lock()
+	lock := c.busy[repo.RegistryStr()]
+	if lock == nil {
+		lock = &sync.Mutex{}
+		c.busy[repo.RegistryStr()] = lock
+	}
+	c.mu.Unlock()
+	lock.Lock()
+	return ref, repo, opts, lock.Unlock, nil
+}
+
+// classify names what a registry's answer means.
+func classify(err error, what string, registry string) error {
+	var te *transport.Error
+	if errors.As(err, &te) {
+		switch te.StatusCode {
+		case http.StatusNotFound:
+			return fmt.Errorf("%w %s", ErrNoTag, what)
+		case http.StatusUnauthorized, http.StatusForbidden:
+			return fmt.Errorf("%w for %s (HTTP %d)", ErrAuth, registry, te.StatusCode)
+		}
+	}
+	return fmt.Errorf("%s: %w", what, err)
+}
+
+// Resolve returns the registry's digest for image (repository:tag). With want set, a different
+// digest is ErrDigestMismatch.
+func (c *Client) Resolve(ctx context.Context, image, want string) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	ref, repo, opts, release, err := c.request(ctx, image, true)
+	if err != nil {
+		return "", fmt.Errorf("resolve %w", err)
+	}
+	defer release()
 	desc, err := remote.Head(ref, opts...)
 	if err != nil {
-		var te *transport.Error
-		if errors.As(err, &te) {
-			switch te.StatusCode {
-			case http.StatusNotFound:
-				return "", fmt.Errorf("%w %s", ErrNoTag, ref)
-			case http.StatusUnauthorized, http.StatusForbidden:
-				return "", fmt.Errorf("%w for %s (HTTP %d)", ErrAuth, ref.Context().RegistryStr(), te.StatusCode)
-			}
-		}
-		return "", fmt.Errorf("resolve %s: %w", ref, err)
+		return "", classify(err, ref.String(), repo.RegistryStr())
 	}
 	got := desc.Digest.String()
 	if want != "" && want != got {
 		return got, fmt.Errorf("%w: the webhook says %s, the registry has %s for %s", ErrDigestMismatch, want, got, ref)
 	}
 	return got, nil
+}
+
+// Tags lists a repository's tags.
+func (c *Client) Tags(ctx context.Context, repository string) ([]string, error) {
+	ctx, cancel := context.WithTimeout(ctx, 2*c.timeout)
+	defer cancel()
+	_, repo, opts, release, err := c.request(ctx, repository, false)
+	if err != nil {
+		return nil, fmt.Errorf("tags %w", err)
+	}
+	defer release()
+	tags, err := remote.List(repo, opts...)
+	if err != nil {
+		return nil, classify(err, repo.String(), repo.RegistryStr())
+	}
+	return tags, nil
 }

@@ -2,10 +2,17 @@ package service
 
 import (
 	"fmt"
+	"io/fs"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/imagehook/imagehook/examples"
 	"github.com/imagehook/imagehook/internal/registrytest"
 )
 
@@ -94,5 +101,62 @@ func TestRegistryNotificationsEndToEnd(t *testing.T) {
 	}
 	if msg := h.gitOut("log", "-1", "--format=%B", "main"); !strings.Contains(msg, "Imagehook-Source: distribution") || !strings.Contains(msg, digest) {
 		t.Errorf("commit message:\n%s", msg)
+	}
+}
+
+// TestReconcileCatchesMissedWebhooks: imagehook is stopped, tags are pushed, imagehook starts: within
+// an interval the newest tag the policy allows is committed, once, with source reconcile, and a
+// registry answering 429 is backed off.
+func TestReconcileCatchesMissedWebhooks(t *testing.T) {
+	reg := registrytest.Start(t, nil)
+	target, _ := url.Parse("http://" + reg.Host)
+	proxy := httputil.NewSingleHostReverseProxy(target)
+	var tooMany atomic.Int32
+	front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasSuffix(r.URL.Path, "/tags/list") && tooMany.Add(1) <= 2 {
+			w.Header().Set("Retry-After", "1")
+			http.Error(w, `{"errors":[{"code":"TOOMANYREQUESTS","message":"slow down"}]}`, http.StatusTooManyRequests)
+			return
+		}
+		proxy.ServeHTTP(w, r)
+	}))
+	defer front.Close()
+	host := strings.TrimPrefix(front.URL, "http://")
+	deploy, err := fs.ReadFile(examples.Manifests(), "apps/website/deployment.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	repo := withFiles(t, map[string]string{"apps/website/deployment.yaml": strings.Replace(string(deploy), "registry.cn-hangzhou.aliyuncs.com", host, 1)})
+	hook := `  - id: polled
+    token: ${HOOK_TOKEN}
+    source: custom
+    tags: "semver:<9.0.0"
+    reconcile: {interval: 1s}
+    targets: [{repo: apps, path: apps/website, workload: deployment/website, namespace: web, container: website}]
+`
+	h := newHarnessRepo(t, repo, hook, fmt.Sprintf("registries: [{host: %q, username: %s, password: %s, insecure: true}]", host, registrytest.User, registrytest.Password))
+	h.stop()
+	for _, tag := range []string{"2.0.0", "2.1.0", "9.9.9"} {
+		reg.Push(t, "imagehook-demo/website", tag)
+	}
+	before := h.gitOut("rev-parse", "main")
+	h.start()
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(100 * time.Millisecond) {
+		if strings.Contains(h.gitOut("show", "main:apps/website/deployment.yaml"), "website:2.1.0") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("reconcile did not commit 2.1.0; log:\n%s", h.logs.String())
+		}
+	}
+	time.Sleep(3 * time.Second) // three more intervals: nothing more may be committed
+	if n := h.gitOut("rev-list", "--count", before+"..main"); n != "1" {
+		t.Errorf("%s commits after the restart, want exactly 1:\n%s", n, h.gitOut("log", "--format=%s", before+"..main"))
+	}
+	if msg := h.gitOut("log", "-1", "--format=%B", "main"); !strings.Contains(msg, "Imagehook-Source: reconcile") {
+		t.Errorf("commit message:\n%s", msg)
+	}
+	if tooMany.Load() < 3 {
+		t.Errorf("the 429 answers were not seen: %d tag requests", tooMany.Load())
 	}
 }

@@ -29,6 +29,7 @@ import (
 	"github.com/imagehook/imagehook/notify"
 	"github.com/imagehook/imagehook/notify/mail"
 	"github.com/imagehook/imagehook/oci"
+	"github.com/imagehook/imagehook/reconcile"
 	"github.com/imagehook/imagehook/redact"
 	"github.com/imagehook/imagehook/updater"
 )
@@ -53,7 +54,9 @@ type Service struct {
 	http     *http.Server
 	ln       net.Listener
 	listener *listener.Server
-	opts     Options
+	// reconcile polls registries for the hooks that ask for it.
+	reconcile *reconcile.Reconciler
+	opts      Options
 }
 
 // New builds every component and binds the listen address, so that a port clash is reported before
@@ -117,6 +120,7 @@ func openRepo(cfg *config.Config, rc config.Repo, fullHistory bool, log *slog.Lo
 func (s *Service) build() error {
 	cfg := s.cfg
 	repos := map[string]updater.Repository{}
+	readers := map[string]reconcile.Repo{}
 	for _, rc := range cfg.Repos {
 		r, err := openRepo(cfg, rc, false, s.log)
 		if err != nil {
@@ -129,6 +133,7 @@ func (s *Service) build() error {
 			}
 		}
 		repos[rc.Name] = repo
+		readers[rc.Name] = r
 	}
 	notifier, err := NewNotifier(cfg, s.log)
 	if err != nil {
@@ -147,9 +152,11 @@ func (s *Service) build() error {
 	for _, r := range cfg.Registries {
 		hosts = append(hosts, oci.Host{Host: r.Host, Username: r.Username, Password: r.Password, CABundle: r.CABundle, Insecure: r.Insecure})
 	}
-	uopts.Resolver = oci.New(hosts, cfg.RegistryAliases, s.log)
+	registries := oci.New(hosts, cfg.RegistryAliases, s.log)
+	uopts.Resolver = registries
 	uopts.Budget = manifests.Budget{MaxFileBytes: cfg.Limits.MaxFileBytes, MaxBytes: cfg.Limits.MaxEventBytes, MaxNodes: cfg.Limits.MaxEventNodes}
 	s.updater = updater.New(s.journal, repos, applier, notifier, s.log, uopts)
+	s.reconcile = reconcile.New(cfg.Hooks, readers, registries, s.updater, reg, s.log)
 
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "imagehook_queue_depth", Help: "Events waiting for their repository's worker."},
@@ -230,6 +237,7 @@ func (s *Service) Run(ctx context.Context) error {
 	if s.cfg.HooksDir != "" {
 		go s.watchHooksDir(runCtx)
 	}
+	go s.reconcile.Run(runCtx)
 	s.log.Info("imagehook listening", "addr", s.Addr())
 	// Start-up (package initialisation, config, schema) leaves garbage behind: return it to the OS
 	// now rather than whenever the scavenger gets to it, so an idle imagehook stays small.

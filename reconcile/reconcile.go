@@ -1,0 +1,174 @@
+// Package reconcile catches the webhooks that never came: every interval it asks the registry for
+// the tags of the image each target runs, applies the hook's tag policy, and when the newest allowed
+// semantic version is newer than what git holds, submits an event (source "reconcile") through the
+// same journal a webhook goes through. It never downgrades.
+package reconcile
+
+import (
+	"context"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"time"
+
+	"github.com/Masterminds/semver/v3"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/imagehook/imagehook/config"
+	"github.com/imagehook/imagehook/event"
+	"github.com/imagehook/imagehook/imageref"
+	"github.com/imagehook/imagehook/manifests"
+	"github.com/imagehook/imagehook/tagpolicy"
+	"github.com/imagehook/imagehook/workload"
+)
+
+// Source names the events reconcile submits.
+const Source = "reconcile"
+
+// Repo reads a manifests repository's tip.
+type Repo interface {
+	Read(ctx context.Context, fn func(fs.FS) error) error
+}
+
+// Lister lists a repository's tags in its registry.
+type Lister interface {
+	Tags(ctx context.Context, repository string) ([]string, error)
+}
+
+// Submitter journals an event (the updater).
+type Submitter interface {
+	Submit(ctx context.Context, ev *event.Event) error
+}
+
+// Reconciler polls for the hooks that ask for it.
+type Reconciler struct {
+	hooks  []config.Hook
+	repos  map[string]Repo
+	tags   Lister
+	submit Submitter
+	log    *slog.Logger
+	runs   *prometheus.CounterVec
+	events prometheus.Counter
+	// submitted remembers the last tag submitted per target, so that a slow git step is not asked
+	// twice for the same push.
+	submitted map[string]string
+}
+
+// New returns a reconciler for the hooks with a reconcile interval; reg receives its metrics.
+func New(hooks []config.Hook, repos map[string]Repo, tags Lister, submit Submitter, reg prometheus.Registerer, log *slog.Logger) *Reconciler {
+	r := &Reconciler{repos: repos, tags: tags, submit: submit, log: log, submitted: map[string]string{},
+		runs: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "imagehook_reconcile_runs_total",
+			Help: "Reconcile passes by hook and outcome (ok, error)."}, []string{"hook", "outcome"}),
+		events: prometheus.NewCounter(prometheus.CounterOpts{Name: "imagehook_reconcile_events_total",
+			Help: "Events submitted by reconcile for pushes whose webhook never came."})}
+	for _, h := range hooks {
+		if h.Reconcile != nil {
+			r.hooks = append(r.hooks, h)
+		}
+	}
+	if reg != nil {
+		reg.MustRegister(r.runs, r.events)
+	}
+	return r
+}
+
+// Run polls every hook at its interval (the first pass at once) until ctx ends.
+func (r *Reconciler) Run(ctx context.Context) {
+	if len(r.hooks) == 0 {
+		return
+	}
+	next := make([]time.Time, len(r.hooks))
+	for {
+		now := time.Now()
+		wait := time.Hour
+		for i, h := range r.hooks {
+			if !now.Before(next[i]) {
+				r.pass(ctx, h)
+				next[i] = time.Now().Add(time.Duration(h.Reconcile.Interval))
+			}
+			wait = min(wait, time.Until(next[i]))
+		}
+		t := time.NewTimer(max(wait, 10*time.Millisecond))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// pass reconciles every target of one hook.
+func (r *Reconciler) pass(ctx context.Context, h config.Hook) {
+	outcome := "ok"
+	for _, t := range h.Targets {
+		if err := r.target(ctx, h, t); err != nil {
+			outcome = "error"
+			r.log.Warn("reconcile", "hook", h.ID, "workload", t.Workload, "err", err)
+		}
+	}
+	r.runs.WithLabelValues(h.ID, outcome).Inc()
+}
+
+func (r *Reconciler) target(ctx context.Context, h config.Hook, t config.Target) error {
+	repo := r.repos[t.Repo]
+	if repo == nil || t.Workload == "" || t.Container == "" {
+		return nil // only workload containers named in full can be asked about
+	}
+	ref, err := workload.Parse(t.Workload)
+	if err != nil {
+		return err
+	}
+	var current string
+	err = repo.Read(ctx, func(fsys fs.FS) error {
+		var err error
+		current, err = manifests.Current(fsys, t.Path, manifests.Target{Kind: ref.Kind.Name, Name: ref.Name, Namespace: t.Namespace, Container: t.Container}, manifests.Options{})
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("current image: %w", err)
+	}
+	cur, err := imageref.Parse(current)
+	if err != nil {
+		return err
+	}
+	curVersion, err := semver.NewVersion(cur.Tag)
+	if err != nil {
+		return nil // a tag that is not a version has no "newer"
+	}
+	tags, err := r.tags.Tags(ctx, cur.Repo)
+	if err != nil {
+		return err
+	}
+	policy, err := tagpolicy.Parse(h.Tags)
+	if err != nil {
+		return err
+	}
+	best, bestVersion := "", curVersion
+	for _, tag := range tags {
+		v, err := semver.NewVersion(tag)
+		if err != nil || !v.GreaterThan(bestVersion) {
+			continue
+		}
+		if ok, _ := policy(tag); ok {
+			best, bestVersion = tag, v
+		}
+	}
+	key := t.Event().Key()
+	if best == "" || r.submitted[key] == best {
+		return nil
+	}
+	now := time.Now().UTC()
+	ev := &event.Event{ID: event.NewID(now), Hook: h.ID, ReceivedAt: now, Targets: []event.Target{t.Event()},
+		Push: event.Push{Image: cur.Repo + ":" + best, Source: Source}, Pin: h.Pin, NoDowngrade: true, Verify: h.Verify == "registry"}
+	if len(h.Mail.To) > 0 || len(h.Mail.On) > 0 || h.Mail.Language != "" {
+		ev.Mail = &event.Mail{To: h.Mail.To, On: h.Mail.On, Language: h.Mail.Language}
+	}
+	if err := r.submit.Submit(ctx, ev); err != nil {
+		return fmt.Errorf("submit: %w", err)
+	}
+	r.submitted[key] = best
+	r.events.Inc()
+	r.log.Info("reconcile found a push whose webhook never came", "hook", h.ID, "workload", t.Workload, "image", ev.Push.Image, "event", ev.ID)
+	return nil
+}
