@@ -325,12 +325,9 @@ func summarize(fsys fs.FS, name string, maxFile int64) *entrySummary {
 			if docName != "" {
 				s.Names = append(s.Names, docName)
 			}
-			spec := lookupPath(d, k.PodSpec...)
-			for _, list := range []string{"initContainers", "containers"} {
-				for _, c := range elements(spec, list) {
-					if ref, err := imageref.Parse(scalar(c, "image")); err == nil {
-						s.Repos = append(s.Repos, path.Base(ref.Path()))
-					}
+			for _, c := range podContainers(d, k) {
+				if ref, err := imageref.Parse(c.image.Value); err == nil {
+					s.Repos = append(s.Repos, path.Base(ref.Path()))
 				}
 			}
 		}

@@ -47,24 +47,14 @@ func scalar(m *yaml.Node, path ...string) string {
 	return n.Value
 }
 
-// meta reads a document's kind, name and namespace through kyaml, keeping the rule of scalar: an
-// alias names nothing.
+// meta reads a document's kind, name and namespace through kyaml's lookups, with the rule of
+// scalar: an alias names nothing (RNode's GetKind/GetName/GetNamespace would give an alias's anchor
+// name, so they are not used).
 func meta(doc *yaml.Node) (kind, name, namespace string) {
-	rn := rnode(doc)
 	if doc == nil || doc.Kind != yaml.MappingNode {
 		return "", "", ""
 	}
-	kind, name, namespace = rn.GetKind(), rn.GetName(), rn.GetNamespace()
-	if scalar(doc, "kind") == "" {
-		kind = ""
-	}
-	if scalar(doc, "metadata", "name") == "" {
-		name = ""
-	}
-	if scalar(doc, "metadata", "namespace") == "" {
-		namespace = ""
-	}
-	return kind, name, namespace
+	return scalar(doc, "kind"), scalar(doc, "metadata", "name"), scalar(doc, "metadata", "namespace")
 }
 
 // elements returns every element of the sequence at path (VisitElements: not only the first match,

@@ -298,27 +298,40 @@ func containersIn(file string, doc *yaml.Node, t Target, pushed imageref.Ref, ns
 			return nil
 		}
 	}
-	spec := lookupPath(doc, k.PodSpec...)
 	var out []found
+	for _, c := range podContainers(doc, k) {
+		if t.Container != "" && c.name != t.Container {
+			continue
+		}
+		if t.Name == "" || t.Container == "" {
+			// Without a container name only the containers running the pushed repository are
+			// candidates: a sidecar with another image is never rewritten by accident.
+			cur, err := imageref.Parse(c.image.Value)
+			if err != nil || !cur.SameRepository(pushed) {
+				continue
+			}
+		}
+		out = append(out, found{file: file, kind: kind, name: name, namespace: namespace, container: c.name, doc: doc, node: c.image})
+	}
+	return out
+}
+
+// container is one container of a pod spec that has a scalar image.
+type container struct {
+	name  string
+	image *yaml.Node
+}
+
+// podContainers lists a workload document's init containers and containers, the one walk that
+// locating a target and indexing a file share.
+func podContainers(doc *yaml.Node, k workload.Kind) []container {
+	spec := lookupPath(doc, k.PodSpec...)
+	var out []container
 	for _, list := range []string{"initContainers", "containers"} {
 		for _, c := range elements(spec, list) {
-			cname := scalar(c, "name")
-			img := lookup(c, "image")
-			if img == nil || img.Kind != yaml.ScalarNode {
-				continue
+			if img := lookup(c, "image"); img != nil && img.Kind == yaml.ScalarNode {
+				out = append(out, container{name: scalar(c, "name"), image: img})
 			}
-			if t.Container != "" && cname != t.Container {
-				continue
-			}
-			if t.Name == "" || t.Container == "" {
-				// Without a container name only the containers running the pushed repository are
-				// candidates: a sidecar with another image is never rewritten by accident.
-				cur, err := imageref.Parse(img.Value)
-				if err != nil || !cur.SameRepository(pushed) {
-					continue
-				}
-			}
-			out = append(out, found{file: file, kind: kind, name: name, namespace: namespace, container: cname, doc: doc, node: img})
 		}
 	}
 	return out
