@@ -83,6 +83,8 @@ type servedHook struct {
 	limiter *rate.Limiter
 	// tokens are the hook's tokens, hashed once for constant-time comparison.
 	tokens [][32]byte
+	// keys are the secrets its signatures are checked with (signingKeys), worked out once.
+	keys []string
 }
 
 // New checks the hooks' sources and builds the routes. events backs GET /events and the status
@@ -149,7 +151,7 @@ func (s *Server) SetHooks(hooks []config.Hook) error {
 		if err != nil {
 			return fmt.Errorf("hooks[%s].tags: %w", h.ID, err)
 		}
-		sh := &servedHook{Hook: h, policy: pol, sig: signatureOf(h.Source), tokens: hashTokens(hookTokens(h))}
+		sh := &servedHook{Hook: h, policy: pol, sig: signatureOf(h.Source), tokens: hashTokens(hookTokens(h)), keys: signingKeys(h)}
 		if h.Signature != nil {
 			sh.sig = customSignature(h.Signature)
 		}
@@ -443,7 +445,7 @@ func (h *servedHook) credentialFault(source string, r *http.Request, q url.Value
 	if needToken && !authorized(h.tokens, r, q) {
 		return "bad or missing token"
 	}
-	if sig != nil && !sig.verify(signingKeys(h.Hook), r.Header, body) {
+	if sig != nil && !sig.verify(h.keys, r.Header, body) {
 		return "bad or missing signature"
 	}
 	return ""
