@@ -646,8 +646,8 @@ func (c *Config) Redacted() *Config {
 // redactURL masks the user name and password of an http(s) URL: tokens are often given as the
 // user name (https://TOKEN@host/...). An SSH user name (git@) is not a secret and stays.
 func redactURL(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil || u.User == nil || (u.Scheme != "http" && u.Scheme != "https") {
+	u := urlWithCredentials(raw)
+	if u == nil {
 		return raw
 	}
 	if _, ok := u.User.Password(); ok {
@@ -656,6 +656,17 @@ func redactURL(raw string) string {
 		u.User = url.User("***")
 	}
 	return strings.Replace(u.String(), "%2A%2A%2A", "***", -1)
+}
+
+// urlWithCredentials parses an http(s) URL that carries a user name (tokens are often given as the
+// user name) or a password, the one rule of which URL parts are secret; nil otherwise. An SSH user
+// name (git@) is not a secret.
+func urlWithCredentials(raw string) *url.URL {
+	u, err := url.Parse(raw)
+	if err != nil || u.User == nil || (u.Scheme != "http" && u.Scheme != "https") {
+		return nil
+	}
+	return u
 }
 
 // Secrets lists every secret value the configuration holds — tagged fields, the user name and
@@ -672,7 +683,7 @@ func (c *Config) Secrets() []string {
 		out = append(out, f.String())
 	})
 	for _, r := range c.Repos {
-		if u, err := url.Parse(r.URL); err == nil && u.User != nil && (u.Scheme == "http" || u.Scheme == "https") {
+		if u := urlWithCredentials(r.URL); u != nil {
 			out = append(out, u.User.Username())
 			if p, ok := u.User.Password(); ok {
 				out = append(out, p)
