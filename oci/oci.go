@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -19,6 +20,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
+
+	"github.com/imagehook/imagehook/imageref"
 )
 
 // Errors callers branch on.
@@ -63,21 +66,22 @@ func New(hosts []Host, aliases [][]string, log *slog.Logger) *Client {
 	return c
 }
 
-// host returns the settings for a registry host, directly or through an alias group.
+// host returns the settings for a registry host, directly or through a host of its alias group
+// (imageref's rule of which hosts serve the same repositories).
 func (c *Client) host(h string) Host {
 	if s, ok := c.hosts[strings.ToLower(h)]; ok {
 		return s
 	}
-	for _, group := range c.aliases {
-		in := false
-		for _, g := range group {
-			in = in || strings.EqualFold(g, h)
+	if len(c.aliases) > 0 {
+		rules := imageref.Rules{RegistryAliases: c.aliases}
+		names := make([]string, 0, len(c.hosts))
+		for n := range c.hosts {
+			names = append(names, n)
 		}
-		if !in {
-			continue
-		}
-		for _, g := range group {
-			if s, ok := c.hosts[strings.ToLower(g)]; ok {
+		sort.Strings(names)
+		for _, n := range names {
+			if rules.SameRegistry(h, n) {
+				s := c.hosts[n]
 				s.Host = h
 				return s
 			}
