@@ -265,6 +265,34 @@ func OneLine(s string) string {
 	}, s)
 }
 
+// Printable returns a copy of the event whose every text that reports show — hook, image, pusher,
+// errors, details, changes, skipped files, targets — is OneLine: the copy commit templates and
+// mail templates see.
+func (e *Event) Printable() *Event {
+	cp := *e
+	cp.Hook, cp.Error = OneLine(e.Hook), OneLine(e.Error)
+	cp.Push.Image, cp.Push.Pusher, cp.Push.Source, cp.Push.Digest = OneLine(e.Push.Image), OneLine(e.Push.Pusher), OneLine(e.Push.Source), OneLine(e.Push.Digest)
+	cp.Steps = make([]Step, len(e.Steps))
+	for i, s := range e.Steps {
+		s.Detail, s.Error, s.Commit, s.URL = OneLine(s.Detail), OneLine(s.Error), OneLine(s.Commit), OneLine(s.URL)
+		s.Changes = append([]Change(nil), s.Changes...)
+		for j, c := range s.Changes {
+			s.Changes[j] = Change{File: OneLine(c.File), Workload: OneLine(c.Workload), Namespace: OneLine(c.Namespace),
+				Container: OneLine(c.Container), Old: OneLine(c.Old), New: OneLine(c.New)}
+		}
+		s.Skipped = append([]string(nil), s.Skipped...)
+		for j := range s.Skipped {
+			s.Skipped[j] = OneLine(s.Skipped[j])
+		}
+		cp.Steps[i] = s
+	}
+	cp.Targets = append([]Target(nil), e.Targets...)
+	for i, t := range cp.Targets {
+		cp.Targets[i].Namespace, cp.Targets[i].Workload, cp.Targets[i].Container = OneLine(t.Namespace), OneLine(t.Workload), OneLine(t.Container)
+	}
+	return &cp
+}
+
 func unsafeRune(r rune) bool {
 	return r < 0x20 || r == 0x7f || (r >= 0x80 && r <= 0x9f) || r == '\u2028' || r == '\u2029' || r == utf8.RuneError
 }

@@ -313,11 +313,7 @@ func commitMessage(tmpl *template.Template, evs []*event.Event, changes func(id 
 	if tmpl != nil {
 		clean := make([]*event.Event, len(evs))
 		for i, ev := range evs {
-			cp := *ev
-			cp.Hook = event.OneLine(ev.Hook)
-			cp.Push.Image, cp.Push.Pusher, cp.Push.Source, cp.Push.Digest = event.OneLine(ev.Push.Image), event.OneLine(ev.Push.Pusher),
-				event.OneLine(ev.Push.Source), event.OneLine(ev.Push.Digest)
-			clean[i] = &cp
+			clean[i] = ev.Printable()
 		}
 		if err := tmpl.Execute(&b, CommitData{Events: clean, Changes: all}); err != nil {
 			return "", fmt.Errorf("commit template: %w", err)

@@ -177,36 +177,6 @@ func (n *Notifier) Notify(ctx context.Context, evs ...*event.Event) error {
 	return n.send(ctx, to, subject, body, html)
 }
 
-// clean makes one value of a mail one line (see event.OneLine): in the plain-text body a value
-// with line breaks could otherwise show forged lines, such as a fake "Commit:" link.
-func clean(s string) string { return event.OneLine(s) }
-
-// cleanEvent returns a copy of ev whose every text shown in a mail is one line.
-func cleanEvent(ev *event.Event) *event.Event {
-	cp := *ev
-	cp.Hook, cp.Error = clean(ev.Hook), clean(ev.Error)
-	cp.Push.Image, cp.Push.Pusher, cp.Push.Source, cp.Push.Digest = clean(ev.Push.Image), clean(ev.Push.Pusher), clean(ev.Push.Source), clean(ev.Push.Digest)
-	cp.Steps = make([]event.Step, len(ev.Steps))
-	for i, s := range ev.Steps {
-		s.Detail, s.Error, s.Commit, s.URL = clean(s.Detail), clean(s.Error), clean(s.Commit), clean(s.URL)
-		s.Changes = append([]event.Change(nil), s.Changes...)
-		for j, c := range s.Changes {
-			s.Changes[j] = event.Change{File: clean(c.File), Workload: clean(c.Workload), Namespace: clean(c.Namespace),
-				Container: clean(c.Container), Old: clean(c.Old), New: clean(c.New)}
-		}
-		s.Skipped = append([]string(nil), s.Skipped...)
-		for j := range s.Skipped {
-			s.Skipped[j] = clean(s.Skipped[j])
-		}
-		cp.Steps[i] = s
-	}
-	cp.Targets = append([]event.Target(nil), ev.Targets...)
-	for i, t := range cp.Targets {
-		cp.Targets[i].Namespace, cp.Targets[i].Workload, cp.Targets[i].Container = clean(t.Namespace), clean(t.Workload), clean(t.Container)
-	}
-	return &cp
-}
-
 type stepView struct {
 	event.Step
 	Label string
@@ -235,10 +205,11 @@ func (n *Notifier) render(ev *event.Event, others []*event.Event, lang string, f
 	if lang != "en" {
 		lang = "zh"
 	}
-	ev = cleanEvent(ev)
+	// In the plain-text body a value with line breaks could show forged lines (a fake "Commit:").
+	ev = ev.Printable()
 	v := view{Event: ev, Failed: failed, Image: ev.Push.Ref()}
 	for _, o := range others {
-		v.Others = append(v.Others, cleanEvent(o))
+		v.Others = append(v.Others, o.Printable())
 	}
 	if len(ev.Targets) > 0 {
 		t := ev.Targets[0]
