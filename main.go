@@ -33,7 +33,6 @@ import (
 	"github.com/imagehook/imagehook/manifests"
 	"github.com/imagehook/imagehook/redact"
 	"github.com/imagehook/imagehook/service"
-	"github.com/imagehook/imagehook/workload"
 )
 
 // version and revision are set by the build (-ldflags "-X main.version=… -X main.revision=…").
@@ -243,14 +242,12 @@ func setImage(args []string, stdout io.Writer) error {
 	}
 	// Every kind of place goes through the same entry point as the service: manifests.Apply.
 	place := manifests.Place{Marker: *marker}
+	place.Workload.Namespace, place.Workload.Container = *namespace, *container
 	if *workloadArg != "" {
-		ref, err := workload.Parse(*workloadArg)
-		if err != nil {
+		if place.Workload, err = manifests.WorkloadTarget(*workloadArg, *namespace, *container); err != nil {
 			return err
 		}
-		place.Workload = manifests.Target{Kind: ref.Kind.Name, Name: ref.Name}
 	}
-	place.Workload.Namespace, place.Workload.Container = *namespace, *container
 	if *valuesFile != "" {
 		if *imageKey == "" && (*repositoryKey == "" || *tagKey == "") {
 			return errors.New("set-image --values: give --image-key, or --repository-key and --tag-key")

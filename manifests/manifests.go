@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/imagehook/imagehook/imageref"
+	"github.com/imagehook/imagehook/workload"
 )
 
 // Errors callers branch on. The image-reference rules' errors are imageref's, re-exported.
@@ -48,6 +49,15 @@ type Target struct {
 	Name      string
 	Namespace string
 	Container string
+}
+
+// WorkloadTarget is the target of a "kind/name" workload (kind from package workload's table).
+func WorkloadTarget(kindName, namespace, container string) (Target, error) {
+	ref, err := workload.Parse(kindName)
+	if err != nil {
+		return Target{}, err
+	}
+	return Target{Kind: ref.Kind.Name, Name: ref.Name, Namespace: namespace, Container: container}, nil
 }
 
 // String names the target as a person reads it, for errors.

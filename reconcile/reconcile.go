@@ -19,7 +19,6 @@ import (
 	"github.com/imagehook/imagehook/imageref"
 	"github.com/imagehook/imagehook/manifests"
 	"github.com/imagehook/imagehook/tagpolicy"
-	"github.com/imagehook/imagehook/workload"
 )
 
 // Source names the events reconcile submits.
@@ -115,14 +114,14 @@ func (r *Reconciler) target(ctx context.Context, h config.Hook, t config.Target)
 	if repo == nil || t.Workload == "" || t.Container == "" {
 		return nil // only workload containers named in full can be asked about
 	}
-	ref, err := workload.Parse(t.Workload)
+	mt, err := manifests.WorkloadTarget(t.Workload, t.Namespace, t.Container)
 	if err != nil {
 		return err
 	}
 	var current string
 	err = repo.Read(ctx, func(fsys fs.FS) error {
 		var err error
-		current, err = manifests.Current(fsys, t.Path, manifests.Target{Kind: ref.Kind.Name, Name: ref.Name, Namespace: t.Namespace, Container: t.Container}, manifests.Options{})
+		current, err = manifests.Current(fsys, t.Path, mt, manifests.Options{})
 		return err
 	})
 	if err != nil {

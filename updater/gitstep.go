@@ -16,7 +16,6 @@ import (
 	"github.com/imagehook/imagehook/gitops"
 	"github.com/imagehook/imagehook/imageref"
 	"github.com/imagehook/imagehook/manifests"
-	"github.com/imagehook/imagehook/workload"
 )
 
 // gitStep applies the whole batch in one commit. It reports whether the batch should be retried.
@@ -271,11 +270,10 @@ func setImage(fsys *overlay, t event.Target, pushed imageref.Ref, opts manifests
 	if v := t.Values; v != nil {
 		place.Values = &manifests.Values{File: v.File, Image: v.Image, Registry: v.Registry, Repository: v.Repository, Tag: v.Tag, Digest: v.Digest}
 	} else if t.Workload != "" {
-		ref, err := workload.Parse(t.Workload)
-		if err != nil {
+		var err error
+		if place.Workload, err = manifests.WorkloadTarget(t.Workload, t.Namespace, t.Container); err != nil {
 			return nil, nil, err
 		}
-		place.Workload = manifests.Target{Kind: ref.Kind.Name, Name: ref.Name, Namespace: t.Namespace, Container: t.Container}
 	}
 	res, err := manifests.Apply(fsys, place, pushed, opts)
 	if err != nil {
