@@ -6,14 +6,9 @@ import (
 	"bytes"
 	"fmt"
 	"net/http"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/imagehook/imagehook/internal/gitserver"
 )
 
 // TestHostileManifests measures the peak RSS of one event when colleagues have committed 40 files
@@ -26,10 +21,7 @@ func TestHostileManifests(t *testing.T) {
 	big := "# web\n" + strings.Repeat("web: [web, web, web, web, web, web, web, web, web, web]\n", 4<<20/56)
 	dense := "# web\nweb: [" + strings.Repeat("1,", (1<<20-64)/2) + "1]\n"
 	run := func(name string, hostile bool) (peakMB int, took time.Duration, skipped int) {
-		git := gitserver.New(t, "bench", "bench-pw")
-		bare := git.Bare("apps")
-		gitserver.Git(t, git.Root, "init", "-q", "--bare", "-b", "main", bare)
-		gitserver.Git(t, bare, "config", "http.receivepack", "true")
+		git, bare := newBenchRepo(t)
 		var b bytes.Buffer
 		data := func(s string) { fmt.Fprintf(&b, "data %d\n%s\n", len(s), s) }
 		fmt.Fprintf(&b, "commit refs/heads/main\ncommitter gen <gen@example.com> %d +0000\n", time.Now().Unix())
@@ -45,28 +37,15 @@ func TestHostileManifests(t *testing.T) {
 			}
 		}
 		fastImport(t, bare, &b)
-		dir := t.TempDir()
 		port := freePort(t)
-		cfg := fmt.Sprintf(`listen: "127.0.0.1:%d"
-dataDir: %s
-repos: [{name: apps, url: %s/apps.git, auth: {username: bench, password: bench-pw}}]
-hooks:
-  - id: web
+		cfgPath := writeConfig(t, port, git, fmt.Sprintf(`  - id: web
     token: %s
     source: custom
     targets: [{repo: apps, path: apps/web, workload: deployment/web, namespace: team, container: app}]
-`, port, filepath.Join(dir, "data"), git.URL, token)
-		cfgPath := filepath.Join(dir, "imagehook.yaml")
-		if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		proc := exec.Command(bin, "serve", "--config", cfgPath, "--log-level", "warn")
-		if err := proc.Start(); err != nil {
-			t.Fatal(err)
-		}
-		defer func() { _ = proc.Process.Kill(); _, _ = proc.Process.Wait() }()
+`, token))
 		c := &client{base: fmt.Sprintf("http://127.0.0.1:%d", port), http: &http.Client{Timeout: 5 * time.Minute}}
-		waitReady(t, c)
+		proc := startImagehook(t, bin, cfgPath, c)
+		defer func() { _ = proc.Process.Kill(); _, _ = proc.Process.Wait() }()
 		body := []byte(`{"push_data":{"tag":"1.1.0"},"repository":{"repo_url":"registry.example.com","namespace":"acme","name":"web"}}`)
 		start := time.Now()
 		code, m, err := c.post("/hooks/web?wait=300s&token="+token, body)

@@ -187,6 +187,42 @@ func waitReady(t *testing.T, c *client) {
 	}
 }
 
+// newBenchRepo starts a smart-HTTP git server with an empty bare repository apps.git that takes
+// pushes.
+func newBenchRepo(t *testing.T) (*gitserver.Server, string) {
+	t.Helper()
+	git := gitserver.New(t, "bench", "bench-pw")
+	bare := git.Bare("apps")
+	gitserver.Git(t, git.Root, "init", "-q", "--bare", "-b", "main", bare)
+	gitserver.Git(t, bare, "config", "http.receivepack", "true")
+	return git, bare
+}
+
+// writeConfig writes the config of a scenario — imagehook on port, the apps repository of git,
+// and the hooks given as YAML list items — and returns its path.
+func writeConfig(t *testing.T, port int, git *gitserver.Server, hooks string) string {
+	t.Helper()
+	dir := t.TempDir()
+	cfg := fmt.Sprintf("listen: \"127.0.0.1:%d\"\ndataDir: %s\nrepos: [{name: apps, url: %s/apps.git, auth: {username: bench, password: bench-pw}}]\nhooks:\n%s",
+		port, filepath.Join(dir, "data"), git.URL, hooks)
+	p := filepath.Join(dir, "imagehook.yaml")
+	if err := os.WriteFile(p, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// startImagehook runs bin with the config at cfgPath and waits until it is ready.
+func startImagehook(t *testing.T, bin, cfgPath string, c *client) *exec.Cmd {
+	t.Helper()
+	proc := exec.Command(bin, "serve", "--config", cfgPath, "--log-level", "warn")
+	if err := proc.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitReady(t, c)
+	return proc
+}
+
 // fastImport feeds a fast-import stream into a bare repository and packs it.
 func fastImport(t *testing.T, bare string, stream *bytes.Buffer) {
 	t.Helper()
@@ -207,10 +243,7 @@ func percentile(d []time.Duration, p float64) time.Duration {
 func TestLoad(t *testing.T) {
 	bin := buildBinary(t)
 
-	git := gitserver.New(t, "bench", "bench-pw")
-	bare := git.Bare("apps")
-	gitserver.Git(t, git.Root, "init", "-q", "--bare", "-b", "main", bare)
-	gitserver.Git(t, bare, "config", "http.receivepack", "true")
+	git, bare := newBenchRepo(t)
 	start := time.Now()
 	generate(t, bare)
 	t.Logf("generated %d files, %d commits in %s", files, commits, time.Since(start).Round(time.Millisecond))

@@ -81,38 +81,18 @@ func TestMonorepo(t *testing.T) {
 }
 
 func monorepoRun(t *testing.T, bin string, files, commits int) {
-	git := gitserver.New(t, "bench", "bench-pw")
-	bare := git.Bare("apps")
-	gitserver.Git(t, git.Root, "init", "-q", "--bare", "-b", "main", bare)
-	gitserver.Git(t, bare, "config", "http.receivepack", "true")
+	git, bare := newBenchRepo(t)
 	start := time.Now()
 	generateMonorepo(t, bare, files, commits)
 	t.Logf("generated %d files, %d commits in %s", files, commits, time.Since(start).Round(time.Millisecond))
-	dir := t.TempDir()
 	port := freePort(t)
-	cfg := fmt.Sprintf(`listen: "127.0.0.1:%d"
-dataDir: %s
-repos: [{name: apps, url: %s/apps.git, auth: {username: bench, password: bench-pw}}]
-hooks:
-  - id: mono
+	cfgPath := writeConfig(t, port, git, fmt.Sprintf(`  - id: mono
     token: %s
     source: custom
     targets: [{repo: apps, path: ".", workload: deployment/app-001, container: app}]
-`, port, filepath.Join(dir, "data"), git.URL, token)
-	cfgPath := filepath.Join(dir, "imagehook.yaml")
-	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	startProc := func() *exec.Cmd {
-		proc := exec.Command(bin, "serve", "--config", cfgPath, "--log-level", "warn")
-		if err := proc.Start(); err != nil {
-			t.Fatal(err)
-		}
-		c := &client{base: fmt.Sprintf("http://127.0.0.1:%d", port), http: &http.Client{Timeout: 10 * time.Minute}}
-		waitReady(t, c)
-		return proc
-	}
+`, token))
 	c := &client{base: fmt.Sprintf("http://127.0.0.1:%d", port), http: &http.Client{Timeout: 10 * time.Minute}}
+	startProc := func() *exec.Cmd { return startImagehook(t, bin, cfgPath, c) }
 	post := func(tag string) time.Duration {
 		body := []byte(fmt.Sprintf(`{"push_data":{"tag":%q},"repository":{"repo_url":"registry.example.com","namespace":"acme","name":"app-001"}}`, tag))
 		start := time.Now()

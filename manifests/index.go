@@ -32,11 +32,12 @@ type Index struct {
 	mu    sync.Mutex
 	blobs map[string]*entrySummary
 	trees map[string]*entrySummary
-	// maxFile is the per-file read limit (files over it are always candidates, and named skipped).
-	maxFile int64
-	file    string
-	dirty   bool
-	saved   time.Time
+	// limits are an event's read limits (Budget), applied to each file alone: a file no event could
+	// read or parse is not summarised (it is always a candidate, and the event names it skipped).
+	limits Budget
+	file   string
+	dirty  bool
+	saved  time.Time
 	// Progress, when set, hears how many files have been summarised, every 5,000 (a first
 	// build on a big repository takes a while; a log line says how far it is).
 	Progress func(files int)
@@ -81,9 +82,10 @@ type indexFile struct {
 }
 
 // OpenIndex loads the index kept at file, or starts an empty one when it is missing, corrupt or of
-// another format. maxFile is the per-file read limit (0: the default).
-func OpenIndex(file string, maxFile int64) *Index {
-	ix := &Index{blobs: map[string]*entrySummary{}, trees: map[string]*entrySummary{}, maxFile: maxFile, file: file, saved: time.Now()}
+// another format. limits are the events' read limits (the zero Budget: the defaults).
+func OpenIndex(file string, limits Budget) *Index {
+	limits.bytes, limits.nodes = 0, 0
+	ix := &Index{blobs: map[string]*entrySummary{}, trees: map[string]*entrySummary{}, limits: limits, file: file, saved: time.Now()}
 	if file == "" {
 		return ix
 	}
@@ -290,7 +292,7 @@ func (ix *Index) blob(fsys fs.FS, name, hash string) *entrySummary {
 	if s, ok := ix.blobs[hash]; ok && hash != "" {
 		return s
 	}
-	s := intern(summarize(fsys, name, ix.maxFile))
+	s := intern(summarize(fsys, name, ix.limits))
 	if hash != "" {
 		ix.blobs[hash] = s
 		ix.dirty = true
@@ -302,15 +304,16 @@ func (ix *Index) blob(fsys fs.FS, name, hash string) *entrySummary {
 }
 
 // summarize reads one file: the names of its workload documents (also inside kind: List), the
-// repositories their containers run, and its marker ids. It has its own read limit, not an event's
-// budget: building the index reads every file once.
-func summarize(fsys fs.FS, name string, maxFile int64) *entrySummary {
-	b := &Budget{MaxFileBytes: maxFile, MaxBytes: 1 << 40, MaxNodes: 1 << 40}
+// repositories their containers run, and its marker ids. Each file is held to an event's limits on
+// its own (building the index reads every file once, so the per-event totals cannot apply).
+func summarize(fsys fs.FS, name string, limits Budget) *entrySummary {
+	b := &limits // a copy: each file is measured against the limits alone
 	data, err := b.read(fsys, name)
 	if err != nil {
 		return &entrySummary{Opaque: true}
 	}
-	docs, err := parseAll(data)
+	// The node estimate comes before decoding: a dense file is never decoded here either.
+	docs, err := b.parse(name, data)
 	if err != nil {
 		return &entrySummary{Opaque: true}
 	}

@@ -83,7 +83,7 @@ func TestIndexReadsOnlyCandidates(t *testing.T) {
 	m := monorepo(200)
 	var reads atomic.Int64
 	fsys := hashedFS{m, &reads}
-	ix := OpenIndex("", 0)
+	ix := OpenIndex("", Budget{})
 	target := Target{"Deployment", "app-042", "", "app"}
 	res, err := SetImage(fsys, ".", target, mustRef(t, "acme/app-042:2.0"), Options{Index: ix})
 	if err != nil {
@@ -110,7 +110,7 @@ func TestIndexPersistsAndRebuilds(t *testing.T) {
 	file := filepath.Join(t.TempDir(), "apps.index")
 	var reads atomic.Int64
 	fsys := hashedFS{m, &reads}
-	ix := OpenIndex(file, 0)
+	ix := OpenIndex(file, Budget{})
 	if _, err := SetImage(fsys, ".", Target{"Deployment", "app-001", "", "app"}, mustRef(t, "acme/app-001:2.0"), Options{Index: ix}); err != nil {
 		t.Fatal(err)
 	}
@@ -118,7 +118,7 @@ func TestIndexPersistsAndRebuilds(t *testing.T) {
 		t.Fatal(err)
 	}
 	reads.Store(0)
-	again := OpenIndex(file, 0)
+	again := OpenIndex(file, Budget{})
 	if files, _ := again.Len(); files < 100 {
 		t.Fatalf("reloaded index knows %d files", files)
 	}
@@ -132,7 +132,7 @@ func TestIndexPersistsAndRebuilds(t *testing.T) {
 		if err := os.WriteFile(file, garbage, 0o600); err != nil {
 			t.Fatal(err)
 		}
-		ix := OpenIndex(file, 0)
+		ix := OpenIndex(file, Budget{})
 		if files, _ := ix.Len(); files != 0 {
 			t.Errorf("a corrupt index was trusted: %d files", files)
 		}
@@ -146,7 +146,7 @@ func TestIndexPersistsAndRebuilds(t *testing.T) {
 // another file, deletes it, or adds a second one with the same name; the index finds the right
 // file each time, or reports ambiguity, as a full scan would.
 func TestIndexFollowsChangesBehindItsBack(t *testing.T) {
-	ix := OpenIndex("", 0)
+	ix := OpenIndex("", Budget{})
 	var reads atomic.Int64
 	lookup := func(m fstest.MapFS) (Result, error) {
 		return SetImage(hashedFS{m, &reads}, ".", Target{"Deployment", "web", "", "app"}, mustRef(t, "acme/web:2.0"), Options{Index: ix})
@@ -173,5 +173,21 @@ func TestIndexFollowsChangesBehindItsBack(t *testing.T) {
 	m["b/web.yaml"] = &fstest.MapFile{Data: []byte(deploymentDoc("web", "acme/web:1.0"))}
 	if _, err := lookup(m); !errors.Is(err, ErrAmbiguous) {
 		t.Errorf("two with the same name: %v, want ambiguous", err)
+	}
+}
+
+// TestIndexNeverDecodesWhatAnEventCouldNot: a file past the limits is not decoded to be indexed; it
+// stays a candidate, so the event names it skipped, as without the index.
+func TestIndexNeverDecodesWhatAnEventCouldNot(t *testing.T) {
+	m := monorepo(5)
+	m["teams/dense.yaml"] = &fstest.MapFile{Data: []byte("# app-001\nlist: [" + strings.Repeat("1,", 60_000) + "1]\n")}
+	var reads atomic.Int64
+	res, err := SetImage(hashedFS{m, &reads}, ".", Target{"Deployment", "app-001", "", "app"}, mustRef(t, "acme/app-001:2.0"),
+		Options{Index: OpenIndex("", Budget{MaxNodes: 50_000}), Budget: &Budget{MaxNodes: 50_000}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(res.Warnings, "\n"); !strings.Contains(got, "skipped teams/dense.yaml: about 60006 YAML nodes") {
+		t.Errorf("warnings = %q, want the dense file named", got)
 	}
 }

@@ -154,7 +154,7 @@ func (s *Service) build() error {
 	}
 	registries := oci.New(hosts, cfg.RegistryAliases, s.log)
 	uopts.Resolver = registries
-	uopts.Budget = manifests.Budget{MaxFileBytes: cfg.Limits.MaxFileBytes, MaxBytes: cfg.Limits.MaxEventBytes, MaxNodes: cfg.Limits.MaxEventNodes}
+	uopts.Budget = readLimits(cfg)
 	s.updater = updater.New(s.journal, repos, applier, notifier, s.log, uopts)
 	s.reconcile = reconcile.New(cfg.Hooks, readers, registries, s.updater, reg, s.log)
 
@@ -175,10 +175,16 @@ func (s *Service) build() error {
 	return nil
 }
 
+// readLimits is what one event may read of the manifests (limits.maxFileBytes, maxEventBytes,
+// maxEventNodes), for the rewrite and for the index alike.
+func readLimits(cfg *config.Config) manifests.Budget {
+	return manifests.Budget{MaxFileBytes: cfg.Limits.MaxFileBytes, MaxBytes: cfg.Limits.MaxEventBytes, MaxNodes: cfg.Limits.MaxEventNodes}
+}
+
 // openIndex loads the repository's index of where images live (derived data in the data dir:
 // rebuilt when missing or corrupt), and logs how far a first build has come.
 func openIndex(cfg *config.Config, name string, log *slog.Logger) *manifests.Index {
-	ix := manifests.OpenIndex(filepath.Join(cfg.DataDir, "index", name+".idx"), cfg.Limits.MaxFileBytes)
+	ix := manifests.OpenIndex(filepath.Join(cfg.DataDir, "index", name+".idx"), readLimits(cfg))
 	files, dirs := ix.Len()
 	log.Info("manifests index", "repo", name, "files", files, "dirs", dirs)
 	ix.Progress = func(n int) { log.Info("indexing manifests", "repo", name, "files", n) }
