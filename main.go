@@ -193,6 +193,10 @@ func checkConfig(args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
+	// What the service would refuse at start, check-config refuses too.
+	if _, err := service.CosignKeys(cfg); err != nil {
+		return err
+	}
 	out, err := yaml.Marshal(cfg.Redacted())
 	if err != nil {
 		return err

@@ -40,7 +40,7 @@ type Config struct {
 	// Registries holds the credentials imagehook asks registries with (verify: registry).
 	Registries []Registry `yaml:"registries"`
 	// Verify is the default of hooks[].verify.
-	Verify string `yaml:"verify"`
+	Verify *Verify `yaml:"verify"`
 	// RegistryAliases groups registry hosts that serve the same repositories; when set, only hosts
 	// of one group match each other (otherwise the same repository path on any host does).
 	RegistryAliases [][]string `yaml:"registryAliases"`
@@ -209,9 +209,8 @@ type Hook struct {
 	// Reconcile asks the registry, every interval, for tags newer than the targets run, and submits
 	// an event for the newest the tag policy allows: a webhook that never came is caught.
 	Reconcile *Reconcile `yaml:"reconcile"`
-	// Verify is "registry" to resolve every pushed tag in its registry before writing: a tag the
-	// registry does not have, or a digest that differs from the registry's, fails the event.
-	Verify string `yaml:"verify"`
+	// Verify asks the registry before writing (nil: the top-level default).
+	Verify *Verify `yaml:"verify"`
 	// AllowOlder applies a push whose registry time is older than the push already applied to the
 	// same target (a deliberate rollback from CI); by default such a push is ignored as a replay.
 	AllowOlder bool `yaml:"allowOlder"`
@@ -490,6 +489,14 @@ func (c *Config) readSecretFiles() error {
 			h.Signature.Secret = TrimSecret(h.Signature.Secret)
 		}
 	}
+	if err := c.Verify.readKey("verify"); err != nil {
+		return err
+	}
+	for i := range c.Hooks {
+		if err := c.Hooks[i].Verify.readKey(fmt.Sprintf("hooks[%s].verify", c.Hooks[i].ID)); err != nil {
+			return err
+		}
+	}
 	for i := range c.Registries {
 		r := &c.Registries[i]
 		if err := readSecret(&r.Password, r.PasswordFile, fmt.Sprintf("registries[%s].passwordFile", r.Host)); err != nil {
@@ -596,7 +603,7 @@ func (c *Config) applyDefaults() {
 		}
 	}
 	for i := range c.Hooks {
-		if c.Hooks[i].Verify == "" {
+		if c.Hooks[i].Verify == nil {
 			c.Hooks[i].Verify = c.Verify
 		}
 		for j := range c.Hooks[i].Targets {

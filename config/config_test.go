@@ -359,7 +359,51 @@ func TestRegistriesAndVerify(t *testing.T) {
 	if _, err := Parse([]byte(base+"    verify: cosign\n"), env(nil)); err == nil || !strings.Contains(err.Error(), `hooks[web].verify: "cosign" is not registry`) {
 		t.Errorf("err = %v", err)
 	}
-	if c, err := Parse([]byte("verify: registry\n"+base), env(nil)); err != nil || c.Hooks[0].Verify != "registry" {
+	if c, err := Parse([]byte("verify: registry\n"+base), env(nil)); err != nil || !c.Hooks[0].Verify.Resolves() || c.Hooks[0].Verify.Signed() {
 		t.Errorf("global default: %v %v", c, err)
+	}
+}
+
+// TestCosignVerify: the signature gate's key is read at load and must be a PEM public key; a hook
+// may opt out of the top-level default with none.
+func TestCosignVerify(t *testing.T) {
+	dir := t.TempDir()
+	files := map[string]string{
+		"cosign.pub": "-----BEGIN PUBLIC KEY-----\nMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE\n-----END PUBLIC KEY-----\n",
+		"cosign.key": "-----BEGIN ENCRYPTED SIGSTORE PRIVATE KEY-----\nc2VjcmV0\n-----END ENCRYPTED SIGSTORE PRIVATE KEY-----\n",
+		"cert.pem":   "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+		"notes.txt":  "not a key",
+	}
+	for n, c := range files {
+		if err := os.WriteFile(filepath.Join(dir, n), []byte(c), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	base := "repos: [{name: apps, url: file:///x}]\nhooks:\n  - id: web\n    token: t\n    targets: [{repo: apps, workload: deployment/w}]\n"
+	for _, tt := range []struct{ verify, want string }{
+		{"{cosign: {key: " + filepath.Join(dir, "cosign.key") + "}}", "is a private key; give the public key"},
+		{"{cosign: {key: " + filepath.Join(dir, "cert.pem") + "}}", `holds a "CERTIFICATE" block`},
+		{"{cosign: {key: " + filepath.Join(dir, "notes.txt") + "}}", "is not a PEM public key"},
+		{"{cosign: {key: " + filepath.Join(dir, "missing.pub") + "}}", "hooks[web].verify.cosign.key: open"},
+		{"{cosign: {}}", "hooks[web].verify.cosign.key: required"},
+		{"signed", `hooks[web].verify: "signed" is not registry, none or {cosign`},
+	} {
+		_, err := Parse([]byte(base+"    verify: "+tt.verify+"\n"), env(nil))
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("verify: %s: err = %v, want %q", tt.verify, err, tt.want)
+		}
+		if err != nil && strings.Contains(err.Error(), "c2VjcmV0") {
+			t.Errorf("the private key leaks into the error: %v", err)
+		}
+	}
+	c, err := Parse([]byte("verify: {cosign: {key: "+filepath.Join(dir, "cosign.pub")+"}}\n"+base+"  - id: open\n    token: u\n    verify: none\n    targets: [{repo: apps, workload: deployment/w}]\n"), env(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v := c.Hooks[0].Verify; !v.Signed() || !v.Resolves() || string(v.Cosign.KeyPEM) != files["cosign.pub"] {
+		t.Errorf("default not inherited: %+v", v)
+	}
+	if v := c.Hooks[1].Verify; v.Signed() || v.Resolves() {
+		t.Errorf("verify: none did not opt out: %+v", v)
 	}
 }

@@ -40,9 +40,7 @@ func (c *Config) Validate() error {
 		clusters[cl.Name] = true
 	}
 	c.Mail.validate(&errs)
-	if c.Verify != "" && c.Verify != "registry" {
-		errs.add("verify: %q is not registry", c.Verify)
-	}
+	c.Verify.validate(&errs, "verify")
 	for i, r := range c.Registries {
 		if r.Host == "" || strings.ContainsAny(r.Host, "/ ") {
 			errs.add("registries[%d].host: %q is not a registry host", i, r.Host)
@@ -151,9 +149,7 @@ func (h Hook) validate(errs *problems, where string) {
 	if r := h.Reconcile; r != nil && time.Duration(r.Interval) < time.Second {
 		errs.add("%s.reconcile.interval: %s is shorter than a second", where, time.Duration(r.Interval))
 	}
-	if h.Verify != "" && h.Verify != "registry" {
-		errs.add("%s.verify: %q is not registry", where, h.Verify)
-	}
+	h.Verify.validate(errs, where+".verify")
 	if h.Pin != "" && h.Pin != "tag" && h.Pin != "digest" {
 		errs.add("%s.pin: %q is not tag or digest", where, h.Pin)
 	}

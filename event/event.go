@@ -114,6 +114,8 @@ type Event struct {
 	AllowOlder bool `json:"allowOlder,omitempty"`
 	// Verify resolves the pushed tag in its registry before anything is written.
 	Verify bool `json:"verify,omitempty"`
+	// Signed also requires a cosign signature of the registry's digest, with the hook's key.
+	Signed bool `json:"signed,omitempty"`
 	// Delivery is the registry's delivery id, unique per hook in the journal.
 	Delivery string `json:"delivery,omitempty"`
 	// Seq is the event's place in the journal, set when it is recorded: within one target the

@@ -159,7 +159,7 @@ func (r *Reconciler) target(ctx context.Context, h config.Hook, t config.Target)
 	}
 	now := time.Now().UTC()
 	ev := &event.Event{ID: event.NewID(now), Hook: h.ID, ReceivedAt: now, Targets: []event.Target{t.Event()},
-		Push: event.Push{Image: cur.Repo + ":" + best, Source: Source}, Pin: h.Pin, NoDowngrade: true, Verify: h.Verify == "registry"}
+		Push: event.Push{Image: cur.Repo + ":" + best, Source: Source}, Pin: h.Pin, NoDowngrade: true, Verify: h.Verify.Resolves(), Signed: h.Verify.Signed()}
 	if len(h.Mail.To) > 0 || len(h.Mail.On) > 0 || h.Mail.Language != "" {
 		ev.Mail = &event.Mail{To: h.Mail.To, On: h.Mail.On, Language: h.Mail.Language}
 	}

@@ -7,6 +7,8 @@ import (
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -158,5 +160,66 @@ func TestReconcileCatchesMissedWebhooks(t *testing.T) {
 	}
 	if tooMany.Load() < 3 {
 		t.Errorf("the 429 answers were not seen: %d tag requests", tooMany.Load())
+	}
+}
+
+// TestCosignSignatureGate: with verify: {cosign: {key}} only an image whose registry digest carries
+// a signature made with that key, for that digest and repository, is written. Signatures are made
+// in cosign's layout with sigstore's packages (the cosign CLI needs a newer Go than this machine's).
+func TestCosignSignatureGate(t *testing.T) {
+	reg := registrytest.Start(t, nil)
+	key, other := registrytest.NewCosignKey(t), registrytest.NewCosignKey(t)
+	pub := filepath.Join(t.TempDir(), "cosign.pub")
+	if err := os.WriteFile(pub, key.PublicPEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	hook := fmt.Sprintf(`  - id: signed
+    token: ${HOOK_TOKEN}
+    source: custom
+    verify: {cosign: {key: %s}}
+    targets: [{repo: apps, path: apps/website, workload: deployment/website, namespace: web, container: website}]
+`, pub)
+	h := newHarnessHooks(t, hook, fmt.Sprintf("registries: [{host: %q, username: %s, password: %s, insecure: true}]", reg.Host, registrytest.User, registrytest.Password))
+	const repo = "imagehook-demo/website"
+	post := func(tag string) map[string]any {
+		body := fmt.Sprintf(`{"push_data":{"tag":%q},"repository":{"repo_url":%q,"namespace":"imagehook-demo","name":"website"}}`, tag, reg.Host)
+		code, ev := h.post("/hooks/signed?wait=30s&token="+hookToken, []byte(body))
+		if code != 200 {
+			t.Fatalf("%s: %d %v", tag, code, ev)
+		}
+		return ev
+	}
+
+	before := h.gitOut("rev-parse", "main")
+	unsigned := reg.Push(t, repo, "8.0.0")
+	wrongKey := reg.Push(t, repo, "8.0.1")
+	reg.Sign(t, other, repo, wrongKey, repo, wrongKey)
+	otherDigest := reg.Push(t, repo, "8.0.2")
+	reg.Sign(t, key, repo, otherDigest, repo, unsigned) // a genuine signature, of another digest
+	otherRepo := reg.Push(t, repo, "8.0.3")
+	reg.Sign(t, key, repo, otherRepo, "someone-else/website", otherRepo)
+	for _, c := range []struct{ tag, want string }{
+		{"8.0.0", "signature not verified: no signature for " + unsigned},
+		{"8.0.1", "not signed with the configured key"},
+		{"8.0.2", "signed for another digest, " + unsigned},
+		{"8.0.3", `signed for another repository, "` + reg.Host + `/someone-else/website"`},
+	} {
+		ev := post(c.tag)
+		if ev["status"] != "failed" || !strings.Contains(fmt.Sprint(ev["error"]), c.want) {
+			t.Errorf("%s: %v %v, want failed %q", c.tag, ev["status"], ev["error"], c.want)
+		}
+	}
+	if h.gitOut("rev-parse", "main") != before {
+		t.Fatal("an image without a valid signature was written")
+	}
+
+	good := reg.Push(t, repo, "8.1.0")
+	reg.Sign(t, key, repo, good, repo, good)
+	ev := post("8.1.0")
+	if ev["status"] != "succeeded" || !strings.Contains(fmt.Sprint(step(ev, "verify")["detail"]), "cosign signature verified") {
+		t.Fatalf("signed image: %v", ev)
+	}
+	if msg := h.gitOut("log", "-1", "--format=%B", "main"); !strings.Contains(msg, "website:8.1.0@"+good) {
+		t.Errorf("commit lacks the verified digest:\n%s", msg)
 	}
 }

@@ -154,6 +154,11 @@ func (s *Service) build() error {
 	}
 	registries := oci.New(hosts, cfg.RegistryAliases, s.log)
 	uopts.Resolver = registries
+	keys, err := CosignKeys(cfg)
+	if err != nil {
+		return err
+	}
+	uopts.Signatures = oci.Gate{Client: registries, Keys: keys}
 	uopts.Budget = readLimits(cfg)
 	s.updater = updater.New(s.journal, repos, applier, notifier, s.log, uopts)
 	s.reconcile = reconcile.New(cfg.Hooks, readers, registries, s.updater, reg, s.log)
@@ -319,4 +324,21 @@ func dirFingerprint(dir string) string {
 		h.Write(data)
 	}
 	return hex.EncodeToString(h.Sum(nil))
+}
+
+// CosignKeys parses the key of every hook that requires signatures (check-config refuses what
+// the service would refuse at start).
+func CosignKeys(cfg *config.Config) (map[string]*oci.CosignKey, error) {
+	keys := map[string]*oci.CosignKey{}
+	for _, h := range cfg.Hooks {
+		if !h.Verify.Signed() {
+			continue
+		}
+		key, err := oci.ParseCosignKey(h.Verify.Cosign.KeyPEM)
+		if err != nil {
+			return nil, fmt.Errorf("hooks[%s].verify.cosign.key %s: %w", h.ID, h.Verify.Cosign.Key, err)
+		}
+		keys[h.ID] = key
+	}
+	return keys, nil
 }

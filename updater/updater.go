@@ -48,10 +48,17 @@ type Resolver interface {
 	Resolve(ctx context.Context, image, want string) (string, error)
 }
 
+// Signatures checks that an image's digest carries a signature the hook trusts (verify: cosign).
+type Signatures interface {
+	Check(ctx context.Context, hook, image, digest string) error
+}
+
 // Options tunes retries.
 type Options struct {
 	// Resolver verifies pushes with their registry (nil: events asking for it fail).
 	Resolver Resolver
+	// Signatures gates signed hooks (nil: events asking for it fail).
+	Signatures Signatures
 	// RetryBase is the first delay after a failed git batch; it doubles up to RetryMax.
 	RetryBase time.Duration
 	RetryMax  time.Duration
@@ -405,8 +412,17 @@ func (u *Updater) runBatch(ctx, stop context.Context, log *slog.Logger, key stri
 				continue
 			}
 		}
-		if ev.Verify && !u.verify(ctx, log, ev) {
-			continue
+		if ev.Verify {
+			switch u.verify(ctx, log, ev) {
+			case verifyFailed:
+				continue
+			case verifyUnreachable:
+				// Accepted means applied: a registry that cannot be reached now is asked again
+				// later, as a git server is, without holding up the repository's other events.
+				ev.Attempts++
+				go u.requeue(stop, log, key, []*event.Event{ev}, "registry unreachable")
+				continue
+			}
 		}
 		ev.Status = event.Running
 		ev.Attempts++
@@ -419,7 +435,7 @@ func (u *Updater) runBatch(ctx, stop context.Context, log *slog.Logger, key stri
 	u.saveMany(ctx, log, batch)
 	if repo := batch[0].Repo(); repo != "" {
 		if retry := u.gitStep(ctx, log, repo, batch); retry {
-			u.requeue(stop, log, key, batch)
+			u.requeue(stop, log, key, batch, "git step failed")
 			return
 		}
 		u.recordApplied(ctx, log, batch, func(t event.Target) bool { return t.Repo != "" })
@@ -430,20 +446,42 @@ func (u *Updater) runBatch(ctx, stop context.Context, log *slog.Logger, key stri
 	u.handOver(q, batch)
 }
 
+// verifyOutcome is what verify decided.
+type verifyOutcome int
+
+const (
+	verified verifyOutcome = iota
+	verifyFailed
+	verifyUnreachable
+)
+
 // verify resolves the pushed tag in its registry before anything is written: a tag the registry
-// does not have, a digest that differs, or refused credentials fail the event; otherwise the
-// registry's digest is the one written and recorded. It reports whether the event goes on.
-func (u *Updater) verify(ctx context.Context, log *slog.Logger, ev *event.Event) bool {
+// does not have, a digest that differs, refused credentials, or (for signed hooks) no valid
+// signature of that digest fail the event; otherwise the registry's digest is the one written
+// and recorded. A registry that does not answer leaves the event to be tried again.
+func (u *Updater) verify(ctx context.Context, log *slog.Logger, ev *event.Event) verifyOutcome {
 	st := event.Step{Name: event.StepVerify, Status: event.Succeeded, At: time.Now()}
 	var digest string
+	// What the registry said is final; only a failure to reach it is worth another try (the
+	// event is requeued with the git step's backoff).
+	final := func(err error) bool {
+		return errors.Is(err, oci.ErrNoTag) || errors.Is(err, oci.ErrDigestMismatch) || errors.Is(err, oci.ErrAuth) || errors.Is(err, oci.ErrUnsigned)
+	}
 	err := errors.New("verify: no registry client is configured")
 	if u.opts.Resolver != nil {
-		err = retry.Do(ctx, 3, retry.Backoff{First: time.Second}, func(int) (bool, error) {
-			var err error
-			digest, err = u.opts.Resolver.Resolve(ctx, ev.Push.Image, ev.Push.Digest)
-			// What the registry said is final; only a failure to reach it is worth another try.
-			return err != nil && !errors.Is(err, oci.ErrNoTag) && !errors.Is(err, oci.ErrDigestMismatch) && !errors.Is(err, oci.ErrAuth), err
-		})
+		digest, err = u.opts.Resolver.Resolve(ctx, ev.Push.Image, ev.Push.Digest)
+	}
+	if err == nil && ev.Signed {
+		err = errors.New("verify: no signature checker is configured")
+		if u.opts.Signatures != nil {
+			err = u.opts.Signatures.Check(ctx, ev.Hook, ev.Push.Image, digest)
+		}
+	}
+	configured := u.opts.Resolver != nil && (!ev.Signed || u.opts.Signatures != nil)
+	if err != nil && configured && !final(err) {
+		st.Status, st.Error = event.Queued, err.Error()
+		ev.SetStep(st)
+		return verifyUnreachable
 	}
 	if err != nil {
 		st.Status, st.Error = event.Failed, err.Error()
@@ -451,12 +489,15 @@ func (u *Updater) verify(ctx context.Context, log *slog.Logger, ev *event.Event)
 		ev.Error = "verify: " + err.Error()
 		log.Warn("push not verified by its registry", "event", ev.ID, "err", err)
 		u.finishMany(ctx, log, []*event.Event{ev})
-		return false
+		return verifyFailed
 	}
 	ev.Push.Digest = digest
 	st.Detail = "registry digest " + digest
+	if ev.Signed {
+		st.Detail += ", cosign signature verified"
+	}
 	ev.SetStep(st)
-	return true
+	return verified
 }
 
 // ignore settles an event that must not be applied (a duplicate, a replay, a push overtaken by a
@@ -514,7 +555,7 @@ func (u *Updater) recordApplied(ctx context.Context, log *slog.Logger, batch []*
 
 // requeue puts a batch back after a transient git failure, after a backoff; events over their
 // attempt budget fail instead.
-func (u *Updater) requeue(stop context.Context, log *slog.Logger, key string, batch []*event.Event) {
+func (u *Updater) requeue(stop context.Context, log *slog.Logger, key string, batch []*event.Event, why string) {
 	var again, gaveUp []*event.Event
 	for _, ev := range batch {
 		if ev.Attempts >= u.opts.MaxAttempts {
@@ -531,7 +572,7 @@ func (u *Updater) requeue(stop context.Context, log *slog.Logger, key string, ba
 		return
 	}
 	delay := retry.Backoff{First: u.opts.RetryBase, Min: u.opts.RetryBase, Max: u.opts.RetryMax}.Delay(again[0].Attempts)
-	log.Warn("git step failed, will retry", "events", eventIDs(again), "in", delay)
+	log.Warn(why+", will retry", "events", eventIDs(again), "in", delay)
 	if retry.Sleep(stop, delay) != nil {
 		return // still queued in the journal: the next start resumes them
 	}
@@ -620,7 +661,17 @@ func (u *Updater) finish(ctx context.Context, log *slog.Logger, ev *event.Event)
 			return
 		}
 	}
-	// A failed commit does not stop the direct apply: the cluster path is independent.
+	// A push its registry did not vouch for reaches no cluster either; a failed commit does not
+	// stop the direct apply: the cluster path is independent.
+	if st, ok := ev.Step(event.StepVerify); ok && st.Status != event.Succeeded {
+		if st.Status == event.Queued { // gave up waiting for the registry
+			st.Status = event.Failed
+			ev.SetStep(st)
+		}
+		ev.Settle()
+		ev.UpdatedAt = time.Now()
+		return
+	}
 	for _, t := range ev.Targets {
 		if t.Cluster == "" {
 			continue
