@@ -19,6 +19,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/imagehook/imagehook/event"
+	"github.com/imagehook/imagehook/forge"
 	"github.com/imagehook/imagehook/manifests"
 )
 
@@ -108,7 +109,8 @@ type Repo struct {
 	Timeout Duration `yaml:"timeout"`
 	// CommitURL links a commit in reports: "https://git.example.com/platform/apps/commit/{sha}".
 	CommitURL string `yaml:"commitURL"`
-	// SigningKeyFile is an armored OpenPGP private key that signs every commit.
+	// SigningKeyFile is the private key that signs every commit: an armored OpenPGP key, or an
+	// OpenSSH key (signed as git does with gpg.format=ssh, which forges show as verified).
 	SigningKeyFile       string `yaml:"signingKeyFile"`
 	SigningKeyPassphrase string `yaml:"signingKeyPassphrase" secret:"true"`
 	// SigningKey is the content of SigningKeyFile, read at load.
@@ -116,7 +118,39 @@ type Repo struct {
 	// CommitTemplate is a Go text/template for the commit message (data: .Events, .Changes);
 	// imagehook's trailers are always appended.
 	CommitTemplate string `yaml:"commitTemplate"`
+	// WriteBack chooses between pushing to Branch (the default) and opening pull requests.
+	WriteBack WriteBack `yaml:"writeBack"`
 }
+
+// WriteBack is how changes reach a repository's branch.
+type WriteBack struct {
+	// Mode is push (commit to the branch) or pullRequest (commit to imagehook's own branch and
+	// open, or update, a pull request to the branch).
+	Mode string `yaml:"mode"`
+	// Provider is gitea (also Forgejo), github or gitlab; inferred from well-known hosts.
+	Provider string `yaml:"provider"`
+	// API is the API base URL of a self-hosted forge (default: the provider's, on the repo's host).
+	API       string `yaml:"api"`
+	Token     string `yaml:"token" secret:"true"`
+	TokenFile string `yaml:"tokenFile"`
+	// Branch names imagehook's branch per target, a template over .Target (Workload, Namespace,
+	// Container, Path, Repo) and .Hook; default "imagehook/{{ .Target.Workload }}".
+	Branch string `yaml:"branch"`
+	// Merge is none (people merge) or auto (the forge merges when its checks pass).
+	Merge     string   `yaml:"merge"`
+	Labels    []string `yaml:"labels"`
+	Reviewers []string `yaml:"reviewers"`
+	// Language of the pull request's title and body: en or zh.
+	Language string `yaml:"language"`
+	// WebhookSecret checks the forge's webhooks at POST /forges/{repo} (GitHub/Gitea HMAC, GitLab
+	// token); a delivery makes imagehook look at its pull requests at once.
+	WebhookSecret string `yaml:"webhookSecret" secret:"true"`
+	// PollInterval is how often open pull requests are read when no webhook comes (default 1m).
+	PollInterval Duration `yaml:"pollInterval"`
+}
+
+// PullRequests reports whether the repository is written through pull requests.
+func (w WriteBack) PullRequests() bool { return w.Mode == "pullRequest" }
 
 // RepoAuth holds a repository's credentials; every secret may be inline, ${ENV} or a ...File path.
 type RepoAuth struct {
@@ -467,6 +501,9 @@ func (c *Config) readSecretFiles() error {
 		if err := readSecret(&r.Auth.Password, r.Auth.PasswordFile, fmt.Sprintf("repos[%s].auth.passwordFile", r.Name)); err != nil {
 			return err
 		}
+		if err := readSecret(&r.WriteBack.Token, r.WriteBack.TokenFile, fmt.Sprintf("repos[%s].writeBack.tokenFile", r.Name)); err != nil {
+			return err
+		}
 		for _, f := range []struct {
 			dst        *[]byte
 			path, name string
@@ -600,6 +637,20 @@ func (c *Config) applyDefaults() {
 		}
 		if m.Deadline == 0 {
 			m.Deadline = Duration(time.Minute)
+		}
+	}
+	for i := range c.Repos {
+		w := &c.Repos[i].WriteBack
+		if w.PullRequests() {
+			if w.Provider == "" {
+				w.Provider = forge.Infer(c.Repos[i].URL)
+			}
+			if w.Branch == "" {
+				w.Branch = "imagehook/{{ .Target.Workload }}"
+			}
+			if w.PollInterval == 0 {
+				w.PollInterval = Duration(time.Minute)
+			}
 		}
 	}
 	for i := range c.Hooks {

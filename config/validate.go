@@ -5,12 +5,14 @@ import (
 	"fmt"
 	"net"
 	"path"
+	"slices"
 	"strings"
 	"text/template"
 	"time"
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/imagehook/imagehook/forge"
 	"github.com/imagehook/imagehook/registry"
 	"github.com/imagehook/imagehook/tagpolicy"
 	"github.com/imagehook/imagehook/workload"
@@ -95,8 +97,43 @@ func (c *Config) validateRepos(errs *problems) map[string]bool {
 				errs.add("repos[%s].commitTemplate: %v", r.Name, err)
 			}
 		}
+		r.WriteBack.validate(errs, fmt.Sprintf("repos[%s].writeBack", r.Name), r)
 	}
 	return repos
+}
+
+func (w WriteBack) validate(errs *problems, where string, r Repo) {
+	switch w.Mode {
+	case "", "push":
+		return
+	case "pullRequest":
+	default:
+		errs.add("%s.mode: %q is not push or pullRequest", where, w.Mode)
+		return
+	}
+	if !slices.Contains(forge.Providers, w.Provider) {
+		errs.add("%s.provider: %q: want one of %s (not inferred from %s)", where, w.Provider, strings.Join(forge.Providers, ", "), r.URL)
+	}
+	if Blank(w.Token) {
+		errs.add("%s: token or tokenFile required (an API token that may open pull requests)", where)
+	}
+	if w.Branch != "" {
+		if _, err := template.New("branch").Option("missingkey=error").Parse(w.Branch); err != nil {
+			errs.add("%s.branch: %v", where, err)
+		}
+	}
+	if w.Merge != "" && w.Merge != "none" && w.Merge != "auto" {
+		errs.add("%s.merge: %q is not none or auto", where, w.Merge)
+	}
+	if w.Language != "" && w.Language != "en" && w.Language != "zh" {
+		errs.add("%s.language: %q is not en or zh", where, w.Language)
+	}
+	if w.PollInterval != 0 && time.Duration(w.PollInterval) < time.Second {
+		errs.add("%s.pollInterval: %s is shorter than a second", where, time.Duration(w.PollInterval))
+	}
+	if r.PushBranch != "" {
+		errs.add("%s: pushBranch and pull requests both choose the branch; drop pushBranch", where)
+	}
 }
 
 func (m *Mail) validate(errs *problems) {

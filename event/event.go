@@ -29,10 +29,15 @@ const (
 	Succeeded Status = "succeeded"
 	Failed    Status = "failed"
 	Ignored   Status = "ignored"
+	// AwaitingMerge is a change pushed to a pull request that nobody has merged yet: not a failure,
+	// not done.
+	AwaitingMerge Status = "awaiting merge"
+	// Cancelled is a change whose pull request was closed without merging.
+	Cancelled Status = "cancelled"
 )
 
 // Done reports whether s is final.
-func (s Status) Done() bool { return s == Succeeded || s == Failed || s == Ignored }
+func (s Status) Done() bool { return s == Succeeded || s == Failed || s == Ignored || s == Cancelled }
 
 // Push is one image pushed to a registry, as a registry's payload describes it.
 type Push struct {
@@ -153,16 +158,19 @@ const (
 
 // Settle sets the event's final status from its steps — the one rule, for the updater, the
 // notifiers and the pages: failed when any step before notification failed or the event carries
-// an error, ignored when every step was ignored (another repository, a duplicate, a replay),
-// succeeded otherwise. A failed notification never fails an event. It returns the status.
+// an error, cancelled when its pull request was closed unmerged, ignored when every step was
+// ignored (another repository, a duplicate, a replay), succeeded otherwise. A failed notification
+// never fails an event. It returns the status.
 func (e *Event) Settle() Status {
 	status := Ignored
 	for _, s := range e.Steps {
 		switch {
 		case s.Name == StepNotify:
+		case s.Status == Cancelled && status != Failed:
+			status = Cancelled
 		case s.Status == Failed:
 			status = Failed
-		case s.Status == Succeeded && status != Failed:
+		case s.Status == Succeeded && status != Failed && status != Cancelled:
 			status = Succeeded
 		}
 	}
@@ -196,9 +204,20 @@ type Step struct {
 	Detail  string   `json:"detail,omitempty"`
 	// Skipped names the files that were not read, and why (too big, past the event's budget, not
 	// valid YAML): a target in one of them would not have been found.
-	Skipped []string  `json:"skipped,omitempty"`
-	Error   string    `json:"error,omitempty"`
-	At      time.Time `json:"at"`
+	Skipped []string `json:"skipped,omitempty"`
+	// PR is the pull request that carries the change, in pull-request write-back.
+	PR    *PullRequest `json:"pullRequest,omitempty"`
+	Error string       `json:"error,omitempty"`
+	At    time.Time    `json:"at"`
+}
+
+// PullRequest is a forge's pull (merge) request that carries an event's change.
+type PullRequest struct {
+	Number int64  `json:"number"`
+	URL    string `json:"url,omitempty"`
+	Branch string `json:"branch"`
+	// State is open, merged or closed.
+	State string `json:"state"`
 }
 
 // Change is one image value changed (or found already current) in a manifest or on a cluster.

@@ -24,13 +24,13 @@ type pushSession struct {
 	ref  plumbing.ReferenceName
 }
 
-func (r *Repo) openPush(ctx context.Context) (*pushSession, error) {
+// openPush starts a conversation that will update branch.
+func (r *Repo) openPush(ctx context.Context, branch string) (*pushSession, error) {
 	ep, err := transport.NewEndpoint(r.cfg.URL)
 	if err != nil {
 		return nil, fmt.Errorf("url %s: %w", RedactURL(r.cfg.URL), err)
 	}
 	ep.CaBundle = r.cfg.Auth.CABundle
-	branch := r.pushBranch()
 	cl, err := client.NewClient(ep)
 	if err != nil {
 		return nil, fmt.Errorf("push %s: %w", branch, classify(err))

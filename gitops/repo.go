@@ -208,12 +208,17 @@ type EditFunc func(fsys fs.FS) (files map[string][]byte, message string, err err
 func (r *Repo) Apply(ctx context.Context, edit EditFunc) (Commit, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	// The first retry is immediate: the fetch it starts with already brings the new tip. Later ones
-	// back off, with jitter, so that two busy writers stop colliding.
+	return r.retryConflicts(ctx, func() (Commit, error) { return r.applyOnce(ctx, edit) })
+}
+
+// retryConflicts runs once until it does not lose a race. The first retry is immediate: the fetch
+// it starts with already brings the new tip. Later ones back off, with jitter, so that two busy
+// writers stop colliding.
+func (r *Repo) retryConflicts(ctx context.Context, once func() (Commit, error)) (Commit, error) {
 	var c Commit
 	err := retry.Do(ctx, r.cfg.MaxAttempts, conflictBackoff, func(attempt int) (bool, error) {
 		var err error
-		c, err = r.applyOnce(ctx, edit)
+		c, err = once()
 		c.Attempts = attempt
 		if errors.Is(err, ErrConflict) {
 			r.log.Info("push conflict, retrying on the new tip", "attempt", attempt, "err", err)
@@ -234,7 +239,7 @@ func (r *Repo) applyOnce(ctx context.Context, edit EditFunc) (Commit, error) {
 	ctx, cancel := context.WithTimeout(ctx, r.cfg.Timeout)
 	defer cancel()
 	t0 := time.Now()
-	ps, err := r.openPush(ctx)
+	ps, err := r.openPush(ctx, r.pushBranch())
 	if err != nil {
 		return Commit{}, err
 	}

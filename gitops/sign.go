@@ -4,19 +4,32 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 
 	"github.com/ProtonMail/go-crypto/openpgp"
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/object"
+	"github.com/hiddeco/sshsig"
+	"golang.org/x/crypto/ssh"
 )
 
-// Signer signs commits with an OpenPGP key, so that branch protection requiring signed commits
-// accepts imagehook's.
-type Signer struct{ entity *openpgp.Entity }
+// Signer signs commits, so that branch protection requiring signed commits accepts imagehook's
+// and forges show them as verified: with an OpenPGP key, or with an SSH key in the sshsig format
+// git writes with gpg.format=ssh.
+type Signer struct {
+	detach func(message io.Reader) (string, error)
+}
 
-// NewSigner reads an armored OpenPGP private key, decrypting it with passphrase when it is
-// protected.
-func NewSigner(armored []byte, passphrase string) (*Signer, error) {
+// NewSigner reads a signing key: an armored OpenPGP private key, or an OpenSSH private key (the
+// format is told by the file's armor), decrypted with passphrase when it is protected.
+func NewSigner(key []byte, passphrase string) (*Signer, error) {
+	if bytes.Contains(key, []byte("-----BEGIN OPENSSH PRIVATE KEY-----")) || bytes.Contains(key, []byte("PRIVATE KEY-----")) && !bytes.Contains(key, []byte("PGP")) {
+		return newSSHSigner(key, passphrase)
+	}
+	return newPGPSigner(key, passphrase)
+}
+
+func newPGPSigner(armored []byte, passphrase string) (*Signer, error) {
 	keys, err := openpgp.ReadArmoredKeyRing(bytes.NewReader(armored))
 	if err != nil {
 		return nil, fmt.Errorf("signing key: %w", err)
@@ -37,7 +50,36 @@ func NewSigner(armored []byte, passphrase string) (*Signer, error) {
 			}
 		}
 	}
-	return &Signer{entity: e}, nil
+	return &Signer{detach: func(m io.Reader) (string, error) {
+		var sig bytes.Buffer
+		if err := openpgp.ArmoredDetachSign(&sig, e, m, nil); err != nil {
+			return "", err
+		}
+		return sig.String(), nil
+	}}, nil
+}
+
+// gitNamespace is the sshsig namespace git signs commits in (and verify-commit checks).
+const gitNamespace = "git"
+
+func newSSHSigner(pemBytes []byte, passphrase string) (*Signer, error) {
+	var s ssh.Signer
+	var err error
+	if passphrase != "" {
+		s, err = ssh.ParsePrivateKeyWithPassphrase(pemBytes, []byte(passphrase))
+	} else {
+		s, err = ssh.ParsePrivateKey(pemBytes)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("signing key (ssh): %w", err)
+	}
+	return &Signer{detach: func(m io.Reader) (string, error) {
+		sig, err := sshsig.Sign(m, s, sshsig.HashSHA512, gitNamespace)
+		if err != nil {
+			return "", err
+		}
+		return string(sshsig.Armor(sig)), nil
+	}}, nil
 }
 
 // sign sets the commit's signature over its encoding without one.
@@ -50,10 +92,10 @@ func (s *Signer) sign(c *object.Commit) error {
 	if err != nil {
 		return err
 	}
-	var sig bytes.Buffer
-	if err := openpgp.ArmoredDetachSign(&sig, s.entity, r, nil); err != nil {
+	sig, err := s.detach(r)
+	if err != nil {
 		return fmt.Errorf("sign commit: %w", err)
 	}
-	c.PGPSignature = sig.String()
+	c.PGPSignature = sig
 	return nil
 }

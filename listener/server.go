@@ -103,6 +103,7 @@ func New(cfg *config.Config, u Updater, events Events, ready func(context.Contex
 
 	r := httprouter.New()
 	r.POST("/hooks/:id", s.handleHook)
+	r.POST("/forges/:repo", s.handleForge)
 	r.GET("/events/:id", s.ui(s.handleEvent))
 	r.GET("/healthz", func(w http.ResponseWriter, _ *http.Request, _ httprouter.Params) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})

@@ -5,6 +5,8 @@ package service
 import (
 	"context"
 	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -22,6 +24,7 @@ import (
 
 	"github.com/imagehook/imagehook/cluster"
 	"github.com/imagehook/imagehook/config"
+	"github.com/imagehook/imagehook/forge"
 	"github.com/imagehook/imagehook/gitops"
 	"github.com/imagehook/imagehook/journal"
 	"github.com/imagehook/imagehook/listener"
@@ -130,6 +133,11 @@ func (s *Service) build() error {
 		if rc.CommitTemplate != "" {
 			if repo.Template, err = template.New(rc.Name).Parse(rc.CommitTemplate); err != nil {
 				return fmt.Errorf("repos[%s].commitTemplate: %w", rc.Name, err)
+			}
+		}
+		if rc.WriteBack.PullRequests() {
+			if repo.Review, err = newReview(rc, r); err != nil {
+				return err
 			}
 		}
 		repos[rc.Name] = repo
@@ -341,4 +349,34 @@ func CosignKeys(cfg *config.Config) (map[string]*oci.CosignKey, error) {
 		keys[h.ID] = key
 	}
 	return keys, nil
+}
+
+// newReview prepares pull-request write-back for a repository.
+func newReview(rc config.Repo, r *gitops.Repo) (*updater.Review, error) {
+	w := rc.WriteBack
+	client := &http.Client{Timeout: 30 * time.Second}
+	if len(rc.Auth.CABundle) > 0 {
+		pool, err := x509.SystemCertPool()
+		if err != nil {
+			pool = x509.NewCertPool()
+		}
+		pool.AppendCertsFromPEM(rc.Auth.CABundle)
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+		client.Transport = tr
+	}
+	f, err := forge.New(forge.Config{Provider: w.Provider, API: w.API, RepoURL: rc.URL, Token: w.Token, Client: client})
+	if err != nil {
+		return nil, fmt.Errorf("repos[%s].writeBack: %w", rc.Name, err)
+	}
+	branch, err := template.New(rc.Name + "-branch").Option("missingkey=error").Parse(w.Branch)
+	if err != nil {
+		return nil, fmt.Errorf("repos[%s].writeBack.branch: %w", rc.Name, err)
+	}
+	base := rc.Branch
+	if base == "" {
+		base = "main"
+	}
+	return &updater.Review{Git: r, Forge: f, Base: base, Branch: branch, Labels: w.Labels, Reviewers: w.Reviewers,
+		AutoMerge: w.Merge == "auto", Language: w.Language, Poll: time.Duration(w.PollInterval)}, nil
 }

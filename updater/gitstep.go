@@ -31,6 +31,9 @@ func (u *Updater) gitStep(ctx context.Context, log *slog.Logger, key string, bat
 	if batch = u.recordLanded(ctx, log, repo, key, batch); len(batch) == 0 {
 		return false
 	}
+	if r.Review != nil {
+		return u.reviewStep(ctx, log, key, r, batch)
+	}
 	g := planBatch(key, batch, u.opts, r.Template)
 	g.index = r.Index
 	started := time.Now()

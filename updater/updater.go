@@ -12,6 +12,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"path"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -88,6 +89,8 @@ type Repository struct {
 	Template *template.Template
 	// Index, when set, remembers where images live in the repository (manifests.Index).
 	Index *manifests.Index
+	// Review, when set, writes through pull requests instead of pushing to the branch.
+	Review *Review
 }
 
 // CommitData is what a commit message template sees.
@@ -158,6 +161,11 @@ func New(j journal.Journal, repos map[string]Repository, applier Applier, notifi
 	if opts.Retention == 0 {
 		opts.Retention = 30 * 24 * time.Hour
 	}
+	for _, r := range repos {
+		if r.Review != nil {
+			r.Review.init()
+		}
+	}
 	return &Updater{journal: j, repos: repos, applier: applier, notifier: notifier, log: log, opts: opts,
 		queues: map[string]*queue{}, waiters: map[string][]chan struct{}{}, tracked: map[string]bool{}}
 }
@@ -179,7 +187,19 @@ func (u *Updater) Run(ctx context.Context) error {
 		u.log.Info("resuming unfinished events", "count", len(pending))
 	}
 	for _, ev := range pending {
+		if ev.Status == event.AwaitingMerge && u.adopt(ev) {
+			continue
+		}
 		u.enqueue(ev)
+	}
+	for key, r := range u.repos {
+		if r.Review != nil {
+			u.wg.Add(1)
+			go func() {
+				defer u.wg.Done()
+				u.watch(ctx, key, r.Review)
+			}()
+		}
 	}
 	u.prune(ctx)
 	t := time.NewTicker(time.Hour)
@@ -441,6 +461,11 @@ func (u *Updater) runBatch(ctx, stop context.Context, log *slog.Logger, key stri
 		u.recordApplied(ctx, log, batch, func(t event.Target) bool { return t.Repo != "" })
 		// The git outcome is visible at once (GET /events), whatever apply and mail take.
 		u.saveMany(ctx, log, batch)
+		// Changes in a pull request finish when it is merged or closed (checkReviews).
+		batch = slices.DeleteFunc(batch, func(ev *event.Event) bool { return ev.Status == event.AwaitingMerge })
+		if len(batch) == 0 {
+			return
+		}
 	}
 	// Still "running" in the journal until the finisher is done: resumed on restart.
 	u.handOver(q, batch)
@@ -648,7 +673,7 @@ func (u *Updater) finishMany(ctx context.Context, log *slog.Logger, evs []*event
 // finish runs the steps after git (direct apply) and settles the status. An event already settled
 // as ignored (a duplicate delivery, a replay) skips them.
 func (u *Updater) finish(ctx context.Context, log *slog.Logger, ev *event.Event) {
-	if ev.Status == event.Ignored {
+	if ev.Status == event.Ignored || ev.Status == event.Cancelled {
 		ev.UpdatedAt = time.Now()
 		return
 	}
@@ -823,4 +848,15 @@ func (o *overlay) ReadFile(name string) ([]byte, error) {
 		return data, nil
 	}
 	return fs.ReadFile(o.base, name)
+}
+
+// PokeReviews makes imagehook read a repository's pull requests now (its forge sent a webhook). It
+// reports whether the repository is written through pull requests.
+func (u *Updater) PokeReviews(repo string) bool {
+	r, ok := u.repos[repo]
+	if !ok || r.Review == nil {
+		return false
+	}
+	r.Review.Poke()
+	return true
 }

@@ -1,0 +1,235 @@
+// Package forge opens and follows pull (merge) requests on the forges teams host manifests on —
+// Gitea and Forgejo, GitHub, GitLab — through their REST APIs, and checks the signatures of the
+// webhooks they send about them.
+package forge
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+)
+
+// Request is the pull request imagehook wants open for its branch.
+type Request struct {
+	Head, Base  string
+	Title, Body string
+	Labels      []string
+	Reviewers   []string
+}
+
+// PullRequest is what the forge says about one.
+type PullRequest struct {
+	Number int64
+	URL    string
+	// State is open, merged or closed (closed without merging).
+	State string
+	// MergeCommit is the commit the merge made on the base branch.
+	MergeCommit string
+}
+
+// The states of a pull request.
+const (
+	Open   = "open"
+	Merged = "merged"
+	Closed = "closed"
+)
+
+// Forge is one repository's pull requests.
+type Forge interface {
+	// Open opens a pull request for r.Head, or updates the one already open for it (title, body,
+	// labels), so that a branch never has two.
+	Open(ctx context.Context, r Request) (PullRequest, error)
+	// Get reads a pull request's state.
+	Get(ctx context.Context, number int64) (PullRequest, error)
+	// AutoMerge asks the forge to merge once its checks pass, where the API allows it.
+	AutoMerge(ctx context.Context, number int64) error
+}
+
+// Config says how to reach a repository's forge.
+type Config struct {
+	// Provider is gitea (also Forgejo), github or gitlab; Infer guesses it from the host.
+	Provider string
+	// API is the API's base URL ("" for the provider's default on the repository's host).
+	API string
+	// RepoURL is the repository's clone URL; the owner and name come from its path.
+	RepoURL string
+	Token   string
+	// Client makes the requests (nil: one with a 30 s timeout).
+	Client *http.Client
+}
+
+// ErrForge is a forge's refusal; its text carries the forge's own message.
+var ErrForge = errors.New("forge refused")
+
+// Providers lists the supported providers.
+var Providers = []string{"gitea", "github", "gitlab"}
+
+// Infer returns the provider a repository URL's host makes obvious, or "".
+func Infer(repoURL string) string {
+	host, _, err := splitRepoURL(repoURL)
+	if err != nil {
+		return ""
+	}
+	switch {
+	case host == "github.com":
+		return "github"
+	case host == "gitlab.com" || strings.HasPrefix(host, "gitlab."):
+		return "gitlab"
+	case host == "gitea.com" || host == "codeberg.org" || strings.HasPrefix(host, "gitea.") || strings.HasPrefix(host, "forgejo."):
+		return "gitea"
+	}
+	return ""
+}
+
+// New returns the forge of cfg.
+func New(cfg Config) (Forge, error) {
+	host, path, err := splitRepoURL(cfg.RepoURL)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.Client == nil {
+		cfg.Client = &http.Client{Timeout: 30 * time.Second}
+	}
+	scheme := "https"
+	if u, err := url.Parse(cfg.RepoURL); err == nil && u.Scheme == "http" {
+		scheme = "http"
+	}
+	api := strings.TrimSuffix(cfg.API, "/")
+	c := &client{http: cfg.Client, token: cfg.Token}
+	switch cfg.Provider {
+	case "gitea", "forgejo":
+		if api == "" {
+			api = scheme + "://" + host + "/api/v1"
+		}
+		c.base, c.auth = api+"/repos/"+path, "token "+cfg.Token
+		return &gitea{c: c}, nil
+	case "github":
+		if api == "" {
+			api = "https://api.github.com"
+		}
+		owner, _, _ := strings.Cut(path, "/")
+		c.base, c.auth = api+"/repos/"+path, "Bearer "+cfg.Token
+		return &github{c: c, owner: owner}, nil
+	case "gitlab":
+		if api == "" {
+			api = scheme + "://" + host + "/api/v4"
+		}
+		c.base, c.header = api+"/projects/"+url.PathEscape(path), "PRIVATE-TOKEN"
+		return &gitlab{c: c}, nil
+	}
+	return nil, fmt.Errorf("forge provider %q: want one of %s", cfg.Provider, strings.Join(Providers, ", "))
+}
+
+// splitRepoURL returns the host and the owner/name path of a clone URL: https://host/o/r.git,
+// ssh://git@host/o/r.git or git@host:o/r.git.
+func splitRepoURL(raw string) (host, path string, err error) {
+	if !strings.Contains(raw, "://") {
+		if at, rest, ok := strings.Cut(raw, ":"); ok && strings.Contains(at, "@") && !strings.HasPrefix(rest, "/") {
+			_, h, _ := strings.Cut(at, "@")
+			host, path = h, rest
+		}
+	} else if u, perr := url.Parse(raw); perr == nil {
+		host, path = u.Hostname(), strings.TrimPrefix(u.Path, "/")
+		if u.Port() != "" && u.Scheme != "ssh" {
+			host = u.Host
+		}
+	}
+	path = strings.TrimSuffix(strings.TrimSuffix(path, "/"), ".git")
+	if host == "" || !strings.Contains(path, "/") {
+		return "", "", fmt.Errorf("repository URL %q: want https://host/owner/name(.git) or git@host:owner/name", redactURL(raw))
+	}
+	return host, path, nil
+}
+
+// client is the JSON-over-HTTP part every forge shares.
+type client struct {
+	http  *http.Client
+	base  string
+	token string
+	// auth is the Authorization header's value; header, when set, carries the bare token instead.
+	auth, header string
+}
+
+// maxResponse bounds what a forge's answer may make imagehook read.
+const maxResponse = 4 << 20
+
+// do sends a JSON request to base+path and decodes the answer into out (nil: discarded).
+func (c *client) do(ctx context.Context, method, path string, in, out any) error {
+	var body io.Reader
+	if in != nil {
+		data, err := json.Marshal(in)
+		if err != nil {
+			return err
+		}
+		body = bytes.NewReader(data)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, body)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Accept", "application/json")
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if c.header != "" {
+		req.Header.Set(c.header, c.token)
+	} else {
+		req.Header.Set("Authorization", c.auth)
+	}
+	req.Header.Set("User-Agent", "imagehook")
+	resp, err := c.http.Do(req)
+	if err != nil {
+		// The URL holds no secret (tokens travel in headers), but the error may quote it whole.
+		return fmt.Errorf("%s %s: %w", method, path, err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, maxResponse))
+	if err != nil {
+		return fmt.Errorf("%s %s: %w", method, path, err)
+	}
+	if resp.StatusCode/100 != 2 {
+		return fmt.Errorf("%w: %s %s: HTTP %d: %s", ErrForge, method, path, resp.StatusCode, message(data))
+	}
+	if out == nil || len(data) == 0 {
+		return nil
+	}
+	if err := json.Unmarshal(data, out); err != nil {
+		return fmt.Errorf("%s %s: answer: %w", method, path, err)
+	}
+	return nil
+}
+
+// message picks a forge's error text out of its answer, one line and short.
+func message(data []byte) string {
+	var m struct {
+		Message any `json:"message"`
+		Error   any `json:"error"`
+	}
+	text := strings.TrimSpace(string(data))
+	if json.Unmarshal(data, &m) == nil {
+		if m.Message != nil {
+			text = fmt.Sprint(m.Message)
+		} else if m.Error != nil {
+			text = fmt.Sprint(m.Error)
+		}
+	}
+	text = strings.Join(strings.Fields(text), " ")
+	if len(text) > 300 {
+		text = text[:300] + "…"
+	}
+	return text
+}
+
+func redactURL(raw string) string {
+	if u, err := url.Parse(raw); err == nil && u.User != nil {
+		return u.Redacted()
+	}
+	return raw
+}

@@ -1,0 +1,88 @@
+package listener
+
+import (
+	"crypto/sha256"
+	"crypto/subtle"
+	"net/http"
+	"time"
+
+	"github.com/julienschmidt/httprouter"
+
+	"github.com/imagehook/imagehook/config"
+)
+
+// Reviews is what a forge's webhook asks of the flow: read the repository's pull requests now.
+type Reviews interface {
+	PokeReviews(repo string) bool
+}
+
+// forgeSignatures are the webhook signatures of each forge: GitHub's and Gitea's HMAC schemes are
+// the ones their registries use too (GHCR, Gitea's package registry); Gitea also sends GitHub's
+// header, which is accepted as well.
+var forgeSignatures = map[string][]string{
+	"github": {"ghcr"},
+	"gitea":  {"gitea", "ghcr"},
+}
+
+// handleForge takes a forge's webhook about a repository written through pull requests. The body
+// is never trusted for what it says: a genuine delivery only makes imagehook read the pull
+// requests from the forge's API now instead of at the next poll, so a forged or replayed one can
+// at most cause an early read.
+func (s *Server) handleForge(w http.ResponseWriter, r *http.Request, ps httprouter.Params) {
+	var repo *config.Repo
+	for i := range s.cfg.Repos {
+		if s.cfg.Repos[i].Name == ps.ByName("repo") && s.cfg.Repos[i].WriteBack.PullRequests() {
+			repo = &s.cfg.Repos[i]
+		}
+	}
+	reviews, _ := s.updater.(Reviews)
+	if repo == nil || reviews == nil {
+		writeError(w, http.StatusNotFound, "no repository written through pull requests by that name")
+		return
+	}
+	addr := clientAddr(r.RemoteAddr)
+	refuse := func(why string) {
+		within, logNow := s.failures.charge(addr, time.Now())
+		if logNow >= 0 {
+			s.log.Warn("forge webhook refused: "+why, "repo", repo.Name, "remote", addr, "unlogged_since_last", logNow)
+		}
+		if !within {
+			writeError(w, http.StatusTooManyRequests, "too many failed authentications from this address")
+			return
+		}
+		writeError(w, http.StatusUnauthorized, "invalid or missing signature")
+	}
+	if s.failures.exhausted(addr) {
+		refuse("too many failed authentications")
+		return
+	}
+	secret := repo.WriteBack.WebhookSecret
+	if config.Blank(secret) {
+		refuse("the repository has no writeBack.webhookSecret")
+		return
+	}
+	body, err := s.readBody(r)
+	if err != nil {
+		resp := s.errResponse(err)
+		writeJSON(w, resp.code, resp.body)
+		return
+	}
+	ok := false
+	switch repo.WriteBack.Provider {
+	case "gitlab":
+		got, want := sha256.Sum256([]byte(config.TrimSecret(r.Header.Get("X-Gitlab-Token")))), sha256.Sum256([]byte(secret))
+		ok = r.Header.Get("X-Gitlab-Token") != "" && subtle.ConstantTimeCompare(got[:], want[:]) == 1
+	default:
+		for _, scheme := range forgeSignatures[repo.WriteBack.Provider] {
+			if sig := signatureOf(scheme); sig != nil && sig.verify([]string{secret}, r.Header, body) {
+				ok = true
+			}
+		}
+	}
+	if !ok {
+		refuse("bad or missing signature")
+		return
+	}
+	reviews.PokeReviews(repo.Name)
+	writeJSON(w, http.StatusAccepted, map[string]string{"status": "checking the repository's pull requests"})
+}
