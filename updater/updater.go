@@ -250,7 +250,8 @@ func (u *Updater) Wait(ctx context.Context, id string) (*event.Event, error) {
 	u.mu.Unlock()
 	defer u.unwait(id, ch)
 	ev, err := u.journal.Get(ctx, id)
-	if err != nil || ev.Status.Done() {
+	// A change awaiting its pull request's merge is answered as it stands: merges take hours.
+	if err != nil || ev.Status.Done() || ev.Status == event.AwaitingMerge {
 		return ev, err
 	}
 	select {
@@ -461,8 +462,15 @@ func (u *Updater) runBatch(ctx, stop context.Context, log *slog.Logger, key stri
 		u.recordApplied(ctx, log, batch, func(t event.Target) bool { return t.Repo != "" })
 		// The git outcome is visible at once (GET /events), whatever apply and mail take.
 		u.saveMany(ctx, log, batch)
-		// Changes in a pull request finish when it is merged or closed (checkReviews).
-		batch = slices.DeleteFunc(batch, func(ev *event.Event) bool { return ev.Status == event.AwaitingMerge })
+		// Changes in a pull request finish when it is merged or closed (checkReviews); whoever
+		// waits for them hears now.
+		batch = slices.DeleteFunc(batch, func(ev *event.Event) bool {
+			if ev.Status == event.AwaitingMerge {
+				u.wake(ev.ID)
+				return true
+			}
+			return false
+		})
 		if len(batch) == 0 {
 			return
 		}
