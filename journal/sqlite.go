@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -301,14 +302,27 @@ func (j *SQLite) Get(ctx context.Context, id string) (*event.Event, error) {
 	return &ev, nil
 }
 
-// Pending returns the events not yet done, oldest first: after a restart they are resumed.
+// Pending returns the events not yet done (event.Status.Done), oldest first: after a restart they
+// are resumed.
 func (j *SQLite) Pending(ctx context.Context) ([]*event.Event, error) {
-	return j.query(ctx, `SELECT seq, data FROM events WHERE status IN ('queued', 'running') ORDER BY seq`)
+	return j.query(ctx, `SELECT seq, data FROM events WHERE status NOT IN (`+doneStatuses+`) ORDER BY seq`)
 }
+
+// doneStatuses lists, for SQL, the statuses event.Status.Done holds final.
+var doneStatuses = func() string {
+	var out []string
+	for _, s := range []event.Status{event.Succeeded, event.Failed, event.Ignored, event.Cancelled} {
+		if !s.Done() {
+			panic("journal: " + string(s) + " is not a final status")
+		}
+		out = append(out, "'"+string(s)+"'")
+	}
+	return strings.Join(out, ", ")
+}()
 
 // Prune deletes finished events received before t and returns how many.
 func (j *SQLite) Prune(ctx context.Context, t time.Time) (int64, error) {
-	res, err := j.db.ExecContext(ctx, `DELETE FROM events WHERE status IN ('succeeded', 'failed', 'ignored') AND received_at < ?`, t.UnixMilli())
+	res, err := j.db.ExecContext(ctx, `DELETE FROM events WHERE status IN (`+doneStatuses+`) AND received_at < ?`, t.UnixMilli())
 	if err != nil {
 		return 0, fmt.Errorf("journal prune: %w", err)
 	}

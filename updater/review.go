@@ -244,11 +244,9 @@ func (u *Updater) settleCarried(ctx context.Context, log *slog.Logger, key strin
 // handOverKey gives events to a repository's finisher.
 func (u *Updater) handOverKey(key string, evs []*event.Event) {
 	u.mu.Lock()
-	q := u.queues[key]
+	q := u.queueLocked(key)
 	u.mu.Unlock()
-	if q != nil {
-		u.handOver(q, evs)
-	}
+	u.handOver(q, evs)
 }
 
 // adopt takes an event found awaiting merge in the journal at start.

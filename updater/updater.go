@@ -302,6 +302,17 @@ func (u *Updater) enqueue(ev *event.Event) {
 		return
 	}
 	u.tracked[ev.ID] = true
+	q := u.queueLocked(key)
+	q.ids = append(q.ids, ev.ID)
+	select {
+	case q.signal <- struct{}{}:
+	default:
+	}
+}
+
+// queueLocked returns the queue of key, starting its worker and finisher on first use. It must be
+// called with u.mu held.
+func (u *Updater) queueLocked(key string) *queue {
 	q, ok := u.queues[key]
 	if !ok {
 		q = &queue{signal: make(chan struct{}, 1), finSignal: make(chan struct{}, 1)}
@@ -310,11 +321,7 @@ func (u *Updater) enqueue(ev *event.Event) {
 			u.startWorker(key, q)
 		}
 	}
-	q.ids = append(q.ids, ev.ID)
-	select {
-	case q.signal <- struct{}{}:
-	default:
-	}
+	return q
 }
 
 // startWorker must be called with u.mu held.
@@ -739,7 +746,9 @@ func (u *Updater) notifyAll(ctx context.Context, log *slog.Logger, evs []*event.
 	groups := map[string][]*event.Event{}
 	var order []string
 	for _, ev := range evs {
-		if ev.Status == event.Ignored {
+		// Nothing to report: an ignored push changed nothing, and a pull request closed unmerged
+		// was somebody's decision, seen where it was made.
+		if ev.Status == event.Ignored || ev.Status == event.Cancelled {
 			continue
 		}
 		u.scrub(ev)
