@@ -50,6 +50,7 @@ Usage:
   imagehook check-config [--config F]           validate and print what would be served
   imagehook history [--config F] [--repo NAME|PATH] [--workload kind/name] [-n N] [--json]
   imagehook send-test-mail --to ADDR [--config F]  send a sample report to check the mail setup
+  imagehook send-test-notification --notifier NAME [--config F]   send a sample to a chat robot or webhook
   imagehook version
 `
 
@@ -74,6 +75,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = history(args[1:], stdout)
 	case "send-test-mail":
 		err = sendTestMail(args[1:], stdout, stderr)
+	case "send-test-notification":
+		err = sendTestNotification(args[1:], stdout, stderr)
 	case "version", "--version":
 		if rev := buildRevision(); rev != "" {
 			fmt.Fprintf(stdout, "imagehook %s (commit %s)\n", buildVersion(), rev)
@@ -428,4 +431,36 @@ func (rw *redactingWriter) Write(p []byte) (int, error) {
 		return 0, err
 	}
 	return len(p), nil
+}
+
+func sendTestNotification(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("send-test-notification", flag.ContinueOnError)
+	cfgPath := fs.String("config", "imagehook.yaml", "config file")
+	name := fs.String("notifier", "", "the notifier's name (notifiers[].name)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	cfg, err := config.Load(*cfgPath)
+	if err != nil {
+		return err
+	}
+	for _, nc := range cfg.Notifiers {
+		if nc.Name != *name {
+			continue
+		}
+		log, _ := newLogger(stderr, "text", "info")
+		n, err := service.NewChat(nc, log)
+		if err != nil {
+			return err
+		}
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+		defer stop()
+		if err := n.SendTest(ctx); err != nil {
+			// The robot's URL carries its token: only the redacted error is shown.
+			return errors.New(redact.New(cfg.Secrets()).String(err.Error()))
+		}
+		fmt.Fprintf(stdout, "sent a test notification through %s (%s)\n", nc.Name, nc.Type)
+		return nil
+	}
+	return fmt.Errorf("send-test-notification: no notifier named %q in %s", *name, *cfgPath)
 }

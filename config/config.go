@@ -37,6 +37,8 @@ type Config struct {
 	Repos        []Repo    `yaml:"repos"`
 	Clusters     []Cluster `yaml:"clusters"`
 	Mail         *Mail     `yaml:"mail"`
+	// Notifiers are chat robots and webhooks that hear about finished events (hooks[].notify).
+	Notifiers []Notifier `yaml:"notifiers"`
 	Hooks        []Hook    `yaml:"hooks"`
 	// Registries holds the credentials imagehook asks registries with (verify: registry).
 	Registries []Registry `yaml:"registries"`
@@ -257,6 +259,8 @@ type Hook struct {
 	MismatchStatus int      `yaml:"mismatchStatus"`
 	Targets        []Target `yaml:"targets"`
 	Mail           HookMail `yaml:"mail"`
+	// Notify names the notifiers (top-level notifiers[]) that hear about this hook's events.
+	Notify []string `yaml:"notify"`
 }
 
 // Target is one workload container a hook updates.
@@ -308,6 +312,44 @@ type Signature struct {
 }
 
 // HookMail overrides mail settings per hook.
+// Notifier is a chat robot (DingTalk, WeCom, Feishu, Slack) or a generic signed webhook.
+type Notifier struct {
+	Name string `yaml:"name"`
+	// Type is dingtalk, wecom, feishu, slack or webhook.
+	Type string `yaml:"type"`
+	// URL is the robot's webhook URL; it carries the robot's access token, so it is a secret.
+	URL     string `yaml:"url" secret:"true"`
+	URLFile string `yaml:"urlFile"`
+	// Secret signs the messages: DingTalk's 加签, Feishu's 签名校验, the webhook type's HMAC.
+	Secret     string `yaml:"secret" secret:"true"`
+	SecretFile string `yaml:"secretFile"`
+	// Language is zh (default) or en.
+	Language string `yaml:"language"`
+	// On is success and/or failure (default both).
+	On      []string `yaml:"on"`
+	Mention Mention  `yaml:"mention"`
+	// RatePerMinute caps messages a minute (DingTalk and WeCom allow 20); reports past it are
+	// coalesced into the next message, never dropped.
+	RatePerMinute int `yaml:"ratePerMinute"`
+}
+
+// Mention names who a message mentions, where the channel supports it.
+type Mention struct {
+	Mobiles []string `yaml:"mobiles"`
+	UserIDs []string `yaml:"userIDs"`
+	All     bool     `yaml:"all"`
+}
+
+// Reports is who hears about an event of the hook, frozen into the event when it is accepted: its
+// mail routing (nil: the global recipients only) and its notifiers.
+func (h Hook) Reports() (*event.Mail, []string) {
+	var m *event.Mail
+	if len(h.Mail.To) > 0 || len(h.Mail.On) > 0 || h.Mail.Language != "" {
+		m = &event.Mail{To: h.Mail.To, On: h.Mail.On, Language: h.Mail.Language}
+	}
+	return m, append([]string(nil), h.Notify...)
+}
+
 type HookMail struct {
 	To       []string `yaml:"to"`
 	On       []string `yaml:"on"` // success, failure
@@ -534,6 +576,15 @@ func (c *Config) readSecretFiles() error {
 			return err
 		}
 	}
+	for i := range c.Notifiers {
+		n := &c.Notifiers[i]
+		if err := readSecret(&n.URL, n.URLFile, fmt.Sprintf("notifiers[%s].urlFile", n.Name)); err != nil {
+			return err
+		}
+		if err := readSecret(&n.Secret, n.SecretFile, fmt.Sprintf("notifiers[%s].secretFile", n.Name)); err != nil {
+			return err
+		}
+	}
 	for i := range c.Registries {
 		r := &c.Registries[i]
 		if err := readSecret(&r.Password, r.PasswordFile, fmt.Sprintf("registries[%s].passwordFile", r.Host)); err != nil {
@@ -637,6 +688,15 @@ func (c *Config) applyDefaults() {
 		}
 		if m.Deadline == 0 {
 			m.Deadline = Duration(time.Minute)
+		}
+	}
+	for i := range c.Notifiers {
+		n := &c.Notifiers[i]
+		if n.Language == "" {
+			n.Language = "zh"
+		}
+		if n.RatePerMinute == 0 && (n.Type == "dingtalk" || n.Type == "wecom") {
+			n.RatePerMinute = 20
 		}
 	}
 	for i := range c.Repos {

@@ -407,3 +407,27 @@ func TestCosignVerify(t *testing.T) {
 		t.Errorf("verify: none did not opt out: %+v", v)
 	}
 }
+
+// TestNotifiers: a robot's URL and secret are secrets; a hook names only notifiers that exist; bad
+// values are named without echoing the URL.
+func TestNotifiers(t *testing.T) {
+	base := "repos: [{name: apps, url: file:///x}]\nhooks:\n  - id: web\n    token: t\n    notify: [ops]\n    targets: [{repo: apps, workload: deployment/w}]\n"
+	c, err := Parse([]byte("notifiers: [{name: ops, type: dingtalk, url: 'https://oapi.dingtalk.com/robot/send?access_token=r0bot', secret: SECx}]\n"+base), env(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := c.Notifiers[0]; n.Language != "zh" || n.RatePerMinute != 20 || !strings.Contains(strings.Join(c.Secrets(), " "), "r0bot") || c.Redacted().Notifiers[0].URL != "***" {
+		t.Errorf("notifier %+v", n)
+	}
+	for _, tt := range []struct{ notifiers, want string }{
+		{"[{name: ops, type: teams, url: 'https://x/y'}]", `notifiers[ops].type: "teams"`},
+		{"[{name: ops, type: slack, url: 'ftp://h/r0bot'}]", "notifiers[ops].url: required, an http(s) URL"},
+		{"[{name: ops, type: webhook, url: 'https://h/x'}]", "notifiers[ops].secret: required for type webhook"},
+		{"[{name: dev, type: slack, url: 'https://h/x'}]", `hooks[web].notify: no notifier named "ops"`},
+	} {
+		_, err := Parse([]byte("notifiers: "+tt.notifiers+"\n"+base), env(nil))
+		if err == nil || !strings.Contains(err.Error(), tt.want) || strings.Contains(err.Error(), "r0bot") {
+			t.Errorf("%s: err = %v, want %q", tt.notifiers, err, tt.want)
+		}
+	}
+}

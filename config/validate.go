@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"path"
 	"slices"
 	"strings"
@@ -42,6 +43,7 @@ func (c *Config) Validate() error {
 		clusters[cl.Name] = true
 	}
 	c.Mail.validate(&errs)
+	notifiers := c.validateNotifiers(&errs)
 	c.Verify.validate(&errs, "verify")
 	for i, r := range c.Registries {
 		if r.Host == "" || strings.ContainsAny(r.Host, "/ ") {
@@ -63,6 +65,11 @@ func (c *Config) Validate() error {
 		errs = append(errs, c.checkHookSecrets(i, h)...)
 		h.validate(&errs, where)
 		h.validateTargets(&errs, where, repos, clusters)
+		for _, n := range h.Notify {
+			if !notifiers[n] {
+				errs.add("%s.notify: no notifier named %q", where, n)
+			}
+		}
 	}
 	return errors.Join(errs...)
 }
@@ -291,4 +298,44 @@ func (c *Config) checkHookSecrets(i int, h Hook) []error {
 		errs = append(errs, fmt.Errorf("%s.token: required (a shared secret the registry sends)", where))
 	}
 	return errs
+}
+
+// NotifierTypes are the kinds of notifiers.
+var NotifierTypes = []string{"dingtalk", "wecom", "feishu", "slack", "webhook"}
+
+func (c *Config) validateNotifiers(errs *problems) map[string]bool {
+	names := map[string]bool{}
+	for i, n := range c.Notifiers {
+		where := fmt.Sprintf("notifiers[%s]", n.Name)
+		switch {
+		case n.Name == "":
+			where = fmt.Sprintf("notifiers[%d]", i)
+			errs.add("%s.name: required", where)
+		case names[n.Name]:
+			errs.add("%s: duplicate name", where)
+		}
+		names[n.Name] = true
+		if !slices.Contains(NotifierTypes, n.Type) {
+			errs.add("%s.type: %q: want one of %s", where, n.Type, strings.Join(NotifierTypes, ", "))
+		}
+		if u, err := url.Parse(n.URL); Blank(n.URL) || err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+			// Never echo the URL: it holds the robot's token.
+			errs.add("%s.url: required, an http(s) URL (or urlFile)", where)
+		}
+		if n.Type == "webhook" && Blank(n.Secret) {
+			errs.add("%s.secret: required for type webhook (receivers verify X-Imagehook-Signature-256)", where)
+		}
+		if n.Language != "zh" && n.Language != "en" {
+			errs.add("%s.language: %q is not zh or en", where, n.Language)
+		}
+		for _, on := range n.On {
+			if on != "success" && on != "failure" {
+				errs.add("%s.on: %q is not success or failure", where, on)
+			}
+		}
+		if n.RatePerMinute < 0 {
+			errs.add("%s.ratePerMinute: negative", where)
+		}
+	}
+	return names
 }

@@ -125,9 +125,11 @@ type Event struct {
 	Delivery string `json:"delivery,omitempty"`
 	// Seq is the event's place in the journal, set when it is recorded: within one target the
 	// event journaled last wins.
-	Seq        int64     `json:"seq,omitempty"`
-	Targets    []Target  `json:"targets"`
-	Mail       *Mail     `json:"mail,omitempty"`
+	Seq     int64    `json:"seq,omitempty"`
+	Targets []Target `json:"targets"`
+	Mail    *Mail    `json:"mail,omitempty"`
+	// Notify names the chat notifiers that hear about the event (the hook's, when accepted).
+	Notify     []string  `json:"notify,omitempty"`
 	Status     Status    `json:"status"`
 	ReceivedAt time.Time `json:"receivedAt"`
 	UpdatedAt  time.Time `json:"updatedAt,omitzero"`
@@ -154,6 +156,8 @@ const (
 	StepApply  = "apply"
 	StepNotify = "notify"
 	StepVerify = "verify"
+	// StepDeploy follows a pushed commit until the GitOps tool synced it and the workload is ready.
+	StepDeploy = "deploy"
 )
 
 // Settle sets the event's final status from its steps — the one rule, for the updater, the
@@ -206,9 +210,14 @@ type Step struct {
 	// valid YAML): a target in one of them would not have been found.
 	Skipped []string `json:"skipped,omitempty"`
 	// PR is the pull request that carries the change, in pull-request write-back.
-	PR    *PullRequest `json:"pullRequest,omitempty"`
-	Error string       `json:"error,omitempty"`
-	At    time.Time    `json:"at"`
+	PR *PullRequest `json:"pullRequest,omitempty"`
+	// Apps are the GitOps applications that deploy the change (StepDeploy), SyncedAt when their
+	// tool synced it and ReadyAt when the workload had rolled out.
+	Apps     []string  `json:"apps,omitempty"`
+	SyncedAt time.Time `json:"syncedAt,omitzero"`
+	ReadyAt  time.Time `json:"readyAt,omitzero"`
+	Error    string    `json:"error,omitempty"`
+	At       time.Time `json:"at"`
 }
 
 // PullRequest is a forge's pull (merge) request that carries an event's change.

@@ -508,9 +508,7 @@ func (s *Server) submit(ctx context.Context, hook *servedHook, pushes []registry
 		}
 		ev := &event.Event{ID: event.NewID(now), Hook: hook.ID, Push: p.Push, Pin: hook.Pin, NoDowngrade: hook.NoDowngrade,
 			AllowOlder: hook.AllowOlder, Verify: hook.Verify.Resolves(), Signed: hook.Verify.Signed(), Delivery: p.Delivery, Targets: targets, ReceivedAt: now, Warnings: p.Warnings}
-		if len(hook.Mail.To) > 0 || len(hook.Mail.On) > 0 || hook.Mail.Language != "" {
-			ev.Mail = &event.Mail{To: hook.Mail.To, On: hook.Mail.On, Language: hook.Mail.Language}
-		}
+		ev.Mail, ev.Notify = hook.Reports()
 		// The caller going away must not leave a half-recorded answer: the write completes.
 		err := s.updater.Submit(context.WithoutCancel(ctx), ev)
 		if errors.Is(err, event.ErrDuplicateDelivery) {

@@ -4,10 +4,12 @@ package notify
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/imagehook/imagehook/event"
 )
@@ -95,4 +97,23 @@ func OtherIDs(evs []*event.Event) string {
 		ids = append(ids, ev.ID)
 	}
 	return strings.Join(ids, ", ")
+}
+
+// All reports through every notifier at once (mail and chat robots); the errors are joined, each
+// naming its notifier, so the event records which failed.
+type All []Notifier
+
+// Notify sends to each notifier concurrently and waits for all.
+func (a All) Notify(ctx context.Context, evs ...*event.Event) error {
+	errs := make([]error, len(a))
+	var wg sync.WaitGroup
+	for i, n := range a {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = n.Notify(ctx, evs...)
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
 }

@@ -160,9 +160,7 @@ func (r *Reconciler) target(ctx context.Context, h config.Hook, t config.Target)
 	now := time.Now().UTC()
 	ev := &event.Event{ID: event.NewID(now), Hook: h.ID, ReceivedAt: now, Targets: []event.Target{t.Event()},
 		Push: event.Push{Image: cur.Repo + ":" + best, Source: Source}, Pin: h.Pin, NoDowngrade: true, Verify: h.Verify.Resolves(), Signed: h.Verify.Signed()}
-	if len(h.Mail.To) > 0 || len(h.Mail.On) > 0 || h.Mail.Language != "" {
-		ev.Mail = &event.Mail{To: h.Mail.To, On: h.Mail.On, Language: h.Mail.Language}
-	}
+	ev.Mail, ev.Notify = h.Reports()
 	if err := r.submit.Submit(ctx, ev); err != nil {
 		return fmt.Errorf("submit: %w", err)
 	}

@@ -30,6 +30,7 @@ import (
 	"github.com/imagehook/imagehook/listener"
 	"github.com/imagehook/imagehook/manifests"
 	"github.com/imagehook/imagehook/notify"
+	"github.com/imagehook/imagehook/notify/chat"
 	"github.com/imagehook/imagehook/notify/mail"
 	"github.com/imagehook/imagehook/oci"
 	"github.com/imagehook/imagehook/reconcile"
@@ -207,10 +208,32 @@ func openIndex(cfg *config.Config, name string, log *slog.Logger) *manifests.Ind
 // NewNotifier returns the mail notifier for cfg.Mail, or the log notifier when mail is not set up
 // (and always in the quickstart).
 func NewNotifier(cfg *config.Config, log *slog.Logger) (notify.Notifier, error) {
-	if cfg.Mail == nil || cfg.Quickstart {
-		return notify.Log{Logger: log}, nil
+	var base notify.Notifier = notify.Log{Logger: log}
+	if cfg.Mail != nil && !cfg.Quickstart {
+		m, err := NewMailer(cfg.Mail, log)
+		if err != nil {
+			return nil, err
+		}
+		base = m
 	}
-	return NewMailer(cfg.Mail, log)
+	if len(cfg.Notifiers) == 0 {
+		return base, nil
+	}
+	all := notify.All{base}
+	for _, nc := range cfg.Notifiers {
+		n, err := NewChat(nc, log)
+		if err != nil {
+			return nil, err
+		}
+		all = append(all, n)
+	}
+	return all, nil
+}
+
+// NewChat builds a chat robot or webhook notifier from its config.
+func NewChat(nc config.Notifier, log *slog.Logger) (*chat.Notifier, error) {
+	return chat.New(chat.Config{Name: nc.Name, Type: nc.Type, URL: nc.URL, Secret: nc.Secret, Language: nc.Language, On: nc.On,
+		MentionMobiles: nc.Mention.Mobiles, MentionUserIDs: nc.Mention.UserIDs, MentionAll: nc.Mention.All, RatePerMinute: nc.RatePerMinute}, log)
 }
 
 // NewMailer builds the SMTP notifier from the mail config.
