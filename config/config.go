@@ -39,7 +39,7 @@ type Config struct {
 	Mail         *Mail     `yaml:"mail"`
 	// Notifiers are chat robots and webhooks that hear about finished events (hooks[].notify).
 	Notifiers []Notifier `yaml:"notifiers"`
-	Hooks        []Hook    `yaml:"hooks"`
+	Hooks     []Hook     `yaml:"hooks"`
 	// Registries holds the credentials imagehook asks registries with (verify: registry).
 	Registries []Registry `yaml:"registries"`
 	// Verify is the default of hooks[].verify.
