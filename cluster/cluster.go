@@ -277,6 +277,15 @@ func (c *Cluster) explain(err error, verb, kind, ns, name string) error {
 	return fmt.Errorf("%s %s/%s in %s on cluster %s: %w", verb, kind, name, ns, c.Name, err)
 }
 
+// WaitRollout waits until the workload has rolled out: the check direct apply makes, for deploy
+// tracking after a GitOps tool synced a commit.
+func (c *Cluster) WaitRollout(ctx context.Context, kind, ns, name string, timeout time.Duration) error {
+	return c.waitRollout(ctx, kind, ns, name, timeout)
+}
+
+// Dynamic is the cluster's dynamic client, for the kinds imagehook only reads (GitOps tools' CRDs).
+func (c *Cluster) Dynamic() dynamic.Interface { return c.dyn }
+
 // waitRollout polls the workload's status until the controller has seen the new generation and
 // all replicas are updated and available, the deployment reports a failed progress, or timeout.
 func (c *Cluster) waitRollout(ctx context.Context, kind, ns, name string, timeout time.Duration) error {

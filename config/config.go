@@ -122,6 +122,23 @@ type Repo struct {
 	CommitTemplate string `yaml:"commitTemplate"`
 	// WriteBack chooses between pushing to Branch (the default) and opening pull requests.
 	WriteBack WriteBack `yaml:"writeBack"`
+	// Watch follows each pushed commit until its GitOps tool deployed it and the workloads are ready.
+	Watch *Watch `yaml:"watch"`
+}
+
+// Watch is where a repository's GitOps tool runs.
+type Watch struct {
+	// Cluster names a clusters[] entry (read access to the applications and workloads is enough).
+	Cluster string    `yaml:"cluster"`
+	ArgoCD  Namespace `yaml:"argocd"`
+	Fleet   Namespace `yaml:"fleet"`
+	// Timeout bounds the wait for sync and rollout (default 15m).
+	Timeout Duration `yaml:"timeout"`
+}
+
+// Namespace is a namespace to read in.
+type Namespace struct {
+	Namespace string `yaml:"namespace"`
 }
 
 // WriteBack is how changes reach a repository's branch.

@@ -105,6 +105,14 @@ func (c *Config) validateRepos(errs *problems) map[string]bool {
 			}
 		}
 		r.WriteBack.validate(errs, fmt.Sprintf("repos[%s].writeBack", r.Name), r)
+		if w := r.Watch; w != nil {
+			if !slices.ContainsFunc(c.Clusters, func(cl Cluster) bool { return cl.Name == w.Cluster }) {
+				errs.add("repos[%s].watch.cluster: no cluster named %q", r.Name, w.Cluster)
+			}
+			if w.ArgoCD.Namespace == "" && w.Fleet.Namespace == "" {
+				errs.add("repos[%s].watch: argocd.namespace or fleet.namespace required", r.Name)
+			}
+		}
 	}
 	return repos
 }

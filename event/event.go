@@ -34,6 +34,8 @@ const (
 	AwaitingMerge Status = "awaiting merge"
 	// Cancelled is a change whose pull request was closed without merging.
 	Cancelled Status = "cancelled"
+	// Unknown is a deploy step that found no GitOps application deploying the change.
+	Unknown Status = "unknown"
 )
 
 // Done reports whether s is final.

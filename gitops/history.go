@@ -129,3 +129,28 @@ func (r *Repo) Read(ctx context.Context, fn func(fs.FS) error) error {
 
 // Identity returns the author and committer of imagehook's commits in this repository.
 func (r *Repo) Identity() Signature { return r.cfg.Author }
+
+// Descends reports whether commit descendant is ancestor or has it in its history: a GitOps tool
+// that synced a later commit has deployed this one too. The branch is fetched when the cache lacks
+// the descendant.
+func (r *Repo) Descends(ctx context.Context, descendant, ancestor string) (bool, error) {
+	if descendant == ancestor {
+		return true, nil
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	d, err := r.repo.CommitObject(plumbing.NewHash(descendant))
+	if err != nil {
+		if err := r.fetch(ctx, r.cfg.Branch); err != nil {
+			return false, err
+		}
+		if d, err = r.repo.CommitObject(plumbing.NewHash(descendant)); err != nil {
+			return false, fmt.Errorf("commit %s: %w", descendant, err)
+		}
+	}
+	a, err := r.repo.CommitObject(plumbing.NewHash(ancestor))
+	if err != nil {
+		return false, fmt.Errorf("commit %s: %w", ancestor, err)
+	}
+	return a.IsAncestor(d)
+}

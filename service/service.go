@@ -24,6 +24,7 @@ import (
 
 	"github.com/imagehook/imagehook/cluster"
 	"github.com/imagehook/imagehook/config"
+	"github.com/imagehook/imagehook/deploy"
 	"github.com/imagehook/imagehook/forge"
 	"github.com/imagehook/imagehook/gitops"
 	"github.com/imagehook/imagehook/journal"
@@ -148,9 +149,26 @@ func (s *Service) build() error {
 	if err != nil {
 		return err
 	}
-	applier, err := newApplier(cfg, s.log)
+	clusters, err := connectClusters(cfg, s.log)
 	if err != nil {
 		return err
+	}
+	var applier updater.Applier
+	if len(clusters) > 0 {
+		applier = &cluster.Applier{Clusters: clusters, RegistryAliases: cfg.RegistryAliases}
+	}
+	for _, rc := range cfg.Repos {
+		if w := rc.Watch; w != nil {
+			r := repos[rc.Name]
+			branch := rc.Branch
+			if branch == "" {
+				branch = "main"
+			}
+			r.Deploy = deploy.New(clusters[w.Cluster], deploy.Config{RepoURL: rc.URL, Branch: branch,
+				ArgoNamespace: w.ArgoCD.Namespace, FleetNamespace: w.Fleet.Namespace, Timeout: time.Duration(w.Timeout)},
+				readers[rc.Name].(deploy.History), s.log.With("repo", rc.Name))
+			repos[rc.Name] = r
+		}
 	}
 	reg := prometheus.NewRegistry()
 	uopts := s.opts.Updater
@@ -244,12 +262,10 @@ func NewMailer(m *config.Mail, log *slog.Logger) (*mail.Notifier, error) {
 		Timeout: time.Duration(m.Timeout), Deadline: time.Duration(m.Deadline), SubjectTemplate: m.SubjectTemplate, BodyTemplate: m.BodyTemplate}, log)
 }
 
-// newApplier connects to the configured clusters; nil when there are none.
-func newApplier(cfg *config.Config, log *slog.Logger) (updater.Applier, error) {
-	if len(cfg.Clusters) == 0 {
-		return nil, nil
-	}
-	a := &cluster.Applier{Clusters: map[string]*cluster.Cluster{}, RegistryAliases: cfg.RegistryAliases}
+// connectClusters makes a client for each configured cluster (direct apply and deploy tracking
+// share them).
+func connectClusters(cfg *config.Config, log *slog.Logger) (map[string]*cluster.Cluster, error) {
+	out := map[string]*cluster.Cluster{}
 	for _, cc := range cfg.Clusters {
 		rc, err := cluster.RESTConfig(cc.Kubeconfig, cc.Context)
 		if err != nil {
@@ -259,9 +275,9 @@ func newApplier(cfg *config.Config, log *slog.Logger) (updater.Applier, error) {
 		if err != nil {
 			return nil, err
 		}
-		a.Clusters[cc.Name] = c
+		out[cc.Name] = c
 	}
-	return a, nil
+	return out, nil
 }
 
 // Addr returns the bound listen address.

@@ -13,6 +13,9 @@ type Metrics struct {
 	gitRetries   prometheus.Counter
 	gitCommits   prometheus.Counter
 	notify       *prometheus.CounterVec
+	// pushToReady and acceptToReady measure deploy tracking: from the push (or the webhook) to the
+	// workloads being ready.
+	pushToReady, acceptToReady *prometheus.HistogramVec
 }
 
 // NewMetrics registers the flow's metrics with reg (nil: a private registry, for tests).
@@ -37,6 +40,12 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		notify: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "imagehook_notifications_total",
 			Help: "Reports sent, by result (sent, failed)."}, []string{"result"}),
 	}
+	ready := []float64{5, 10, 20, 30, 60, 120, 300, 600, 900, 1800}
+	m.pushToReady = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "imagehook_push_to_ready_seconds",
+		Help: "Time from pushing a commit to its workloads being ready, by hook.", Buckets: ready}, []string{"hook"})
+	m.acceptToReady = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "imagehook_accept_to_ready_seconds",
+		Help: "Time from accepting a webhook to its workloads being ready, by hook.", Buckets: ready}, []string{"hook"})
+	reg.MustRegister(m.pushToReady, m.acceptToReady)
 	reg.MustRegister(m.events, m.pushLatency, m.applyLatency, m.gitDuration, m.gitRetries, m.gitCommits, m.notify)
 	return m
 }

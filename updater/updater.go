@@ -91,6 +91,14 @@ type Repository struct {
 	Index *manifests.Index
 	// Review, when set, writes through pull requests instead of pushing to the branch.
 	Review *Review
+	// Deploy, when set, follows each pushed commit until it runs (the deploy step).
+	Deploy Tracker
+}
+
+// Tracker follows a commit until its GitOps tool deployed it and the workloads are ready. An
+// error means it was interrupted (shutdown): the event is followed again after a restart.
+type Tracker interface {
+	Track(ctx context.Context, commit string, files []string, changes []event.Change) (event.Step, error)
 }
 
 // CommitData is what a commit message template sees.
@@ -674,6 +682,32 @@ func (u *Updater) finishMany(ctx context.Context, log *slog.Logger, evs []*event
 	}
 	for _, ev := range evs {
 		u.finish(ctx, log, ev)
+	}
+	if follow, rest := u.toFollow(evs); len(follow) > 0 {
+		// Following a deploy takes minutes: it runs beside the queue, which goes on with the next
+		// batches; the events stay "running" (resumed after a restart) until it ends.
+		u.completeMany(ctx, log, rest)
+		for _, ev := range follow {
+			ev.Status = event.Running
+			ev.SetStep(event.Step{Name: event.StepDeploy, Status: event.Running, At: time.Now(), Detail: "waiting for the GitOps tool"})
+		}
+		u.saveMany(ctx, log, follow)
+		u.wg.Add(1)
+		go func() {
+			defer u.wg.Done()
+			if u.follow(log, follow) {
+				u.completeMany(ctx, log, follow)
+			}
+		}()
+		return
+	}
+	u.completeMany(ctx, log, evs)
+}
+
+// completeMany reports, stores and releases finished events.
+func (u *Updater) completeMany(ctx context.Context, log *slog.Logger, evs []*event.Event) {
+	if len(evs) == 0 {
+		return
 	}
 	u.notifyAll(ctx, log, evs)
 	u.saveMany(ctx, log, evs)

@@ -1,0 +1,339 @@
+// Package deploy follows a pushed commit until it runs: it finds the Argo CD Applications and Fleet
+// GitRepos that deploy the changed files, watches them until their tool has synced that commit (or
+// a descendant) healthily, then waits for the workloads to roll out — the same check direct apply
+// makes.
+package deploy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"path"
+	"sort"
+	"strings"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/watch"
+
+	"github.com/imagehook/imagehook/cluster"
+	"github.com/imagehook/imagehook/event"
+)
+
+// The GitOps tools' resources, read only.
+var (
+	Applications = schema.GroupVersionResource{Group: "argoproj.io", Version: "v1alpha1", Resource: "applications"}
+	GitRepos     = schema.GroupVersionResource{Group: "fleet.cattle.io", Version: "v1alpha1", Resource: "gitrepos"}
+)
+
+// History answers whether one commit has another in its history (gitops.Repo).
+type History interface {
+	Descends(ctx context.Context, descendant, ancestor string) (bool, error)
+}
+
+// Config is one repository's watch.
+type Config struct {
+	// RepoURL and Branch are the manifests repository as applications name it.
+	RepoURL, Branch string
+	// ArgoNamespace and FleetNamespace are where Applications and GitRepos live ("" = not watched).
+	ArgoNamespace, FleetNamespace string
+	Timeout                       time.Duration
+}
+
+// Tracker follows one repository's commits on one cluster.
+type Tracker struct {
+	cluster *cluster.Cluster
+	cfg     Config
+	history History
+	log     *slog.Logger
+}
+
+// New returns a tracker.
+func New(c *cluster.Cluster, cfg Config, history History, log *slog.Logger) *Tracker {
+	if cfg.Timeout == 0 {
+		cfg.Timeout = 15 * time.Minute
+	}
+	return &Tracker{cluster: c, cfg: cfg, history: history, log: log}
+}
+
+// app is one application that deploys some of the changed files.
+type app struct {
+	tool, namespace, name string
+}
+
+func (a app) String() string { return a.tool + "/" + a.namespace + "/" + a.name }
+
+// Track follows commit (which changed files, rewriting changes) until it is deployed and the
+// workloads are ready, and returns the deploy step. The context ending (a shutdown) is returned as
+// an error, so that the event is followed again after a restart.
+func (t *Tracker) Track(ctx context.Context, commit string, files []string, changes []event.Change) (event.Step, error) {
+	st := event.Step{Name: event.StepDeploy, Commit: commit, At: time.Now()}
+	apps, err := t.find(ctx, files)
+	if err != nil {
+		st.Status, st.Error = event.Failed, err.Error()
+		return st, nil
+	}
+	if len(apps) == 0 {
+		st.Status, st.Detail = event.Unknown, "no Argo CD Application or Fleet GitRepo deploys these files"
+		return st, nil
+	}
+	for _, a := range apps {
+		st.Apps = append(st.Apps, a.String())
+	}
+	deadline := time.Now().Add(t.cfg.Timeout)
+	wctx, cancel := context.WithDeadline(ctx, deadline)
+	defer cancel()
+	revs := map[string]string{}
+	for _, a := range apps {
+		rev, err := t.waitSynced(wctx, a, commit)
+		if ctx.Err() != nil {
+			return st, ctx.Err()
+		}
+		if errors.Is(err, context.DeadlineExceeded) {
+			err = fmt.Errorf("%s not synced after %s", a, t.cfg.Timeout)
+		}
+		if err != nil {
+			st.Status, st.Error = event.Failed, err.Error()
+			return st, nil
+		}
+		revs[a.String()] = rev
+	}
+	st.SyncedAt = time.Now()
+	for _, c := range changes {
+		kind, name, ok := strings.Cut(c.Workload, "/")
+		if !ok || c.Namespace == "" || c.Old == c.New {
+			continue
+		}
+		if err := t.cluster.WaitRollout(wctx, kind, c.Namespace, name, time.Until(deadline)); err != nil {
+			if ctx.Err() != nil {
+				return st, ctx.Err()
+			}
+			st.Status, st.Error = event.Failed, "synced, but "+err.Error()
+			return st, nil
+		}
+	}
+	st.ReadyAt = time.Now()
+	st.Status = event.Succeeded
+	var parts []string
+	for _, a := range st.Apps {
+		parts = append(parts, fmt.Sprintf("%s synced %.12s", a, revs[a]))
+	}
+	st.Detail = strings.Join(parts, "; ") + "; workloads ready"
+	return st, nil
+}
+
+// find lists the applications whose source is this repository and branch and whose path holds one
+// of the files.
+func (t *Tracker) find(ctx context.Context, files []string) ([]app, error) {
+	var out []app
+	dyn := t.cluster.Dynamic()
+	want := NormalizeRepoURL(t.cfg.RepoURL)
+	if ns := t.cfg.ArgoNamespace; ns != "" {
+		list, err := dyn.Resource(Applications).Namespace(ns).List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return nil, fmt.Errorf("list Argo CD applications in %s: %w", ns, err)
+		}
+		for _, u := range list.Items {
+			for _, src := range argoSources(u.Object) {
+				repo, _ := src["repoURL"].(string)
+				p, _ := src["path"].(string)
+				rev, _ := src["targetRevision"].(string)
+				if NormalizeRepoURL(repo) == want && t.branchMatches(rev, "HEAD") && anyUnder(files, []string{p}) {
+					out = append(out, app{tool: "argocd", namespace: ns, name: u.GetName()})
+					break
+				}
+			}
+		}
+	}
+	if ns := t.cfg.FleetNamespace; ns != "" {
+		list, err := dyn.Resource(GitRepos).Namespace(ns).List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return nil, fmt.Errorf("list Fleet GitRepos in %s: %w", ns, err)
+		}
+		for _, u := range list.Items {
+			repo, _, _ := unstructured.NestedString(u.Object, "spec", "repo")
+			branch, _, _ := unstructured.NestedString(u.Object, "spec", "branch")
+			pinned, _, _ := unstructured.NestedString(u.Object, "spec", "revision")
+			paths, _, _ := unstructured.NestedStringSlice(u.Object, "spec", "paths")
+			if len(paths) == 0 {
+				paths = []string{""}
+			}
+			// Fleet's default branch is master.
+			if NormalizeRepoURL(repo) == want && pinned == "" && t.branchMatches(branch, "master") && anyUnder(files, paths) {
+				out = append(out, app{tool: "fleet", namespace: ns, name: u.GetName()})
+			}
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].String() < out[j].String() })
+	return out, nil
+}
+
+func argoSources(obj map[string]any) []map[string]any {
+	var out []map[string]any
+	if s, ok, _ := unstructured.NestedMap(obj, "spec", "source"); ok {
+		out = append(out, s)
+	}
+	list, _, _ := unstructured.NestedSlice(obj, "spec", "sources")
+	for _, s := range list {
+		if m, ok := s.(map[string]any); ok {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// branchMatches says whether an application's revision follows the repository's branch; def is
+// what an empty revision means to its tool.
+func (t *Tracker) branchMatches(rev, def string) bool {
+	if rev == "" {
+		rev = def
+	}
+	rev = strings.TrimPrefix(rev, "refs/heads/")
+	return rev == t.cfg.Branch || rev == "HEAD"
+}
+
+// anyUnder reports whether a file lies under one of the directories ("", "." and "/" are the root).
+func anyUnder(files, dirs []string) bool {
+	for _, d := range dirs {
+		d = strings.Trim(path.Clean("/"+d), "/")
+		for _, f := range files {
+			if d == "" || f == d || strings.HasPrefix(f, d+"/") {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// NormalizeRepoURL reduces the spellings of one repository to one: scheme, user, ".git", a
+// trailing slash and git@host:path against ssh://git@host/path do not matter; host case does not.
+func NormalizeRepoURL(raw string) string {
+	s := strings.TrimSpace(raw)
+	if !strings.Contains(s, "://") {
+		if at, rest, ok := strings.Cut(s, ":"); ok && strings.Contains(at, "@") {
+			_, host, _ := strings.Cut(at, "@")
+			s = "ssh://" + host + "/" + strings.TrimPrefix(rest, "/")
+		}
+	}
+	u, err := url.Parse(s)
+	if err != nil || u.Host == "" {
+		return strings.ToLower(strings.TrimSuffix(strings.TrimSuffix(s, "/"), ".git"))
+	}
+	host := strings.ToLower(u.Hostname())
+	if p := u.Port(); p != "" && p != "443" && p != "80" && p != "22" {
+		host += ":" + p
+	}
+	return host + "/" + strings.TrimSuffix(strings.TrimSuffix(strings.Trim(u.Path, "/"), "/"), ".git")
+}
+
+// waitSynced watches an application until its tool reports commit (or a descendant) deployed and
+// healthy, and returns the revision it synced. A sync that failed, or a degraded application, on
+// that revision is an error carrying the tool's own message.
+func (t *Tracker) waitSynced(ctx context.Context, a app, commit string) (string, error) {
+	res := Applications
+	if a.tool == "fleet" {
+		res = GitRepos
+	}
+	client := t.cluster.Dynamic().Resource(res).Namespace(a.namespace)
+	for {
+		obj, err := client.Get(ctx, a.name, metav1.GetOptions{})
+		if err != nil {
+			return "", fmt.Errorf("get %s: %w", a, err)
+		}
+		if rev, done, err := t.judge(ctx, a, obj, commit); done || err != nil {
+			return rev, err
+		}
+		w, err := client.Watch(ctx, metav1.ListOptions{FieldSelector: "metadata.name=" + a.name, ResourceVersion: obj.GetResourceVersion()})
+		if err != nil {
+			return "", fmt.Errorf("watch %s: %w", a, err)
+		}
+		rev, done, err := t.follow(ctx, a, w, commit)
+		w.Stop()
+		if done || err != nil {
+			return rev, err
+		}
+		// The watch ended (the API server closes them now and then): read again and watch anew.
+	}
+}
+
+func (t *Tracker) follow(ctx context.Context, a app, w watch.Interface, commit string) (string, bool, error) {
+	for {
+		select {
+		case <-ctx.Done():
+			return "", false, ctx.Err()
+		case e, ok := <-w.ResultChan():
+			if !ok {
+				return "", false, nil
+			}
+			obj, isObj := e.Object.(*unstructured.Unstructured)
+			if !isObj || (e.Type != watch.Modified && e.Type != watch.Added) {
+				continue
+			}
+			if rev, done, err := t.judge(ctx, a, obj, commit); done || err != nil {
+				return rev, done, err
+			}
+		}
+	}
+}
+
+// judge reads one state of an application: done (deployed and healthy), failed, or still on its way.
+func (t *Tracker) judge(ctx context.Context, a app, obj *unstructured.Unstructured, commit string) (string, bool, error) {
+	str := func(p ...string) string { s, _, _ := unstructured.NestedString(obj.Object, p...); return s }
+	ours := func(rev string) bool {
+		if rev == "" {
+			return false
+		}
+		ok, err := t.history.Descends(ctx, rev, commit)
+		if err != nil {
+			t.log.Debug("deploy: compare revisions", "app", a.String(), "revision", rev, "err", err)
+		}
+		return ok
+	}
+	if a.tool == "fleet" {
+		rev := str("status", "commit")
+		if !ours(rev) {
+			return "", false, nil
+		}
+		conds, _, _ := unstructured.NestedSlice(obj.Object, "status", "conditions")
+		ready := false
+		for _, c := range conds {
+			m, _ := c.(map[string]any)
+			switch {
+			case m["type"] == "Ready" && m["status"] == "True":
+				ready = true
+			case m["type"] == "Stalled" && m["status"] == "True":
+				return rev, false, fmt.Errorf("%s stalled: %v", a, m["message"])
+			}
+		}
+		want, _, _ := unstructured.NestedInt64(obj.Object, "status", "summary", "desiredReady")
+		got, _, _ := unstructured.NestedInt64(obj.Object, "status", "summary", "ready")
+		return rev, ready && got == want, nil
+	}
+	rev := str("status", "sync", "revision")
+	if rev == "" {
+		revs, _, _ := unstructured.NestedStringSlice(obj.Object, "status", "sync", "revisions")
+		for _, r := range revs {
+			if ours(r) {
+				rev = r
+			}
+		}
+	}
+	opRev := str("status", "operationState", "syncResult", "revision")
+	switch phase := str("status", "operationState", "phase"); {
+	case (phase == "Failed" || phase == "Error") && ours(opRev):
+		return opRev, false, fmt.Errorf("%s: sync %s: %s", a, strings.ToLower(phase), str("status", "operationState", "message"))
+	case phase == "Running" || phase == "Terminating":
+		return "", false, nil
+	}
+	if !ours(rev) {
+		return "", false, nil
+	}
+	if h := str("status", "health", "status"); h == "Degraded" {
+		return rev, false, fmt.Errorf("%s: health degraded: %s", a, str("status", "health", "message"))
+	}
+	return rev, str("status", "sync", "status") == "Synced" && str("status", "health", "status") == "Healthy", nil
+}
