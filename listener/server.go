@@ -58,6 +58,8 @@ type Server struct {
 	hooks   atomic.Pointer[hookSet]
 	updater Updater
 	events  Events
+	// images reads what git holds for the status page's workloads (nil: not shown).
+	images Images
 	ready   func(context.Context) error
 	log     *slog.Logger
 	router  *httprouter.Router
@@ -133,6 +135,9 @@ func New(cfg *config.Config, u Updater, events Events, ready func(context.Contex
 	s.router = r
 	return s, nil
 }
+
+// SetImages gives the status page a way to read what git holds now for each workload target.
+func (s *Server) SetImages(i Images) { s.images = i }
 
 // Stop releases the requests waiting for events (?wait=), so that a graceful shutdown is quick;
 // they answer 202 with the event's state.

@@ -1,13 +1,17 @@
 package listener
 
 import (
+	"context"
 	"crypto/sha256"
 	"crypto/subtle"
 	"embed"
 	"errors"
+	"fmt"
 	"html/template"
 	"net/http"
+	"sort"
 	"strings"
+	"time"
 
 	"github.com/julienschmidt/httprouter"
 
@@ -17,17 +21,69 @@ import (
 //go:embed ui/*.html
 var uiFS embed.FS
 
+// Images reads what git holds now for a target (the status page's "in git now").
+type Images interface {
+	CurrentImage(ctx context.Context, t event.Target) (string, error)
+}
+
 var (
-	funcs = template.FuncMap{"step": func(ev *event.Event, name string) *event.Step {
-		s, ok := ev.Step(name)
-		if !ok {
-			return nil
-		}
-		return &s
-	}}
+	funcs = template.FuncMap{
+		"step": func(ev *event.Event, name string) *event.Step {
+			s, ok := ev.Step(name)
+			if !ok {
+				return nil
+			}
+			return &s
+		},
+		"since": func(from, to time.Time) string {
+			if from.IsZero() || to.IsZero() {
+				return ""
+			}
+			return "+" + to.Sub(from).Round(10*time.Millisecond).String()
+		},
+		"when": func(t time.Time) string {
+			if t.IsZero() {
+				return ""
+			}
+			return t.Local().Format("2006-01-02 15:04:05")
+		},
+	}
 	listPage  = template.Must(template.New("events.html").Funcs(funcs).ParseFS(uiFS, "ui/layout.html", "ui/events.html"))
 	eventPage = template.Must(template.New("event.html").Funcs(funcs).ParseFS(uiFS, "ui/layout.html", "ui/event.html"))
 )
+
+// labels are the pages' words, by language.
+var labels = map[string]map[string]string{
+	"en": {"recent": "Recent events", "workloads": "Workloads", "target": "Target", "ingit": "In git now", "last": "Last event",
+		"deploy": "Deploy", "ready": "Ready at", "received": "Received", "hook": "Hook", "image": "Image", "status": "Status",
+		"commit": "Commit", "apply": "Apply", "notify": "Notify", "none": "No events yet.", "noworkloads": "No workload targets configured.",
+		"event": "Event", "source": "Source", "steps": "Steps", "timeline": "Timeline", "step": "Step", "changes": "Changes",
+		"detail": "Detail", "by": "pushed by", "attempts": "attempts", "warning": "Warning", "refresh": "This page refreshes while events are running.",
+		"webhook": "webhook received", "verified": "verified by the registry", "pushed": "pushed", "synced": "synced", "readyat": "ready", "newest": "newest first"},
+	"zh": {"recent": "最近事件", "workloads": "工作负载", "target": "目标", "ingit": "Git 中当前镜像", "last": "最近事件",
+		"deploy": "部署", "ready": "就绪时间", "received": "收到时间", "hook": "钩子", "image": "镜像", "status": "状态",
+		"commit": "提交", "apply": "集群更新", "notify": "通知", "none": "暂无事件。", "noworkloads": "未配置工作负载目标。",
+		"event": "事件", "source": "来源", "steps": "步骤", "timeline": "时间线", "step": "步骤", "changes": "变更",
+		"detail": "详情", "by": "推送者", "attempts": "尝试次数", "warning": "警告", "refresh": "有事件进行中时本页会自动刷新。",
+		"webhook": "收到 webhook", "verified": "仓库校验通过", "pushed": "已推送", "synced": "已同步", "readyat": "已就绪", "newest": "最新在前"},
+}
+
+// language picks the page's language: ?lang= (the switch), else the browser's first preference.
+func language(r *http.Request) string {
+	if l := r.URL.Query().Get("lang"); labels[l] != nil {
+		return l
+	}
+	for _, part := range strings.Split(r.Header.Get("Accept-Language"), ",") {
+		tag := strings.ToLower(strings.TrimSpace(strings.SplitN(part, ";", 2)[0]))
+		if strings.HasPrefix(tag, "zh") {
+			return "zh"
+		}
+		if tag != "" && tag != "*" {
+			return "en"
+		}
+	}
+	return "en"
+}
 
 // adminOK checks the status page's credentials: open when none are configured.
 func (s *Server) adminOK(r *http.Request) bool {
@@ -60,10 +116,86 @@ func (s *Server) ui(h func(http.ResponseWriter, *http.Request, httprouter.Params
 			return
 		}
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		// No script at all: the pages refresh themselves with <meta http-equiv="refresh">.
 		w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'")
 		w.Header().Set("X-Content-Type-Options", "nosniff")
+		w.Header().Set("Vary", "Accept-Language")
 		h(w, r, ps)
 	}
+}
+
+// workloadRow is one target on the status page.
+type workloadRow struct {
+	Hook    string
+	Target  event.Target
+	InGit   string
+	Last    *event.Event
+	Deploy  *event.Step
+	ReadyAt time.Time
+}
+
+// maxWorkloads bounds the rows (and the git reads) of one status page.
+const maxWorkloads = 200
+
+func (s *Server) workloads(ctx context.Context, recent []*event.Event) []workloadRow {
+	var rows []workloadRow
+	seen := map[string]bool{}
+	hooks := s.hooks.Load()
+	ids := make([]string, 0, len(hooks.byID))
+	for id := range hooks.byID {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	for _, id := range ids {
+		for _, ct := range hooks.byID[id].Targets {
+			t := ct.Event()
+			if t.Workload == "" || seen[t.Key()] || len(rows) == maxWorkloads {
+				continue
+			}
+			seen[t.Key()] = true
+			row := workloadRow{Hook: id, Target: t}
+			if t.Repo != "" && s.images != nil {
+				ictx, cancel := context.WithTimeout(ctx, 2*time.Second)
+				img, err := s.images.CurrentImage(ictx, t)
+				cancel()
+				if err != nil {
+					img = "—"
+				}
+				row.InGit = img
+			}
+			for _, ev := range recent {
+				if hasTarget(ev, t.Key()) {
+					row.Last = ev
+					if st, ok := ev.Step(event.StepDeploy); ok {
+						row.Deploy = &st
+						row.ReadyAt = st.ReadyAt
+					}
+					break
+				}
+			}
+			rows = append(rows, row)
+		}
+	}
+	return rows
+}
+
+func hasTarget(ev *event.Event, key string) bool {
+	for _, t := range ev.Targets {
+		if t.Key() == key {
+			return true
+		}
+	}
+	return false
+}
+
+// running reports whether any event is still on its way: the page then refreshes itself.
+func running(evs ...*event.Event) bool {
+	for _, ev := range evs {
+		if !ev.Status.Done() {
+			return true
+		}
+	}
+	return false
 }
 
 func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
@@ -73,9 +205,39 @@ func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request, _ httprout
 		http.Error(w, "internal error", http.StatusInternalServerError)
 		return
 	}
-	if err := listPage.Execute(w, map[string]any{"Title": "recent events", "Events": evs}); err != nil {
+	lang := language(r)
+	data := map[string]any{"Title": labels[lang]["recent"], "Events": evs, "Workloads": s.workloads(r.Context(), evs),
+		"T": labels[lang], "Lang": lang, "Refresh": running(evs...), "Path": "/"}
+	if err := listPage.Execute(w, data); err != nil {
 		s.log.Error("status page", "err", err)
 	}
+}
+
+// timelineEntry is one moment of an event's way to Ready.
+type timelineEntry struct {
+	Label string
+	At    time.Time
+	After string
+}
+
+func timeline(ev *event.Event, t map[string]string) []timelineEntry {
+	out := []timelineEntry{{Label: t["webhook"], At: ev.ReceivedAt}}
+	add := func(label string, at time.Time) {
+		if !at.IsZero() {
+			out = append(out, timelineEntry{Label: label, At: at, After: "+" + at.Sub(ev.ReceivedAt).Round(10*time.Millisecond).String()})
+		}
+	}
+	if st, ok := ev.Step(event.StepVerify); ok && st.Status == event.Succeeded {
+		add(t["verified"], st.At)
+	}
+	if st, ok := ev.Step(event.StepGit); ok && st.Status == event.Succeeded && st.Commit != "" {
+		add(t["pushed"], st.At)
+	}
+	if st, ok := ev.Step(event.StepDeploy); ok {
+		add(t["synced"], st.SyncedAt)
+		add(t["readyat"], st.ReadyAt)
+	}
+	return out
 }
 
 func (s *Server) handleEventPage(w http.ResponseWriter, r *http.Request, ps httprouter.Params) {
@@ -89,7 +251,10 @@ func (s *Server) handleEventPage(w http.ResponseWriter, r *http.Request, ps http
 		http.Error(w, "internal error", http.StatusInternalServerError)
 		return
 	}
-	if err := eventPage.Execute(w, map[string]any{"Title": "event " + ev.ID, "Event": ev}); err != nil {
+	lang := language(r)
+	data := map[string]any{"Title": fmt.Sprintf("%s %s", labels[lang]["event"], ev.ID), "Event": ev, "T": labels[lang], "Lang": lang,
+		"Refresh": running(ev), "Timeline": timeline(ev, labels[lang]), "Path": "/ui/events/" + ev.ID}
+	if err := eventPage.Execute(w, data); err != nil {
 		s.log.Error("event page", "err", err)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
@@ -25,6 +26,7 @@ import (
 	"github.com/imagehook/imagehook/cluster"
 	"github.com/imagehook/imagehook/config"
 	"github.com/imagehook/imagehook/deploy"
+	"github.com/imagehook/imagehook/event"
 	"github.com/imagehook/imagehook/forge"
 	"github.com/imagehook/imagehook/gitops"
 	"github.com/imagehook/imagehook/journal"
@@ -197,6 +199,7 @@ func (s *Service) build() error {
 	if err != nil {
 		return err
 	}
+	srv.SetImages(images{readers: readers})
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", cfg.Listen, err)
@@ -418,4 +421,25 @@ func newReview(rc config.Repo, r *gitops.Repo) (*updater.Review, error) {
 	}
 	return &updater.Review{Git: r, Forge: f, Base: base, Branch: branch, Labels: w.Labels, Reviewers: w.Reviewers,
 		AutoMerge: w.Merge == "auto", Language: w.Language, Poll: time.Duration(w.PollInterval)}, nil
+}
+
+// images reads the image a target holds in git now, for the status page.
+type images struct{ readers map[string]reconcile.Repo }
+
+func (i images) CurrentImage(ctx context.Context, t event.Target) (string, error) {
+	repo := i.readers[t.Repo]
+	if repo == nil || t.Container == "" {
+		return "", errors.New("not a workload target in a configured repository")
+	}
+	mt, err := manifests.WorkloadTarget(t.Workload, t.Namespace, t.Container)
+	if err != nil {
+		return "", err
+	}
+	var current string
+	err = repo.Read(ctx, func(fsys fs.FS) error {
+		var err error
+		current, err = manifests.Current(fsys, t.Path, mt, manifests.Options{})
+		return err
+	})
+	return current, err
 }
