@@ -60,10 +60,10 @@ type Server struct {
 	events  Events
 	// images reads what git holds for the status page's workloads (nil: not shown).
 	images Images
-	ready   func(context.Context) error
-	log     *slog.Logger
-	router  *httprouter.Router
-	global  *rate.Limiter
+	ready  func(context.Context) error
+	log    *slog.Logger
+	router *httprouter.Router
+	global *rate.Limiter
 	// failures budgets failed authentications per client address.
 	failures *failureBudget
 	// stopping is closed at shutdown: callers waiting with ?wait= get their answer at once.
