@@ -1,0 +1,148 @@
+package journal
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/imagehook/imagehook/event"
+	"github.com/imagehook/imagehook/internal/pgtest"
+)
+
+// backends are the journal implementations: every test runs on each (PostgreSQL is skipped, with
+// the reason, where it is not installed).
+var backends = []struct {
+	name string
+	open func(t *testing.T) Journal
+}{
+	{"sqlite", func(t *testing.T) Journal {
+		j, err := OpenSQLite(filepath.Join(t.TempDir(), "journal.db"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { j.Close() })
+		return j
+	}},
+	{"postgres", func(t *testing.T) Journal {
+		pg := pgtest.Start(t)
+		j, err := OpenPostgres(context.Background(), pg.DSN)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { j.Close() })
+		return j
+	}},
+}
+
+func each(t *testing.T, test func(t *testing.T, j Journal)) {
+	for _, b := range backends {
+		t.Run(b.name, func(t *testing.T) { test(t, b.open(t)) })
+	}
+}
+
+func TestInsertOrderAndDeliveries(t *testing.T) { each(t, testInsertOrderAndDeliveries) }
+
+func TestAppliedKeepsTheLatest(t *testing.T) { each(t, testAppliedKeepsTheLatest) }
+
+func testInsertOrderAndDeliveries(t *testing.T, j Journal) {
+	ctx := context.Background()
+	now := time.Now()
+	a := &event.Event{ID: event.NewID(now), Hook: "h", Delivery: "X-GitHub-Delivery:1", ReceivedAt: now, Status: event.Queued}
+	b := &event.Event{ID: event.NewID(now), Hook: "h", Delivery: "X-GitHub-Delivery:2", ReceivedAt: now, Status: event.Queued}
+	for _, ev := range []*event.Event{a, b} {
+		if err := j.Insert(ctx, ev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if a.Seq == 0 || b.Seq <= a.Seq {
+		t.Errorf("seq a=%d b=%d, want increasing", a.Seq, b.Seq)
+	}
+	replay := &event.Event{ID: event.NewID(now), Hook: "h", Delivery: a.Delivery, ReceivedAt: now, Status: event.Queued}
+	if err := j.Insert(ctx, replay); !errors.Is(err, event.ErrDuplicateDelivery) {
+		t.Errorf("replayed delivery: %v, want ErrDuplicateDelivery", err)
+	}
+	if _, err := j.Get(ctx, replay.ID); !errors.Is(err, event.ErrNotFound) {
+		t.Errorf("a duplicate was recorded: %v", err)
+	}
+	other := &event.Event{ID: event.NewID(now), Hook: "other-hook", Delivery: a.Delivery, ReceivedAt: now, Status: event.Queued}
+	if err := j.Insert(ctx, other); err != nil {
+		t.Errorf("the same delivery id on another hook: %v", err)
+	}
+	got, err := j.Get(ctx, b.ID)
+	if err != nil || got.Seq != b.Seq {
+		t.Errorf("Get: seq %v, %v", got, err)
+	}
+	// Delivery ids are forgotten with the events, after the retention.
+	for _, ev := range []*event.Event{a, b, other} {
+		ev.Status = event.Succeeded
+	}
+	if err := j.UpdateMany(ctx, []*event.Event{a, b, other}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := j.Prune(ctx, now.Add(time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if err := j.Insert(ctx, replay); err != nil {
+		t.Errorf("a delivery id past the retention: %v", err)
+	}
+}
+
+func testAppliedKeepsTheLatest(t *testing.T, j Journal) {
+	ctx := context.Background()
+	t1, t2 := time.Unix(1000, 0).UTC(), time.Unix(2000, 0).UTC()
+	if err := j.SetApplied(ctx, "k", Applied{Seq: 5, PushedAt: t2, Event: "e5"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := j.SetApplied(ctx, "k", Applied{Seq: 3, PushedAt: t1, Event: "e3"}); err != nil {
+		t.Fatal(err)
+	}
+	if a, err := j.LastApplied(ctx, "k"); err != nil || a.Event != "e5" || !a.PushedAt.Equal(t2) {
+		t.Errorf("an older event replaced a newer one: %+v %v", a, err)
+	}
+	if a, _ := j.LastApplied(ctx, "none"); a.Event != "" {
+		t.Errorf("unknown target: %+v", a)
+	}
+}
+
+// TestPostgresMigrations: replicas starting together migrate once (an advisory lock), a second
+// start finds the schema current, and a database newer than the binary is refused.
+func TestPostgresMigrations(t *testing.T) {
+	pg := pgtest.Start(t)
+	ctx := context.Background()
+	errs := make(chan error, 4)
+	for range 4 {
+		go func() {
+			j, err := OpenPostgres(ctx, pg.DSN)
+			if err == nil {
+				j.Close()
+			}
+			errs <- err
+		}()
+	}
+	for range 4 {
+		if err := <-errs; err != nil {
+			t.Fatalf("concurrent start: %v", err)
+		}
+	}
+	j, err := OpenPostgres(ctx, pg.DSN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n int
+	if err := j.pool.QueryRow(ctx, `SELECT count(*) FROM schema_migrations`).Scan(&n); err != nil || n != len(migrations) {
+		t.Fatalf("%d migrations recorded, want %d (%v)", n, len(migrations), err)
+	}
+	if _, err := j.pool.Exec(ctx, `INSERT INTO schema_migrations (version) VALUES ($1)`, len(migrations)+1); err != nil {
+		t.Fatal(err)
+	}
+	j.Close()
+	if _, err := OpenPostgres(ctx, pg.DSN); err == nil || !strings.Contains(err.Error(), "newer than this imagehook knows") {
+		t.Errorf("a newer schema: %v", err)
+	}
+	if _, err := OpenPostgres(ctx, "postgres://u:s3cret@[bad"); err == nil || strings.Contains(err.Error(), "s3cret") {
+		t.Errorf("a bad DSN: %v", err)
+	}
+}
