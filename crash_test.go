@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -20,6 +19,7 @@ import (
 	"github.com/imagehook/imagehook/examples"
 	"github.com/imagehook/imagehook/gitops"
 	"github.com/imagehook/imagehook/internal/gitserver"
+	"github.com/imagehook/imagehook/internal/testlog"
 )
 
 // daemon runs the imagehook binary as a separate process, as production does.
@@ -29,8 +29,11 @@ type daemon struct {
 	cfg  string
 	addr string
 	cmd  *exec.Cmd
-	log  *bytes.Buffer
+	log  *testlog.Buffer
 }
+
+// logText is what the process has written so far.
+func (d *daemon) logText() string { return d.log.String() }
 
 func buildBinary(t *testing.T) string {
 	t.Helper()
@@ -45,7 +48,7 @@ func buildBinary(t *testing.T) string {
 
 func (d *daemon) start() {
 	d.t.Helper()
-	d.log = &bytes.Buffer{}
+	d.log = &testlog.Buffer{}
 	d.cmd = exec.Command(d.bin, "serve", "--config", d.cfg)
 	d.cmd.Stdout, d.cmd.Stderr = d.log, d.log
 	if err := d.cmd.Start(); err != nil {

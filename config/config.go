@@ -37,6 +37,9 @@ type Config struct {
 	Repos        []Repo    `yaml:"repos"`
 	Clusters     []Cluster `yaml:"clusters"`
 	Mail         *Mail     `yaml:"mail"`
+	// Journal chooses where events are recorded: SQLite in dataDir (the default), or PostgreSQL,
+	// shared by several replicas.
+	Journal JournalConfig `yaml:"journal"`
 	// Notifiers are chat robots and webhooks that hear about finished events (hooks[].notify).
 	Notifiers []Notifier `yaml:"notifiers"`
 	Hooks     []Hook     `yaml:"hooks"`
@@ -124,6 +127,15 @@ type Repo struct {
 	WriteBack WriteBack `yaml:"writeBack"`
 	// Watch follows each pushed commit until its GitOps tool deployed it and the workloads are ready.
 	Watch *Watch `yaml:"watch"`
+}
+
+// JournalConfig is the journal's backend.
+type JournalConfig struct {
+	// Driver is sqlite (default) or postgres.
+	Driver string `yaml:"driver"`
+	// DSN is PostgreSQL's connection string (postgres://user:password@host/db?sslmode=…).
+	DSN     string `yaml:"dsn" secret:"true"`
+	DSNFile string `yaml:"dsnFile"`
 }
 
 // Watch is where a repository's GitOps tool runs.
@@ -592,6 +604,9 @@ func (c *Config) readSecretFiles() error {
 		if err := c.Hooks[i].Verify.readKey(fmt.Sprintf("hooks[%s].verify", c.Hooks[i].ID)); err != nil {
 			return err
 		}
+	}
+	if err := readSecret(&c.Journal.DSN, c.Journal.DSNFile, "journal.dsnFile"); err != nil {
+		return err
 	}
 	for i := range c.Notifiers {
 		n := &c.Notifiers[i]

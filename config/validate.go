@@ -42,6 +42,15 @@ func (c *Config) Validate() error {
 		}
 		clusters[cl.Name] = true
 	}
+	switch c.Journal.Driver {
+	case "", "sqlite":
+	case "postgres":
+		if Blank(c.Journal.DSN) {
+			errs.add("journal.dsn: required for driver postgres (or dsnFile)")
+		}
+	default:
+		errs.add("journal.driver: %q is not sqlite or postgres", c.Journal.Driver)
+	}
 	c.Mail.validate(&errs)
 	notifiers := c.validateNotifiers(&errs)
 	c.Verify.validate(&errs, "verify")

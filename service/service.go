@@ -38,6 +38,7 @@ import (
 	"github.com/imagehook/imagehook/oci"
 	"github.com/imagehook/imagehook/reconcile"
 	"github.com/imagehook/imagehook/redact"
+	"github.com/imagehook/imagehook/replica"
 	"github.com/imagehook/imagehook/updater"
 )
 
@@ -54,9 +55,11 @@ type Options struct {
 
 // Service is a configured, not yet running imagehook.
 type Service struct {
-	cfg      *config.Config
-	log      *slog.Logger
-	journal  journal.Journal
+	cfg     *config.Config
+	log     *slog.Logger
+	journal journal.Journal
+	// replica shares the queues with other processes on a PostgreSQL journal (nil on SQLite).
+	replica  *replica.Coordinator
 	updater  *updater.Updater
 	http     *http.Server
 	ln       net.Listener
@@ -81,14 +84,42 @@ func New(cfg *config.Config, log *slog.Logger, opts Options) (*Service, error) {
 	log = slog.New(red.Handler(log.Handler()))
 	opts.Updater.Redactor = red
 	opts.redactor = red
-	journal, err := journal.OpenSQLite(filepath.Join(cfg.DataDir, "journal.db"))
-	if err != nil {
+	s := &Service{cfg: cfg, log: log, opts: opts}
+	if cfg.Journal.Driver == "postgres" {
+		pg, err := journal.OpenPostgres(context.Background(), cfg.Journal.DSN)
+		if err != nil {
+			return nil, err
+		}
+		s.journal = pg
+		// Replicas share the queues: one per repository, one per cluster's direct-only events.
+		keys := []string{updater.QueueKey("", "")}
+		for _, r := range cfg.Repos {
+			keys = append(keys, updater.QueueKey(r.Name, ""))
+		}
+		for _, c := range cfg.Clusters {
+			keys = append(keys, updater.QueueKey("", c.Name))
+		}
+		if s.replica, err = replica.New(context.Background(), cfg.Journal.DSN, keys, log); err != nil {
+			pg.Close()
+			return nil, err
+		}
+		s.opts.Updater.Peers = s.replica
+	} else {
+		sq, err := journal.OpenSQLite(filepath.Join(cfg.DataDir, "journal.db"))
+		if err != nil {
+			return nil, err
+		}
+		s.journal = sq
+	}
+	if err := s.build(); err != nil {
+		s.journal.Close()
+		if s.replica != nil {
+			s.replica.Close()
+		}
 		return nil, err
 	}
-	s := &Service{cfg: cfg, log: log, journal: journal, opts: opts}
-	if err := s.build(); err != nil {
-		journal.Close()
-		return nil, err
+	if s.replica != nil {
+		s.replica.SetUpdater(s.updater)
 	}
 	return s, nil
 }
@@ -299,6 +330,9 @@ func (s *Service) Run(ctx context.Context) error {
 		go s.watchHooksDir(runCtx)
 	}
 	go s.reconcile.Run(runCtx)
+	if s.replica != nil {
+		go s.replica.Run(runCtx)
+	}
 	s.log.Info("imagehook listening", "addr", s.Addr())
 	// Start-up (package initialisation, config, schema) leaves garbage behind: return it to the OS
 	// now rather than whenever the scavenger gets to it, so an idle imagehook stays small.
@@ -326,6 +360,9 @@ func (s *Service) Run(ctx context.Context) error {
 	}
 	if cerr := s.journal.Close(); cerr != nil && err == nil {
 		err = cerr
+	}
+	if s.replica != nil {
+		s.replica.Close()
 	}
 	return err
 }

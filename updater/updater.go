@@ -76,6 +76,21 @@ type Options struct {
 	Redactor *redact.Redactor
 	// Budget bounds what one event reads of the manifests (per-file size, parsed bytes and nodes).
 	Budget manifests.Budget
+	// Peers, when set, shares the work with other replicas of a shared journal (nil: this process
+	// works every queue).
+	Peers Peers
+}
+
+// Peers is the other replicas, as the flow sees them: who works which queue, and telling them
+// about events journaled or finished here.
+type Peers interface {
+	// Owns reports whether this replica works the queue of key (a repository, or a cluster's
+	// direct-only queue).
+	Owns(key string) bool
+	// Submitted tells the owner of key that an event was journaled for it.
+	Submitted(ctx context.Context, key string)
+	// Finished tells every replica that these events are done (their ?wait= callers answer).
+	Finished(ctx context.Context, ids []string)
 }
 
 // Repository is one manifests repository as the flow uses it: one value per repository, so that a
@@ -246,8 +261,41 @@ func (u *Updater) Submit(ctx context.Context, ev *event.Event) error {
 	if err := u.journal.Insert(ctx, ev); err != nil {
 		return err
 	}
-	u.enqueue(ev)
+	if !u.enqueue(ev) && u.opts.Peers != nil {
+		u.opts.Peers.Submitted(context.WithoutCancel(ctx), queueKey(ev))
+	}
 	return nil
+}
+
+// Wake answers the ?wait= callers of an event another replica finished.
+func (u *Updater) Wake(id string) { u.wake(id) }
+
+// Resume queues the journal's unfinished events of key: this replica has just become its owner,
+// or was told of new events for it.
+func (u *Updater) Resume(ctx context.Context, key string) error {
+	pending, err := u.journal.Pending(ctx)
+	if err != nil {
+		return err
+	}
+	for _, ev := range pending {
+		if queueKey(ev) != key {
+			continue
+		}
+		if ev.Status == event.AwaitingMerge && u.adopt(ev) {
+			continue
+		}
+		u.enqueue(ev)
+	}
+	return nil
+}
+
+// QueueKey names the queue of the events of a repository ("" and cluster: the direct-only
+// queue of that cluster), for replicas to share the queues out.
+func QueueKey(repo, cluster string) string {
+	if repo != "" {
+		return repo
+	}
+	return clusterQueue + cluster
 }
 
 // Wait blocks until the event is done or ctx ends, and returns its latest state.
@@ -302,12 +350,16 @@ func (u *Updater) wake(id string) {
 }
 
 // enqueue adds the event to its repository's queue, starting that queue's worker on first use.
-func (u *Updater) enqueue(ev *event.Event) {
+// It reports false when another replica works that queue.
+func (u *Updater) enqueue(ev *event.Event) bool {
 	key := queueKey(ev)
+	if u.opts.Peers != nil && !u.opts.Peers.Owns(key) {
+		return false
+	}
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	if u.tracked[ev.ID] {
-		return
+		return true
 	}
 	u.tracked[ev.ID] = true
 	q := u.queueLocked(key)
@@ -316,6 +368,7 @@ func (u *Updater) enqueue(ev *event.Event) {
 	case q.signal <- struct{}{}:
 	default:
 	}
+	return true
 }
 
 // queueLocked returns the queue of key, starting its worker and finisher on first use. It must be
@@ -418,6 +471,14 @@ func (u *Updater) work(ctx context.Context, key string, q *queue) {
 }
 
 func (u *Updater) runBatch(ctx, stop context.Context, log *slog.Logger, key string, q *queue, ids []string) {
+	if u.opts.Peers != nil && !u.opts.Peers.Owns(key) {
+		// Another replica took the queue over (this one lost its lock): it works these from the
+		// journal.
+		for _, id := range ids {
+			u.untrack(id)
+		}
+		return
+	}
 	var batch []*event.Event
 	var loaded []*event.Event
 	for _, id := range ids {
@@ -711,11 +772,16 @@ func (u *Updater) completeMany(ctx context.Context, log *slog.Logger, evs []*eve
 	}
 	u.notifyAll(ctx, log, evs)
 	u.saveMany(ctx, log, evs)
+	ids := make([]string, 0, len(evs))
 	for _, ev := range evs {
 		u.opts.Metrics.events.WithLabelValues(ev.Hook, ev.Push.Source, string(ev.Status)).Inc()
 		u.untrack(ev.ID)
 		u.wake(ev.ID)
+		ids = append(ids, ev.ID)
 		log.Info("event done", "event", ev.ID, "hook", ev.Hook, "status", ev.Status)
+	}
+	if u.opts.Peers != nil {
+		u.opts.Peers.Finished(ctx, ids)
 	}
 }
 
