@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -24,7 +25,8 @@ type Postgres struct {
 // migrations are the schema's versions, forward only: a release adds one at the end, never edits
 // one that shipped. Each runs in its own transaction with its version recorded.
 var migrations = []string{
-	// 1: the tables of the SQLite journal, in PostgreSQL's types.
+	// 1: the tables of the SQLite journal, in PostgreSQL's types. The event is kept as the bytes
+	// of its JSON (BYTEA): payload values may hold \u0000, which JSONB refuses.
 	`CREATE TABLE events (
 		seq BIGSERIAL PRIMARY KEY,
 		id TEXT NOT NULL UNIQUE,
@@ -33,7 +35,7 @@ var migrations = []string{
 		status TEXT NOT NULL,
 		received_at BIGINT NOT NULL,
 		dedup TEXT NOT NULL DEFAULT '',
-		data JSONB NOT NULL
+		data BYTEA NOT NULL
 	);
 	CREATE INDEX events_status ON events(status);
 	CREATE INDEX events_dedup ON events(dedup) WHERE dedup != '';
@@ -149,7 +151,7 @@ func (j *Postgres) Insert(ctx context.Context, ev *event.Event) error {
 			}
 		}
 		return tx.QueryRow(ctx, `INSERT INTO events (id, hook, repo, status, received_at, dedup, data) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING seq`,
-			ev.ID, ev.Hook, ev.Repo(), string(ev.Status), ev.ReceivedAt.UnixMilli(), dedupKey(ev), data).Scan(&ev.Seq)
+			ev.ID, ev.Hook, ev.Repo(), string(ev.Status), ev.ReceivedAt.UnixMilli(), pgText(dedupKey(ev)), data).Scan(&ev.Seq)
 	})
 	if err != nil {
 		return fmt.Errorf("journal insert %s: %w", ev.ID, err)
@@ -182,7 +184,7 @@ func (j *Postgres) UpdateMany(ctx context.Context, evs []*event.Event) error {
 
 // Duplicate returns the id of an earlier succeeded event with the same digest and targets, or "".
 func (j *Postgres) Duplicate(ctx context.Context, ev *event.Event) (string, error) {
-	key := dedupKey(ev)
+	key := pgText(dedupKey(ev))
 	if key == "" {
 		return "", nil
 	}
@@ -288,3 +290,6 @@ func (j *Postgres) query(ctx context.Context, q string, args ...any) ([]*event.E
 	}
 	return out, nil
 }
+
+// pgText makes a key storable in PostgreSQL's text, which cannot hold NUL (the keys' separator).
+func pgText(s string) string { return strings.ReplaceAll(s, "\x00", "\u2400") }

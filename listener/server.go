@@ -348,11 +348,8 @@ func ignored(reason string) response {
 func (s *Server) errResponse(err error) response {
 	code, msg := s.errorStatus(err)
 	resp := response{code: code, body: map[string]any{"error": msg}}
-	switch code {
-	case http.StatusTooManyRequests:
+	if code == http.StatusTooManyRequests {
 		resp.retryAfter = time.Second
-	case http.StatusServiceUnavailable:
-		resp.retryAfter = 5 * time.Second
 	}
 	return resp
 }
@@ -524,9 +521,7 @@ func (s *Server) submit(ctx context.Context, hook *servedHook, pushes []registry
 			continue
 		}
 		if err != nil {
-			// Nothing is promised without a durable write: the registry is told to come back.
-			s.log.Error("journal unavailable: webhook refused", "hook", hook.ID, "err", err)
-			return nil, nil, &statusError{code: http.StatusServiceUnavailable, msg: "the journal is unavailable; nothing was recorded, retry later"}
+			return nil, nil, err
 		}
 		ids = append(ids, ev.ID)
 	}

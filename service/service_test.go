@@ -21,6 +21,7 @@ import (
 	"github.com/imagehook/imagehook/examples"
 	"github.com/imagehook/imagehook/gitops"
 	"github.com/imagehook/imagehook/internal/gitserver"
+	"github.com/imagehook/imagehook/internal/pgtest"
 	"github.com/imagehook/imagehook/internal/smtptest"
 	"github.com/imagehook/imagehook/internal/testlog"
 	"github.com/imagehook/imagehook/journal"
@@ -186,7 +187,24 @@ const oldQuery = "?token=" + hookToken + "&ns=web&workload=deployment/website&co
 // TestEndToEnd posts each format the old tool's way and checks that each yields exactly one pushed
 // commit whose diff is exactly the image value.
 func TestEndToEnd(t *testing.T) {
-	h := newHarness(t)
+	for _, b := range journalBackends {
+		t.Run(b.name, func(t *testing.T) { testEndToEnd(t, newHarness(t, b.config(t))) })
+	}
+}
+
+// journalBackends are the journals the end-to-end suite runs on: the default SQLite, and a
+// throwaway PostgreSQL cluster (skipped, with the reason, where PostgreSQL is not installed).
+var journalBackends = []struct {
+	name   string
+	config func(t *testing.T) string
+}{
+	{"sqlite", func(*testing.T) string { return "" }},
+	{"postgres", func(t *testing.T) string {
+		return fmt.Sprintf("journal: {driver: postgres, dsn: %q}", pgtest.Start(t).DSN)
+	}},
+}
+
+func testEndToEnd(t *testing.T, h *harness) {
 	aliyun := bytes.ReplaceAll(payload(t, "aliyun/aliyun-acr.official-doc.json"), []byte(`"namespace/repoTest"`), []byte(`"imagehook-demo/website"`))
 	aliyun = bytes.ReplaceAll(aliyun, []byte(`"latest"`), []byte(`"1.1.0"`))
 	custom := []byte(`{"push_data":{"tag":"1.3.0"},"repository":{"repo_url":"registry.cn-hangzhou.aliyuncs.com","name":"website","namespace":"imagehook-demo"}}`)
