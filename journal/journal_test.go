@@ -146,3 +146,31 @@ func TestPostgresMigrations(t *testing.T) {
 		t.Errorf("a bad DSN: %v", err)
 	}
 }
+
+// TestHostileValuesAreStored: a payload's NUL or odd bytes must never make the journal refuse an
+// event (that would be a 503 for ever for that registry).
+func TestHostileValuesAreStored(t *testing.T) {
+	each(t, func(t *testing.T, j Journal) {
+		ctx := context.Background()
+		now := time.Now()
+		ev := &event.Event{ID: event.NewID(now), Hook: "h", ReceivedAt: now, Status: event.Queued,
+			Push: event.Push{Image: "r/x:1", Digest: "sha256:" + strings.Repeat("a", 64), Pusher: "a\x00b\u2028\xff"},
+			Targets: []event.Target{{Repo: "apps", Workload: "deployment/x\x00y"}}}
+		if err := j.Insert(ctx, ev); err != nil {
+			t.Fatal(err)
+		}
+		got, err := j.Get(ctx, ev.ID)
+		if err != nil || !strings.Contains(got.Push.Pusher, "a\x00b") {
+			t.Fatalf("%+v %v", got, err)
+		}
+		ev.Status = event.Succeeded
+		if err := j.UpdateMany(ctx, []*event.Event{ev}); err != nil {
+			t.Fatal(err)
+		}
+		again := *ev
+		again.ID = event.NewID(now)
+		if id, err := j.Duplicate(ctx, &again); err != nil || id != ev.ID {
+			t.Errorf("duplicate: %q %v", id, err)
+		}
+	})
+}
