@@ -13,6 +13,8 @@ KUBE_ASSETS ?= $(shell hack/kube-testenv/build.sh)
 REGISTRY_BIN ?= $(shell hack/registry/build.sh)
 # Gitea, the forge of the pull-request tests, built once (with cgo, for SQLite) and cached.
 GITEA_BIN ?= $(shell hack/gitea/build.sh)
+# helm, for the chart's lint/template test, built once and cached.
+HELM_BIN ?= $(shell hack/helm/build.sh)
 
 REVISION  ?= $(shell git rev-parse HEAD 2>/dev/null)
 CREATED   ?= $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
@@ -30,7 +32,7 @@ run: build ## Run the quickstart: local manifests repo, no cluster, mail printed
 	$(BIN) serve
 
 test: ## Run every test, with the race detector where gcc exists (builds the kube test servers on first use).
-	KUBEBUILDER_ASSETS=$(KUBE_ASSETS) IMAGEHOOK_REGISTRY_BIN=$(REGISTRY_BIN) IMAGEHOOK_GITEA_BIN=$(GITEA_BIN) $(GO) test $(RACE) -count=1 -timeout 20m ./...
+	KUBEBUILDER_ASSETS=$(KUBE_ASSETS) IMAGEHOOK_REGISTRY_BIN=$(REGISTRY_BIN) IMAGEHOOK_GITEA_BIN=$(GITEA_BIN) IMAGEHOOK_HELM_BIN=$(HELM_BIN) $(GO) test $(RACE) -count=1 -timeout 20m ./...
 
 bench: ## Run the Go benchmarks and the end-to-end load run (figures in BENCHMARKS.md).
 	KUBEBUILDER_ASSETS=$(KUBE_ASSETS) $(GO) test -run '^$$' -bench . -benchmem -count=1 ./manifests ./registry ./cluster

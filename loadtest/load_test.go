@@ -122,6 +122,11 @@ func payload(app int, tag string) []byte {
 
 // fire sends n requests from conc goroutines and returns requests per second and the statuses.
 func fire(c *client, n, conc int, req func(i int) (string, []byte)) (float64, map[int]int, []string) {
+	return fireMany([]*client{c}, n, conc, req)
+}
+
+// fireMany is fire spread over several replicas, request i going to cs[i % len(cs)].
+func fireMany(cs []*client, n, conc int, req func(i int) (string, []byte)) (float64, map[int]int, []string) {
 	var next atomic.Int64
 	var mu sync.Mutex
 	codes := map[int]int{}
@@ -138,7 +143,7 @@ func fire(c *client, n, conc int, req func(i int) (string, []byte)) (float64, ma
 					return
 				}
 				path, body := req(i)
-				code, m, err := c.post(path, body)
+				code, m, err := cs[i%len(cs)].post(path, body)
 				mu.Lock()
 				if err != nil {
 					code = -1

@@ -32,6 +32,8 @@ import (
 type Updater interface {
 	// Resume queues the journal's unfinished events of a queue this replica now works.
 	Resume(ctx context.Context, key string) error
+	// Take queues one event journaled by another replica for a queue this replica works.
+	Take(ctx context.Context, id string) error
 	// Wake answers the ?wait= callers of an event finished by another replica.
 	Wake(id string)
 }
@@ -96,9 +98,9 @@ func (c *Coordinator) Owned() []string {
 	return out
 }
 
-// Submitted tells the owner of key that an event was journaled for it.
-func (c *Coordinator) Submitted(ctx context.Context, key string) {
-	if _, err := c.pool.Exec(ctx, `SELECT pg_notify($1, $2)`, eventsChannel, wire(key)); err != nil {
+// Submitted tells the owner of key that event id was journaled for it.
+func (c *Coordinator) Submitted(ctx context.Context, key, id string) {
+	if _, err := c.pool.Exec(ctx, `SELECT pg_notify($1, $2)`, eventsChannel, wire(key)+"\n"+id); err != nil {
 		// The owner's sweep finds the event within seconds all the same.
 		c.log.Warn("notify the owner of a queue", "queue", key, "err", err)
 	}
@@ -193,8 +195,11 @@ func (c *Coordinator) session(ctx context.Context) error {
 		}
 		switch n.Channel {
 		case eventsChannel:
-			if k := unwire(n.Payload); c.Owns(k) {
-				c.resume(ctx, k)
+			key, id, _ := strings.Cut(n.Payload, "\n")
+			if k := unwire(key); c.Owns(k) && c.u != nil {
+				if err := c.u.Take(ctx, id); err != nil {
+					c.resume(ctx, k) // the sweep's way, then
+				}
 			}
 		case doneChannel:
 			if c.u != nil {

@@ -87,8 +87,8 @@ type Peers interface {
 	// Owns reports whether this replica works the queue of key (a repository, or a cluster's
 	// direct-only queue).
 	Owns(key string) bool
-	// Submitted tells the owner of key that an event was journaled for it.
-	Submitted(ctx context.Context, key string)
+	// Submitted tells the owner of key that event id was journaled for it.
+	Submitted(ctx context.Context, key, id string)
 	// Finished tells every replica that these events are done (their ?wait= callers answer).
 	Finished(ctx context.Context, ids []string)
 }
@@ -262,7 +262,19 @@ func (u *Updater) Submit(ctx context.Context, ev *event.Event) error {
 		return err
 	}
 	if !u.enqueue(ev) && u.opts.Peers != nil {
-		u.opts.Peers.Submitted(context.WithoutCancel(ctx), queueKey(ev))
+		u.opts.Peers.Submitted(context.WithoutCancel(ctx), queueKey(ev), ev.ID)
+	}
+	return nil
+}
+
+// Take queues one event another replica journaled for a queue this replica works.
+func (u *Updater) Take(ctx context.Context, id string) error {
+	ev, err := u.journal.Get(ctx, id)
+	if err != nil {
+		return err
+	}
+	if !ev.Status.Done() && ev.Status != event.AwaitingMerge {
+		u.enqueue(ev)
 	}
 	return nil
 }
