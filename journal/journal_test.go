@@ -154,7 +154,7 @@ func TestHostileValuesAreStored(t *testing.T) {
 		ctx := context.Background()
 		now := time.Now()
 		ev := &event.Event{ID: event.NewID(now), Hook: "h", ReceivedAt: now, Status: event.Queued,
-			Push: event.Push{Image: "r/x:1", Digest: "sha256:" + strings.Repeat("a", 64), Pusher: "a\x00b\u2028\xff"},
+			Push:    event.Push{Image: "r/x:1", Digest: "sha256:" + strings.Repeat("a", 64), Pusher: "a\x00b\u2028\xff"},
 			Targets: []event.Target{{Repo: "apps", Workload: "deployment/x\x00y"}}}
 		if err := j.Insert(ctx, ev); err != nil {
 			t.Fatal(err)
