@@ -137,27 +137,22 @@ func (j *Postgres) Insert(ctx context.Context, ev *event.Event) error {
 	ctx = context.WithoutCancel(ctx)
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	dup := false
-	err = pgx.BeginFunc(ctx, j.pool, func(tx pgx.Tx) error {
-		if ev.Delivery != "" {
-			tag, err := tx.Exec(ctx, `INSERT INTO deliveries (hook, id, received_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING`,
-				ev.Hook, ev.Delivery, ev.ReceivedAt.UnixMilli())
-			if err != nil {
-				return err
-			}
-			if tag.RowsAffected() == 0 {
-				dup = true
-				return nil
-			}
-		}
-		return tx.QueryRow(ctx, `INSERT INTO events (id, hook, repo, status, received_at, dedup, data) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING seq`,
-			ev.ID, ev.Hook, ev.Repo(), string(ev.Status), ev.ReceivedAt.UnixMilli(), pgText(dedupKey(ev)), data).Scan(&ev.Seq)
-	})
+	// One statement, one round trip, atomic on its own: with a delivery id, the event is inserted
+	// only if the delivery is new (the unique key decides, whichever replica asks).
+	args := []any{ev.ID, ev.Hook, ev.Repo(), string(ev.Status), ev.ReceivedAt.UnixMilli(), pgText(dedupKey(ev)), data}
+	q := `INSERT INTO events (id, hook, repo, status, received_at, dedup, data) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING seq`
+	if ev.Delivery != "" {
+		q = `WITH d AS (INSERT INTO deliveries (hook, id, received_at) VALUES ($2, $8, $5) ON CONFLICT DO NOTHING RETURNING 1)
+			INSERT INTO events (id, hook, repo, status, received_at, dedup, data)
+			SELECT $1, $2, $3, $4, $5, $6, $7 WHERE EXISTS (SELECT 1 FROM d) RETURNING seq`
+		args = append(args, ev.Delivery)
+	}
+	err = j.pool.QueryRow(ctx, q, args...).Scan(&ev.Seq)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return event.ErrDuplicateDelivery
+	}
 	if err != nil {
 		return fmt.Errorf("journal insert %s: %w", ev.ID, err)
-	}
-	if dup {
-		return event.ErrDuplicateDelivery
 	}
 	return nil
 }
