@@ -49,28 +49,12 @@ func (r *Repo) proposeOnce(ctx context.Context, branch string, edit EditFunc) (C
 	if err != nil {
 		return Commit{}, fmt.Errorf("%w: tip %s not fetched yet", ErrConflict, baseTip)
 	}
-	tree, err := tip.Tree()
-	if err != nil {
-		return Commit{}, fmt.Errorf("read tree: %w", err)
-	}
-	files, msg, err := edit(treeFS{root: tree})
-	if err != nil {
+	hash, objects, err := r.commitOn(tip, edit)
+	if err != nil || hash.IsZero() {
 		return Commit{Hash: tip.Hash.String()}, err
 	}
-	if len(files) == 0 {
-		return Commit{Hash: tip.Hash.String()}, nil
-	}
-	var written []plumbing.Hash
-	treeHash, err := writeTree(r.repo.Storer, tree, files, &written)
-	if err != nil {
-		return Commit{}, fmt.Errorf("write tree: %w", err)
-	}
-	hash, err := storeCommit(r.repo, treeHash, []plumbing.Hash{tip.Hash}, r.cfg.Author, msg, r.cfg.Signer)
-	if err != nil {
-		return Commit{}, err
-	}
 	// The remote has the base; the new commit and the objects it added are all it lacks.
-	if err := ps.send(ctx, r, lease, hash, append(written, hash)); err != nil {
+	if err := ps.send(ctx, r, lease, hash, objects); err != nil {
 		return Commit{}, err
 	}
 	_ = r.repo.Storer.SetReference(plumbing.NewHashReference(r.trackingRef(branch), hash))

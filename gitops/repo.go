@@ -264,36 +264,43 @@ func (r *Repo) applyOnce(ctx context.Context, edit EditFunc) (Commit, error) {
 		// The advertised tip is newer than what the fetch brought (a push in between).
 		return Commit{}, fmt.Errorf("%w: tip %s not fetched yet", ErrConflict, remoteTip)
 	}
-	tree, err := tip.Tree()
-	if err != nil {
-		return Commit{}, fmt.Errorf("read tree: %w", err)
-	}
 	t1 := time.Now()
-	files, msg, err := edit(treeFS{root: tree})
-	t2 := time.Now()
-	if err != nil {
+	hash, objects, err := r.commitOn(tip, edit)
+	if err != nil || hash.IsZero() {
 		return Commit{Hash: tip.Hash.String()}, err
 	}
-	if len(files) == 0 {
-		return Commit{Hash: tip.Hash.String()}, nil
+	t2 := time.Now()
+	if err := ps.send(ctx, r, old, hash, objects); err != nil {
+		return Commit{}, err
+	}
+	r.log.Debug("git timings", "open", t1.Sub(t0), "edit and commit", t2.Sub(t1), "send", time.Since(t2))
+	// Record the pushed commit as the tip so the next batch starts from it without a fetch.
+	_ = r.repo.Storer.SetReference(plumbing.NewHashReference(r.trackingRef(r.pushBranch()), hash))
+	return Commit{Hash: hash.String(), Changed: true}, nil
+}
+
+// commitOn runs edit on tip's tree and stores a commit of the files it returns on top of tip. It
+// returns the commit and every object the commit added (what a push must carry), or the zero hash
+// when the edit changes nothing.
+func (r *Repo) commitOn(tip *object.Commit, edit EditFunc) (plumbing.Hash, []plumbing.Hash, error) {
+	tree, err := tip.Tree()
+	if err != nil {
+		return plumbing.ZeroHash, nil, fmt.Errorf("read tree: %w", err)
+	}
+	files, msg, err := edit(treeFS{root: tree})
+	if err != nil || len(files) == 0 {
+		return plumbing.ZeroHash, nil, err
 	}
 	var written []plumbing.Hash
 	treeHash, err := writeTree(r.repo.Storer, tree, files, &written)
 	if err != nil {
-		return Commit{}, fmt.Errorf("write tree: %w", err)
+		return plumbing.ZeroHash, nil, fmt.Errorf("write tree: %w", err)
 	}
 	hash, err := storeCommit(r.repo, treeHash, []plumbing.Hash{tip.Hash}, r.cfg.Author, msg, r.cfg.Signer)
 	if err != nil {
-		return Commit{}, err
+		return plumbing.ZeroHash, nil, err
 	}
-	t3 := time.Now()
-	if err := ps.send(ctx, r, old, hash, append(written, hash)); err != nil {
-		return Commit{}, err
-	}
-	r.log.Debug("git timings", "open", t1.Sub(t0), "edit", t2.Sub(t1), "commit", t3.Sub(t2), "send", time.Since(t3))
-	// Record the pushed commit as the tip so the next batch starts from it without a fetch.
-	_ = r.repo.Storer.SetReference(plumbing.NewHashReference(r.trackingRef(r.pushBranch()), hash))
-	return Commit{Hash: hash.String(), Changed: true}, nil
+	return hash, append(written, hash), nil
 }
 
 func storeCommit(repo *git.Repository, tree plumbing.Hash, parents []plumbing.Hash, author Signature, msg string, signer *Signer) (plumbing.Hash, error) {

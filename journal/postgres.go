@@ -266,24 +266,7 @@ func (j *Postgres) query(ctx context.Context, q string, args ...any) ([]*event.E
 		return nil, fmt.Errorf("journal query: %w", err)
 	}
 	defer rows.Close()
-	var out []*event.Event
-	for rows.Next() {
-		var data []byte
-		var seq int64
-		if err := rows.Scan(&seq, &data); err != nil {
-			return nil, fmt.Errorf("journal query: %w", err)
-		}
-		var ev event.Event
-		if err := json.Unmarshal(data, &ev); err != nil {
-			return nil, fmt.Errorf("journal query: %w", err)
-		}
-		ev.Seq = seq
-		out = append(out, &ev)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("journal query: %w", err)
-	}
-	return out, nil
+	return scanEvents(rows)
 }
 
 // pgText makes a key storable in PostgreSQL's text, which cannot hold NUL (the keys' separator).

@@ -384,11 +384,23 @@ func (j *SQLite) query(ctx context.Context, q string, args ...any) ([]*event.Eve
 		return nil, fmt.Errorf("journal query: %w", err)
 	}
 	defer rows.Close()
+	return scanEvents(rows)
+}
+
+// rows is what both backends' result sets offer.
+type rows interface {
+	Next() bool
+	Scan(dest ...any) error
+	Err() error
+}
+
+// scanEvents decodes (seq, data) rows: the events as stored, with their place in the journal.
+func scanEvents(rs rows) ([]*event.Event, error) {
 	var out []*event.Event
-	for rows.Next() {
+	for rs.Next() {
 		var data []byte
 		var seq int64
-		if err := rows.Scan(&seq, &data); err != nil {
+		if err := rs.Scan(&seq, &data); err != nil {
 			return nil, fmt.Errorf("journal query: %w", err)
 		}
 		var ev event.Event
@@ -398,5 +410,8 @@ func (j *SQLite) query(ctx context.Context, q string, args ...any) ([]*event.Eve
 		ev.Seq = seq
 		out = append(out, &ev)
 	}
-	return out, rows.Err()
+	if err := rs.Err(); err != nil {
+		return nil, fmt.Errorf("journal query: %w", err)
+	}
+	return out, nil
 }
