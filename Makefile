@@ -49,9 +49,10 @@ fuzz: ## Fuzz every parser of untrusted input for FUZZTIME each.
 	$(GO) test ./config    -run '^$$' -fuzz FuzzParse      -fuzztime $(FUZZTIME)
 	$(GO) test ./config    -run '^$$' -fuzz FuzzHooksJSON  -fuzztime $(FUZZTIME)
 
+# vet takes make test's build flags (-race), so that the two share one compile of every package.
 lint: ## gofmt and go vet.
 	@test -z "$$(gofmt -l .)" || { gofmt -l .; echo "gofmt: files above need formatting"; exit 1; }
-	$(GO) vet ./...
+	$(GO) vet $(RACE) ./...
 
 image: ## Build the container image for linux/amd64 and arm64 without a daemon: OCI layout bin/image, bin/image-linux-<arch>.tar.
 	@for arch in $(IMAGE_ARCHES); do \
