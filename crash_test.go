@@ -38,7 +38,8 @@ func (d *daemon) logText() string { return d.log.String() }
 func buildBinary(t *testing.T) string {
 	t.Helper()
 	bin := filepath.Join(t.TempDir(), "imagehook")
-	cmd := exec.Command("go", "build", "-o", bin, ".")
+	// -trimpath as make build and make image compile: the packages' compile is shared with theirs.
+	cmd := exec.Command("go", "build", "-trimpath", "-o", bin, ".")
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("build: %v\n%s", err, out)
