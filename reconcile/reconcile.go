@@ -51,6 +51,9 @@ type Reconciler struct {
 	// submitted remembers the last tag submitted per target, so that a slow git step is not asked
 	// twice for the same push.
 	submitted map[string]string
+	// Owns, when set, limits the reconciler to the repositories this replica works: with several
+	// replicas, only one asks the registry about a target.
+	Owns func(repo string) bool
 }
 
 // New returns a reconciler for the hooks with a reconcile interval; reg receives its metrics.
@@ -111,6 +114,9 @@ func (r *Reconciler) pass(ctx context.Context, h config.Hook) {
 
 func (r *Reconciler) target(ctx context.Context, h config.Hook, t config.Target) error {
 	repo := r.repos[t.Repo]
+	if r.Owns != nil && !r.Owns(t.Repo) {
+		return nil
+	}
 	if repo == nil || t.Workload == "" || t.Container == "" {
 		return nil // only workload containers named in full can be asked about
 	}

@@ -222,6 +222,9 @@ func (s *Service) build() error {
 	uopts.Budget = readLimits(cfg)
 	s.updater = updater.New(s.journal, repos, applier, notifier, s.log, uopts)
 	s.reconcile = reconcile.New(cfg.Hooks, readers, registries, s.updater, reg, s.log)
+	if s.replica != nil {
+		s.reconcile.Owns = func(repo string) bool { return s.replica.Owns(updater.QueueKey(repo, "")) }
+	}
 
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "imagehook_queue_depth", Help: "Events waiting for their repository's worker."},
