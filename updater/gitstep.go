@@ -37,7 +37,7 @@ func (u *Updater) gitStep(ctx context.Context, log *slog.Logger, key string, bat
 	g := planBatch(key, batch, u.opts, r.Template)
 	g.index = r.Index
 	started := time.Now()
-	commit, err := repo.Apply(ctx, g.edit)
+	commit, err := repo.Apply(ctx, u.owned(key, g.edit))
 	u.observeGit(commit, err, batch, started)
 	if err != nil {
 		retry := !errors.Is(err, gitops.ErrRejected) && !errors.Is(err, gitops.ErrAuth)
@@ -335,4 +335,22 @@ func commitMessage(tmpl *template.Template, evs []*event.Event, changes func(id 
 		audit.WriteBlock(&b, ev, changes(ev.ID))
 	}
 	return b.String(), nil
+}
+
+// errNotOwner stops a git step whose queue another replica took over.
+var errNotOwner = errors.New("this replica no longer works the queue")
+
+// owned guards an edit with the queue's ownership: it is checked on every attempt, right before
+// a commit is built, so a replica that lost the queue (say, its database session broke) never
+// pushes on top of the new owner's work.
+func (u *Updater) owned(key string, edit gitops.EditFunc) gitops.EditFunc {
+	if u.opts.Peers == nil {
+		return edit
+	}
+	return func(fsys fs.FS) (map[string][]byte, string, error) {
+		if !u.opts.Peers.Owns(key) {
+			return nil, "", errNotOwner
+		}
+		return edit(fsys)
+	}
 }

@@ -543,7 +543,17 @@ func (u *Updater) runBatch(ctx, stop context.Context, log *slog.Logger, key stri
 	}
 	u.saveMany(ctx, log, batch)
 	if repo := batch[0].Repo(); repo != "" {
-		if retry := u.gitStep(ctx, log, repo, batch); retry {
+		retry := u.gitStep(ctx, log, repo, batch)
+		if u.opts.Peers != nil && !u.opts.Peers.Owns(key) {
+			// This replica lost the queue during the step (its database session broke): what it
+			// did not push, the new owner does from the journal, which this one leaves as it was.
+			log.Warn("queue lost during a batch; the new owner continues from the journal", "events", eventIDs(batch))
+			for _, ev := range batch {
+				u.untrack(ev.ID)
+			}
+			return
+		}
+		if retry {
 			u.requeue(stop, log, key, batch, "git step failed")
 			return
 		}
