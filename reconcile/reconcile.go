@@ -120,16 +120,7 @@ func (r *Reconciler) target(ctx context.Context, h config.Hook, t config.Target)
 	if repo == nil || t.Workload == "" || t.Container == "" {
 		return nil // only workload containers named in full can be asked about
 	}
-	mt, err := manifests.WorkloadTarget(t.Workload, t.Namespace, t.Container)
-	if err != nil {
-		return err
-	}
-	var current string
-	err = repo.Read(ctx, func(fsys fs.FS) error {
-		var err error
-		current, err = manifests.Current(fsys, t.Path, mt, manifests.Options{})
-		return err
-	})
+	current, err := CurrentImage(ctx, repo, t.Event())
 	if err != nil {
 		return fmt.Errorf("current image: %w", err)
 	}
@@ -174,4 +165,20 @@ func (r *Reconciler) target(ctx context.Context, h config.Hook, t config.Target)
 	r.events.Inc()
 	r.log.Info("reconcile found a push whose webhook never came", "hook", h.ID, "workload", t.Workload, "image", ev.Push.Image, "event", ev.ID)
 	return nil
+}
+
+// CurrentImage reads the image a workload target holds in git now (reconcile's starting point, and
+// the status page's "in git now").
+func CurrentImage(ctx context.Context, repo Repo, t event.Target) (string, error) {
+	mt, err := manifests.WorkloadTarget(t.Workload, t.Namespace, t.Container)
+	if err != nil {
+		return "", err
+	}
+	var current string
+	err = repo.Read(ctx, func(fsys fs.FS) error {
+		var err error
+		current, err = manifests.Current(fsys, t.Path, mt, manifests.Options{})
+		return err
+	})
+	return current, err
 }

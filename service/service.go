@@ -10,7 +10,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
@@ -471,15 +470,5 @@ func (i images) CurrentImage(ctx context.Context, t event.Target) (string, error
 	if repo == nil || t.Container == "" {
 		return "", errors.New("not a workload target in a configured repository")
 	}
-	mt, err := manifests.WorkloadTarget(t.Workload, t.Namespace, t.Container)
-	if err != nil {
-		return "", err
-	}
-	var current string
-	err = repo.Read(ctx, func(fsys fs.FS) error {
-		var err error
-		current, err = manifests.Current(fsys, t.Path, mt, manifests.Options{})
-		return err
-	})
-	return current, err
+	return reconcile.CurrentImage(ctx, repo, t)
 }
