@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"testing/fstest"
@@ -151,5 +152,25 @@ func TestReviewSurvivesRestart(t *testing.T) {
 	}
 	if _, ok := a1.Step(event.StepApply); ok || applier.calls != 1 {
 		t.Errorf("direct applies %d; the cancelled event has an apply step: %v", applier.calls, ok)
+	}
+}
+
+// TestPullRequestBodyIsInert: payload and manifest values reach the pull request's body only as
+// one-line code spans: a pusher or image with newlines, backticks or markdown stays text.
+func TestPullRequestBodyIsInert(t *testing.T) {
+	e := ev("e1", "web", "web:9", "")
+	e.Push.Pusher = "eve`\n## Approved [click](javascript:alert(1)) @admins"
+	g := &gitBatch{results: map[string]*outcome{"e1": {changes: []event.Change{{File: "web.yaml\n- fake", Workload: "deployment/web", Container: "app", Old: "web:1", New: "web:9`<b>"}}}}}
+	body := prBody("en", []*event.Event{e}, g)
+	for _, line := range strings.Split(body, "\n") {
+		if strings.HasPrefix(line, "## Approved") || strings.HasPrefix(line, "- fake") {
+			t.Errorf("a value broke out of its line:\n%s", body)
+		}
+	}
+	if strings.Count(body, "`")%2 != 0 || strings.Contains(body, "web:9`<b>") || strings.Contains(body, "eve`") {
+		t.Errorf("a backtick broke out of a code span:\n%s", body)
+	}
+	if !strings.Contains(body, "`eve'") {
+		t.Errorf("the pusher is not in a code span:\n%s", body)
 	}
 }
