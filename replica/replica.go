@@ -46,6 +46,8 @@ const (
 	// sweepEvery re-reads the owned queues from the journal in case a notification was missed
 	// (notifications sent while a connection was down are lost).
 	sweepEvery = 5 * time.Second
+	// takeoverGrace separates winning a queue's lock from working it.
+	takeoverGrace = time.Second
 )
 
 // Coordinator is this replica's part in the sharing.
@@ -223,6 +225,13 @@ func (c *Coordinator) claim(ctx context.Context, conn *pgx.Conn) error {
 			return err
 		}
 		if got {
+			// A killed owner's last push may still be completing on the git server: work the
+			// queue only after a grace, so that the trailers of that push are seen first.
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(takeoverGrace):
+			}
 			c.mu.Lock()
 			c.owned[k] = true
 			c.mu.Unlock()
