@@ -208,6 +208,8 @@ type Step struct {
 	Files   []string `json:"files,omitempty"`
 	Changes []Change `json:"changes,omitempty"`
 	Detail  string   `json:"detail,omitempty"`
+	// Reason is the typed cause beside Detail: code reads Reason, people read Detail.
+	Reason Reason `json:"reason,omitempty"`
 	// Skipped names the files that were not read, and why (too big, past the event's budget, not
 	// valid YAML): a target in one of them would not have been found.
 	Skipped []string `json:"skipped,omitempty"`

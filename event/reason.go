@@ -1,0 +1,18 @@
+package event
+
+// Reason is a step's typed outcome cause, beside the Detail a person reads. Code branches on
+// reasons, never on the wording of a detail. Each concern declares its reasons in its own file
+// of this package (reasons_*.go), so that one list per concern stays in one place.
+type Reason string
+
+// Reasons of the git step's outcome that the rest of the flow reads.
+const (
+	// ReasonSuperseded: a later journaled push of the same target won; this event is carried by
+	// (or replaced by) that one's commit.
+	ReasonSuperseded Reason = "superseded"
+	// ReasonUnchanged: the target already held the image; nothing to commit.
+	ReasonUnchanged Reason = "unchanged"
+	// ReasonJournalUnavailable: the journal could not be read or written, so the step waits and
+	// retries instead of guessing.
+	ReasonJournalUnavailable Reason = "journal unavailable"
+)
