@@ -114,6 +114,17 @@ hooks:
 	return d, git
 }
 
+// gitStep is the git step of an event as GET /events/{id} answers it.
+func gitStep(ev map[string]any) map[string]any {
+	steps, _ := ev["steps"].([]any)
+	for _, s := range steps {
+		if m, _ := s.(map[string]any); m["name"] == "git" {
+			return m
+		}
+	}
+	return nil
+}
+
 // TestKillNineDuringBurst kills imagehook with SIGKILL while a burst is being accepted and applied,
 // restarts it, and checks that every event answered 202 is applied, and committed once.
 func TestKillNineDuringBurst(t *testing.T) {
@@ -167,17 +178,53 @@ func TestKillNineDuringBurst(t *testing.T) {
 
 	restarted := time.Now()
 	d.start()
-	deadline := time.Now().Add(60 * time.Second)
+	// Every accepted event ends succeeded, or ignored as superseded by a later journaled event of
+	// the same target that succeeded: journal order wins, so a restart may find the later push
+	// already applied. Anything failed, lost, still running, or in two commits is a bug.
+	final := map[string]map[string]any{}
+	deadline := time.Now().Add(90 * time.Second)
 	for _, id := range accepted {
 		for {
 			ev := d.event(id)
-			if ev["status"] == "succeeded" {
+			if st, _ := ev["status"].(string); st == "succeeded" || st == "ignored" {
+				final[id] = ev
 				break
 			}
 			if ev["status"] == "failed" || time.Now().After(deadline) {
 				t.Fatalf("event %s after restart: %v\n%s", id, ev, d.log.String())
 			}
 			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	// The latest journaled accepted event of each hook is the one its target must hold.
+	latest := map[string]map[string]any{}
+	for _, ev := range final {
+		hook := ev["hook"].(string)
+		if l := latest[hook]; l == nil || ev["seq"].(float64) > l["seq"].(float64) {
+			latest[hook] = ev
+		}
+	}
+	for id, ev := range final {
+		if ev["status"] == "succeeded" {
+			continue
+		}
+		git := gitStep(ev)
+		if git["reason"] != "superseded" {
+			t.Errorf("event %s ignored, not as superseded: %v", id, git)
+			continue
+		}
+		if l := latest[ev["hook"].(string)]; l["status"] != "succeeded" || l["seq"].(float64) <= ev["seq"].(float64) {
+			t.Errorf("event %s superseded, but the latest event of its hook is %v", id, l)
+		}
+	}
+	files := map[string]string{"web": "apps/website/deployment.yaml", "api": "apps/api/deployment.yaml"}
+	for hook, ev := range latest {
+		out, err := exec.Command("git", "--git-dir", git.Bare("apps"), "show", "HEAD:"+files[hook]).Output()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if img := ev["push"].(map[string]any)["image"].(string); !strings.Contains(string(out), img) {
+			t.Errorf("hook %s: the target does not hold the latest journaled push %s:\n%s", hook, img, out)
 		}
 	}
 	entries, err := audit.Reader{Committer: gitops.Signature{Name: "imagehook", Email: "imagehook@localhost"}}.Open(git.Bare("apps"), 0, "")

@@ -267,7 +267,8 @@ type Hook struct {
 	RegistryHost string `yaml:"registryHost"`
 	// Tags is an optional tag policy.
 	Tags string `yaml:"tags"`
-	// Pin is "", "tag" or "digest": see manifests.Pin.
+	// Pin is "", "tag" or "digest": see manifests.Pin. A hook that verifies pushes defaults to
+	// "digest", and one that checks cosign signatures must not say "tag".
 	Pin string `yaml:"pin"`
 	// NoDowngrade refuses a semver tag lower than the one the target runs.
 	NoDowngrade bool `yaml:"noDowngrade"`
@@ -748,6 +749,11 @@ func (c *Config) applyDefaults() {
 	for i := range c.Hooks {
 		if c.Hooks[i].Verify == nil {
 			c.Hooks[i].Verify = c.Verify
+		}
+		if c.Hooks[i].Verify.Resolves() && c.Hooks[i].Pin == "" {
+			// What was verified is a digest: write it (tag@digest), so that a tag re-pushed later
+			// cannot change what clusters pull. pin: tag opts out where only the registry is asked.
+			c.Hooks[i].Pin = "digest"
 		}
 		for j := range c.Hooks[i].Targets {
 			t := &c.Hooks[i].Targets[j]

@@ -406,6 +406,24 @@ func TestCosignVerify(t *testing.T) {
 	if v := c.Hooks[1].Verify; v.Signed() || v.Resolves() {
 		t.Errorf("verify: none did not opt out: %+v", v)
 	}
+	// What is verified is a digest, and that digest is what git gets.
+	if c.Hooks[0].Pin != "digest" || c.Hooks[1].Pin != "" {
+		t.Errorf("pins: %q (cosign), %q (verify: none); want digest and auto", c.Hooks[0].Pin, c.Hooks[1].Pin)
+	}
+	pub := filepath.Join(dir, "cosign.pub")
+	_, err = Parse([]byte(base+"    verify: {cosign: {key: "+pub+"}}\n    pin: tag\n"), env(nil))
+	if err == nil || !strings.Contains(err.Error(), "hooks[web].pin (line 7): tag with verify.cosign") {
+		t.Errorf("cosign with pin: tag: %v", err)
+	}
+	for verify, want := range map[string]string{"registry": "digest", "{registry: true}": "digest", "none": ""} {
+		c, err := Parse([]byte(base+"    verify: "+verify+"\n"), env(nil))
+		if err != nil || c.Hooks[0].Pin != want {
+			t.Errorf("verify: %s: pin %q (%v), want %q", verify, c.Hooks[0].Pin, err, want)
+		}
+	}
+	if c, err := Parse([]byte(base+"    verify: registry\n    pin: tag\n"), env(nil)); err != nil || c.Hooks[0].Pin != "tag" {
+		t.Errorf("verify: registry may keep tags when the hook says so: %v", err)
+	}
 }
 
 // TestNotifiers: a robot's URL and secret are secrets; a hook names only notifiers that exist; bad

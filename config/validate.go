@@ -73,6 +73,11 @@ func (c *Config) Validate() error {
 		ids[h.ID] = true
 		errs = append(errs, c.checkHookSecrets(i, h)...)
 		h.validate(&errs, where)
+		if h.Verify.Signed() && h.Pin == "tag" {
+			// The signature vouches for a digest; a tag in git can be re-pushed with an unsigned
+			// image, and clusters would pull that.
+			errs.add("%s.pin%s: tag with verify.cosign: the signature is checked for a digest, so imagehook writes that digest (tag@digest); remove pin or set pin: digest", where, c.at(c.node("hooks", i, "pin")))
+		}
 		h.validateTargets(&errs, where, repos, clusters)
 		for _, n := range h.Notify {
 			if !notifiers[n] {

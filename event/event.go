@@ -7,6 +7,7 @@ import (
 	"encoding/base32"
 	"encoding/binary"
 	"errors"
+	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -92,13 +93,29 @@ type Values struct {
 }
 
 // Key identifies the place a target updates, for "what was applied last" and "the latest event
-// wins": two targets with the same key change the same value.
+// wins": two targets with the same key change the same value. It is a JoinKey, so every journal
+// backend stores it as it is.
 func (t Target) Key() string {
 	parts := []string{t.Repo, t.Path, strings.ToLower(t.Workload), t.Namespace, t.Container, t.Cluster, t.Marker}
 	if v := t.Values; v != nil {
 		parts = append(parts, v.File, v.Image, v.Registry, v.Repository, v.Tag, v.Digest)
 	}
-	return strings.Join(parts, "\x00")
+	return JoinKey(parts...)
+}
+
+// JoinKey joins the parts of a key into one string that every journal backend can store and
+// compare: each part is Go-quoted (so NUL, invalid UTF-8 and the separator inside a part are
+// escaped) and the parts are separated by a space. Distinct parts give distinct keys, and the key
+// reads well in a log line. PostgreSQL's text cannot hold NUL, the separator of earlier releases.
+func JoinKey(parts ...string) string {
+	var b strings.Builder
+	for i, p := range parts {
+		if i > 0 {
+			b.WriteByte(' ')
+		}
+		b.WriteString(strconv.Quote(p))
+	}
+	return b.String()
 }
 
 // Mail is the hook's mail routing, copied when the event is accepted.

@@ -16,3 +16,11 @@ const (
 	// retries instead of guessing.
 	ReasonJournalUnavailable Reason = "journal unavailable"
 )
+
+// Reasons an event is not applied at all.
+const (
+	// ReasonDuplicate: the same digest for the same targets was already applied by another event.
+	ReasonDuplicate Reason = "duplicate delivery"
+	// ReasonOlderPush: by the registry's clock, the push is older than the one the target runs.
+	ReasonOlderPush Reason = "older push"
+)

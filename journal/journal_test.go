@@ -2,7 +2,9 @@ package journal
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -46,6 +48,47 @@ func each(t *testing.T, test func(t *testing.T, j Journal)) {
 func TestInsertOrderAndDeliveries(t *testing.T) { each(t, testInsertOrderAndDeliveries) }
 
 func TestAppliedKeepsTheLatest(t *testing.T) { each(t, testAppliedKeepsTheLatest) }
+
+func TestAppliedRealKeys(t *testing.T) { each(t, testAppliedRealKeys) }
+
+// realTargets are targets of every shape a config or a payload can give, odd bytes included:
+// each has its own key, and every backend stores it.
+var realTargets = []event.Target{
+	{Repo: "apps", Path: "apps/website", Workload: "deployment/website", Namespace: "web", Container: "website"},
+	{Repo: "apps", Path: "apps/website", Workload: "Deployment/Website", Namespace: "web", Container: "website", Cluster: "prod"},
+	{Repo: "apps", Path: "apps/website", Workload: "deployment/website", Container: "website"},
+	{Repo: "apps", Path: "charts/web", Values: &event.Values{File: "values.yaml", Repository: "image.repository", Tag: "image.tag"}},
+	{Repo: "apps", Path: "charts/web", Values: &event.Values{File: "values.yaml", Image: "image"}},
+	{Repo: "apps", Path: "fleet", Marker: "web"},
+	{Repo: "apps", Path: "fleet", Marker: "web:tag"},
+	{Cluster: "edge", Workload: "deployment/x", Namespace: "ns"},
+	{Repo: "a\x00b", Path: "p"},
+	{Repo: "a", Path: "\x00bp"},
+	{Repo: "apps", Path: "p\u2400q", Workload: "deployment/\xff\xfe"},
+	{Repo: "apps", Path: "p", Workload: "deployment/\"x\" \"y\""},
+	{Repo: "apps", Path: "p", Workload: "deployment/x\" \"y"},
+}
+
+func testAppliedRealKeys(t *testing.T, j Journal) {
+	ctx := context.Background()
+	seen := map[string]bool{}
+	for i, tg := range realTargets {
+		k := tg.Key()
+		if seen[k] {
+			t.Fatalf("target %d shares its key %q with another", i, k)
+		}
+		seen[k] = true
+		if err := j.SetApplied(ctx, k, Applied{Seq: int64(i + 1), Event: fmt.Sprintf("e%d", i)}); err != nil {
+			t.Fatalf("target %d (%q): %v", i, k, err)
+		}
+	}
+	for i, tg := range realTargets {
+		a, err := j.LastApplied(ctx, tg.Key())
+		if err != nil || a.Event != fmt.Sprintf("e%d", i) {
+			t.Errorf("target %d: %+v %v", i, a, err)
+		}
+	}
+}
 
 func testInsertOrderAndDeliveries(t *testing.T, j Journal) {
 	ctx := context.Background()
@@ -172,5 +215,91 @@ func TestHostileValuesAreStored(t *testing.T) {
 		if id, err := j.Duplicate(ctx, &again); err != nil || id != ev.ID {
 			t.Errorf("duplicate: %q %v", id, err)
 		}
+	})
+}
+
+// TestLegacyKeysAreRekeyed: what an earlier release recorded as applied, under its NUL-joined keys
+// (SQLite) or U+2400-joined ones (PostgreSQL), still protects the target after the upgrade, and
+// duplicate detection still finds the events it journaled.
+func TestLegacyKeysAreRekeyed(t *testing.T) {
+	tg := realTargets[3]
+	parts := []string{tg.Repo, tg.Path, strings.ToLower(tg.Workload), tg.Namespace, tg.Container, tg.Cluster, tg.Marker,
+		tg.Values.File, tg.Values.Image, tg.Values.Registry, tg.Values.Repository, tg.Values.Tag, tg.Values.Digest}
+	now := time.Now()
+	ev := &event.Event{ID: event.NewID(now), Hook: "h", ReceivedAt: now, Status: event.Succeeded,
+		Push: event.Push{Image: "r/x:1", Digest: "sha256:" + strings.Repeat("a", 64)}, Targets: []event.Target{tg}}
+	legacyDedup := func(sep string) string {
+		targets, _ := json.Marshal(ev.Targets)
+		return ev.Hook + sep + ev.Push.Ref() + sep + string(targets)
+	}
+	check := func(t *testing.T, j Journal) {
+		ctx := context.Background()
+		if a, err := j.LastApplied(ctx, tg.Key()); err != nil || a.Event != "old" || a.Seq != 7 {
+			t.Errorf("legacy applied record after the upgrade: %+v %v", a, err)
+		}
+		again := *ev
+		again.ID = event.NewID(now)
+		if id, err := j.Duplicate(ctx, &again); err != nil || id != ev.ID {
+			t.Errorf("legacy dedup key after the upgrade: %q %v", id, err)
+		}
+	}
+	t.Run("sqlite", func(t *testing.T) {
+		path := filepath.Join(t.TempDir(), "journal.db")
+		j, err := OpenSQLite(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		data, _ := json.Marshal(ev)
+		for _, q := range []struct {
+			sql  string
+			args []any
+		}{
+			{`PRAGMA user_version = 0`, nil},
+			{`INSERT INTO applied (target, seq, pushed_at, event) VALUES (?, 7, 0, 'old')`, []any{strings.Join(parts, "\x00")}},
+			{`INSERT INTO events (id, hook, repo, status, received_at, dedup, data) VALUES (?, 'h', 'apps', 'succeeded', 0, ?, ?)`, []any{ev.ID, legacyDedup("\x00"), data}},
+		} {
+			if _, err := j.db.Exec(q.sql, q.args...); err != nil {
+				t.Fatal(err)
+			}
+		}
+		j.Close()
+		j, err = OpenSQLite(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer j.Close()
+		check(t, j)
+		var n int
+		if err := j.db.QueryRow(`SELECT count(*) FROM applied WHERE instr(target, char(0)) > 0`).Scan(&n); err != nil || n != 0 {
+			t.Errorf("%d legacy keys left (%v)", n, err)
+		}
+	})
+	t.Run("postgres", func(t *testing.T) {
+		pg := pgtest.Start(t)
+		ctx := context.Background()
+		j, err := OpenPostgres(ctx, pg.DSN)
+		if err != nil {
+			t.Fatal(err)
+		}
+		data, _ := json.Marshal(ev)
+		for _, q := range []struct {
+			sql  string
+			args []any
+		}{
+			{`DELETE FROM schema_migrations WHERE version >= 2`, nil},
+			{`INSERT INTO applied (target, seq, pushed_at, event) VALUES ($1, 7, 0, 'old')`, []any{strings.Join(parts, "\u2400")}},
+			{`INSERT INTO events (id, hook, repo, status, received_at, dedup, data) VALUES ($1, 'h', 'apps', 'succeeded', 0, $2, $3)`, []any{ev.ID, legacyDedup("\u2400"), data}},
+		} {
+			if _, err := j.pool.Exec(ctx, q.sql, q.args...); err != nil {
+				t.Fatal(err)
+			}
+		}
+		j.Close()
+		j, err = OpenPostgres(ctx, pg.DSN)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer j.Close()
+		check(t, j)
 	})
 }

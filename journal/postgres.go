@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -22,12 +21,18 @@ type Postgres struct {
 	pool *pgxpool.Pool
 }
 
+// migration is one version of the schema: SQL, or a Go function for a change SQL cannot say.
+type migration struct {
+	sql string
+	fn  func(context.Context, pgx.Tx) error
+}
+
 // migrations are the schema's versions, forward only: a release adds one at the end, never edits
 // one that shipped. Each runs in its own transaction with its version recorded.
-var migrations = []string{
+var migrations = []migration{
 	// 1: the tables of the SQLite journal, in PostgreSQL's types. The event is kept as the bytes
 	// of its JSON (BYTEA): payload values may hold \u0000, which JSONB refuses.
-	`CREATE TABLE events (
+	{sql: `CREATE TABLE events (
 		seq BIGSERIAL PRIMARY KEY,
 		id TEXT NOT NULL UNIQUE,
 		hook TEXT NOT NULL,
@@ -50,7 +55,9 @@ var migrations = []string{
 		seq BIGINT NOT NULL,
 		pushed_at BIGINT NOT NULL,
 		event TEXT NOT NULL
-	);`,
+	);`},
+	// 2: keys become event.JoinKeys (they were joined with U+2400 in place of NUL).
+	{fn: rekeyPostgres},
 }
 
 // migrationLock is the advisory lock key under which replicas starting together migrate one at a
@@ -102,7 +109,12 @@ func (j *Postgres) migrate(ctx context.Context) error {
 	}
 	for v := have + 1; v <= len(migrations); v++ {
 		err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
-			if _, err := tx.Exec(ctx, migrations[v-1]); err != nil {
+			m := migrations[v-1]
+			if m.fn != nil {
+				if err := m.fn(ctx, tx); err != nil {
+					return err
+				}
+			} else if _, err := tx.Exec(ctx, m.sql); err != nil {
 				return err
 			}
 			_, err := tx.Exec(ctx, `INSERT INTO schema_migrations (version) VALUES ($1)`, v)
@@ -139,7 +151,7 @@ func (j *Postgres) Insert(ctx context.Context, ev *event.Event) error {
 	defer cancel()
 	// One statement, one round trip, atomic on its own: with a delivery id, the event is inserted
 	// only if the delivery is new (the unique key decides, whichever replica asks).
-	args := []any{ev.ID, ev.Hook, ev.Repo(), string(ev.Status), ev.ReceivedAt.UnixMilli(), pgText(dedupKey(ev)), data}
+	args := []any{ev.ID, ev.Hook, ev.Repo(), string(ev.Status), ev.ReceivedAt.UnixMilli(), dedupKey(ev), data}
 	q := `INSERT INTO events (id, hook, repo, status, received_at, dedup, data) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING seq`
 	if ev.Delivery != "" {
 		q = `WITH d AS (INSERT INTO deliveries (hook, id, received_at) VALUES ($2, $8, $5) ON CONFLICT DO NOTHING RETURNING 1)
@@ -179,7 +191,7 @@ func (j *Postgres) UpdateMany(ctx context.Context, evs []*event.Event) error {
 
 // Duplicate returns the id of an earlier succeeded event with the same digest and targets, or "".
 func (j *Postgres) Duplicate(ctx context.Context, ev *event.Event) (string, error) {
-	key := pgText(dedupKey(ev))
+	key := dedupKey(ev)
 	if key == "" {
 		return "", nil
 	}
@@ -268,6 +280,3 @@ func (j *Postgres) query(ctx context.Context, q string, args ...any) ([]*event.E
 	defer rows.Close()
 	return scanEvents(rows)
 }
-
-// pgText makes a key storable in PostgreSQL's text, which cannot hold NUL (the keys' separator).
-func pgText(s string) string { return strings.ReplaceAll(s, "\x00", "\u2400") }

@@ -107,6 +107,10 @@ func OpenSQLite(path string) (*SQLite, error) {
 		db.Close()
 		return nil, fmt.Errorf("journal schema: %w", err)
 	}
+	if err := rekeySQLite(db); err != nil {
+		db.Close()
+		return nil, err
+	}
 	j := &SQLite{db: db, inserts: make(chan insertReq, 1024), done: make(chan struct{})}
 	go j.writer()
 	return j, nil
@@ -252,16 +256,6 @@ func (j *SQLite) UpdateMany(ctx context.Context, evs []*event.Event) error {
 		return fmt.Errorf("journal update: %w", err)
 	}
 	return nil
-}
-
-// dedupKey identifies a delivery of the same content for the same targets: only a digest says
-// that two pushes of a tag carried the same image.
-func dedupKey(ev *event.Event) string {
-	if ev.Push.Digest == "" {
-		return ""
-	}
-	targets, _ := json.Marshal(ev.Targets)
-	return ev.Hook + "\x00" + ev.Push.Ref() + "\x00" + string(targets)
 }
 
 // Duplicate returns the id of an earlier event that delivered the same digest for the same

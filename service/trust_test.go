@@ -139,6 +139,12 @@ func giteaSign(body []byte) string {
 // it is a duplicate; with a new id (the header is not signed) it is older than what the target
 // runs. A hook with allowOlder still rolls back on purpose.
 func TestReplayedDeliveriesChangeNothing(t *testing.T) {
+	for _, b := range journalBackends {
+		t.Run(b.name, func(t *testing.T) { testReplayedDeliveriesChangeNothing(t, b.config(t)) })
+	}
+}
+
+func testReplayedDeliveriesChangeNothing(t *testing.T, journal string) {
 	hooks := ""
 	for _, id := range []string{"gitea", "gitea-rollback"} {
 		hooks += fmt.Sprintf(`  - id: %s
@@ -149,7 +155,7 @@ func TestReplayedDeliveriesChangeNothing(t *testing.T) {
       - {repo: apps, path: apps/website, workload: deployment/website, namespace: web, container: website}
 `, id, id == "gitea-rollback")
 	}
-	h := newHarnessHooks(t, hooks)
+	h := newHarnessHooks(t, hooks, journal)
 	old, newer := time.Now().Add(-72*time.Hour), time.Now().Add(-time.Hour)
 	deliver := func(hook string, body []byte, delivery string) (int, map[string]any) {
 		return h.post("/hooks/"+hook+"?wait=30s", body, "X-Gitea-Event", "package", "X-Gitea-Delivery", delivery, "X-Gitea-Signature", giteaSign(body))
@@ -182,7 +188,12 @@ func TestReplayedDeliveriesChangeNothing(t *testing.T) {
 
 // Row 13: under 500 concurrent deliveries for one target, the event journaled last wins.
 func TestLastJournaledWins(t *testing.T) {
-	h := newHarness(t)
+	for _, b := range journalBackends {
+		t.Run(b.name, func(t *testing.T) { testLastJournaledWins(t, newHarness(t, b.config(t))) })
+	}
+}
+
+func testLastJournaledWins(t *testing.T, h *harness) {
 	const n = 500
 	ids := make([]string, n)
 	var wg sync.WaitGroup

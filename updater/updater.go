@@ -510,16 +510,26 @@ func (u *Updater) runBatch(ctx, stop context.Context, log *slog.Logger, key stri
 			u.untrack(id)
 			continue
 		}
-		if dup, err := u.journal.Duplicate(ctx, ev); err == nil && dup != "" {
+		dup, err := u.journal.Duplicate(ctx, ev)
+		if err == nil && dup != "" {
 			// A registry re-delivering the same push: applying it again could only undo a later change.
-			u.ignore(ctx, log, ev, "duplicate delivery of event "+dup)
+			u.ignore(ctx, log, ev, event.ReasonDuplicate, "duplicate delivery of event "+dup)
 			continue
 		}
-		if ev.Repo() != "" {
-			if why := u.stale(ctx, ev); why != "" {
-				u.ignore(ctx, log, ev, why)
-				continue
-			}
+		var reason event.Reason
+		var why string
+		if err == nil && ev.Repo() != "" {
+			reason, why, err = u.stale(ctx, ev)
+		}
+		if err != nil {
+			// What was applied before is unknown: guessing "nothing" could roll a target back or
+			// apply a replay. The event waits and is asked again, as for an unreachable registry.
+			u.journalUnavailable(stop, log, key, ev, err)
+			continue
+		}
+		if why != "" {
+			u.ignore(ctx, log, ev, reason, why)
+			continue
 		}
 		if ev.Verify {
 			switch u.verify(ctx, log, ev) {
@@ -633,32 +643,45 @@ func (u *Updater) verify(ctx context.Context, log *slog.Logger, ev *event.Event)
 
 // ignore settles an event that must not be applied (a duplicate, a replay, a push overtaken by a
 // later one) with the reason.
-func (u *Updater) ignore(ctx context.Context, log *slog.Logger, ev *event.Event, why string) {
-	ev.SetStep(event.Step{Name: event.StepGit, Repo: ev.Repo(), Status: event.Ignored, Detail: why, At: time.Now()})
+func (u *Updater) ignore(ctx context.Context, log *slog.Logger, ev *event.Event, reason event.Reason, why string) {
+	ev.SetStep(event.Step{Name: event.StepGit, Repo: ev.Repo(), Status: event.Ignored, Reason: reason, Detail: why, At: time.Now()})
 	ev.Status = event.Ignored
-	log.Info("event ignored", "event", ev.ID, "hook", ev.Hook, "reason", why)
+	log.Info("event ignored", "event", ev.ID, "hook", ev.Hook, "reason", reason, "detail", why)
 	u.finishMany(ctx, log, []*event.Event{ev})
+}
+
+// journalUnavailable leaves an event whose applied history could not be read queued, with the
+// reason on its git step, and asks again after the git step's backoff.
+func (u *Updater) journalUnavailable(stop context.Context, log *slog.Logger, key string, ev *event.Event, err error) {
+	ev.SetStep(event.Step{Name: event.StepGit, Repo: ev.Repo(), Status: event.Queued, Reason: event.ReasonJournalUnavailable,
+		Detail: "what the target runs could not be read from the journal; waiting for it", Error: err.Error(), At: time.Now()})
+	ev.Attempts++
+	go u.requeue(stop, log, key, []*event.Event{ev}, "journal unavailable")
 }
 
 // stale says why an event must not be applied to its targets, or "": an event journaled later was
 // already applied to one of them (journal order wins, whatever order the queue saw), or the push is
 // older, by the registry's own clock, than the push the target runs — a replayed delivery — unless
-// its hook allows older pushes (a deliberate rollback).
-func (u *Updater) stale(ctx context.Context, ev *event.Event) string {
+// its hook allows older pushes (a deliberate rollback). A journal that cannot answer is an error,
+// never "nothing applied".
+func (u *Updater) stale(ctx context.Context, ev *event.Event) (event.Reason, string, error) {
 	for _, t := range ev.Targets {
 		a, err := u.journal.LastApplied(ctx, t.Key())
-		if err != nil || a.Event == "" || a.Event == ev.ID {
+		if err != nil {
+			return "", "", err
+		}
+		if a.Event == "" || a.Event == ev.ID {
 			continue
 		}
 		if a.Seq > ev.Seq {
-			return "superseded: event " + a.Event + ", journaled later, was already applied"
+			return event.ReasonSuperseded, "superseded: event " + a.Event + ", journaled later, was already applied", nil
 		}
 		if !ev.AllowOlder && !ev.Push.PushedAt.IsZero() && ev.Push.PushedAt.Before(a.PushedAt) {
-			return fmt.Sprintf("older push: pushed at %s, but the target already runs a push from %s (event %s); set the hook's allowOlder to roll back on purpose",
-				ev.Push.PushedAt.UTC().Format(time.RFC3339), a.PushedAt.UTC().Format(time.RFC3339), a.Event)
+			return event.ReasonOlderPush, fmt.Sprintf("older push: pushed at %s, but the target already runs a push from %s (event %s); set the hook's allowOlder to roll back on purpose",
+				ev.Push.PushedAt.UTC().Format(time.RFC3339), a.PushedAt.UTC().Format(time.RFC3339), a.Event), nil
 		}
 	}
-	return ""
+	return "", "", nil
 }
 
 // recordApplied remembers, per target, the latest event whose step for it succeeded: the base of
@@ -677,9 +700,42 @@ func (u *Updater) recordApplied(ctx context.Context, log *slog.Logger, batch []*
 			if !which(t) {
 				continue
 			}
-			if err := u.journal.SetApplied(ctx, t.Key(), journal.Applied{Seq: ev.Seq, PushedAt: ev.Push.PushedAt, Event: ev.ID}); err != nil {
-				log.Warn("recording the applied push", "event", ev.ID, "err", err)
-			}
+			u.setApplied(ctx, log, t.Key(), journal.Applied{Seq: ev.Seq, PushedAt: ev.Push.PushedAt, Event: ev.ID})
+		}
+	}
+}
+
+// setApplied records what a target runs, retrying with the git step's backoff until the journal
+// takes it: a lost record would let a replay or an older push roll the target back. The change is
+// already pushed, so giving up is no option; a stop leaves the event running in the journal, and
+// the next start finds its commit and records it then.
+func (u *Updater) setApplied(ctx context.Context, log *slog.Logger, key string, a journal.Applied) {
+	for attempt := 0; ; attempt++ {
+		err := u.journal.SetApplied(ctx, key, a)
+		if err == nil {
+			return
+		}
+		delay := retry.Backoff{First: u.opts.RetryBase, Min: u.opts.RetryBase, Max: u.opts.RetryMax}.Delay(attempt + 1)
+		log.Warn("recording the applied push, will retry", "event", a.Event, "in", delay, "err", err)
+		if retry.Sleep(u.runContext(), delay) != nil {
+			return
+		}
+	}
+}
+
+// staleWaiting is stale for the finisher, which cannot hand an event back to its queue: it asks
+// again with the git step's backoff until the journal answers (or the service stops, leaving the
+// event running in the journal for the next start).
+func (u *Updater) staleWaiting(ctx context.Context, log *slog.Logger, ev *event.Event) (event.Reason, string, error) {
+	for attempt := 0; ; attempt++ {
+		reason, why, err := u.stale(ctx, ev)
+		if err == nil {
+			return reason, why, nil
+		}
+		delay := retry.Backoff{First: u.opts.RetryBase, Min: u.opts.RetryBase, Max: u.opts.RetryMax}.Delay(attempt + 1)
+		log.Warn("reading what the target runs, will retry", "event", ev.ID, "in", delay, "err", err)
+		if err := retry.Sleep(u.runContext(), delay); err != nil {
+			return "", "", err
 		}
 	}
 }
@@ -816,8 +872,13 @@ func (u *Updater) finish(ctx context.Context, log *slog.Logger, ev *event.Event)
 	}
 	// Direct-only events are ordered here, where they are applied one after another.
 	if ev.Repo() == "" {
-		if why := u.stale(ctx, ev); why != "" {
-			ev.SetStep(event.Step{Name: event.StepApply, Status: event.Ignored, Detail: why, At: time.Now()})
+		reason, why, err := u.staleWaiting(ctx, log, ev)
+		if err != nil {
+			ev.SetStep(event.Step{Name: event.StepApply, Status: event.Queued, Reason: event.ReasonJournalUnavailable, Error: err.Error(), At: time.Now()})
+			return // still running in the journal: the next start resumes it
+		}
+		if why != "" {
+			ev.SetStep(event.Step{Name: event.StepApply, Status: event.Ignored, Reason: reason, Detail: why, At: time.Now()})
 			ev.Status = event.Ignored
 			ev.UpdatedAt = time.Now()
 			return
