@@ -393,25 +393,33 @@ func lockOwner(t *testing.T, db *pgx.Conn, rs []*fenced, among ...*fenced) *fenc
 // posted is the events the fence tests had answered 2xx, by id: the tag each pushed.
 type posted map[string]string
 
-// post sends one push to a replica and records it; anything but 202 fails the test.
+// post sends one push to a replica and records it. A 503 (the replica's journal connections are
+// being replaced, after a partition healed) is sent again, as a registry that retries would;
+// anything else but 202 fails the test.
 func (p posted) post(t *testing.T, d *daemon, hook, tag string) {
 	t.Helper()
 	repo := map[string]string{"web": "imagehook-demo/website", "api": "acme/api"}[hook]
 	c := &http.Client{Timeout: 10 * time.Second}
-	resp, err := c.Post("http://"+d.addr+"/hooks/"+hook+"?token=tok", "application/json",
-		strings.NewReader(fmt.Sprintf(`{"push_data":{"tag":%q},"repository":{"repo_name":%q}}`, tag, repo)))
-	if err != nil {
-		t.Fatal(err)
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		resp, err := c.Post("http://"+d.addr+"/hooks/"+hook+"?token=tok", "application/json",
+			strings.NewReader(fmt.Sprintf(`{"push_data":{"tag":%q},"repository":{"repo_name":%q}}`, tag, repo)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		data, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusServiceUnavailable && time.Now().Before(deadline) {
+			continue
+		}
+		var m map[string]any
+		_ = json.Unmarshal(data, &m)
+		id, _ := m["id"].(string)
+		if resp.StatusCode != http.StatusAccepted || id == "" {
+			t.Fatalf("post %s %s: %d %s", hook, tag, resp.StatusCode, data)
+		}
+		p[id] = tag
+		return
 	}
-	data, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	var m map[string]any
-	_ = json.Unmarshal(data, &m)
-	id, _ := m["id"].(string)
-	if resp.StatusCode != http.StatusAccepted || id == "" {
-		t.Fatalf("post %s %s: %d %s", hook, tag, resp.StatusCode, data)
-	}
-	p[id] = tag
 }
 
 // wait receives from ch within d, or fails the test.
