@@ -200,8 +200,32 @@ func (r *Repo) Tip() (*object.Commit, error) {
 }
 
 // EditFunc computes file edits on a read-only view of the branch tip. It is called again on the new
-// tip after a conflict, so it must derive its edits from fsys alone.
+// tip after a conflict, so it must derive its edits from fsys alone. The view is also a Tip: the
+// commit it shows and the history behind it.
 type EditFunc func(fsys fs.FS) (files map[string][]byte, message string, err error)
+
+// Tip is what the view an EditFunc is given offers besides its files: the commit it shows and that
+// commit's history, so that an edit run again on a new tip can read what landed meanwhile.
+type Tip interface {
+	// Hash is the commit the view shows.
+	Hash() string
+	// Log walks the commits reachable from it, newest first, as Repo.Log does (without a fetch:
+	// the view's commit is already here).
+	Log(limit int, fn LogFunc) error
+}
+
+// tipFS is the view an EditFunc is given.
+type tipFS struct {
+	treeFS
+	repo *git.Repository
+	tip  plumbing.Hash
+}
+
+var _ Tip = tipFS{}
+
+func (t tipFS) Hash() string { return t.tip.String() }
+
+func (t tipFS) Log(limit int, fn LogFunc) error { return walk(t.repo, t.tip, limit, fn) }
 
 // Apply fetches, runs edit on the branch tip, commits what it returns and pushes; on a conflict it
 // fetches and runs edit again on the new tip, with jittered exponential backoff. It never force-pushes.
@@ -287,7 +311,7 @@ func (r *Repo) commitOn(tip *object.Commit, edit EditFunc) (plumbing.Hash, []plu
 	if err != nil {
 		return plumbing.ZeroHash, nil, fmt.Errorf("read tree: %w", err)
 	}
-	files, msg, err := edit(treeFS{root: tree})
+	files, msg, err := edit(tipFS{treeFS: treeFS{root: tree}, repo: r.repo, tip: tip.Hash})
 	if err != nil || len(files) == 0 {
 		return plumbing.ZeroHash, nil, err
 	}

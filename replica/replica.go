@@ -3,12 +3,19 @@
 // (a repository, or a cluster's direct-only queue) at a time.
 //
 // Ownership is a PostgreSQL session-level advisory lock per queue, held on one dedicated
-// connection — not lease rows with heartbeats: a lock needs no clocks and no renewal, and it is
-// released by PostgreSQL the moment the owner's session ends, which a killed process's closed
-// socket makes immediate (TCP keepalives bound the case of a silent network). The other replicas
-// try for unowned queues every second, so a queue is taken over within a second or two of its
-// owner dying, and the new owner continues from the journal; the commits' trailers say which events
-// already landed, so none is applied twice.
+// connection — not lease rows with heartbeats: a lock needs no clocks, and it is released by
+// PostgreSQL the moment the owner's session ends, which a killed process's closed socket makes
+// immediate. The other replicas try for unowned queues every second, so a queue is taken over
+// within a second or two of its owner's session ending, and the new owner continues from the
+// journal; the commits' trailers say which events already landed, so none is applied twice.
+//
+// A replica's memory of its locks is not proof that it still holds them: its session may have
+// been ended by the server (or cut by the network) without a word reaching it. So the owner proves
+// the lock on its lock connection, with a deadline, right before every push attempt (Prove), and
+// the same query, every second, is the session's heartbeat. A session that cannot answer in time
+// is ended and its queues given up. The server ends a session that stays silent past
+// idle_session_timeout (a stopped process, a partition), and the client's TCP keepalives and
+// TCP_USER_TIMEOUT notice a silent network within seconds.
 //
 // The same connection LISTENs: "imagehook_events" carries the queue of an event journaled by a
 // replica that does not own it (the owner picks it up at once), and "imagehook_done" the ids of
@@ -25,6 +32,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
@@ -41,13 +49,34 @@ type Updater interface {
 const (
 	eventsChannel = "imagehook_events"
 	doneChannel   = "imagehook_done"
-	// claimEvery paces the tries for queues nobody owns.
+	// claimEvery paces the tries for queues nobody owns, and the heartbeat that proves the locks
+	// held.
 	claimEvery = time.Second
 	// sweepEvery re-reads the owned queues from the journal in case a notification was missed
 	// (notifications sent while a connection was down are lost).
 	sweepEvery = 5 * time.Second
-	// takeoverGrace separates winning a queue's lock from working it.
-	takeoverGrace = time.Second
+	// proveWithin bounds a proof of ownership: a lock connection that cannot answer in this time
+	// is taken for lost.
+	proveWithin = 2 * time.Second
+	// silentFor is how long the lock session may stay silent before it is ended: by the server
+	// (idle_session_timeout: the heartbeat speaks every claimEvery) and by the client's kernel
+	// (TCP_USER_TIMEOUT for unacknowledged data, keepalives for an idle socket).
+	silentFor = 5 * time.Second
+	// connectWithin bounds a connection attempt, whose packets a partition may swallow.
+	connectWithin = 5 * time.Second
+	// applicationName marks the lock session in pg_stat_activity, for operators and tests.
+	applicationName = "imagehook-replica-lock"
+)
+
+// Errors of Prove, for the callers that branch on why a queue is not theirs.
+var (
+	// ErrNotOwner: this replica does not work the queue (it never won it, or gave it up).
+	ErrNotOwner = errors.New("this replica does not work the queue")
+	// ErrNotHeld: the database says this replica's session holds no lock on the queue.
+	ErrNotHeld = errors.New("the database says this replica's session does not hold the queue's lock")
+	// ErrUnproven: the lock connection did not answer in time (or broke); its session is ended and
+	// every queue given up.
+	ErrUnproven = errors.New("the lock connection did not prove the queue's lock")
 )
 
 // Coordinator is this replica's part in the sharing.
@@ -59,9 +88,42 @@ type Coordinator struct {
 
 	mu      sync.Mutex
 	owned   map[string]bool
+	sess    *session // the lock session, nil between sessions
 	u       Updater
 	running map[string]bool // a Resume in flight per queue
 	again   map[string]bool // asked again while in flight
+}
+
+// session is one connection's life: the locks it holds die with it. Its loop is the only user of
+// the connection; Prove hands it queries through proofs.
+type session struct {
+	proofs chan proof
+	done   chan struct{}
+	end    context.CancelCauseFunc
+
+	mu   sync.Mutex
+	wake context.CancelFunc // interrupts the loop's wait for a notification
+}
+
+// proof asks the session loop which of keys its connection holds.
+type proof struct {
+	keys  []string
+	reply chan proofAnswer
+}
+
+type proofAnswer struct {
+	held map[string]bool
+	took time.Duration
+	err  error
+}
+
+// interrupt ends the loop's current wait, so that a proof is answered at once.
+func (s *session) interrupt() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.wake != nil {
+		s.wake()
+	}
 }
 
 // New prepares a coordinator for the queues keys (every replica must be given the same keys).
@@ -71,22 +133,91 @@ func New(ctx context.Context, dsn string, keys []string, log *slog.Logger) (*Coo
 		return nil, errors.New("replica: the PostgreSQL DSN does not parse")
 	}
 	cfg.MaxConns = 4
+	cfg.ConnConfig.DialFunc = dialer().DialContext
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("replica: %w", err)
 	}
-	return &Coordinator{dsn: dsn, keys: keys, log: log.With("component", "replica"), pool: pool,
-		owned: map[string]bool{}, running: map[string]bool{}, again: map[string]bool{}}, nil
+	c := &Coordinator{dsn: dsn, keys: keys, log: log.With("component", "replica"), pool: pool,
+		owned: map[string]bool{}, running: map[string]bool{}, again: map[string]bool{}}
+	if !userTimeoutSupported {
+		c.log.Info("this platform has no TCP_USER_TIMEOUT: a query into a silent network is bounded by the ownership proof's deadline and the server's idle_session_timeout only")
+	}
+	return c, nil
 }
 
 // SetUpdater connects the local flow (before Run).
 func (c *Coordinator) SetUpdater(u Updater) { c.u = u }
 
-// Owns reports whether this replica works the queue now.
+// Owns reports whether this replica believes it works the queue now: enough to route work, not
+// to write (Prove).
 func (c *Coordinator) Owns(key string) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.owned[key]
+}
+
+// Prove checks, on the lock connection and within proveWithin, that this replica's session still
+// holds the queue's lock, for a caller about to write as the queue's owner. A lock the database
+// says is not held gives the queue up; a connection that does not answer in time ends the session
+// (every queue is given up, and the others may take them over).
+func (c *Coordinator) Prove(ctx context.Context, key string) error {
+	ctx, cancel := context.WithTimeout(ctx, proveWithin)
+	defer cancel()
+	c.mu.Lock()
+	s, owned := c.sess, c.owned[key]
+	c.mu.Unlock()
+	if s == nil || !owned {
+		return fmt.Errorf("queue %s: %w", printable(key), ErrNotOwner)
+	}
+	p := proof{keys: []string{key}, reply: make(chan proofAnswer, 1)}
+	var a proofAnswer
+	select {
+	case s.proofs <- p:
+		s.interrupt()
+		select {
+		case a = <-p.reply:
+		case <-s.done:
+			a.err = errors.New("the lock session ended")
+		case <-ctx.Done():
+			a.err = context.Cause(ctx)
+		}
+	case <-s.done:
+		a.err = errors.New("the lock session ended")
+	case <-ctx.Done():
+		a.err = context.Cause(ctx)
+	}
+	if a.err != nil {
+		err := fmt.Errorf("queue %s: %w: %w", printable(key), ErrUnproven, a.err)
+		c.log.Warn("ownership not proven; ending the lock session and giving up its queues", "queue", printable(key), "err", err)
+		c.endSession(s, err)
+		return err
+	}
+	if !a.held[key] {
+		c.drop(key)
+		err := fmt.Errorf("queue %s: %w", printable(key), ErrNotHeld)
+		c.log.Warn("queue given up", "queue", printable(key), "err", err)
+		return err
+	}
+	c.log.Debug("ownership proven", "queue", printable(key), "took", a.took)
+	return nil
+}
+
+// endSession gives up every queue of s at once (its locks cannot be vouched for) and ends it.
+func (c *Coordinator) endSession(s *session, cause error) {
+	c.mu.Lock()
+	if c.sess == s {
+		c.owned = map[string]bool{}
+	}
+	c.mu.Unlock()
+	s.end(cause)
+}
+
+// drop gives up one queue whose lock the session no longer holds.
+func (c *Coordinator) drop(key string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.owned, key)
 }
 
 // Owned lists the queues this replica works, for logs and metrics.
@@ -125,12 +256,11 @@ func (c *Coordinator) Finished(ctx context.Context, ids []string) {
 func (c *Coordinator) Close() { c.pool.Close() }
 
 // Run holds this replica's session until ctx ends: it claims queues, follows notifications and,
-// when the session breaks (the database restarted, the network failed), gives up every queue —
-// its locks are gone — and starts over.
+// when the session breaks (the database restarted, the network failed, a proof went unanswered),
+// gives up every queue — its locks are gone, or cannot be vouched for — and starts over.
 func (c *Coordinator) Run(ctx context.Context) {
 	for ctx.Err() == nil {
 		err := c.session(ctx)
-		c.release()
 		if ctx.Err() != nil {
 			return
 		}
@@ -143,39 +273,76 @@ func (c *Coordinator) Run(ctx context.Context) {
 	}
 }
 
-func (c *Coordinator) release() {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.owned = map[string]bool{}
-}
-
-func (c *Coordinator) session(ctx context.Context) error {
+// lockConfig is the lock session's connection: its silences are bounded on both ends.
+func (c *Coordinator) lockConfig() (*pgx.ConnConfig, error) {
 	cfg, err := pgx.ParseConfig(c.dsn)
 	if err != nil {
-		return errors.New("the PostgreSQL DSN does not parse")
+		return nil, errors.New("the PostgreSQL DSN does not parse")
 	}
-	// A silent network must not leave the locks held (by the server) or believed held (here)
-	// for long.
+	cfg.DialFunc = dialer().DialContext
+	if cfg.ConnectTimeout == 0 || cfg.ConnectTimeout > connectWithin {
+		cfg.ConnectTimeout = connectWithin
+	}
 	if cfg.RuntimeParams == nil {
 		cfg.RuntimeParams = map[string]string{}
 	}
+	// The server's side of the keepalives, for a peer that vanished.
 	cfg.RuntimeParams["tcp_keepalives_idle"] = "5"
 	cfg.RuntimeParams["tcp_keepalives_interval"] = "2"
 	cfg.RuntimeParams["tcp_keepalives_count"] = "3"
+	cfg.RuntimeParams["application_name"] = applicationName
+	return cfg, nil
+}
+
+func (c *Coordinator) session(ctx context.Context) error {
+	cfg, err := c.lockConfig()
+	if err != nil {
+		return err
+	}
 	conn, err := pgx.ConnectConfig(ctx, cfg)
 	if err != nil {
 		return err
 	}
-	defer conn.Close(context.WithoutCancel(ctx))
+	sctx, end := context.WithCancelCause(ctx)
+	s := &session{proofs: make(chan proof, 16), done: make(chan struct{}), end: end}
+	defer func() {
+		c.mu.Lock()
+		c.sess = nil
+		c.owned = map[string]bool{}
+		c.mu.Unlock()
+		close(s.done)
+		end(nil)
+		closeCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+		defer cancel()
+		_ = conn.Close(closeCtx)
+	}()
+	// A stopped or cut-off owner's session is ended by the server once it has been silent for
+	// silentFor, which frees its locks; the heartbeat keeps a live one speaking.
+	if _, err := conn.Exec(sctx, fmt.Sprintf("SET idle_session_timeout = '%dms'", silentFor.Milliseconds())); err != nil {
+		var pgErr *pgconn.PgError
+		if !errors.As(err, &pgErr) || pgErr.Code != "42704" {
+			return err
+		}
+		c.log.Warn("this PostgreSQL has no idle_session_timeout (it came in PostgreSQL 14): a stopped owner keeps its queues until the server's TCP keepalives end its session", "err", err)
+	}
 	for _, ch := range []string{eventsChannel, doneChannel} {
-		if _, err := conn.Exec(ctx, "LISTEN "+ch); err != nil {
+		if _, err := conn.Exec(sctx, "LISTEN "+ch); err != nil {
 			return err
 		}
 	}
+	c.mu.Lock()
+	c.sess = s
+	c.mu.Unlock()
 	nextClaim, nextSweep := time.Time{}, time.Now().Add(sweepEvery)
-	for ctx.Err() == nil {
+	for sctx.Err() == nil {
+		if err := c.answer(sctx, conn, s); err != nil {
+			return err
+		}
 		if now := time.Now(); now.After(nextClaim) {
-			if err := c.claim(ctx, conn); err != nil {
+			if err := c.heartbeat(sctx, conn); err != nil {
+				return err
+			}
+			if err := c.claim(sctx, ctx, conn); err != nil {
 				return err
 			}
 			nextClaim = now.Add(claimEvery)
@@ -186,12 +353,23 @@ func (c *Coordinator) session(ctx context.Context) error {
 			}
 			nextSweep = now.Add(sweepEvery)
 		}
-		wctx, cancel := context.WithTimeout(ctx, claimEvery/2)
+		wctx, cancel := context.WithTimeout(sctx, claimEvery/2)
+		s.mu.Lock()
+		s.wake = cancel
+		s.mu.Unlock()
+		if len(s.proofs) > 0 {
+			// Asked before this wait's interrupt was in place: answer first.
+			cancel()
+			continue
+		}
 		n, err := conn.WaitForNotification(wctx)
 		cancel()
 		if err != nil {
-			if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
-				continue
+			if wctx.Err() != nil && sctx.Err() == nil {
+				continue // the wait's pace, or a proof to answer
+			}
+			if sctx.Err() != nil {
+				return context.Cause(sctx)
 			}
 			return err
 		}
@@ -211,32 +389,99 @@ func (c *Coordinator) session(ctx context.Context) error {
 			}
 		}
 	}
-	return ctx.Err()
+	return context.Cause(sctx)
 }
 
-// claim tries for every queue nobody owns; a queue won is resumed from the journal.
-func (c *Coordinator) claim(ctx context.Context, conn *pgx.Conn) error {
+// answer runs the proofs waiting for the connection.
+func (c *Coordinator) answer(ctx context.Context, conn *pgx.Conn, s *session) error {
+	for {
+		select {
+		case p := <-s.proofs:
+			started := time.Now()
+			held, err := held(ctx, conn, p.keys)
+			p.reply <- proofAnswer{held: held, took: time.Since(started), err: err}
+			if err != nil {
+				return fmt.Errorf("prove the queues' locks: %w", err)
+			}
+		default:
+			return nil
+		}
+	}
+}
+
+// heartbeat proves every lock this replica believes it holds, which also keeps the session
+// speaking (idle_session_timeout) and finds a connection that stopped answering. A queue whose
+// lock is gone is given up.
+func (c *Coordinator) heartbeat(ctx context.Context, conn *pgx.Conn) error {
+	keys := c.Owned()
+	got, err := held(ctx, conn, keys)
+	if err != nil {
+		return fmt.Errorf("heartbeat: %w", err)
+	}
+	for _, k := range keys {
+		if !got[k] {
+			c.drop(k)
+			c.log.Warn("queue given up", "queue", printable(k), "err", fmt.Errorf("queue %s: %w", printable(k), ErrNotHeld))
+		}
+	}
+	return nil
+}
+
+// held asks which of keys this connection's session holds the advisory lock of. A lock taken with
+// one bigint key shows in pg_locks as its high half (classid), its low half (objid) and objsubid 1.
+func held(ctx context.Context, conn *pgx.Conn, keys []string) (map[string]bool, error) {
+	ctx, cancel := context.WithTimeout(ctx, proveWithin)
+	defer cancel()
+	names := make([]string, len(keys))
+	for i, k := range keys {
+		names[i] = lockName(k)
+	}
+	rows, err := conn.Query(ctx, `SELECT k FROM unnest($1::text[]) AS k
+		WHERE EXISTS (SELECT 1 FROM pg_locks l
+			WHERE l.locktype = 'advisory' AND l.pid = pg_backend_pid() AND l.granted AND l.objsubid = 1
+			AND l.classid = ((hashtext(k)::bigint >> 32) & 4294967295)::oid
+			AND l.objid = (hashtext(k)::bigint & 4294967295)::oid)`, names)
+	if err != nil {
+		return nil, err
+	}
+	got, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, err
+	}
+	byName := map[string]string{}
+	for i, n := range names {
+		byName[n] = keys[i]
+	}
+	out := map[string]bool{}
+	for _, n := range got {
+		out[byName[n]] = true
+	}
+	return out, nil
+}
+
+// lockName is the text whose hash is a queue's advisory lock key (every replica version must
+// spell it alike, or two could own one queue).
+func lockName(key string) string { return "imagehook:" + wire(key) }
+
+// claim tries for every queue nobody owns; a queue won is resumed from the journal at once: a
+// stale owner's push still in flight is fenced by its own proof, or found by the new owner's
+// trailers when it lands first.
+// Queries run under ctx (the session's); resumes under work (the replica's).
+func (c *Coordinator) claim(ctx, work context.Context, conn *pgx.Conn) error {
 	for _, k := range c.keys {
 		if c.Owns(k) {
 			continue
 		}
 		var got bool
-		if err := conn.QueryRow(ctx, `SELECT pg_try_advisory_lock(hashtext($1))`, "imagehook:"+wire(k)).Scan(&got); err != nil {
+		if err := conn.QueryRow(ctx, `SELECT pg_try_advisory_lock(hashtext($1))`, lockName(k)).Scan(&got); err != nil {
 			return err
 		}
-		if got {
-			// A killed owner's last push may still be completing on the git server: work the
-			// queue only after a grace, so that the trailers of that push are seen first.
-			select {
-			case <-ctx.Done():
-				return ctx.Err()
-			case <-time.After(takeoverGrace):
-			}
+		if got && ctx.Err() == nil {
 			c.mu.Lock()
 			c.owned[k] = true
 			c.mu.Unlock()
 			c.log.Info("this replica now works the queue", "queue", printable(k))
-			c.resume(ctx, k)
+			c.resume(work, k)
 		}
 	}
 	return nil

@@ -28,20 +28,37 @@ func (u *Updater) gitStep(ctx context.Context, log *slog.Logger, key string, bat
 		}
 		return false
 	}
-	if batch = u.recordLanded(ctx, log, repo, key, batch); len(batch) == 0 {
-		return false
-	}
 	if r.Review != nil {
+		if batch = u.recordLanded(ctx, log, repo, key, batch); len(batch) == 0 {
+			return false
+		}
 		return u.reviewStep(ctx, log, key, r, batch)
 	}
 	g := planBatch(key, batch, u.opts, r.Template)
 	g.index = r.Index
+	// The events whose push already landed stay in the plan: they still win their targets over
+	// the batch's older events.
+	g.landed = u.alreadyLanded(ctx, log, repo, batch)
+	if g.allLanded() {
+		g.record(gitops.Commit{}, r.CommitURL)
+		return false
+	}
+	g.committer = repo.Identity()
+	g.lookup = func(id string) (*event.Event, error) { return u.journal.Get(ctx, id) }
+	g.log = log
 	started := time.Now()
-	commit, err := repo.Apply(ctx, u.owned(key, g.edit))
+	commit, err := repo.Apply(ctx, u.owned(ctx, key, g.catchUp(g.edit)))
 	u.observeGit(commit, err, batch, started)
 	if err != nil {
 		retry := !errors.Is(err, gitops.ErrRejected) && !errors.Is(err, gitops.ErrAuth)
-		log.Error("git step failed", "events", eventIDs(batch), "err", err, "retry", retry)
+		if errors.Is(err, errNotOwner) {
+			// Left to the queue's owner, whoever that is now: the proof gave the queue up, so
+			// runBatch leaves the journal as it was (and were the queue this replica's again by
+			// then, the batch would be retried, never recorded unpushed).
+			log.Warn("git step fenced: this replica could not prove it still works the queue", "events", eventIDs(batch), "err", err)
+		} else {
+			log.Error("git step failed", "events", eventIDs(batch), "err", err, "retry", retry)
+		}
 		for _, ev := range batch {
 			ev.SetStep(event.Step{Name: event.StepGit, Repo: key, Status: event.Failed, Error: err.Error(), At: time.Now()})
 		}
@@ -68,7 +85,7 @@ func (u *Updater) recordLanded(ctx context.Context, log *slog.Logger, repo Repo,
 	for _, ev := range batch {
 		if c, ok := landed[ev.ID]; ok {
 			ev.SetStep(event.Step{Name: event.StepGit, Repo: key, Status: event.Succeeded, Commit: c, At: time.Now(),
-				Detail: "pushed by an earlier attempt"})
+				Reason: event.ReasonLanded, Detail: "pushed by an earlier attempt"})
 			continue
 		}
 		rest = append(rest, ev)
@@ -110,6 +127,20 @@ type gitBatch struct {
 	latest map[string]*event.Event
 	// results is what the last run of edit found, by event id.
 	results map[string]*outcome
+	// landed maps the events whose push already landed (an earlier attempt's, or another
+	// replica's that was in flight when this one took the queue over) to the commit that carries
+	// them: they are not carried again, and still win their targets over older events.
+	landed map[string]string
+	// foreign are events outside the batch, journaled later than its winner of a target, whose
+	// push landed since the batch's base: they win that target.
+	foreign map[string]*event.Event
+	// base is the tip the last attempt was built on ("" before the first).
+	base string
+	// committer is imagehook's identity: only its commits' trailers are read.
+	committer gitops.Signature
+	// lookup reads an event from the journal (for events that landed outside the batch).
+	lookup func(id string) (*event.Event, error)
+	log    *slog.Logger
 }
 
 // outcome is what the edit found for one event of a batch.
@@ -122,7 +153,7 @@ type outcome struct {
 }
 
 func planBatch(key string, batch []*event.Event, opts Options, tmpl *template.Template) *gitBatch {
-	g := &gitBatch{key: key, events: batch, opts: opts, template: tmpl, latest: map[string]*event.Event{}}
+	g := &gitBatch{key: key, events: batch, opts: opts, template: tmpl, latest: map[string]*event.Event{}, foreign: map[string]*event.Event{}}
 	// The batch is in journal order: the last event for a target wins.
 	for _, ev := range batch {
 		for _, t := range ev.Targets {
@@ -139,6 +170,10 @@ func (g *gitBatch) edit(base fs.FS) (map[string][]byte, string, error) {
 	g.results = map[string]*outcome{}
 	over := &overlay{base: base, files: map[string][]byte{}}
 	for _, ev := range g.events {
+		if _, ok := g.landed[ev.ID]; ok {
+			g.results[ev.ID] = &outcome{}
+			continue
+		}
 		g.results[ev.ID] = g.apply(over, ev)
 	}
 	msg, err := commitMessage(g.template, g.carried(), func(id string) []event.Change { return g.results[id].changes })
@@ -186,7 +221,7 @@ func (g *gitBatch) carried() []*event.Event {
 	}
 	var out []*event.Event
 	for _, ev := range g.events {
-		if g.results[ev.ID].err != nil {
+		if _, ok := g.landed[ev.ID]; ok || g.results[ev.ID].err != nil {
 			continue
 		}
 		carried := changed[ev.ID]
@@ -206,6 +241,11 @@ func (g *gitBatch) carried() []*event.Event {
 func (g *gitBatch) record(commit gitops.Commit, commitURL string) {
 	now := time.Now()
 	for _, ev := range g.events {
+		if c, ok := g.landed[ev.ID]; ok {
+			ev.SetStep(event.Step{Name: event.StepGit, Repo: g.key, Status: event.Succeeded, Commit: c, At: now,
+				Reason: event.ReasonLanded, Detail: "pushed by an earlier attempt, or by the queue's previous owner, in commit " + c})
+			continue
+		}
 		out := g.results[ev.ID]
 		st := event.Step{Name: event.StepGit, Repo: g.key, At: now, Commit: commit.Hash, Skipped: out.skipped}
 		if commitURL != "" && commit.Changed {
@@ -215,8 +255,12 @@ func (g *gitBatch) record(commit gitops.Commit, commitURL string) {
 		case out.err != nil:
 			st.Status, st.Error, st.Commit = event.Failed, out.err.Error(), ""
 		case g.superseded(ev):
-			st.Status = event.Succeeded
+			st.Status, st.Reason = event.Succeeded, event.ReasonSuperseded
 			st.Detail = "superseded by a later push in the same batch"
+			if w, c := g.landedWinner(ev); w != "" {
+				st.Commit, st.URL = c, ""
+				st.Detail = "superseded by event " + w + ", journaled later, whose push landed in commit " + c
+			}
 		case len(out.changes) == 0 && len(out.ignored) > 0:
 			st.Status, st.Commit = event.Ignored, ""
 			st.Detail = strings.Join(out.ignored, "; ")
@@ -225,6 +269,7 @@ func (g *gitBatch) record(commit gitops.Commit, commitURL string) {
 			st.Changes = out.changes
 			st.Files = changedFiles(out.changes)
 			if len(st.Files) == 0 {
+				st.Reason = event.ReasonUnchanged
 				st.Detail = "unchanged: the image is already at the wanted value"
 			}
 		}
@@ -239,6 +284,144 @@ func (g *gitBatch) superseded(ev *event.Event) bool {
 		}
 	}
 	return false
+}
+
+// landedWinner returns the landed event that supersedes ev on one of its targets, and its commit
+// ("" when only events of this commit supersede it).
+func (g *gitBatch) landedWinner(ev *event.Event) (string, string) {
+	for _, t := range ev.Targets {
+		if w := g.latest[t.Key()]; t.Repo != "" && w != ev {
+			if c, ok := g.landed[w.ID]; ok {
+				return w.ID, c
+			}
+		}
+	}
+	return "", ""
+}
+
+// allLanded reports whether every event of the batch already landed.
+func (g *gitBatch) allLanded() bool {
+	for _, ev := range g.events {
+		if _, ok := g.landed[ev.ID]; !ok {
+			return false
+		}
+	}
+	return true
+}
+
+// catchUpLimit bounds the commits an attempt reads back for pushes that landed meanwhile.
+const catchUpLimit = 500
+
+// clockSkew is the allowance between replicas' clocks when the first attempt reads back the
+// commits made since the batch's oldest event was received.
+const clockSkew = time.Minute
+
+// catchUp wraps edit so that every attempt first reads the trailers of the commits that landed
+// since the previous attempt's tip (on the first attempt of a batch tried before: since its oldest
+// event was received), so that no event is carried by two commits and no event journaled later is
+// overwritten. Such commits are another replica's: a previous owner's push that was in flight when
+// this replica took the queue over, landing before this one's.
+func (g *gitBatch) catchUp(edit gitops.EditFunc) gitops.EditFunc {
+	return func(fsys fs.FS) (map[string][]byte, string, error) {
+		tip, ok := fsys.(gitops.Tip)
+		if !ok {
+			// gitops's views are tips; a Repo of another kind (a test's) has no history to read.
+			if g.tried() {
+				g.log.Warn("the repository's view has no history: pushes that landed since the batch's base are not read back")
+			}
+			return edit(fsys)
+		}
+		base := g.base
+		g.base = tip.Hash()
+		if base == tip.Hash() || (base == "" && !g.tried()) {
+			return edit(fsys)
+		}
+		since := g.oldest().Add(-clockSkew)
+		entries, err := audit.Reader{Committer: g.committer}.History(func(fn gitops.LogFunc) error {
+			return tip.Log(catchUpLimit, func(c gitops.LogCommit) bool {
+				if c.Hash == base || (base == "" && c.When.Before(since)) {
+					return false
+				}
+				return fn(c)
+			})
+		}, 0, "")
+		if err != nil {
+			return nil, "", fmt.Errorf("read back the commits since %s: %w", shortHash(base), err)
+		}
+		if err := g.landedSince(entries); err != nil {
+			return nil, "", err
+		}
+		return edit(fsys)
+	}
+}
+
+// landedSince records the events the entries carry: the batch's own are landed, and an event
+// outside the batch, journaled later than the batch's winner of a target, wins that target.
+func (g *gitBatch) landedSince(entries []audit.Entry) error {
+	inBatch := map[string]*event.Event{}
+	for _, ev := range g.events {
+		inBatch[ev.ID] = ev
+	}
+	for _, e := range entries {
+		if _, ok := g.landed[e.Event]; ok {
+			continue
+		}
+		if g.landed == nil {
+			g.landed = map[string]string{}
+		}
+		if _, ok := inBatch[e.Event]; ok {
+			g.landed[e.Event] = e.Commit
+			g.log.Info("event already carried by a commit since the batch's base; left out of this one", "event", e.Event, "commit", e.Commit)
+			continue
+		}
+		if g.foreign[e.Event] != nil || g.lookup == nil {
+			continue
+		}
+		f, err := g.lookup(e.Event)
+		if errors.Is(err, event.ErrNotFound) {
+			continue // pruned from the journal: older than anything the batch holds
+		}
+		if err != nil {
+			return fmt.Errorf("read event %s, carried by commit %s: %w", e.Event, e.Commit, err)
+		}
+		for _, t := range f.Targets {
+			if w := g.latest[t.Key()]; t.Repo != "" && w != nil && w.Seq < f.Seq {
+				g.latest[t.Key()] = f
+				g.foreign[f.ID] = f
+				g.landed[f.ID] = e.Commit
+				g.log.Info("an event journaled later landed since the batch's base; it wins its target", "event", f.ID, "commit", e.Commit, "superseding", w.ID)
+			}
+		}
+	}
+	return nil
+}
+
+// tried reports whether an event of the batch was tried before (by this replica or another).
+func (g *gitBatch) tried() bool {
+	for _, ev := range g.events {
+		if ev.Attempts > 1 {
+			return true
+		}
+	}
+	return false
+}
+
+// oldest returns when the batch's oldest event was received.
+func (g *gitBatch) oldest() time.Time {
+	var t time.Time
+	for _, ev := range g.events {
+		if t.IsZero() || ev.ReceivedAt.Before(t) {
+			t = ev.ReceivedAt
+		}
+	}
+	return t
+}
+
+func shortHash(h string) string {
+	if h == "" {
+		return "the batch's first events"
+	}
+	return h[:min(len(h), 12)]
 }
 
 func changedFiles(cs []event.Change) []string {
@@ -337,19 +520,19 @@ func commitMessage(tmpl *template.Template, evs []*event.Event, changes func(id 
 	return b.String(), nil
 }
 
-// errNotOwner stops a git step whose queue another replica took over.
+// errNotOwner stops a git step whose queue this replica cannot prove it still works.
 var errNotOwner = errors.New("this replica no longer works the queue")
 
-// owned guards an edit with the queue's ownership: it is checked on every attempt, right before
-// a commit is built, so a replica that lost the queue (say, its database session broke) never
-// pushes on top of the new owner's work.
-func (u *Updater) owned(key string, edit gitops.EditFunc) gitops.EditFunc {
+// owned guards an edit with the queue's ownership, proven in the database (Peers.Prove) on every
+// attempt right before the commit is built, so that a replica that lost the queue without hearing
+// of it (its database session was ended, or cut off) never pushes on top of the new owner's work.
+func (u *Updater) owned(ctx context.Context, key string, edit gitops.EditFunc) gitops.EditFunc {
 	if u.opts.Peers == nil {
 		return edit
 	}
 	return func(fsys fs.FS) (map[string][]byte, string, error) {
-		if !u.opts.Peers.Owns(key) {
-			return nil, "", errNotOwner
+		if err := u.opts.Peers.Prove(ctx, key); err != nil {
+			return nil, "", fmt.Errorf("%w: %w", errNotOwner, err)
 		}
 		return edit(fsys)
 	}

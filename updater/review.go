@@ -163,7 +163,7 @@ func (u *Updater) propose(ctx context.Context, log *slog.Logger, key string, r R
 	sort.SliceStable(all, func(i, j int) bool { return all[i].Seq < all[j].Seq })
 	g := planBatch(key, all, u.opts, r.Template)
 	started := time.Now()
-	commit, err := rv.Git.Propose(ctx, branch, u.owned(key, g.edit))
+	commit, err := rv.Git.Propose(ctx, branch, u.owned(ctx, key, g.edit))
 	u.observeGit(commit, err, fresh, started)
 	fail := func(err error, retry bool) bool {
 		log.Error("pull request step failed", "branch", branch, "events", eventIDs(fresh), "err", err, "retry", retry)

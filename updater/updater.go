@@ -87,6 +87,9 @@ type Peers interface {
 	// Owns reports whether this replica works the queue of key (a repository, or a cluster's
 	// direct-only queue).
 	Owns(key string) bool
+	// Prove checks in the shared database, within a deadline, that this replica still holds the
+	// queue of key: an error means it must not write as its owner.
+	Prove(ctx context.Context, key string) error
 	// Submitted tells the owner of key that event id was journaled for it.
 	Submitted(ctx context.Context, key, id string)
 	// Finished tells every replica that these events are done (their ?wait= callers answer).
