@@ -3,7 +3,6 @@ package updater
 import (
 	"context"
 	"log/slog"
-	"strings"
 	"time"
 
 	"github.com/imagehook/imagehook/event"
@@ -17,7 +16,7 @@ func (u *Updater) toFollow(evs []*event.Event) (follow, rest []*event.Event) {
 		st, has := ev.Step(event.StepGit)
 		// A step that changed files, or was carried by a commit that did (superseded, pushed by
 		// an earlier attempt, merged): not one that found the image already in place.
-		carried := len(st.Files) > 0 || (st.Detail != "" && !strings.HasPrefix(st.Detail, "unchanged"))
+		carried := len(st.Files) > 0 || (st.Detail != "" && st.Reason != event.ReasonUnchanged)
 		if ok && r.Deploy != nil && has && st.Status == event.Succeeded && st.Commit != "" && ev.Status != event.Failed && carried {
 			follow = append(follow, ev)
 			continue
