@@ -24,6 +24,9 @@ func setKustomizeImage(fsys fs.FS, dir string, pushed imageref.Ref, opts Options
 	var res Result
 	var file string
 	var data []byte
+	if st, err := fs.Stat(fsys, dir); err != nil || !st.IsDir() {
+		return res, false, nil // a file, not an overlay's directory
+	}
 	for _, name := range kustomizationNames {
 		p := path.Join(dir, name)
 		d, err := opts.Budget.read(fsys, p)
