@@ -18,14 +18,15 @@ import (
 // CD's install.yaml is 1.9 MB, kserve's and spark-operator's are over 2 MB) holds thousands of CRDs
 // beside the workload, so a file is refused for its size only past 64 MiB. What a hostile file
 // could cost is bounded per document instead: no document is decoded past DefaultMaxDocumentNodes
-// YAML nodes (a CRD the API server stores is at most about 1.5 MiB, some 60,000 nodes by the same
-// count), and an event keeps at most DefaultMaxEventNodes nodes of the documents that can hold its
-// target, while the others are dropped as soon as they are looked at.
+// YAML nodes by the estimator's count (about 25 MB decoded; a CRD counts one per 19 bytes or so,
+// so the biggest the API server stores, about 1.5 MiB, counts some 85,000), and an event keeps at
+// most DefaultMaxEventNodes nodes (about 17 MB) of the documents that can hold its target — its
+// workload's, a few hundred nodes — while the others are dropped as soon as they are looked at.
 const (
 	DefaultMaxFileBytes     = 64 << 20
 	DefaultMaxEventBytes    = 128 << 20
-	DefaultMaxEventNodes    = 250_000
-	DefaultMaxDocumentNodes = 250_000
+	DefaultMaxEventNodes    = 100_000
+	DefaultMaxDocumentNodes = 150_000
 )
 
 // ErrSkipped marks a file that was not read, or not wholly: too big, past the event's budget, or
@@ -161,7 +162,14 @@ func (b *Budget) read(fsys fs.FS, name string) ([]byte, error) {
 		return nil, NotRead{File: name, Reason: event.ReasonFileUnreadable, Detail: fmt.Sprintf("cannot be read: %v", err)}
 	}
 	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, limit+1))
+	// Read into a buffer of the file's size when it is known: no doubling, no garbage of twice a
+	// big file's size.
+	var buf bytes.Buffer
+	if st, err := f.Stat(); err == nil && st.Size() > 0 && st.Size() <= limit {
+		buf.Grow(int(st.Size()) + bytes.MinRead)
+	}
+	_, err = buf.ReadFrom(io.LimitReader(f, limit+1))
+	data := buf.Bytes()
 	if err != nil {
 		return nil, NotRead{File: name, Reason: event.ReasonFileUnreadable, Detail: fmt.Sprintf("cannot be read: %v", err)}
 	}

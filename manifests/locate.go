@@ -123,7 +123,7 @@ func locate(fsys fs.FS, dir string, target Target, pushed imageref.Ref, opts Opt
 	if target.Name == "" {
 		q = query{repo: string(needle)}
 	}
-	sc, err := scan(fsys, dir, opts, q, keepWorkloads(target), needle)
+	sc, err := scan(fsys, dir, opts, q, keepWorkloads(target, pushed), needle)
 	sc.notRead = append(notRead, sc.notRead...)
 	if err != nil {
 		return nil, sc, err
@@ -179,17 +179,27 @@ func checkOneWorkload(hits []found, target Target) error {
 }
 
 // keepWorkloads keeps the documents that can hold target: a workload document (or a kind: List
-// with one) of the target's kind and name, or of any workload kind when the target names none.
-// The others (the thousands of CRDs of a vendored install bundle, say) are dropped as decoded.
-func keepWorkloads(target Target) func(*yaml.Node) bool {
+// with one) of the target's kind and name, or, when the target names none, one with a container
+// that runs the pushed repository. The others (the thousands of CRDs of a vendored install
+// bundle, say) are dropped as decoded.
+func keepWorkloads(target Target, pushed imageref.Ref) func(*yaml.Node) bool {
 	return func(doc *yaml.Node) bool {
 		for _, d := range withListItems(rootMappings([]*yaml.Node{doc})[0]) {
 			kind, name, _ := meta(d)
-			if _, ok := workload.Lookup(kind); !ok {
+			k, ok := workload.Lookup(kind)
+			if !ok {
 				continue
 			}
-			if target.Name == "" || strings.EqualFold(kind, target.Kind) && name == target.Name {
-				return true
+			if target.Name != "" {
+				if strings.EqualFold(kind, target.Kind) && name == target.Name {
+					return true
+				}
+				continue
+			}
+			for _, c := range podContainers(d, k) {
+				if cur, err := imageref.Parse(c.image.Value); err == nil && cur.SameRepository(pushed) {
+					return true
+				}
 			}
 		}
 		return false
