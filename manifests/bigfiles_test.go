@@ -75,13 +75,13 @@ spec:
           image: "registry.example.com/acme/web:1.0.0" # pinned by CI
 `
 
-// hostileFiles are twelve files of 4 MiB that mention the workload, each shaped to cost as much
-// as a file can when decoded: dense flow collections, aliases, CR-only and CRLF line breaks,
+// hostileFiles are twelve files of size bytes that mention the workload, each shaped to cost as
+// much as a file can when decoded: dense flow collections, aliases, CR-only and CRLF line breaks,
 // compact sequences, implicit flow pairs, a dense second document, and thousands of copies of the
 // workload (which would be kept).
-func hostileFiles() map[string]string {
+func hostileFiles(size int) map[string]string {
 	other := strings.ReplaceAll(bundleDeploy, "namespace: team", "namespace: other")
-	rep := func(head, unit, tail string) string { return head + strings.Repeat(unit, (4<<20)/len(unit)) + tail }
+	rep := func(head, unit, tail string) string { return head + strings.Repeat(unit, size/len(unit)) + tail }
 	return map[string]string{
 		"hostile-01-dense-seq.yaml":   rep("# web\nweb: [", "1,", "1]\n"),
 		"hostile-02-dense-map.yaml":   rep("# web\n{", "a: 1, ", "web: 1}\n"),
@@ -99,8 +99,9 @@ func hostileFiles() map[string]string {
 }
 
 // TestCRDBundle: a 2.6 MB bundle of 3,000 CRDs with the target among them is read and rewritten,
-// byte for byte except the image (golden: the original with only the image's bytes replaced),
-// with and without the index, by workload and by image.
+// byte for byte except the image (golden: the original with only the image's bytes replaced), by
+// workload through the index (serve's way) and by image on the plain tree (set-image's default;
+// main's TestSetImageBigFiles runs set-image --workload on it).
 func TestCRDBundle(t *testing.T) {
 	bundle := crdBundle(bundleDeploy)
 	if len(bundle) < 2_600_000 {
@@ -118,7 +119,6 @@ func TestCRDBundle(t *testing.T) {
 		opts   Options
 		target Target
 	}{
-		{"workload", Options{}, Target{"Deployment", "web", "team", "app"}},
 		{"workload with the index", Options{Index: OpenIndex("", Budget{})}, Target{"Deployment", "web", "team", "app"}},
 		{"every reference", Options{}, Target{}},
 	} {
@@ -145,11 +145,14 @@ func TestCRDBundle(t *testing.T) {
 	}
 }
 
-// TestHostileFilesBesideTheTarget: twelve hostile 4 MiB files that name the workload, beside the
-// real one: the real target lands, each hostile file is named with its typed reason, none is
-// changed — on a directory and through the index.
+// TestHostileFilesBesideTheTarget: twelve hostile files that name the workload, beside the real
+// one: the real target lands, each hostile file is named with its typed reason, none is changed —
+// on a directory and through the index. The files are 256 KiB against budgets scaled down alike,
+// so that the race detector's suite stays quick; BenchmarkHostileFiles and loadtest's
+// TestHostileManifests run them at 4 MiB against the defaults.
 func TestHostileFilesBesideTheTarget(t *testing.T) {
-	hostile := hostileFiles()
+	hostile := hostileFiles(256 << 10)
+	limits := Budget{MaxDocumentNodes: 10_000, MaxNodes: 5_000}
 	m := fstest.MapFS{"apps/web/deploy.yaml": {Data: []byte(bundleDeploy)}}
 	for name, data := range hostile {
 		m["apps/web/"+name] = &fstest.MapFile{Data: []byte(data)}
@@ -157,10 +160,11 @@ func TestHostileFilesBesideTheTarget(t *testing.T) {
 	var reads atomic.Int64
 	for _, withIndex := range []bool{false, true} {
 		t.Run(fmt.Sprintf("index=%v", withIndex), func(t *testing.T) {
-			opts := Options{Budget: &Budget{}}
+			budget := limits
+			opts := Options{Budget: &budget}
 			var fsys fs.FS = m
 			if withIndex {
-				fsys, opts.Index = hashedFS{m, &reads}, OpenIndex("", Budget{})
+				fsys, opts.Index = hashedFS{m, &reads}, OpenIndex("", limits)
 			}
 			start := time.Now()
 			res, err := SetImage(fsys, "apps/web", Target{"Deployment", "web", "team", "app"}, mustRef(t, "registry.example.com/acme/web:1.1.0"), opts)
@@ -215,7 +219,7 @@ func BenchmarkHostileFiles(b *testing.B) {
 		}
 	}
 	write("deploy.yaml", bundleDeploy)
-	for name, data := range hostileFiles() {
+	for name, data := range hostileFiles(4 << 20) {
 		write(name, data)
 	}
 	fsys := os.DirFS(dir)
