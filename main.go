@@ -68,7 +68,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "serve":
 		err = serve(args[1:], stderr)
 	case "set-image":
-		err = setImage(args[1:], stdout)
+		err = setImage(args[1:], stdout, stderr)
 	case "check-config":
 		err = checkConfig(args[1:], stdout)
 	case "history":
@@ -213,7 +213,16 @@ func checkConfig(args []string, stdout io.Writer) error {
 	return nil
 }
 
-func setImage(args []string, stdout io.Writer) error {
+// filesNotRead is set-image's error when files that could hold the image were not read: the changes
+// printed before it were written, and each file is listed with why.
+type filesNotRead []string
+
+func (f filesNotRead) Error() string {
+	return fmt.Sprintf("%d file(s) that could hold the image were not read; the changes above were written, these were not looked at:\n  %s",
+		len(f), strings.Join(f, "\n  "))
+}
+
+func setImage(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("set-image", flag.ContinueOnError)
 	workloadArg := fs.String("workload", "", "kind/name of the workload (default: every reference to IMAGE's repository)")
 	namespace := fs.String("namespace", "", "namespace of the workload")
@@ -300,10 +309,29 @@ func setImage(args []string, stdout io.Writer) error {
 	if *asJSON {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
-		return enc.Encode(all)
+		if err := enc.Encode(all); err != nil {
+			return err
+		}
+	} else {
+		for _, c := range all {
+			fmt.Fprintln(stdout, strings.TrimSpace(c.String()))
+		}
 	}
-	for _, c := range all {
-		fmt.Fprintln(stdout, strings.TrimSpace(c.String()))
+	// Nothing silent: a file not read for a limit makes the run fail (the target may be in it); a
+	// file that is not YAML (a template) is only warned about.
+	var unread filesNotRead
+	for _, j := range jobs {
+		for _, n := range j.res.NotRead {
+			line := filepath.Join(j.root, n.File) + ": " + n.Detail
+			if n.Malformed() {
+				fmt.Fprintln(stderr, "imagehook: warning: not read:", line)
+				continue
+			}
+			unread = append(unread, line)
+		}
+	}
+	if len(unread) > 0 {
+		return unread
 	}
 	return nil
 }

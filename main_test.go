@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -100,4 +101,106 @@ func TestSetImageEveryPlace(t *testing.T) {
 	if got, _ := os.ReadFile(filepath.Join(kdir, "Kustomization")); !strings.Contains(string(got), `newTag: "1.2"`) {
 		t.Errorf("Kustomization:\n%s", got)
 	}
+}
+
+// crdBundle is a vendored install bundle of 3,000 CRDs (2.6 MB) with deploy among them.
+func crdBundle(deploy string) string {
+	var b strings.Builder
+	for i := range 3000 {
+		if i == 1700 {
+			b.WriteString("---\n" + deploy)
+		}
+		fmt.Fprintf(&b, "---\n# Source: bundle/templates/crds/widget-%04[1]d.yaml\napiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\n"+
+			"metadata:\n  name: widgets%04[1]d.example.com\n  annotations:\n    controller-gen.kubebuilder.io/version: v0.16.0\n"+
+			"spec:\n  group: example.com\n  names:\n    kind: Widget%04[1]d\n    listKind: Widget%04[1]dList\n    plural: widgets%04[1]d\n    singular: widget%04[1]d\n    shortNames: [wd%04[1]d]\n"+
+			"  scope: Namespaced\n  versions:\n    - name: v1\n      served: true\n      storage: true\n      schema:\n        openAPIV3Schema:\n"+
+			"          description: Widget%04[1]d runs a web server, described at the length controller-gen writes.\n          type: object\n"+
+			"          properties:\n            spec:\n              type: object\n              properties:\n                replicas: {type: integer, format: int32}\n"+
+			"                image: {type: string, description: \"the image to run, e.g. acme/web:1.0\"}\n", i)
+	}
+	return b.String()
+}
+
+const bundleDeploy = "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web   # the one to update\n  namespace: team\nspec:\n  template:\n    spec:\n" +
+	"      containers:\n        - name: app\n          image: \"registry.example.com/acme/web:1.0.0\" # pinned by CI\n"
+
+// TestSetImageBigFiles: set-image rewrites a 2.6 MB bundle of 3,000 CRDs byte for byte but the
+// image, on a directory and on the file itself; a file it does not read (a 4 MiB file whose second
+// document is over the per-document budget) is listed and the run exits non-zero, also when the
+// copies beside it were rewritten.
+func TestSetImageBigFiles(t *testing.T) {
+	bundle := crdBundle(bundleDeploy)
+	if len(bundle) < 2_600_000 {
+		t.Fatalf("bundle is %d bytes, want 2.6 MB", len(bundle))
+	}
+	want := strings.Replace(bundle, "registry.example.com/acme/web:1.0.0", "registry.example.com/acme/web:1.1.0", 1)
+	write := func(p, data string) {
+		t.Helper()
+		if err := os.WriteFile(p, []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Run("bundle", func(t *testing.T) {
+		for _, onFile := range []bool{false, true} {
+			dir := t.TempDir()
+			p := filepath.Join(dir, "install.yaml")
+			write(p, bundle)
+			arg := dir
+			if onFile {
+				arg = p
+			}
+			var out, errOut bytes.Buffer
+			code := run([]string{"set-image", "--workload", "deployment/web", "--namespace", "team", "--container", "app", "registry.example.com/acme/web:1.1.0", arg}, &out, &errOut)
+			if code != 0 || errOut.Len() > 0 {
+				t.Fatalf("%s: exit %d: %s", arg, code, errOut.String())
+			}
+			if line := p + ": deployment/web container app: registry.example.com/acme/web:1.0.0 -> registry.example.com/acme/web:1.1.0\n"; out.String() != line {
+				t.Errorf("output %q, want %q", out.String(), line)
+			}
+			if got, _ := os.ReadFile(p); string(got) != want {
+				t.Errorf("%s: the rewrite changed more than the image's bytes", arg)
+			}
+		}
+	})
+	hostile := strings.ReplaceAll(bundleDeploy, "namespace: team", "namespace: other") + "---\nlist: [" + strings.Repeat("1,", 2<<20) + "1]\n"
+	t.Run("a file not read is listed", func(t *testing.T) {
+		dir := t.TempDir()
+		small, big := filepath.Join(dir, "deploy.yaml"), filepath.Join(dir, "vendor.yaml")
+		write(small, bundleDeploy)
+		write(big, hostile)
+		var out, errOut bytes.Buffer
+		code := run([]string{"set-image", "registry.example.com/acme/web:1.1.0", dir}, &out, &errOut)
+		if code == 0 {
+			t.Errorf("exit 0 with a file not read; stdout %q", out.String())
+		}
+		if !strings.Contains(errOut.String(), big+": 4.0 MiB; its document 2 decodes to over 150000 YAML nodes") {
+			t.Errorf("stderr %q does not name %s", errOut.String(), big)
+		}
+		if got, _ := os.ReadFile(small); !strings.Contains(string(got), "acme/web:1.1.0") || !strings.Contains(out.String(), small) {
+			t.Errorf("the copy that was read was not rewritten: %q", out.String())
+		}
+		if got, _ := os.ReadFile(big); string(got) != hostile {
+			t.Error("the file not read changed")
+		}
+	})
+	t.Run("the file not read itself", func(t *testing.T) {
+		dir := t.TempDir()
+		big := filepath.Join(dir, "vendor.yaml")
+		write(big, hostile)
+		var out, errOut bytes.Buffer
+		code := run([]string{"set-image", "--workload", "deployment/web", "registry.example.com/acme/web:1.1.0", big}, &out, &errOut)
+		if code == 0 || !strings.Contains(errOut.String(), "not found; 1 file that could hold it was not read: vendor.yaml (4.0 MiB; its document 2") {
+			t.Errorf("exit %d, stderr %q: want the file named as not read", code, errOut.String())
+		}
+	})
+	t.Run("a template is only warned about", func(t *testing.T) {
+		dir := t.TempDir()
+		write(filepath.Join(dir, "deploy.yaml"), bundleDeploy)
+		write(filepath.Join(dir, "tmpl.yaml"), "kind: Deployment\nmetadata: {name: {{ .Values.web }}\n")
+		var out, errOut bytes.Buffer
+		code := run([]string{"set-image", "--workload", "deployment/web", "registry.example.com/acme/web:1.1.0", dir}, &out, &errOut)
+		if code != 0 || !strings.Contains(errOut.String(), "warning: not read: "+filepath.Join(dir, "tmpl.yaml")+": not valid YAML") {
+			t.Errorf("exit %d, stderr %q: want 0 and a warning naming the template", code, errOut.String())
+		}
+	})
 }

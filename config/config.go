@@ -93,10 +93,12 @@ type Limits struct {
 	AuthFailureBurst int     `yaml:"authFailureBurst"`
 	// MaxEventsPerRequest caps the events one webhook request may carry (413 beyond).
 	MaxEventsPerRequest int `yaml:"maxEventsPerRequest"`
-	// MaxFileBytes skips manifest files larger than this (named on the event).
+	// MaxFileBytes skips manifest files larger than this (named on the event); default 64 MiB, so
+	// that vendored install bundles are read. A hostile file is bounded per document instead.
 	MaxFileBytes int64 `yaml:"maxFileBytes"`
-	// MaxEventBytes and MaxEventNodes bound what one event may read and parse of the manifests:
-	// files past the budget are skipped and named on the event.
+	// MaxEventBytes and MaxEventNodes bound what one event may decode of the manifests (default
+	// 128 MiB) and keep of the documents that can hold its target (default 100,000 nodes): files
+	// past the budget are not read and named on the event.
 	MaxEventBytes int64 `yaml:"maxEventBytes"`
 	MaxEventNodes int   `yaml:"maxEventNodes"`
 }

@@ -11,16 +11,33 @@ import (
 	"time"
 )
 
-// TestHostileManifests measures the peak RSS of one event when colleagues have committed 40 files
-// of 4 MiB and 40 dense files just under the 1 MiB limit that mention the workload under its path
-// (they pack to a few KB in git), against the same event on a clean repository, in the same run.
-// Run it with `make bench` (or go test -tags loadtest -run TestHostileManifests -v ./loadtest).
+// TestHostileManifests measures the peak RSS of one event when colleagues have committed twelve
+// hostile 4 MiB files that mention the workload under its path (they pack to a few KB in git) —
+// dense flow collections, aliases, CR-only and CRLF line breaks, compact sequences, implicit flow
+// pairs, a dense second document, thousands of copies of the workload — against the same event on
+// a clean repository, in the same run: the target lands, each hostile file is named on the event,
+// and the peak stays under 150 MB. Run it with `make bench` (or go test -tags loadtest -run
+// TestHostileManifests -v ./loadtest).
 func TestHostileManifests(t *testing.T) {
 	bin := buildBinary(t)
 	deploy := "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\n  namespace: team\nspec:\n  template:\n    spec:\n      containers:\n        - name: app\n          image: registry.example.com/acme/web:1.0.0\n"
-	big := "# web\n" + strings.Repeat("web: [web, web, web, web, web, web, web, web, web, web]\n", 4<<20/56)
-	dense := "# web\nweb: [" + strings.Repeat("1,", (1<<20-64)/2) + "1]\n"
-	run := func(name string, hostile bool) (peakMB int, took time.Duration, skipped int) {
+	other := strings.ReplaceAll(deploy, "namespace: team", "namespace: other")
+	rep := func(head, unit, tail string) string { return head + strings.Repeat(unit, (4<<20)/len(unit)) + tail }
+	hostile := map[string]string{
+		"hostile-01-dense-seq.yaml":   rep("# web\nweb: [", "1,", "1]\n"),
+		"hostile-02-dense-map.yaml":   rep("# web\n{", "a: 1, ", "web: 1}\n"),
+		"hostile-03-lines.yaml":       rep("# web\n", "web: [web, web, web, web, web, web, web, web, web, web]\n", ""),
+		"hostile-04-aliases.yaml":     rep("a: &a web\nl: [", "*a, ", "*a]\n"),
+		"hostile-05-crlf.yaml":        rep("# web\r\n", "k: web\r\n", ""),
+		"hostile-06-lone-cr.yaml":     rep("# web\r", "? web\r", ""),
+		"hostile-07-nested.yaml":      rep("# web\n[", "[web, web], ", "[]]\n"),
+		"hostile-08-second-doc.yaml":  rep(other+"---\n[", "1,", "1]\n"),
+		"hostile-09-compact.yaml":     rep("# web\n", "- - - - web\n", ""),
+		"hostile-10-copies.yaml":      rep("", other+"---\n", ""),
+		"hostile-11-flow-pairs.yaml":  rep("# web\n[", "web: 1, ", "web: 1]\n"),
+		"hostile-12-flow-in-seq.yaml": rep("web:\n", "  - {a: web, b: web, c: web}\n", ""),
+	}
+	run := func(name string, withHostile bool) (peakMB int, took time.Duration, skipped []string) {
 		git, bare := newBenchRepo(t)
 		var b bytes.Buffer
 		data := func(s string) { fmt.Fprintf(&b, "data %d\n%s\n", len(s), s) }
@@ -28,12 +45,10 @@ func TestHostileManifests(t *testing.T) {
 		data("initial")
 		fmt.Fprintf(&b, "M 100644 inline apps/web/deployment.yaml\n")
 		data(deploy)
-		if hostile {
-			for i := range 40 {
-				fmt.Fprintf(&b, "M 100644 inline apps/web/big-%02d.yaml\n", i)
-				data(big)
-				fmt.Fprintf(&b, "M 100644 inline apps/web/dense-%02d.yaml\n", i)
-				data(dense)
+		if withHostile {
+			for name, content := range hostile {
+				fmt.Fprintf(&b, "M 100644 inline apps/web/%s\n", name)
+				data(content)
 			}
 		}
 		fastImport(t, bare, &b)
@@ -55,16 +70,27 @@ func TestHostileManifests(t *testing.T) {
 		}
 		for _, s := range m["steps"].([]any) {
 			if sk, ok := s.(map[string]any)["skipped"].([]any); ok {
-				skipped += len(sk)
+				for _, v := range sk {
+					skipped = append(skipped, fmt.Sprint(v))
+				}
 			}
 		}
 		return procKB(proc.Process.Pid, "VmHWM") / 1024, took, skipped
 	}
 	cleanPeak, cleanTook, _ := run("clean", false)
 	hostilePeak, hostileTook, skipped := run("hostile", true)
-	fmt.Printf("\n=== hostile manifests: 40 x 4 MiB + 40 x 1 MiB dense files under the target path ===\n")
+	fmt.Printf("\n=== hostile manifests: 12 x 4 MiB files under the target path ===\n")
 	fmt.Printf("clean repository    peak RSS %d MB, webhook -> pushed %v\n", cleanPeak, cleanTook.Round(time.Millisecond))
-	fmt.Printf("hostile repository  peak RSS %d MB, webhook -> pushed %v, %d files skipped and named on the event\n", hostilePeak, hostileTook.Round(time.Millisecond), skipped)
+	fmt.Printf("hostile repository  peak RSS %d MB, webhook -> pushed %v, %d files not read and named on the event\n", hostilePeak, hostileTook.Round(time.Millisecond), len(skipped))
+	all := strings.Join(skipped, "\n")
+	for name := range hostile {
+		if !strings.Contains(all, "skipped apps/web/"+name+": ") {
+			t.Errorf("%s is not named on the event:\n%s", name, all)
+		}
+	}
+	if len(skipped) != len(hostile) {
+		t.Errorf("%d files named, want the %d hostile ones:\n%s", len(skipped), len(hostile), all)
+	}
 	if hostilePeak >= 150 {
 		t.Errorf("peak RSS %d MB with hostile files, want under 150 MB", hostilePeak)
 	}

@@ -54,8 +54,9 @@ type entrySummary struct {
 	Names   []string // metadata.name of workload documents
 	Repos   []string // last path element of each container image's repository
 	Markers []string // marker ids
-	// Opaque marks a file the index could not summarise (too big, not YAML): it is always a
-	// candidate, so that the event names it as skipped as it would without the index.
+	// Opaque marks a file the index could not summarise (too big, a document over its budget, not
+	// YAML): it is always a candidate, so that the event names it as not read as it would without
+	// the index.
 	Opaque bool
 	// used is the lookup generation that last touched a directory's summary.
 	used int
@@ -73,7 +74,9 @@ func intern(s *entrySummary) *entrySummary {
 }
 
 // indexFormat changes whenever the file's layout or the summary's meaning does.
-const indexFormat = "imagehook-index-v1"
+// v2: files are summarised one document at a time under per-document budgets, so that big files
+// the v1 limits left opaque are summarised now.
+const indexFormat = "imagehook-index-v2"
 
 type indexFile struct {
 	Format string
@@ -171,12 +174,12 @@ type hashed interface{ ObjectHash() string }
 
 // candidates returns the YAML files under dir that may hold what q asks for, and whether the file
 // system lets the index answer (else the caller walks and reads everything, as without an index).
-func (ix *Index) candidates(fsys fs.FS, dir string, q query) ([]string, bool, error) {
+func (ix *Index) candidates(fsys fs.FS, dir string, q query) ([]candidate, bool, error) {
 	if ix == nil {
 		return nil, false, nil
 	}
 	if st, err := fs.Stat(fsys, dir); err == nil && st.Mode().IsRegular() {
-		return []string{dir}, true, nil
+		return []candidate{{dir, st.Size()}}, true, nil
 	}
 	entries, err := fs.ReadDir(fsys, dir)
 	if err != nil {
@@ -190,9 +193,9 @@ func (ix *Index) candidates(fsys fs.FS, dir string, q query) ([]string, bool, er
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
 	ix.gen++
-	var out []string
+	var out []candidate
 	err = ix.collect(fsys, dir, entries, q, &out)
-	sort.Strings(out)
+	sort.Slice(out, func(i, j int) bool { return out[i].path < out[j].path })
 	if ix.gen%keepGenerations == 0 {
 		for h, t := range ix.trees {
 			if t.used < ix.gen-keepGenerations {
@@ -205,7 +208,7 @@ func (ix *Index) candidates(fsys fs.FS, dir string, q query) ([]string, bool, er
 }
 
 // collect descends into the directories whose summary may match and lists the files that may.
-func (ix *Index) collect(fsys fs.FS, dir string, entries []fs.DirEntry, q query, out *[]string) error {
+func (ix *Index) collect(fsys fs.FS, dir string, entries []fs.DirEntry, q query, out *[]candidate) error {
 	for _, e := range entries {
 		p := path.Join(dir, e.Name())
 		h := objectHash(e)
@@ -229,8 +232,8 @@ func (ix *Index) collect(fsys fs.FS, dir string, entries []fs.DirEntry, q query,
 				return err
 			}
 		case yamlName(e):
-			if ix.blob(fsys, p, h).matches(q) {
-				*out = append(*out, p)
+			if ix.blob(fsys, p, h, e).matches(q) {
+				*out = append(*out, candidate{p, entrySize(e)})
 			}
 		}
 	}
@@ -275,7 +278,7 @@ func (ix *Index) tree(fsys fs.FS, dir, hash string) (*entrySummary, error) {
 			}
 			parts = append(parts, s)
 		case !e.IsDir() && yamlName(e):
-			parts = append(parts, ix.blob(fsys, p, objectHash(e)))
+			parts = append(parts, ix.blob(fsys, p, objectHash(e), e))
 		}
 	}
 	s := union(parts)
@@ -288,11 +291,11 @@ func (ix *Index) tree(fsys fs.FS, dir, hash string) (*entrySummary, error) {
 }
 
 // blob returns a file's summary: cached by hash, or read and summarised.
-func (ix *Index) blob(fsys fs.FS, name, hash string) *entrySummary {
+func (ix *Index) blob(fsys fs.FS, name, hash string, e fs.DirEntry) *entrySummary {
 	if s, ok := ix.blobs[hash]; ok && hash != "" {
 		return s
 	}
-	s := intern(summarize(fsys, name, ix.limits))
+	s := intern(summarize(fsys, name, entrySize(e), ix.limits))
 	if hash != "" {
 		ix.blobs[hash] = s
 		ix.dirty = true
@@ -304,43 +307,47 @@ func (ix *Index) blob(fsys fs.FS, name, hash string) *entrySummary {
 }
 
 // summarize reads one file: the names of its workload documents (also inside kind: List), the
-// repositories their containers run, and its marker ids. Each file is held to an event's limits on
-// its own (building the index reads every file once, so the per-event totals cannot apply).
-func summarize(fsys fs.FS, name string, limits Budget) *entrySummary {
+// repositories their containers run, and its marker ids. It decodes one document at a time and
+// keeps none. Each file is held to an event's limits on its own (building the index reads every
+// file once, so the per-event totals cannot apply); a file no event could read is opaque.
+func summarize(fsys fs.FS, name string, size int64, limits Budget) *entrySummary {
 	b := &limits // a copy: each file is measured against the limits alone
+	if size > b.maxFile() {
+		return &entrySummary{Opaque: true}
+	}
 	data, err := b.read(fsys, name)
 	if err != nil {
 		return &entrySummary{Opaque: true}
 	}
-	// The node estimate comes before decoding: a dense file is never decoded here either.
-	docs, err := b.parse(name, data)
-	if err != nil {
-		return &entrySummary{Opaque: true}
-	}
 	var s entrySummary
-	for _, doc := range rootMappings(docs) {
-		for _, d := range withListItems(doc) {
-			kind, docName, _ := meta(d)
-			k, ok := workload.Lookup(kind)
-			if !ok {
-				continue
-			}
-			if docName != "" {
-				s.Names = append(s.Names, docName)
-			}
-			for _, c := range podContainers(d, k) {
-				if ref, err := imageref.Parse(c.image.Value); err == nil {
-					s.Repos = append(s.Repos, path.Base(ref.Path()))
+	// The per-document budget holds here too: a dense file is never decoded whole.
+	_, err = b.decode(name, data, func(doc *yaml.Node) bool {
+		for _, root := range rootMappings([]*yaml.Node{doc}) {
+			for _, d := range withListItems(root) {
+				kind, docName, _ := meta(d)
+				k, ok := workload.Lookup(kind)
+				if !ok {
+					continue
+				}
+				if docName != "" {
+					s.Names = append(s.Names, docName)
+				}
+				for _, c := range podContainers(d, k) {
+					if ref, err := imageref.Parse(c.image.Value); err == nil {
+						s.Repos = append(s.Repos, path.Base(ref.Path()))
+					}
 				}
 			}
 		}
-	}
-	for _, doc := range docs {
 		walkScalars(doc, func(n *yaml.Node) {
 			if id, _, ok := parseMarker(n.LineComment); ok {
 				s.Markers = append(s.Markers, id)
 			}
 		})
+		return false
+	})
+	if err != nil {
+		return &entrySummary{Opaque: true}
 	}
 	s.Names, s.Repos, s.Markers = sortedSet(s.Names), sortedSet(s.Repos), sortedSet(s.Markers)
 	return &s

@@ -176,18 +176,19 @@ func TestIndexFollowsChangesBehindItsBack(t *testing.T) {
 	}
 }
 
-// TestIndexNeverDecodesWhatAnEventCouldNot: a file past the limits is not decoded to be indexed; it
-// stays a candidate, so the event names it skipped, as without the index.
+// TestIndexNeverDecodesWhatAnEventCouldNot: a file with a document past its budget is not decoded
+// to be indexed; it stays a candidate, so the event names it not read, as without the index.
 func TestIndexNeverDecodesWhatAnEventCouldNot(t *testing.T) {
 	m := monorepo(5)
 	m["teams/dense.yaml"] = &fstest.MapFile{Data: []byte("# app-001\nlist: [" + strings.Repeat("1,", 60_000) + "1]\n")}
 	var reads atomic.Int64
+	limits := Budget{MaxDocumentNodes: 50_000}
 	res, err := SetImage(hashedFS{m, &reads}, ".", Target{"Deployment", "app-001", "", "app"}, mustRef(t, "acme/app-001:2.0"),
-		Options{Index: OpenIndex("", Budget{MaxNodes: 50_000}), Budget: &Budget{MaxNodes: 50_000}})
+		Options{Index: OpenIndex("", limits), Budget: &limits})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := strings.Join(res.Warnings, "\n"); !strings.Contains(got, "skipped teams/dense.yaml: about 60006 YAML nodes") {
+	if got := strings.Join(res.Warnings, "\n"); !strings.Contains(got, "skipped teams/dense.yaml: 117 KiB; its document 1 decodes to over 50000 YAML nodes") {
 		t.Errorf("warnings = %q, want the dense file named", got)
 	}
 }

@@ -2,6 +2,7 @@ package manifests
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"io/fs"
 	"path"
@@ -23,9 +24,19 @@ func setKustomizeImage(fsys fs.FS, dir string, pushed imageref.Ref, opts Options
 	var res Result
 	var file string
 	var data []byte
+	if st, err := fs.Stat(fsys, dir); err != nil || !st.IsDir() {
+		return res, false, nil // a file, not an overlay's directory
+	}
 	for _, name := range kustomizationNames {
 		p := path.Join(dir, name)
-		if d, err := opts.Budget.read(fsys, p); err == nil {
+		d, err := opts.Budget.read(fsys, p)
+		var nr NotRead
+		if errors.As(err, &nr) {
+			// It could hold the image's entry: the workload search names it if nothing is found.
+			res.NotRead = []NotRead{nr}
+			return res, false, nil
+		}
+		if err == nil {
 			file, data = p, d
 			break
 		}
@@ -33,8 +44,12 @@ func setKustomizeImage(fsys fs.FS, dir string, pushed imageref.Ref, opts Options
 	if file == "" || !bytes.Contains(data, []byte("images")) {
 		return res, false, nil
 	}
-	docs, err := parseAll(data)
+	docs, err := opts.Budget.decode(file, data, keepAll)
 	if err != nil || len(docs) != 1 || len(docs[0].Content) != 1 {
+		var nr NotRead
+		if errors.As(err, &nr) && !nr.Malformed() {
+			res.NotRead = []NotRead{nr}
+		}
 		return res, false, nil // the workload search reports unparseable files
 	}
 	images := elements(docs[0].Content[0], "images")
@@ -95,7 +110,8 @@ type byteEdit struct {
 // own after the mapping's last one, removed keys lose their line. The result must decode to the
 // original with exactly those keys changed.
 func editMapping(data []byte, m *yaml.Node, want map[string]string) ([]byte, error) {
-	lines := lineStarts(data)
+	starts := lineStarts(data)
+	lines := startsOf(starts)
 	eol := "\n"
 	if bytes.Contains(data, []byte("\r\n")) {
 		eol = "\r\n"
@@ -129,10 +145,10 @@ func editMapping(data []byte, m *yaml.Node, want map[string]string) ([]byte, err
 				return nil, fmt.Errorf("%w: cannot remove %s here; remove it by hand", ErrUnsafe, k)
 			}
 			end := len(data)
-			if keyN.Line < len(lines) {
-				end = lines[keyN.Line]
+			if keyN.Line < len(starts) {
+				end = starts[keyN.Line]
 			}
-			edits = append(edits, byteEdit{lines[keyN.Line-1], end, ""})
+			edits = append(edits, byteEdit{starts[keyN.Line-1], end, ""})
 		case v != "": // add the key
 			last := m.Content[len(m.Content)-1]
 			if m.Style&yaml.FlowStyle != 0 || last.Kind != yaml.ScalarNode || last.Style&(yaml.LiteralStyle|yaml.FoldedStyle) != 0 {
@@ -140,8 +156,8 @@ func editMapping(data []byte, m *yaml.Node, want map[string]string) ([]byte, err
 			}
 			at := len(data)
 			prefix, suffix := "", eol
-			if last.Line < len(lines) {
-				at = lines[last.Line]
+			if last.Line < len(starts) {
+				at = starts[last.Line]
 			} else if !bytes.HasSuffix(data, []byte("\n")) {
 				// The file has no final newline: the new line goes before it, and it keeps none.
 				prefix, suffix = eol, ""

@@ -2,14 +2,17 @@ package manifests
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"io/fs"
 	"path"
+	"slices"
 	"sort"
 	"strings"
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/imagehook/imagehook/event"
 	"github.com/imagehook/imagehook/imageref"
 	"github.com/imagehook/imagehook/workload"
 )
@@ -61,11 +64,12 @@ func SetImage(fsys fs.FS, dir string, target Target, pushed imageref.Ref, opts O
 	}
 	// An overlay names the image in its kustomization: that entry, not the base's workload file
 	// (which may lie outside the target's path), is what decides the running image.
-	if kres, found, err := setKustomizeImage(fsys, dir, pushed, opts); found || err != nil {
+	kres, found, err := setKustomizeImage(fsys, dir, pushed, opts)
+	if found || err != nil {
 		return kres, err
 	}
-	hits, sc, err := locate(fsys, dir, target, pushed, opts)
-	res.Warnings = sc.warnings
+	hits, sc, err := locate(fsys, dir, target, pushed, opts, kres.NotRead...)
+	res.NotRead, res.Warnings = sc.notRead, warnings(sc.notRead)
 	if err != nil {
 		return res, err
 	}
@@ -96,8 +100,21 @@ func SetImage(fsys fs.FS, dir string, target Target, pushed imageref.Ref, opts O
 	return res, nil
 }
 
+// warnings are the lines a person reads for the files not read.
+func warnings(notRead []NotRead) []string {
+	if len(notRead) == 0 {
+		return nil
+	}
+	out := make([]string, len(notRead))
+	for i, n := range notRead {
+		out[i] = n.String()
+	}
+	return out
+}
+
 // locate finds the containers of target under dir: every one, in one workload document.
-func locate(fsys fs.FS, dir string, target Target, pushed imageref.Ref, opts Options) ([]found, scanned, error) {
+// notRead are files already known not to be read (a kustomization), named with the scan's.
+func locate(fsys fs.FS, dir string, target Target, pushed imageref.Ref, opts Options, notRead ...NotRead) ([]found, scanned, error) {
 	needle := []byte(target.Name)
 	if target.Name == "" {
 		needle = []byte(path.Base(pushed.Path()))
@@ -106,7 +123,8 @@ func locate(fsys fs.FS, dir string, target Target, pushed imageref.Ref, opts Opt
 	if target.Name == "" {
 		q = query{repo: string(needle)}
 	}
-	sc, err := scan(fsys, dir, opts, q, needle)
+	sc, err := scan(fsys, dir, opts, q, keepWorkloads(target, pushed), needle)
+	sc.notRead = append(notRead, sc.notRead...)
 	if err != nil {
 		return nil, sc, err
 	}
@@ -119,11 +137,10 @@ func locate(fsys fs.FS, dir string, target Target, pushed imageref.Ref, opts Opt
 			}
 		}
 	}
+	sc.notRead = append(sc.notRead, ns.notRead...)
+	sc.notRead = sortNotRead(sc.notRead)
 	if len(hits) == 0 {
-		if len(sc.broken) > 0 {
-			return nil, sc, fmt.Errorf("%s under %s: %w (files that do not parse: %s)", target, dir, ErrNotFound, strings.Join(sc.broken, ", "))
-		}
-		return nil, sc, fmt.Errorf("%s under %s: %w", target, dir, ErrNotFound)
+		return nil, sc, notFound(fmt.Sprintf("%s under %s", target, dir), sc.notRead)
 	}
 	if target.Name != "" {
 		if err := checkOneWorkload(hits, target); err != nil {
@@ -161,12 +178,46 @@ func checkOneWorkload(hits []found, target Target) error {
 	return nil
 }
 
-// yamlFiles lists the YAML files under dir, or dir itself when it names a file.
-func yamlFiles(fsys fs.FS, dir string) ([]string, error) {
-	if st, err := fs.Stat(fsys, dir); err == nil && st.Mode().IsRegular() {
-		return []string{dir}, nil
+// keepWorkloads keeps the documents that can hold target: a workload document (or a kind: List
+// with one) of the target's kind and name, or, when the target names none, one with a container
+// that runs the pushed repository. The others (the thousands of CRDs of a vendored install
+// bundle, say) are dropped as decoded.
+func keepWorkloads(target Target, pushed imageref.Ref) func(*yaml.Node) bool {
+	return func(doc *yaml.Node) bool {
+		for _, d := range withListItems(rootMappings([]*yaml.Node{doc})[0]) {
+			kind, name, _ := meta(d)
+			k, ok := workload.Lookup(kind)
+			if !ok {
+				continue
+			}
+			if target.Name != "" {
+				if strings.EqualFold(kind, target.Kind) && name == target.Name {
+					return true
+				}
+				continue
+			}
+			for _, c := range podContainers(d, k) {
+				if cur, err := imageref.Parse(c.image.Value); err == nil && cur.SameRepository(pushed) {
+					return true
+				}
+			}
+		}
+		return false
 	}
-	var files []string
+}
+
+// sortNotRead orders files not read by path, each named once.
+func sortNotRead(n []NotRead) []NotRead {
+	sort.SliceStable(n, func(i, j int) bool { return n[i].File < n[j].File })
+	return slices.CompactFunc(n, func(a, b NotRead) bool { return a.File == b.File })
+}
+
+// yamlFiles lists the YAML files under dir, or dir itself when it names a file.
+func yamlFiles(fsys fs.FS, dir string) ([]candidate, error) {
+	if st, err := fs.Stat(fsys, dir); err == nil && st.Mode().IsRegular() {
+		return []candidate{{dir, st.Size()}}, nil
+	}
+	var files []candidate
 	err := fs.WalkDir(fsys, dir, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			if p == dir {
@@ -186,14 +237,13 @@ func yamlFiles(fsys fs.FS, dir string) ([]string, error) {
 		}
 		// Every file name kustomize accepts is YAML, "Kustomization" included.
 		if ext := path.Ext(p); ext == ".yaml" || ext == ".yml" || d.Name() == "Kustomization" {
-			files = append(files, p)
+			files = append(files, candidate{p, entrySize(d)})
 		}
 		return nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("path %s: %w", dir, err)
 	}
-	sort.Strings(files)
 	return files, nil
 }
 
@@ -228,20 +278,21 @@ func cleanDir(dir string) (string, error) {
 	return dir, nil
 }
 
-// scanned is what scan read: the files that mention the needles, in order, with their bytes and
-// documents, and what it skipped.
+// scanned is what scan read: the files that hold documents to keep, in order, with their bytes and
+// those documents, and the files it did not read.
 type scanned struct {
 	files    []string
 	contents map[string][]byte
 	docs     map[string][]*yaml.Node
-	warnings []string
-	broken   []string
+	notRead  []NotRead
 }
 
-// scan reads the YAML files under dir and parses those that contain every needle. The cheap byte
-// search comes first: in a big repository almost no file mentions the target, and parsing is what
-// costs.
-func scan(fsys fs.FS, dir string, opts Options, q query, needles ...[]byte) (scanned, error) {
+// scan reads the YAML files under dir that contain every needle and keeps, of each, the documents
+// keep asks for. The cheap byte search comes first: in a big repository almost no file mentions the
+// target, and decoding is what costs. A file is listed in scanned.files only when it holds a kept
+// document; its bytes are held only then. Files are read smallest first (bySize) and reported in
+// path order.
+func scan(fsys fs.FS, dir string, opts Options, q query, keep func(*yaml.Node) bool, needles ...[]byte) (scanned, error) {
 	sc := scanned{contents: map[string][]byte{}, docs: map[string][]*yaml.Node{}}
 	budget := opts.Budget
 	// The index, when there is one, names the files that can hold the target; the others are
@@ -253,11 +304,21 @@ func scan(fsys fs.FS, dir string, opts Options, q query, needles ...[]byte) (sca
 	if err != nil {
 		return sc, err
 	}
+	bySize(files)
 next:
 	for _, f := range files {
-		data, err := budget.read(fsys, f)
+		if f.size > budget.maxFile() {
+			// Not even opened: a git tree view reads a whole blob to open it.
+			sc.notRead = append(sc.notRead, budget.tooBig(f.path, f.size))
+			continue
+		}
+		data, err := budget.read(fsys, f.path)
 		if err != nil {
-			sc.warnings = append(sc.warnings, err.Error())
+			var nr NotRead
+			if !errors.As(err, &nr) {
+				nr = NotRead{File: f.path, Reason: event.ReasonFileUnreadable, Detail: fmt.Sprintf("cannot be read: %v", err)}
+			}
+			sc.notRead = append(sc.notRead, nr)
 			continue
 		}
 		for _, n := range needles {
@@ -265,15 +326,21 @@ next:
 				continue next
 			}
 		}
-		docs, err := budget.parse(f, data)
+		docs, err := budget.decode(f.path, data, keep)
 		if err != nil {
-			sc.broken = append(sc.broken, f)
-			sc.warnings = append(sc.warnings, err.Error())
+			var nr NotRead
+			errors.As(err, &nr)
+			sc.notRead = append(sc.notRead, nr)
 			continue
 		}
-		sc.files = append(sc.files, f)
-		sc.contents[f], sc.docs[f] = data, docs
+		if len(docs) == 0 {
+			continue
+		}
+		sc.files = append(sc.files, f.path)
+		sc.contents[f.path], sc.docs[f.path] = data, docs
 	}
+	sort.Strings(sc.files)
+	sc.notRead = sortNotRead(sc.notRead)
 	return sc, nil
 }
 
@@ -344,6 +411,8 @@ type namespaces struct {
 	root   string
 	cache  map[string]string
 	budget *Budget
+	// notRead are the kustomizations that could not be read (their namespace is then unknown).
+	notRead []NotRead
 }
 
 func (n *namespaces) of(dir string) string {
@@ -352,11 +421,22 @@ func (n *namespaces) of(dir string) string {
 	}
 	v := ""
 	for _, name := range []string{"kustomization.yaml", "kustomization.yml", "Kustomization"} {
-		data, err := n.budget.read(n.fsys, path.Join(dir, name))
+		p := path.Join(dir, name)
+		data, err := n.budget.read(n.fsys, p)
+		var nr NotRead
+		if errors.As(err, &nr) {
+			n.notRead = append(n.notRead, nr)
+			break
+		}
 		if err != nil {
 			continue
 		}
-		if docs, err := n.budget.parse(path.Join(dir, name), data); err == nil && len(docs) > 0 && len(docs[0].Content) == 1 {
+		first := true
+		docs, err := n.budget.decode(p, data, func(*yaml.Node) bool { keep := first; first = false; return keep })
+		if errors.As(err, &nr) {
+			n.notRead = append(n.notRead, nr)
+		}
+		if err == nil && len(docs) > 0 && len(docs[0].Content) == 1 {
 			v = scalar(docs[0].Content[0], "namespace")
 		}
 		break

@@ -109,7 +109,9 @@ type Result struct {
 	Changes []Change
 	// Files maps a slash-separated path (as given to fs.FS) to its new bytes; only changed files.
 	Files map[string][]byte
-	// Warnings name files that were skipped, such as templates that do not parse as YAML.
+	// NotRead names the files that could hold the target but were not read, or not wholly, each
+	// with its typed reason: too big, past a budget, not YAML. Warnings are the same as lines.
+	NotRead  []NotRead
 	Warnings []string
 }
 

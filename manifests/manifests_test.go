@@ -8,12 +8,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"testing/fstest"
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/imagehook/imagehook/event"
 	"github.com/imagehook/imagehook/imageref"
 )
 
@@ -192,7 +194,7 @@ func TestSetImageErrors(t *testing.T) {
 		{"block scalar", map[string]string{"a.yaml": block}, Target{"Deployment", "web", "a", "web"}, "acme/web:2", ErrUnsafe, "block scalar"},
 		{"pinned without digest", map[string]string{"a.yaml": pinned}, Target{"Deployment", "web", "a", "web"}, "acme/web:2", ErrUnsafe, "pinned to a digest"},
 		{"unknown kind", map[string]string{"a.yaml": dup}, Target{"Service", "web", "", "web"}, "acme/web:2", nil, "not a workload kind"},
-		{"broken target named", map[string]string{"a.yaml": "kind: Deployment\nmetadata: {name: web\n"}, Target{"Deployment", "web", "", "web"}, "acme/web:2", nil, "do not parse: a.yaml"},
+		{"broken target named", map[string]string{"a.yaml": "kind: Deployment\nmetadata: {name: web\n"}, Target{"Deployment", "web", "", "web"}, "acme/web:2", ErrFilesNotRead, "could hold it was not read: a.yaml (not valid YAML"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -433,48 +435,119 @@ func FuzzMarkersAndValues(f *testing.F) {
 	})
 }
 
-// TestBudget: files over the per-file limit are not read, files past the event's node budget are not
-// parsed, and each is named with the reason; the target in an ordinary file is still found.
+// TestBudget: every file that could hold the target but is not read is named with its typed
+// reason — over the per-file limit, a document over its node budget, past the event's bytes or
+// kept nodes, not YAML — and the target in an ordinary file is still found.
 func TestBudget(t *testing.T) {
-	dir := t.TempDir()
-	write := func(name, content string) {
-		t.Helper()
-		p := filepath.Join(dir, name)
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
-			t.Fatal(err)
-		}
+	deploy := "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web, namespace: team}\nspec:\n  template:\n    spec:\n      containers:\n      - name: web\n        image: acme/web:1.0\n"
+	other := strings.ReplaceAll(deploy, "team", "other")
+	dense := "# web\nlist: [" + strings.Repeat("1,", 60_000) + "1]\n"
+	tests := []struct {
+		name   string
+		budget Budget
+		file   string // the one file not read, beside z/deploy.yaml
+		data   string
+		reason event.Reason
+		detail string
+	}{
+		{"file over the limit", Budget{MaxFileBytes: 1 << 20}, "big/file.yaml", "# web\n" + strings.Repeat("k: web\n", 4<<20/7),
+			event.ReasonFileTooBig, "4.0 MiB, over the 1 MiB limit per file"},
+		{"document over its budget", Budget{MaxDocumentNodes: 50_000}, "dense/nodes.yaml", dense,
+			event.ReasonDocumentTooBig, "its document 1 decodes to over 50000 YAML nodes, the budget of one document"},
+		{"later document over its budget", Budget{MaxDocumentNodes: 50_000}, "dense/third.yaml", other + "---\nkind: ConfigMap\n---\n" + dense,
+			event.ReasonDocumentTooBig, "its document 3 decodes"},
+		// The small file is read first, though its path sorts last: big files cannot crowd it out.
+		{"past the event's bytes", Budget{MaxBytes: 64 << 10}, "a/comments.yaml", strings.Repeat("# web\n", 100<<10/6),
+			event.ReasonEventBudget, "past the event's budget of 64 KiB of YAML"},
+		{"past the event's kept nodes", Budget{MaxNodes: 200}, "a/copies.yaml", strings.Repeat(other+"---\n", 10),
+			event.ReasonEventBudget, "keeping its documents would pass the event's budget of 200 YAML nodes"},
+		{"not YAML", Budget{}, "chart/templates/deploy.yaml", "kind: Deployment\nmetadata: {name: {{ .Values.web }}\n",
+			event.ReasonNotYAML, "not valid YAML"},
 	}
-	deploy := "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\nspec:\n  template:\n    spec:\n      containers:\n      - name: web\n        image: acme/web:1.0\n"
-	write("app/deploy.yaml", deploy)
-	write("big/file.yaml", "# web\n"+strings.Repeat("k: web\n", 4<<20/7))
-	write("dense/nodes.yaml", "# web\nlist: ["+strings.Repeat("1,", 60_000)+"1]\n")
-	budget := &Budget{MaxNodes: 50_000}
-	res, err := SetImage(os.DirFS(dir), ".", Target{"Deployment", "web", "", "web"}, mustRef(t, "acme/web:1.1"), Options{Budget: budget})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(res.Files) != 1 || res.Files["app/deploy.yaml"] == nil {
-		t.Fatalf("files = %v", res.Files)
-	}
-	got := strings.Join(res.Warnings, "\n")
-	for _, want := range []string{"skipped big/file.yaml: 4.0 MiB over the 1 MiB limit", "skipped dense/nodes.yaml: about 60005 YAML nodes, past the event's budget of 50000"} {
-		if !strings.Contains(got, want) {
-			t.Errorf("warnings lack %q:\n%s", want, got)
-		}
-	}
-	if budget.nodes == 0 || budget.nodes > 100 {
-		t.Errorf("budget charged %d nodes, want the deployment's few", budget.nodes)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			fsys := fstest.MapFS{"z/deploy.yaml": {Data: []byte(deploy)}, tt.file: {Data: []byte(tt.data)}}
+			budget := tt.budget
+			res, err := SetImage(fsys, ".", Target{"Deployment", "web", "team", "web"}, mustRef(t, "acme/web:1.1"), Options{Budget: &budget})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(res.Files) != 1 || res.Files["z/deploy.yaml"] == nil {
+				t.Fatalf("files = %v", res.Files)
+			}
+			if len(res.NotRead) != 1 {
+				t.Fatalf("not read = %v, want %s alone", res.NotRead, tt.file)
+			}
+			got := res.NotRead[0]
+			if got.File != tt.file || got.Reason != tt.reason || !strings.Contains(got.Detail, tt.detail) {
+				t.Errorf("not read = %+v, want %s, %q, a detail with %q", got, tt.file, tt.reason, tt.detail)
+			}
+			if got.Malformed() != (tt.reason == event.ReasonNotYAML) {
+				t.Errorf("Malformed() = %v for %q", got.Malformed(), got.Reason)
+			}
+			if want := []string{"skipped " + got.File + ": " + got.Detail}; !slices.Equal(res.Warnings, want) {
+				t.Errorf("warnings = %q, want %q", res.Warnings, want)
+			}
+			if budget.nodes == 0 || budget.nodes > 100 && tt.reason != event.ReasonEventBudget {
+				t.Errorf("budget kept %d nodes, want the deployment's few", budget.nodes)
+			}
+		})
 	}
 }
 
+// TestNotFoundNamesFilesNotRead: a target that is only in files not read fails with those files
+// named, typed for code (ErrNotFound, ErrFilesNotRead, event.ReasonFilesNotRead) and for people.
+func TestNotFoundNamesFilesNotRead(t *testing.T) {
+	deploy := deploymentDoc("web", "acme/web:1.0")
+	fsys := fstest.MapFS{
+		"big.yaml":   {Data: []byte(deploy + "---\n# " + strings.Repeat("x", 2<<20) + "\n")},
+		"dense.yaml": {Data: []byte("# web\nlist: [" + strings.Repeat("1,", 60_000) + "1]\n")},
+		"other.yaml": {Data: []byte(deploymentDoc("api", "acme/api:1.0"))},
+	}
+	opts := Options{Budget: &Budget{MaxFileBytes: 1 << 20, MaxDocumentNodes: 50_000}}
+	for _, place := range []Place{
+		{Path: ".", Workload: Target{"Deployment", "web", "", "app"}},
+		{Path: "big.yaml", Workload: Target{"Deployment", "web", "", "app"}},
+		{Path: ".", Marker: "web"},
+	} {
+		res, err := Apply(fsys, place, mustRef(t, "acme/web:1.1"), opts)
+		var fe *FilesNotReadError
+		if !errors.As(err, &fe) || !errors.Is(err, ErrNotFound) || !errors.Is(err, ErrFilesNotRead) || event.ReasonOf(err) != event.ReasonFilesNotRead {
+			t.Fatalf("%+v: err = %v, want files not read", place, err)
+		}
+		if len(res.Files) > 0 {
+			t.Errorf("%+v: files %v written on an error", place, res.Files)
+		}
+		// A file over the limit is never opened, so it could hold anything; the dense file can hold
+		// the workload's name, not a marker.
+		for _, want := range []string{"big.yaml (2.0 MiB, over the 1 MiB limit per file)", "dense.yaml (117 KiB; its document 1 decodes to over 50000"} {
+			if (place.Path == "big.yaml" || place.Marker != "") && strings.HasPrefix(want, "dense") {
+				continue
+			}
+			if !strings.Contains(err.Error(), want) {
+				t.Errorf("%+v: err = %q, want it to name %q", place, err, want)
+			}
+		}
+		if len(fe.Files) != len(res.NotRead) {
+			t.Errorf("%+v: error names %d files, result %d", place, len(fe.Files), len(res.NotRead))
+		}
+	}
+}
+
+// readAhead bounds, in estimated nodes, what the decoder has read past a document when it
+// returns it (its buffers hold about 2 KiB, each byte counting at most two).
+const readAhead = 4096
+
+// FuzzBudget: whatever the file, read refuses only what is over the per-file limit, decode never
+// hands out a document over the per-document budget (within the decoder's read-ahead), and every
+// refusal is a NotRead.
 func FuzzBudget(f *testing.F) {
 	f.Add([]byte("a: [1,2,3]\n"), int64(10), 5)
 	f.Add([]byte("- web\n- web\n"), int64(1<<20), 1)
-	f.Fuzz(func(t *testing.T, data []byte, maxFile int64, maxNodes int) {
-		b := &Budget{MaxFileBytes: maxFile, MaxNodes: maxNodes}
+	f.Add([]byte("? a\r? b\r? c\r"), int64(1<<20), 2)
+	f.Add([]byte("[a: b, c: d, e: f]\n---\n[a, b]\n...\n"), int64(1<<20), 3)
+	f.Fuzz(func(t *testing.T, data []byte, maxFile int64, maxDoc int) {
+		b := &Budget{MaxFileBytes: maxFile, MaxDocumentNodes: maxDoc}
 		fsys := fstest.MapFS{"f.yaml": {Data: data}}
 		got, err := b.read(fsys, "f.yaml")
 		if err != nil {
@@ -483,17 +556,36 @@ func FuzzBudget(f *testing.F) {
 			}
 			return
 		}
-		docs, err := b.parse("f.yaml", got)
-		if err == nil {
-			n := 0
-			for _, d := range docs {
-				n += countNodes(d)
+		_, _, limit := b.limits()
+		_, err = b.decode("f.yaml", got, func(d *yaml.Node) bool {
+			if n := countNodes(d); n > limit+readAhead {
+				t.Fatalf("a document of %d nodes decoded under a budget of %d", n, limit)
 			}
-			if _, maxN := b.limits(); n > maxN {
-				t.Fatalf("%d nodes accepted over a budget of %d", n, maxN)
-			}
-		} else if !errors.Is(err, ErrSkipped) {
-			t.Fatalf("parse error not marked skipped: %v", err)
+			return false
+		})
+		if err != nil && !errors.Is(err, ErrSkipped) {
+			t.Fatalf("decode error not marked skipped: %v", err)
+		}
+	})
+}
+
+// FuzzEstimate: the node estimate is an upper bound of what any YAML text decodes to, which is
+// what makes the per-document budget hold while decoding.
+func FuzzEstimate(f *testing.F) {
+	for _, s := range []string{"a: [1,2,3]\n", "- web\n- web\n", "? a\r? b\r", "[a: b, c: d]", "{a: b}\n...\n---\nx\n", "- - - [[{}]]\n", "a\u2028b: c\u0085d: e"} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		docs, err := parseAll(data)
+		if err != nil {
+			return
+		}
+		n := 0
+		for _, d := range docs {
+			n += countNodes(d)
+		}
+		if est := estimateNodes(data); n > est+len(docs) {
+			t.Fatalf("%q decodes to %d nodes, estimated %d", data, n, est)
 		}
 	})
 }

@@ -48,11 +48,11 @@ func SetMarkers(fsys fs.FS, dir, id string, pushed imageref.Ref, opts Options) (
 	if err != nil {
 		return res, err
 	}
-	sc, err := scan(fsys, dir, opts, query{marker: id}, []byte(`"$image`), []byte(id))
+	sc, err := scan(fsys, dir, opts, query{marker: id}, keepMarked(id), []byte(`"$image`), []byte(id))
+	res.NotRead, res.Warnings = sc.notRead, warnings(sc.notRead)
 	if err != nil {
 		return res, err
 	}
-	res.Warnings = sc.warnings
 	edits := map[string][]edit{}
 	for _, f := range sc.files {
 		for _, doc := range sc.docs[f] {
@@ -79,7 +79,7 @@ func SetMarkers(fsys fs.FS, dir, id string, pushed imageref.Ref, opts Options) (
 		}
 	}
 	if len(res.Changes) == 0 {
-		return res, fmt.Errorf("marker %q under %s: %w", id, dir, ErrNotFound)
+		return res, notFound(fmt.Sprintf("marker %q under %s", id, dir), sc.notRead)
 	}
 	spliced, err := spliceFiles(sc.contents, edits)
 	if err != nil {
@@ -87,6 +87,19 @@ func SetMarkers(fsys fs.FS, dir, id string, pushed imageref.Ref, opts Options) (
 	}
 	res.Files = spliced
 	return res, nil
+}
+
+// keepMarked keeps the documents with a scalar marked for id.
+func keepMarked(id string) func(*yaml.Node) bool {
+	return func(doc *yaml.Node) bool {
+		marked := false
+		walkScalars(doc, func(n *yaml.Node) {
+			if mid, _, ok := parseMarker(n.LineComment); ok && mid == id {
+				marked = true
+			}
+		})
+		return marked
+	}
 }
 
 func rootMapping(doc *yaml.Node) *yaml.Node {

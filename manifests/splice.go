@@ -33,30 +33,72 @@ func spliceFiles(contents map[string][]byte, edits map[string][]edit) (map[strin
 }
 
 // splice writes each edit's value over the bytes of its scalar, keeping the scalar's quoting, then
-// parses the result and refuses it unless exactly the edited values changed.
+// decodes the result and refuses it unless exactly the edited values changed. The output is built
+// in one pass and the line offsets are found only for the edited lines, so that a big file costs
+// its size twice (before and after), not once per edit.
 func splice(data []byte, edits []edit) ([]byte, error) {
 	type span struct {
 		start, end int
 		text       string
 	}
-	lines := lineStarts(data)
+	want := make([]int, len(edits))
+	for i, e := range edits {
+		want[i] = e.node.Line
+	}
+	lines := lineOffsets(data, want)
 	spans := make([]span, 0, len(edits))
+	grow := 0
 	for _, e := range edits {
 		start, end, err := scalarSpan(data, lines, e.node)
 		if err != nil {
 			return nil, err
 		}
-		spans = append(spans, span{start, end, encodeLike(e.node.Style, e.value)})
+		text := encodeLike(e.node.Style, e.value)
+		spans = append(spans, span{start, end, text})
+		grow += len(text) - (end - start)
 	}
-	sort.Slice(spans, func(i, j int) bool { return spans[i].start > spans[j].start })
-	out := bytes.Clone(data)
+	sort.Slice(spans, func(i, j int) bool { return spans[i].start < spans[j].start })
+	out := make([]byte, 0, len(data)+max(grow, 0))
+	at := 0
 	for _, s := range spans {
-		out = append(out[:s.start:s.start], append([]byte(s.text), out[s.end:]...)...)
+		if s.start < at {
+			return nil, fmt.Errorf("%w: overlapping edits at byte %d", ErrUnsafe, s.start)
+		}
+		out = append(append(out, data[at:s.start]...), s.text...)
+		at = s.end
 	}
+	out = append(out, data[at:]...)
 	if err := verify(data, out, edits); err != nil {
 		return nil, err
 	}
 	return out, nil
+}
+
+// lines maps a line number to the offset of its first byte.
+type lines map[int]int
+
+// lineOffsets finds the offsets of the given lines (1-based) in one pass.
+func lineOffsets(data []byte, want []int) lines {
+	out := lines{}
+	need := map[int]bool{}
+	last := 0
+	for _, l := range want {
+		need[l] = true
+		last = max(last, l)
+	}
+	if need[1] {
+		out[1] = 0
+	}
+	line := 1
+	for i := 0; i < len(data) && line < last; i++ {
+		if data[i] == '\n' {
+			line++
+			if need[line] {
+				out[line] = i + 1
+			}
+		}
+	}
+	return out
 }
 
 func lineStarts(data []byte) []int {
@@ -69,13 +111,22 @@ func lineStarts(data []byte) []int {
 	return starts
 }
 
+// startsOf turns lineStarts' slice into lines.
+func startsOf(starts []int) lines {
+	out := make(lines, len(starts))
+	for i, o := range starts {
+		out[i+1] = o
+	}
+	return out
+}
+
 // scalarSpan finds the byte range of a single-line scalar from its node's line and column; yaml
 // counts columns in characters, not bytes.
-func scalarSpan(data []byte, lines []int, n *yaml.Node) (int, int, error) {
-	if n.Line < 1 || n.Line > len(lines) {
+func scalarSpan(data []byte, lines lines, n *yaml.Node) (int, int, error) {
+	off, ok := lines[n.Line]
+	if !ok {
 		return 0, 0, fmt.Errorf("%w: line %d out of range", ErrUnsafe, n.Line)
 	}
-	off := lines[n.Line-1]
 	if n.Line == 1 && bytes.HasPrefix(data, bom) {
 		off += len(bom)
 	}
@@ -172,27 +223,32 @@ func doubleQuote(v string) string {
 	return b.String()
 }
 
-// verify parses before and after and walks both node trees in step: every node must be equal except
-// the edited scalars, which must now hold their new values as strings.
+// verify decodes before and after and walks both node trees in step, one document at a time (a
+// big file is never held decoded whole): every node must be equal except the edited scalars, which
+// must now hold their new values as strings.
 func verify(before, after []byte, edits []edit) error {
 	want := map[[2]int]string{}
 	for _, e := range edits {
 		want[[2]int{e.node.Line, e.node.Column}] = e.value
 	}
-	a, err := parseAll(before)
-	if err != nil {
-		return fmt.Errorf("%w: original does not parse: %v", ErrUnsafe, err)
-	}
-	b, err := parseAll(after)
-	if err != nil {
-		return fmt.Errorf("%w: rewritten file does not parse: %v", ErrUnsafe, err)
-	}
-	if len(a) != len(b) {
-		return fmt.Errorf("%w: document count changed", ErrUnsafe)
-	}
+	da, db := yaml.NewDecoder(bytes.NewReader(before)), yaml.NewDecoder(bytes.NewReader(after))
 	seen := 0
-	for i := range a {
-		if err := sameTree(a[i], b[i], want, &seen); err != nil {
+	for {
+		var a, b yaml.Node
+		errA, errB := da.Decode(&a), db.Decode(&b)
+		endA, endB := errors.Is(errA, io.EOF), errors.Is(errB, io.EOF)
+		switch {
+		case errA != nil && !endA:
+			return fmt.Errorf("%w: original does not parse: %v", ErrUnsafe, errA)
+		case errB != nil && !endB:
+			return fmt.Errorf("%w: rewritten file does not parse: %v", ErrUnsafe, errB)
+		case endA != endB:
+			return fmt.Errorf("%w: document count changed", ErrUnsafe)
+		}
+		if endA {
+			break
+		}
+		if err := sameTree(&a, &b, want, &seen); err != nil {
 			return err
 		}
 	}
@@ -202,7 +258,8 @@ func verify(before, after []byte, edits []edit) error {
 	return nil
 }
 
-// parseAll decodes every document of a YAML stream into nodes, which carry line and column.
+// parseAll decodes every document of a YAML stream into nodes, which carry line and column (tests
+// only: the code decodes through a Budget).
 func parseAll(data []byte) ([]*yaml.Node, error) {
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	var docs []*yaml.Node

@@ -1,6 +1,7 @@
 package manifests
 
 import (
+	"errors"
 	"fmt"
 	"io/fs"
 	"path"
@@ -29,10 +30,17 @@ func SetValues(fsys fs.FS, dir string, v Values, pushed imageref.Ref, opts Optio
 		return Result{}, fmt.Errorf("values file %q: must be a file inside the repository", v.File)
 	}
 	data, err := opts.Budget.read(fsys, file)
+	var nr NotRead
+	if errors.As(err, &nr) && !nr.Malformed() {
+		return Result{NotRead: []NotRead{nr}, Warnings: warnings([]NotRead{nr})}, notFound("values file "+file, []NotRead{nr})
+	}
 	if err != nil {
 		return Result{}, err
 	}
-	docs, err := opts.Budget.parse(file, data)
+	docs, err := opts.Budget.decode(file, data, keepAll)
+	if errors.As(err, &nr) && !nr.Malformed() {
+		return Result{NotRead: []NotRead{nr}, Warnings: warnings([]NotRead{nr})}, notFound("values file "+file, []NotRead{nr})
+	}
 	if err != nil || len(docs) == 0 || len(docs[0].Content) == 0 {
 		return Result{}, fmt.Errorf("%s: not a YAML values file: %v", file, err)
 	}

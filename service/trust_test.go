@@ -100,7 +100,7 @@ func (h *harness) manifestImage() string {
 	return ""
 }
 
-// Rows 3 and 15: files too big to read, or not YAML, are skipped and named on the event; the
+// Rows 3 and 15: files too dense to decode, or not YAML, are skipped and named on the event; the
 // target is still updated.
 func TestSkippedFilesAreNamed(t *testing.T) {
 	h := newHarnessRepo(t, withFiles(t, map[string]string{
@@ -113,7 +113,7 @@ func TestSkippedFilesAreNamed(t *testing.T) {
 		t.Fatalf("got %d %v", code, ev)
 	}
 	skipped := fmt.Sprint(step(ev, "git")["skipped"])
-	for _, want := range []string{"skipped apps/website/big/huge.yaml: 4.0 MiB over the 1 MiB limit", "skipped apps/website/broken.yaml: not valid YAML"} {
+	for _, want := range []string{"skipped apps/website/big/huge.yaml: 4.0 MiB; its document 1 decodes to over 150000 YAML nodes", "skipped apps/website/broken.yaml: not valid YAML"} {
 		if !strings.Contains(skipped, want) {
 			t.Errorf("skipped = %s, want %q", skipped, want)
 		}
