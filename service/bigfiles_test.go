@@ -6,6 +6,7 @@ import (
 	"testing"
 	"testing/fstest"
 
+	"github.com/imagehook/imagehook/event"
 	"github.com/imagehook/imagehook/internal/gitserver"
 )
 
@@ -128,6 +129,9 @@ func TestFilesNotReadOnTheEvent(t *testing.T) {
 	msg := fmt.Sprint(st["error"])
 	if !strings.Contains(msg, "not found; 1 file that could hold it was not read: apps/only/vendor.yaml (4.0 MiB; its document 2 decodes to over 150000 YAML nodes") {
 		t.Errorf("error %q does not name the file not read", msg)
+	}
+	if st["reason"] != string(event.ReasonFilesNotRead) {
+		t.Errorf("reason = %v, want %q", st["reason"], event.ReasonFilesNotRead)
 	}
 	if s := fmt.Sprint(st["skipped"]); !strings.Contains(s, "skipped apps/only/vendor.yaml") {
 		t.Errorf("skipped = %s", s)

@@ -254,6 +254,7 @@ func (g *gitBatch) record(commit gitops.Commit, commitURL string) {
 		switch {
 		case out.err != nil:
 			st.Status, st.Error, st.Commit = event.Failed, out.err.Error(), ""
+			st.Reason = event.ReasonOf(out.err)
 		case g.superseded(ev):
 			st.Status, st.Reason = event.Succeeded, event.ReasonSuperseded
 			st.Detail = "superseded by a later push in the same batch"
