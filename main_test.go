@@ -6,6 +6,10 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/imagehook/imagehook/audit"
+	"github.com/imagehook/imagehook/event"
+	"github.com/imagehook/imagehook/internal/gitserver"
 )
 
 func TestSetImageCommand(t *testing.T) {
@@ -99,5 +103,29 @@ func TestSetImageEveryPlace(t *testing.T) {
 	}
 	if got, _ := os.ReadFile(filepath.Join(kdir, "Kustomization")); !strings.Contains(string(got), `newTag: "1.2"`) {
 		t.Errorf("Kustomization:\n%s", got)
+	}
+}
+
+// TestHistoryShowsOneLineName (issue row 11): a workload whose name in the manifest held a line
+// break is shown by history with the one-line name the commit's trailer carries, not "-".
+func TestHistoryShowsOneLineName(t *testing.T) {
+	dir := t.TempDir()
+	gitserver.Git(t, dir, "init", "-q", "-b", "main")
+	var msg strings.Builder
+	msg.WriteString("imagehook: update\n\n")
+	audit.WriteBlock(&msg, &event.Event{ID: "01evt", Hook: "web", Push: event.Push{Image: "acme/web:2", Source: "custom"}},
+		[]event.Change{{Workload: "deployment/web\nsite", Container: "app", Old: "acme/web:1", New: "acme/web:2"}})
+	gitserver.Git(t, dir, "commit", "-q", "--allow-empty", "-m", msg.String())
+	var out, errOut bytes.Buffer
+	if code := run([]string{"history", "--repo", dir}, &out, &errOut); code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut.String())
+	}
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	if len(lines) != 2 || !strings.Contains(lines[1], "deployment/web site") || !strings.Contains(lines[1], "acme/web:1 -> acme/web:2") {
+		t.Errorf("history:\n%s", out.String())
+	}
+	out.Reset()
+	if code := run([]string{"history", "--repo", dir, "--workload", "deployment/web site"}, &out, &errOut); code != 0 || !strings.Contains(out.String(), "01evt") {
+		t.Errorf("--workload with the one-line name: exit %d\n%s", code, out.String())
 	}
 }
