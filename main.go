@@ -91,7 +91,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	if err != nil {
 		if !errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintln(stderr, "imagehook:", err)
+			// Whatever quoted a URL, its user information is not printed.
+			fmt.Fprintln(stderr, "imagehook:", redact.URLs(err.Error()))
 		}
 		return 1
 	}
@@ -174,6 +175,9 @@ func serve(args []string, stderr io.Writer) error {
 			return err
 		}
 	}
+	for _, w := range cfg.Warnings() {
+		log.Warn("config: " + w)
+	}
 	svc, err := service.New(cfg, log, service.Options{})
 	if err != nil {
 		return err
@@ -206,7 +210,11 @@ func checkConfig(args []string, stdout io.Writer) error {
 	}
 	// Redacted masks the secret fields; the redactor also catches a secret repeated elsewhere.
 	stdout = &redactingWriter{w: stdout, r: redact.New(cfg.Secrets())}
-	fmt.Fprintf(stdout, "# %s is valid; secrets redacted\n%s", *cfgPath, out)
+	fmt.Fprintf(stdout, "# %s is valid; secrets redacted\n", *cfgPath)
+	for _, w := range cfg.Warnings() {
+		fmt.Fprintf(stdout, "# warning: %s\n", w)
+	}
+	fmt.Fprintf(stdout, "%s", out)
 	for _, h := range cfg.Hooks {
 		fmt.Fprintf(stdout, "# POST /hooks/%s (%s): %d target(s)\n", h.ID, h.Source, len(h.Targets))
 	}

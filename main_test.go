@@ -7,6 +7,10 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/imagehook/imagehook/audit"
+	"github.com/imagehook/imagehook/event"
+	"github.com/imagehook/imagehook/internal/gitserver"
 )
 
 func TestSetImageCommand(t *testing.T) {
@@ -203,4 +207,77 @@ func TestSetImageBigFiles(t *testing.T) {
 			t.Errorf("exit %d, stderr %q: want 0 and a warning naming the template", code, errOut.String())
 		}
 	})
+}
+
+// TestHistoryShowsOneLineName (issue row 11): a workload whose name in the manifest held a line
+// break is shown by history with the one-line name the commit's trailer carries, not "-".
+func TestHistoryShowsOneLineName(t *testing.T) {
+	dir := t.TempDir()
+	gitserver.Git(t, dir, "init", "-q", "-b", "main")
+	var msg strings.Builder
+	msg.WriteString("imagehook: update\n\n")
+	audit.WriteBlock(&msg, &event.Event{ID: "01evt", Hook: "web", Push: event.Push{Image: "acme/web:2", Source: "custom"}},
+		[]event.Change{{Workload: "deployment/web\nsite", Container: "app", Old: "acme/web:1", New: "acme/web:2"}})
+	gitserver.Git(t, dir, "commit", "-q", "--allow-empty", "-m", msg.String())
+	var out, errOut bytes.Buffer
+	if code := run([]string{"history", "--repo", dir}, &out, &errOut); code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut.String())
+	}
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	if len(lines) != 2 || !strings.Contains(lines[1], "deployment/web site") || !strings.Contains(lines[1], "acme/web:1 -> acme/web:2") {
+		t.Errorf("history:\n%s", out.String())
+	}
+	out.Reset()
+	if code := run([]string{"history", "--repo", dir, "--workload", "deployment/web site"}, &out, &errOut); code != 0 || !strings.Contains(out.String(), "01evt") {
+		t.Errorf("--workload with the one-line name: exit %d\n%s", code, out.String())
+	}
+}
+
+// TestConfigErrorsHidePasswords (issue row 8): a provider imagehook does not speak, for a
+// repository URL with a password, is refused by check-config and by serve without the password.
+func TestConfigErrorsHidePasswords(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "c.yaml")
+	cfg := "repos:\n  - name: apps\n    url: https://bot:Sup3r-s3cret-pw@bitbucket.org/team/apps.git\n" +
+		"    writeBack: {mode: pullRequest, provider: bitbucket, token: forge-t0ken-long}\n" +
+		"hooks: [{id: h, token: t0ken-value, targets: [{repo: apps, workload: deployment/w}]}]\n"
+	if err := os.WriteFile(p, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, cmd := range []string{"check-config", "serve"} {
+		var out, errOut bytes.Buffer
+		code := run([]string{cmd, "--config", p}, &out, &errOut)
+		if code == 0 || !strings.Contains(errOut.String(), `provider: "bitbucket"`) || !strings.Contains(errOut.String(), "@bitbucket.org/team/apps.git") {
+			t.Errorf("%s: exit %d, stderr %q", cmd, code, errOut.String())
+		}
+		if strings.Contains(errOut.String()+out.String(), "Sup3r-s3cret-pw") {
+			t.Errorf("%s prints the password: %s", cmd, errOut.String())
+		}
+	}
+}
+
+// TestShortSecretWarned (issue row 10): check-config prints a warning for a two-character token
+// and masks it only as a whole word, so a hook id that holds the same letters reads as it is;
+// serve logs the same warning.
+func TestShortSecretWarned(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "c.yaml")
+	cfg := "listen: \"256.0.0.1:1\"\ndataDir: " + filepath.Join(dir, "data") + "\nrepos: [{name: apps, url: file:///nowhere}]\n" +
+		"hooks:\n  - id: TFS-web\n    token: TF\n    targets: [{repo: apps, workload: deployment/w}]\n"
+	if err := os.WriteFile(p, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var out, errOut bytes.Buffer
+	if code := run([]string{"check-config", "--config", p}, &out, &errOut); code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut.String())
+	}
+	warning := "hooks[TFS-web].token (line 6): a secret of 2 characters"
+	if !strings.Contains(out.String(), "# warning: "+warning) || !strings.Contains(out.String(), "POST /hooks/TFS-web") ||
+		strings.Contains(out.String(), "token: TF") {
+		t.Errorf("output:\n%s", out.String())
+	}
+	// serve logs the warning before it starts (here, before it fails to listen on no address).
+	errOut.Reset()
+	if code := run([]string{"serve", "--config", p}, &out, &errOut); code == 0 || !strings.Contains(errOut.String(), "config: "+warning) {
+		t.Errorf("serve: exit %d, stderr:\n%s", code, errOut.String())
+	}
 }

@@ -9,6 +9,7 @@ package audit
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -60,8 +61,43 @@ func WriteBlock(b *strings.Builder, ev *event.Event, changes []event.Change) {
 	}
 	for _, c := range changes {
 		if c.Old != c.New {
-			line(TrailerChange, fmt.Sprintf("%s %s %s -> %s", c.Workload, c.Container, c.Old, c.New))
+			line(TrailerChange, fmt.Sprintf("%s %s %s -> %s", field(c.Workload), field(c.Container), field(c.Old), field(c.New)))
 		}
+	}
+}
+
+// field writes one value of a change trailer: as it is, or Go-quoted when it holds a space (a name
+// with a line break is one line with a space by then), is empty, or starts with a quote — so that
+// the four values read back as they were written, whatever a manifest named its workload.
+func field(v string) string {
+	v = event.OneLine(v)
+	if v == "" || strings.ContainsRune(v, ' ') || strings.HasPrefix(v, `"`) {
+		return strconv.Quote(v)
+	}
+	return v
+}
+
+// fields splits a change trailer's value into its values: bare words, or Go-quoted strings (which
+// field writes); quoted reports which were quoted, so that only a bare "->" is the arrow.
+func fields(s string) (vals []string, quoted []bool) {
+	for {
+		s = strings.TrimLeft(s, " ")
+		if s == "" {
+			return vals, quoted
+		}
+		if s[0] == '"' {
+			if q, err := strconv.QuotedPrefix(s); err == nil {
+				if v, err := strconv.Unquote(q); err == nil {
+					// A message imagehook did not write may quote a line break.
+					vals, quoted = append(vals, event.OneLine(v)), append(quoted, true)
+					s = s[len(q):]
+					continue
+				}
+			}
+		}
+		word, rest, _ := strings.Cut(s, " ")
+		vals, quoted = append(vals, word), append(quoted, false)
+		s = rest
 	}
 }
 
@@ -101,8 +137,8 @@ func Parse(c gitops.LogCommit) []Entry {
 		case TrailerPusher:
 			e.Pusher = val
 		case TrailerChange:
-			f := strings.Fields(val)
-			if len(f) == 5 && f[3] == "->" {
+			f, quoted := fields(val)
+			if len(f) == 5 && f[3] == "->" && !quoted[3] {
 				e.Changes = append(e.Changes, EntryChange{Workload: f[0], Container: f[1], Old: f[2], New: f[4]})
 			}
 		}

@@ -12,6 +12,8 @@ import (
 	"os"
 	"reflect"
 	"regexp"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 	"unicode"
@@ -21,6 +23,7 @@ import (
 	"github.com/imagehook/imagehook/event"
 	"github.com/imagehook/imagehook/forge"
 	"github.com/imagehook/imagehook/manifests"
+	"github.com/imagehook/imagehook/redact"
 )
 
 // Config is the whole configuration file.
@@ -64,6 +67,8 @@ type Config struct {
 	ownHooks []Hook
 	// root is the decoded file, so that validation can name the line of a bad value.
 	root *yaml.Node
+	// warnings are collected at load (Warnings).
+	warnings []string
 }
 
 // Metrics controls access to /metrics.
@@ -393,6 +398,11 @@ type Duration time.Duration
 
 // UnmarshalYAML parses a Go duration string.
 func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	if m := envMarked.FindStringSubmatch(n.Value); m != nil {
+		// ${VAR} is expanded in strings only, after decoding: name the variable, not the
+		// placeholder it stands as while the file is decoded.
+		return fmt.Errorf("line %d: ${%s} in a duration: environment variables are expanded in text values only; write the duration (such as 30s)", n.Line, m[1])
+	}
 	v, err := time.ParseDuration(n.Value)
 	if err != nil {
 		return fmt.Errorf("line %d: %w", n.Line, err)
@@ -428,7 +438,7 @@ func Parse(data []byte, lookup func(string) (string, bool)) (*Config, error) {
 	dec.KnownFields(true)
 	var c Config
 	if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
-		return nil, fmt.Errorf("parse: %w", err)
+		return nil, fmt.Errorf("parse: %w", decodeError{err, data})
 	}
 	// The same bytes as a node tree, for line numbers in validation messages.
 	var root yaml.Node
@@ -440,6 +450,37 @@ func Parse(data []byte, lookup func(string) (string, bool)) (*Config, error) {
 	}
 	return &c, nil
 }
+
+// decodeError is a YAML decoding error as a person should read it: a ${VAR} is named as written,
+// not as the placeholder it stood as while decoding (which the decoder may quote cut short), and
+// a URL the decoder quotes loses its user information.
+type decodeError struct {
+	err  error
+	data []byte
+}
+
+var (
+	errLine   = regexp.MustCompile(`line (\d+): `)
+	quotedEnv = regexp.MustCompile("`" + envMark[:7] + "[^`]*`")
+)
+
+func (e decodeError) Error() string {
+	lines := bytes.Split(e.data, []byte("\n"))
+	msgs := strings.Split(e.err.Error(), "\n")
+	for i, m := range msgs {
+		if sub := errLine.FindStringSubmatch(m); sub != nil {
+			if n, err := strconv.Atoi(sub[1]); err == nil && n >= 1 && n <= len(lines) {
+				if vars := envMarked.FindAllSubmatch(lines[n-1], -1); len(vars) > 0 {
+					m = quotedEnv.ReplaceAllLiteralString(m, "${"+string(vars[0][1])+"}")
+				}
+			}
+		}
+		msgs[i] = envMarked.ReplaceAllString(m, "$${$1}")
+	}
+	return redact.URLs(strings.Join(msgs, "\n"))
+}
+
+func (e decodeError) Unwrap() error { return e.err }
 
 // ForHooksDir is the configuration of the drop-in for the old tool: its hooks.json directory and
 // MAIL_* environment, nothing else. It goes through the same expansion, defaults and validation as
@@ -481,7 +522,11 @@ func (c *Config) load(lookup func(string) (string, bool)) error {
 		c.Hooks = append(c.Hooks, dirHooks...)
 	}
 	c.applyDefaults()
-	return c.Validate()
+	if err := c.Validate(); err != nil {
+		return err
+	}
+	c.warn()
+	return nil
 }
 
 // ReloadHooks reads HooksDir again and returns the file's hooks with the directory's, validated
@@ -796,29 +841,14 @@ func (c *Config) Redacted() *Config {
 		}
 	})
 	for i := range cp.Repos {
-		cp.Repos[i].URL = redactURL(cp.Repos[i].URL)
+		cp.Repos[i].URL = redact.URL(cp.Repos[i].URL)
 	}
 	return &cp
 }
 
-// redactURL masks the user name and password of an http(s) URL: tokens are often given as the
-// user name (https://TOKEN@host/...). An SSH user name (git@) is not a secret and stays.
-func redactURL(raw string) string {
-	u := urlWithCredentials(raw)
-	if u == nil {
-		return raw
-	}
-	if _, ok := u.User.Password(); ok {
-		u.User = url.UserPassword("***", "***")
-	} else {
-		u.User = url.User("***")
-	}
-	return strings.Replace(u.String(), "%2A%2A%2A", "***", -1)
-}
-
 // urlWithCredentials parses an http(s) URL that carries a user name (tokens are often given as the
-// user name) or a password, the one rule of which URL parts are secret; nil otherwise. An SSH user
-// name (git@) is not a secret.
+// user name) or a password, so that Secrets can teach the redactor its credential; nil otherwise.
+// Which parts of a URL are masked in text is redact.URLs' one rule.
 func urlWithCredentials(raw string) *url.URL {
 	u, err := url.Parse(raw)
 	if err != nil || u.User == nil || (u.Scheme != "http" && u.Scheme != "https") {
@@ -827,8 +857,9 @@ func urlWithCredentials(raw string) *url.URL {
 	return u
 }
 
-// Secrets lists every secret value the configuration holds — tagged fields, the user name and
-// password of http(s) repository URLs — for the one redactor (package redact).
+// Secrets lists every secret value the configuration holds — tagged fields, the password of an
+// http(s) repository URL, or its user name when it has no password (a token given as the user
+// name) — for the one redactor (package redact). A user name beside a password is not a secret.
 func (c *Config) Secrets() []string {
 	var out []string
 	eachSecret(reflect.ValueOf(c).Elem(), func(f reflect.Value) {
@@ -842,9 +873,10 @@ func (c *Config) Secrets() []string {
 	})
 	for _, r := range c.Repos {
 		if u := urlWithCredentials(r.URL); u != nil {
-			out = append(out, u.User.Username())
 			if p, ok := u.User.Password(); ok {
 				out = append(out, p)
+			} else {
+				out = append(out, u.User.Username())
 			}
 		}
 	}
@@ -909,18 +941,26 @@ func (c *Config) HookByID(id string) (*Hook, bool) {
 }
 
 // eachSecret calls fn for every field tagged secret:"true" (a string or a []string) in v, the one
-// walk behind Secrets and Redacted.
+// walk behind Secrets, Redacted and the short-secret warnings.
 func eachSecret(v reflect.Value, fn func(reflect.Value)) {
+	eachSecretAt(v, nil, func(_ []any, f reflect.Value) { fn(f) })
+}
+
+// eachSecretAt is eachSecret that also gives each field's place: YAML keys (string) and sequence
+// indexes (int), as Config.node takes them.
+func eachSecretAt(v reflect.Value, path []any, fn func([]any, reflect.Value)) {
 	switch v.Kind() {
 	case reflect.Struct:
 		for i := 0; i < v.NumField(); i++ {
 			f := v.Type().Field(i)
+			key, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+			at := append(slices.Clip(path), key)
 			switch {
 			case !f.IsExported():
 			case f.Tag.Get("secret") == "true":
-				fn(v.Field(i))
+				fn(at, v.Field(i))
 			default:
-				eachSecret(v.Field(i), fn)
+				eachSecretAt(v.Field(i), at, fn)
 			}
 		}
 	case reflect.Slice:
@@ -928,11 +968,11 @@ func eachSecret(v reflect.Value, fn func(reflect.Value)) {
 			return // file contents ([]byte): no secret fields inside
 		}
 		for i := 0; i < v.Len(); i++ {
-			eachSecret(v.Index(i), fn)
+			eachSecretAt(v.Index(i), append(slices.Clip(path), i), fn)
 		}
 	case reflect.Pointer:
 		if !v.IsNil() {
-			eachSecret(v.Elem(), fn)
+			eachSecretAt(v.Elem(), path, fn)
 		}
 	}
 }

@@ -9,11 +9,11 @@ import (
 	"slices"
 	"strings"
 	"text/template"
-	"time"
 
 	"go.yaml.in/yaml/v3"
 
 	"github.com/imagehook/imagehook/forge"
+	"github.com/imagehook/imagehook/redact"
 	"github.com/imagehook/imagehook/registry"
 	"github.com/imagehook/imagehook/tagpolicy"
 	"github.com/imagehook/imagehook/workload"
@@ -48,9 +48,11 @@ func (c *Config) Validate() error {
 		if Blank(c.Journal.DSN) {
 			errs.add("journal.dsn: required for driver postgres (or dsnFile)")
 		}
+		c.validateDSN(&errs)
 	default:
 		errs.add("journal.driver: %q is not sqlite or postgres", c.Journal.Driver)
 	}
+	c.validateDurations(&errs)
 	c.Mail.validate(&errs)
 	notifiers := c.validateNotifiers(&errs)
 	c.Verify.validate(&errs, "verify")
@@ -85,6 +87,13 @@ func (c *Config) Validate() error {
 			}
 		}
 	}
+	// However a message came to quote a URL (a provider not inferred from it, a value YAML could
+	// not decode), its user information is never printed.
+	for i, err := range errs {
+		if msg := redact.URLs(err.Error()); msg != err.Error() {
+			errs[i] = errors.New(msg)
+		}
+	}
 	return errors.Join(errs...)
 }
 
@@ -113,12 +122,8 @@ func (c *Config) validateRepos(errs *problems) map[string]bool {
 		if r.URL == "" {
 			errs.add("repos[%s].url: required", r.Name)
 		}
-		if r.CommitTemplate != "" {
-			if _, err := template.New("commit").Parse(r.CommitTemplate); err != nil {
-				errs.add("repos[%s].commitTemplate: %v", r.Name, err)
-			}
-		}
 		r.WriteBack.validate(errs, fmt.Sprintf("repos[%s].writeBack", r.Name), r)
+		c.validateTemplates(errs, i, r)
 		if w := r.Watch; w != nil {
 			if !slices.ContainsFunc(c.Clusters, func(cl Cluster) bool { return cl.Name == w.Cluster }) {
 				errs.add("repos[%s].watch.cluster: no cluster named %q", r.Name, w.Cluster)
@@ -141,24 +146,16 @@ func (w WriteBack) validate(errs *problems, where string, r Repo) {
 		return
 	}
 	if !slices.Contains(forge.Providers, w.Provider) {
-		errs.add("%s.provider: %q: want one of %s (not inferred from %s)", where, w.Provider, strings.Join(forge.Providers, ", "), r.URL)
+		errs.add("%s.provider: %q: want one of %s (not inferred from %s)", where, w.Provider, strings.Join(forge.Providers, ", "), redact.URL(r.URL))
 	}
 	if Blank(w.Token) {
 		errs.add("%s: token or tokenFile required (an API token that may open pull requests)", where)
-	}
-	if w.Branch != "" {
-		if _, err := template.New("branch").Option("missingkey=error").Parse(w.Branch); err != nil {
-			errs.add("%s.branch: %v", where, err)
-		}
 	}
 	if w.Merge != "" && w.Merge != "none" && w.Merge != "auto" {
 		errs.add("%s.merge: %q is not none or auto", where, w.Merge)
 	}
 	if w.Language != "" && w.Language != "en" && w.Language != "zh" {
 		errs.add("%s.language: %q is not en or zh", where, w.Language)
-	}
-	if w.PollInterval != 0 && time.Duration(w.PollInterval) < time.Second {
-		errs.add("%s.pollInterval: %s is shorter than a second", where, time.Duration(w.PollInterval))
 	}
 	if r.PushBranch != "" {
 		errs.add("%s: pushBranch and pull requests both choose the branch; drop pushBranch", where)
@@ -212,8 +209,8 @@ func (h Hook) validate(errs *problems, where string) {
 			errs.add("%s.signature.algorithm: %q: want sha1, sha256 or sha512", where, sig.Algorithm)
 		}
 	}
-	if r := h.Reconcile; r != nil && time.Duration(r.Interval) < time.Second {
-		errs.add("%s.reconcile.interval: %s is shorter than a second", where, time.Duration(r.Interval))
+	if r := h.Reconcile; r != nil && r.Interval == 0 {
+		errs.add("%s.reconcile.interval: required (how often to ask the registry, at least 1s)", where)
 	}
 	h.Verify.validate(errs, where+".verify")
 	if h.Pin != "" && h.Pin != "tag" && h.Pin != "digest" {

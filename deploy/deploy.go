@@ -72,10 +72,15 @@ func (a app) String() string { return a.tool + "/" + a.namespace + "/" + a.name 
 // an error, so that the event is followed again after a restart.
 func (t *Tracker) Track(ctx context.Context, commit string, files []string, changes []event.Change) (event.Step, error) {
 	st := event.Step{Name: event.StepDeploy, Commit: commit, At: time.Now()}
+	// A tool's status message can be any size (a sync of many objects quotes them all): the step
+	// stores it bounded by the one rule for peers' texts.
+	fail := func(msg string) (event.Step, error) {
+		st.Status, st.Error = event.Failed, event.Cut(msg)
+		return st, nil
+	}
 	apps, err := t.find(ctx, files)
 	if err != nil {
-		st.Status, st.Error = event.Failed, err.Error()
-		return st, nil
+		return fail(err.Error())
 	}
 	if len(apps) == 0 {
 		st.Status, st.Detail = event.Unknown, "no Argo CD Application or Fleet GitRepo deploys these files"
@@ -97,8 +102,7 @@ func (t *Tracker) Track(ctx context.Context, commit string, files []string, chan
 			err = fmt.Errorf("%s not synced after %s", a, t.cfg.Timeout)
 		}
 		if err != nil {
-			st.Status, st.Error = event.Failed, err.Error()
-			return st, nil
+			return fail(err.Error())
 		}
 		revs[a.String()] = rev
 	}
@@ -112,8 +116,7 @@ func (t *Tracker) Track(ctx context.Context, commit string, files []string, chan
 			if ctx.Err() != nil {
 				return st, ctx.Err()
 			}
-			st.Status, st.Error = event.Failed, "synced, but "+err.Error()
-			return st, nil
+			return fail("synced, but " + err.Error())
 		}
 	}
 	st.ReadyAt = time.Now()

@@ -183,7 +183,8 @@ const (
 // notifiers and the pages: failed when any step before notification failed or the event carries
 // an error, cancelled when its pull request was closed unmerged, ignored when every step was
 // ignored (another repository, a duplicate, a replay), succeeded otherwise. A failed notification
-// never fails an event. It returns the status.
+// never fails an event. The event's error, like a step's texts, is bounded by Cut. It returns the
+// status.
 func (e *Event) Settle() Status {
 	status := Ignored
 	for _, s := range e.Steps {
@@ -200,6 +201,7 @@ func (e *Event) Settle() Status {
 	if e.Error != "" {
 		status = Failed
 	}
+	e.Error = Cut(e.Error)
 	if st, ok := e.Step(StepGit); ok && st.Status == Failed && e.Error == "" {
 		e.Error = st.Error
 	}
@@ -260,8 +262,10 @@ type Change struct {
 	New       string `json:"new"`
 }
 
-// SetStep records s, replacing an earlier step of the same name, repo and cluster.
+// SetStep records s, replacing an earlier step of the same name, repo and cluster. Its texts
+// from peers are bounded by Cut.
 func (e *Event) SetStep(s Step) {
+	s = s.cut()
 	for i, old := range e.Steps {
 		if old.Name == s.Name && old.Repo == s.Repo && old.Cluster == s.Cluster {
 			e.Steps[i] = s

@@ -206,10 +206,12 @@ func (n *Notifier) render(ev *event.Event, others []*event.Event, lang string, f
 		lang = "zh"
 	}
 	// In the plain-text body a value with line breaks could show forged lines (a fake "Commit:").
-	ev = ev.Printable()
+	// Peers' texts are bounded where they are stored; events journaled before that still carry
+	// them whole, and a mail shows no more of them than a page does.
+	ev = cut(ev.Printable())
 	v := view{Event: ev, Failed: failed, Image: ev.Push.Ref()}
 	for _, o := range others {
-		v.Others = append(v.Others, o.Printable())
+		v.Others = append(v.Others, cut(o.Printable()))
 	}
 	if len(ev.Targets) > 0 {
 		t := ev.Targets[0]
@@ -258,6 +260,15 @@ func (n *Notifier) render(ev *event.Event, others []*event.Event, lang string, f
 		}
 	}
 	return strings.TrimSpace(subj.String()), body.String(), page.String(), nil
+}
+
+// cut bounds the peers' texts of a Printable copy (event.Cut).
+func cut(ev *event.Event) *event.Event {
+	ev.Error = event.Cut(ev.Error)
+	for i := range ev.Steps {
+		ev.Steps[i].Detail, ev.Steps[i].Error = event.Cut(ev.Steps[i].Detail), event.Cut(ev.Steps[i].Error)
+	}
+	return ev
 }
 
 // Send delivers one message, retrying transient failures (connection errors, 4xx replies) with
