@@ -475,7 +475,7 @@ func TestAuditTrailAndLandedEvents(t *testing.T) {
 		_, got := h.do(get)
 		if got["status"] == "succeeded" {
 			step := got["steps"].([]any)[0].(map[string]any)
-			if step["commit"] != commit || step["detail"] != "pushed by an earlier attempt" {
+			if step["commit"] != commit || step["reason"] != string(event.ReasonLanded) {
 				t.Errorf("step = %v, want commit %s from the earlier attempt", step, commit)
 			}
 			break
