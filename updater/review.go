@@ -655,7 +655,12 @@ func (u *Updater) merged(ctx context.Context, log *slog.Logger, key string, rv *
 	}
 	for _, ev := range evs {
 		st, _ := ev.Step(event.StepGit)
-		st.PR, st.At, st.Commit, st.Reason, st.Error = &ref, now, pr.MergeCommit, "", ""
+		// What the pull request's life recorded (a look-alike left alone, a reopen) stays said.
+		before := ""
+		if st.Reason != "" && st.Detail != "" {
+			before = "; " + st.Detail
+		}
+		st.PR, st.At, st.Commit, st.Error = &ref, now, pr.MergeCommit, ""
 		if runs := other[ev.ID]; runs != "" {
 			st.Status, st.Reason = event.Failed, event.ReasonMergedOtherContent
 			st.Error = fmt.Sprintf("merged with other content: %s runs %s", rv.Base, runs)
@@ -665,7 +670,10 @@ func (u *Updater) merged(ctx context.Context, log *slog.Logger, key string, rv *
 			st.Detail = fmt.Sprintf("merged in pull request #%d%s", pr.Number, extra)
 			if extra != "" {
 				st.Reason = event.ReasonForeignCommit
+			} else if st.Reason == event.ReasonForeignCommit {
+				st.Reason, before = "", "" // the branch ended in imagehook's commit again when merged
 			}
+			st.Detail += before
 		}
 		ev.SetStep(st)
 		ev.Status = event.Running
