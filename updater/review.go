@@ -470,7 +470,7 @@ func (u *Updater) adopt(ev *event.Event) bool {
 // pull requests are followed again, so that a reopen and merge completes them after a restart or
 // on a new owner.
 func (u *Updater) followClosed(ctx context.Context, key string) {
-	if len(u.reviewRepos()) == 0 {
+	if r, ok := u.repos[key]; len(u.reviewRepos()) == 0 || (key != "" && (!ok || r.Review == nil)) {
 		return
 	}
 	evs, err := u.journal.Cancelled(ctx)
