@@ -657,7 +657,7 @@ func (u *Updater) merged(ctx context.Context, log *slog.Logger, key string, rv *
 		st, _ := ev.Step(event.StepGit)
 		// What the pull request's life recorded (a look-alike left alone, a reopen) stays said.
 		before := ""
-		if st.Reason != "" && st.Detail != "" {
+		if st.Reason != "" && st.Detail != "" && !(st.Reason == event.ReasonForeignCommit && extra != "") {
 			before = "; " + st.Detail
 		}
 		st.PR, st.At, st.Commit, st.Error = &ref, now, pr.MergeCommit, ""
