@@ -250,6 +250,9 @@ type PullRequest struct {
 	Branch string `json:"branch"`
 	// State is open, merged or closed.
 	State string `json:"state"`
+	// Head is the commit imagehook last pushed to the branch: it auto-merges, and rebuilds the
+	// branch, only while the branch still ends there.
+	Head string `json:"head,omitempty"`
 }
 
 // Change is one image value changed (or found already current) in a manifest or on a cluster.

@@ -32,6 +32,15 @@ type PullRequest struct {
 	State string
 	// MergeCommit is the commit the merge made on the base branch.
 	MergeCommit string
+	// Head is the commit the pull request's head branch ends in, as the forge last saw it.
+	Head string
+	// Fork is set when the head branch lives in another repository than the base (a fork), or in
+	// one the forge no longer knows (a deleted fork): such a pull request is never imagehook's.
+	Fork bool
+	// LookAlikes, from Open, are the open pull requests from other repositories (forks) whose head
+	// branch has imagehook's branch name: left alone, and named here so that the event says so
+	// ("#3 from eve/apps").
+	LookAlikes []string
 }
 
 // The states of a pull request.
@@ -41,15 +50,23 @@ const (
 	Closed = "closed"
 )
 
-// Forge is one repository's pull requests.
+// Forge is one repository's pull requests. It only ever acts on pull requests whose head branch
+// lives in the repository itself: a fork's pull request with the same branch name is someone
+// else's, whatever its name says.
 type Forge interface {
-	// Open opens a pull request for r.Head, or updates the one already open for it (title, body,
-	// labels), so that a branch never has two.
+	// Open opens a pull request from r.Head in the repository itself, or updates the one already
+	// open for it (title, body, labels), so that a branch never has two. Pull requests from forks
+	// are never updated; those with the same branch name come back in LookAlikes.
 	Open(ctx context.Context, r Request) (PullRequest, error)
 	// Get reads a pull request's state.
 	Get(ctx context.Context, number int64) (PullRequest, error)
-	// AutoMerge asks the forge to merge once its checks pass, where the API allows it.
-	AutoMerge(ctx context.Context, number int64) error
+	// AutoMerge asks the forge to merge once its checks pass, where the API allows it, and only
+	// while the pull request's head is still head (the commit imagehook pushed).
+	AutoMerge(ctx context.Context, number int64, head string) error
+	// CancelAutoMerge withdraws an AutoMerge (a commit imagehook did not push reached the branch).
+	CancelAutoMerge(ctx context.Context, number int64) error
+	// Comment adds a comment to the pull request's conversation.
+	Comment(ctx context.Context, number int64, body string) error
 }
 
 // Config says how to reach a repository's forge.
@@ -67,6 +84,9 @@ type Config struct {
 
 // ErrForge is a forge's refusal; its text carries the forge's own message.
 var ErrForge = errors.New("forge refused")
+
+// ErrForeign refuses a pull request whose head branch is not in the repository itself.
+var ErrForeign = errors.New("pull request from another repository")
 
 // Providers lists the supported providers.
 var Providers = []string{"gitea", "github", "gitlab"}
@@ -116,7 +136,7 @@ func New(cfg Config) (Forge, error) {
 		}
 		owner, _, _ := strings.Cut(path, "/")
 		c.base, c.auth = api+"/repos/"+path, "Bearer "+cfg.Token
-		return &github{c: c, owner: owner}, nil
+		return &github{c: c, owner: owner, repo: path}, nil
 	case "gitlab":
 		if api == "" {
 			api = scheme + "://" + host + "/api/v4"

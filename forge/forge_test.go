@@ -3,6 +3,7 @@ package forge
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -62,10 +63,10 @@ func (c *contract) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func TestGitHubContract(t *testing.T) {
 	c := &contract{answers: map[string]string{
 		"GET /repos/platform/apps/pulls?base=main&head=platform%3Aimagehook%2Fweb&state=open": `[]`,
-		"POST /repos/platform/apps/pulls":                       `{"number":7,"node_id":"PR_kw","html_url":"https://github.com/platform/apps/pull/7","state":"open"}`,
+		"POST /repos/platform/apps/pulls":                       `{"number":7,"node_id":"PR_kw","html_url":"https://github.com/platform/apps/pull/7","state":"open","head":{"ref":"imagehook/web","sha":"c0ffee","repo":{"full_name":"platform/apps"}}}`,
 		"POST /repos/platform/apps/pulls/7/requested_reviewers": `{}`,
 		"POST /repos/platform/apps/issues/7/labels":             `[]`,
-		"GET /repos/platform/apps/pulls/7":                      `{"number":7,"node_id":"PR_kw","state":"closed","merged":true,"merge_commit_sha":"abc123"}`,
+		"GET /repos/platform/apps/pulls/7":                      `{"number":7,"node_id":"PR_kw","state":"closed","merged":true,"merge_commit_sha":"abc123","head":{"ref":"imagehook/web","sha":"c0ffee","repo":{"full_name":"platform/apps"}}}`,
 		"POST /graphql":                                         `{"data":{"enablePullRequestAutoMerge":{"clientMutationId":null}}}`,
 	}}
 	srv := httptest.NewServer(c)
@@ -82,18 +83,21 @@ func TestGitHubContract(t *testing.T) {
 	if c.header.Get("Authorization") != "Bearer ghp_t0ken" {
 		t.Errorf("Authorization %q", c.header.Get("Authorization"))
 	}
-	if err := f.AutoMerge(ctx, 7); err != nil {
+	if pr.Head != "c0ffee" || pr.Fork {
+		t.Errorf("open: head %q fork %v", pr.Head, pr.Fork)
+	}
+	if err := f.AutoMerge(ctx, 7, "c0ffee"); err != nil {
 		t.Fatal(err)
 	}
 	got, err := f.Get(ctx, 7)
-	if err != nil || got.State != Merged || got.MergeCommit != "abc123" {
+	if err != nil || got.State != Merged || got.MergeCommit != "abc123" || got.Fork {
 		t.Fatalf("get: %+v %v", got, err)
 	}
 	want := []string{
 		`POST /repos/platform/apps/pulls {"base":"main","body":"b","head":"imagehook/web","title":"t"}`,
 		`POST /repos/platform/apps/pulls/7/requested_reviewers {"reviewers":["alice"]}`,
 		`POST /repos/platform/apps/issues/7/labels {"labels":["imagehook"]}`,
-		`POST /graphql {"query":"mutation($id: ID!) { enablePullRequestAutoMerge(input: {pullRequestId: $id}) { clientMutationId } }","variables":{"id":"PR_kw"}}`,
+		`POST /graphql {"query":"mutation($id: ID!, $head: GitObjectID) { enablePullRequestAutoMerge(input: {pullRequestId: $id, expectedHeadOid: $head}) { clientMutationId } }","variables":{"head":"c0ffee","id":"PR_kw"}}`,
 	}
 	all := strings.Join(c.got, "\n")
 	for _, w := range want {
@@ -105,9 +109,9 @@ func TestGitHubContract(t *testing.T) {
 
 func TestGitLabContract(t *testing.T) {
 	c := &contract{answers: map[string]string{
-		"GET /api/v4/projects/group%2Fapps/merge_requests?source_branch=imagehook%2Fweb&state=opened&target_branch=main": `[{"iid":3,"web_url":"https://gitlab.example.com/group/apps/-/merge_requests/3","state":"opened"}]`,
-		"PUT /api/v4/projects/group%2Fapps/merge_requests/3":                                                             `{"iid":3,"web_url":"https://gitlab.example.com/group/apps/-/merge_requests/3","state":"opened"}`,
-		"GET /api/v4/projects/group%2Fapps/merge_requests/3":                                                             `{"iid":3,"state":"closed"}`,
+		"GET /api/v4/projects/group%2Fapps/merge_requests?source_branch=imagehook%2Fweb&state=opened&target_branch=main": `[{"iid":3,"web_url":"https://gitlab.example.com/group/apps/-/merge_requests/3","state":"opened","sha":"c0ffee","source_project_id":12,"target_project_id":12}]`,
+		"PUT /api/v4/projects/group%2Fapps/merge_requests/3":                                                             `{"iid":3,"web_url":"https://gitlab.example.com/group/apps/-/merge_requests/3","state":"opened","sha":"c0ffee","source_project_id":12,"target_project_id":12}`,
+		"GET /api/v4/projects/group%2Fapps/merge_requests/3":                                                             `{"iid":3,"state":"closed","sha":"c0ffee","source_project_id":12,"target_project_id":12}`,
 		"PUT /api/v4/projects/group%2Fapps/merge_requests/3/merge":                                                       `{"iid":3,"state":"opened"}`,
 	}}
 	srv := httptest.NewServer(c)
@@ -124,7 +128,7 @@ func TestGitLabContract(t *testing.T) {
 	if c.header.Get("PRIVATE-TOKEN") != "glpat-t0ken" || c.header.Get("Authorization") != "" {
 		t.Errorf("headers %v", c.header)
 	}
-	if err := f.AutoMerge(ctx, 3); err != nil {
+	if err := f.AutoMerge(ctx, 3, "c0ffee"); err != nil {
 		t.Fatal(err)
 	}
 	if got, err := f.Get(ctx, 3); err != nil || got.State != Closed {
@@ -133,11 +137,138 @@ func TestGitLabContract(t *testing.T) {
 	all := strings.Join(c.got, "\n")
 	for _, w := range []string{
 		`PUT /api/v4/projects/group%2Fapps/merge_requests/3 {"description":"b","labels":"imagehook,deploy","title":"t"}`,
-		`PUT /api/v4/projects/group%2Fapps/merge_requests/3/merge {"merge_when_pipeline_succeeds":true}`,
+		`PUT /api/v4/projects/group%2Fapps/merge_requests/3/merge {"merge_when_pipeline_succeeds":true,"sha":"c0ffee"}`,
 	} {
 		if !strings.Contains(all, w) {
 			t.Errorf("missing request %s in:\n%s", w, all)
 		}
+	}
+}
+
+// TestForkLookAlikesAreNeverAdopted plays each forge's documented answers for a fork's pull request
+// whose head branch has imagehook's branch name (Gitea's head.repo, GitHub's head.repo.full_name,
+// GitLab's source_project_id name the fork): Open never updates it, opens imagehook's own from the
+// repository's branch, and names the look-alike; Get marks a fork's pull request as one; the head
+// is pinned on auto-merge, and cancel and comment use the documented endpoints.
+func TestForkLookAlikesAreNeverAdopted(t *testing.T) {
+	for _, tt := range []struct {
+		name, provider, repoURL, api string
+		answers                      map[string]string
+		forbidden                    []string // requests that would touch the fork's pull request
+		want                         []string
+		lookAlike                    string
+	}{{
+		name: "gitea", provider: "gitea", repoURL: "https://gitea.example.com/platform/apps.git", api: "/api/v1",
+		answers: map[string]string{
+			"GET /api/v1/repos/platform/apps/pulls?state=open&limit=50&page=1": `[{"number":3,"state":"open","head":{"ref":"imagehook/web","sha":"bad","repo_id":9,"repo":{"id":9,"full_name":"eve/apps"}},"base":{"ref":"main","repo_id":1,"repo":{"id":1,"full_name":"platform/apps"}}}]`,
+			"POST /api/v1/repos/platform/apps/pulls":                           `{"number":4,"state":"open","head":{"ref":"imagehook/web","sha":"c0ffee","repo_id":1,"repo":{"id":1,"full_name":"platform/apps"}},"base":{"ref":"main","repo_id":1,"repo":{"id":1,"full_name":"platform/apps"}}}`,
+			"GET /api/v1/repos/platform/apps/pulls/3":                          `{"number":3,"state":"open","head":{"ref":"imagehook/web","sha":"bad","repo_id":9,"repo":{"id":9,"full_name":"eve/apps"}},"base":{"ref":"main","repo_id":1,"repo":{"id":1,"full_name":"platform/apps"}}}`,
+			"POST /api/v1/repos/platform/apps/pulls/4/merge":                   `{}`,
+			"DELETE /api/v1/repos/platform/apps/pulls/4/merge":                 ``,
+			"POST /api/v1/repos/platform/apps/issues/4/comments":               `{}`,
+		},
+		forbidden: []string{"PATCH /api/v1/repos/platform/apps/pulls/3", "/pulls/3/merge"},
+		want: []string{
+			`POST /api/v1/repos/platform/apps/pulls {"base":"main","body":"b","head":"imagehook/web","title":"t"}`,
+			`POST /api/v1/repos/platform/apps/pulls/4/merge {"Do":"merge","head_commit_id":"c0ffee","merge_when_checks_succeed":true}`,
+			`DELETE /api/v1/repos/platform/apps/pulls/4/merge`,
+			`POST /api/v1/repos/platform/apps/issues/4/comments {"body":"note"}`,
+		},
+		lookAlike: "#3 from eve/apps",
+	}, {
+		name: "github", provider: "github", repoURL: "https://github.com/platform/apps.git",
+		answers: map[string]string{
+			// A fork in the same owner matches GitHub's owner:branch filter.
+			"GET /repos/platform/apps/pulls?base=main&head=platform%3Aimagehook%2Fweb&state=open": `[{"number":3,"node_id":"PR_fork","state":"open","head":{"ref":"imagehook/web","sha":"bad","repo":{"full_name":"platform/apps-fork"}}}]`,
+			"POST /repos/platform/apps/pulls":             `{"number":4,"node_id":"PR_own","state":"open","head":{"ref":"imagehook/web","sha":"c0ffee","repo":{"full_name":"platform/apps"}}}`,
+			"GET /repos/platform/apps/pulls/3":            `{"number":3,"node_id":"PR_fork","state":"open","head":{"ref":"imagehook/web","sha":"bad","repo":null}}`,
+			"GET /repos/platform/apps/pulls/4":            `{"number":4,"node_id":"PR_own","state":"open","head":{"ref":"imagehook/web","sha":"c0ffee","repo":{"full_name":"platform/apps"}}}`,
+			"POST /graphql":                               `{"data":{}}`,
+			"POST /repos/platform/apps/issues/4/comments": `{}`,
+		},
+		forbidden: []string{"PATCH /repos/platform/apps/pulls/3", "PR_fork"},
+		want: []string{
+			`POST /repos/platform/apps/pulls {"base":"main","body":"b","head":"imagehook/web","title":"t"}`,
+			`POST /graphql {"query":"mutation($id: ID!, $head: GitObjectID) { enablePullRequestAutoMerge(input: {pullRequestId: $id, expectedHeadOid: $head}) { clientMutationId } }","variables":{"head":"c0ffee","id":"PR_own"}}`,
+			`POST /graphql {"query":"mutation($id: ID!) { disablePullRequestAutoMerge(input: {pullRequestId: $id}) { clientMutationId } }","variables":{"id":"PR_own"}}`,
+			`POST /repos/platform/apps/issues/4/comments {"body":"note"}`,
+		},
+		lookAlike: "#3 from platform/apps-fork",
+	}, {
+		name: "gitlab", provider: "gitlab", repoURL: "https://gitlab.example.com/group/apps.git", api: "/api/v4",
+		answers: map[string]string{
+			// GitLab's source_branch filter matches merge requests from forks too.
+			"GET /api/v4/projects/group%2Fapps/merge_requests?source_branch=imagehook%2Fweb&state=opened&target_branch=main": `[{"iid":3,"state":"opened","sha":"bad","source_project_id":99,"target_project_id":12}]`,
+			"POST /api/v4/projects/group%2Fapps/merge_requests":                                                              `{"iid":4,"state":"opened","sha":"c0ffee","source_project_id":12,"target_project_id":12}`,
+			"GET /api/v4/projects/group%2Fapps/merge_requests/3":                                                             `{"iid":3,"state":"opened","sha":"bad","source_project_id":99,"target_project_id":12}`,
+			"PUT /api/v4/projects/group%2Fapps/merge_requests/4/merge":                                                       `{}`,
+			"POST /api/v4/projects/group%2Fapps/merge_requests/4/cancel_merge_when_pipeline_succeeds":                        `{}`,
+			"POST /api/v4/projects/group%2Fapps/merge_requests/4/notes":                                                      `{}`,
+		},
+		forbidden: []string{"PUT /api/v4/projects/group%2Fapps/merge_requests/3", "merge_requests/3/merge"},
+		want: []string{
+			`POST /api/v4/projects/group%2Fapps/merge_requests {"description":"b","source_branch":"imagehook/web","target_branch":"main","title":"t"}`,
+			`PUT /api/v4/projects/group%2Fapps/merge_requests/4/merge {"merge_when_pipeline_succeeds":true,"sha":"c0ffee"}`,
+			`POST /api/v4/projects/group%2Fapps/merge_requests/4/cancel_merge_when_pipeline_succeeds`,
+			`POST /api/v4/projects/group%2Fapps/merge_requests/4/notes {"body":"note"}`,
+		},
+		lookAlike: "!3 from project 99",
+	}} {
+		t.Run(tt.name, func(t *testing.T) {
+			c := &contract{answers: tt.answers}
+			srv := httptest.NewServer(c)
+			defer srv.Close()
+			f, err := New(Config{Provider: tt.provider, API: srv.URL + tt.api, RepoURL: tt.repoURL, Token: "t0ken"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx := context.Background()
+			pr, err := f.Open(ctx, Request{Head: "imagehook/web", Base: "main", Title: "t", Body: "b"})
+			if err != nil || pr.Number != 4 || pr.Fork || pr.Head != "c0ffee" || len(pr.LookAlikes) != 1 || pr.LookAlikes[0] != tt.lookAlike {
+				t.Fatalf("open: %+v %v\n%s", pr, err, strings.Join(c.got, "\n"))
+			}
+			if fork, err := f.Get(ctx, 3); err != nil || !fork.Fork {
+				t.Errorf("get the fork's: %+v %v", fork, err)
+			}
+			for _, call := range []func() error{
+				func() error { return f.AutoMerge(ctx, 4, "c0ffee") },
+				func() error { return f.CancelAutoMerge(ctx, 4) },
+				func() error { return f.Comment(ctx, 4, "note") },
+			} {
+				if err := call(); err != nil {
+					t.Error(err)
+				}
+			}
+			all := strings.Join(c.got, "\n")
+			for _, w := range tt.want {
+				if !strings.Contains(all, w) {
+					t.Errorf("missing request %s in:\n%s", w, all)
+				}
+			}
+			for _, bad := range tt.forbidden {
+				for _, got := range c.got {
+					if strings.Contains(got, bad) && !strings.HasPrefix(got, "GET ") {
+						t.Errorf("the fork's pull request was touched: %s", got)
+					}
+				}
+			}
+		})
+	}
+}
+
+// TestOpenRefusesAForeignAnswer: should the forge answer Open with a pull request from another
+// repository, imagehook refuses it instead of taking it for its own.
+func TestOpenRefusesAForeignAnswer(t *testing.T) {
+	c := &contract{answers: map[string]string{
+		"GET /repos/platform/apps/pulls?base=main&head=platform%3Aimagehook%2Fweb&state=open": `[]`,
+		"POST /repos/platform/apps/pulls": `{"number":4,"state":"open","head":{"ref":"imagehook/web","sha":"bad","repo":{"full_name":"eve/apps"}}}`,
+	}}
+	srv := httptest.NewServer(c)
+	defer srv.Close()
+	f, _ := New(Config{Provider: "github", API: srv.URL, RepoURL: "https://github.com/platform/apps.git", Token: "t"})
+	pr, err := f.Open(context.Background(), Request{Head: "imagehook/web", Base: "main"})
+	if !errors.Is(err, ErrForeign) || pr.Number != 0 {
+		t.Errorf("open: %+v %v", pr, err)
 	}
 }
 

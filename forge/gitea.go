@@ -10,21 +10,50 @@ import (
 type gitea struct{ c *client }
 
 type giteaPR struct {
-	Number         int64  `json:"number"`
-	HTMLURL        string `json:"html_url"`
-	State          string `json:"state"`
-	Merged         bool   `json:"merged"`
-	MergeCommitSHA string `json:"merge_commit_sha"`
-	Head           struct {
-		Ref string `json:"ref"`
-	} `json:"head"`
-	Base struct {
-		Ref string `json:"ref"`
-	} `json:"base"`
+	Number         int64       `json:"number"`
+	HTMLURL        string      `json:"html_url"`
+	State          string      `json:"state"`
+	Merged         bool        `json:"merged"`
+	MergeCommitSHA string      `json:"merge_commit_sha"`
+	Head           giteaBranch `json:"head"`
+	Base           giteaBranch `json:"base"`
+}
+
+// giteaBranch is one side of a pull request: the branch and the repository it lives in.
+type giteaBranch struct {
+	Ref    string `json:"ref"`
+	Sha    string `json:"sha"`
+	RepoID int64  `json:"repo_id"`
+	Repo   *struct {
+		ID       int64  `json:"id"`
+		FullName string `json:"full_name"`
+	} `json:"repo"`
+}
+
+// repoID is the branch's repository id, 0 when Gitea does not know it (a deleted fork).
+func (b giteaBranch) repoID() int64 {
+	if b.Repo != nil && b.Repo.ID != 0 {
+		return b.Repo.ID
+	}
+	return b.RepoID
+}
+
+// fork reports whether the head branch is not in the base repository.
+func (p giteaPR) fork() bool {
+	return p.Head.repoID() == 0 || p.Head.repoID() != p.Base.repoID()
+}
+
+// lookAlike names a fork's pull request for an event's detail: "#3 from eve/apps".
+func (p giteaPR) lookAlike() string {
+	from := "a deleted repository"
+	if p.Head.Repo != nil && p.Head.Repo.FullName != "" {
+		from = p.Head.Repo.FullName
+	}
+	return fmt.Sprintf("#%d from %s", p.Number, from)
 }
 
 func (p giteaPR) pr() PullRequest {
-	out := PullRequest{Number: p.Number, URL: p.HTMLURL, State: Open}
+	out := PullRequest{Number: p.Number, URL: p.HTMLURL, State: Open, Head: p.Head.Sha, Fork: p.fork()}
 	switch {
 	case p.Merged:
 		out.State, out.MergeCommit = Merged, p.MergeCommitSHA
@@ -37,22 +66,31 @@ func (p giteaPR) pr() PullRequest {
 // maxPages bounds the listing of open pull requests (50 each).
 const maxPages = 20
 
-func (g *gitea) find(ctx context.Context, head, base string) (*giteaPR, error) {
+// find returns the open pull request from head to base whose head branch is in the repository
+// itself, and the forks' pull requests with the same branch names (Gitea matches head.ref alone,
+// whichever repository the branch lives in).
+func (g *gitea) find(ctx context.Context, head, base string) (*giteaPR, []string, error) {
+	var own *giteaPR
+	var lookAlikes []string
 	for page := 1; page <= maxPages; page++ {
 		var prs []giteaPR
 		if err := g.c.do(ctx, http.MethodGet, fmt.Sprintf("/pulls?state=open&limit=50&page=%d", page), nil, &prs); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		for i := range prs {
-			if prs[i].Head.Ref == head && prs[i].Base.Ref == base {
-				return &prs[i], nil
+			switch {
+			case prs[i].Head.Ref != head || prs[i].Base.Ref != base:
+			case prs[i].fork():
+				lookAlikes = append(lookAlikes, prs[i].lookAlike())
+			case own == nil:
+				own = &prs[i]
 			}
 		}
 		if len(prs) < 50 {
 			break
 		}
 	}
-	return nil, nil
+	return own, lookAlikes, nil
 }
 
 // labelIDs finds (creating the missing ones) the ids of labels: Gitea takes ids, not names.
@@ -94,7 +132,7 @@ func (g *gitea) Open(ctx context.Context, r Request) (PullRequest, error) {
 	if err != nil {
 		return PullRequest{}, fmt.Errorf("labels: %w", err)
 	}
-	existing, err := g.find(ctx, r.Head, r.Base)
+	existing, lookAlikes, err := g.find(ctx, r.Head, r.Base)
 	if err != nil {
 		return PullRequest{}, err
 	}
@@ -107,21 +145,33 @@ func (g *gitea) Open(ctx context.Context, r Request) (PullRequest, error) {
 		if err := g.c.do(ctx, http.MethodPatch, fmt.Sprintf("/pulls/%d", existing.Number), body, &pr); err != nil {
 			return PullRequest{}, err
 		}
-		return pr.pr(), nil
+		return g.checked(pr, lookAlikes)
 	}
 	body := map[string]any{"head": r.Head, "base": r.Base, "title": r.Title, "body": r.Body}
 	if labels != nil {
 		body["labels"] = labels
 	}
 	if err := g.c.do(ctx, http.MethodPost, "/pulls", body, &pr); err != nil {
-		return PullRequest{}, err
+		return PullRequest{LookAlikes: lookAlikes}, err
 	}
-	if len(r.Reviewers) > 0 {
+	out, err := g.checked(pr, lookAlikes)
+	if err == nil && len(r.Reviewers) > 0 {
 		if err := g.c.do(ctx, http.MethodPost, fmt.Sprintf("/pulls/%d/requested_reviewers", pr.Number), map[string]any{"reviewers": r.Reviewers}, nil); err != nil {
-			return pr.pr(), fmt.Errorf("reviewers: %w", err)
+			return out, fmt.Errorf("reviewers: %w", err)
 		}
 	}
-	return pr.pr(), nil
+	return out, err
+}
+
+// checked refuses an answer about a pull request from another repository: Open must never hand
+// one back as imagehook's.
+func (g *gitea) checked(pr giteaPR, lookAlikes []string) (PullRequest, error) {
+	out := pr.pr()
+	out.LookAlikes = lookAlikes
+	if out.Fork {
+		return PullRequest{LookAlikes: append(lookAlikes, pr.lookAlike())}, fmt.Errorf("%w: pull request %s is not from this repository", ErrForeign, pr.lookAlike())
+	}
+	return out, nil
 }
 
 func (g *gitea) Get(ctx context.Context, number int64) (PullRequest, error) {
@@ -133,8 +183,18 @@ func (g *gitea) Get(ctx context.Context, number int64) (PullRequest, error) {
 }
 
 // AutoMerge schedules the merge for when the checks pass (Gitea merges at once when none are
-// required).
-func (g *gitea) AutoMerge(ctx context.Context, number int64) error {
+// required); head_commit_id makes Gitea refuse a merge of any other head.
+func (g *gitea) AutoMerge(ctx context.Context, number int64, head string) error {
 	return g.c.do(ctx, http.MethodPost, fmt.Sprintf("/pulls/%d/merge", number),
-		map[string]any{"Do": "merge", "merge_when_checks_succeed": true}, nil)
+		map[string]any{"Do": "merge", "merge_when_checks_succeed": true, "head_commit_id": head}, nil)
+}
+
+// CancelAutoMerge deletes the scheduled merge.
+func (g *gitea) CancelAutoMerge(ctx context.Context, number int64) error {
+	return g.c.do(ctx, http.MethodDelete, fmt.Sprintf("/pulls/%d/merge", number), nil, nil)
+}
+
+// Comment comments on the pull request (an issue, for comments).
+func (g *gitea) Comment(ctx context.Context, number int64, body string) error {
+	return g.c.do(ctx, http.MethodPost, fmt.Sprintf("/issues/%d/comments", number), map[string]string{"body": body}, nil)
 }

@@ -12,6 +12,8 @@ import (
 type github struct {
 	c     *client
 	owner string
+	// repo is owner/name: a pull request whose head.repo.full_name differs is from a fork.
+	repo string
 }
 
 type githubPR struct {
@@ -22,10 +24,36 @@ type githubPR struct {
 	Merged         bool   `json:"merged"`
 	MergedAt       string `json:"merged_at"`
 	MergeCommitSHA string `json:"merge_commit_sha"`
+	Head           struct {
+		Ref  string `json:"ref"`
+		Sha  string `json:"sha"`
+		Repo *struct {
+			FullName string `json:"full_name"`
+		} `json:"repo"`
+	} `json:"head"`
+}
+
+// fork reports whether the head branch lives outside repo (head.repo is null for a deleted fork).
+func (p githubPR) fork(repo string) bool {
+	return p.Head.Repo == nil || !strings.EqualFold(p.Head.Repo.FullName, repo)
+}
+
+func (p githubPR) lookAlike() string {
+	from := "a deleted repository"
+	if p.Head.Repo != nil {
+		from = p.Head.Repo.FullName
+	}
+	return fmt.Sprintf("#%d from %s", p.Number, from)
+}
+
+func (g *github) out(p githubPR) PullRequest {
+	out := p.pr()
+	out.Fork = p.fork(g.repo)
+	return out
 }
 
 func (p githubPR) pr() PullRequest {
-	out := PullRequest{Number: p.Number, URL: p.HTMLURL, State: Open}
+	out := PullRequest{Number: p.Number, URL: p.HTMLURL, State: Open, Head: p.Head.Sha}
 	switch {
 	case p.Merged || p.MergedAt != "":
 		out.State, out.MergeCommit = Merged, p.MergeCommitSHA
@@ -41,30 +69,45 @@ func (g *github) Open(ctx context.Context, r Request) (PullRequest, error) {
 	if err := g.c.do(ctx, http.MethodGet, "/pulls?"+q.Encode(), nil, &open); err != nil {
 		return PullRequest{}, err
 	}
+	// The head filter names the owner, not the repository: a same-owner fork would match it.
+	var own *githubPR
+	var lookAlikes []string
+	for i := range open {
+		if open[i].fork(g.repo) {
+			lookAlikes = append(lookAlikes, open[i].lookAlike())
+		} else if own == nil {
+			own = &open[i]
+		}
+	}
 	var pr githubPR
 	body := map[string]any{"title": r.Title, "body": r.Body}
-	if len(open) > 0 {
-		if err := g.c.do(ctx, http.MethodPatch, fmt.Sprintf("/pulls/%d", open[0].Number), body, &pr); err != nil {
+	if own != nil {
+		if err := g.c.do(ctx, http.MethodPatch, fmt.Sprintf("/pulls/%d", own.Number), body, &pr); err != nil {
 			return PullRequest{}, err
 		}
 	} else {
 		body["head"], body["base"] = r.Head, r.Base
 		if err := g.c.do(ctx, http.MethodPost, "/pulls", body, &pr); err != nil {
-			return PullRequest{}, err
+			return PullRequest{LookAlikes: lookAlikes}, err
 		}
-		if len(r.Reviewers) > 0 {
-			if err := g.c.do(ctx, http.MethodPost, fmt.Sprintf("/pulls/%d/requested_reviewers", pr.Number), map[string]any{"reviewers": r.Reviewers}, nil); err != nil {
-				return pr.pr(), fmt.Errorf("reviewers: %w", err)
-			}
+	}
+	out := g.out(pr)
+	out.LookAlikes = lookAlikes
+	if out.Fork {
+		return PullRequest{LookAlikes: append(lookAlikes, pr.lookAlike())}, fmt.Errorf("%w: pull request %s is not from this repository", ErrForeign, pr.lookAlike())
+	}
+	if own == nil && len(r.Reviewers) > 0 {
+		if err := g.c.do(ctx, http.MethodPost, fmt.Sprintf("/pulls/%d/requested_reviewers", pr.Number), map[string]any{"reviewers": r.Reviewers}, nil); err != nil {
+			return out, fmt.Errorf("reviewers: %w", err)
 		}
 	}
 	if len(r.Labels) > 0 {
 		// Pull requests are issues for labels; missing labels are created by GitHub.
 		if err := g.c.do(ctx, http.MethodPost, fmt.Sprintf("/issues/%d/labels", pr.Number), map[string]any{"labels": r.Labels}, nil); err != nil {
-			return pr.pr(), fmt.Errorf("labels: %w", err)
+			return out, fmt.Errorf("labels: %w", err)
 		}
 	}
-	return pr.pr(), nil
+	return out, nil
 }
 
 func (g *github) Get(ctx context.Context, number int64) (PullRequest, error) {
@@ -72,12 +115,25 @@ func (g *github) Get(ctx context.Context, number int64) (PullRequest, error) {
 	if err := g.c.do(ctx, http.MethodGet, fmt.Sprintf("/pulls/%d", number), nil, &pr); err != nil {
 		return PullRequest{}, err
 	}
-	return pr.pr(), nil
+	return g.out(pr), nil
 }
 
 // AutoMerge enables GitHub's auto-merge (the repository must allow it), through GraphQL: REST can
-// only merge now.
-func (g *github) AutoMerge(ctx context.Context, number int64) error {
+// only merge now. expectedHeadOid makes GitHub merge that head only.
+func (g *github) AutoMerge(ctx context.Context, number int64, head string) error {
+	return g.graphql(ctx, number, "auto-merge",
+		"mutation($id: ID!, $head: GitObjectID) { enablePullRequestAutoMerge(input: {pullRequestId: $id, expectedHeadOid: $head}) { clientMutationId } }",
+		map[string]string{"head": head})
+}
+
+// CancelAutoMerge disables GitHub's auto-merge.
+func (g *github) CancelAutoMerge(ctx context.Context, number int64) error {
+	return g.graphql(ctx, number, "cancel auto-merge",
+		"mutation($id: ID!) { disablePullRequestAutoMerge(input: {pullRequestId: $id}) { clientMutationId } }", nil)
+}
+
+// graphql runs a mutation on the pull request's node id (GraphQL's name for it).
+func (g *github) graphql(ctx context.Context, number int64, what, mutation string, vars map[string]string) error {
 	var pr githubPR
 	if err := g.c.do(ctx, http.MethodGet, fmt.Sprintf("/pulls/%d", number), nil, &pr); err != nil {
 		return err
@@ -89,15 +145,20 @@ func (g *github) AutoMerge(ctx context.Context, number int64) error {
 			Message string `json:"message"`
 		} `json:"errors"`
 	}
-	q := map[string]any{
-		"query":     "mutation($id: ID!) { enablePullRequestAutoMerge(input: {pullRequestId: $id}) { clientMutationId } }",
-		"variables": map[string]string{"id": pr.NodeID},
+	variables := map[string]string{"id": pr.NodeID}
+	for k, v := range vars {
+		variables[k] = v
 	}
-	if err := gql.do(ctx, http.MethodPost, "/graphql", q, &out); err != nil {
+	if err := gql.do(ctx, http.MethodPost, "/graphql", map[string]any{"query": mutation, "variables": variables}, &out); err != nil {
 		return err
 	}
 	if len(out.Errors) > 0 {
-		return fmt.Errorf("%w: auto-merge: %s", ErrForge, out.Errors[0].Message)
+		return fmt.Errorf("%w: %s: %s", ErrForge, what, out.Errors[0].Message)
 	}
 	return nil
+}
+
+// Comment comments on the pull request (an issue, for comments).
+func (g *github) Comment(ctx context.Context, number int64, body string) error {
+	return g.c.do(ctx, http.MethodPost, fmt.Sprintf("/issues/%d/comments", number), map[string]string{"body": body}, nil)
 }

@@ -17,10 +17,23 @@ type gitlabMR struct {
 	State           string `json:"state"`
 	MergeCommitSHA  string `json:"merge_commit_sha"`
 	SquashCommitSHA string `json:"squash_commit_sha"`
+	// SHA is the head of the source branch.
+	SHA             string `json:"sha"`
+	SourceProjectID int64  `json:"source_project_id"`
+	TargetProjectID int64  `json:"target_project_id"`
+}
+
+// fork reports whether the source branch lives in another project than the target.
+func (m gitlabMR) fork() bool {
+	return m.SourceProjectID == 0 || m.SourceProjectID != m.TargetProjectID
+}
+
+func (m gitlabMR) lookAlike() string {
+	return fmt.Sprintf("!%d from project %d", m.IID, m.SourceProjectID)
 }
 
 func (m gitlabMR) pr() PullRequest {
-	out := PullRequest{Number: m.IID, URL: m.WebURL, State: Open}
+	out := PullRequest{Number: m.IID, URL: m.WebURL, State: Open, Head: m.SHA, Fork: m.fork()}
 	switch m.State {
 	case "merged":
 		out.State, out.MergeCommit = Merged, m.MergeCommitSHA
@@ -43,12 +56,30 @@ func (g *gitlab) Open(ctx context.Context, r Request) (PullRequest, error) {
 	if len(r.Labels) > 0 {
 		body["labels"] = strings.Join(r.Labels, ",")
 	}
+	// GitLab matches source_branch in every project, forks included.
+	var own *gitlabMR
+	var lookAlikes []string
+	for i := range open {
+		if open[i].fork() {
+			lookAlikes = append(lookAlikes, open[i].lookAlike())
+		} else if own == nil {
+			own = &open[i]
+		}
+	}
 	var mr gitlabMR
-	if len(open) > 0 {
-		if err := g.c.do(ctx, http.MethodPut, fmt.Sprintf("/merge_requests/%d", open[0].IID), body, &mr); err != nil {
+	checked := func() (PullRequest, error) {
+		out := mr.pr()
+		out.LookAlikes = lookAlikes
+		if out.Fork {
+			return PullRequest{LookAlikes: append(lookAlikes, mr.lookAlike())}, fmt.Errorf("%w: merge request %s is not from this project", ErrForeign, mr.lookAlike())
+		}
+		return out, nil
+	}
+	if own != nil {
+		if err := g.c.do(ctx, http.MethodPut, fmt.Sprintf("/merge_requests/%d", own.IID), body, &mr); err != nil {
 			return PullRequest{}, err
 		}
-		return mr.pr(), nil
+		return checked()
 	}
 	body["source_branch"], body["target_branch"] = r.Head, r.Base
 	if ids, err := g.userIDs(ctx, r.Reviewers); err != nil {
@@ -57,9 +88,9 @@ func (g *gitlab) Open(ctx context.Context, r Request) (PullRequest, error) {
 		body["reviewer_ids"] = ids
 	}
 	if err := g.c.do(ctx, http.MethodPost, "/merge_requests", body, &mr); err != nil {
-		return PullRequest{}, err
+		return PullRequest{LookAlikes: lookAlikes}, err
 	}
-	return mr.pr(), nil
+	return checked()
 }
 
 // userIDs looks reviewers up by username: GitLab takes ids.
@@ -90,7 +121,17 @@ func (g *gitlab) Get(ctx context.Context, number int64) (PullRequest, error) {
 	return mr.pr(), nil
 }
 
-// AutoMerge sets "merge when the pipeline succeeds".
-func (g *gitlab) AutoMerge(ctx context.Context, number int64) error {
-	return g.c.do(ctx, http.MethodPut, fmt.Sprintf("/merge_requests/%d/merge", number), map[string]any{"merge_when_pipeline_succeeds": true}, nil)
+// AutoMerge sets "merge when the pipeline succeeds"; sha makes GitLab refuse any other head.
+func (g *gitlab) AutoMerge(ctx context.Context, number int64, head string) error {
+	return g.c.do(ctx, http.MethodPut, fmt.Sprintf("/merge_requests/%d/merge", number), map[string]any{"merge_when_pipeline_succeeds": true, "sha": head}, nil)
+}
+
+// CancelAutoMerge withdraws "merge when the pipeline succeeds".
+func (g *gitlab) CancelAutoMerge(ctx context.Context, number int64) error {
+	return g.c.do(ctx, http.MethodPost, fmt.Sprintf("/merge_requests/%d/cancel_merge_when_pipeline_succeeds", number), nil, nil)
+}
+
+// Comment adds a note to the merge request.
+func (g *gitlab) Comment(ctx context.Context, number int64, body string) error {
+	return g.c.do(ctx, http.MethodPost, fmt.Sprintf("/merge_requests/%d/notes", number), map[string]string{"body": body}, nil)
 }

@@ -133,6 +133,39 @@ func testInsertOrderAndDeliveries(t *testing.T, j Journal) {
 	}
 }
 
+func TestCancelledAreKept(t *testing.T) { each(t, testCancelledAreKept) }
+
+// testCancelledAreKept: the cancelled events (pull requests closed unmerged) are found, in journal
+// order, until the retention prunes them; no other status is.
+func testCancelledAreKept(t *testing.T, j Journal) {
+	ctx := context.Background()
+	now := time.Now()
+	var ids []string
+	for _, st := range []event.Status{event.Cancelled, event.Succeeded, event.AwaitingMerge, event.Cancelled} {
+		ev := &event.Event{ID: event.NewID(now), Hook: "h", ReceivedAt: now, Status: event.Queued}
+		if err := j.Insert(ctx, ev); err != nil {
+			t.Fatal(err)
+		}
+		ev.Status = st
+		if err := j.UpdateMany(ctx, []*event.Event{ev}); err != nil {
+			t.Fatal(err)
+		}
+		if st == event.Cancelled {
+			ids = append(ids, ev.ID)
+		}
+	}
+	got, err := j.Cancelled(ctx)
+	if err != nil || len(got) != 2 || got[0].ID != ids[0] || got[1].ID != ids[1] || got[0].Seq == 0 {
+		t.Fatalf("cancelled: %v %v, want %v", got, err, ids)
+	}
+	if _, err := j.Prune(ctx, now.Add(time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := j.Cancelled(ctx); err != nil || len(got) != 0 {
+		t.Errorf("after the retention: %v %v", got, err)
+	}
+}
+
 func testAppliedKeepsTheLatest(t *testing.T, j Journal) {
 	ctx := context.Background()
 	t1, t2 := time.Unix(1000, 0).UTC(), time.Unix(2000, 0).UTC()

@@ -223,6 +223,11 @@ func (j *Postgres) Pending(ctx context.Context) ([]*event.Event, error) {
 	return j.query(ctx, `SELECT seq, data FROM events WHERE status NOT IN (`+doneStatuses+`) ORDER BY seq`)
 }
 
+// Cancelled returns the cancelled events still kept, oldest first.
+func (j *Postgres) Cancelled(ctx context.Context) ([]*event.Event, error) {
+	return j.query(ctx, `SELECT seq, data FROM events WHERE status = $1 ORDER BY seq`, string(event.Cancelled))
+}
+
 // Recent returns the newest n events, newest first.
 func (j *Postgres) Recent(ctx context.Context, n int) ([]*event.Event, error) {
 	return j.query(ctx, `SELECT seq, data FROM events ORDER BY seq DESC LIMIT $1`, n)

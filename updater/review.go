@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -14,17 +16,29 @@ import (
 	"github.com/imagehook/imagehook/event"
 	"github.com/imagehook/imagehook/forge"
 	"github.com/imagehook/imagehook/gitops"
+	"github.com/imagehook/imagehook/manifests"
 )
 
-// Proposer pushes a commit built on the base branch to one of imagehook's own branches.
+// Proposer pushes a commit built on the base branch to one of imagehook's own branches, and reads
+// the commit a merge made.
 type Proposer interface {
-	Propose(ctx context.Context, branch string, edit gitops.EditFunc) (gitops.Commit, error)
+	// Propose rebuilds branch on the base; head is the commit imagehook last pushed there for a
+	// pull request it follows ("" for none), and a branch that ends elsewhere is left alone
+	// (gitops.ErrForeignCommit).
+	Propose(ctx context.Context, branch, head string, edit gitops.EditFunc) (gitops.Commit, error)
+	// ReadAt calls fn with the tree of commit.
+	ReadAt(ctx context.Context, commit string, fn func(fs.FS) error) error
 }
 
 // Review is a repository written through pull requests: each change goes to imagehook's branch for
 // its target, a pull request carries it to the base branch, and the events wait, "awaiting merge",
-// until the forge says it was merged (they then complete from the merge commit) or closed
-// (cancelled).
+// until the forge says it was merged (they then complete from the merge commit, once its images
+// are checked) or closed (cancelled, and followed until the retention: a reopen and merge
+// completes them).
+//
+// imagehook only ever updates, auto-merges or completes a pull request it opened itself, from its
+// own branch in the repository (never a fork's with the same branch name), and it remembers the
+// head it pushed: the branch is rebuilt, and auto-merged, only while it still ends there.
 type Review struct {
 	Git   Proposer
 	Forge forge.Forge
@@ -37,20 +51,48 @@ type Review struct {
 	AutoMerge bool
 	// Language of titles and bodies: en or zh.
 	Language string
-	// Poll is how often open pull requests are read (webhooks make it sooner).
+	// Poll is how often followed pull requests are read (webhooks make it sooner).
 	Poll time.Duration
 
 	// mu keeps the worker (which rebuilds branches) and the watcher (which completes merged pull
 	// requests) from working on the same events at once.
 	mu sync.Mutex
-	// open holds, per branch, the events its pull request carries.
-	open map[string]*proposal
-	poke chan struct{}
+	// prs holds the pull requests imagehook follows, by number: the open ones, and those closed
+	// without merging until the retention.
+	prs map[int64]*proposal
+	// active names, per branch, the pull request the branch's next change goes to.
+	active map[string]int64
+	poke   chan struct{}
 }
 
+// proposal is one pull request imagehook opened, and the events it carries.
 type proposal struct {
+	// pr.Head is the commit imagehook last pushed to the branch.
 	pr     event.PullRequest
 	events []*event.Event
+	// pushed are the heads this process pushed for it: just after a push the forge may still
+	// report the one before.
+	pushed []string
+	// closedAt is when imagehook saw it closed unmerged (zero while open).
+	closedAt time.Time
+	// foreign is the commit imagehook did not push that it last reported (once per commit).
+	foreign string
+}
+
+// add carries ev, replacing an older copy of it.
+func (p *proposal) add(ev *event.Event) {
+	for i, old := range p.events {
+		if old.ID == ev.ID {
+			p.events[i] = ev
+			return
+		}
+	}
+	p.events = append(p.events, ev)
+}
+
+// ours reports whether head is a commit imagehook pushed for the pull request.
+func (p *proposal) ours(head string) bool {
+	return head == "" || head == p.pr.Head || slices.Contains(p.pushed, head)
 }
 
 // BranchData is what a branch template sees.
@@ -68,7 +110,8 @@ func (r *Review) Poke() {
 }
 
 func (r *Review) init() {
-	r.open = map[string]*proposal{}
+	r.prs = map[int64]*proposal{}
+	r.active = map[string]int64{}
 	r.poke = make(chan struct{}, 1)
 	if r.Poll == 0 {
 		r.Poll = time.Minute
@@ -155,75 +198,206 @@ func (u *Updater) reviewStep(ctx context.Context, log *slog.Logger, key string, 
 
 func (u *Updater) propose(ctx context.Context, log *slog.Logger, key string, r Repository, branch string, fresh []*event.Event) bool {
 	rv := r.Review
+	fail := func(err error, reason event.Reason, retry bool) bool {
+		log.Error("pull request step failed", "branch", branch, "events", eventIDs(fresh), "err", err, "reason", reason, "retry", retry)
+		for _, ev := range fresh {
+			ev.SetStep(event.Step{Name: event.StepGit, Repo: key, Status: event.Failed, Reason: reason, Error: err.Error(), At: time.Now()})
+		}
+		return retry
+	}
+	p := rv.prs[rv.active[branch]]
 	var carried []*event.Event
-	if p := rv.open[branch]; p != nil {
-		carried = p.events
+	head := ""
+	if p != nil {
+		// The journal, not this process's memory, says what the pull request still carries:
+		// another replica may have completed or extended it while it worked the queue.
+		var err error
+		if carried, err = u.current(ctx, p, event.AwaitingMerge); err != nil {
+			return fail(fmt.Errorf("reading the events pull request #%d carries: %w", p.pr.Number, err), event.ReasonJournalUnavailable, true)
+		}
+		p.events, head = carried, p.pr.Head
 	}
 	all := append(append([]*event.Event(nil), carried...), fresh...)
 	sort.SliceStable(all, func(i, j int) bool { return all[i].Seq < all[j].Seq })
 	g := planBatch(key, all, u.opts, r.Template)
 	started := time.Now()
-	commit, err := rv.Git.Propose(ctx, branch, u.owned(ctx, key, g.edit))
+	commit, err := rv.Git.Propose(ctx, branch, head, u.owned(ctx, key, g.edit))
 	u.observeGit(commit, err, fresh, started)
-	fail := func(err error, retry bool) bool {
-		log.Error("pull request step failed", "branch", branch, "events", eventIDs(fresh), "err", err, "retry", retry)
-		for _, ev := range fresh {
-			ev.SetStep(event.Step{Name: event.StepGit, Repo: key, Status: event.Failed, Error: err.Error(), At: time.Now()})
-		}
-		return retry
+	var foreign *gitops.ForeignCommitError
+	if errors.As(err, &foreign) {
+		detail := u.foreignCommit(ctx, log, rv, p, foreign.Tip, fmt.Sprintf("%s (%s)", foreign.Author, foreign.Subject))
+		return fail(errors.New(detail), event.ReasonForeignCommit, false)
 	}
 	if err != nil {
-		return fail(err, !errors.Is(err, gitops.ErrRejected) && !errors.Is(err, gitops.ErrAuth) && !errors.Is(err, gitops.ErrBaseBranch))
+		return fail(err, "", !errors.Is(err, gitops.ErrRejected) && !errors.Is(err, gitops.ErrAuth) && !errors.Is(err, gitops.ErrBaseBranch))
 	}
 	g.record(commit, r.CommitURL)
 	if !commit.Changed {
 		// The base already holds every change (merged by hand, or nothing to do): whatever the
 		// branch's pull request carried is done.
-		delete(rv.open, branch)
-		u.settleCarried(ctx, log, key, carried, fresh)
+		if p != nil {
+			delete(rv.active, branch)
+			delete(rv.prs, p.pr.Number)
+		}
+		u.settleCarried(ctx, log, key, carried)
 		return false
 	}
 	pr, err := rv.Forge.Open(ctx, forge.Request{Head: branch, Base: rv.Base, Title: prTitle(rv.Language, all, g),
 		Body: prBody(rv.Language, all, g), Labels: rv.Labels, Reviewers: rv.Reviewers})
+	if errors.Is(err, forge.ErrForeign) {
+		return fail(fmt.Errorf("pull request: %w; imagehook only uses pull requests from its own branch in this repository", err), event.ReasonForeignPullRequest, false)
+	}
 	if err != nil && pr.Number == 0 {
 		// The branch is pushed; the next attempt pushes it again and opens the pull request.
-		return fail(fmt.Errorf("pull request: %w", err), !errors.Is(err, context.Canceled))
+		return fail(fmt.Errorf("pull request: %w", err), "", !errors.Is(err, context.Canceled))
 	}
-	detail := ""
+	var details []string
+	var reason event.Reason
 	if err != nil {
-		detail = err.Error() // labels or reviewers refused: the pull request is open all the same
+		details = append(details, err.Error()) // labels or reviewers refused: the pull request is open all the same
 	}
+	if len(pr.LookAlikes) > 0 {
+		reason = event.ReasonForeignPullRequest
+		details = append(details, fmt.Sprintf("left alone: %s, from another repository with imagehook's branch name %s", strings.Join(pr.LookAlikes, ", "), branch))
+	}
+	if p == nil || p.pr.Number != pr.Number {
+		if p != nil {
+			// The pull request imagehook followed is gone (closed meanwhile): its events are
+			// carried by the new one.
+			delete(rv.prs, p.pr.Number)
+		}
+		p = &proposal{}
+		rv.prs[pr.Number] = p
+		rv.active[branch] = pr.Number
+	}
+	p.pr = event.PullRequest{Number: pr.Number, URL: pr.URL, Branch: branch, State: forge.Open, Head: commit.Hash}
+	p.pushed = append(p.pushed, commit.Hash)
 	if rv.AutoMerge && pr.State == forge.Open {
-		if err := rv.Forge.AutoMerge(ctx, pr.Number); err != nil {
+		if !p.ours(pr.Head) {
+			// A commit reached the branch between the push and now: nothing is merged.
+			details = append(details, "auto-merge not asked: "+u.foreignCommit(ctx, log, rv, p, pr.Head, "someone else"))
+		} else if err := rv.Forge.AutoMerge(ctx, pr.Number, commit.Hash); err != nil {
 			log.Warn("auto-merge not enabled", "pr", pr.Number, "err", err)
-			detail = strings.TrimPrefix(detail+"; auto-merge: "+err.Error(), "; ")
+			details = append(details, "auto-merge: "+err.Error())
 		}
 	}
-	ref := event.PullRequest{Number: pr.Number, URL: pr.URL, Branch: branch, State: forge.Open}
-	p := &proposal{pr: ref}
+	ref := p.pr
+	p.events = nil
 	for _, ev := range all {
 		st, ok := ev.Step(event.StepGit)
 		if !ok || st.Status != event.Succeeded || (len(st.Files) == 0 && !g.superseded(ev)) {
 			continue // failed, ignored, or nothing of its own to merge
 		}
 		st.Status, st.PR = event.AwaitingMerge, &ref
-		if detail != "" {
-			st.Detail = strings.TrimPrefix(st.Detail+"; "+detail, "; ")
+		if len(details) > 0 {
+			st.Detail = strings.TrimPrefix(st.Detail+"; "+strings.Join(details, "; "), "; ")
+		}
+		if reason != "" {
+			st.Reason = reason
 		}
 		ev.SetStep(st)
 		ev.Status = event.AwaitingMerge
 		p.events = append(p.events, ev)
 	}
-	rv.open[branch] = p
-	u.settleCarried(ctx, log, key, carried, nil)
-	log.Info("pull request updated", "branch", branch, "pr", pr.Number, "url", pr.URL, "events", eventIDs(p.events))
+	u.settleCarried(ctx, log, key, carried)
+	log.Info("pull request updated", "branch", branch, "pr", pr.Number, "url", pr.URL, "head", commit.Hash, "events", eventIDs(p.events))
 	return false
 }
 
+// foreignCommit reports a commit imagehook did not push at the end of a followed pull request's
+// branch (by: who made it): once per commit, it withdraws an auto-merge and comments on the pull
+// request, and records the reason on the events the pull request carries. It returns the detail.
+func (u *Updater) foreignCommit(ctx context.Context, log *slog.Logger, rv *Review, p *proposal, tip, by string) string {
+	number := int64(0)
+	if p != nil {
+		number = p.pr.Number
+	}
+	detail := fmt.Sprintf("branch ends in commit %s by %s, which imagehook did not push; imagehook will not force-push it away nor auto-merge it: merge or close pull request #%d (or delete the branch) and imagehook goes on",
+		shortHash(tip), event.OneLine(by), number)
+	if p == nil || p.foreign == tip {
+		return detail
+	}
+	p.foreign = tip
+	var notes []string
+	if rv.AutoMerge {
+		if err := rv.Forge.CancelAutoMerge(ctx, number); err != nil {
+			log.Warn("withdrawing auto-merge", "pr", number, "err", err)
+			notes = append(notes, "withdrawing auto-merge failed: "+err.Error())
+		} else {
+			notes = append(notes, "auto-merge withdrawn")
+		}
+	}
+	if err := rv.Forge.Comment(ctx, number, foreignComment(rv.Language, tip, by, rv.AutoMerge)); err != nil {
+		log.Warn("commenting on a pull request", "pr", number, "err", err)
+		notes = append(notes, "comment failed: "+err.Error())
+	}
+	if len(notes) > 0 {
+		detail += " (" + strings.Join(notes, "; ") + ")"
+	}
+	log.Warn("a commit imagehook did not push is on its branch", "pr", number, "branch", p.pr.Branch, "commit", tip)
+	for _, ev := range p.events {
+		st, ok := ev.Step(event.StepGit)
+		if !ok || st.Status != event.AwaitingMerge {
+			continue
+		}
+		st.Reason, st.Detail = event.ReasonForeignCommit, detail
+		ev.SetStep(st)
+	}
+	u.saveMany(ctx, log, p.events)
+	return detail
+}
+
+// foreignComment tells the pull request's reviewers why imagehook stopped rebuilding the branch.
+// The commit's author and subject come from git (anyone's): they stay in code spans.
+func foreignComment(lang, tip, by string, autoMerge bool) string {
+	if lang == "zh" {
+		s := fmt.Sprintf("imagehook 不会再重建此分支：它的最新提交 %s（%s）不是 imagehook 推送的，imagehook 不会强制推送覆盖它。合并时 imagehook 会检查每个目标的镜像。", code(shortHash(tip)), code(by))
+		if autoMerge {
+			s += "自动合并已撤销。"
+		}
+		return s
+	}
+	s := fmt.Sprintf("imagehook will not rebuild this branch: it ends in commit %s (%s), which imagehook did not push, and imagehook never force-pushes a commit away. New image pushes for these targets wait until this pull request is merged or closed; on merge, imagehook checks the image of each target.", code(shortHash(tip)), code(by))
+	if autoMerge {
+		s += " Auto-merge was withdrawn."
+	}
+	return s
+}
+
+// current re-reads a pull request's events from the journal and returns those still in one of
+// the statuses and carried by it: the journal is shared by the replicas and outlives this
+// process's memory, so an event another replica completed is never completed twice. The pull
+// request's head is taken from the events, the latest record of what imagehook pushed.
+func (u *Updater) current(ctx context.Context, p *proposal, statuses ...event.Status) ([]*event.Event, error) {
+	var out []*event.Event
+	var latest time.Time
+	for _, old := range p.events {
+		ev, err := u.journal.Get(ctx, old.ID)
+		if errors.Is(err, event.ErrNotFound) {
+			continue // pruned
+		}
+		if err != nil {
+			return nil, err
+		}
+		st, ok := ev.Step(event.StepGit)
+		if !ok || st.PR == nil || st.PR.Number != p.pr.Number || !slices.Contains(statuses, ev.Status) {
+			continue
+		}
+		if st.PR.Head != "" && st.At.After(latest) {
+			latest = st.At
+			if st.PR.Head != p.pr.Head {
+				p.pr.Head = st.PR.Head
+				p.pushed = append(p.pushed, st.PR.Head)
+			}
+		}
+		out = append(out, ev)
+	}
+	return out, nil
+}
+
 // settleCarried saves the events a pull request carried before this step; those no longer
-// awaiting (their change is on the base already) are handed to the finisher. The fresh events are
-// the caller's to save and finish.
-func (u *Updater) settleCarried(ctx context.Context, log *slog.Logger, key string, carried, fresh []*event.Event) {
+// awaiting (their change is on the base already) are handed to the finisher.
+func (u *Updater) settleCarried(ctx context.Context, log *slog.Logger, key string, carried []*event.Event) {
 	if len(carried) == 0 {
 		return
 	}
@@ -238,7 +412,6 @@ func (u *Updater) settleCarried(ctx context.Context, log *slog.Logger, key strin
 	if len(done) > 0 {
 		u.handOverKey(key, done)
 	}
-	_ = fresh
 }
 
 // handOverKey gives events to a repository's finisher.
@@ -249,7 +422,8 @@ func (u *Updater) handOverKey(key string, evs []*event.Event) {
 	u.handOver(q, evs)
 }
 
-// adopt takes an event found awaiting merge in the journal at start.
+// adopt takes an event found in the journal — awaiting its pull request's merge, or cancelled by
+// a pull request closed unmerged (followed until the retention) — into the pull requests followed.
 func (u *Updater) adopt(ev *event.Event) bool {
 	key := ev.Repo()
 	r, ok := u.repos[key]
@@ -257,21 +431,65 @@ func (u *Updater) adopt(ev *event.Event) bool {
 	if !ok || r.Review == nil || !has || st.PR == nil {
 		return false
 	}
-	r.Review.mu.Lock()
-	defer r.Review.mu.Unlock()
-	p := r.Review.open[st.PR.Branch]
-	if p == nil || p.pr.Number != st.PR.Number {
+	rv := r.Review
+	rv.mu.Lock()
+	defer rv.mu.Unlock()
+	p := rv.prs[st.PR.Number]
+	if p == nil {
 		p = &proposal{pr: *st.PR}
-		r.Review.open[st.PR.Branch] = p
+		if st.PR.Head != "" {
+			p.pushed = []string{st.PR.Head}
+		}
+		rv.prs[st.PR.Number] = p
 	}
-	p.events = append(p.events, ev)
+	p.add(ev)
+	if ev.Status == event.Cancelled {
+		if p.closedAt.IsZero() && !slices.ContainsFunc(p.events, func(e *event.Event) bool { return e.Status == event.AwaitingMerge }) {
+			p.closedAt = st.At
+		}
+		return true
+	}
+	p.closedAt = time.Time{}
+	if _, taken := rv.active[st.PR.Branch]; !taken {
+		rv.active[st.PR.Branch] = st.PR.Number
+	}
 	u.mu.Lock()
 	u.tracked[ev.ID] = true
 	u.mu.Unlock()
 	return true
 }
 
-// watch reads the repository's open pull requests every Poll, and at once when poked.
+// followClosed adopts the cancelled events still in the journal (of queue key, "" for all): their
+// pull requests are followed again, so that a reopen and merge completes them after a restart or
+// on a new owner.
+func (u *Updater) followClosed(ctx context.Context, key string) {
+	if r, ok := u.repos[key]; len(u.reviewRepos()) == 0 || (key != "" && (!ok || r.Review == nil)) {
+		return
+	}
+	evs, err := u.journal.Cancelled(ctx)
+	if err != nil {
+		u.log.Warn("reading the cancelled events whose pull requests are followed", "err", err)
+		return
+	}
+	for _, ev := range evs {
+		if key == "" || queueKey(ev) == key {
+			u.adopt(ev)
+		}
+	}
+}
+
+// reviewRepos lists the repositories written through pull requests.
+func (u *Updater) reviewRepos() []string {
+	var out []string
+	for key, r := range u.repos {
+		if r.Review != nil {
+			out = append(out, key)
+		}
+	}
+	return out
+}
+
+// watch reads the repository's followed pull requests every Poll, and at once when poked.
 func (u *Updater) watch(ctx context.Context, key string, rv *Review) {
 	log := u.log.With("repo", key)
 	t := time.NewTicker(rv.Poll)
@@ -287,48 +505,252 @@ func (u *Updater) watch(ctx context.Context, key string, rv *Review) {
 	}
 }
 
-// checkReviews completes the events of merged pull requests from the merge commit (direct apply
-// and notifications follow, as after a push), and cancels those of pull requests closed unmerged.
+// checkReviews reads each followed pull request: a merged one completes its events from the merge
+// commit once the commit is found to hold the proposed images (direct apply and notifications
+// follow, as after a push); a closed one cancels them, and stays followed until the retention; a
+// reopened one makes them await the merge again; an open one whose branch gained a commit
+// imagehook did not push is reported. With replicas, only the repository's owner does any of it.
 func (u *Updater) checkReviews(ctx context.Context, log *slog.Logger, key string, rv *Review) {
+	if u.opts.Peers != nil && !u.opts.Peers.Owns(key) {
+		return
+	}
 	rv.mu.Lock()
 	defer rv.mu.Unlock()
-	for branch, p := range rv.open {
-		pr, err := rv.Forge.Get(ctx, p.pr.Number)
+	for number, p := range rv.prs {
+		if !p.closedAt.IsZero() && time.Since(p.closedAt) > u.opts.Retention {
+			delete(rv.prs, number)
+			continue
+		}
+		pr, err := rv.Forge.Get(ctx, number)
 		if err != nil {
-			log.Warn("reading a pull request", "pr", p.pr.Number, "err", err)
+			log.Warn("reading a pull request", "pr", number, "err", err)
 			continue
 		}
-		if pr.State == forge.Open {
+		if pr.Fork {
+			// Never one of imagehook's: its events are not completed by it, whatever it holds.
+			u.forget(ctx, log, key, rv, p, fmt.Errorf("pull request #%d's head branch is not in this repository; imagehook completes only its own", number))
 			continue
 		}
-		delete(rv.open, branch)
-		ref := p.pr
-		ref.State = pr.State
-		now := time.Now()
-		for _, ev := range p.events {
-			st, _ := ev.Step(event.StepGit)
-			st.PR, st.At = &ref, now
-			if pr.State == forge.Merged {
-				st.Status, st.Commit = event.Succeeded, pr.MergeCommit
-				st.Detail = fmt.Sprintf("merged in pull request #%d", pr.Number)
-				ev.Status = event.Running
-			} else {
-				st.Status = event.Cancelled
-				st.Detail = fmt.Sprintf("pull request #%d was closed without merging", pr.Number)
-				ev.Status = event.Cancelled
+		switch pr.State {
+		case forge.Open:
+			if !p.closedAt.IsZero() {
+				u.reopened(ctx, log, rv, p)
 			}
-			ev.SetStep(st)
+			if !p.ours(pr.Head) {
+				u.foreignCommit(ctx, log, rv, p, pr.Head, "someone else")
+			}
+		case forge.Merged:
+			u.merged(ctx, log, key, rv, p, pr)
+		case forge.Closed:
+			if p.closedAt.IsZero() {
+				u.closed(ctx, log, rv, p)
+			}
 		}
-		if pr.State == forge.Merged {
-			u.recordApplied(ctx, log, p.events, func(t event.Target) bool { return t.Repo != "" })
-			u.saveMany(ctx, log, p.events)
-			log.Info("pull request merged", "pr", pr.Number, "commit", pr.MergeCommit, "events", eventIDs(p.events))
-			u.handOverKey(key, p.events)
-			continue
-		}
-		log.Info("pull request closed without merging", "pr", pr.Number, "events", eventIDs(p.events))
-		u.finishMany(ctx, log, p.events)
 	}
+}
+
+// forget stops following a pull request, failing the events it carried with err.
+func (u *Updater) forget(ctx context.Context, log *slog.Logger, key string, rv *Review, p *proposal, err error) {
+	evs, jerr := u.current(ctx, p, event.AwaitingMerge, event.Cancelled)
+	if jerr != nil {
+		log.Warn("reading a pull request's events", "pr", p.pr.Number, "err", jerr)
+		return
+	}
+	delete(rv.prs, p.pr.Number)
+	if rv.active[p.pr.Branch] == p.pr.Number {
+		delete(rv.active, p.pr.Branch)
+	}
+	log.Error("pull request not imagehook's", "pr", p.pr.Number, "err", err, "events", eventIDs(evs))
+	for _, ev := range evs {
+		st, _ := ev.Step(event.StepGit)
+		st.Status, st.Reason, st.Error, st.At = event.Failed, event.ReasonForeignPullRequest, err.Error(), time.Now()
+		ev.SetStep(st)
+		ev.Status = event.Running
+	}
+	u.saveMany(ctx, log, evs)
+	u.handOverKey(key, evs)
+}
+
+// closed cancels the events of a pull request closed without merging; it stays followed.
+func (u *Updater) closed(ctx context.Context, log *slog.Logger, rv *Review, p *proposal) {
+	evs, err := u.current(ctx, p, event.AwaitingMerge)
+	if err != nil {
+		log.Warn("reading a pull request's events", "pr", p.pr.Number, "err", err)
+		return
+	}
+	p.closedAt, p.pr.State, p.events = time.Now(), forge.Closed, evs
+	if rv.active[p.pr.Branch] == p.pr.Number {
+		delete(rv.active, p.pr.Branch)
+	}
+	ref := p.pr
+	for _, ev := range evs {
+		st, _ := ev.Step(event.StepGit)
+		st.PR, st.At, st.Status, st.Reason = &ref, p.closedAt, event.Cancelled, ""
+		st.Detail = fmt.Sprintf("pull request #%d was closed without merging; reopening and merging it still completes this event", p.pr.Number)
+		ev.SetStep(st)
+		ev.Status = event.Cancelled
+	}
+	log.Info("pull request closed without merging", "pr", p.pr.Number, "events", eventIDs(evs))
+	u.finishMany(ctx, log, evs)
+}
+
+// reopened makes a reopened pull request's cancelled events await its merge again.
+func (u *Updater) reopened(ctx context.Context, log *slog.Logger, rv *Review, p *proposal) {
+	evs, err := u.current(ctx, p, event.Cancelled)
+	if err != nil {
+		log.Warn("reading a pull request's events", "pr", p.pr.Number, "err", err)
+		return
+	}
+	p.closedAt, p.pr.State, p.events = time.Time{}, forge.Open, evs
+	if _, taken := rv.active[p.pr.Branch]; !taken {
+		rv.active[p.pr.Branch] = p.pr.Number
+	}
+	ref := p.pr
+	for _, ev := range evs {
+		st, _ := ev.Step(event.StepGit)
+		st.PR, st.At, st.Status, st.Reason = &ref, time.Now(), event.AwaitingMerge, event.ReasonReopened
+		st.Detail = fmt.Sprintf("pull request #%d was reopened; waiting for its merge", p.pr.Number)
+		ev.SetStep(st)
+		ev.Status = event.AwaitingMerge
+		u.mu.Lock()
+		u.tracked[ev.ID] = true
+		u.mu.Unlock()
+	}
+	log.Info("pull request reopened", "pr", p.pr.Number, "events", eventIDs(evs))
+	u.saveMany(ctx, log, evs)
+}
+
+// merged completes a merged pull request's events from the merge commit — after reading each
+// target's image there: a merge that carried another image than the one proposed fails its events
+// (nothing is applied to a cluster).
+func (u *Updater) merged(ctx context.Context, log *slog.Logger, key string, rv *Review, p *proposal, pr forge.PullRequest) {
+	evs, err := u.current(ctx, p, event.AwaitingMerge, event.Cancelled)
+	if err != nil {
+		log.Warn("reading a pull request's events", "pr", p.pr.Number, "err", err)
+		return
+	}
+	other, err := u.mergedContent(ctx, key, rv, evs, pr.MergeCommit)
+	if err != nil {
+		// Tried again at the next poll: the merge is final, the commit will be readable.
+		log.Warn("reading the merge commit", "pr", pr.Number, "commit", pr.MergeCommit, "err", err)
+		return
+	}
+	delete(rv.prs, p.pr.Number)
+	if rv.active[p.pr.Branch] == p.pr.Number {
+		delete(rv.active, p.pr.Branch)
+	}
+	ref := p.pr
+	ref.State = forge.Merged
+	now := time.Now()
+	var extra string
+	if !p.ours(pr.Head) {
+		extra = fmt.Sprintf("; the merged branch ended in commit %s, which imagehook did not push", shortHash(pr.Head))
+	}
+	for _, ev := range evs {
+		st, _ := ev.Step(event.StepGit)
+		// What the pull request's life recorded (a look-alike left alone, a reopen) stays said.
+		before := ""
+		if st.Reason != "" && st.Detail != "" && !(st.Reason == event.ReasonForeignCommit && extra != "") {
+			before = "; " + st.Detail
+		}
+		st.PR, st.At, st.Commit, st.Error = &ref, now, pr.MergeCommit, ""
+		if runs := other[ev.ID]; runs != "" {
+			st.Status, st.Reason = event.Failed, event.ReasonMergedOtherContent
+			st.Error = fmt.Sprintf("merged with other content: %s runs %s", rv.Base, runs)
+			st.Detail = fmt.Sprintf("pull request #%d was merged, but not with the image imagehook proposed%s; nothing is applied to a cluster", pr.Number, extra)
+		} else {
+			st.Status = event.Succeeded
+			st.Detail = fmt.Sprintf("merged in pull request #%d%s", pr.Number, extra)
+			if extra != "" {
+				st.Reason = event.ReasonForeignCommit
+			} else if st.Reason == event.ReasonForeignCommit {
+				st.Reason, before = "", "" // the branch ended in imagehook's commit again when merged
+			}
+			st.Detail += before
+		}
+		ev.SetStep(st)
+		ev.Status = event.Running
+	}
+	u.recordApplied(ctx, log, evs, func(t event.Target) bool { return t.Repo != "" })
+	u.saveMany(ctx, log, evs)
+	log.Info("pull request merged", "pr", pr.Number, "commit", pr.MergeCommit, "events", eventIDs(evs), "other content", len(other))
+	u.handOverKey(key, evs)
+}
+
+// mergedContent reads each event's targets at the merge commit, through the same rewrite that
+// proposed them (the event journaled last wins each target): it returns, per event whose target
+// holds another image than proposed, what the target holds ("evil/web:6.6.6").
+func (u *Updater) mergedContent(ctx context.Context, key string, rv *Review, evs []*event.Event, commit string) (map[string]string, error) {
+	if len(evs) == 0 {
+		return nil, nil
+	}
+	if commit == "" {
+		return nil, errors.New("the forge names no merge commit")
+	}
+	// A copy without noDowngrade: a higher version on the base is another image, not a refusal.
+	plain := make([]*event.Event, len(evs))
+	for i, ev := range evs {
+		cp := *ev
+		cp.NoDowngrade = false
+		plain[i] = &cp
+	}
+	sort.SliceStable(plain, func(i, j int) bool { return plain[i].Seq < plain[j].Seq })
+	g := planBatch(key, plain, u.opts, nil)
+	other := map[string]string{}
+	err := rv.Git.ReadAt(ctx, commit, func(fsys fs.FS) error {
+		if _, _, err := g.edit(fsys); err != nil {
+			return err
+		}
+		for _, ev := range plain {
+			res := g.results[ev.ID]
+			var runs []string
+			switch {
+			case res.err != nil:
+				runs = append(runs, "a target imagehook cannot read ("+res.err.Error()+")")
+			case len(res.ignored) > 0:
+				for _, t := range ev.Targets {
+					if t.Repo != "" && g.latest[t.Key()] == ev {
+						runs = append(runs, heldImage(fsys, t, res.ignored))
+					}
+				}
+			default:
+				for _, c := range res.changes {
+					if c.Old != c.New {
+						runs = append(runs, c.Old)
+					}
+				}
+			}
+			if len(runs) > 0 {
+				other[ev.ID] = strings.Join(runs, ", ")
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	// A superseded event shares the verdict of the event that won its target.
+	for _, ev := range plain {
+		for _, t := range ev.Targets {
+			if w := g.latest[t.Key()]; t.Repo != "" && w != ev && other[w.ID] != "" && other[ev.ID] == "" {
+				other[ev.ID] = other[w.ID]
+			}
+		}
+	}
+	return other, nil
+}
+
+// heldImage is what a target the rewrite skipped (another repository, a downgrade) holds: the
+// workload's image, or the rewrite's own words for values and markers.
+func heldImage(fsys fs.FS, t event.Target, why []string) string {
+	if t.Workload != "" && t.Values == nil && t.Marker == "" {
+		if mt, err := manifests.WorkloadTarget(t.Workload, t.Namespace, t.Container); err == nil {
+			if cur, err := manifests.Current(fsys, t.Path, mt, manifests.Options{}); err == nil {
+				return event.OneLine(cur)
+			}
+		}
+	}
+	return event.OneLine(strings.Join(why, "; "))
 }
 
 // prTitle is the pull request's title: the change, or how many.

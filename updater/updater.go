@@ -218,6 +218,7 @@ func (u *Updater) Run(ctx context.Context) error {
 		}
 		u.enqueue(ev)
 	}
+	u.followClosed(ctx, "")
 	for key, r := range u.repos {
 		if r.Review != nil {
 			u.wg.Add(1)
@@ -301,6 +302,7 @@ func (u *Updater) Resume(ctx context.Context, key string) error {
 		}
 		u.enqueue(ev)
 	}
+	u.followClosed(ctx, key)
 	return nil
 }
 
@@ -893,6 +895,18 @@ func (u *Updater) finish(ctx context.Context, log *slog.Logger, ev *event.Event)
 		if st.Status == event.Queued { // gave up waiting for the registry
 			st.Status = event.Failed
 			ev.SetStep(st)
+		}
+		ev.Settle()
+		ev.UpdatedAt = time.Now()
+		return
+	}
+	// A pull request merged with another image than proposed reaches no cluster directly.
+	if st, ok := ev.Step(event.StepGit); ok && st.Reason == event.ReasonMergedOtherContent {
+		for _, t := range ev.Targets {
+			if t.Cluster != "" {
+				ev.SetStep(event.Step{Name: event.StepApply, Cluster: t.Cluster, Status: event.Ignored, Reason: event.ReasonMergedOtherContent,
+					Detail: "not applied: " + st.Error, At: time.Now()})
+			}
 		}
 		ev.Settle()
 		ev.UpdatedAt = time.Now()

@@ -214,6 +214,27 @@ func currentUser() string {
 // the HTTP status.
 func (g *Gitea) API(t testing.TB, method, path string, in, out any) int {
 	t.Helper()
+	return g.APIAs(t, g.Token, method, path, in, out)
+}
+
+// NewUser creates an ordinary user (not an admin: someone outside the repository, who may fork
+// it) and returns an API token of theirs. Their password is Password.
+func (g *Gitea) NewUser(t testing.TB, name string) string {
+	t.Helper()
+	g.run(t, "admin", "user", "create", "--username", name, "--password", Password,
+		"--email", name+"@example.com", "--must-change-password=false")
+	return strings.TrimSpace(lastLine(g.run(t, "admin", "user", "generate-access-token", "--username", name,
+		"--token-name", name, "--scopes", "all", "--raw")))
+}
+
+// CloneURLAs is owner/repo's URL with user's credentials (Password), for git.
+func (g *Gitea) CloneURLAs(user, owner, repo string) string {
+	return strings.Replace(g.URL, "http://", "http://"+user+":"+Password+"@", 1) + "/" + owner + "/" + repo + ".git"
+}
+
+// APIAs calls the REST API with token (another user's, from NewUser).
+func (g *Gitea) APIAs(t testing.TB, token, method, path string, in, out any) int {
+	t.Helper()
 	var body io.Reader
 	if in != nil {
 		data, err := json.Marshal(in)
@@ -226,7 +247,7 @@ func (g *Gitea) API(t testing.TB, method, path string, in, out any) int {
 	if err != nil {
 		t.Fatal(err)
 	}
-	req.Header.Set("Authorization", "token "+g.Token)
+	req.Header.Set("Authorization", "token "+token)
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
