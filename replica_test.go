@@ -187,7 +187,11 @@ func checkSuperseded(t *testing.T, live *daemon, id string, ev map[string]any) {
 		return
 	}
 	by, _, _ = strings.Cut(by, ",")
+	// The superseding event's push is recorded before it finishes (apply, notify): wait for it.
 	w := live.event(by)
+	for deadline := time.Now().Add(30 * time.Second); w["status"] == "running" && time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		w = live.event(by)
+	}
 	if w["status"] != "succeeded" || w["seq"].(float64) <= ev["seq"].(float64) {
 		t.Errorf("event %s ignored as superseded by %s, which is %v (seq %v)", id, by, w["status"], w["seq"])
 	}
