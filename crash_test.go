@@ -214,6 +214,11 @@ func TestKillNineDuringBurst(t *testing.T) {
 	}
 	files := map[string]string{"web": "apps/website/deployment.yaml", "api": "apps/api/deployment.yaml"}
 	for hook, w := range winner {
+		// An event journaled but never answered may still be finishing (apply, notify).
+		for deadline := time.Now().Add(30 * time.Second); w["status"] != "succeeded" && time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+			w = d.event(w["id"].(string))
+		}
+		winner[hook] = w
 		out, err := exec.Command("git", "--git-dir", git.Bare("apps"), "show", "HEAD:"+files[hook]).Output()
 		if err != nil {
 			t.Fatal(err)
