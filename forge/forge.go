@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/imagehook/imagehook/redact"
 	"io"
 	"net/http"
 	"net/url"
@@ -247,9 +248,5 @@ func message(data []byte) string {
 	return text
 }
 
-func redactURL(raw string) string {
-	if u, err := url.Parse(raw); err == nil && u.User != nil {
-		return u.Redacted()
-	}
-	return raw
-}
+// redactURL masks a URL's user information by package redact's one rule.
+func redactURL(raw string) string { return redact.URL(raw) }

@@ -40,6 +40,10 @@ func (m gitlabMR) pr() PullRequest {
 		if out.MergeCommit == "" {
 			out.MergeCommit = m.SquashCommitSHA
 		}
+		if out.MergeCommit == "" {
+			// A fast-forward merge makes no merge commit: the base now ends in the head itself.
+			out.MergeCommit = m.SHA
+		}
 	case "closed":
 		out.State = Closed
 	}

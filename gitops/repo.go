@@ -7,9 +7,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	redactpkg "github.com/imagehook/imagehook/redact"
 	"io/fs"
 	"log/slog"
-	"net/url"
 	"os"
 	"strings"
 	"sync"
@@ -364,26 +364,11 @@ func classify(err error) error {
 	return errors.New(redact(msg))
 }
 
-// redact removes credentials from any URL in s.
-func redact(s string) string {
-	fields := strings.Fields(s)
-	for _, f := range fields {
-		f = strings.Trim(f, `"'(),;`)
-		if u, err := url.Parse(f); err == nil && u.User != nil {
-			s = strings.ReplaceAll(s, f, u.Redacted())
-		}
-	}
-	return s
-}
+// redact removes credentials from any URL in s: the one rule, package redact's.
+func redact(s string) string { return redactpkg.URLs(s) }
 
-// RedactURL returns u with any password replaced, for logs and errors.
-func RedactURL(u string) string {
-	p, err := url.Parse(u)
-	if err != nil || p.User == nil {
-		return u
-	}
-	return p.Redacted()
-}
+// RedactURL returns u with its user information masked, for logs and errors.
+func RedactURL(u string) string { return redactpkg.URL(u) }
 
 // Seed creates a bare repository at dir whose branch holds one commit with the files of fsys. The
 // quickstart uses it to make a local manifests repository; it does nothing when dir already exists.

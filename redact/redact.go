@@ -133,7 +133,8 @@ func (red *Redactor) String(s string) string {
 	for _, tok := range short {
 		s = maskToken(s, tok)
 	}
-	return s
+	// A URL echoed with credentials configured nowhere (a token as the user name) is masked too.
+	return URLs(s)
 }
 
 // userinfo finds the user information of URLs in a text: a scheme, "://", and everything up to the

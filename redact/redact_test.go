@@ -53,9 +53,10 @@ func TestShortSecretWholeToken(t *testing.T) {
 		{"start and end", "TF", "***"},
 		{"repeated", "TF TF", "*** ***"},
 		{"one word of two", "TFTF", "TFTF"},
-		{"URL-encoded", "https://bot:p%40ss@host", "https://bot:***@host"},
+		{"URL-encoded", "https://bot:p%40ss@host", "https://***:***@host"}, // a URL's user information is masked whole (URLs)
 		{"letters of other scripts", "日TF", "日TF"},
 		{"long inside a word", "xlong-s3cretx", "x***x"},
+		{"token as the user name, configured nowhere", "push https://ghp_abc123:x-oauth-basic@github.com/o/r: 403", "push https://***:***@github.com/o/r: 403"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			if got := r.String(tt.in); got != tt.want {

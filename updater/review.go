@@ -514,6 +514,14 @@ func (u *Updater) checkReviews(ctx context.Context, log *slog.Logger, key string
 	if u.opts.Peers != nil && !u.opts.Peers.Owns(key) {
 		return
 	}
+	// Proven in the database, not remembered: a stale owner must not complete (apply, notify) what
+	// the new owner completes too.
+	if u.opts.Peers != nil {
+		if err := u.opts.Peers.Prove(ctx, key); err != nil {
+			log.Warn("pull requests not checked: this replica could not prove it owns the queue", "err", err)
+			return
+		}
+	}
 	rv.mu.Lock()
 	defer rv.mu.Unlock()
 	for number, p := range rv.prs {

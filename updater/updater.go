@@ -710,6 +710,21 @@ func (u *Updater) recordApplied(ctx context.Context, log *slog.Logger, batch []*
 	}
 }
 
+// waitsForJournal reports whether the event waits because the journal could not be read.
+func waitsForJournal(ev *event.Event) bool {
+	st, ok := ev.Step(event.StepGit)
+	return ok && st.Status == event.Queued && st.Reason == event.ReasonJournalUnavailable
+}
+
+// noDirectApply reports whether a git step's reason keeps the event off the clusters.
+func noDirectApply(r event.Reason) bool {
+	switch r {
+	case event.ReasonMergedOtherContent, event.ReasonForeignPullRequest, event.ReasonForeignCommit:
+		return true
+	}
+	return false
+}
+
 // setApplied records what a target runs, retrying with the git step's backoff until the journal
 // takes it: a lost record would let a replay or an older push roll the target back. The change is
 // already pushed, so giving up is no option; a stop leaves the event running in the journal, and
@@ -750,7 +765,9 @@ func (u *Updater) staleWaiting(ctx context.Context, log *slog.Logger, ev *event.
 func (u *Updater) requeue(stop context.Context, log *slog.Logger, key string, batch []*event.Event, why string) {
 	var again, gaveUp []*event.Event
 	for _, ev := range batch {
-		if ev.Attempts >= u.opts.MaxAttempts {
+		// An event waiting for the journal is not failing: it waits as long as the journal is
+		// down (what it would do to its targets is unknown until then).
+		if ev.Attempts >= u.opts.MaxAttempts && !waitsForJournal(ev) {
 			ev.Error = fmt.Sprintf("gave up after %d attempts", ev.Attempts)
 			gaveUp = append(gaveUp, ev)
 			continue
@@ -900,11 +917,13 @@ func (u *Updater) finish(ctx context.Context, log *slog.Logger, ev *event.Event)
 		ev.UpdatedAt = time.Now()
 		return
 	}
-	// A pull request merged with another image than proposed reaches no cluster directly.
-	if st, ok := ev.Step(event.StepGit); ok && st.Reason == event.ReasonMergedOtherContent {
+	// A pull request merged with another image than proposed, or one imagehook refused to use
+	// (a fork's look-alike, a branch with a commit imagehook did not push), reaches no cluster
+	// directly: nothing of it was merged as proposed.
+	if st, ok := ev.Step(event.StepGit); ok && st.Status != event.Succeeded && noDirectApply(st.Reason) {
 		for _, t := range ev.Targets {
 			if t.Cluster != "" {
-				ev.SetStep(event.Step{Name: event.StepApply, Cluster: t.Cluster, Status: event.Ignored, Reason: event.ReasonMergedOtherContent,
+				ev.SetStep(event.Step{Name: event.StepApply, Cluster: t.Cluster, Status: event.Ignored, Reason: st.Reason,
 					Detail: "not applied: " + st.Error, At: time.Now()})
 			}
 		}
