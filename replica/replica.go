@@ -468,21 +468,34 @@ func lockName(key string) string { return "imagehook:" + wire(key) }
 // trailers when it lands first.
 // Queries run under ctx (the session's); resumes under work (the replica's).
 func (c *Coordinator) claim(ctx, work context.Context, conn *pgx.Conn) error {
+	// One round trip for all unowned queues, however many: a slow link must not make the session
+	// loop late for the proofs it answers.
+	byName := map[string]string{}
+	var names []string
 	for _, k := range c.keys {
-		if c.Owns(k) {
-			continue
+		if !c.Owns(k) {
+			byName[lockName(k)] = k
+			names = append(names, lockName(k))
 		}
-		var got bool
-		if err := conn.QueryRow(ctx, `SELECT pg_try_advisory_lock(hashtext($1))`, lockName(k)).Scan(&got); err != nil {
-			return err
-		}
-		if got && ctx.Err() == nil {
-			c.mu.Lock()
-			c.owned[k] = true
-			c.mu.Unlock()
-			c.log.Info("this replica now works the queue", "queue", printable(k))
-			c.resume(work, k)
-		}
+	}
+	if len(names) == 0 {
+		return nil
+	}
+	rows, err := conn.Query(ctx, `SELECT k FROM unnest($1::text[]) AS k WHERE pg_try_advisory_lock(hashtext(k))`, names)
+	if err != nil {
+		return err
+	}
+	won, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return err
+	}
+	for _, name := range won {
+		k := byName[name]
+		c.mu.Lock()
+		c.owned[k] = true
+		c.mu.Unlock()
+		c.log.Info("this replica now works the queue", "queue", printable(k))
+		c.resume(work, k)
 	}
 	return nil
 }
