@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/imagehook/imagehook/outbound"
 	"github.com/imagehook/imagehook/redact"
 	"io"
 	"net/http"
@@ -116,7 +117,7 @@ func New(cfg Config) (Forge, error) {
 		return nil, err
 	}
 	if cfg.Client == nil {
-		cfg.Client = &http.Client{Timeout: 30 * time.Second}
+		cfg.Client = outbound.Client(30*time.Second, nil)
 	}
 	scheme := "https"
 	if u, err := url.Parse(cfg.RepoURL); err == nil && u.Scheme == "http" {

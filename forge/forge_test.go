@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 )
 
@@ -285,5 +286,31 @@ func TestForgeErrorsAreShortAndSecretFree(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "HTTP 403: token lacks scope") || strings.Contains(err.Error(), "\n") ||
 		strings.Contains(err.Error(), "gitea-t0ken") || len(err.Error()) > 400 {
 		t.Errorf("err = %v", err)
+	}
+}
+
+// TestTokensNeverFollowARedirectElsewhere (trust row 2): a forge API answering with a redirect to
+// another host gets nothing sent there — GitLab's PRIVATE-TOKEN included, which Go's client would
+// otherwise re-send — and the error holds no token.
+func TestTokensNeverFollowARedirectElsewhere(t *testing.T) {
+	var stolen atomic.Int32
+	thief := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { stolen.Add(1) }))
+	defer thief.Close()
+	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, thief.URL+r.URL.Path, http.StatusTemporaryRedirect)
+	}))
+	defer api.Close()
+	for _, provider := range []string{"gitlab", "github", "gitea"} {
+		f, err := New(Config{Provider: provider, API: api.URL, RepoURL: "https://git.example.com/group/apps.git", Token: "t0ken-" + provider})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = f.Get(context.Background(), 3)
+		if err == nil || strings.Contains(err.Error(), "t0ken") {
+			t.Errorf("%s: err = %v", provider, err)
+		}
+	}
+	if n := stolen.Load(); n != 0 {
+		t.Errorf("%d requests reached the other host", n)
 	}
 }

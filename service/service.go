@@ -10,6 +10,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/imagehook/imagehook/outbound"
 	"log/slog"
 	"net"
 	"net/http"
@@ -435,7 +436,7 @@ func CosignKeys(cfg *config.Config) (map[string]*oci.CosignKey, error) {
 // newReview prepares pull-request write-back for a repository.
 func newReview(rc config.Repo, r *gitops.Repo) (*updater.Review, error) {
 	w := rc.WriteBack
-	client := &http.Client{Timeout: 30 * time.Second}
+	client := outbound.Client(30*time.Second, nil)
 	if len(rc.Auth.CABundle) > 0 {
 		pool, err := x509.SystemCertPool()
 		if err != nil {

@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/imagehook/imagehook/outbound"
 	"io"
 	"log/slog"
 	"net/http"
@@ -74,7 +75,7 @@ func New(cfg Config, log *slog.Logger) (*Notifier, error) {
 		return nil, fmt.Errorf("notifier %s: unknown type %q", cfg.Name, cfg.Type)
 	}
 	if cfg.Client == nil {
-		cfg.Client = &http.Client{Timeout: 15 * time.Second}
+		cfg.Client = outbound.Client(15*time.Second, nil)
 	}
 	if cfg.Deadline == 0 {
 		cfg.Deadline = time.Minute

@@ -284,3 +284,28 @@ func TestFeishuWeComSlackWebhook(t *testing.T) {
 		}
 	}
 }
+
+// TestRedirectToAnotherHostIsRefused (trust row 2): a robot endpoint answering 307 to another host
+// gets the report refused there — the body, its signature and the robot's URL (its token) never
+// reach that host, as a Referer or otherwise — and the error does not hold the token.
+func TestRedirectToAnotherHostIsRefused(t *testing.T) {
+	var stolen []string
+	var mu sync.Mutex
+	thief := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		stolen = append(stolen, r.URL.String()+" "+r.Header.Get("Referer"))
+		mu.Unlock()
+	}))
+	defer thief.Close()
+	robot := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, thief.URL+"/collect", http.StatusTemporaryRedirect)
+	}))
+	defer robot.Close()
+	n := newTest(t, Config{Name: "ops", Type: "dingtalk", URL: robot.URL + "/robot/send?access_token=robot-t0ken", Secret: "SECabc", Language: "en"})
+	err := n.Notify(context.Background(), finished("e1", false))
+	mu.Lock()
+	defer mu.Unlock()
+	if err == nil || len(stolen) != 0 || strings.Contains(err.Error(), "robot-t0ken") {
+		t.Errorf("err = %v; requests that reached the other host: %v", err, stolen)
+	}
+}
