@@ -871,6 +871,9 @@ func (c *Config) Secrets() []string {
 		}
 		out = append(out, f.String())
 	})
+	for _, n := range c.Notifiers {
+		out = append(out, urlTokens(n.URL)...)
+	}
 	for _, r := range c.Repos {
 		if u := urlWithCredentials(r.URL); u != nil {
 			if p, ok := u.User.Password(); ok {
@@ -887,6 +890,31 @@ func (c *Config) Secrets() []string {
 		}
 	}
 	return kept
+}
+
+// urlTokens returns the parts of a robot's URL that carry its credential, so that an endpoint or a
+// proxy echoing only a request line ("POST /robot/send?access_token=…") or a path is masked as
+// well as the whole URL: every query value (DingTalk's access_token, WeCom's key), and every path
+// segment long enough to be a token, with a digit in it (Feishu's hook id, Slack's secret path).
+func urlTokens(raw string) []string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for _, vs := range u.Query() {
+		for _, v := range vs {
+			if len(v) >= 8 {
+				out = append(out, v)
+			}
+		}
+	}
+	for _, seg := range strings.Split(u.Path, "/") {
+		if len(seg) >= 8 && strings.ContainsAny(seg, "0123456789") {
+			out = append(out, seg)
+		}
+	}
+	return out
 }
 
 // node returns the value node at a path of mapping keys (string) and sequence indexes (int) in

@@ -1,10 +1,12 @@
 package config
 
 import (
+	"fmt"
 	"reflect"
 	"strings"
 	"testing"
 
+	"github.com/imagehook/imagehook/redact"
 	"github.com/imagehook/imagehook/updater"
 )
 
@@ -141,5 +143,29 @@ func TestTemplateDataShapes(t *testing.T) {
 				t.Errorf("%s.%s %s, but %s.%s %s", s, s.Field(i).Name, s.Field(i).Type, r, r.Field(i).Name, r.Field(i).Type)
 			}
 		}
+	}
+}
+
+// TestRobotURLPartsAreSecrets (trust row 1): an endpoint or proxy that echoes only the request line
+// or the path of a robot's URL leaks no token: each query value and each token-like path segment
+// of a notifier's URL is a secret of its own.
+func TestRobotURLPartsAreSecrets(t *testing.T) {
+	robots := map[string]struct{ url, echo, token string }{
+		"dingtalk": {"https://oapi.dingtalk.com/robot/send?access_token=4f1a0c9e8b7d6a5f", "500: POST /robot/send?access_token=4f1a0c9e8b7d6a5f HTTP/1.1", "4f1a0c9e8b7d6a5f"},
+		"wecom":    {"https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=693a91f6-7xxx-4bc4-97a0-0ec2sifa5aaa", "bad key 693a91f6-7xxx-4bc4-97a0-0ec2sifa5aaa", "693a91f6-7xxx-4bc4-97a0-0ec2sifa5aaa"},
+		"feishu":   {"https://open.feishu.cn/open-apis/bot/v2/hook/2b7c9f10-aa11-4c3d-9e8f-0123456789ab", "404 page /open-apis/bot/v2/hook/2b7c9f10-aa11-4c3d-9e8f-0123456789ab", "2b7c9f10-aa11-4c3d-9e8f-0123456789ab"},
+		"slack":    {"https://hooks.slack.com/services/T0ABCDEF1/B0ABCDEF2/Xq9sEcReTpAtH123456789", "no_service /services/T0ABCDEF1/B0ABCDEF2/Xq9sEcReTpAtH123456789", "Xq9sEcReTpAtH123456789"},
+	}
+	for typ, r := range robots {
+		t.Run(typ, func(t *testing.T) {
+			yml := fmt.Sprintf("repos: [{name: apps, url: file:///x}]\nnotifiers: [{name: ops, type: %s, url: %q}]\nhooks:\n  - id: web\n    token: a-long-hook-token\n    notify: [ops]\n    targets: [{repo: apps, workload: deployment/w}]\n", typ, r.url)
+			c, err := Parse([]byte(yml), env(nil))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := redact.New(c.Secrets()).String(r.echo); strings.Contains(got, r.token) {
+				t.Errorf("echoed %q leaks the token", got)
+			}
+		})
 	}
 }
