@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -11,6 +10,7 @@ import (
 	"github.com/imagehook/imagehook/audit"
 	"github.com/imagehook/imagehook/event"
 	"github.com/imagehook/imagehook/internal/gitserver"
+	"github.com/imagehook/imagehook/internal/manifesttest"
 )
 
 func TestSetImageCommand(t *testing.T) {
@@ -107,33 +107,12 @@ func TestSetImageEveryPlace(t *testing.T) {
 	}
 }
 
-// crdBundle is a vendored install bundle of 3,000 CRDs (2.6 MB) with deploy among them.
-func crdBundle(deploy string) string {
-	var b strings.Builder
-	for i := range 3000 {
-		if i == 1700 {
-			b.WriteString("---\n" + deploy)
-		}
-		fmt.Fprintf(&b, "---\n# Source: bundle/templates/crds/widget-%04[1]d.yaml\napiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\n"+
-			"metadata:\n  name: widgets%04[1]d.example.com\n  annotations:\n    controller-gen.kubebuilder.io/version: v0.16.0\n"+
-			"spec:\n  group: example.com\n  names:\n    kind: Widget%04[1]d\n    listKind: Widget%04[1]dList\n    plural: widgets%04[1]d\n    singular: widget%04[1]d\n    shortNames: [wd%04[1]d]\n"+
-			"  scope: Namespaced\n  versions:\n    - name: v1\n      served: true\n      storage: true\n      schema:\n        openAPIV3Schema:\n"+
-			"          description: Widget%04[1]d runs a web server, described at the length controller-gen writes.\n          type: object\n"+
-			"          properties:\n            spec:\n              type: object\n              properties:\n                replicas: {type: integer, format: int32}\n"+
-			"                image: {type: string, description: \"the image to run, e.g. acme/web:1.0\"}\n", i)
-	}
-	return b.String()
-}
-
-const bundleDeploy = "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web   # the one to update\n  namespace: team\nspec:\n  template:\n    spec:\n" +
-	"      containers:\n        - name: app\n          image: \"registry.example.com/acme/web:1.0.0\" # pinned by CI\n"
-
 // TestSetImageBigFiles: set-image rewrites a 2.6 MB bundle of 3,000 CRDs byte for byte but the
 // image, on a directory and on the file itself; a file it does not read (a 4 MiB file whose second
 // document is over the per-document budget) is listed and the run exits non-zero, also when the
 // copies beside it were rewritten.
 func TestSetImageBigFiles(t *testing.T) {
-	bundle := crdBundle(bundleDeploy)
+	bundle := manifesttest.CRDBundle(manifesttest.BundleDeploy)
 	if len(bundle) < 2_600_000 {
 		t.Fatalf("bundle is %d bytes, want 2.6 MB", len(bundle))
 	}
@@ -166,11 +145,11 @@ func TestSetImageBigFiles(t *testing.T) {
 			}
 		}
 	})
-	hostile := strings.ReplaceAll(bundleDeploy, "namespace: team", "namespace: other") + "---\nlist: [" + strings.Repeat("1,", 2<<20) + "1]\n"
+	hostile := strings.ReplaceAll(manifesttest.BundleDeploy, "namespace: team", "namespace: other") + "---\nlist: [" + strings.Repeat("1,", 2<<20) + "1]\n"
 	t.Run("a file not read is listed", func(t *testing.T) {
 		dir := t.TempDir()
 		small, big := filepath.Join(dir, "deploy.yaml"), filepath.Join(dir, "vendor.yaml")
-		write(small, bundleDeploy)
+		write(small, manifesttest.BundleDeploy)
 		write(big, hostile)
 		var out, errOut bytes.Buffer
 		code := run([]string{"set-image", "registry.example.com/acme/web:1.1.0", dir}, &out, &errOut)
@@ -199,7 +178,7 @@ func TestSetImageBigFiles(t *testing.T) {
 	})
 	t.Run("a template is only warned about", func(t *testing.T) {
 		dir := t.TempDir()
-		write(filepath.Join(dir, "deploy.yaml"), bundleDeploy)
+		write(filepath.Join(dir, "deploy.yaml"), manifesttest.BundleDeploy)
 		write(filepath.Join(dir, "tmpl.yaml"), "kind: Deployment\nmetadata: {name: {{ .Values.web }}\n")
 		var out, errOut bytes.Buffer
 		code := run([]string{"set-image", "--workload", "deployment/web", "registry.example.com/acme/web:1.1.0", dir}, &out, &errOut)

@@ -36,39 +36,8 @@ func replicas(t *testing.T, n int) ([]*daemon, *gitserver.Server, *pgtest.Server
 	url := git.NewRepo(t, "apps", examples.Manifests())
 	bin := buildBinary(t)
 	var ds []*daemon
-	for i := range n {
-		l, _ := net.Listen("tcp", "127.0.0.1:0")
-		addr := l.Addr().String()
-		l.Close()
-		dir := t.TempDir()
-		cfg := filepath.Join(dir, "imagehook.yaml")
-		yml := fmt.Sprintf(`listen: %q
-dataDir: %s
-journal: {driver: postgres, dsn: %q}
-repos: [{name: apps, url: %s, auth: {username: bot, password: pw}}]
-hooks:
-  - id: web
-    token: tok
-    source: dockerhub
-    targets: [{repo: apps, path: apps/website, workload: deployment/website, namespace: web, container: website}]
-  - id: api
-    token: tok
-    source: dockerhub
-    targets: [{repo: apps, path: apps/api, workload: deployment/api, namespace: web, container: api}]
-`, addr, filepath.Join(dir, "data"), pg.DSN, url)
-		if err := os.WriteFile(cfg, []byte(yml), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		d := &daemon{t: t, bin: bin, cfg: cfg, addr: addr}
-		t.Cleanup(func() {
-			if d.cmd != nil && d.cmd.ProcessState == nil {
-				_ = d.cmd.Process.Kill()
-				_ = d.cmd.Wait()
-			}
-		})
-		d.start()
-		ds = append(ds, d)
-		_ = i
+	for range n {
+		ds = append(ds, startReplica(t, bin, pg.DSN, url))
 	}
 	return ds, git, pg
 }

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/imagehook/imagehook/internal/manifesttest"
 )
 
 // TestHostileManifests measures the peak RSS of one event when colleagues have committed twelve
@@ -21,22 +23,7 @@ import (
 func TestHostileManifests(t *testing.T) {
 	bin := buildBinary(t)
 	deploy := "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\n  namespace: team\nspec:\n  template:\n    spec:\n      containers:\n        - name: app\n          image: registry.example.com/acme/web:1.0.0\n"
-	other := strings.ReplaceAll(deploy, "namespace: team", "namespace: other")
-	rep := func(head, unit, tail string) string { return head + strings.Repeat(unit, (4<<20)/len(unit)) + tail }
-	hostile := map[string]string{
-		"hostile-01-dense-seq.yaml":   rep("# web\nweb: [", "1,", "1]\n"),
-		"hostile-02-dense-map.yaml":   rep("# web\n{", "a: 1, ", "web: 1}\n"),
-		"hostile-03-lines.yaml":       rep("# web\n", "web: [web, web, web, web, web, web, web, web, web, web]\n", ""),
-		"hostile-04-aliases.yaml":     rep("a: &a web\nl: [", "*a, ", "*a]\n"),
-		"hostile-05-crlf.yaml":        rep("# web\r\n", "k: web\r\n", ""),
-		"hostile-06-lone-cr.yaml":     rep("# web\r", "? web\r", ""),
-		"hostile-07-nested.yaml":      rep("# web\n[", "[web, web], ", "[]]\n"),
-		"hostile-08-second-doc.yaml":  rep(other+"---\n[", "1,", "1]\n"),
-		"hostile-09-compact.yaml":     rep("# web\n", "- - - - web\n", ""),
-		"hostile-10-copies.yaml":      rep("", other+"---\n", ""),
-		"hostile-11-flow-pairs.yaml":  rep("# web\n[", "web: 1, ", "web: 1]\n"),
-		"hostile-12-flow-in-seq.yaml": rep("web:\n", "  - {a: web, b: web, c: web}\n", ""),
-	}
+	hostile := manifesttest.HostileFiles(4<<20, deploy)
 	run := func(name string, withHostile bool) (peakMB int, took time.Duration, skipped []string) {
 		git, bare := newBenchRepo(t)
 		var b bytes.Buffer

@@ -15,95 +15,15 @@ import (
 	"time"
 
 	"github.com/imagehook/imagehook/event"
+	"github.com/imagehook/imagehook/internal/manifesttest"
 )
-
-// crdBundle is a vendored upstream install bundle: 3,000 CRDs of about 880 bytes each (2.6 MB)
-// and, among them, the deployment, as Argo CD's, kserve's or spark-operator's install.yaml are.
-func crdBundle(deploy string) string {
-	var b strings.Builder
-	for i := range 3000 {
-		if i == 1700 {
-			b.WriteString("---\n" + deploy)
-		}
-		fmt.Fprintf(&b, `---
-# Source: bundle/templates/crds/widget-%04[1]d.yaml
-apiVersion: apiextensions.k8s.io/v1
-kind: CustomResourceDefinition
-metadata:
-  name: widgets%04[1]d.example.com
-  annotations:
-    controller-gen.kubebuilder.io/version: v0.16.0
-spec:
-  group: example.com
-  names:
-    kind: Widget%04[1]d
-    listKind: Widget%04[1]dList
-    plural: widgets%04[1]d
-    singular: widget%04[1]d
-    shortNames: [wd%04[1]d]
-  scope: Namespaced
-  versions:
-    - name: v1
-      served: true
-      storage: true
-      schema:
-        openAPIV3Schema:
-          description: Widget%04[1]d runs a web server, described at the length controller-gen writes.
-          type: object
-          properties:
-            spec:
-              type: object
-              properties:
-                replicas: {type: integer, format: int32}
-                image: {type: string, description: "the image to run, e.g. acme/web:1.0"}
-`, i)
-	}
-	return b.String()
-}
-
-// bundleDeploy is the deployment in the bundle, with the comments and quoting a splice must keep.
-const bundleDeploy = `apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: web   # the one to update
-  namespace: team
-spec:
-  template:
-    spec:
-      containers:
-        - name: app
-          image: "registry.example.com/acme/web:1.0.0" # pinned by CI
-`
-
-// hostileFiles are twelve files of size bytes that mention the workload, each shaped to cost as
-// much as a file can when decoded: dense flow collections, aliases, CR-only and CRLF line breaks,
-// compact sequences, implicit flow pairs, a dense second document, and thousands of copies of the
-// workload (which would be kept).
-func hostileFiles(size int) map[string]string {
-	other := strings.ReplaceAll(bundleDeploy, "namespace: team", "namespace: other")
-	rep := func(head, unit, tail string) string { return head + strings.Repeat(unit, size/len(unit)) + tail }
-	return map[string]string{
-		"hostile-01-dense-seq.yaml":   rep("# web\nweb: [", "1,", "1]\n"),
-		"hostile-02-dense-map.yaml":   rep("# web\n{", "a: 1, ", "web: 1}\n"),
-		"hostile-03-lines.yaml":       rep("# web\n", "web: [web, web, web, web, web, web, web, web, web, web]\n", ""),
-		"hostile-04-aliases.yaml":     rep("a: &a web\nl: [", "*a, ", "*a]\n"),
-		"hostile-05-crlf.yaml":        rep("# web\r\n", "k: web\r\n", ""),
-		"hostile-06-lone-cr.yaml":     rep("# web\r", "? web\r", ""),
-		"hostile-07-nested.yaml":      rep("# web\n[", "[web, web], ", "[]]\n"),
-		"hostile-08-second-doc.yaml":  rep(other+"---\n[", "1,", "1]\n"),
-		"hostile-09-compact.yaml":     rep("# web\n", "- - - - web\n", ""),
-		"hostile-10-copies.yaml":      rep("", other+"---\n", ""),
-		"hostile-11-flow-pairs.yaml":  rep("# web\n[", "web: 1, ", "web: 1]\n"),
-		"hostile-12-flow-in-seq.yaml": rep("web:\n", "  - {a: web, b: web, c: web}\n", ""),
-	}
-}
 
 // TestCRDBundle: a 2.6 MB bundle of 3,000 CRDs with the target among them is read and rewritten,
 // byte for byte except the image (golden: the original with only the image's bytes replaced), by
 // workload through the index (serve's way) and by image on the plain tree (set-image's default;
 // main's TestSetImageBigFiles runs set-image --workload on it).
 func TestCRDBundle(t *testing.T) {
-	bundle := crdBundle(bundleDeploy)
+	bundle := manifesttest.CRDBundle(manifesttest.BundleDeploy)
 	if len(bundle) < 2_600_000 {
 		t.Fatalf("bundle is %d bytes, want 2.6 MB", len(bundle))
 	}
@@ -151,9 +71,9 @@ func TestCRDBundle(t *testing.T) {
 // so that the race detector's suite stays quick; BenchmarkHostileFiles and loadtest's
 // TestHostileManifests run them at 4 MiB against the defaults.
 func TestHostileFilesBesideTheTarget(t *testing.T) {
-	hostile := hostileFiles(256 << 10)
+	hostile := manifesttest.HostileFiles(256<<10, manifesttest.BundleDeploy)
 	limits := Budget{MaxDocumentNodes: 10_000, MaxNodes: 5_000}
-	m := fstest.MapFS{"apps/web/deploy.yaml": {Data: []byte(bundleDeploy)}}
+	m := fstest.MapFS{"apps/web/deploy.yaml": {Data: []byte(manifesttest.BundleDeploy)}}
 	for name, data := range hostile {
 		m["apps/web/"+name] = &fstest.MapFile{Data: []byte(data)}
 	}
@@ -218,8 +138,8 @@ func BenchmarkHostileFiles(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-	write("deploy.yaml", bundleDeploy)
-	for name, data := range hostileFiles(4 << 20) {
+	write("deploy.yaml", manifesttest.BundleDeploy)
+	for name, data := range manifesttest.HostileFiles(4<<20, manifesttest.BundleDeploy) {
 		write(name, data)
 	}
 	fsys := os.DirFS(dir)

@@ -8,29 +8,8 @@ import (
 
 	"github.com/imagehook/imagehook/event"
 	"github.com/imagehook/imagehook/internal/gitserver"
+	"github.com/imagehook/imagehook/internal/manifesttest"
 )
-
-// crdBundle is a vendored install bundle of 3,000 CRDs (2.6 MB) with deploy among them, as Argo
-// CD's, kserve's or spark-operator's install.yaml are.
-func crdBundle(deploy string) string {
-	var b strings.Builder
-	for i := range 3000 {
-		if i == 1700 {
-			b.WriteString("---\n" + deploy)
-		}
-		fmt.Fprintf(&b, "---\n# Source: bundle/templates/crds/widget-%04[1]d.yaml\napiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\n"+
-			"metadata:\n  name: widgets%04[1]d.example.com\n  annotations:\n    controller-gen.kubebuilder.io/version: v0.16.0\n"+
-			"spec:\n  group: example.com\n  names:\n    kind: Widget%04[1]d\n    listKind: Widget%04[1]dList\n    plural: widgets%04[1]d\n    singular: widget%04[1]d\n    shortNames: [wd%04[1]d]\n"+
-			"  scope: Namespaced\n  versions:\n    - name: v1\n      served: true\n      storage: true\n      schema:\n        openAPIV3Schema:\n"+
-			"          description: Widget%04[1]d runs a web server, described at the length controller-gen writes.\n          type: object\n"+
-			"          properties:\n            spec:\n              type: object\n              properties:\n                replicas: {type: integer, format: int32}\n"+
-			"                image: {type: string, description: \"the image to run, e.g. acme/web:1.0\"}\n", i)
-	}
-	return b.String()
-}
-
-const bundleDeploy = "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web   # the one to update\n  namespace: team\nspec:\n  template:\n    spec:\n" +
-	"      containers:\n        - name: app\n          image: \"registry.example.com/acme/web:1.0.0\" # pinned by CI\n"
 
 // webPush is a custom (Jenkins curl) payload pushing registry.example.com/acme/web:1.1.0.
 const webPush = `{"push_data":{"tag":"1.1.0"},"repository":{"repo_url":"registry.example.com","namespace":"acme","name":"web"}}`
@@ -65,7 +44,7 @@ func gitStep(t *testing.T, ev map[string]any) map[string]any {
 // updater and a real git server, and the pushed file is the original with only the image's bytes
 // changed.
 func TestBigManifestBundle(t *testing.T) {
-	bundle := crdBundle(bundleDeploy)
+	bundle := manifesttest.CRDBundle(manifesttest.BundleDeploy)
 	if len(bundle) < 2_600_000 {
 		t.Fatalf("bundle is %d bytes, want 2.6 MB", len(bundle))
 	}
@@ -90,7 +69,7 @@ func TestBigManifestBundle(t *testing.T) {
 // the git step; a target found in a file that was read still lands, and a target that is only in
 // a file not read fails the event with the file named.
 func TestFilesNotReadOnTheEvent(t *testing.T) {
-	other := strings.ReplaceAll(bundleDeploy, "namespace: team", "namespace: other")
+	other := strings.ReplaceAll(manifesttest.BundleDeploy, "namespace: team", "namespace: other")
 	dense := "---\nlist: [" + strings.Repeat("1,", 2<<20) + "1]\n"
 	hostile := map[string]string{ // file: the document over its budget
 		"vendor-dense.yaml":  "# web\n" + dense,
@@ -98,8 +77,8 @@ func TestFilesNotReadOnTheEvent(t *testing.T) {
 	}
 	overDoc := map[string]int{"vendor-dense.yaml": 1, "vendor-second.yaml": 2}
 	repo := fstest.MapFS{
-		"apps/web/deploy.yaml":  {Data: []byte(bundleDeploy)},
-		"apps/only/vendor.yaml": {Data: []byte(bundleDeploy + dense)},
+		"apps/web/deploy.yaml":  {Data: []byte(manifesttest.BundleDeploy)},
+		"apps/only/vendor.yaml": {Data: []byte(manifesttest.BundleDeploy + dense)},
 	}
 	for name, data := range hostile {
 		repo["apps/web/"+name] = &fstest.MapFile{Data: []byte(data)}
