@@ -11,6 +11,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -125,6 +126,7 @@ func Open(cfg Config, dir string, log *slog.Logger) (*Repo, error) {
 const objectCacheSize = 16 * cache.MiByte
 
 func (r *Repo) openCache() error {
+	r.dropTornRefs()
 	st := filesystem.NewStorageWithOptions(osfs.New(r.dir), cache.NewObjectLRU(objectCacheSize), filesystem.Options{})
 	repo, err := git.Open(st, nil)
 	if errors.Is(err, git.ErrRepositoryNotExists) {
@@ -139,6 +141,23 @@ func (r *Repo) openCache() error {
 	}
 	r.repo = repo
 	return nil
+}
+
+// dropTornRefs removes the empty ref files a process killed while writing one leaves in the cache
+// (go-git truncates, then writes): go-git reads such a file as "ref file is empty" on every fetch
+// for ever after. The cache is derived data; a ref removed is fetched again, and each is named.
+func (r *Repo) dropTornRefs() {
+	_ = filepath.WalkDir(filepath.Join(r.dir, "refs"), func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return nil
+		}
+		if info, err := d.Info(); err == nil && info.Size() == 0 {
+			if err := os.Remove(path); err == nil {
+				r.log.Warn("repository cache: removed a ref left empty by an interrupted write; it is fetched again", "ref", path)
+			}
+		}
+		return nil
+	})
 }
 
 // Name returns the repository's configured name.

@@ -337,3 +337,27 @@ func TestShallowCache(t *testing.T) {
 	}
 	gitserver.Git(t, srv.Bare("apps"), "fsck", "--strict")
 }
+
+// TestTornRefIsDropped: a process killed while go-git rewrote a ref leaves the file empty, which
+// go-git then reads as "ref file is empty" on every fetch; the next open drops it and fetches again.
+func TestTornRefIsDropped(t *testing.T) {
+	srv := gitserver.New(t, "bot", "pw")
+	r := newRepo(t, srv, "pw")
+	if err := r.Fetch(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	torn := filepath.Join(r.Dir(), "refs", "remotes", "origin", "main")
+	if err := os.WriteFile(torn, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	again, err := Open(r.cfg, r.Dir(), slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := again.Fetch(context.Background()); err != nil {
+		t.Fatalf("fetch after a torn ref: %v", err)
+	}
+	if _, err := again.Tip(); err != nil {
+		t.Fatalf("tip after a torn ref: %v", err)
+	}
+}
