@@ -84,8 +84,7 @@ func (u *Updater) recordLanded(ctx context.Context, log *slog.Logger, repo Repo,
 	var rest []*event.Event
 	for _, ev := range batch {
 		if c, ok := landed[ev.ID]; ok {
-			ev.SetStep(event.Step{Name: event.StepGit, Repo: key, Status: event.Succeeded, Commit: c, At: time.Now(),
-				Reason: event.ReasonLanded, Detail: "pushed by an earlier attempt"})
+			ev.SetStep(landedStep(key, c, time.Now()))
 			continue
 		}
 		rest = append(rest, ev)
@@ -242,8 +241,7 @@ func (g *gitBatch) record(commit gitops.Commit, commitURL string) {
 	now := time.Now()
 	for _, ev := range g.events {
 		if c, ok := g.landed[ev.ID]; ok {
-			ev.SetStep(event.Step{Name: event.StepGit, Repo: g.key, Status: event.Succeeded, Commit: c, At: now,
-				Reason: event.ReasonLanded, Detail: "pushed by an earlier attempt, or by the queue's previous owner, in commit " + c})
+			ev.SetStep(landedStep(g.key, c, now))
 			continue
 		}
 		out := g.results[ev.ID]
@@ -423,6 +421,13 @@ func shortHash(h string) string {
 		return "the batch's first events"
 	}
 	return h[:min(len(h), 12)]
+}
+
+// landedStep is the git step of an event whose push already landed in commit c, pushed by an
+// earlier attempt or by the queue's previous owner: the one wording for the push and review paths.
+func landedStep(repo, c string, at time.Time) event.Step {
+	return event.Step{Name: event.StepGit, Repo: repo, Status: event.Succeeded, Commit: c, At: at,
+		Reason: event.ReasonLanded, Detail: "pushed by an earlier attempt, or by the queue's previous owner, in commit " + c}
 }
 
 func changedFiles(cs []event.Change) []string {

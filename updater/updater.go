@@ -725,39 +725,44 @@ func noDirectApply(r event.Reason) bool {
 	return false
 }
 
-// setApplied records what a target runs, retrying with the git step's backoff until the journal
-// takes it: a lost record would let a replay or an older push roll the target back. The change is
-// already pushed, so giving up is no option; a stop leaves the event running in the journal, and
-// the next start finds its commit and records it then.
+// setApplied records what a target runs, retrying until the journal takes it: a lost record would
+// let a replay or an older push roll the target back. The change is already pushed, so giving up
+// is no option; a stop leaves the event running in the journal, and the next start finds its
+// commit and records it then.
 func (u *Updater) setApplied(ctx context.Context, log *slog.Logger, key string, a journal.Applied) {
-	for attempt := 0; ; attempt++ {
-		err := u.journal.SetApplied(ctx, key, a)
+	_ = u.untilJournal(log, "recording the applied push", a.Event, func() error { return u.journal.SetApplied(ctx, key, a) })
+}
+
+// staleWaiting is stale for the finisher, which cannot hand an event back to its queue: it asks
+// again until the journal answers (or the service stops, leaving the event running in the journal
+// for the next start).
+func (u *Updater) staleWaiting(ctx context.Context, log *slog.Logger, ev *event.Event) (reason event.Reason, why string, err error) {
+	err = u.untilJournal(log, "reading what the target runs", ev.ID, func() (err error) {
+		reason, why, err = u.stale(ctx, ev)
+		return err
+	})
+	return reason, why, err
+}
+
+// untilJournal calls fn until it succeeds, with the git step's backoff between tries; only the
+// service stopping ends it early (with that error).
+func (u *Updater) untilJournal(log *slog.Logger, what, id string, fn func() error) error {
+	for attempt := 1; ; attempt++ {
+		err := fn()
 		if err == nil {
-			return
+			return nil
 		}
-		delay := retry.Backoff{First: u.opts.RetryBase, Min: u.opts.RetryBase, Max: u.opts.RetryMax}.Delay(attempt + 1)
-		log.Warn("recording the applied push, will retry", "event", a.Event, "in", delay, "err", err)
-		if retry.Sleep(u.runContext(), delay) != nil {
-			return
+		delay := u.backoff().Delay(attempt)
+		log.Warn(what+", will retry", "event", id, "in", delay, "err", err)
+		if err := retry.Sleep(u.runContext(), delay); err != nil {
+			return err
 		}
 	}
 }
 
-// staleWaiting is stale for the finisher, which cannot hand an event back to its queue: it asks
-// again with the git step's backoff until the journal answers (or the service stops, leaving the
-// event running in the journal for the next start).
-func (u *Updater) staleWaiting(ctx context.Context, log *slog.Logger, ev *event.Event) (event.Reason, string, error) {
-	for attempt := 0; ; attempt++ {
-		reason, why, err := u.stale(ctx, ev)
-		if err == nil {
-			return reason, why, nil
-		}
-		delay := retry.Backoff{First: u.opts.RetryBase, Min: u.opts.RetryBase, Max: u.opts.RetryMax}.Delay(attempt + 1)
-		log.Warn("reading what the target runs, will retry", "event", ev.ID, "in", delay, "err", err)
-		if err := retry.Sleep(u.runContext(), delay); err != nil {
-			return "", "", err
-		}
-	}
+// backoff is the git step's backoff, which every retry of the flow shares.
+func (u *Updater) backoff() retry.Backoff {
+	return retry.Backoff{First: u.opts.RetryBase, Min: u.opts.RetryBase, Max: u.opts.RetryMax}
 }
 
 // requeue puts a batch back after a transient git failure, after a backoff; events over their
@@ -780,7 +785,7 @@ func (u *Updater) requeue(stop context.Context, log *slog.Logger, key string, ba
 	if len(again) == 0 {
 		return
 	}
-	delay := retry.Backoff{First: u.opts.RetryBase, Min: u.opts.RetryBase, Max: u.opts.RetryMax}.Delay(again[0].Attempts)
+	delay := u.backoff().Delay(again[0].Attempts)
 	log.Warn(why+", will retry", "events", eventIDs(again), "in", delay)
 	if retry.Sleep(stop, delay) != nil {
 		return // still queued in the journal: the next start resumes them
