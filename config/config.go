@@ -153,6 +153,9 @@ type Watch struct {
 	Fleet   Namespace `yaml:"fleet"`
 	// Timeout bounds the wait for sync and rollout (default 15m).
 	Timeout Duration `yaml:"timeout"`
+	// Refresh asks the GitOps tool to look now after each push it follows (default true): Argo CD's
+	// refresh annotation, Fleet's webhook commit.
+	Refresh *bool `yaml:"refresh"`
 }
 
 // Namespace is a namespace to read in.
@@ -165,7 +168,8 @@ type WriteBack struct {
 	// Mode is push (commit to the branch) or pullRequest (commit to imagehook's own branch and
 	// open, or update, a pull request to the branch).
 	Mode string `yaml:"mode"`
-	// Provider is gitea (also Forgejo), github or gitlab; inferred from well-known hosts.
+	// Provider is gitea (also Forgejo), github, gitlab, gitee or codeup; inferred from
+	// well-known hosts.
 	Provider string `yaml:"provider"`
 	// API is the API base URL of a self-hosted forge (default: the provider's, on the repo's host).
 	API       string `yaml:"api"`
@@ -181,10 +185,13 @@ type WriteBack struct {
 	// Language of the pull request's title and body: en or zh.
 	Language string `yaml:"language"`
 	// WebhookSecret checks the forge's webhooks at POST /forges/{repo} (GitHub/Gitea HMAC, GitLab
-	// token); a delivery makes imagehook look at its pull requests at once.
+	// token, Gitee's password or signing key, Codeup's secret token); a delivery makes imagehook
+	// look at its pull requests at once.
 	WebhookSecret string `yaml:"webhookSecret" secret:"true"`
 	// PollInterval is how often open pull requests are read when no webhook comes (default 1m).
 	PollInterval Duration `yaml:"pollInterval"`
+	// Codeup names the repository for Codeup's API (provider codeup only).
+	Codeup CodeupRepo `yaml:"codeup"`
 }
 
 // PullRequests reports whether the repository is written through pull requests.

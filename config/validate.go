@@ -160,6 +160,7 @@ func (w WriteBack) validate(errs *problems, where string, r Repo) {
 	if r.PushBranch != "" {
 		errs.add("%s: pushBranch and pull requests both choose the branch; drop pushBranch", where)
 	}
+	w.validateForge(errs, where)
 }
 
 func (m *Mail) validate(errs *problems) {

@@ -1,6 +1,6 @@
 // Package forge opens and follows pull (merge) requests on the forges teams host manifests on —
-// Gitea and Forgejo, GitHub, GitLab — through their REST APIs, and checks the signatures of the
-// webhooks they send about them.
+// Gitea and Forgejo, GitHub, GitLab, Gitee and Alibaba Cloud Codeup — through their REST APIs, and
+// checks the signatures of the webhooks they send about them.
 package forge
 
 import (
@@ -73,7 +73,8 @@ type Forge interface {
 
 // Config says how to reach a repository's forge.
 type Config struct {
-	// Provider is gitea (also Forgejo), github or gitlab; Infer guesses it from the host.
+	// Provider is gitea (also Forgejo), github, gitlab, gitee or codeup; Infer guesses it from the
+	// host.
 	Provider string
 	// API is the API's base URL ("" for the provider's default on the repository's host).
 	API string
@@ -82,6 +83,9 @@ type Config struct {
 	Token   string
 	// Client makes the requests (nil: one with a 30 s timeout).
 	Client *http.Client
+	// Organization and Repository are Codeup's organization id and repository id (or URL-encoded
+	// full path); "" takes them from RepoURL's path (codeup.aliyun.com/{organization}/…).
+	Organization, Repository string
 }
 
 // ErrForge is a forge's refusal; its text carries the forge's own message.
@@ -91,7 +95,7 @@ var ErrForge = errors.New("forge refused")
 var ErrForeign = errors.New("pull request from another repository")
 
 // Providers lists the supported providers.
-var Providers = []string{"gitea", "github", "gitlab"}
+var Providers = []string{"gitea", "github", "gitlab", "gitee", "codeup"}
 
 // Infer returns the provider a repository URL's host makes obvious, or "".
 func Infer(repoURL string) string {
@@ -106,6 +110,10 @@ func Infer(repoURL string) string {
 		return "gitlab"
 	case host == "gitea.com" || host == "codeberg.org" || strings.HasPrefix(host, "gitea.") || strings.HasPrefix(host, "forgejo."):
 		return "gitea"
+	case host == "gitee.com":
+		return "gitee"
+	case host == "codeup.aliyun.com":
+		return "codeup"
 	}
 	return ""
 }
@@ -145,6 +153,10 @@ func New(cfg Config) (Forge, error) {
 		}
 		c.base, c.header = api+"/projects/"+url.PathEscape(path), "PRIVATE-TOKEN"
 		return &gitlab{c: c}, nil
+	case "gitee":
+		return newGitee(c, api, scheme, host, path), nil
+	case "codeup":
+		return newCodeup(c, api, path, cfg.Organization, cfg.Repository)
 	}
 	return nil, fmt.Errorf("forge provider %q: want one of %s", cfg.Provider, strings.Join(Providers, ", "))
 }
@@ -177,6 +189,10 @@ type client struct {
 	token string
 	// auth is the Authorization header's value; header, when set, carries the bare token instead.
 	auth, header string
+	// param, when set, carries the token as a parameter instead (Gitee's access_token): in the
+	// JSON body of a request that has one, in the query of one that has none — added where the
+	// request is sent, so that no URL imagehook keeps or reports holds it.
+	param string
 }
 
 // maxResponse bounds what a forge's answer may make imagehook read.
@@ -185,6 +201,18 @@ const maxResponse = 4 << 20
 // do sends a JSON request to base+path and decodes the answer into out (nil: discarded).
 func (c *client) do(ctx context.Context, method, path string, in, out any) error {
 	var body io.Reader
+	if c.param != "" && in != nil {
+		m, ok := in.(map[string]any)
+		if !ok {
+			return fmt.Errorf("%s %s: a body carrying the token must be an object", method, path)
+		}
+		with := make(map[string]any, len(m)+1)
+		for k, v := range m {
+			with[k] = v
+		}
+		with[c.param] = c.token
+		in = with
+	}
 	if in != nil {
 		data, err := json.Marshal(in)
 		if err != nil {
@@ -200,15 +228,29 @@ func (c *client) do(ctx context.Context, method, path string, in, out any) error
 	if in != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	if c.header != "" {
+	switch {
+	case c.param != "":
+		if in == nil {
+			// No body to carry it: the query, set on the request only (the URL the client
+			// quotes in its errors is taken apart below).
+			q := req.URL.Query()
+			q.Set(c.param, c.token)
+			req.URL.RawQuery = q.Encode()
+		}
+	case c.header != "":
 		req.Header.Set(c.header, c.token)
-	} else {
+	default:
 		req.Header.Set("Authorization", c.auth)
 	}
 	req.Header.Set("User-Agent", "imagehook")
 	resp, err := c.http.Do(req)
 	if err != nil {
-		// The URL holds no secret (tokens travel in headers), but the error may quote it whole.
+		// Go's client quotes the request's URL whole in its error, which for a token sent as a
+		// parameter holds it: only the cause is kept, named by the path imagehook asked for.
+		var uerr *url.Error
+		if errors.As(err, &uerr) {
+			err = uerr.Err
+		}
 		return fmt.Errorf("%s %s: %w", method, path, err)
 	}
 	defer resp.Body.Close()
@@ -217,7 +259,13 @@ func (c *client) do(ctx context.Context, method, path string, in, out any) error
 		return fmt.Errorf("%s %s: %w", method, path, err)
 	}
 	if resp.StatusCode/100 != 2 {
-		return fmt.Errorf("%w: %s %s: HTTP %d: %s", ErrForge, method, path, resp.StatusCode, message(data))
+		msg := message(data)
+		if len(c.token) >= 4 {
+			// A forge that echoes the request back (its parameters) must not make imagehook
+			// repeat the token.
+			msg = strings.ReplaceAll(msg, c.token, "[redacted]")
+		}
+		return fmt.Errorf("%w: %s %s: HTTP %d: %s", ErrForge, method, path, resp.StatusCode, msg)
 	}
 	if out == nil || len(data) == 0 {
 		return nil
@@ -233,13 +281,18 @@ func message(data []byte) string {
 	var m struct {
 		Message any `json:"message"`
 		Error   any `json:"error"`
+		// Codeup's (Yunxiao's) shape.
+		ErrorMessage any `json:"errorMessage"`
 	}
 	text := strings.TrimSpace(string(data))
 	if json.Unmarshal(data, &m) == nil {
-		if m.Message != nil {
+		switch {
+		case m.Message != nil:
 			text = fmt.Sprint(m.Message)
-		} else if m.Error != nil {
+		case m.Error != nil:
 			text = fmt.Sprint(m.Error)
+		case m.ErrorMessage != nil:
+			text = fmt.Sprint(m.ErrorMessage)
 		}
 	}
 	text = strings.Join(strings.Fields(text), " ")

@@ -9,6 +9,7 @@ import (
 	"github.com/julienschmidt/httprouter"
 
 	"github.com/imagehook/imagehook/config"
+	"github.com/imagehook/imagehook/forge"
 )
 
 // Reviews is what a forge's webhook asks of the flow: read the repository's pull requests now.
@@ -72,6 +73,10 @@ func (s *Server) handleForge(w http.ResponseWriter, r *http.Request, ps httprout
 	case "gitlab":
 		got, want := sha256.Sum256([]byte(config.TrimSecret(r.Header.Get("X-Gitlab-Token")))), sha256.Sum256([]byte(secret))
 		ok = r.Header.Get("X-Gitlab-Token") != "" && subtle.ConstantTimeCompare(got[:], want[:]) == 1
+	case "gitee":
+		ok = forge.VerifyGitee(r.Header, secret, time.Now())
+	case "codeup":
+		ok = forge.VerifyCodeup(r.Header, secret)
 	default:
 		for _, scheme := range forgeSignatures[repo.WriteBack.Provider] {
 			if sig := signatureOf(scheme); sig != nil && sig.verify([]string{secret}, r.Header, body) {

@@ -198,7 +198,8 @@ func (s *Service) build() error {
 				branch = "main"
 			}
 			r.Deploy = deploy.New(clusters[w.Cluster], deploy.Config{RepoURL: rc.URL, Branch: branch,
-				ArgoNamespace: w.ArgoCD.Namespace, FleetNamespace: w.Fleet.Namespace, Timeout: time.Duration(w.Timeout)},
+				ArgoNamespace: w.ArgoCD.Namespace, FleetNamespace: w.Fleet.Namespace, Timeout: time.Duration(w.Timeout),
+				Refresh: w.Refreshes()},
 				readers[rc.Name].(deploy.History), s.log.With("repo", rc.Name))
 			repos[rc.Name] = r
 		}
@@ -447,7 +448,8 @@ func newReview(rc config.Repo, r *gitops.Repo) (*updater.Review, error) {
 		tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
 		client.Transport = tr
 	}
-	f, err := forge.New(forge.Config{Provider: w.Provider, API: w.API, RepoURL: rc.URL, Token: w.Token, Client: client})
+	f, err := forge.New(forge.Config{Provider: w.Provider, API: w.API, RepoURL: rc.URL, Token: w.Token, Client: client,
+		Organization: w.Codeup.OrganizationID, Repository: w.Codeup.RepositoryID})
 	if err != nil {
 		return nil, fmt.Errorf("repos[%s].writeBack: %w", rc.Name, err)
 	}
