@@ -1,0 +1,84 @@
+package forge
+
+import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
+	"net/http"
+	"net/url"
+	"strconv"
+	"testing"
+	"time"
+)
+
+// giteeSign computes Gitee's documented WebHook signature: base64 of HMAC-SHA256 over
+// timestamp+"\n"+key, keyed by the key, then URL-encoded.
+func giteeSign(key string, ms int64) string {
+	m := hmac.New(sha256.New, []byte(key))
+	m.Write([]byte(strconv.FormatInt(ms, 10) + "\n" + key))
+	return url.QueryEscape(base64.StdEncoding.EncodeToString(m.Sum(nil)))
+}
+
+// TestVerifyGitee: Gitee's password and signature schemes are accepted as documented (the
+// signature URL-encoded or not, its timestamp within an hour); a forged, stale, future or missing
+// one is refused.
+func TestVerifyGitee(t *testing.T) {
+	const key = "SEC-gitee-webhook-key"
+	now := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	ms := now.UnixMilli()
+	unescaped, _ := url.QueryUnescape(giteeSign(key, ms))
+	for _, tt := range []struct {
+		name      string
+		token, ts string
+		want      bool
+	}{
+		{"password", key, "", true},
+		{"signature", giteeSign(key, ms), strconv.FormatInt(ms, 10), true},
+		{"signature not URL-encoded", unescaped, strconv.FormatInt(ms, 10), true},
+		{"signature 59 minutes old", giteeSign(key, ms-59*60*1000), strconv.FormatInt(ms-59*60*1000, 10), true},
+		{"signature two hours old", giteeSign(key, ms-2*3600*1000), strconv.FormatInt(ms-2*3600*1000, 10), false},
+		{"signature two hours ahead", giteeSign(key, ms+2*3600*1000), strconv.FormatInt(ms+2*3600*1000, 10), false},
+		{"signature for another timestamp", giteeSign(key, ms-1000), strconv.FormatInt(ms, 10), false},
+		{"signature by another key", giteeSign("SEC-other", ms), strconv.FormatInt(ms, 10), false},
+		{"signature without its timestamp", giteeSign(key, ms), "", false},
+		{"wrong password", "guess", "", false},
+		{"missing", "", strconv.FormatInt(ms, 10), false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			h := http.Header{}
+			if tt.token != "" {
+				h.Set("X-Gitee-Token", tt.token)
+			}
+			if tt.ts != "" {
+				h.Set("X-Gitee-Timestamp", tt.ts)
+			}
+			if got := VerifyGitee(h, key, now); got != tt.want {
+				t.Errorf("got %v, want %v", got, tt.want)
+			}
+		})
+	}
+	if VerifyGitee(http.Header{"X-Gitee-Token": {""}}, "", now) {
+		t.Error("an empty secret accepted an empty token")
+	}
+}
+
+// TestVerifyCodeup: Codeup's secret token in X-Codeup-Token, and nothing else.
+func TestVerifyCodeup(t *testing.T) {
+	const secret = "codeup-secret-token"
+	for _, tt := range []struct {
+		name   string
+		header http.Header
+		want   bool
+	}{
+		{"genuine", http.Header{"X-Codeup-Token": {secret}}, true},
+		{"forged", http.Header{"X-Codeup-Token": {"codeup-secret-tokem"}}, false},
+		{"missing", http.Header{"Codeup-Event": {"Merge Request Hook"}}, false},
+		{"GitLab's header", http.Header{"X-Gitlab-Token": {secret}}, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := VerifyCodeup(tt.header, secret); got != tt.want {
+				t.Errorf("got %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
