@@ -6,6 +6,7 @@ package deploy
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -15,16 +16,18 @@ import (
 	"strings"
 	"time"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/watch"
 
 	"github.com/imagehook/imagehook/cluster"
 	"github.com/imagehook/imagehook/event"
 )
 
-// The GitOps tools' resources, read only.
+// The GitOps tools' resources: read, and written only to ask them to look now (watch.refresh).
 var (
 	Applications = schema.GroupVersionResource{Group: "argoproj.io", Version: "v1alpha1", Resource: "applications"}
 	GitRepos     = schema.GroupVersionResource{Group: "fleet.cattle.io", Version: "v1alpha1", Resource: "gitrepos"}
@@ -42,6 +45,9 @@ type Config struct {
 	// ArgoNamespace and FleetNamespace are where Applications and GitRepos live ("" = not watched).
 	ArgoNamespace, FleetNamespace string
 	Timeout                       time.Duration
+	// Refresh asks each application's tool to look at the repository now, instead of at its
+	// next poll (watch.refresh).
+	Refresh bool
 }
 
 // Tracker follows one repository's commits on one cluster.
@@ -89,12 +95,26 @@ func (t *Tracker) Track(ctx context.Context, commit string, files []string, chan
 	for _, a := range apps {
 		st.Apps = append(st.Apps, a.String())
 	}
+	var note string
+	if t.cfg.Refresh {
+		note = t.refresh(ctx, apps, commit, &st)
+	}
+	// Every outcome keeps what the refresh said.
+	fail = func(msg string) (event.Step, error) {
+		st.Status, st.Error, st.Detail = event.Failed, event.Cut(msg), note
+		return st, nil
+	}
 	deadline := time.Now().Add(t.cfg.Timeout)
 	wctx, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
 	revs := map[string]string{}
+	var started time.Time
 	for _, a := range apps {
-		rev, err := t.waitSynced(wctx, a, commit)
+		var seen time.Time
+		rev, err := t.waitSynced(wctx, a, commit, &seen)
+		if seen.After(started) {
+			started = seen
+		}
 		if ctx.Err() != nil {
 			return st, ctx.Err()
 		}
@@ -107,6 +127,9 @@ func (t *Tracker) Track(ctx context.Context, commit string, files []string, chan
 		revs[a.String()] = rev
 	}
 	st.SyncedAt = time.Now()
+	if !started.IsZero() {
+		st.SyncStartedAfter = started.Sub(st.At).Seconds()
+	}
 	for _, c := range changes {
 		kind, name, ok := strings.Cut(c.Workload, "/")
 		if !ok || c.Namespace == "" || c.Old == c.New {
@@ -126,8 +149,71 @@ func (t *Tracker) Track(ctx context.Context, commit string, files []string, chan
 		parts = append(parts, fmt.Sprintf("%s synced %.12s", a, revs[a]))
 	}
 	st.Detail = strings.Join(parts, "; ") + "; workloads ready"
+	if note != "" {
+		st.Detail += "; " + note
+	}
 	return st, nil
 }
+
+// refreshTimeout bounds each refresh request.
+const refreshTimeout = 10 * time.Second
+
+// refresh asks each application's tool to look at the repository now — Argo CD through its
+// documented refresh annotation (argocd.argoproj.io/refresh: normal, which its controller acts on
+// and removes), Fleet as its own webhook receiver does (the GitRepo's status.webhookCommit and
+// lastWebhookTime: Fleet then resolves the branch's head at once instead of at its next poll).
+// A refusal never fails the step: it is recorded with a typed reason, and the returned note says
+// which applications sync at their next poll instead.
+func (t *Tracker) refresh(ctx context.Context, apps []app, commit string, st *event.Step) string {
+	var failed []string
+	asked := false
+	for _, a := range apps {
+		rctx, cancel := context.WithTimeout(ctx, refreshTimeout)
+		err := t.poke(rctx, a, commit)
+		cancel()
+		if err == nil {
+			asked = true
+			continue
+		}
+		reason := event.ReasonRefreshFailed
+		if apierrors.IsForbidden(err) {
+			reason = event.ReasonRefreshDenied
+		}
+		if st.Reason != event.ReasonRefreshDenied {
+			st.Reason = reason
+		}
+		t.log.Warn("deploy: the GitOps tool was not asked to look now", "app", a.String(), "reason", reason, "err", err)
+		failed = append(failed, fmt.Sprintf("%s: %v", a, err))
+	}
+	if asked {
+		st.RefreshedAt = time.Now()
+	}
+	if len(failed) == 0 {
+		return ""
+	}
+	return "not asked to look now, so synced at the tool's next poll: " + strings.Join(failed, "; ")
+}
+
+// poke makes one application's tool look now.
+func (t *Tracker) poke(ctx context.Context, a app, commit string) error {
+	dyn := t.cluster.Dynamic()
+	opts := metav1.PatchOptions{FieldManager: "imagehook"}
+	if a.tool == "fleet" {
+		patch, err := json.Marshal(map[string]any{"status": map[string]any{
+			"webhookCommit": commit, "lastWebhookTime": time.Now().UTC().Format(time.RFC3339)}})
+		if err != nil {
+			return err
+		}
+		_, err = dyn.Resource(GitRepos).Namespace(a.namespace).Patch(ctx, a.name, types.MergePatchType, patch, opts, "status")
+		return err
+	}
+	patch := []byte(`{"metadata":{"annotations":{"` + ArgoRefreshAnnotation + `":"normal"}}}`)
+	_, err := dyn.Resource(Applications).Namespace(a.namespace).Patch(ctx, a.name, types.MergePatchType, patch, opts)
+	return err
+}
+
+// ArgoRefreshAnnotation is Argo CD's documented refresh request on an Application.
+const ArgoRefreshAnnotation = "argocd.argoproj.io/refresh"
 
 // find lists the applications whose source is this repository and branch and whose path holds one
 // of the files.
@@ -236,7 +322,7 @@ func NormalizeRepoURL(raw string) string {
 // waitSynced watches an application until its tool reports commit (or a descendant) deployed and
 // healthy, and returns the revision it synced. A sync that failed, or a degraded application, on
 // that revision is an error carrying the tool's own message.
-func (t *Tracker) waitSynced(ctx context.Context, a app, commit string) (string, error) {
+func (t *Tracker) waitSynced(ctx context.Context, a app, commit string, started *time.Time) (string, error) {
 	res := Applications
 	if a.tool == "fleet" {
 		res = GitRepos
@@ -247,6 +333,7 @@ func (t *Tracker) waitSynced(ctx context.Context, a app, commit string) (string,
 		if err != nil {
 			return "", fmt.Errorf("get %s: %w", a, err)
 		}
+		t.noteStart(ctx, a, obj, commit, started)
 		if rev, done, err := t.judge(ctx, a, obj, commit); done || err != nil {
 			return rev, err
 		}
@@ -254,7 +341,7 @@ func (t *Tracker) waitSynced(ctx context.Context, a app, commit string) (string,
 		if err != nil {
 			return "", fmt.Errorf("watch %s: %w", a, err)
 		}
-		rev, done, err := t.follow(ctx, a, w, commit)
+		rev, done, err := t.follow(ctx, a, w, commit, started)
 		w.Stop()
 		if done || err != nil {
 			return rev, err
@@ -263,7 +350,7 @@ func (t *Tracker) waitSynced(ctx context.Context, a app, commit string) (string,
 	}
 }
 
-func (t *Tracker) follow(ctx context.Context, a app, w watch.Interface, commit string) (string, bool, error) {
+func (t *Tracker) follow(ctx context.Context, a app, w watch.Interface, commit string, started *time.Time) (string, bool, error) {
 	for {
 		select {
 		case <-ctx.Done():
@@ -276,9 +363,36 @@ func (t *Tracker) follow(ctx context.Context, a app, w watch.Interface, commit s
 			if !isObj || (e.Type != watch.Modified && e.Type != watch.Added) {
 				continue
 			}
+			t.noteStart(ctx, a, obj, commit, started)
 			if rev, done, err := t.judge(ctx, a, obj, commit); done || err != nil {
 				return rev, done, err
 			}
+		}
+	}
+}
+
+// noteStart records when an application's tool is first seen at work on commit (or a
+// descendant): Fleet's GitRepo names it as its commit, Argo CD's Application as its sync
+// revision or its running operation's.
+func (t *Tracker) noteStart(ctx context.Context, a app, obj *unstructured.Unstructured, commit string, started *time.Time) {
+	if !started.IsZero() {
+		return
+	}
+	str := func(p ...string) string { s, _, _ := unstructured.NestedString(obj.Object, p...); return s }
+	revs := []string{str("status", "commit")}
+	if a.tool == "argocd" {
+		revs = []string{str("status", "sync", "revision"), str("status", "operationState", "syncResult", "revision"),
+			str("status", "operationState", "operation", "sync", "revision")}
+		more, _, _ := unstructured.NestedStringSlice(obj.Object, "status", "sync", "revisions")
+		revs = append(revs, more...)
+	}
+	for _, rev := range revs {
+		if rev == "" {
+			continue
+		}
+		if ok, _ := t.history.Descends(ctx, rev, commit); ok {
+			*started = time.Now()
+			return
 		}
 	}
 }

@@ -241,6 +241,12 @@ type Step struct {
 	ReadyAt  time.Time `json:"readyAt,omitzero"`
 	Error    string    `json:"error,omitempty"`
 	At       time.Time `json:"at"`
+
+	// RefreshedAt is when imagehook had asked each application's GitOps tool to look now
+	// (StepDeploy, watch.refresh); SyncStartedAfter is how many seconds after the following began
+	// (right after the push) the last of the tools was first seen syncing the change.
+	RefreshedAt      time.Time `json:"refreshedAt,omitzero"`
+	SyncStartedAfter float64   `json:"syncStartedAfter,omitempty"`
 }
 
 // PullRequest is a forge's pull (merge) request that carries an event's change.
