@@ -18,6 +18,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/util/retry"
 
 	"github.com/imagehook/imagehook/config"
 	"github.com/imagehook/imagehook/deploy"
@@ -107,18 +108,23 @@ func TestDeployTracking(t *testing.T) {
 		t.Fatal(err)
 	}
 	// argo plays Argo CD's controller: the application's status once it has synced rev.
+	// imagehook's refresh annotation may land between the read and the write: read again then,
+	// as a controller does.
 	argo := func(rev, phase, message, health string) {
 		t.Helper()
-		cur, err := apps.Get(ctx, "website", metav1.GetOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		cur.Object["status"] = map[string]any{
-			"sync":           map[string]any{"status": "Synced", "revision": rev},
-			"health":         map[string]any{"status": health, "message": "Deployment website: " + strings.ToLower(health)},
-			"operationState": map[string]any{"phase": phase, "message": message, "syncResult": map[string]any{"revision": rev}},
-		}
-		if _, err := apps.Update(ctx, cur, metav1.UpdateOptions{}); err != nil {
+		if err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+			cur, err := apps.Get(ctx, "website", metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			cur.Object["status"] = map[string]any{
+				"sync":           map[string]any{"status": "Synced", "revision": rev},
+				"health":         map[string]any{"status": health, "message": "Deployment website: " + strings.ToLower(health)},
+				"operationState": map[string]any{"phase": phase, "message": message, "syncResult": map[string]any{"revision": rev}},
+			}
+			_, err = apps.Update(ctx, cur, metav1.UpdateOptions{})
+			return err
+		}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -201,13 +207,20 @@ func TestDeployTracking(t *testing.T) {
 		"apiVersion": "fleet.cattle.io/v1alpha1", "kind": "GitRepo", "metadata": map[string]any{"name": "apps", "namespace": "fleet-default"},
 		"spec": map[string]any{"repo": repoURL, "branch": "main", "paths": []any{"apps"}},
 	}}
-	if gr, err = gitrepos.Create(ctx, gr, metav1.CreateOptions{}); err != nil {
+	if _, err = gitrepos.Create(ctx, gr, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	id, commit = push("5.4.0")
-	gr.Object["status"] = map[string]any{"commit": commit, "summary": map[string]any{"desiredReady": int64(1), "ready": int64(1)},
-		"conditions": []any{map[string]any{"type": "Ready", "status": "True"}}}
-	if _, err := gitrepos.UpdateStatus(ctx, gr, metav1.UpdateOptions{}); err != nil {
+	if err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		cur, err := gitrepos.Get(ctx, "apps", metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		cur.Object["status"] = map[string]any{"commit": commit, "summary": map[string]any{"desiredReady": int64(1), "ready": int64(1)},
+			"conditions": []any{map[string]any{"type": "Ready", "status": "True"}}}
+		_, err = gitrepos.UpdateStatus(ctx, cur, metav1.UpdateOptions{})
+		return err
+	}); err != nil {
 		t.Fatal(err)
 	}
 	if ev = done(id); ev["status"] != "succeeded" || !strings.Contains(fmt.Sprint(step(ev, "deploy")["detail"]), "fleet/fleet-default/apps") {

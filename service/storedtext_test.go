@@ -18,6 +18,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/util/retry"
 
 	"github.com/imagehook/imagehook/config"
 	"github.com/imagehook/imagehook/deploy"
@@ -91,16 +92,20 @@ func TestPeerTextIsBounded(t *testing.T) {
 	// Argo CD's message for a sync of many objects: 1 MiB of lines with markup in them.
 	line := `Deployment.apps "website" is invalid: <b>spec.template.spec.containers[0].image</b>: Invalid value` + "\n"
 	message := strings.Repeat(line, (1<<20)/len(line)+1)[:1<<20]
-	cur, err := apps.Get(ctx, "website", metav1.GetOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cur.Object["status"] = map[string]any{
-		"sync":           map[string]any{"status": "OutOfSync", "revision": commit},
-		"health":         map[string]any{"status": "Healthy"},
-		"operationState": map[string]any{"phase": "Failed", "message": message, "syncResult": map[string]any{"revision": commit}},
-	}
-	if _, err := apps.Update(ctx, cur, metav1.UpdateOptions{}); err != nil {
+	// imagehook's refresh annotation may land between the read and the write: read again then.
+	if err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		cur, err := apps.Get(ctx, "website", metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		cur.Object["status"] = map[string]any{
+			"sync":           map[string]any{"status": "OutOfSync", "revision": commit},
+			"health":         map[string]any{"status": "Healthy"},
+			"operationState": map[string]any{"phase": "Failed", "message": message, "syncResult": map[string]any{"revision": commit}},
+		}
+		_, err = apps.Update(ctx, cur, metav1.UpdateOptions{})
+		return err
+	}); err != nil {
 		t.Fatal(err)
 	}
 	ev = h.waitDone(id)
