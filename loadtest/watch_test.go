@@ -16,6 +16,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/dynamic"
 
 	"github.com/imagehook/imagehook/deploy"
@@ -26,7 +27,9 @@ import (
 
 // TestWatchOverhead measures webhook → pushed with deploy tracking off and on, in the same run: with
 // watch on, every commit is followed (here by an Argo CD Application that never syncs, so that the
-// follows pile up, one open watch per commit), and the push path must not slow down.
+// follows pile up, one open watch per commit), and the push path must not slow down. With watch on
+// it also measures push → Argo CD's refresh annotation on the Application (watch.refresh), the
+// bench playing Argo CD's controller by removing the annotation once seen.
 func TestWatchOverhead(t *testing.T) {
 	if os.Getenv("KUBEBUILDER_ASSETS") == "" {
 		t.Skip("KUBEBUILDER_ASSETS not set (make bench sets it)")
@@ -81,7 +84,8 @@ func TestWatchOverhead(t *testing.T) {
 		}
 		c := &client{http: &http.Client{Timeout: 30 * time.Second}, base: fmt.Sprintf("http://127.0.0.1:%d", port)}
 		proc := startImagehook(t, bin, cfgPath, c)
-		var pushed []time.Duration
+		var pushed, refreshed []time.Duration
+		apps := dyn.Resource(deploy.Applications).Namespace("argocd")
 		for i := range 40 {
 			code, ev, err := c.post("/hooks/web?token="+token, []byte(fmt.Sprintf(`{"push_data":{"tag":"9.0.%d"},"repository":{"repo_name":"imagehook-demo/website"}}`, i)))
 			if err != nil || code != http.StatusAccepted {
@@ -89,8 +93,11 @@ func TestWatchOverhead(t *testing.T) {
 			}
 			id := fmt.Sprint(ev["id"])
 			for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(5 * time.Millisecond) {
-				if d, ok := pushedAfter(c, id); ok {
+				if d, at, ok := pushedAfter(c, id); ok {
 					pushed = append(pushed, d)
+					if watch {
+						refreshed = append(refreshed, awaitRefresh(ctx, t, apps, at))
+					}
 					break
 				}
 				if time.Now().After(deadline) {
@@ -103,14 +110,41 @@ func TestWatchOverhead(t *testing.T) {
 		sort.Slice(pushed, func(i, j int) bool { return pushed[i] < pushed[j] })
 		fmt.Printf("deploy tracking %-5v webhook -> pushed p50 %v  p90 %v  (n=%d, server timestamps)\n", watch,
 			percentile(pushed, .5).Round(time.Millisecond), percentile(pushed, .9).Round(time.Millisecond), len(pushed))
+		if watch {
+			sort.Slice(refreshed, func(i, j int) bool { return refreshed[i] < refreshed[j] })
+			fmt.Printf("deploy tracking refresh  push -> Argo CD refresh annotation p50 %v  p90 %v  (n=%d)\n",
+				percentile(refreshed, .5).Round(time.Millisecond), percentile(refreshed, .9).Round(time.Millisecond), len(refreshed))
+		}
 	}
 }
 
-// pushedAfter reads an event's git step: the time from the webhook to the push, by the server's clock.
-func pushedAfter(c *client, id string) (time.Duration, bool) {
+// awaitRefresh waits for imagehook's refresh annotation on the Application and returns how long
+// after the push (at, the server's clock, the same machine's) it was seen; it then removes the
+// annotation, as Argo CD's controller does once it has refreshed.
+func awaitRefresh(ctx context.Context, t *testing.T, apps dynamic.ResourceInterface, at time.Time) time.Duration {
+	t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(2 * time.Millisecond) {
+		app, err := apps.Get(ctx, "website", metav1.GetOptions{})
+		if err == nil && app.GetAnnotations()[deploy.ArgoRefreshAnnotation] == "normal" {
+			seen := time.Now()
+			patch := []byte(`{"metadata":{"annotations":{"` + deploy.ArgoRefreshAnnotation + `":null}}}`)
+			if _, err := apps.Patch(ctx, "website", types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			return seen.Sub(at)
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no refresh annotation 30s after the push")
+		}
+	}
+}
+
+// pushedAfter reads an event's git step: the time from the webhook to the push, by the server's
+// clock, and when the push was.
+func pushedAfter(c *client, id string) (time.Duration, time.Time, bool) {
 	resp, err := c.http.Get(c.base + "/events/" + id)
 	if err != nil {
-		return 0, false
+		return 0, time.Time{}, false
 	}
 	defer resp.Body.Close()
 	var ev struct {
@@ -121,14 +155,14 @@ func pushedAfter(c *client, id string) (time.Duration, bool) {
 		} `json:"steps"`
 	}
 	if json.NewDecoder(resp.Body).Decode(&ev) != nil {
-		return 0, false
+		return 0, time.Time{}, false
 	}
 	for _, s := range ev.Steps {
 		if s.Name == "git" && s.Status == "succeeded" {
-			return s.At.Sub(ev.ReceivedAt), true
+			return s.At.Sub(ev.ReceivedAt), s.At, true
 		}
 	}
-	return 0, false
+	return 0, time.Time{}, false
 }
 
 func kubeCreateNS(ctx context.Context, dyn dynamic.Interface, name string) (*unstructured.Unstructured, error) {
