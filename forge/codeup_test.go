@@ -329,3 +329,5 @@ func TestCodeupContract(t *testing.T) {
 		}
 	}
 }
+
+func str(v any) string { s, _ := v.(string); return s }
