@@ -21,6 +21,9 @@ func TestSplitRepoURLAndInfer(t *testing.T) {
 		{"ssh://git@gitlab.com/group/sub/apps.git", "gitlab.com", "group/sub/apps", "gitlab"},
 		{"https://tok:secret@gitea.example.com:3000/platform/apps/", "gitea.example.com:3000", "platform/apps", "gitea"},
 		{"https://git.example.com/platform/apps", "git.example.com", "platform/apps", ""},
+		{"https://gitee.com/platform/apps.git", "gitee.com", "platform/apps", "gitee"},
+		{"git@gitee.com:platform/apps.git", "gitee.com", "platform/apps", "gitee"},
+		{"https://codeup.aliyun.com/60de7a6852743a5162b5f957/platform/apps.git", "codeup.aliyun.com", "60de7a6852743a5162b5f957/platform/apps", "codeup"},
 	} {
 		host, path, err := splitRepoURL(tt.url)
 		if err != nil || host != tt.host || path != tt.path || Infer(tt.url) != tt.provider {
@@ -300,7 +303,7 @@ func TestTokensNeverFollowARedirectElsewhere(t *testing.T) {
 		http.Redirect(w, r, thief.URL+r.URL.Path, http.StatusTemporaryRedirect)
 	}))
 	defer api.Close()
-	for _, provider := range []string{"gitlab", "github", "gitea"} {
+	for _, provider := range []string{"gitlab", "github", "gitea", "gitee", "codeup"} {
 		f, err := New(Config{Provider: provider, API: api.URL, RepoURL: "https://git.example.com/group/apps.git", Token: "t0ken-" + provider})
 		if err != nil {
 			t.Fatal(err)
