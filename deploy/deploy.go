@@ -48,6 +48,8 @@ type Config struct {
 	// Refresh asks each application's tool to look at the repository now, instead of at its
 	// next poll (watch.refresh).
 	Refresh bool
+	// Metrics, when set, records each commit's sync start.
+	Metrics *Metrics
 }
 
 // Tracker follows one repository's commits on one cluster.
@@ -129,6 +131,7 @@ func (t *Tracker) Track(ctx context.Context, commit string, files []string, chan
 	st.SyncedAt = time.Now()
 	if !started.IsZero() {
 		st.SyncStartedAfter = started.Sub(st.At).Seconds()
+		t.cfg.Metrics.observe(st.SyncStartedAfter, !st.RefreshedAt.IsZero())
 	}
 	for _, c := range changes {
 		kind, name, ok := strings.Cut(c.Workload, "/")

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -92,13 +93,15 @@ func TestRefreshAfterPush(t *testing.T) {
 			return err == nil
 		})
 	}
+	reg := prometheus.NewRegistry()
+	metrics := NewMetrics(reg)
 	tracker := func(cfg *rest.Config, refresh bool) *Tracker {
 		c, err := cluster.New("prod", cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
 		if err != nil {
 			t.Fatal(err)
 		}
 		return New(c, Config{RepoURL: repoURL, Branch: "main", ArgoNamespace: "argocd", FleetNamespace: "fleet-default",
-			Timeout: 20 * time.Second, Refresh: refresh}, sameCommit{}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+			Timeout: 20 * time.Second, Refresh: refresh, Metrics: metrics}, sameCommit{}, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	}
 	annotation := func(name string) string {
 		u, err := apps.Get(ctx, name, metav1.GetOptions{})
@@ -245,4 +248,21 @@ func TestRefreshAfterPush(t *testing.T) {
 			t.Errorf("written despite RBAC: %q", w)
 		}
 	})
+
+	// The sync start is measured by whether the tool was asked: once asked, twice not.
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	counts := map[string]uint64{}
+	for _, f := range families {
+		if f.GetName() == "imagehook_push_to_sync_start_seconds" {
+			for _, m := range f.GetMetric() {
+				counts[m.GetLabel()[0].GetValue()] = m.GetHistogram().GetSampleCount()
+			}
+		}
+	}
+	if counts["asked"] != 1 || counts["not asked"] != 2 {
+		t.Errorf("imagehook_push_to_sync_start_seconds counts %v, want asked 1, not asked 2", counts)
+	}
 }

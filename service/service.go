@@ -190,6 +190,8 @@ func (s *Service) build() error {
 	if len(clusters) > 0 {
 		applier = &cluster.Applier{Clusters: clusters, RegistryAliases: cfg.RegistryAliases}
 	}
+	reg := prometheus.NewRegistry()
+	deployMetrics := deploy.NewMetrics(reg)
 	for _, rc := range cfg.Repos {
 		if w := rc.Watch; w != nil {
 			r := repos[rc.Name]
@@ -199,12 +201,11 @@ func (s *Service) build() error {
 			}
 			r.Deploy = deploy.New(clusters[w.Cluster], deploy.Config{RepoURL: rc.URL, Branch: branch,
 				ArgoNamespace: w.ArgoCD.Namespace, FleetNamespace: w.Fleet.Namespace, Timeout: time.Duration(w.Timeout),
-				Refresh: w.Refreshes()},
+				Refresh: w.Refreshes(), Metrics: deployMetrics},
 				readers[rc.Name].(deploy.History), s.log.With("repo", rc.Name))
 			repos[rc.Name] = r
 		}
 	}
-	reg := prometheus.NewRegistry()
 	uopts := s.opts.Updater
 	uopts.Metrics = updater.NewMetrics(reg)
 	uopts.Retention = time.Duration(cfg.Retention)
