@@ -1,5 +1,7 @@
 package config
 
+import "fmt"
+
 // CodeupRepo names a repository on Alibaba Cloud Codeup (云效) for its OpenAPI
 // (writeBack.codeup). Both are optional: the organization id is the first segment of a
 // codeup.aliyun.com URL's path, and the repository is then named by its full path.
@@ -18,5 +20,26 @@ func (w *Watch) Refreshes() bool { return w != nil && (w.Refresh == nil || *w.Re
 func (w WriteBack) validateForge(errs *problems, where string) {
 	if (w.Codeup.OrganizationID != "" || w.Codeup.RepositoryID != "") && w.Provider != "codeup" {
 		errs.add("%s.codeup: only read by provider codeup (this repository's is %q)", where, w.Provider)
+	}
+}
+
+// warnForges says what a provider does not offer that the configuration asks for: Gitee and
+// Codeup schedule no merge for when the checks pass, so merge: auto merges at once (and the forge
+// refuses while its required reviews or checks are missing); Codeup's change requests have no
+// labels.
+func (c *Config) warnForges() {
+	for i, r := range c.Repos {
+		w := r.WriteBack
+		if !w.PullRequests() {
+			continue
+		}
+		if w.Merge == "auto" && (w.Provider == "gitee" || w.Provider == "codeup") {
+			c.warnings = append(c.warnings, fmt.Sprintf("%s%s: %s schedules no merge for when checks pass: imagehook merges at once, while the pull request ends in its commit, and %s refuses while required reviews or checks are missing",
+				c.name([]any{"repos", i, "writeBack", "merge"}), c.at(c.node("repos", i, "writeBack", "merge")), w.Provider, w.Provider))
+		}
+		if len(w.Labels) > 0 && w.Provider == "codeup" {
+			c.warnings = append(c.warnings, fmt.Sprintf("%s%s: Codeup change requests have no labels; they are not set (each event says so)",
+				c.name([]any{"repos", i, "writeBack", "labels"}), c.at(c.node("repos", i, "writeBack", "labels"))))
+		}
 	}
 }

@@ -52,6 +52,17 @@ func TestGiteeCodeupAndRefresh(t *testing.T) {
 	if err != nil || c.Repos[0].WriteBack.Codeup != (CodeupRepo{OrganizationID: "org1", RepositoryID: "2813489"}) {
 		t.Errorf("codeup: %+v %v", c.Repos[0].WriteBack.Codeup, err)
 	}
+	// What the provider does not offer is said at load.
+	c, err = Parse([]byte(repo("https://codeup.aliyun.com/60de7a6852743a5162b5f957/platform/apps.git", "      merge: auto\n      labels: [imagehook]\n")), env(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	warnings := strings.Join(c.Warnings(), "\n")
+	for _, want := range []string{"repos[apps].writeBack.merge (line 8): codeup schedules no merge", "repos[apps].writeBack.labels (line 9): Codeup change requests have no labels"} {
+		if !strings.Contains(warnings, want) {
+			t.Errorf("warnings lack %q:\n%s", want, warnings)
+		}
+	}
 
 	watch := func(refresh string) string {
 		return `clusters: [{name: prod}]

@@ -42,6 +42,7 @@ func (c *Config) warn() {
 			short([]any{"repos", i, "url"}, secret)
 		}
 	}
+	c.warnForges()
 }
 
 // name spells a place in the configuration as validation messages do: keys joined by dots, a
