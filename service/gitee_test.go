@@ -29,28 +29,7 @@ func TestPullRequestsOnGiteeContract(t *testing.T) {
 	url := git.NewRepo(t, "platform/apps", examples.Manifests())
 	bare := git.Bare("platform/apps")
 	api := forgetest.NewGitee(giteeToken, "platform/apps")
-	api.Branch = func(name string) string {
-		out, err := gitserver.Command(bare, "rev-parse", "refs/heads/"+name).Output()
-		if err != nil {
-			return ""
-		}
-		return strings.TrimSpace(string(out))
-	}
-	// Merge merges as a person on Gitee does: a merge commit on the base.
-	api.Merge = func(head, base string) (string, error) {
-		work, err := os.MkdirTemp("", "gitee-merge-")
-		if err != nil {
-			return "", err
-		}
-		defer os.RemoveAll(work)
-		for _, args := range [][]string{{"clone", "-q", "-b", base, bare, "."}, {"merge", "-q", "--no-ff", "-m", "Merge !pull request", "origin/" + head}, {"push", "-q", "origin", base}} {
-			if out, err := gitserver.Command(work, args...).CombinedOutput(); err != nil {
-				return "", fmt.Errorf("git %s: %v: %s", args[0], err, out)
-			}
-		}
-		out, err := gitserver.Command(work, "rev-parse", "HEAD").Output()
-		return strings.TrimSpace(string(out)), err
-	}
+	api.Branch, api.Merge = branchIn(bare), mergeIn(bare)
 	srv := httptest.NewServer(api)
 	t.Cleanup(srv.Close)
 
@@ -199,5 +178,35 @@ hooks:
 		if strings.Contains(u, giteeToken) && !strings.HasPrefix(u, "GET ") {
 			t.Errorf("the token in a write's URL: %s", u)
 		}
+	}
+}
+
+// branchIn reads a branch's head in a bare repository ("" when it has none).
+func branchIn(bare string) func(name string) string {
+	return func(name string) string {
+		out, err := gitserver.Command(bare, "rev-parse", "refs/heads/"+name).Output()
+		if err != nil {
+			return ""
+		}
+		return strings.TrimSpace(string(out))
+	}
+}
+
+// mergeIn merges as a person on the forge does: a merge commit of head on base, in the bare
+// repository; it returns the merge commit.
+func mergeIn(bare string) func(head, base string) (string, error) {
+	return func(head, base string) (string, error) {
+		work, err := os.MkdirTemp("", "forge-merge-")
+		if err != nil {
+			return "", err
+		}
+		defer os.RemoveAll(work)
+		for _, args := range [][]string{{"clone", "-q", "-b", base, bare, "."}, {"merge", "-q", "--no-ff", "-m", "Merge the pull request", "origin/" + head}, {"push", "-q", "origin", base}} {
+			if out, err := gitserver.Command(work, args...).CombinedOutput(); err != nil {
+				return "", fmt.Errorf("git %s: %v: %s", args[0], err, out)
+			}
+		}
+		out, err := gitserver.Command(work, "rev-parse", "HEAD").Output()
+		return strings.TrimSpace(string(out)), err
 	}
 }

@@ -1,4 +1,5 @@
-// Package forgetest plays forges that cannot run here — Gitee's OpenAPI v5 — as their API
+// Package forgetest plays forges that cannot run here — Gitee's OpenAPI v5, Codeup's (Yunxiao's)
+// OpenAPI — as their API
 // documentation describes them, for the forge client's contract tests and the flow's: each
 // server checks paths, methods, the documented fields and where the token travels, and keeps
 // pull requests as state.
@@ -57,6 +58,7 @@ func NewGitee(token, repo string) *Gitee {
 	return &Gitee{Token: token, Repo: repo, PRs: map[int64]*GiteePR{}, Next: 1, Heads: map[string]string{}}
 }
 
+// ServeHTTP answers as Gitee's API does.
 func (g *Gitee) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	g.Mu.Lock()
 	defer g.Mu.Unlock()
