@@ -1,7 +1,7 @@
 // Package deploy follows a pushed commit until it runs: it finds the Argo CD Applications and Fleet
-// GitRepos that deploy the changed files, watches them until their tool has synced that commit (or
-// a descendant) healthily, then waits for the workloads to roll out — the same check direct apply
-// makes.
+// GitRepos that deploy the changed files, asks their tool to look at the repository now
+// (watch.refresh), watches them until their tool has synced that commit (or a descendant)
+// healthily, then waits for the workloads to roll out — the same check direct apply makes.
 package deploy
 
 import (
@@ -194,7 +194,8 @@ func (t *Tracker) refresh(ctx context.Context, apps []app, commit string, st *ev
 	if len(failed) == 0 {
 		return ""
 	}
-	return "not asked to look now, so synced at the tool's next poll: " + strings.Join(failed, "; ")
+	// The API server's refusals quote names a peer chose: bounded by the one rule for peers' texts.
+	return event.Cut("not asked to look now, so synced at the tool's next poll: " + strings.Join(failed, "; "))
 }
 
 // poke makes one application's tool look now.
