@@ -154,8 +154,10 @@ func (g *gitee) Get(ctx context.Context, number int64) (PullRequest, error) {
 
 // mergeCommit finds the commit a merge made on the base branch: the one imagehook's own merge
 // was answered with, else among the base branch's latest commits the merge commit whose parents
-// hold the head, or the head itself (a fast-forward or rebase that kept it). A squash made
-// elsewhere names no such commit: that is an error, and the pull request is read again later.
+// hold the head, the head itself (a fast-forward), or — a squash keeps neither — the commit whose
+// message Gitee wrote for this pull request ("!N title", "Merge pull request !N from …"). The
+// updater reads what that commit holds before completing anything. None found is an error, and
+// the pull request is read again later.
 func (g *gitee) mergeCommit(ctx context.Context, pr giteePR) (string, error) {
 	g.mu.Lock()
 	sha := g.merged[pr.Number]
@@ -169,6 +171,9 @@ func (g *gitee) mergeCommit(ctx context.Context, pr giteePR) (string, error) {
 		Parents []struct {
 			Sha string `json:"sha"`
 		} `json:"parents"`
+		Commit struct {
+			Message string `json:"message"`
+		} `json:"commit"`
 	}
 	if err := g.c.do(ctx, http.MethodGet, "/commits?"+q.Encode(), nil, &commits); err != nil {
 		return "", err
@@ -181,6 +186,12 @@ func (g *gitee) mergeCommit(ctx context.Context, pr giteePR) (string, error) {
 			if p.Sha == pr.Head.Sha && len(c.Parents) > 1 {
 				return c.Sha, nil
 			}
+		}
+	}
+	ref := fmt.Sprintf("!%d", pr.Number)
+	for _, c := range commits {
+		if msg := c.Commit.Message; strings.HasPrefix(msg, ref+" ") || strings.Contains(msg, "pull request "+ref+" ") {
+			return c.Sha, nil
 		}
 	}
 	return "", fmt.Errorf("%w: none of %s's latest %d commits merged head %.12s", ErrForge, pr.Base.Ref, len(commits), pr.Head.Sha)

@@ -92,11 +92,20 @@ func TestGiteeContract(t *testing.T) {
 		t.Error(err)
 	}
 
+	// Squashed on Gitee by someone: found by the message Gitee writes for it.
+	api.Mu.Lock()
+	api.PRs[5] = &forgetest.GiteePR{Number: 5, Head: "imagehook/cache", Base: "main", From: "platform/apps", State: "merged", Sha: "e1"}
+	api.Merges = append(api.Merges, "s0000000000000000000000000000000000000005 base - !5 imagehook: cache to 2.0")
+	api.Mu.Unlock()
+	if sq, err := f.Get(ctx, 5); err != nil || sq.MergeCommit != "s0000000000000000000000000000000000000005" {
+		t.Errorf("squashed: %+v %v", sq, err)
+	}
+
 	// Closed on Gitee; not mergeable is said.
 	api.Mu.Lock()
 	api.PRs[3] = &forgetest.GiteePR{Number: 3, Head: "imagehook/api", Base: "main", From: "platform/apps", State: "closed", Sha: "a1"}
 	api.PRs[4] = &forgetest.GiteePR{Number: 4, Head: "imagehook/db", Base: "main", From: "platform/apps", State: "open", Sha: "d1"}
-	api.Next = 5
+	api.Next = 6
 	api.Mu.Unlock()
 	if c, err := f.Get(ctx, 3); err != nil || c.State != Closed {
 		t.Errorf("closed: %+v %v", c, err)

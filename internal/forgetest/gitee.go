@@ -37,7 +37,7 @@ type Gitee struct {
 	PRs    map[int64]*GiteePR
 	Next   int64
 	Heads  map[string]string // branch → sha, without Branch
-	Merges []string          // commits on the base made by merges: "sha parent1 parent2"
+	Merges []string          // commits on the base made by merges: "sha parent1 parent2 [message]" (parent2 "-": a squash)
 	URLs   []string          // every request line, to scan for the token
 	Calls  []string          // "METHOD path" of every accepted request
 	Fail   string            // when set, every answer is a 500 echoing the request (a forge that quotes it)
@@ -214,7 +214,15 @@ func (g *Gitee) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		var out []any
 		for i := len(g.Merges) - 1; i >= 0; i-- {
 			f := strings.Fields(g.Merges[i])
-			out = append(out, map[string]any{"sha": f[0], "parents": []any{map[string]any{"sha": f[1]}, map[string]any{"sha": f[2]}}})
+			c := map[string]any{"sha": f[0], "parents": []any{map[string]any{"sha": f[1]}, map[string]any{"sha": f[2]}}}
+			if f[2] == "-" {
+				// A squash: one parent, and the message Gitee writes.
+				c["parents"] = []any{map[string]any{"sha": f[1]}}
+			}
+			if len(f) > 3 {
+				c["commit"] = map[string]any{"message": strings.Join(f[3:], " ")}
+			}
+			out = append(out, c)
 		}
 		write(http.StatusOK, out)
 	default:
