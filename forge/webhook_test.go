@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 )
@@ -81,4 +82,28 @@ func TestVerifyCodeup(t *testing.T) {
 			}
 		})
 	}
+}
+
+// FuzzVerifyGitee: whatever headers arrive, verification neither panics nor accepts anything but
+// the password or a signature made with the key for a timestamp within the hour.
+func FuzzVerifyGitee(f *testing.F) {
+	const key = "SEC-fuzz-key"
+	now := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	f.Add(key, "")
+	f.Add(giteeSign(key, now.UnixMilli()), strconv.FormatInt(now.UnixMilli(), 10))
+	f.Add("x", "-9223372036854775808")
+	f.Add("", "99999999999999999999")
+	f.Fuzz(func(t *testing.T, token, ts string) {
+		h := http.Header{"X-Gitee-Token": {token}, "X-Gitee-Timestamp": {ts}}
+		if !VerifyGitee(h, key, now) {
+			return
+		}
+		tok := strings.TrimSpace(token)
+		ms, err := strconv.ParseInt(strings.TrimSpace(ts), 10, 64)
+		unescaped, _ := url.QueryUnescape(giteeSign(key, ms))
+		signed := err == nil && (tok == giteeSign(key, ms) || tok == unescaped)
+		if tok != key && !signed {
+			t.Errorf("accepted token %q timestamp %q", token, ts)
+		}
+	})
 }
