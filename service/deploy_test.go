@@ -167,6 +167,10 @@ func TestDeployTracking(t *testing.T) {
 		!strings.Contains(fmt.Sprint(st["detail"]), "argocd/argocd/website synced "+commit[:12]) {
 		t.Fatalf("synced: %v", ev)
 	}
+	// Argo CD was asked to look now (watch.refresh's default), and the step says when.
+	if cur, err := apps.Get(ctx, "website", metav1.GetOptions{}); err != nil || cur.GetAnnotations()[deploy.ArgoRefreshAnnotation] != "normal" || st["refreshedAt"] == nil {
+		t.Errorf("refresh: annotations %v (%v), step %v", cur.GetAnnotations(), err, st)
+	}
 
 	// A sync that fails: Argo CD's own message.
 	id, commit = push("5.1.0")
