@@ -107,7 +107,7 @@ func OpenSQLite(path string) (*SQLite, error) {
 		pushed_at INTEGER NOT NULL,
 		event TEXT NOT NULL
 	);`
-	if _, err := db.Exec(schema); err != nil {
+	if _, err := db.Exec(schema + decisionTables); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("journal schema: %w", err)
 	}

@@ -1,0 +1,15 @@
+package event
+
+// SourcePromotion is the Push.Source of a promotion event: the image came from a stage before, not
+// from a registry's webhook.
+const SourcePromotion = "promotion"
+
+// PromotedFrom says where a promotion came from: the event that brought the image to Stage of
+// Pipeline, and who approved it into Into.
+type PromotedFrom struct {
+	Pipeline   string   `json:"pipeline"`
+	Stage      string   `json:"stage"`
+	Event      string   `json:"event"`
+	Into       string   `json:"into"`
+	ApprovedBy []string `json:"approvedBy,omitempty"`
+}
