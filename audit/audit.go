@@ -34,14 +34,14 @@ const (
 
 // Entry is one event's record in the audit trail.
 type Entry struct {
-	Commit  string        `json:"commit"`
-	Time    time.Time     `json:"time"`
-	Author  string        `json:"author"`
-	Event   string        `json:"event"`
-	Hook    string        `json:"hook"`
-	Image   string        `json:"image"`
-	Source  string        `json:"source"`
-	Pusher  string        `json:"pusher,omitempty"`
+	Commit string    `json:"commit"`
+	Time   time.Time `json:"time"`
+	Author string    `json:"author"`
+	Event  string    `json:"event"`
+	Hook   string    `json:"hook"`
+	Image  string    `json:"image"`
+	Source string    `json:"source"`
+	Pusher string    `json:"pusher,omitempty"`
 	// PromotedFrom is "pipeline/stage event" for a promotion; history follows the chain with it.
 	PromotedFrom string        `json:"promotedFrom,omitempty"`
 	ApprovedBy   []string      `json:"approvedBy,omitempty"`
