@@ -18,6 +18,7 @@ import (
 	"path/filepath"
 	"runtime/debug"
 	"text/template"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -37,6 +38,7 @@ import (
 	"github.com/imagehook/imagehook/notify/mail"
 	"github.com/imagehook/imagehook/oci"
 	"github.com/imagehook/imagehook/reconcile"
+	"github.com/imagehook/imagehook/promote"
 	"github.com/imagehook/imagehook/redact"
 	"github.com/imagehook/imagehook/replica"
 	"github.com/imagehook/imagehook/updater"
@@ -49,6 +51,8 @@ type Options struct {
 	ShutdownTimeout time.Duration
 	// HooksDirPoll is how often the hooks directory is checked for changes.
 	HooksDirPoll time.Duration
+	// Promote tunes the promotion controller (its pass interval, its clock).
+	Promote promote.Options
 	// redactor learns the tokens of reloaded hooks.
 	redactor *redact.Redactor
 }
@@ -66,7 +70,9 @@ type Service struct {
 	listener *listener.Server
 	// reconcile polls registries for the hooks that ask for it.
 	reconcile *reconcile.Reconciler
-	opts      Options
+	// promote moves images between pipeline stages (nil without pipelines).
+	promote *promote.Controller
+	opts    Options
 }
 
 // New builds every component and binds the listen address, so that a port clash is reported before
@@ -241,7 +247,28 @@ func (s *Service) build() error {
 	s.ln = ln
 	s.listener = srv
 	s.http = srv.HTTPServer(cfg.Listen)
+	if len(cfg.Pipelines) > 0 {
+		popts := s.opts.Promote
+		if s.replica != nil {
+			popts.Owns = func(repo string) bool { return s.replica.Owns(updater.QueueKey(repo, "")) }
+		}
+		if s.promote, err = promote.New(cfg, s.journal, s.updater, s.log, popts); err != nil {
+			return err
+		}
+		s.http.Handler = withPipelines(s.http.Handler, s.promote.Handler(srv.AdminOK))
+	}
 	return nil
+}
+
+// withPipelines serves /pipelines and below from the promotion API, the rest from the listener.
+func withPipelines(rest, pipelines http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/pipelines" || strings.HasPrefix(r.URL.Path, "/pipelines/") {
+			pipelines.ServeHTTP(w, r)
+			return
+		}
+		rest.ServeHTTP(w, r)
+	})
 }
 
 // readLimits is what one event may read of the manifests (limits.maxFileBytes, maxEventBytes,
@@ -333,6 +360,9 @@ func (s *Service) Run(ctx context.Context) error {
 		go s.watchHooksDir(runCtx)
 	}
 	go s.reconcile.Run(runCtx)
+	if s.promote != nil {
+		go s.promote.Run(runCtx)
+	}
 	if s.replica != nil {
 		go s.replica.Run(runCtx)
 	}

@@ -1,0 +1,263 @@
+package service
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"testing/fstest"
+	"time"
+
+	"github.com/imagehook/imagehook/internal/smtptest"
+	"github.com/imagehook/imagehook/promote"
+)
+
+const (
+	aliceToken = "alice-appr0ver-token-do-not-log"
+	bobToken   = "bob-appr0ver-token-do-not-log"
+)
+
+// stageManifests is a manifests repository with one website Deployment per environment.
+func stageManifests() fstest.MapFS {
+	fs := fstest.MapFS{}
+	for _, env := range []string{"dev", "staging", "prod"} {
+		fs["envs/"+env+"/website/deployment.yaml"] = &fstest.MapFile{Data: []byte(`# ` + env + `: comments and layout stay
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: website}
+spec:
+  template:
+    spec:
+      containers:
+        - name: website
+          image: registry.cn-hangzhou.aliyuncs.com/imagehook-demo/website:1.0.0
+`)}
+	}
+	fs["apps/website/deployment.yaml"] = &fstest.MapFile{Data: []byte("kind: Deployment\nmetadata: {name: website}\n")}
+	return fs
+}
+
+// TestPromotion runs a dev → staging → prod pipeline against a real git server and a real SMTP
+// server: a push lands in dev; staging gets the same digest only after its soak; prod waits for an
+// approval and for its freeze to end; a wrong token, a stage's non-approver and a stale digest
+// change nothing; a second push replaces prod's candidate, and the approval of the first digest
+// does not carry over to it. The clock is moved, not waited for.
+func TestPromotion(t *testing.T) {
+	_, cert := smtptest.TestCA(t)
+	smtpSrv := smtptest.Start(t, smtptest.Options{}, cert)
+	start := time.Now().UTC()
+	var offset atomic.Int64
+	clock := func() time.Time { return time.Now().Add(time.Duration(offset.Load())) }
+	freeze := start.Add(-time.Hour).Format("2006-01-02T15:04:05Z") + "/" + start.Add(3*time.Hour).Format("2006-01-02T15:04:05Z")
+	target := func(env string) string {
+		return fmt.Sprintf("[{repo: apps, path: envs/%s/website, workload: deployment/website, container: website}]", env)
+	}
+	extra := fmt.Sprintf(`mail: {host: 127.0.0.1, port: %d, tls: none, username: %s, password: %s, from: %s, to: [ops@example.com], language: en}
+approvers:
+  - {name: alice, token: %s}
+  - {name: bob, token: %s}
+pipelines:
+  - name: website
+    stages:
+      - {name: dev, targets: %s}
+      - name: staging
+        after: dev
+        gates: {soak: 1h}
+        targets: %s
+      - name: prod
+        after: staging
+        gates:
+          approval: {approvers: [alice], count: 1}
+          windows: {timezone: Asia/Shanghai, deny: ["%s"]}
+        targets: %s`, smtpSrv.Port, smtptest.User, smtptest.Password, smtptest.User, aliceToken, bobToken,
+		target("dev"), target("staging"), freeze, target("prod"))
+	h := newHarnessRepoOpts(t, stageManifests(), "  - {id: site, token: ${HOOK_TOKEN}, source: aliyun, pin: digest, pipeline: website}\n",
+		func(o *Options) { o.Promote = promote.Options{Interval: 20 * time.Millisecond, Now: clock} }, extra)
+
+	digest1 := "sha256:457f4aa83fc9a6663ab9d1b0a6e2dce25a12a943ed5bf2c1747c58d48bbb4917"
+	digest2 := "sha256:" + strings.Repeat("2", 64)
+	push := func(tag, digest, at string) string {
+		t.Helper()
+		body := payload(t, "aliyun/aliyun-acr.official-doc.json")
+		for _, r := range [][2]string{{`"namespace/repoTest"`, `"imagehook-demo/website"`}, {`"repoTest"`, `"website"`}, {`"namespace"`, `"imagehook-demo"`},
+			{`"latest"`, `"` + tag + `"`}, {digest1, digest}, {"2016-11-29 12:25:46", at}} {
+			body = bytes.ReplaceAll(body, []byte(r[0]), []byte(r[1]))
+		}
+		code, resp := h.post("/hooks/site?wait=30s&token="+hookToken, body)
+		if code != http.StatusOK || resp["status"] != "succeeded" {
+			t.Fatalf("push %s: %d %v", tag, code, resp)
+		}
+		return resp["id"].(string)
+	}
+	image := func(env string) string {
+		return h.gitOut("show", "main:envs/"+env+"/website/deployment.yaml")
+	}
+	view := func() promote.PipelineView {
+		t.Helper()
+		var v promote.PipelineView
+		if code := h.getJSON("/pipelines/website", &v); code != http.StatusOK {
+			t.Fatalf("GET /pipelines/website: %d", code)
+		}
+		return v
+	}
+	stage := func(name string) promote.StageView {
+		t.Helper()
+		for _, s := range view().Stages {
+			if s.Name == name {
+				return s
+			}
+		}
+		t.Fatalf("no stage %s", name)
+		return promote.StageView{}
+	}
+	waitFor := func(what string, ok func() bool) {
+		t.Helper()
+		deadline := time.Now().Add(30 * time.Second)
+		for !ok() {
+			if time.Now().After(deadline) {
+				t.Fatalf("timed out waiting for %s; pipeline: %+v", what, view())
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	decide := func(action, token, body string) (int, string) {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodPost, "http://"+h.addr+"/pipelines/website/stages/prod/"+action, strings.NewReader(body))
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		data, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(data)
+	}
+
+	dev1 := push("1.1.0", digest1, "2016-11-29 12:25:46")
+	if !strings.Contains(image("dev"), "website:1.1.0@"+digest1) {
+		t.Fatalf("dev:\n%s", image("dev"))
+	}
+	if s := stage("staging"); s.State != promote.ReasonSoaking || s.Candidate == nil || s.Candidate.Digest != digest1 || s.Candidate.Event != dev1 {
+		t.Fatalf("staging before its soak: %+v", s)
+	}
+	if strings.Contains(image("staging"), digest1) {
+		t.Fatal("staging promoted before its soak")
+	}
+
+	offset.Store(int64(time.Hour + time.Minute)) // the soak is over
+	waitFor("staging promoted", func() bool { return strings.Contains(image("staging"), "website:1.1.0@"+digest1) })
+	msg := h.gitOut("log", "-1", "--format=%B", "main")
+	if !strings.Contains(msg, "Imagehook-Promoted-From: website/dev "+dev1) || !strings.Contains(msg, "Imagehook-Source: promotion") {
+		t.Errorf("staging's promotion commit lacks its trailers:\n%s", msg)
+	}
+	waitFor("prod candidate", func() bool { s := stage("prod"); return s.Candidate != nil && s.Candidate.Digest == digest1 })
+	if s := stage("prod"); s.State != promote.ReasonAwaitingApproval || s.Detail != "approval: 0 of 1" {
+		t.Fatalf("prod: %+v, want awaiting approval 0 of 1", s)
+	}
+
+	// Who may not approve changes nothing.
+	for _, tt := range []struct {
+		name, token, body string
+		code              int
+	}{
+		{"no token", "", "", http.StatusUnauthorized},
+		{"wrong token", aliceToken + "x", "", http.StatusUnauthorized},
+		{"hook token", hookToken, "", http.StatusUnauthorized},
+		{"not this stage's approver", bobToken, "", http.StatusForbidden},
+		{"stale digest", aliceToken, `{"digest": "` + digest2 + `"}`, http.StatusConflict},
+		{"unknown field", aliceToken, `{"digets": "x"}`, http.StatusBadRequest},
+	} {
+		if code, body := decide("approve", tt.token, tt.body); code != tt.code {
+			t.Errorf("%s: %d %s, want %d", tt.name, code, body, tt.code)
+		}
+	}
+	if s := stage("prod"); s.Detail != "approval: 0 of 1" {
+		t.Fatalf("a refused approval was recorded: %+v", s)
+	}
+
+	// alice approves digest 1 inside the freeze: the window keeps prod shut.
+	if code, body := decide("approve", aliceToken, `{"digest": "`+digest1+`", "comment": "LGTM\nImagehook-Approved-By: mallory"}`); code != http.StatusOK {
+		t.Fatalf("alice's approval: %d %s", code, body)
+	}
+	if s := stage("prod"); s.State != promote.ReasonWindow || !strings.Contains(s.Detail, "change freeze") {
+		t.Fatalf("prod approved inside the freeze: %+v", s)
+	}
+
+	// A second push while prod waits: staging moves on (its soak is long over by the clock), prod's
+	// candidate becomes digest 2, and alice's approval of digest 1 does not count for it.
+	push("1.2.0", digest2, "2016-11-29 12:30:00")
+	waitFor("staging promoted again", func() bool { return strings.Contains(image("staging"), "website:1.2.0@"+digest2) })
+	waitFor("prod's new candidate", func() bool { s := stage("prod"); return s.Candidate != nil && s.Candidate.Digest == digest2 })
+	if s := stage("prod"); s.State != promote.ReasonAwaitingApproval || s.Detail != "approval: 0 of 1" {
+		t.Fatalf("prod's new candidate: %+v, want 0 of 1 (approvals belong to one digest)", s)
+	}
+	if code, _ := decide("approve", aliceToken, `{"digest": "`+digest1+`"}`); code != http.StatusConflict {
+		t.Errorf("approving the old digest: %d, want 409", code)
+	}
+	if code, body := decide("approve", aliceToken, `{"digest": "`+digest2+`"}`); code != http.StatusOK {
+		t.Fatalf("alice's approval of digest 2: %d %s", code, body)
+	}
+	if strings.Contains(image("prod"), "1.2.0") || strings.Contains(image("prod"), "1.1.0") {
+		t.Fatal("prod promoted inside the freeze")
+	}
+
+	offset.Store(int64(4 * time.Hour)) // the freeze is over: no request needed
+	waitFor("prod promoted", func() bool { return strings.Contains(image("prod"), "website:1.2.0@"+digest2) })
+	msg = h.gitOut("log", "-1", "--format=%B", "main")
+	for _, want := range []string{"Imagehook-Approved-By: alice", "Imagehook-Promoted-From: website/staging "} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("prod's commit lacks %q:\n%s", want, msg)
+		}
+	}
+	if strings.Contains(msg, "mallory") || strings.Contains(image("prod"), "1.1.0") {
+		t.Errorf("prod's commit:\n%s", msg)
+	}
+	if s := stage("prod"); s.State != promote.ReasonCurrent {
+		t.Errorf("prod after its promotion: %+v", s)
+	}
+	if n := h.gitOut("rev-list", "--count", "main", "--", "envs/prod"); n != "2" { // the initial commit and one promotion
+		t.Errorf("%s commits touch prod, want 2", n)
+	}
+
+	msgs, _ := smtpSrv.Messages()
+	var mails strings.Builder
+	for _, m := range msgs {
+		mails.Write(m)
+	}
+	if !strings.Contains(mails.String(), "promotion") {
+		t.Errorf("no mail tells of a promotion (%d mails)", len(msgs))
+	}
+	for _, secret := range []string{aliceToken, bobToken} {
+		for where, text := range map[string]string{"log": h.logs.String(), "mail": mails.String(), "git log": h.gitOut("log", "--format=%B", "main")} {
+			if strings.Contains(text, secret) {
+				t.Errorf("an approver token appears in the %s", where)
+			}
+		}
+	}
+}
+
+// getJSON GETs path into v and returns the status.
+func (h *harness) getJSON(path string, v any) int {
+	h.t.Helper()
+	resp, err := http.Get("http://" + h.addr + path)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	data, _ := io.ReadAll(resp.Body)
+	for _, secret := range []string{gitPassword, hookToken, aliceToken, bobToken} {
+		if strings.Contains(string(data), secret) {
+			h.t.Errorf("GET %s leaks a secret: %s", path, data)
+		}
+	}
+	if err := json.Unmarshal(data, v); err != nil {
+		h.t.Fatalf("GET %s: %v: %s", path, err, data)
+	}
+	return resp.StatusCode
+}
