@@ -26,18 +26,35 @@ type Decision struct {
 // ErrLinkUsed is returned when a one-time link has already been used: nothing is recorded.
 var ErrLinkUsed = errors.New("approval link already used")
 
-// Decisions is what promotion needs of a journal backend: approvals, durable and shared by
-// replicas.
-type Decisions interface {
+// Promotions is what promotion needs of a journal backend: approvals and holds, durable and
+// shared by replicas.
+type Promotions interface {
 	// Decide records a decision; a decision through a link already used is ErrLinkUsed.
 	Decide(ctx context.Context, d Decision) error
 	// DecisionsFor returns the decisions for one digest of one stage, oldest first.
 	DecisionsFor(ctx context.Context, pipeline, stage, digest string) ([]Decision, error)
+	// SetHold records a hold or its release (the same pipeline, stage and commit replace it).
+	SetHold(ctx context.Context, h Hold) error
+	// HoldsFor returns the holds and releases of one stage, oldest first.
+	HoldsFor(ctx context.Context, pipeline, stage string) ([]Hold, error)
+}
+
+// Hold stops promotions into a stage: set by a person (Commit ""), or found when a commit that is
+// not imagehook's changed the stage's value (Commit names it). Released ends it; a released
+// commit's hold is not found again.
+type Hold struct {
+	Pipeline string
+	Stage    string
+	Commit   string
+	By       string
+	Comment  string
+	At       time.Time
+	Released bool
 }
 
 var (
-	_ Decisions = (*SQLite)(nil)
-	_ Decisions = (*Postgres)(nil)
+	_ Promotions = (*SQLite)(nil)
+	_ Promotions = (*Postgres)(nil)
 )
 
 // decisionTables are the tables of decisions, in SQL both backends read (BIGINT is SQLite's
@@ -55,6 +72,16 @@ const decisionTables = `CREATE TABLE IF NOT EXISTS decisions (
 	CREATE TABLE IF NOT EXISTS used_links (
 		id TEXT PRIMARY KEY,
 		at BIGINT NOT NULL
+	);
+	CREATE TABLE IF NOT EXISTS holds (
+		pipeline TEXT NOT NULL,
+		stage TEXT NOT NULL,
+		commit_hash TEXT NOT NULL,
+		by_whom TEXT NOT NULL,
+		comment TEXT NOT NULL,
+		at BIGINT NOT NULL,
+		released BOOLEAN NOT NULL,
+		PRIMARY KEY (pipeline, stage, commit_hash)
 	);`
 
 // Decide records a decision in one transaction with its link's use.
@@ -141,6 +168,70 @@ func scanDecisions(rs rows, pipeline, stage, digest string) ([]Decision, error) 
 	}
 	if err := rs.Err(); err != nil {
 		return nil, fmt.Errorf("journal decisions: %w", err)
+	}
+	return out, nil
+}
+
+const (
+	upsertHold = `INSERT INTO holds (pipeline, stage, commit_hash, by_whom, comment, at, released) VALUES (%s)
+		ON CONFLICT (pipeline, stage, commit_hash) DO UPDATE SET by_whom = excluded.by_whom, comment = excluded.comment,
+		at = excluded.at, released = excluded.released`
+	selectHolds = `SELECT commit_hash, by_whom, comment, at, released FROM holds WHERE pipeline = %s AND stage = %s ORDER BY at, commit_hash`
+)
+
+// SetHold records a hold or its release.
+func (j *SQLite) SetHold(ctx context.Context, h Hold) error {
+	_, err := j.db.ExecContext(ctx, fmt.Sprintf(upsertHold, "?, ?, ?, ?, ?, ?, ?"),
+		h.Pipeline, h.Stage, h.Commit, h.By, h.Comment, h.At.UnixMilli(), h.Released)
+	if err != nil {
+		return fmt.Errorf("journal hold: %w", err)
+	}
+	return nil
+}
+
+// HoldsFor returns the holds and releases of one stage, oldest first.
+func (j *SQLite) HoldsFor(ctx context.Context, pipeline, stage string) ([]Hold, error) {
+	rows, err := j.db.QueryContext(ctx, fmt.Sprintf(selectHolds, "?", "?"), pipeline, stage)
+	if err != nil {
+		return nil, fmt.Errorf("journal holds: %w", err)
+	}
+	defer rows.Close()
+	return scanHolds(rows, pipeline, stage)
+}
+
+// SetHold records a hold or its release.
+func (j *Postgres) SetHold(ctx context.Context, h Hold) error {
+	_, err := j.pool.Exec(ctx, fmt.Sprintf(upsertHold, "$1, $2, $3, $4, $5, $6, $7"),
+		h.Pipeline, h.Stage, h.Commit, h.By, h.Comment, h.At.UnixMilli(), h.Released)
+	if err != nil {
+		return fmt.Errorf("journal hold: %w", err)
+	}
+	return nil
+}
+
+// HoldsFor returns the holds and releases of one stage, oldest first.
+func (j *Postgres) HoldsFor(ctx context.Context, pipeline, stage string) ([]Hold, error) {
+	rows, err := j.pool.Query(ctx, fmt.Sprintf(selectHolds, "$1", "$2"), pipeline, stage)
+	if err != nil {
+		return nil, fmt.Errorf("journal holds: %w", err)
+	}
+	defer rows.Close()
+	return scanHolds(rows, pipeline, stage)
+}
+
+func scanHolds(rs rows, pipeline, stage string) ([]Hold, error) {
+	var out []Hold
+	for rs.Next() {
+		h := Hold{Pipeline: pipeline, Stage: stage}
+		var at int64
+		if err := rs.Scan(&h.Commit, &h.By, &h.Comment, &at, &h.Released); err != nil {
+			return nil, fmt.Errorf("journal holds: %w", err)
+		}
+		h.At = time.UnixMilli(at).UTC()
+		out = append(out, h)
+	}
+	if err := rs.Err(); err != nil {
+		return nil, fmt.Errorf("journal holds: %w", err)
 	}
 	return out, nil
 }

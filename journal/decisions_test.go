@@ -11,7 +11,7 @@ func TestDecisions(t *testing.T) { each(t, testDecisions) }
 
 func testDecisions(t *testing.T, j Journal) {
 	ctx := context.Background()
-	d := j.(Decisions)
+	d := Promotions(j)
 	at := time.UnixMilli(1_780_000_000_000).UTC()
 	digest := "sha256:aaaa"
 	// Real values: names as config allows them, a comment with a quote, a newline and non-ASCII.
@@ -42,5 +42,30 @@ func testDecisions(t *testing.T, j Journal) {
 	}
 	if other, _ := d.DecisionsFor(ctx, "website", "prod", "sha256:cccc"); len(other) != 0 {
 		t.Errorf("another digest has %+v: approvals must not carry over", other)
+	}
+}
+
+func TestHolds(t *testing.T) { each(t, testHolds) }
+
+func testHolds(t *testing.T, j Journal) {
+	ctx := context.Background()
+	at := time.UnixMilli(1_780_000_000_000).UTC()
+	for _, h := range []Hold{
+		{Pipeline: "website", Stage: "staging", Commit: "abc123", By: "Bob <bob@example.com>", Comment: "set 1.0.0", At: at},
+		{Pipeline: "website", Stage: "staging", Commit: "", By: "alice", Comment: "investigating", At: at.Add(time.Second)},
+		{Pipeline: "website", Stage: "prod", Commit: "", By: "alice", At: at},
+		{Pipeline: "website", Stage: "staging", Commit: "abc123", By: "alice", At: at.Add(2 * time.Second), Released: true},
+	} {
+		if err := j.SetHold(ctx, h); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := j.HoldsFor(ctx, "website", "staging")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 || got[0].Commit != "" || got[0].Released || got[0].Comment != "investigating" ||
+		got[1].Commit != "abc123" || !got[1].Released || got[1].By != "alice" || !got[1].At.Equal(at.Add(2*time.Second)) {
+		t.Fatalf("holds %+v, want the manual hold and the released commit hold", got)
 	}
 }

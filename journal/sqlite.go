@@ -44,8 +44,8 @@ type Journal interface {
 	SetApplied(ctx context.Context, target string, a Applied) error
 	// Prune deletes finished events (and delivery ids) received before t.
 	Prune(ctx context.Context, t time.Time) (int64, error)
-	// Decisions records promotion approvals.
-	Decisions
+	// Promotions records promotion approvals and holds.
+	Promotions
 	// Ping checks that the journal is writable.
 	Ping(ctx context.Context) error
 	Close() error

@@ -76,10 +76,7 @@ func (c *Controller) Decide(ctx context.Context, pipelineName, stageName, approv
 	if digest != "" && digest != v.Candidate.Key() {
 		return v, fmt.Errorf("%w: %s", ErrDigestMismatch, v.Candidate.Key())
 	}
-	comment = event.OneLine(comment)
-	if len(comment) > maxComment {
-		comment = strings.ToValidUTF8(comment[:maxComment], "") + "…"
-	}
+	comment = oneLineComment(comment)
 	d := journal.Decision{Pipeline: pipelineName, Stage: stageName, Digest: v.Candidate.Key(), Approver: approver,
 		Approve: approve, Comment: comment, At: c.opts.Now().UTC()}
 	if err := c.j.Decide(ctx, d); err != nil {
@@ -94,8 +91,10 @@ func (c *Controller) Decide(ctx context.Context, pipelineName, stageName, approv
 }
 
 // Handler serves the pipelines API: GET /pipelines and /pipelines/{name} for whoever admin lets in,
-// POST /pipelines/{name}/stages/{stage}/approve|reject for an approver's bearer token.
-func (c *Controller) Handler(admin func(*http.Request) bool) http.Handler {
+// POST /pipelines/{name}/stages/{stage}/approve|reject for an approver's bearer token, and
+// …/hold|release for an approver of the stage or, when admin credentials are configured
+// (adminSet), whoever has them.
+func (c *Controller) Handler(admin func(*http.Request) bool, adminSet bool) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /pipelines", func(w http.ResponseWriter, r *http.Request) {
 		if !admin(r) {
@@ -126,25 +125,26 @@ func (c *Controller) Handler(admin func(*http.Request) bool) http.Handler {
 			writeJSON(w, http.StatusOK, v)
 		}
 	})
-	mux.HandleFunc("POST /pipelines/{name}/stages/{stage}/{action}", c.handleDecision)
+	mux.HandleFunc("POST /pipelines/{name}/stages/{stage}/{action}", func(w http.ResponseWriter, r *http.Request) {
+		c.handleAction(w, r, admin, adminSet)
+	})
 	return mux
 }
 
-func (c *Controller) handleDecision(w http.ResponseWriter, r *http.Request) {
-	var approve bool
-	switch r.PathValue("action") {
-	case "approve":
-		approve = true
-	case "reject":
-	default:
-		writeError(w, http.StatusNotFound, "want approve or reject")
+func (c *Controller) handleAction(w http.ResponseWriter, r *http.Request, admin func(*http.Request) bool, adminSet bool) {
+	action := r.PathValue("action")
+	if !slices.Contains([]string{"approve", "reject", "hold", "release"}, action) {
+		writeError(w, http.StatusNotFound, "want approve, reject, hold or release")
 		return
 	}
 	token, _ := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 	approver := c.Approver(token)
-	if approver == "" {
+	if approver == "" && (action == "approve" || action == "reject" || !adminSet || !admin(r)) {
 		writeError(w, http.StatusUnauthorized, "an approver's token is required (Authorization: Bearer …)")
 		return
+	}
+	if approver == "" {
+		approver = "admin"
 	}
 	var body struct {
 		Digest  string `json:"digest"`
@@ -166,11 +166,17 @@ func (c *Controller) handleDecision(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	v, err := c.Decide(r.Context(), r.PathValue("name"), r.PathValue("stage"), approver, approve, body.Digest, body.Comment)
+	var v StageView
+	switch action {
+	case "approve", "reject":
+		v, err = c.Decide(r.Context(), r.PathValue("name"), r.PathValue("stage"), approver, action == "approve", body.Digest, body.Comment)
+	default:
+		v, err = c.SetHold(r.Context(), r.PathValue("name"), r.PathValue("stage"), approver, action == "hold", body.Comment)
+	}
 	switch {
 	case errors.Is(err, ErrUnknown):
 		writeError(w, http.StatusNotFound, "no such pipeline or stage")
-	case errors.Is(err, ErrNotApprover):
+	case errors.Is(err, ErrNotApprover), errors.Is(err, ErrNotAllowed):
 		writeError(w, http.StatusForbidden, approver+" is not an approver of this stage")
 	case errors.Is(err, ErrNoApprovalGate), errors.Is(err, ErrNoCandidate):
 		writeError(w, http.StatusConflict, err.Error())
@@ -193,4 +199,13 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 
 func writeError(w http.ResponseWriter, code int, msg string) {
 	writeJSON(w, code, map[string]string{"error": msg})
+}
+
+// oneLineComment makes a person's comment one line of at most maxComment bytes.
+func oneLineComment(s string) string {
+	s = event.OneLine(s)
+	if len(s) > maxComment {
+		s = strings.ToValidUTF8(s[:maxComment], "") + "…"
+	}
+	return s
 }

@@ -26,7 +26,7 @@ import (
 type Journal interface {
 	Get(ctx context.Context, id string) (*event.Event, error)
 	LastApplied(ctx context.Context, target string) (journal.Applied, error)
-	journal.Decisions
+	journal.Promotions
 }
 
 // Submitter journals an event and queues it (the updater).
@@ -42,6 +42,11 @@ type Options struct {
 	Now func() time.Time
 	// Owns reports whether this replica works a repository (nil: all): only the owner promotes.
 	Owns func(repo string) bool
+	// Manifests reads stages' values in git, to hold a stage a person changed (nil: no such holds).
+	Manifests Manifests
+	// HoldInterval is how long what git says about a stage is trusted (default 15s); before a
+	// promotion it is always read again.
+	HoldInterval time.Duration
 }
 
 // Controller decides promotions.
@@ -52,6 +57,7 @@ type Controller struct {
 	sub       Submitter
 	log       *slog.Logger
 	opts      Options
+	cache     holdCache
 }
 
 type pipeline struct {
@@ -72,6 +78,9 @@ func New(cfg *config.Config, j Journal, sub Submitter, log *slog.Logger, opts Op
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
+	}
+	if opts.HoldInterval <= 0 {
+		opts.HoldInterval = 15 * time.Second
 	}
 	c := &Controller{approvers: map[string]string{}, j: j, sub: sub, log: log, opts: opts}
 	for _, a := range cfg.Approvers {
@@ -123,6 +132,14 @@ func (c *Controller) Pass(ctx context.Context) {
 			}
 			v, err := c.evaluate(ctx, p, s)
 			if err != nil {
+				c.log.Warn("promotion gates not read; trying again", "pipeline", p.name, "stage", s.Name, "err", err)
+				continue
+			}
+			if !v.ready() {
+				continue
+			}
+			// What git holds is read again now: a person's change since the last read holds it.
+			if v, err = c.evaluateAt(ctx, p, s, 0); err != nil {
 				c.log.Warn("promotion gates not read; trying again", "pipeline", p.name, "stage", s.Name, "err", err)
 				continue
 			}
@@ -206,6 +223,10 @@ type StageView struct {
 	Detail string `json:"detail,omitempty"`
 	// Promotion is the promotion event for the candidate, once journaled.
 	Promotion string `json:"promotion,omitempty"`
+	// Held is set while the stage is held.
+	Held *Held `json:"held,omitempty"`
+	// promotionID is the id a promotion of the candidate gets.
+	promotionID string
 }
 
 // ready reports whether the stage should be promoted now: a candidate, every gate open, and no
@@ -277,6 +298,11 @@ func (c *Controller) running(ctx context.Context, s *stage) (*event.Event, error
 
 // evaluate reads a stage's state and, for a stage that follows another, its gates.
 func (c *Controller) evaluate(ctx context.Context, p pipeline, s *stage) (StageView, error) {
+	return c.evaluateAt(ctx, p, s, c.opts.HoldInterval)
+}
+
+// evaluateAt is evaluate trusting what git said about a stage for maxAge.
+func (c *Controller) evaluateAt(ctx context.Context, p pipeline, s *stage, maxAge time.Duration) (StageView, error) {
 	v := StageView{Name: s.Name, After: s.After}
 	cur, err := c.running(ctx, s)
 	if err != nil {
@@ -284,6 +310,16 @@ func (c *Controller) evaluate(ctx context.Context, p pipeline, s *stage) (StageV
 	}
 	if cur != nil {
 		v.Image, v.Event, v.ReadyAt = written(cur), cur.ID, readyAt(cur)
+	}
+	held, released, err := c.held(ctx, p, s, cur, maxAge)
+	if err != nil {
+		return v, err
+	}
+	if held != nil {
+		v.Held, v.State, v.Detail = held, ReasonHeld, held.Detail
+		if held.Image != "" {
+			v.Image = held.Image
+		}
 	}
 	if s.After == "" {
 		return v, nil
@@ -293,8 +329,18 @@ func (c *Controller) evaluate(ctx context.Context, p pipeline, s *stage) (StageV
 	if err != nil {
 		return v, err
 	}
+	prevHeld, _, err := c.held(ctx, p, prev, from, maxAge)
+	if err != nil {
+		return v, err
+	}
 	cand := candidate(from, s.Gates.Ready)
 	switch {
+	case held != nil:
+		v.Candidate = cand
+		return v, nil
+	case prevHeld != nil:
+		v.State, v.Detail = ReasonNoCandidate, "stage "+prev.Name+" is held ("+prevHeld.Detail+")"
+		return v, nil
 	case from == nil:
 		v.State, v.Detail = ReasonNoCandidate, "stage "+prev.Name+" runs nothing imagehook wrote yet"
 		return v, nil
@@ -303,11 +349,14 @@ func (c *Controller) evaluate(ctx context.Context, p pipeline, s *stage) (StageV
 		return v, nil
 	}
 	v.Candidate = cand
-	if cur != nil && sameImage(cur, cand) {
+	// A released change by someone else: the stage runs their value, and the candidate is
+	// promoted again over it (a new promotion: the id names the released commit).
+	if cur != nil && released == "" && sameImage(cur, cand) {
 		v.State, v.Detail = ReasonCurrent, "runs the candidate"
 		return v, nil
 	}
-	id := promotionID(p.name, s.Name, cand)
+	id := promotionID(p.name, s.Name, cand, released)
+	v.promotionID = id
 	if pe, err := c.j.Get(ctx, id); err == nil {
 		v.Promotion = id
 		switch {
@@ -476,8 +525,10 @@ func sameImage(ev *event.Event, c *Candidate) bool {
 	return errA == nil && errB == nil && a.String() == b.String()
 }
 
-func promotionID(pipeline, stage string, c *Candidate) string {
-	return event.DerivedID("promotion", pipeline, stage, c.Event, c.Key())
+// promotionID derives a promotion's id from what it promotes where, and over which released
+// change of someone else's, so that each is journaled once.
+func promotionID(pipeline, stage string, c *Candidate, over string) string {
+	return event.DerivedID("promotion", pipeline, stage, c.Event, c.Key(), over)
 }
 
 // promote journals the promotion event of a stage whose gates are all open.
@@ -489,7 +540,7 @@ func (c *Controller) promote(ctx context.Context, p pipeline, s *stage, v StageV
 		return
 	}
 	now := c.opts.Now().UTC()
-	id := promotionID(p.name, s.Name, cand)
+	id := v.promotionID
 	image := cand.Image
 	if ref, err := imageref.Parse(cand.Image); err == nil && ref.Tag == "" {
 		image = from.Push.Image // a digest-only value: keep the pushed tag beside it

@@ -6,12 +6,15 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"testing/fstest"
 	"time"
 
+	"github.com/imagehook/imagehook/internal/gitserver"
 	"github.com/imagehook/imagehook/internal/smtptest"
 	"github.com/imagehook/imagehook/promote"
 )
@@ -116,6 +119,8 @@ pipelines:
 	}
 	waitFor := func(what string, ok func() bool) {
 		t.Helper()
+		began := time.Now()
+		defer func() { t.Logf("%s after %s", what, time.Since(began).Round(time.Millisecond)) }()
 		deadline := time.Now().Add(30 * time.Second)
 		for !ok() {
 			if time.Now().After(deadline) {
@@ -256,6 +261,148 @@ func (h *harness) getJSON(path string, v any) int {
 			h.t.Errorf("GET %s leaks a secret: %s", path, data)
 		}
 	}
+	if err := json.Unmarshal(data, v); err != nil {
+		h.t.Fatalf("GET %s: %v: %s", path, err, data)
+	}
+	return resp.StatusCode
+}
+
+const adminToken = "admin-t0ken-do-not-log"
+
+// TestPromotionHold: a person's commit rolls staging back; the next push updates dev only, staging
+// is reported held (by whom, which commit, what value) and is not promoted over their change until
+// an admin releases it; then it is promoted again. A hold set through the API works the same way.
+func TestPromotionHold(t *testing.T) {
+	target := func(env string) string {
+		return fmt.Sprintf("[{repo: apps, path: envs/%s/website, workload: deployment/website, container: website}]", env)
+	}
+	extra := fmt.Sprintf(`admin: {token: %s}
+pipelines:
+  - name: website
+    stages:
+      - {name: dev, targets: %s}
+      - {name: staging, after: dev, targets: %s}`, adminToken, target("dev"), target("staging"))
+	h := newHarnessRepoOpts(t, stageManifests(), "  - {id: site, token: ${HOOK_TOKEN}, source: dockerhub, pipeline: website}\n",
+		func(o *Options) {
+			o.Promote = promote.Options{Interval: 20 * time.Millisecond, HoldInterval: 20 * time.Millisecond}
+		}, extra)
+	push := func(tag string) {
+		t.Helper()
+		body := []byte(`{"push_data":{"tag":"` + tag + `"},"repository":{"repo_name":"imagehook-demo/website"}}`)
+		if code, resp := h.post("/hooks/site?wait=30s&token="+hookToken, body); code != http.StatusOK || resp["status"] != "succeeded" {
+			t.Fatalf("push %s: %d %v", tag, code, resp)
+		}
+	}
+	image := func(env string) string { return h.gitOut("show", "main:envs/"+env+"/website/deployment.yaml") }
+	staging := func() promote.StageView {
+		t.Helper()
+		var v promote.PipelineView
+		if code := h.getJSONAuth("/pipelines/website", adminToken, &v); code != http.StatusOK {
+			t.Fatalf("GET /pipelines/website: %d", code)
+		}
+		return v.Stages[1]
+	}
+	waitFor := func(what string, ok func() bool) {
+		t.Helper()
+		deadline := time.Now().Add(30 * time.Second)
+		for !ok() {
+			if time.Now().After(deadline) {
+				t.Fatalf("timed out waiting for %s; staging: %+v", what, staging())
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	action := func(what, token string) int {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodPost, "http://"+h.addr+"/pipelines/website/stages/staging/"+what, strings.NewReader(`{"comment": "checked"}`))
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if code := h.getJSONAuth("/pipelines/website", "", &promote.PipelineView{}); code != http.StatusUnauthorized {
+		t.Errorf("GET /pipelines without the admin token: %d, want 401", code)
+	}
+
+	push("2.0.0")
+	waitFor("staging promoted", func() bool { return strings.Contains(image("staging"), "website:2.0.0") })
+
+	// Bob rolls staging back by hand.
+	work := t.TempDir()
+	gitserver.Git(t, work, "clone", "-q", h.git.Bare("apps"), ".")
+	file := filepath.Join(work, "envs/staging/website/deployment.yaml")
+	data, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data = bytes.ReplaceAll(data, []byte("website:2.0.0"), []byte("website:1.0.0"))
+	if err := os.WriteFile(file, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	gitserver.Git(t, work, "commit", "-q", "--author=Bob <bob@example.com>", "-am", "roll staging back")
+	gitserver.Git(t, work, "push", "-q", "origin", "main")
+	bob := gitserver.Git(t, work, "rev-parse", "HEAD")
+
+	waitFor("staging held", func() bool { return staging().State == promote.ReasonHeld })
+	s := staging()
+	if s.Held == nil || s.Held.Commit != bob || s.Held.By != "Bob" || !strings.HasSuffix(s.Held.Image, "website:1.0.0") ||
+		s.Detail != "held: "+bob[:7]+" by Bob set "+s.Held.Image {
+		t.Fatalf("staging held: %+v %+v", s, s.Held)
+	}
+	push("2.1.0")
+	waitFor("staging's new candidate", func() bool { c := staging().Candidate; return c != nil && strings.HasSuffix(c.Image, ":2.1.0") })
+	if s := staging(); s.State != promote.ReasonHeld || !strings.Contains(image("staging"), "website:1.0.0") {
+		t.Fatalf("a held stage was promoted: %+v\n%s", s, image("staging"))
+	}
+	if !strings.Contains(image("dev"), "website:2.1.0") {
+		t.Fatal("the push did not reach dev")
+	}
+
+	if code := action("release", ""); code != http.StatusUnauthorized {
+		t.Errorf("release without a token: %d, want 401", code)
+	}
+	if code := action("release", adminToken); code != http.StatusOK {
+		t.Fatalf("release: %d", code)
+	}
+	waitFor("staging promoted after the release", func() bool { return strings.Contains(image("staging"), "website:2.1.0") })
+	waitFor("staging current", func() bool { return staging().State == promote.ReasonCurrent })
+
+	// A hold set through the API.
+	if code := action("hold", adminToken); code != http.StatusOK {
+		t.Fatalf("hold: %d", code)
+	}
+	if s := staging(); s.State != promote.ReasonHeld || s.Detail == "" || !strings.HasPrefix(s.Detail, "held by admin") {
+		t.Fatalf("held through the API: %+v", s)
+	}
+	push("2.2.0")
+	waitFor("staging's candidate 2.2.0", func() bool { c := staging().Candidate; return c != nil && strings.HasSuffix(c.Image, ":2.2.0") })
+	if strings.Contains(image("staging"), "2.2.0") {
+		t.Fatal("promoted while held")
+	}
+	if code := action("release", adminToken); code != http.StatusOK {
+		t.Fatalf("release: %d", code)
+	}
+	waitFor("staging promoted after the second release", func() bool { return strings.Contains(image("staging"), "website:2.2.0") })
+}
+
+// getJSONAuth is getJSON with a bearer token ("" for none).
+func (h *harness) getJSONAuth(path, token string, v any) int {
+	h.t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, "http://"+h.addr+path, nil)
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	data, _ := io.ReadAll(resp.Body)
 	if err := json.Unmarshal(data, v); err != nil {
 		h.t.Fatalf("GET %s: %v: %s", path, err, data)
 	}

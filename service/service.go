@@ -165,11 +165,13 @@ func (s *Service) build() error {
 	cfg := s.cfg
 	repos := map[string]updater.Repository{}
 	readers := map[string]reconcile.Repo{}
+	caches := map[string]*gitops.Repo{}
 	for _, rc := range cfg.Repos {
 		r, err := openRepo(cfg, rc, false, s.log)
 		if err != nil {
 			return err
 		}
+		caches[rc.Name] = r
 		repo := updater.Repository{Git: r, CommitURL: rc.CommitURL, Index: openIndex(cfg, rc.Name, s.log)}
 		if rc.CommitTemplate != "" {
 			if repo.Template, err = template.New(rc.Name).Parse(rc.CommitTemplate); err != nil {
@@ -252,10 +254,11 @@ func (s *Service) build() error {
 		if s.replica != nil {
 			popts.Owns = func(repo string) bool { return s.replica.Owns(updater.QueueKey(repo, "")) }
 		}
+		popts.Manifests = stageReader{images: images{readers: readers}, repos: caches}
 		if s.promote, err = promote.New(cfg, s.journal, s.updater, s.log, popts); err != nil {
 			return err
 		}
-		s.http.Handler = withPipelines(s.http.Handler, s.promote.Handler(srv.AdminOK))
+		s.http.Handler = withPipelines(s.http.Handler, s.promote.Handler(srv.AdminOK, cfg.Admin.Token != "" || cfg.Admin.Password != ""))
 	}
 	return nil
 }
@@ -502,4 +505,25 @@ func (i images) CurrentImage(ctx context.Context, t event.Target) (string, error
 		return "", errors.New("not a workload target in a configured repository")
 	}
 	return reconcile.CurrentImage(ctx, repo, t)
+}
+
+// stageReader reads stages' values in git for promotion's holds.
+type stageReader struct {
+	images images
+	repos  map[string]*gitops.Repo
+}
+
+func (s stageReader) Current(ctx context.Context, t event.Target) (string, error) {
+	return s.images.CurrentImage(ctx, t)
+}
+
+func (s stageReader) LastChange(_ context.Context, repo, file string) (gitops.LogCommit, bool, bool, error) {
+	r := s.repos[repo]
+	if r == nil {
+		return gitops.LogCommit{}, false, false, fmt.Errorf("no repository %q", repo)
+	}
+	// A person's change is usually among the last commits; older ones are reported unnamed.
+	c, found, err := r.LastChange(file, 200)
+	id := r.Identity()
+	return c, found, found && c.Committer.Name == id.Name && strings.EqualFold(c.Committer.Email, id.Email), err
 }
