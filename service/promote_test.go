@@ -2,6 +2,7 @@ package service
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -384,8 +385,25 @@ pipelines:
 	if strings.Contains(image("staging"), "2.2.0") {
 		t.Fatal("promoted while held")
 	}
-	if code := action("release", adminToken); code != http.StatusOK {
-		t.Fatalf("release: %d", code)
+	// The CLI's client: the table says held and by whom; its release works like the API's.
+	cli := &promote.Client{Server: "http://" + h.addr, Token: adminToken}
+	ps, err := cli.Pipelines(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var table strings.Builder
+	if err := promote.WriteTable(&table, ps); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(table.String(), "held: held by admin") || !strings.Contains(table.String(), "website:2.2.0") {
+		t.Errorf("table:\n%s", table.String())
+	}
+	if _, err := (&promote.Client{Server: cli.Server, Token: "wrong"}).Act(context.Background(), "website", "staging", "release", "", ""); err == nil ||
+		!strings.Contains(err.Error(), "401") || strings.Contains(err.Error(), "wrong") {
+		t.Errorf("release with a wrong token: %v", err)
+	}
+	if _, err := cli.Act(context.Background(), "website", "staging", "release", "", "ok"); err != nil {
+		t.Fatalf("release: %v", err)
 	}
 	waitFor("staging promoted after the second release", func() bool { return strings.Contains(image("staging"), "website:2.2.0") })
 }
