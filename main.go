@@ -225,6 +225,15 @@ func checkConfig(args []string, stdout io.Writer) error {
 	for _, h := range cfg.Hooks {
 		fmt.Fprintf(stdout, "# POST /hooks/%s (%s): %d target(s)\n", h.ID, h.Source, len(h.Targets))
 	}
+	for _, p := range cfg.Pipelines {
+		for _, s := range p.Stages {
+			from := "entered by pushes"
+			if s.After != "" {
+				from = "promoted from " + s.After
+			}
+			fmt.Fprintf(stdout, "# pipeline %s, stage %s: %s, %d target(s)\n", p.Name, s.Name, from, len(s.Targets))
+		}
+	}
 	return nil
 }
 
