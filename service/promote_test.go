@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/imagehook/imagehook/internal/gitserver"
+	"github.com/imagehook/imagehook/internal/manifesttest"
 	"github.com/imagehook/imagehook/internal/smtptest"
 	"github.com/imagehook/imagehook/promote"
 )
@@ -25,22 +26,10 @@ const (
 	bobToken   = "bob-appr0ver-token-do-not-log"
 )
 
-// stageManifests is a manifests repository with one website Deployment per environment.
+// stageManifests is a manifests repository with one website Deployment per environment (and the
+// harness's own hooks' file).
 func stageManifests() fstest.MapFS {
-	fs := fstest.MapFS{}
-	for _, env := range []string{"dev", "staging", "prod"} {
-		fs["envs/"+env+"/website/deployment.yaml"] = &fstest.MapFile{Data: []byte(`# ` + env + `: comments and layout stay
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: website}
-spec:
-  template:
-    spec:
-      containers:
-        - name: website
-          image: registry.cn-hangzhou.aliyuncs.com/imagehook-demo/website:1.0.0
-`)}
-	}
+	fs := manifesttest.Stages("dev", "staging", "prod")
 	fs["apps/website/deployment.yaml"] = &fstest.MapFile{Data: []byte("kind: Deployment\nmetadata: {name: website}\n")}
 	return fs
 }
