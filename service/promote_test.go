@@ -15,7 +15,17 @@ import (
 	"testing/fstest"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/imagehook/imagehook/deploy"
 	"github.com/imagehook/imagehook/internal/gitserver"
+	"github.com/imagehook/imagehook/internal/kubetest"
 	"github.com/imagehook/imagehook/internal/manifesttest"
 	"github.com/imagehook/imagehook/internal/smtptest"
 	"github.com/imagehook/imagehook/promote"
@@ -414,4 +424,108 @@ func (h *harness) getJSONAuth(path, token string, v any) int {
 		h.t.Fatalf("GET %s: %v: %s", path, err, data)
 	}
 	return resp.StatusCode
+}
+
+// TestPromotionWaitsForReady: with ready: true, staging is not promoted while dev's Argo CD
+// Application (on a real kube-apiserver) has not synced the commit and the workload is not
+// healthy; it is promoted once it is, with no new request.
+func TestPromotionWaitsForReady(t *testing.T) {
+	env, err := kubetest.Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(env.Stop)
+	ctx := context.Background()
+	kube := kubernetes.NewForConfigOrDie(env.Admin)
+	dyn := dynamic.NewForConfigOrDie(env.Admin)
+	crds := dyn.Resource(schema.GroupVersionResource{Group: "apiextensions.k8s.io", Version: "v1", Resource: "customresourcedefinitions"})
+	if _, err := crds.Create(ctx, crd("argoproj.io", "Application", "applications", false), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for _, ns := range []string{"web", "argocd"} {
+		if _, err := kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sel := &metav1.LabelSelector{MatchLabels: map[string]string{"app": "website"}}
+	dep, err := kube.AppsV1().Deployments("web").Create(ctx, &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: "website", Namespace: "web"},
+		Spec: appsv1.DeploymentSpec{Selector: sel, Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: sel.MatchLabels},
+			Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "website", Image: "registry.cn-hangzhou.aliyuncs.com/imagehook-demo/website:1.0.0"}}}}}}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dep.Status = appsv1.DeploymentStatus{ObservedGeneration: dep.Generation, Replicas: 1, UpdatedReplicas: 1, AvailableReplicas: 1, ReadyReplicas: 1}
+	if _, err := kube.AppsV1().Deployments("web").UpdateStatus(ctx, dep, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	kubeconfig, err := kubetest.WriteKubeconfig(t.TempDir(), env.Admin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	target := func(env string) string {
+		return fmt.Sprintf("[{repo: apps, path: envs/%s/website, workload: deployment/website, namespace: web, container: website}]", env)
+	}
+	// The first extra line belongs to the harness's repository: its watch section.
+	extra := []string{"    watch: {cluster: prod, argocd: {namespace: argocd}, timeout: 60s}",
+		fmt.Sprintf("clusters: [{name: prod, kubeconfig: %s}]", kubeconfig),
+		fmt.Sprintf(`pipelines:
+  - name: website
+    stages:
+      - {name: dev, targets: %s}
+      - {name: staging, after: dev, gates: {ready: true}, targets: %s}`, target("dev"), target("staging"))}
+	h := newHarnessRepoOpts(t, stageManifests(), "  - {id: site, token: ${HOOK_TOKEN}, source: dockerhub, pipeline: website}\n",
+		func(o *Options) { o.Promote = promote.Options{Interval: 20 * time.Millisecond} }, extra...)
+	apps := dyn.Resource(deploy.Applications).Namespace("argocd")
+	app := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "argoproj.io/v1alpha1", "kind": "Application", "metadata": map[string]any{"name": "website-dev", "namespace": "argocd"},
+		"spec": map[string]any{"source": map[string]any{"repoURL": h.cfg.Repos[0].URL, "path": "envs/dev/website", "targetRevision": "main"},
+			"destination": map[string]any{"namespace": "web", "server": "https://kubernetes.default.svc"}},
+	}}
+	if _, err := apps.Create(ctx, app, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if code, ev := h.post("/hooks/site?token="+hookToken, []byte(`{"push_data":{"tag":"4.0.0"},"repository":{"repo_name":"imagehook-demo/website"}}`)); code != http.StatusAccepted {
+		t.Fatalf("push: %d %v", code, ev)
+	}
+	image := func(env string) string { return h.gitOut("show", "main:envs/"+env+"/website/deployment.yaml") }
+	staging := func() promote.StageView {
+		t.Helper()
+		var v promote.PipelineView
+		if code := h.getJSON("/pipelines/website", &v); code != http.StatusOK {
+			t.Fatalf("GET /pipelines/website: %d", code)
+		}
+		return v.Stages[1]
+	}
+	waitFor := func(what string, ok func() bool) {
+		t.Helper()
+		for deadline := time.Now().Add(30 * time.Second); !ok(); time.Sleep(20 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("timed out waiting for %s; staging: %+v", what, staging())
+			}
+		}
+	}
+	waitFor("dev committed", func() bool { return strings.Contains(image("dev"), "website:4.0.0") })
+	commit := h.gitOut("rev-parse", "main")
+	waitFor("staging waiting for dev to be Ready", func() bool { return staging().State == promote.ReasonNotReady })
+	if strings.Contains(image("staging"), "4.0.0") {
+		t.Fatal("staging promoted before dev was Ready")
+	}
+
+	// Argo CD syncs dev's commit and the workload is healthy: dev is Ready, staging follows.
+	cur, err := apps.Get(ctx, "website-dev", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cur.Object["status"] = map[string]any{
+		"sync":           map[string]any{"status": "Synced", "revision": commit},
+		"health":         map[string]any{"status": "Healthy"},
+		"operationState": map[string]any{"phase": "Succeeded", "message": "successfully synced", "syncResult": map[string]any{"revision": commit}},
+	}
+	if _, err := apps.Update(ctx, cur, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor("staging promoted", func() bool { return strings.Contains(image("staging"), "website:4.0.0") })
+	if s := staging(); s.Candidate == nil || s.Candidate.Since.IsZero() {
+		t.Errorf("staging's candidate has no Ready time: %+v", s)
+	}
 }
