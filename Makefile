@@ -40,6 +40,8 @@ bench: ## Run the Go benchmarks and the end-to-end load run (figures in BENCHMAR
 
 fuzz: ## Fuzz every parser of untrusted input for FUZZTIME each.
 	$(GO) test ./imageref  -run '^$$' -fuzz FuzzParse      -fuzztime $(FUZZTIME)
+	$(GO) test ./window    -run '^$$' -fuzz FuzzCompile    -fuzztime $(FUZZTIME)
+	$(GO) test ./approval  -run '^$$' -fuzz FuzzCheck      -fuzztime $(FUZZTIME)
 	$(GO) test ./manifests -run '^$$' -fuzz FuzzSetImage   -fuzztime $(FUZZTIME)
 	$(GO) test ./manifests -run '^$$' -fuzz FuzzKustomize  -fuzztime $(FUZZTIME)
 	$(GO) test ./manifests -run '^$$' -fuzz FuzzMarkersAndValues -fuzztime $(FUZZTIME)

@@ -51,6 +51,9 @@ Usage:
   imagehook history [--config F] [--repo NAME|PATH] [--workload kind/name] [-n N] [--json]
   imagehook send-test-mail --to ADDR [--config F]  send a sample report to check the mail setup
   imagehook send-test-notification --notifier NAME [--config F]   send a sample to a chat robot or webhook
+  imagehook pipelines --server URL [--token-file F] [--json]   stages, candidates and gates of a running imagehook
+  imagehook approve|reject --server URL --pipeline P --stage S [--digest D] [--comment C] --token-file F
+  imagehook hold|release --server URL --pipeline P --stage S [--comment C] --token-file F
   imagehook version
 `
 
@@ -77,6 +80,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = sendTestMail(args[1:], stdout, stderr)
 	case "send-test-notification":
 		err = sendTestNotification(args[1:], stdout, stderr)
+	case "pipelines":
+		err = pipelines(args[1:], stdout)
+	case "approve", "reject", "hold", "release":
+		err = stageAction(args[0], args[1:], stdout)
 	case "version", "--version":
 		if rev := buildRevision(); rev != "" {
 			fmt.Fprintf(stdout, "imagehook %s (commit %s)\n", buildVersion(), rev)
@@ -217,6 +224,15 @@ func checkConfig(args []string, stdout io.Writer) error {
 	fmt.Fprintf(stdout, "%s", out)
 	for _, h := range cfg.Hooks {
 		fmt.Fprintf(stdout, "# POST /hooks/%s (%s): %d target(s)\n", h.ID, h.Source, len(h.Targets))
+	}
+	for _, p := range cfg.Pipelines {
+		for _, s := range p.Stages {
+			from := "entered by pushes"
+			if s.After != "" {
+				from = "promoted from " + s.After
+			}
+			fmt.Fprintf(stdout, "# pipeline %s, stage %s: %s, %d target(s)\n", p.Name, s.Name, from, len(s.Targets))
+		}
 	}
 	return nil
 }
@@ -445,12 +461,20 @@ func history(args []string, stdout io.Writer) error {
 	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "TIME\tCOMMIT\tHOOK\tEVENT\tWORKLOAD\tCONTAINER\tCHANGE\tPUSHER")
 	for _, e := range entries {
+		pusher := e.Pusher
+		if e.PromotedFrom != "" {
+			// A promotion names the stage and event it came from, so the chain can be followed.
+			pusher = "promoted from " + e.PromotedFrom
+			if len(e.ApprovedBy) > 0 {
+				pusher += ", approved by " + strings.Join(e.ApprovedBy, ", ")
+			}
+		}
 		if len(e.Changes) == 0 {
-			fmt.Fprintf(tw, "%s\t%.10s\t%s\t%s\t-\t-\t%s\t%s\n", e.Time.Local().Format(time.DateTime), e.Commit, e.Hook, e.Event, e.Image, e.Pusher)
+			fmt.Fprintf(tw, "%s\t%.10s\t%s\t%s\t-\t-\t%s\t%s\n", e.Time.Local().Format(time.DateTime), e.Commit, e.Hook, e.Event, e.Image, pusher)
 		}
 		for _, c := range e.Changes {
 			fmt.Fprintf(tw, "%s\t%.10s\t%s\t%s\t%s\t%s\t%s -> %s\t%s\n", e.Time.Local().Format(time.DateTime), e.Commit, e.Hook, e.Event,
-				c.Workload, c.Container, c.Old, c.New, e.Pusher)
+				c.Workload, c.Container, c.Old, c.New, pusher)
 		}
 	}
 	return tw.Flush()

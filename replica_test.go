@@ -328,6 +328,20 @@ func fencedReplicas(t *testing.T, n int) ([]*fenced, *gitserver.Server, *pgtest.
 
 // startReplica runs one replica with the two hooks on the apps repository.
 func startReplica(t *testing.T, bin, dsn, repoURL string) *daemon {
+	return startReplicaWith(t, bin, dsn, repoURL, `hooks:
+  - id: web
+    token: tok
+    source: dockerhub
+    targets: [{repo: apps, path: apps/website, workload: deployment/website, namespace: web, container: website}]
+  - id: api
+    token: tok
+    source: dockerhub
+    targets: [{repo: apps, path: apps/api, workload: deployment/api, namespace: web, container: api}]
+`)
+}
+
+// startReplicaWith starts a replica whose config ends with more (its hooks, and whatever else).
+func startReplicaWith(t *testing.T, bin, dsn, repoURL, more string) *daemon {
 	l, _ := net.Listen("tcp", "127.0.0.1:0")
 	addr := l.Addr().String()
 	l.Close()
@@ -337,16 +351,7 @@ func startReplica(t *testing.T, bin, dsn, repoURL string) *daemon {
 dataDir: %s
 journal: {driver: postgres, dsn: %q}
 repos: [{name: apps, url: %s, auth: {username: bot, password: pw}}]
-hooks:
-  - id: web
-    token: tok
-    source: dockerhub
-    targets: [{repo: apps, path: apps/website, workload: deployment/website, namespace: web, container: website}]
-  - id: api
-    token: tok
-    source: dockerhub
-    targets: [{repo: apps, path: apps/api, workload: deployment/api, namespace: web, container: api}]
-`, addr, filepath.Join(dir, "data"), dsn, repoURL)
+%s`, addr, filepath.Join(dir, "data"), dsn, repoURL, more)
 	if err := os.WriteFile(cfg, []byte(yml), 0o600); err != nil {
 		t.Fatal(err)
 	}

@@ -25,19 +25,27 @@ const (
 	TrailerSource = "Imagehook-Source"
 	TrailerPusher = "Imagehook-Pusher"
 	TrailerChange = "Imagehook-Change"
+	// TrailerPromotedFrom names the pipeline, the stage and the event a promotion came from:
+	// "website/staging 01j…".
+	TrailerPromotedFrom = "Imagehook-Promoted-From"
+	// TrailerApprovedBy names one approver of a promotion (a line each).
+	TrailerApprovedBy = "Imagehook-Approved-By"
 )
 
 // Entry is one event's record in the audit trail.
 type Entry struct {
-	Commit  string        `json:"commit"`
-	Time    time.Time     `json:"time"`
-	Author  string        `json:"author"`
-	Event   string        `json:"event"`
-	Hook    string        `json:"hook"`
-	Image   string        `json:"image"`
-	Source  string        `json:"source"`
-	Pusher  string        `json:"pusher,omitempty"`
-	Changes []EntryChange `json:"changes"`
+	Commit string    `json:"commit"`
+	Time   time.Time `json:"time"`
+	Author string    `json:"author"`
+	Event  string    `json:"event"`
+	Hook   string    `json:"hook"`
+	Image  string    `json:"image"`
+	Source string    `json:"source"`
+	Pusher string    `json:"pusher,omitempty"`
+	// PromotedFrom is "pipeline/stage event" for a promotion; history follows the chain with it.
+	PromotedFrom string        `json:"promotedFrom,omitempty"`
+	ApprovedBy   []string      `json:"approvedBy,omitempty"`
+	Changes      []EntryChange `json:"changes"`
 }
 
 // EntryChange is one image value a commit changed for an event.
@@ -58,6 +66,12 @@ func WriteBlock(b *strings.Builder, ev *event.Event, changes []event.Change) {
 	line(TrailerSource, ev.Push.Source)
 	if ev.Push.Pusher != "" {
 		line(TrailerPusher, ev.Push.Pusher)
+	}
+	if p := ev.PromotedFrom; p != nil {
+		line(TrailerPromotedFrom, p.Pipeline+"/"+p.Stage+" "+p.Event)
+		for _, a := range p.ApprovedBy {
+			line(TrailerApprovedBy, a)
+		}
 	}
 	for _, c := range changes {
 		if c.Old != c.New {
@@ -136,6 +150,10 @@ func Parse(c gitops.LogCommit) []Entry {
 			e.Source = val
 		case TrailerPusher:
 			e.Pusher = val
+		case TrailerPromotedFrom:
+			e.PromotedFrom = val
+		case TrailerApprovedBy:
+			e.ApprovedBy = append(e.ApprovedBy, val)
 		case TrailerChange:
 			f, quoted := fields(val)
 			if len(f) == 5 && f[3] == "->" && !quoted[3] {

@@ -46,6 +46,10 @@ type Config struct {
 	// Notifiers are chat robots and webhooks that hear about finished events (hooks[].notify).
 	Notifiers []Notifier `yaml:"notifiers"`
 	Hooks     []Hook     `yaml:"hooks"`
+	// Approvers may approve promotions (pipelines[].stages[].gates.approval).
+	Approvers []Approver `yaml:"approvers"`
+	// Pipelines move an image through stages (dev → staging → prod) behind gates.
+	Pipelines []Pipeline `yaml:"pipelines"`
 	// Registries holds the credentials imagehook asks registries with (verify: registry).
 	Registries []Registry `yaml:"registries"`
 	// Verify is the default of hooks[].verify.
@@ -305,6 +309,10 @@ type Hook struct {
 	Mail           HookMail `yaml:"mail"`
 	// Notify names the notifiers (top-level notifiers[]) that hear about this hook's events.
 	Notify []string `yaml:"notify"`
+	// Pipeline, instead of targets, makes the hook's pushes enter that pipeline's first stages.
+	Pipeline string `yaml:"pipeline"`
+	// pipelineTargets is set once Targets were filled from the pipeline.
+	pipelineTargets bool
 }
 
 // Target is one workload container a hook updates.
@@ -509,6 +517,11 @@ func (c *Config) load(lookup func(string) (string, bool)) error {
 	if err := c.readSecretFiles(); err != nil {
 		return err
 	}
+	if err := c.readPipelineFiles(); err != nil {
+		return err
+	}
+	var perrs problems
+	c.resolvePipelines(&perrs)
 	if c.Mail == nil {
 		// A drop-in for the old tool: its MAIL_* environment configures mail.
 		m, err := MailFromEnv(lookup)
@@ -529,7 +542,7 @@ func (c *Config) load(lookup func(string) (string, bool)) error {
 		c.Hooks = append(c.Hooks, dirHooks...)
 	}
 	c.applyDefaults()
-	if err := c.Validate(); err != nil {
+	if err := errors.Join(append(perrs, c.Validate())...); err != nil {
 		return err
 	}
 	c.warn()
@@ -809,11 +822,21 @@ func (c *Config) applyDefaults() {
 			// cannot change what clusters pull. pin: tag opts out where only the registry is asked.
 			c.Hooks[i].Pin = "digest"
 		}
-		for j := range c.Hooks[i].Targets {
-			t := &c.Hooks[i].Targets[j]
-			if t.Repo != "" && t.Path == "" {
-				t.Path = "."
-			}
+		defaultTargets(c.Hooks[i].Targets)
+	}
+	for i := range c.Pipelines {
+		for j := range c.Pipelines[i].Stages {
+			defaultTargets(c.Pipelines[i].Stages[j].Targets)
+		}
+	}
+}
+
+// defaultTargets fills what a target leaves out, the same for a hook's and a stage's: a pipeline
+// hook's targets are copies of its entry stages', and both must name the same places.
+func defaultTargets(ts []Target) {
+	for j := range ts {
+		if ts[j].Repo != "" && ts[j].Path == "" {
+			ts[j].Path = "."
 		}
 	}
 }

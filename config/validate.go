@@ -87,6 +87,7 @@ func (c *Config) Validate() error {
 			}
 		}
 	}
+	c.validatePipelines(&errs, repos, clusters, notifiers)
 	// However a message came to quote a URL (a provider not inferred from it, a value YAML could
 	// not decode), its user information is never printed.
 	for i, err := range errs {

@@ -148,14 +148,16 @@ type Event struct {
 	Targets []Target `json:"targets"`
 	Mail    *Mail    `json:"mail,omitempty"`
 	// Notify names the chat notifiers that hear about the event (the hook's, when accepted).
-	Notify     []string  `json:"notify,omitempty"`
-	Status     Status    `json:"status"`
-	ReceivedAt time.Time `json:"receivedAt"`
-	UpdatedAt  time.Time `json:"updatedAt,omitzero"`
-	Attempts   int       `json:"attempts,omitempty"`
-	Steps      []Step    `json:"steps,omitempty"`
-	Warnings   []string  `json:"warnings,omitempty"`
-	Error      string    `json:"error,omitempty"`
+	Notify []string `json:"notify,omitempty"`
+	// PromotedFrom is set on a promotion: the event of the stage before that reached the image.
+	PromotedFrom *PromotedFrom `json:"promotedFrom,omitempty"`
+	Status       Status        `json:"status"`
+	ReceivedAt   time.Time     `json:"receivedAt"`
+	UpdatedAt    time.Time     `json:"updatedAt,omitzero"`
+	Attempts     int           `json:"attempts,omitempty"`
+	Steps        []Step        `json:"steps,omitempty"`
+	Warnings     []string      `json:"warnings,omitempty"`
+	Error        string        `json:"error,omitempty"`
 }
 
 // Repo returns the manifests repository the event's targets write to, or "" for direct-apply only.

@@ -154,3 +154,47 @@ func (r *Repo) Descends(ctx context.Context, descendant, ancestor string) (bool,
 	}
 	return a.IsAncestor(d)
 }
+
+// LastChange returns the newest of the branch's last limit commits that changed file (its blob
+// differs from its first parent's, or it appeared), as the cache's last fetch left the branch. ok
+// is false when none of them did. Promotion reads it to name who changed a stage's value.
+func (r *Repo) LastChange(file string, limit int) (c LogCommit, ok bool, err error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	ref, err := r.repo.Reference(r.trackingRef(r.pushBranch()), true)
+	if err != nil {
+		return LogCommit{}, false, fmt.Errorf("last change of %s: %w", file, err)
+	}
+	blob := func(c *object.Commit) plumbing.Hash {
+		tree, err := c.Tree()
+		if err != nil {
+			return plumbing.ZeroHash
+		}
+		e, err := tree.FindEntry(file)
+		if err != nil {
+			return plumbing.ZeroHash
+		}
+		return e.Hash
+	}
+	err = walk(r.repo, ref.Hash(), limit, func(lc LogCommit) bool {
+		commit, err := r.repo.CommitObject(plumbing.NewHash(lc.Hash))
+		if err != nil {
+			return false
+		}
+		mine := blob(commit)
+		var parent plumbing.Hash
+		if len(commit.ParentHashes) > 0 {
+			if p, err := r.repo.CommitObject(commit.ParentHashes[0]); err == nil {
+				parent = blob(p)
+			} else {
+				return false // the shallow boundary: what changed here is not known
+			}
+		}
+		if mine != parent {
+			c, ok = lc, true
+			return false
+		}
+		return true
+	})
+	return c, ok, err
+}

@@ -14,9 +14,10 @@ import (
 
 // dedupKey identifies a delivery of the same content for the same targets: only a digest says
 // that two pushes of a tag carried the same image. Like a target's key it is an event.JoinKey, so
-// both backends store the same bytes.
+// both backends store the same bytes. A promotion has none: its id already makes it happen once,
+// and promoting the same digest again after a hold is released must not read as a redelivery.
 func dedupKey(ev *event.Event) string {
-	if ev.Push.Digest == "" {
+	if ev.Push.Digest == "" || ev.Push.Source == event.SourcePromotion {
 		return ""
 	}
 	targets, _ := json.Marshal(ev.Targets)

@@ -58,6 +58,8 @@ var migrations = []migration{
 	);`},
 	// 2: keys become event.JoinKeys (they were joined with U+2400 in place of NUL).
 	{fn: rekeyPostgres},
+	// 3: promotion decisions (approvals and rejections) and the one-time links used.
+	{sql: decisionTables},
 }
 
 // migrationLock is the advisory lock key under which replicas starting together migrate one at a

@@ -44,6 +44,8 @@ type Journal interface {
 	SetApplied(ctx context.Context, target string, a Applied) error
 	// Prune deletes finished events (and delivery ids) received before t.
 	Prune(ctx context.Context, t time.Time) (int64, error)
+	// Promotions records promotion approvals and holds.
+	Promotions
 	// Ping checks that the journal is writable.
 	Ping(ctx context.Context) error
 	Close() error
@@ -107,7 +109,7 @@ func OpenSQLite(path string) (*SQLite, error) {
 		pushed_at INTEGER NOT NULL,
 		event TEXT NOT NULL
 	);`
-	if _, err := db.Exec(schema); err != nil {
+	if _, err := db.Exec(schema + decisionTables); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("journal schema: %w", err)
 	}

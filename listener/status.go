@@ -85,6 +85,10 @@ func language(r *http.Request) string {
 	return "en"
 }
 
+// AdminOK checks a request against the admin credentials (open when none are configured): the
+// status page's rule, for the other read-only views (the pipelines API).
+func (s *Server) AdminOK(r *http.Request) bool { return s.adminOK(r) }
+
 // adminOK checks the status page's credentials: open when none are configured.
 func (s *Server) adminOK(r *http.Request) bool {
 	a := s.cfg.Admin

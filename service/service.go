@@ -17,6 +17,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/debug"
+	"strings"
 	"text/template"
 	"time"
 
@@ -36,6 +37,7 @@ import (
 	"github.com/imagehook/imagehook/notify/chat"
 	"github.com/imagehook/imagehook/notify/mail"
 	"github.com/imagehook/imagehook/oci"
+	"github.com/imagehook/imagehook/promote"
 	"github.com/imagehook/imagehook/reconcile"
 	"github.com/imagehook/imagehook/redact"
 	"github.com/imagehook/imagehook/replica"
@@ -49,6 +51,8 @@ type Options struct {
 	ShutdownTimeout time.Duration
 	// HooksDirPoll is how often the hooks directory is checked for changes.
 	HooksDirPoll time.Duration
+	// Promote tunes the promotion controller (its pass interval, its clock).
+	Promote promote.Options
 	// redactor learns the tokens of reloaded hooks.
 	redactor *redact.Redactor
 }
@@ -66,7 +70,9 @@ type Service struct {
 	listener *listener.Server
 	// reconcile polls registries for the hooks that ask for it.
 	reconcile *reconcile.Reconciler
-	opts      Options
+	// promote moves images between pipeline stages (nil without pipelines).
+	promote *promote.Controller
+	opts    Options
 }
 
 // New builds every component and binds the listen address, so that a port clash is reported before
@@ -159,11 +165,13 @@ func (s *Service) build() error {
 	cfg := s.cfg
 	repos := map[string]updater.Repository{}
 	readers := map[string]reconcile.Repo{}
+	caches := map[string]*gitops.Repo{}
 	for _, rc := range cfg.Repos {
 		r, err := openRepo(cfg, rc, false, s.log)
 		if err != nil {
 			return err
 		}
+		caches[rc.Name] = r
 		repo := updater.Repository{Git: r, CommitURL: rc.CommitURL, Index: openIndex(cfg, rc.Name, s.log)}
 		if rc.CommitTemplate != "" {
 			if repo.Template, err = template.New(rc.Name).Parse(rc.CommitTemplate); err != nil {
@@ -243,7 +251,29 @@ func (s *Service) build() error {
 	s.ln = ln
 	s.listener = srv
 	s.http = srv.HTTPServer(cfg.Listen)
+	if len(cfg.Pipelines) > 0 {
+		popts := s.opts.Promote
+		if s.replica != nil {
+			popts.Owns = func(repo string) bool { return s.replica.Owns(updater.QueueKey(repo, "")) }
+		}
+		popts.Manifests = stageReader{images: images{readers: readers}, repos: caches}
+		if s.promote, err = promote.New(cfg, s.journal, s.updater, s.log, popts); err != nil {
+			return err
+		}
+		s.http.Handler = withPipelines(s.http.Handler, s.promote.Handler(srv.AdminOK, cfg.Admin.Token != "" || cfg.Admin.Password != ""))
+	}
 	return nil
+}
+
+// withPipelines serves /pipelines and below from the promotion API, the rest from the listener.
+func withPipelines(rest, pipelines http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/pipelines" || strings.HasPrefix(r.URL.Path, "/pipelines/") {
+			pipelines.ServeHTTP(w, r)
+			return
+		}
+		rest.ServeHTTP(w, r)
+	})
 }
 
 // readLimits is what one event may read of the manifests (limits.maxFileBytes, maxEventBytes,
@@ -335,6 +365,9 @@ func (s *Service) Run(ctx context.Context) error {
 		go s.watchHooksDir(runCtx)
 	}
 	go s.reconcile.Run(runCtx)
+	if s.promote != nil {
+		go s.promote.Run(runCtx)
+	}
 	if s.replica != nil {
 		go s.replica.Run(runCtx)
 	}
@@ -475,4 +508,25 @@ func (i images) CurrentImage(ctx context.Context, t event.Target) (string, error
 		return "", errors.New("not a workload target in a configured repository")
 	}
 	return reconcile.CurrentImage(ctx, repo, t)
+}
+
+// stageReader reads stages' values in git for promotion's holds.
+type stageReader struct {
+	images images
+	repos  map[string]*gitops.Repo
+}
+
+func (s stageReader) Current(ctx context.Context, t event.Target) (string, error) {
+	return s.images.CurrentImage(ctx, t)
+}
+
+func (s stageReader) LastChange(_ context.Context, repo, file string) (gitops.LogCommit, bool, bool, error) {
+	r := s.repos[repo]
+	if r == nil {
+		return gitops.LogCommit{}, false, false, fmt.Errorf("no repository %q", repo)
+	}
+	// A person's change is usually among the last commits; older ones are reported unnamed.
+	c, found, err := r.LastChange(file, 200)
+	id := r.Identity()
+	return c, found, found && c.Committer.Name == id.Name && strings.EqualFold(c.Committer.Email, id.Email), err
 }

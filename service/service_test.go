@@ -43,6 +43,8 @@ type harness struct {
 	logs *syncBuffer
 	addr string
 	stop func()
+	// tweak changes the service's options before each start.
+	tweak func(*Options)
 }
 
 // newHarness serves the example manifests over smart HTTP and writes a config with one hook per
@@ -60,6 +62,12 @@ func newHarnessHooks(t *testing.T, moreHooks string, extra ...string) *harness {
 
 // newHarnessRepo serves repo as the manifests repository.
 func newHarnessRepo(t *testing.T, repo fs.FS, moreHooks string, extra ...string) *harness {
+	t.Helper()
+	return newHarnessRepoOpts(t, repo, moreHooks, nil, extra...)
+}
+
+// newHarnessRepoOpts is newHarnessRepo with the service's options changed by tweak.
+func newHarnessRepoOpts(t *testing.T, repo fs.FS, moreHooks string, tweak func(*Options), extra ...string) *harness {
 	t.Helper()
 	git := gitserver.New(t, "imagehook", gitPassword)
 	url := git.NewRepo(t, "apps", repo)
@@ -100,7 +108,7 @@ hooks:
 		t.Fatal(err)
 	}
 	cfg.DataDir = filepath.Join(dir, "data")
-	h := &harness{t: t, git: git, cfg: cfg, logs: &syncBuffer{}}
+	h := &harness{t: t, git: git, cfg: cfg, logs: &syncBuffer{}, tweak: tweak}
 	h.start()
 	t.Cleanup(func() {
 		h.stop()
@@ -116,8 +124,12 @@ hooks:
 func (h *harness) start() {
 	h.t.Helper()
 	log := slog.New(slog.NewTextHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	svc, err := New(h.cfg, log, Options{Updater: updater.Options{RetryBase: 50 * time.Millisecond, RetryMax: 200 * time.Millisecond},
-		HooksDirPoll: 20 * time.Millisecond})
+	opts := Options{Updater: updater.Options{RetryBase: 50 * time.Millisecond, RetryMax: 200 * time.Millisecond},
+		HooksDirPoll: 20 * time.Millisecond}
+	if h.tweak != nil {
+		h.tweak(&opts)
+	}
+	svc, err := New(h.cfg, log, opts)
 	if err != nil {
 		h.t.Fatal(err)
 	}

@@ -6,6 +6,7 @@ package manifesttest
 import (
 	"fmt"
 	"strings"
+	"testing/fstest"
 )
 
 // CRDBundle is a vendored upstream install bundle: 3,000 CRDs of about 880 bytes each (2.6 MB)
@@ -87,4 +88,25 @@ func HostileFiles(size int, deploy string) map[string]string {
 		"hostile-11-flow-pairs.yaml":  rep("# web\n[", "web: 1, ", "web: 1]\n"),
 		"hostile-12-flow-in-seq.yaml": rep("web:\n", "  - {a: web, b: web, c: web}\n", ""),
 	}
+}
+
+// Stages is a manifests repository with one website Deployment per environment, at
+// envs/<env>/website/deployment.yaml, each running website:1.0.0: what promotion tests move
+// images through.
+func Stages(envs ...string) fstest.MapFS {
+	fs := fstest.MapFS{}
+	for _, env := range envs {
+		fs["envs/"+env+"/website/deployment.yaml"] = &fstest.MapFile{Data: []byte(`# ` + env + `: comments and layout stay
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: website}
+spec:
+  template:
+    spec:
+      containers:
+        - name: website
+          image: registry.cn-hangzhou.aliyuncs.com/imagehook-demo/website:1.0.0
+`)}
+	}
+	return fs
 }

@@ -1,0 +1,237 @@
+package journal
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// Decision is one approver's approval or rejection of a digest for a pipeline's stage. A later
+// decision of the same approver for the same digest replaces the earlier one.
+type Decision struct {
+	Pipeline string
+	Stage    string
+	Digest   string
+	Approver string
+	Approve  bool // false: rejected
+	Comment  string
+	At       time.Time
+	// Link is the id of the signed one-time link the decision came through ("" for the API).
+	Link string
+}
+
+// ErrLinkUsed is returned when a one-time link has already been used: nothing is recorded.
+var ErrLinkUsed = errors.New("approval link already used")
+
+// Promotions is what promotion needs of a journal backend: approvals and holds, durable and
+// shared by replicas.
+type Promotions interface {
+	// Decide records a decision; a decision through a link already used is ErrLinkUsed.
+	Decide(ctx context.Context, d Decision) error
+	// DecisionsFor returns the decisions for one digest of one stage, oldest first.
+	DecisionsFor(ctx context.Context, pipeline, stage, digest string) ([]Decision, error)
+	// SetHold records a hold or its release (the same pipeline, stage and commit replace it).
+	SetHold(ctx context.Context, h Hold) error
+	// HoldsFor returns the holds and releases of one stage, oldest first.
+	HoldsFor(ctx context.Context, pipeline, stage string) ([]Hold, error)
+}
+
+// Hold stops promotions into a stage: set by a person (Commit ""), or found when a commit that is
+// not imagehook's changed the stage's value (Commit names it). Released ends it; a released
+// commit's hold is not found again.
+type Hold struct {
+	Pipeline string
+	Stage    string
+	Commit   string
+	By       string
+	Comment  string
+	At       time.Time
+	Released bool
+}
+
+var (
+	_ Promotions = (*SQLite)(nil)
+	_ Promotions = (*Postgres)(nil)
+)
+
+// decisionTables are the tables of decisions, in SQL both backends read (BIGINT is SQLite's
+// INTEGER too).
+const decisionTables = `CREATE TABLE IF NOT EXISTS decisions (
+		pipeline TEXT NOT NULL,
+		stage TEXT NOT NULL,
+		digest TEXT NOT NULL,
+		approver TEXT NOT NULL,
+		approve BOOLEAN NOT NULL,
+		comment TEXT NOT NULL,
+		at BIGINT NOT NULL,
+		PRIMARY KEY (pipeline, stage, digest, approver)
+	);
+	CREATE TABLE IF NOT EXISTS used_links (
+		id TEXT PRIMARY KEY,
+		at BIGINT NOT NULL
+	);
+	CREATE TABLE IF NOT EXISTS holds (
+		pipeline TEXT NOT NULL,
+		stage TEXT NOT NULL,
+		commit_hash TEXT NOT NULL,
+		by_whom TEXT NOT NULL,
+		comment TEXT NOT NULL,
+		at BIGINT NOT NULL,
+		released BOOLEAN NOT NULL,
+		PRIMARY KEY (pipeline, stage, commit_hash)
+	);`
+
+// Decide records a decision in one transaction with its link's use.
+func (j *SQLite) Decide(ctx context.Context, d Decision) error {
+	tx, err := j.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("journal decide: %w", err)
+	}
+	defer tx.Rollback() //nolint:errcheck
+	if d.Link != "" {
+		res, err := tx.ExecContext(ctx, `INSERT INTO used_links (id, at) VALUES (?, ?) ON CONFLICT DO NOTHING`, d.Link, d.At.UnixMilli())
+		if err != nil {
+			return fmt.Errorf("journal decide: %w", err)
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return ErrLinkUsed
+		}
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO decisions (pipeline, stage, digest, approver, approve, comment, at) VALUES (?, ?, ?, ?, ?, ?, ?)
+		ON CONFLICT (pipeline, stage, digest, approver) DO UPDATE SET approve = excluded.approve, comment = excluded.comment, at = excluded.at`,
+		d.Pipeline, d.Stage, d.Digest, d.Approver, d.Approve, d.Comment, d.At.UnixMilli()); err != nil {
+		return fmt.Errorf("journal decide: %w", err)
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("journal decide: %w", err)
+	}
+	return nil
+}
+
+// DecisionsFor returns the decisions for one digest of one stage, oldest first.
+func (j *SQLite) DecisionsFor(ctx context.Context, pipeline, stage, digest string) ([]Decision, error) {
+	rows, err := j.db.QueryContext(ctx, `SELECT approver, approve, comment, at FROM decisions
+		WHERE pipeline = ? AND stage = ? AND digest = ? ORDER BY at, approver`, pipeline, stage, digest)
+	if err != nil {
+		return nil, fmt.Errorf("journal decisions: %w", err)
+	}
+	defer rows.Close()
+	return scanDecisions(rows, pipeline, stage, digest)
+}
+
+// Decide records a decision in one transaction with its link's use.
+func (j *Postgres) Decide(ctx context.Context, d Decision) error {
+	return pgx.BeginFunc(ctx, j.pool, func(tx pgx.Tx) error {
+		if d.Link != "" {
+			tag, err := tx.Exec(ctx, `INSERT INTO used_links (id, at) VALUES ($1, $2) ON CONFLICT DO NOTHING`, d.Link, d.At.UnixMilli())
+			if err != nil {
+				return fmt.Errorf("journal decide: %w", err)
+			}
+			if tag.RowsAffected() == 0 {
+				return ErrLinkUsed
+			}
+		}
+		_, err := tx.Exec(ctx, `INSERT INTO decisions (pipeline, stage, digest, approver, approve, comment, at) VALUES ($1, $2, $3, $4, $5, $6, $7)
+			ON CONFLICT (pipeline, stage, digest, approver) DO UPDATE SET approve = excluded.approve, comment = excluded.comment, at = excluded.at`,
+			d.Pipeline, d.Stage, d.Digest, d.Approver, d.Approve, d.Comment, d.At.UnixMilli())
+		if err != nil {
+			return fmt.Errorf("journal decide: %w", err)
+		}
+		return nil
+	})
+}
+
+// DecisionsFor returns the decisions for one digest of one stage, oldest first.
+func (j *Postgres) DecisionsFor(ctx context.Context, pipeline, stage, digest string) ([]Decision, error) {
+	rows, err := j.pool.Query(ctx, `SELECT approver, approve, comment, at FROM decisions
+		WHERE pipeline = $1 AND stage = $2 AND digest = $3 ORDER BY at, approver`, pipeline, stage, digest)
+	if err != nil {
+		return nil, fmt.Errorf("journal decisions: %w", err)
+	}
+	defer rows.Close()
+	return scanDecisions(rows, pipeline, stage, digest)
+}
+
+func scanDecisions(rs rows, pipeline, stage, digest string) ([]Decision, error) {
+	var out []Decision
+	for rs.Next() {
+		d := Decision{Pipeline: pipeline, Stage: stage, Digest: digest}
+		var at int64
+		if err := rs.Scan(&d.Approver, &d.Approve, &d.Comment, &at); err != nil {
+			return nil, fmt.Errorf("journal decisions: %w", err)
+		}
+		d.At = time.UnixMilli(at).UTC()
+		out = append(out, d)
+	}
+	if err := rs.Err(); err != nil {
+		return nil, fmt.Errorf("journal decisions: %w", err)
+	}
+	return out, nil
+}
+
+const (
+	upsertHold = `INSERT INTO holds (pipeline, stage, commit_hash, by_whom, comment, at, released) VALUES (%s)
+		ON CONFLICT (pipeline, stage, commit_hash) DO UPDATE SET by_whom = excluded.by_whom, comment = excluded.comment,
+		at = excluded.at, released = excluded.released`
+	selectHolds = `SELECT commit_hash, by_whom, comment, at, released FROM holds WHERE pipeline = %s AND stage = %s ORDER BY at, commit_hash`
+)
+
+// SetHold records a hold or its release.
+func (j *SQLite) SetHold(ctx context.Context, h Hold) error {
+	_, err := j.db.ExecContext(ctx, fmt.Sprintf(upsertHold, "?, ?, ?, ?, ?, ?, ?"),
+		h.Pipeline, h.Stage, h.Commit, h.By, h.Comment, h.At.UnixMilli(), h.Released)
+	if err != nil {
+		return fmt.Errorf("journal hold: %w", err)
+	}
+	return nil
+}
+
+// HoldsFor returns the holds and releases of one stage, oldest first.
+func (j *SQLite) HoldsFor(ctx context.Context, pipeline, stage string) ([]Hold, error) {
+	rows, err := j.db.QueryContext(ctx, fmt.Sprintf(selectHolds, "?", "?"), pipeline, stage)
+	if err != nil {
+		return nil, fmt.Errorf("journal holds: %w", err)
+	}
+	defer rows.Close()
+	return scanHolds(rows, pipeline, stage)
+}
+
+// SetHold records a hold or its release.
+func (j *Postgres) SetHold(ctx context.Context, h Hold) error {
+	_, err := j.pool.Exec(ctx, fmt.Sprintf(upsertHold, "$1, $2, $3, $4, $5, $6, $7"),
+		h.Pipeline, h.Stage, h.Commit, h.By, h.Comment, h.At.UnixMilli(), h.Released)
+	if err != nil {
+		return fmt.Errorf("journal hold: %w", err)
+	}
+	return nil
+}
+
+// HoldsFor returns the holds and releases of one stage, oldest first.
+func (j *Postgres) HoldsFor(ctx context.Context, pipeline, stage string) ([]Hold, error) {
+	rows, err := j.pool.Query(ctx, fmt.Sprintf(selectHolds, "$1", "$2"), pipeline, stage)
+	if err != nil {
+		return nil, fmt.Errorf("journal holds: %w", err)
+	}
+	defer rows.Close()
+	return scanHolds(rows, pipeline, stage)
+}
+
+func scanHolds(rs rows, pipeline, stage string) ([]Hold, error) {
+	var out []Hold
+	for rs.Next() {
+		h := Hold{Pipeline: pipeline, Stage: stage}
+		var at int64
+		if err := rs.Scan(&h.Commit, &h.By, &h.Comment, &at, &h.Released); err != nil {
+			return nil, fmt.Errorf("journal holds: %w", err)
+		}
+		h.At = time.UnixMilli(at).UTC()
+		out = append(out, h)
+	}
+	if err := rs.Err(); err != nil {
+		return nil, fmt.Errorf("journal holds: %w", err)
+	}
+	return out, nil
+}

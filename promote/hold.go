@@ -1,0 +1,198 @@
+package promote
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/imagehook/imagehook/event"
+	"github.com/imagehook/imagehook/gitops"
+	"github.com/imagehook/imagehook/imageref"
+	"github.com/imagehook/imagehook/journal"
+)
+
+// Manifests reads what git holds for a stage, so that a person's change to it is seen.
+type Manifests interface {
+	// Current returns the target's image value at the tip of its branch (fetched first).
+	Current(ctx context.Context, t event.Target) (string, error)
+	// LastChange names the newest commit that changed file in repo, as the last fetch left it, and
+	// whether imagehook committed it.
+	LastChange(ctx context.Context, repo, file string) (c gitops.LogCommit, found, ours bool, err error)
+}
+
+// Held says why a stage is held: promotions into it stop, and it offers no candidate to the
+// stages after it, until it is released.
+type Held struct {
+	// Commit is the commit that changed the stage's value outside imagehook ("" for a hold a person
+	// set through the API).
+	Commit string    `json:"commit,omitempty"`
+	By     string    `json:"by"`
+	Image  string    `json:"image,omitempty"`
+	At     time.Time `json:"at,omitzero"`
+	Detail string    `json:"detail"`
+}
+
+// ReasonHeld is the state of a held stage.
+const ReasonHeld Reason = "held"
+
+// holdCache keeps what git said about each stage for a while: reading it fetches.
+type holdCache struct {
+	mu sync.Mutex
+	m  map[string]gitValue
+}
+
+type gitValue struct {
+	// event is what imagehook last wrote there when git was read: a newer write reads git again.
+	event  string
+	at     time.Time
+	image  string
+	commit gitops.LogCommit
+	found  bool
+	ours   bool
+}
+
+// held returns the stage's hold, or nil. A hold set through the API comes from the journal; a
+// change of the stage's value by someone else is found by comparing git with what imagehook last
+// wrote there (cur), read at most every HoldInterval (maxAge 0: read now).
+func (c *Controller) held(ctx context.Context, p pipeline, s *stage, cur *event.Event, maxAge time.Duration) (*Held, string, error) {
+	holds, err := c.j.HoldsFor(ctx, p.name, s.Name)
+	if err != nil {
+		return nil, "", err
+	}
+	for _, h := range holds {
+		if h.Commit == "" && !h.Released {
+			return &Held{By: h.By, At: h.At, Detail: "held by " + h.By + " " + h.At.Format(time.RFC3339) + commentSuffix(h.Comment)}, "", nil
+		}
+	}
+	if c.opts.Manifests == nil || cur == nil {
+		return nil, "", nil
+	}
+	t, ok := workloadTarget(s)
+	if !ok {
+		return nil, "", nil
+	}
+	gv, err := c.gitValue(ctx, p, s, t, cur, maxAge)
+	if err != nil {
+		return nil, "", err
+	}
+	if sameRef(gv.image, written(cur)) {
+		return nil, "", nil
+	}
+	if gv.found && gv.ours {
+		// imagehook's own commit, journaled as applied a moment later (or another hook's event for
+		// the same workload): not a person's change.
+		return nil, "", nil
+	}
+	if !gv.found {
+		// Changed by a commit older than the history read: still not imagehook's value.
+		return &Held{Image: gv.image, By: "someone", Detail: "held: the value is " + gv.image + ", not what imagehook wrote"}, "", nil
+	}
+	if slices.ContainsFunc(holds, func(h journal.Hold) bool { return h.Commit == gv.commit.Hash && h.Released }) {
+		return nil, gv.commit.Hash, nil // released: the next promotion may overwrite it
+	}
+	short := gv.commit.Hash[:min(7, len(gv.commit.Hash))]
+	return &Held{Commit: gv.commit.Hash, By: gv.commit.Author.Name, Image: gv.image, At: gv.commit.When,
+		Detail: "held: " + short + " by " + event.OneLine(gv.commit.Author.Name) + " set " + gv.image}, "", nil
+}
+
+func commentSuffix(c string) string {
+	if c == "" {
+		return ""
+	}
+	return ": " + c
+}
+
+func (c *Controller) gitValue(ctx context.Context, p pipeline, s *stage, t event.Target, cur *event.Event, maxAge time.Duration) (gitValue, error) {
+	key := p.name + "\x00" + s.Name
+	c.cache.mu.Lock()
+	gv, ok := c.cache.m[key]
+	c.cache.mu.Unlock()
+	now := time.Now()
+	if ok && maxAge > 0 && now.Sub(gv.at) < maxAge && gv.event == cur.ID {
+		return gv, nil
+	}
+	img, err := c.opts.Manifests.Current(ctx, t)
+	if err != nil {
+		return gitValue{}, fmt.Errorf("stage %s's value in git: %w", s.Name, err)
+	}
+	gv = gitValue{event: cur.ID, at: now, image: img}
+	if st, ok := cur.Step(event.StepGit); ok && len(st.Files) > 0 && !sameRef(img, written(cur)) {
+		gv.commit, gv.found, gv.ours, err = c.opts.Manifests.LastChange(ctx, t.Repo, st.Files[0])
+		if err != nil {
+			return gitValue{}, fmt.Errorf("who changed stage %s: %w", s.Name, err)
+		}
+	}
+	c.cache.mu.Lock()
+	if c.cache.m == nil {
+		c.cache.m = map[string]gitValue{}
+	}
+	c.cache.m[key] = gv
+	c.cache.mu.Unlock()
+	return gv, nil
+}
+
+// workloadTarget is the stage target whose value git is read for: a workload container in a
+// repository.
+func workloadTarget(s *stage) (event.Target, bool) {
+	for _, t := range s.targets {
+		if t.Repo != "" && t.Workload != "" && t.Container != "" && t.Values == nil && t.Marker == "" {
+			return t, true
+		}
+	}
+	return event.Target{}, false
+}
+
+// sameRef compares two image references as references (a default host or tag spelled out or not).
+func sameRef(a, b string) bool {
+	if a == b {
+		return true
+	}
+	ra, errA := imageref.Parse(a)
+	rb, errB := imageref.Parse(b)
+	return errA == nil && errB == nil && ra.String() == rb.String()
+}
+
+// ErrNotAllowed is returned when who asks may not hold or release the stage.
+var ErrNotAllowed = errors.New("not allowed to hold or release this stage")
+
+// SetHold holds a stage (hold) or releases it (release: the manual hold, and the commit that
+// changed its value, if any). who is an admin ("admin") or an approver of the stage.
+func (c *Controller) SetHold(ctx context.Context, pipelineName, stageName, who string, hold bool, comment string) (StageView, error) {
+	i := slices.IndexFunc(c.pipelines, func(p pipeline) bool { return p.name == pipelineName })
+	if i < 0 {
+		return StageView{}, fmt.Errorf("pipeline %q: %w", pipelineName, ErrUnknown)
+	}
+	p := c.pipelines[i]
+	s := p.stage(stageName)
+	if s == nil {
+		return StageView{}, fmt.Errorf("stage %q: %w", stageName, ErrUnknown)
+	}
+	if who != "admin" && (s.Gates.Approval == nil || !slices.Contains(s.Gates.Approval.Approvers, who)) {
+		return StageView{}, ErrNotAllowed
+	}
+	now := c.opts.Now().UTC()
+	comment = oneLineComment(comment)
+	if err := c.j.SetHold(ctx, journal.Hold{Pipeline: p.name, Stage: s.Name, By: who, Comment: comment, At: now, Released: !hold}); err != nil {
+		return StageView{}, err
+	}
+	if !hold {
+		cur, err := c.running(ctx, s)
+		if err != nil {
+			return StageView{}, err
+		}
+		if h, _, err := c.held(ctx, p, s, cur, 0); err == nil && h != nil && h.Commit != "" {
+			if err := c.j.SetHold(ctx, journal.Hold{Pipeline: p.name, Stage: s.Name, Commit: h.Commit, By: who, Comment: comment, At: now, Released: true}); err != nil {
+				return StageView{}, err
+			}
+		}
+	}
+	verb := "held"
+	if !hold {
+		verb = "released"
+	}
+	c.log.Info("stage "+verb, "pipeline", p.name, "stage", s.Name, "by", who)
+	return c.evaluate(ctx, p, s)
+}

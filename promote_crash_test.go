@@ -1,0 +1,186 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/imagehook/imagehook/internal/gitserver"
+	"github.com/imagehook/imagehook/internal/manifesttest"
+	"github.com/imagehook/imagehook/internal/pgtest"
+)
+
+// TestPromotionSurvivesKillNine kills imagehook with SIGKILL while staging's soak runs: after the
+// restart, with no new request, staging is promoted once — one commit, one promotion event.
+func TestPromotionSurvivesKillNine(t *testing.T) {
+	git := gitserver.New(t, "bot", "pw")
+	url := git.NewRepo(t, "apps", manifesttest.Stages("dev", "staging"))
+	l, _ := net.Listen("tcp", "127.0.0.1:0")
+	addr := l.Addr().String()
+	l.Close()
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "imagehook.yaml")
+	target := func(env string) string {
+		return fmt.Sprintf("[{repo: apps, path: envs/%s/website, workload: deployment/website, container: website}]", env)
+	}
+	yml := fmt.Sprintf(`listen: %q
+dataDir: %s
+repos: [{name: apps, url: %s, auth: {username: bot, password: pw}}]
+hooks: [{id: web, token: tok, source: dockerhub, pipeline: website}]
+pipelines:
+  - name: website
+    stages:
+      - {name: dev, targets: %s}
+      - {name: staging, after: dev, gates: {soak: 4s}, targets: %s}
+`, addr, filepath.Join(dir, "data"), url, target("dev"), target("staging"))
+	if err := os.WriteFile(cfg, []byte(yml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	d := &daemon{t: t, bin: buildBinary(t), cfg: cfg, addr: addr}
+	t.Cleanup(func() {
+		if d.cmd != nil && d.cmd.ProcessState == nil {
+			_ = d.cmd.Process.Kill()
+			_ = d.cmd.Wait()
+		}
+	})
+	d.start()
+	resp, err := http.Post("http://"+addr+"/hooks/web?wait=30s&token=tok", "application/json",
+		strings.NewReader(`{"push_data":{"tag":"3.0.0"},"repository":{"repo_name":"imagehook-demo/website"}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ev map[string]any
+	_ = json.NewDecoder(resp.Body).Decode(&ev)
+	resp.Body.Close()
+	if ev["status"] != "succeeded" {
+		t.Fatalf("push: %v", ev)
+	}
+	staging := func() string {
+		return gitserver.Git(t, git.Bare("apps"), "show", "main:envs/staging/website/deployment.yaml")
+	}
+	soaking := !strings.Contains(staging(), "3.0.0")
+	if err := d.cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	_ = d.cmd.Wait()
+	if !soaking {
+		t.Log("staging was promoted before the kill (a slow machine): the restart must still not promote it twice")
+	}
+
+	d.start()
+	for deadline := time.Now().Add(60 * time.Second); !strings.Contains(staging(), "website:3.0.0"); time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("staging not promoted after the restart:\n%s\n%s", staging(), d.logText())
+		}
+	}
+	// The promotion is done once the pipeline says staging runs its candidate; then count.
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		resp, err := http.Get("http://" + addr + "/pipelines/website")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var v struct {
+			Stages []struct{ Name, State string }
+		}
+		_ = json.NewDecoder(resp.Body).Decode(&v)
+		resp.Body.Close()
+		if len(v.Stages) == 2 && v.Stages[1].State == "current" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("staging never current: %+v", v)
+		}
+	}
+	if n := gitserver.Git(t, git.Bare("apps"), "rev-list", "--count", "main", "--", "envs/staging"); n != "2" {
+		t.Errorf("%s commits touch staging, want 2 (the first and one promotion)", n)
+	}
+	log := gitserver.Git(t, git.Bare("apps"), "log", "--format=%B", "main", "--", "envs/staging")
+	if c := strings.Count(log, "Imagehook-Promoted-From: website/dev "); c != 1 {
+		t.Errorf("%d promotions in staging's history, want 1:\n%s", c, log)
+	}
+}
+
+// TestReplicasPromoteOnce: three replicas on one PostgreSQL journal; the repository's owner is
+// killed while staging's soak runs; the replica that takes over promotes it, once.
+func TestReplicasPromoteOnce(t *testing.T) {
+	pg := pgtest.Start(t)
+	git := gitserver.New(t, "bot", "pw")
+	url := git.NewRepo(t, "apps", manifesttest.Stages("dev", "staging"))
+	bin := buildBinary(t)
+	target := func(env string) string {
+		return fmt.Sprintf("[{repo: apps, path: envs/%s/website, workload: deployment/website, container: website}]", env)
+	}
+	more := fmt.Sprintf(`hooks: [{id: web, token: tok, source: dockerhub, pipeline: website}]
+pipelines:
+  - name: website
+    stages:
+      - {name: dev, targets: %s}
+      - {name: staging, after: dev, gates: {soak: 4s}, targets: %s}
+`, target("dev"), target("staging"))
+	var ds []*daemon
+	for range 3 {
+		ds = append(ds, startReplicaWith(t, bin, pg.DSN, url, more))
+	}
+	own := owner(t, ds)
+	var other *daemon
+	for _, d := range ds {
+		if d != own {
+			other = d
+			break
+		}
+	}
+	resp, err := http.Post("http://"+other.addr+"/hooks/web?wait=30s&token=tok", "application/json",
+		strings.NewReader(`{"push_data":{"tag":"3.1.0"},"repository":{"repo_name":"imagehook-demo/website"}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ev map[string]any
+	_ = json.NewDecoder(resp.Body).Decode(&ev)
+	resp.Body.Close()
+	if ev["status"] != "succeeded" {
+		t.Fatalf("push: %v", ev)
+	}
+	if err := own.cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	_ = own.cmd.Wait()
+	staging := func() string {
+		return gitserver.Git(t, git.Bare("apps"), "show", "main:envs/staging/website/deployment.yaml")
+	}
+	for deadline := time.Now().Add(90 * time.Second); !strings.Contains(staging(), "website:3.1.0"); time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("staging not promoted after the owner's death:\n%s", other.logText())
+		}
+	}
+	// Every live replica agrees staging runs its candidate; then count.
+	for _, d := range ds {
+		if d == own {
+			continue
+		}
+		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+			resp, err := http.Get("http://" + d.addr + "/pipelines/website")
+			if err != nil {
+				t.Fatal(err)
+			}
+			var v struct{ Stages []struct{ Name, State string } }
+			_ = json.NewDecoder(resp.Body).Decode(&v)
+			resp.Body.Close()
+			if len(v.Stages) == 2 && v.Stages[1].State == "current" {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("staging never current on %s: %+v", d.addr, v)
+			}
+		}
+	}
+	log := gitserver.Git(t, git.Bare("apps"), "log", "--format=%B", "main", "--", "envs/staging")
+	if c := strings.Count(log, "Imagehook-Promoted-From: website/dev "); c != 1 {
+		t.Errorf("%d promotions in staging's history, want 1:\n%s", c, log)
+	}
+}
