@@ -216,6 +216,11 @@ func checkConfig(args []string, stdout io.Writer) error {
 	}
 	fmt.Fprintf(stdout, "%s", out)
 	for _, h := range cfg.Hooks {
+		if h.PollOnly() {
+			fmt.Fprintf(stdout, "# hooks[%s]: poll-only, asks the registry every %s: %d target(s); serves no webhook URL (give it a token to also receive the registry's webhook)\n",
+				h.ID, time.Duration(h.Reconcile.Interval), len(h.Targets))
+			continue
+		}
 		fmt.Fprintf(stdout, "# POST /hooks/%s (%s): %d target(s)\n", h.ID, h.Source, len(h.Targets))
 	}
 	return nil
