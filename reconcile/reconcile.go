@@ -6,6 +6,7 @@ package reconcile
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io/fs"
 	"log/slog"
@@ -100,16 +101,31 @@ func (r *Reconciler) Run(ctx context.Context) {
 	}
 }
 
+// Pass reconciles every hook once, now, and returns what failed (each error names its hook):
+// for a dry run such as import's --check.
+func (r *Reconciler) Pass(ctx context.Context) error {
+	var errs []error
+	for _, h := range r.hooks {
+		if err := r.pass(ctx, h); err != nil {
+			errs = append(errs, fmt.Errorf("hooks[%s]: %w", h.ID, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
 // pass reconciles every target of one hook.
-func (r *Reconciler) pass(ctx context.Context, h config.Hook) {
+func (r *Reconciler) pass(ctx context.Context, h config.Hook) error {
 	outcome := "ok"
+	var errs []error
 	for _, t := range h.Targets {
 		if err := r.target(ctx, h, t); err != nil {
 			outcome = "error"
-			r.log.Warn("reconcile", "hook", h.ID, "workload", t.Workload, "err", err)
+			errs = append(errs, err)
+			r.log.Warn("reconcile", "hook", h.ID, "workload", t.Workload, "marker", t.Marker, "err", err)
 		}
 	}
 	r.runs.WithLabelValues(h.ID, outcome).Inc()
+	return errors.Join(errs...)
 }
 
 func (r *Reconciler) target(ctx context.Context, h config.Hook, t config.Target) error {
