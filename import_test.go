@@ -60,3 +60,37 @@ func TestImportRefusesWithLine(t *testing.T) {
 		t.Errorf("stdout %q, stderr %q", out.String(), errOut.String())
 	}
 }
+
+// TestImportCheckOffline: --check with a --tags list prints the rewrite of every marker one
+// reconcile pass would make — the newest 1.x without pre-releases, the greatest api tag, the digest
+// the list gives — and writes nothing.
+func TestImportCheckOffline(t *testing.T) {
+	fixture := filepath.Join("fleetimport", "testdata", "two-scans")
+	d := func(c string) string { return "sha256:" + strings.Repeat(c, 64) }
+	tags := filepath.Join(t.TempDir(), "tags")
+	list := "# repository:tag[@digest]\nregistry.example.com/team/web:1.2.0\nregistry.example.com/team/web:1.3.1@" + d("b") +
+		"\nregistry.example.com/team/web:2.0.0\nregistry.example.com/team/web:1.4.0-rc.1\n" +
+		"registry.example.com/team/api:20260301-cccc@" + d("c") + "\nregistry.example.com/team/api:20260201-bbbb\n"
+	if err := os.WriteFile(tags, []byte(list), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	before, _ := os.ReadFile(filepath.Join(fixture, "repo", "apps", "web", "deployment.yaml"))
+	var out, errOut bytes.Buffer
+	if code := run([]string{"import", "fleet-imagescan", "--root", filepath.Join(fixture, "repo"), "--gitrepo", filepath.Join(fixture, "gitrepo.yaml"), "--check", "--tags", tags}, &out, &errOut); code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut.String())
+	}
+	for _, want := range []string{
+		"hook api: registry.example.com/team/api:20260301-cccc@" + d("c"),
+		"  apps/api/kustomization.yaml:8: 20260101-aaaa -> 20260301-cccc\n",
+		"  apps/api/kustomization.yaml:7: registry.example.com/team/api (up to date)\n",
+		"  apps/web/deployment.yaml:11: registry.example.com/team/web:1.2.0@" + d("1") + " -> registry.example.com/team/web:1.3.1@" + d("b") + "\n",
+		"  apps/web/deployment.yaml:15: registry.example.com/team/web:1.2.0 -> registry.example.com/team/web:1.3.1\n",
+	} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("output lacks %q:\n%s", want, out.String())
+		}
+	}
+	if after, _ := os.ReadFile(filepath.Join(fixture, "repo", "apps", "web", "deployment.yaml")); !bytes.Equal(before, after) {
+		t.Error("--check wrote a file")
+	}
+}

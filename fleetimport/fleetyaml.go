@@ -40,7 +40,7 @@ func (s Scan) At(field string) string {
 	return fmt.Sprintf("%s:%d", s.File, s.Line)
 }
 
-// Line of a field (the entry's when the field is not written).
+// lineOf is the line of a field (the entry's when the field is not written).
 func (s Scan) lineOf(field string) int {
 	if l := s.lines[field]; l > 0 {
 		return l

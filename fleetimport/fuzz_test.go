@@ -9,8 +9,8 @@ import (
 	"testing"
 )
 
-// FuzzReadFleetYAML: whatever a fleet.yaml holds — huge, aliased, odd types — the reader returns
-// scans or a refusal naming the file, with a line inside it, and never panics.
+// FuzzReadFleetYAML: whatever a fleet.yaml (or a GitRepo file) holds — huge, aliased, odd types —
+// the reader returns scans or a refusal naming the file, with a line inside it, and never panics.
 func FuzzReadFleetYAML(f *testing.F) {
 	for _, c := range []string{"two-scans/repo/apps/web", "two-scans/repo/apps/api", "suspended/repo", "no-secret/repo/apps/web"} {
 		data, err := os.ReadFile(filepath.Join("testdata", c, "fleet.yaml"))
@@ -33,9 +33,21 @@ func FuzzReadFleetYAML(f *testing.F) {
 	} {
 		f.Add([]byte(s))
 	}
+	gitrepo, err := os.ReadFile(filepath.Join("testdata", "two-scans", "gitrepo.yaml"))
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(gitrepo)
 	f.Fuzz(func(t *testing.T, data []byte) {
 		scans, _, err := readFleetYAML("fleet.yaml", data)
-		lines := bytes.Count(data, []byte("\n")) + 1
+		// Lines as YAML counts them: \n, \r\n and a lone \r each end one.
+		lines := bytes.Count(data, []byte("\n")) + bytes.Count(data, []byte("\r")) - bytes.Count(data, []byte("\r\n")) + 1
+		if _, _, gerr := readGitRepo("fleet.yaml", data); gerr != nil {
+			var r *Refusal
+			if !errors.As(gerr, &r) || r.File != "fleet.yaml" || r.Reason == "" || r.Line < 0 || r.Line > lines+1 {
+				t.Fatalf("GitRepo reader: error %v (%T) does not name the file and a line inside it", gerr, gerr)
+			}
+		}
 		if err != nil {
 			var r *Refusal
 			if !errors.As(err, &r) || r.File != "fleet.yaml" || r.Reason == "" || r.Line < 0 || r.Line > lines+1 {
