@@ -7,6 +7,7 @@
 package fleetimport
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -129,6 +130,7 @@ func Import(opts Options) (*Result, error) {
 	scope, dirs := im.dirs(opts.Dirs)
 	scans := im.bundles(dirs)
 	marked := im.markers(scope)
+	im.unseen(scope, marked)
 	im.plan(scans, marked)
 	im.repo(opts.RepoURL)
 	if len(im.refused) > 0 {
@@ -318,6 +320,45 @@ func (im *importer) markers(scope []string) []manifests.Marked {
 		}
 	}
 	return out
+}
+
+// unseen refuses the files Fleet reads for markers and imagehook does not, or the other way round:
+// Fleet reads every .yaml and .yml file under its paths, in hidden directories and through
+// symbolic links too; imagehook skips both, and also reads files named Kustomization.
+func (im *importer) unseen(scope []string, marked []manifests.Marked) {
+	token := []byte(`"$imagescan"`)
+	seen := map[string]bool{}
+	for _, d := range scope {
+		_ = fs.WalkDir(im.fsys, d, func(p string, e fs.DirEntry, err error) error {
+			if err != nil || e.IsDir() || seen[p] {
+				return nil
+			}
+			seen[p] = true
+			if ext := path.Ext(p); ext != ".yaml" && ext != ".yml" {
+				return nil
+			}
+			hidden := slices.ContainsFunc(strings.Split(path.Dir(p), "/"), func(c string) bool { return strings.HasPrefix(c, ".") && c != "." && c != ".." })
+			link := e.Type()&fs.ModeSymlink != 0
+			if !hidden && !link {
+				return nil
+			}
+			data, err := fs.ReadFile(im.fsys, p)
+			if err != nil || !bytes.Contains(data, token) {
+				return nil
+			}
+			why := "is in a hidden directory"
+			if link {
+				why = "is a symbolic link"
+			}
+			im.refuse(refuse(ReasonNotExact, p, 0, "holds $imagescan markers Fleet rewrites, but %s, which imagehook does not read; move the file", why))
+			return nil
+		})
+	}
+	for _, m := range marked {
+		if m.Key == "$imagescan" && path.Base(m.File) == "Kustomization" {
+			im.refuse(refuse(ReasonNotExact, m.File, m.Line, "Fleet reads only .yaml and .yml files and leaves this marker alone; imagehook would rewrite it; rename the file kustomization.yaml or drop the marker"))
+		}
+	}
 }
 
 // plan translates each scan into a hook.

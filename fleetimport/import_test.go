@@ -98,6 +98,10 @@ func TestRefusals(t *testing.T) {
 			ReasonNotExact, "d.yaml:9", "Fleet leaves it alone"},
 		{"two secrets for one host", map[string]string{"a/fleet.yaml": scan("  secretRef: {name: one}\n"), "b/fleet.yaml": "imageScans:\n- image: registry.example.com/team/api\n  tagName: api\n  secretRef:\n    name: two\n"},
 			ReasonNotExact, "b/fleet.yaml:5", "one credential"},
+		{"a marker in a hidden directory", map[string]string{"fleet.yaml": scan(""), ".config/d.yaml": fmt.Sprintf(deploy, "registry.example.com/team/web:1.0.0", "$imagescan", "web")},
+			ReasonNotExact, ".config/d.yaml", "hidden directory"},
+		{"a marker in a file named Kustomization", map[string]string{"fleet.yaml": scan(""), "Kustomization": "images:\n- name: web\n  newTag: 1.0.0 # {\"$imagescan\": \"web:tag\"}\n"},
+			ReasonNotExact, "Kustomization:3", "only .yaml and .yml"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			root := t.TempDir()
@@ -130,5 +134,27 @@ func TestRefusals(t *testing.T) {
 				t.Errorf("got %v\nwant %s at %s saying %q", err, tt.reason, tt.at, tt.want)
 			}
 		})
+	}
+}
+
+// TestSymlinkedMarkerFileRefused: Fleet reads a marked file through a symbolic link, imagehook
+// never follows one: the import refuses, naming the link.
+func TestSymlinkedMarkerFileRefused(t *testing.T) {
+	root, elsewhere := t.TempDir(), t.TempDir()
+	fleet := "imageScans:\n- image: registry.example.com/team/web\n  tagName: web\n  interval: 5m\n"
+	marked := "image: registry.example.com/team/web:1.0.0 # {\"$imagescan\": \"web\"}\n"
+	if err := os.WriteFile(filepath.Join(root, "fleet.yaml"), []byte(fleet), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(elsewhere, "values.yaml"), []byte(marked), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(filepath.Join(elsewhere, "values.yaml"), filepath.Join(root, "values.yaml")); err != nil {
+		t.Skip("no symbolic links here:", err)
+	}
+	_, err := Import(Options{Root: root, Dirs: []string{"."}, RepoURL: "https://git.example.com/a.git"})
+	var refused Refused
+	if !errors.As(err, &refused) || refused[0].File != "values.yaml" || !strings.Contains(refused[0].Detail, "symbolic link") {
+		t.Fatalf("err = %v", err)
 	}
 }
