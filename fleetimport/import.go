@@ -378,6 +378,10 @@ func (im *importer) plan(scans []Scan, marked []manifests.Marked) {
 			im.refuse(refuse(ReasonNotExact, s.File, s.lineOf("tagName"), "tagName %q: a colon, quote, backslash or surrounding space makes the marker's name ambiguous", s.TagName))
 			continue
 		}
+		if at, ok := envReference(s); ok {
+			im.refuse(refuse(ReasonNotExact, s.File, s.lineOf(at), "%s holds ${…}, which imagehook's config expands as an environment variable", at))
+			continue
+		}
 		if prev, ok := byName[s.TagName]; ok {
 			// Fleet keeps one setter per name for the whole GitRepo: the last scan wins everywhere.
 			im.refuse(refuse(ReasonAmbiguous, s.File, s.lineOf("tagName"), "tagName %q is also %s's: Fleet rewrites every marker of that name with whichever scan comes last; give each scan its own name", s.TagName, prev.At("tagName")))
@@ -397,6 +401,16 @@ func (im *importer) plan(scans []Scan, marked []manifests.Marked) {
 		}
 	}
 	im.registries()
+}
+
+// envReference names a field of the scan holding "${", which the config would read as a variable.
+func envReference(s Scan) (string, bool) {
+	for _, f := range []struct{ name, v string }{{"image", s.Image}, {"tagName", s.TagName}, {"range", s.Range}, {"order", s.Order}, {"secretRef", s.SecretRef}} {
+		if strings.Contains(f.v, "${") {
+			return f.name, true
+		}
+	}
+	return "", false
 }
 
 // hookID makes a hook id of a tagName: the characters a hook id must not hold become '-'.
@@ -616,6 +630,11 @@ func (im *importer) repo(url string) {
 			}
 			return r
 		}, g.Name)
+	}
+	for _, f := range []struct{ key, v string }{{"repo", g.Repo}, {"branch", g.Branch}, {"authorName", g.AuthorName}, {"authorEmail", g.AuthorEmail}, {"messageTemplate", g.MessageTemplate}, {"clientSecretName", g.ClientSecretName}} {
+		if strings.Contains(f.v, "${") {
+			im.refuse(refuse(ReasonNotExact, g.File, g.lineOf(f.key), "%s holds ${…}, which imagehook's config expands as an environment variable", f.key))
+		}
 	}
 	rp.Namespace = g.Namespace
 	if rp.URL == "" {

@@ -98,6 +98,7 @@ func TestRefusals(t *testing.T) {
 			ReasonNotExact, "d.yaml:9", "Fleet leaves it alone"},
 		{"two secrets for one host", map[string]string{"a/fleet.yaml": scan("  secretRef: {name: one}\n"), "b/fleet.yaml": "imageScans:\n- image: registry.example.com/team/api\n  tagName: api\n  secretRef:\n    name: two\n"},
 			ReasonNotExact, "b/fleet.yaml:5", "one credential"},
+		{"a ${VAR} in a range", map[string]string{"fleet.yaml": scan("  policy:\n    semver:\n      range: \">=${MIN}\"\n")}, ReasonNotExact, "fleet.yaml:7", "environment variable"},
 		{"a marker in a hidden directory", map[string]string{"fleet.yaml": scan(""), ".config/d.yaml": fmt.Sprintf(deploy, "registry.example.com/team/web:1.0.0", "$imagescan", "web")},
 			ReasonNotExact, ".config/d.yaml", "hidden directory"},
 		{"a marker in a file named Kustomization", map[string]string{"fleet.yaml": scan(""), "Kustomization": "images:\n- name: web\n  newTag: 1.0.0 # {\"$imagescan\": \"web:tag\"}\n"},
