@@ -19,6 +19,7 @@ func TestImportedConfigChecks(t *testing.T) {
 	}{
 		{"no secretRef", "no-secret", true, "# hooks[web]: poll-only, asks the registry every 15m0s: 1 target(s); serves no webhook URL"},
 		{"secretRef placeholder", "two-scans", false, "FLEET_GIT_AUTH_USERNAME"},
+		{"secretRef placeholders filled", "two-scans", true, "# hooks[api]: poll-only, asks the registry every 10m0s: 1 target(s)"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			fixture := filepath.Join("fleetimport", "testdata", tt.fixture)
@@ -29,8 +30,26 @@ func TestImportedConfigChecks(t *testing.T) {
 			if !strings.Contains(errOut.String(), "imagehook: note: ") {
 				t.Errorf("no notes on stderr: %q", errOut.String())
 			}
+			printed := out.String()
+			if strings.HasSuffix(tt.name, "filled") {
+				// What a person does with the placeholders the import named: the variables set,
+				// the Secrets' passwords in the files.
+				secrets := t.TempDir()
+				for _, f := range []string{"git-auth/password", "regcred/password"} {
+					p := filepath.Join(secrets, filepath.FromSlash(f))
+					if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+						t.Fatal(err)
+					}
+					if err := os.WriteFile(p, []byte("a-long-enough-password\n"), 0o600); err != nil {
+						t.Fatal(err)
+					}
+				}
+				printed = strings.ReplaceAll(printed, "/run/secrets/imagehook/", secrets+"/")
+				t.Setenv("FLEET_GIT_AUTH_USERNAME", "bot")
+				t.Setenv("FLEET_REGCRED_USERNAME", "puller")
+			}
 			cfg := filepath.Join(t.TempDir(), "imagehook.yaml")
-			if err := os.WriteFile(cfg, out.Bytes(), 0o600); err != nil {
+			if err := os.WriteFile(cfg, []byte(printed), 0o600); err != nil {
 				t.Fatal(err)
 			}
 			var checked, checkErr bytes.Buffer
