@@ -554,10 +554,9 @@ func importConfig(args []string, stdout, stderr io.Writer) error {
 			return fmt.Errorf("--tags %s: %w", *tagsFile, err)
 		}
 	} else {
-		// Anonymous: the credentials are still placeholders.
-		var hosts []oci.Host
-		for _, r := range res.Plan.Registries {
-			hosts = append(hosts, oci.Host{Host: r.Host, Insecure: r.Insecure})
+		hosts, notes := fleetimport.RegistryHosts(&res.Plan, os.LookupEnv, os.ReadFile)
+		for _, n := range notes {
+			fmt.Fprintln(stderr, "imagehook: note:", n)
 		}
 		log, _ := newLogger(stderr, "text", "warn")
 		reg = oci.New(hosts, nil, log)

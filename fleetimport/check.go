@@ -16,6 +16,7 @@ import (
 	"github.com/imagehook/imagehook/event"
 	"github.com/imagehook/imagehook/imageref"
 	"github.com/imagehook/imagehook/manifests"
+	"github.com/imagehook/imagehook/oci"
 	"github.com/imagehook/imagehook/reconcile"
 )
 
@@ -79,6 +80,29 @@ func Check(ctx context.Context, p *Plan, reg Registry, w io.Writer) error {
 		}
 	}
 	return passErr
+}
+
+// RegistryHosts returns the hosts a check asks, with the credentials of each secretRef where its
+// placeholders are filled (the variable set, the password file present: lookup and readFile are
+// os.LookupEnv and os.ReadFile outside tests), and notes the hosts asked anonymously because they
+// are not.
+func RegistryHosts(p *Plan, lookup func(string) (string, bool), readFile func(string) ([]byte, error)) ([]oci.Host, []Note) {
+	var hosts []oci.Host
+	var notes []Note
+	for _, r := range p.Registries {
+		h := oci.Host{Host: r.Host, Insecure: r.Insecure}
+		if r.Secret != "" {
+			user, ok := lookup(envName(r.Secret, "USERNAME"))
+			pw, err := readFile(secretFile(r.Secret, "password"))
+			if ok && err == nil {
+				h.Username, h.Password = user, strings.TrimRight(string(pw), "\r\n")
+			} else {
+				notes = append(notes, Note{Reason: ReasonPlaceholder, Detail: fmt.Sprintf("%s is asked anonymously: %s or %s is not filled in yet", r.Host, envName(r.Secret, "USERNAME"), secretFile(r.Secret, "password"))})
+			}
+		}
+		hosts = append(hosts, h)
+	}
+	return hosts, notes
 }
 
 // checkout reads the local checkout as reconcile reads a repository's tip.

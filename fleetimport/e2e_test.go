@@ -14,6 +14,7 @@ import (
 	"github.com/imagehook/imagehook/internal/gitserver"
 	"github.com/imagehook/imagehook/internal/registrytest"
 	"github.com/imagehook/imagehook/internal/testlog"
+	"github.com/imagehook/imagehook/oci"
 	"github.com/imagehook/imagehook/service"
 )
 
@@ -81,6 +82,35 @@ func TestImportThenServe(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// --check first: one pass against the real registry, with the filled placeholders' credentials,
+	// prints the rewrite and writes nothing.
+	hosts, notes := fleetimport.RegistryHosts(&res.Plan, func(k string) (string, bool) { return registrytest.User, k == "FLEET_REGCRED_USERNAME" },
+		func(p string) ([]byte, error) {
+			if p == "/run/secrets/imagehook/regcred/password" {
+				return []byte(registrytest.Password + "\n"), nil
+			}
+			return nil, os.ErrNotExist
+		})
+	if len(notes) > 0 || len(hosts) != 1 || hosts[0].Password != registrytest.Password || !hosts[0].Insecure {
+		t.Fatalf("registry hosts %+v, notes %v", hosts, notes)
+	}
+	var checked strings.Builder
+	if err := fleetimport.Check(context.Background(), &res.Plan, oci.New(hosts, nil, slog.New(slog.DiscardHandler)), &checked); err != nil {
+		t.Fatalf("check: %v\n%s", err, checked.String())
+	}
+	for _, want := range []string{
+		"hook web: " + reg.Host + "/team/web:1.3.1@" + want131 + "\n",
+		"  apps/web/deployment.yaml:15: " + reg.Host + "/team/web:1.2.0 -> " + reg.Host + "/team/web:1.3.1\n",
+		"  apps/api/kustomization.yaml:8: 20260101-aaaa -> 20260301-cccc\n",
+	} {
+		if !strings.Contains(checked.String(), want) {
+			t.Errorf("--check output lacks %q:\n%s", want, checked.String())
+		}
+	}
+	if got, _ := os.ReadFile(filepath.Join(repoDir, "apps", "web", "deployment.yaml")); string(got) != files["apps/web/deployment.yaml"] {
+		t.Error("--check wrote the checkout")
+	}
+
 	// Fill the placeholders the import named, and say where to listen and keep data.
 	secrets := t.TempDir()
 	for file, content := range map[string]string{"git-auth/password": gitPassword, "regcred/password": registrytest.Password} {
