@@ -432,16 +432,16 @@ func hookID(tagName string, ids map[string]bool) string {
 // hook translates one scan; false when it is refused.
 func (im *importer) hook(s Scan, marked []manifests.Marked) (HookPlan, bool) {
 	h := HookPlan{Scan: s}
-	ok := true
 	ref, err := imageref.Parse(s.Image)
 	if err != nil {
 		im.refuse(refuse(ReasonInvalid, s.File, s.lineOf("image"), "image: %v", err))
 		return h, false
 	}
 	h.Image = ref.Canonical()
-	h.Interval, ok = im.interval(s)
+	interval, iok := im.interval(s)
 	tags, tok := im.policy(s)
-	h.Tags, ok = tags, ok && tok
+	h.Interval, h.Tags = interval, tags
+	ok := iok && tok
 	if s.Suspend {
 		h.Disabled = ReasonSuspended
 		im.note(Note{Reason: ReasonSuspended, File: s.File, Line: s.lineOf("suspend"), Detail: fmt.Sprintf("scan %q is suspended: its hook is printed commented out", s.TagName)})
