@@ -51,6 +51,7 @@ fuzz: ## Fuzz every parser of untrusted input for FUZZTIME each.
 	$(GO) test ./forge     -run '^$$' -fuzz FuzzVerifyGitee -fuzztime $(FUZZTIME)
 	$(GO) test ./config    -run '^$$' -fuzz FuzzParse      -fuzztime $(FUZZTIME)
 	$(GO) test ./config    -run '^$$' -fuzz FuzzHooksJSON  -fuzztime $(FUZZTIME)
+	$(GO) test ./fleetimport -run '^$$' -fuzz FuzzReadFleetYAML -fuzztime $(FUZZTIME)
 
 # vet takes make test's build flags (-race), so that the two share one compile of every package.
 lint: ## gofmt and go vet.

@@ -28,9 +28,11 @@ import (
 
 	"github.com/imagehook/imagehook/audit"
 	"github.com/imagehook/imagehook/config"
+	"github.com/imagehook/imagehook/fleetimport"
 	"github.com/imagehook/imagehook/gitops"
 	"github.com/imagehook/imagehook/imageref"
 	"github.com/imagehook/imagehook/manifests"
+	"github.com/imagehook/imagehook/oci"
 	"github.com/imagehook/imagehook/redact"
 	"github.com/imagehook/imagehook/service"
 )
@@ -54,6 +56,8 @@ Usage:
   imagehook pipelines --server URL [--token-file F] [--json]   stages, candidates and gates of a running imagehook
   imagehook approve|reject --server URL --pipeline P --stage S [--digest D] [--comment C] --token-file F
   imagehook hold|release --server URL --pipeline P --stage S [--comment C] --token-file F
+  imagehook import fleet-imagescan [--gitrepo FILE] [--root DIR] [--repo-url URL] [--check [--tags FILE]] DIR...
+                                                print an imagehook config doing what Fleet's imagescan did
   imagehook version
 `
 
@@ -78,6 +82,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = history(args[1:], stdout)
 	case "send-test-mail":
 		err = sendTestMail(args[1:], stdout, stderr)
+	case "import":
+		err = importConfig(args[1:], stdout, stderr)
 	case "send-test-notification":
 		err = sendTestNotification(args[1:], stdout, stderr)
 	case "pipelines":
@@ -223,6 +229,11 @@ func checkConfig(args []string, stdout io.Writer) error {
 	}
 	fmt.Fprintf(stdout, "%s", out)
 	for _, h := range cfg.Hooks {
+		if h.PollOnly() {
+			fmt.Fprintf(stdout, "# hooks[%s]: poll-only, asks the registry every %s: %d target(s); serves no webhook URL (give it a token to also receive the registry's webhook)\n",
+				h.ID, time.Duration(h.Reconcile.Interval), len(h.Targets))
+			continue
+		}
 		fmt.Fprintf(stdout, "# POST /hooks/%s (%s): %d target(s)\n", h.ID, h.Source, len(h.Targets))
 	}
 	for _, p := range cfg.Pipelines {
@@ -523,4 +534,59 @@ func sendTestNotification(args []string, stdout, stderr io.Writer) error {
 		return nil
 	}
 	return fmt.Errorf("send-test-notification: no notifier named %q in %s", *name, *cfgPath)
+}
+
+func importConfig(args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 || args[0] != "fleet-imagescan" {
+		return errors.New("import: want import fleet-imagescan [--gitrepo FILE] DIR...")
+	}
+	fs := flag.NewFlagSet("import fleet-imagescan", flag.ContinueOnError)
+	gitrepo := fs.String("gitrepo", "", "the GitRepo object's file (repo, branch, paths, imageScanCommit)")
+	root := fs.String("root", ".", "the manifests repository's checkout; the config's paths are relative to it")
+	repoURL := fs.String("repo-url", "", "the manifests repository's URL (default: the GitRepo's repo)")
+	check := fs.Bool("check", false, "run one reconcile pass against the registries (or --tags) and print the rewrite it would make; nothing is written")
+	tagsFile := fs.String("tags", "", "with --check: a file of repository:tag[@digest] lines to use instead of the registries")
+	if err := fs.Parse(args[1:]); err != nil {
+		return err
+	}
+	var dirs []string
+	for _, d := range fs.Args() {
+		abs, err := filepath.Abs(d)
+		if err != nil {
+			return err
+		}
+		dirs = append(dirs, abs)
+	}
+	res, err := fleetimport.Import(fleetimport.Options{Root: *root, Dirs: dirs, GitRepo: *gitrepo, RepoURL: *repoURL})
+	if err != nil {
+		return err
+	}
+	for _, n := range res.Notes {
+		fmt.Fprintln(stderr, "imagehook: note:", n)
+	}
+	if !*check {
+		_, err := stdout.Write(res.Config)
+		return err
+	}
+	var reg fleetimport.Registry
+	if *tagsFile != "" {
+		data, err := os.ReadFile(*tagsFile)
+		if err != nil {
+			return err
+		}
+		if reg, err = fleetimport.ParseTagList(data); err != nil {
+			return fmt.Errorf("--tags %s: %w", *tagsFile, err)
+		}
+	} else {
+		hosts, notes := fleetimport.RegistryHosts(&res.Plan, os.LookupEnv, os.ReadFile)
+		for _, n := range notes {
+			fmt.Fprintln(stderr, "imagehook: note:", n)
+		}
+		log, _ := newLogger(stderr, "text", "warn")
+		reg = oci.New(hosts, nil, log)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	fmt.Fprintln(stdout, "# one reconcile pass, nothing written:")
+	return fleetimport.Check(ctx, &res.Plan, reg, stdout)
 }

@@ -225,6 +225,23 @@ type Author struct {
 // Reconcile is a hook's polling of its registry.
 type Reconcile struct {
 	Interval Duration `yaml:"interval"`
+	// Image is the repository whose tags are asked for marker targets (host/path, no tag): a
+	// marker that holds only a tag does not name it. Workload targets ask for the image they run.
+	Image string `yaml:"image"`
+}
+
+// PollOnly reports whether the hook only polls its registry: reconcile without a token, tokens
+// or signature secret. Such a hook serves no webhook URL.
+func (h Hook) PollOnly() bool {
+	if h.Reconcile == nil || !Blank(h.Token) || h.Signature != nil && !Blank(h.Signature.Secret) {
+		return false
+	}
+	for _, t := range h.Tokens {
+		if !Blank(t) {
+			return false
+		}
+	}
+	return true
 }
 
 // Registry is how imagehook reaches one registry host.

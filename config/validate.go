@@ -13,6 +13,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/imagehook/imagehook/forge"
+	"github.com/imagehook/imagehook/imageref"
 	"github.com/imagehook/imagehook/redact"
 	"github.com/imagehook/imagehook/registry"
 	"github.com/imagehook/imagehook/tagpolicy"
@@ -214,6 +215,11 @@ func (h Hook) validate(errs *problems, where string) {
 	if r := h.Reconcile; r != nil && r.Interval == 0 {
 		errs.add("%s.reconcile.interval: required (how often to ask the registry, at least 1s)", where)
 	}
+	if r := h.Reconcile; r != nil && r.Image != "" {
+		if ref, err := imageref.Parse(r.Image); err != nil || ref.Tag != "" || ref.Digest != "" {
+			errs.add("%s.reconcile.image: %q is not a repository (host/path, without tag or digest)", where, r.Image)
+		}
+	}
 	h.Verify.validate(errs, where+".verify")
 	if h.Pin != "" && h.Pin != "tag" && h.Pin != "digest" {
 		errs.add("%s.pin: %q is not tag or digest", where, h.Pin)
@@ -315,8 +321,9 @@ func (c *Config) checkHookSecrets(i int, h Hook) []error {
 	for _, t := range h.Tokens {
 		hasToken = hasToken || !Blank(t)
 	}
-	if !hasToken && (h.Signature == nil || Blank(h.Signature.Secret)) && len(errs) == 0 {
-		errs = append(errs, fmt.Errorf("%s.token: required (a shared secret the registry sends)", where))
+	// A hook that only polls (reconcile:) needs no secret: it serves no webhook URL.
+	if !hasToken && (h.Signature == nil || Blank(h.Signature.Secret)) && len(errs) == 0 && h.Reconcile == nil {
+		errs = append(errs, fmt.Errorf("%s.token: required (a shared secret the registry sends), or reconcile: for a hook that only polls", where))
 	}
 	return errs
 }

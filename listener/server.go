@@ -153,6 +153,9 @@ func (s *Server) SetHooks(hooks []config.Hook) error {
 		if set.byID[h.ID] != nil {
 			return fmt.Errorf("hooks[%s]: duplicate id", h.ID)
 		}
+		if h.PollOnly() {
+			continue // it has no secret to check a delivery with: POST /hooks/{id} answers 404
+		}
 		pol, err := tagpolicy.Parse(h.Tags)
 		if err != nil {
 			return fmt.Errorf("hooks[%s].tags: %w", h.ID, err)

@@ -220,3 +220,20 @@ func readPayload(t testing.TB, name string) []byte {
 	}
 	return data
 }
+
+// TestPollOnlyHookServesNoURL: a hook that only polls (reconcile:, no token) has no webhook URL:
+// POST /hooks/{id} answers 404 as for an unknown hook, with or without a token offered.
+func TestPollOnlyHookServesNoURL(t *testing.T) {
+	var logs bytes.Buffer
+	srv, rec := newServer(t, &logs, config.Hook{ID: "polled", Tokens: []string{}, Reconcile: &config.Reconcile{Interval: config.Duration(60e9)},
+		Targets: []config.Target{{Repo: "apps", Path: "apps", Marker: "web"}}})
+	for _, q := range []string{"", "?token=", "?token=" + secret} {
+		code, body, _ := post(t, srv.URL+"/hooks/polled"+q, []byte(`{"push_data":{"tag":"1.0"}}`), nil)
+		if code != 404 || body["error"] != "unknown hook" {
+			t.Errorf("POST /hooks/polled%s: %d %v, want 404 unknown hook", q, code, body)
+		}
+	}
+	if len(rec.events) != 0 {
+		t.Errorf("%d events accepted", len(rec.events))
+	}
+}

@@ -18,26 +18,86 @@ var markerKeys = []string{"$imagehook", "$imagepolicy", "$imagescan"}
 // parseMarker reads a line comment such as # {"$imagehook": "website:tag"} into the marker's id
 // and the part of the image it stands for ("" for the whole reference, or tag, name, digest).
 func parseMarker(comment string) (id, field string, ok bool) {
+	_, id, field, ok = readMarker(comment)
+	return id, field, ok
+}
+
+// readMarker is parseMarker that also names the marker's key ($imagehook, $imagepolicy,
+// $imagescan): the key decides what a digest marker holds.
+func readMarker(comment string) (key, id, field string, ok bool) {
 	c := strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(comment), "#"))
 	if !strings.HasPrefix(c, "{") {
-		return "", "", false
+		return "", "", "", false
 	}
 	var m map[string]string
 	if json.Unmarshal([]byte(c), &m) != nil {
-		return "", "", false
+		return "", "", "", false
 	}
 	for _, k := range markerKeys {
 		if v, found := m[k]; found {
 			if i := strings.LastIndexByte(v, ':'); i >= 0 {
 				switch v[i+1:] {
 				case "tag", "name", "digest":
-					return v[:i], v[i+1:], true
+					return k, v[:i], v[i+1:], true
 				}
 			}
-			return v, "", true
+			return k, v, "", true
 		}
 	}
-	return "", "", false
+	return "", "", "", false
+}
+
+// Marked is one scalar a marker comment names, as found in a file.
+type Marked struct {
+	File string
+	Line int
+	// Key is the marker's key ($imagehook, $imagepolicy or $imagescan), ID its id, and Field the
+	// part of the image the value holds: "" (the whole reference), tag, name or digest.
+	Key, ID, Field string
+	Value          string
+}
+
+// Markers lists the marked scalars under dir, of id or (id "") of every id, in path and line order.
+// Files that were not read are returned beside them, never skipped silently.
+func Markers(fsys fs.FS, dir, id string, opts Options) ([]Marked, []NotRead, error) {
+	dir, err := cleanDir(dir)
+	if err != nil {
+		return nil, nil, err
+	}
+	needles := [][]byte{[]byte(`"$image`)}
+	if id != "" {
+		needles = append(needles, []byte(id))
+	} else {
+		opts.Index = nil // the index answers for one id at a time
+	}
+	match := func(n *yaml.Node) (Marked, bool) {
+		key, mid, field, ok := readMarker(n.LineComment)
+		if !ok || id != "" && mid != id {
+			return Marked{}, false
+		}
+		return Marked{Line: n.Line, Key: key, ID: mid, Field: field, Value: n.Value}, true
+	}
+	keep := func(doc *yaml.Node) bool {
+		found := false
+		walkScalars(doc, func(n *yaml.Node) { _, ok := match(n); found = found || ok })
+		return found
+	}
+	sc, err := scan(fsys, dir, opts, query{marker: id}, keep, needles...)
+	if err != nil {
+		return nil, sc.notRead, err
+	}
+	var out []Marked
+	for _, f := range sc.files {
+		for _, doc := range sc.docs[f] {
+			walkScalars(doc, func(n *yaml.Node) {
+				if m, ok := match(n); ok {
+					m.File = f
+					out = append(out, m)
+				}
+			})
+		}
+	}
+	return out, sc.notRead, nil
 }
 
 // SetMarkers rewrites every scalar under dir whose line comment is a marker for id, whatever the
@@ -58,11 +118,11 @@ func SetMarkers(fsys fs.FS, dir, id string, pushed imageref.Ref, opts Options) (
 		for _, doc := range sc.docs[f] {
 			var walkErr error
 			walkScalars(doc, func(n *yaml.Node) {
-				mid, field, ok := parseMarker(n.LineComment)
+				key, mid, field, ok := readMarker(n.LineComment)
 				if !ok || mid != id || walkErr != nil {
 					return
 				}
-				val, err := markerValue(n.Value, field, pushed, opts)
+				val, err := markerValue(n.Value, key, field, pushed, opts)
 				if err != nil {
 					walkErr = fmt.Errorf("%s:%d: %w", f, n.Line, err)
 					return
@@ -119,7 +179,19 @@ func walkScalars(n *yaml.Node, fn func(*yaml.Node)) {
 }
 
 // markerValue computes the new value of a marked scalar.
-func markerValue(cur, field string, pushed imageref.Ref, opts Options) (string, error) {
+func markerValue(cur, key, field string, pushed imageref.Ref, opts Options) (string, error) {
+	if key == "$imagescan" && field == "digest" && !imageref.ValidDigest(cur) {
+		// Fleet's imagescan writes the whole reference, repository:tag@digest, where its :digest
+		// marker stands (Flux's writes the digest alone, and so does a $imagescan marker whose
+		// value is a bare digest).
+		ref, err := imageref.Parse(cur)
+		if err != nil {
+			return "", fmt.Errorf("marked value: %w", err)
+		}
+		rules := opts.rules()
+		rules.Pin = imageref.PinDigest
+		return imageref.NewValue(ref, pushed, rules)
+	}
 	switch field {
 	case "":
 		ref, err := imageref.Parse(cur)

@@ -6,6 +6,7 @@ package reconcile
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io/fs"
 	"log/slog"
@@ -100,16 +101,31 @@ func (r *Reconciler) Run(ctx context.Context) {
 	}
 }
 
+// Pass reconciles every hook once, now, and returns what failed (each error names its hook):
+// for a dry run such as import's --check.
+func (r *Reconciler) Pass(ctx context.Context) error {
+	var errs []error
+	for _, h := range r.hooks {
+		if err := r.pass(ctx, h); err != nil {
+			errs = append(errs, fmt.Errorf("hooks[%s]: %w", h.ID, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
 // pass reconciles every target of one hook.
-func (r *Reconciler) pass(ctx context.Context, h config.Hook) {
+func (r *Reconciler) pass(ctx context.Context, h config.Hook) error {
 	outcome := "ok"
+	var errs []error
 	for _, t := range h.Targets {
 		if err := r.target(ctx, h, t); err != nil {
 			outcome = "error"
-			r.log.Warn("reconcile", "hook", h.ID, "workload", t.Workload, "err", err)
+			errs = append(errs, err)
+			r.log.Warn("reconcile", "hook", h.ID, "workload", t.Workload, "marker", t.Marker, "err", err)
 		}
 	}
 	r.runs.WithLabelValues(h.ID, outcome).Inc()
+	return errors.Join(errs...)
 }
 
 func (r *Reconciler) target(ctx context.Context, h config.Hook, t config.Target) error {
@@ -117,54 +133,111 @@ func (r *Reconciler) target(ctx context.Context, h config.Hook, t config.Target)
 	if r.Owns != nil && !r.Owns(t.Repo) {
 		return nil
 	}
-	if repo == nil || t.Workload == "" || t.Container == "" {
-		return nil // only workload containers named in full can be asked about
-	}
-	current, err := CurrentImage(ctx, repo, t.Event())
-	if err != nil {
-		return fmt.Errorf("current image: %w", err)
-	}
-	cur, err := imageref.Parse(current)
-	if err != nil {
-		return err
-	}
-	curVersion, err := semver.NewVersion(cur.Tag)
-	if err != nil {
-		return nil // a tag that is not a version has no "newer"
-	}
-	tags, err := r.tags.Tags(ctx, cur.Repo)
-	if err != nil {
-		return err
+	if repo == nil {
+		return nil
 	}
 	policy, err := tagpolicy.Parse(h.Tags)
 	if err != nil {
 		return err
 	}
-	best, bestVersion := "", curVersion
-	for _, tag := range tags {
-		v, err := semver.NewVersion(tag)
-		if err != nil || !v.GreaterThan(bestVersion) {
-			continue
+	order := tagpolicy.OrderOf(h.Tags)
+	var image, curTag string
+	anyVersion := false
+	switch {
+	case t.Marker != "":
+		if image, curTag, err = currentMarked(ctx, repo, t, h.Reconcile.Image); err != nil {
+			return err
 		}
-		if ok, _ := policy(tag); ok {
-			best, bestVersion = tag, v
+		// A marked value that is not a version yet (latest) takes the newest allowed, as Fleet's
+		// imagescan writes whatever its policy chooses.
+		anyVersion = true
+	case t.Workload != "" && t.Container != "":
+		current, err := CurrentImage(ctx, repo, t.Event())
+		if err != nil {
+			return fmt.Errorf("current image: %w", err)
+		}
+		cur, err := imageref.Parse(current)
+		if err != nil {
+			return err
+		}
+		image, curTag = cur.Repo, cur.Tag
+	default:
+		return nil // only workload containers named in full, and markers, can be asked about
+	}
+	if order == tagpolicy.BySemver && !anyVersion {
+		if _, err := semver.NewVersion(curTag); err != nil {
+			return nil // a tag that is not a version has no "newer"
 		}
 	}
+	tags, err := r.tags.Tags(ctx, image)
+	if err != nil {
+		return err
+	}
+	best, forward := order.Latest(policy, tags, curTag, anyVersion)
 	key := t.Event().Key()
-	if best == "" || r.submitted[key] == best {
+	if !forward || r.submitted[key] == best {
 		return nil
 	}
 	now := time.Now().UTC()
+	// Under an alphabetical order the step forward was decided here; a semantic-version check on
+	// top could refuse what the order chose (1.9 after 1.10).
 	ev := &event.Event{ID: event.NewID(now), Hook: h.ID, ReceivedAt: now, Targets: []event.Target{t.Event()},
-		Push: event.Push{Image: cur.Repo + ":" + best, Source: Source}, Pin: h.Pin, NoDowngrade: true, Verify: h.Verify.Resolves(), Signed: h.Verify.Signed()}
+		Push: event.Push{Image: image + ":" + best, Source: Source}, Pin: h.Pin, NoDowngrade: order == tagpolicy.BySemver, Verify: h.Verify.Resolves(), Signed: h.Verify.Signed()}
 	ev.Mail, ev.Notify = h.Reports()
 	if err := r.submit.Submit(ctx, ev); err != nil {
 		return fmt.Errorf("submit: %w", err)
 	}
 	r.submitted[key] = best
 	r.events.Inc()
-	r.log.Info("reconcile found a push whose webhook never came", "hook", h.ID, "workload", t.Workload, "image", ev.Push.Image, "event", ev.ID)
+	r.log.Info("reconcile found a push whose webhook never came", "hook", h.ID, "workload", t.Workload, "marker", t.Marker, "image", ev.Push.Image, "event", ev.ID)
 	return nil
+}
+
+// currentMarked reads a marker target's scalars: the repository to ask (image when given, else
+// the first marked value that names one) and the tag git holds now ("" when no marked value
+// holds one).
+func currentMarked(ctx context.Context, repo Repo, t config.Target, image string) (string, string, error) {
+	var marked []manifests.Marked
+	var notRead []manifests.NotRead
+	err := repo.Read(ctx, func(fsys fs.FS) error {
+		var err error
+		marked, notRead, err = manifests.Markers(fsys, t.Path, t.Marker, manifests.Options{})
+		return err
+	})
+	if err != nil {
+		return "", "", fmt.Errorf("marker %s: %w", t.Marker, err)
+	}
+	if len(marked) == 0 {
+		what := fmt.Sprintf("marker %q under %s", t.Marker, t.Path)
+		if len(notRead) > 0 {
+			return "", "", &manifests.FilesNotReadError{What: what, Files: notRead}
+		}
+		return "", "", fmt.Errorf("%s: %w", what, manifests.ErrNotFound)
+	}
+	tag := ""
+	for _, m := range marked {
+		switch m.Field {
+		case "tag":
+			if tag == "" {
+				tag = m.Value
+			}
+		case "", "name", "digest":
+			ref, err := imageref.Parse(m.Value)
+			if err != nil {
+				continue // a bare digest, or a value the rewrite will refuse with its line
+			}
+			if image == "" {
+				image = ref.Repo
+			}
+			if tag == "" && m.Field != "name" {
+				tag = ref.Tag
+			}
+		}
+	}
+	if image == "" {
+		return "", "", fmt.Errorf("marker %q under %s: no marked value names the repository; set reconcile.image", t.Marker, t.Path)
+	}
+	return image, tag, nil
 }
 
 // CurrentImage reads the image a workload target holds in git now (reconcile's starting point, and

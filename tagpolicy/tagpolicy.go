@@ -1,5 +1,6 @@
-// Package tagpolicy decides which pushed tags a hook acts on: semver:<constraint>, regex:<re> or
-// glob:<pattern>. Config validates a hook's policy with it; the listener applies it.
+// Package tagpolicy decides which pushed tags a hook acts on: semver:<constraint>, regex:<re>,
+// glob:<pattern>, or alphabetical:highest|lowest. Config validates a hook's policy with it; the
+// listener applies it, and reconcile ranks the tags it finds by the policy's Order.
 package tagpolicy
 
 import (
@@ -21,7 +22,7 @@ func Parse(s string) (Policy, error) {
 	}
 	kind, arg, ok := strings.Cut(s, ":")
 	if !ok || arg == "" {
-		return nil, fmt.Errorf("%q: want semver:<constraint>, regex:<re> or glob:<pattern>", s)
+		return nil, fmt.Errorf("%q: want semver:<constraint>, regex:<re>, glob:<pattern> or alphabetical:highest|lowest", s)
 	}
 	switch kind {
 	case "semver":
@@ -60,6 +61,83 @@ func Parse(s string) (Policy, error) {
 			}
 			return true, ""
 		}, nil
+	case "alphabetical":
+		// Every tag is allowed; what the order decides is which one reconcile chooses.
+		if arg != "highest" && arg != "lowest" {
+			return nil, fmt.Errorf("alphabetical %q: want highest or lowest", arg)
+		}
+		return func(string) (bool, string) { return true, "" }, nil
 	}
-	return nil, fmt.Errorf("%q: unknown policy %q (want semver, regex or glob)", s, kind)
+	return nil, fmt.Errorf("%q: unknown policy %q (want semver, regex, glob or alphabetical)", s, kind)
+}
+
+// Order is how reconcile ranks the tags a policy allows, to choose the latest.
+type Order int
+
+const (
+	// BySemver ranks semantic versions (Masterminds semver); a tag that is not one is never chosen.
+	BySemver Order = iota
+	// Highest chooses the greatest tag in byte order (Fleet's alphabetical order desc, its default).
+	Highest
+	// Lowest chooses the least tag in byte order (Fleet's alphabetical order asc).
+	Lowest
+)
+
+// OrderOf returns the order of a policy that Parse accepted.
+func OrderOf(s string) Order {
+	switch s {
+	case "alphabetical:highest":
+		return Highest
+	case "alphabetical:lowest":
+		return Lowest
+	}
+	return BySemver
+}
+
+// Latest returns the tag the order chooses among those the policy allows, and whether it is a
+// step forward from cur (cur "" is passed by everything). Under BySemver a cur that is not a
+// version is passed by every version only when anyVersion is set; otherwise nothing is newer than it.
+func (o Order) Latest(policy Policy, tags []string, cur string, anyVersion bool) (string, bool) {
+	if o == BySemver {
+		var floor *semver.Version
+		if cur != "" {
+			v, err := semver.NewVersion(cur)
+			switch {
+			case err == nil:
+				floor = v
+			case !anyVersion:
+				return "", false
+			}
+		}
+		best, bestV := "", floor
+		for _, tag := range tags {
+			v, err := semver.NewVersion(tag)
+			// Strictly greater: of two spellings of one version the first listed wins, as in Fleet.
+			if err != nil || bestV != nil && !v.GreaterThan(bestV) {
+				continue
+			}
+			if ok, _ := policy(tag); ok {
+				best, bestV = tag, v
+			}
+		}
+		return best, best != ""
+	}
+	best := ""
+	for _, tag := range tags {
+		if ok, _ := policy(tag); !ok {
+			continue
+		}
+		if best == "" || o == Highest && tag > best || o == Lowest && tag < best {
+			best = tag
+		}
+	}
+	switch {
+	case best == "":
+		return "", false
+	case cur == "":
+		return best, true
+	case o == Highest:
+		return best, best > cur
+	}
+	return best, best < cur
 }
