@@ -194,7 +194,7 @@ func (r *Repo) fetch(ctx context.Context, branch string) error {
 	opts := &git.FetchOptions{RemoteName: "origin", RefSpecs: []gitconfig.RefSpec{spec},
 		Auth: r.auth, CABundle: r.cfg.Auth.CABundle, Tags: git.NoTags, Depth: depth}
 	err := r.repo.FetchContext(ctx, opts)
-	if err != nil && depth > 0 && strings.Contains(err.Error(), "capability") {
+	if err != nil && depth > 0 && errors.Is(classify(err), errNoShallow) {
 		// A server without shallow support (go-git's own file:// transport): fetch it all.
 		opts.Depth = 0
 		err = r.repo.FetchContext(ctx, opts)
@@ -365,7 +365,12 @@ func storeCommit(repo *git.Repository, tree plumbing.Hash, parents []plumbing.Ha
 	return h, nil
 }
 
-// classify maps go-git's errors, whose texts are the only stable part, onto this package's sentinels.
+// errNoShallow is a server that cannot serve a shallow fetch (go-git's own file:// transport).
+var errNoShallow = errors.New("the server does not support shallow fetches")
+
+// classify maps go-git's errors, whose texts are the only stable part, onto this package's sentinels:
+// the one place in imagehook that reads an error's text (go-git's push and capability errors carry no
+// type), so that everyone else branches with errors.Is.
 // go-git reports a stale local view as "non-fast-forward update", and the server's report-status
 // carries git's own reasons ("non-fast-forward", "fetch first", "failed to update ref").
 func classify(err error) error {
@@ -379,6 +384,8 @@ func classify(err error) error {
 		return fmt.Errorf("%w: %s", ErrAuth, redact(msg))
 	case strings.Contains(msg, "command error on"), strings.Contains(msg, "unpack error"):
 		return fmt.Errorf("%w: %s", ErrRejected, redact(msg))
+	case strings.Contains(msg, "capability"):
+		return fmt.Errorf("%w: %s", errNoShallow, redact(msg))
 	}
 	return errors.New(redact(msg))
 }

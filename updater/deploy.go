@@ -15,8 +15,9 @@ func (u *Updater) toFollow(evs []*event.Event) (follow, rest []*event.Event) {
 		r, ok := u.repos[ev.Repo()]
 		st, has := ev.Step(event.StepGit)
 		// A step that changed files, or was carried by a commit that did (superseded, pushed by
-		// an earlier attempt, merged): not one that found the image already in place.
-		carried := len(st.Files) > 0 || (st.Detail != "" && st.Reason != event.ReasonUnchanged)
+		// an earlier attempt, merged): not one that found the image already in place. Only its
+		// reason says which, never its detail.
+		carried := len(st.Files) > 0 || st.Reason != event.ReasonUnchanged
 		if ok && r.Deploy != nil && has && st.Status == event.Succeeded && st.Commit != "" && ev.Status != event.Failed && carried {
 			follow = append(follow, ev)
 			continue

@@ -477,7 +477,7 @@ func setImage(fsys *overlay, t event.Target, pushed imageref.Ref, opts manifests
 	changes := make([]event.Change, 0, len(res.Changes))
 	for _, c := range res.Changes {
 		workload := strings.ToLower(c.Kind) + "/" + c.Name
-		if t.Workload != "" && (t.Marker != "" || t.Values != nil || c.Kind == "Kustomization") {
+		if t.Workload != "" && c.Place != manifests.PlaceWorkload {
 			workload = t.Workload
 		}
 		changes = append(changes, event.Change{File: event.OneLine(c.File), Workload: event.OneLine(workload),
