@@ -3,7 +3,6 @@ package updater
 import (
 	"context"
 	"log/slog"
-	"time"
 
 	"github.com/imagehook/imagehook/event"
 )
@@ -65,7 +64,6 @@ func (u *Updater) follow(log *slog.Logger, evs []*event.Event) bool {
 		for _, ev := range group {
 			ev.SetStep(st)
 			ev.Settle()
-			ev.UpdatedAt = time.Now()
 			if st.Status == event.Succeeded && !st.ReadyAt.IsZero() {
 				if g, ok := ev.Step(event.StepGit); ok {
 					u.opts.Metrics.pushToReady.WithLabelValues(ev.Hook).Observe(st.ReadyAt.Sub(g.At).Seconds())

@@ -296,7 +296,7 @@ func (u *Updater) propose(ctx context.Context, log *slog.Logger, key string, r R
 			st.Reason = reason
 		}
 		ev.SetStep(st)
-		ev.Status = event.AwaitingMerge
+		ev.Await()
 		p.events = append(p.events, ev)
 	}
 	u.settleCarried(ctx, log, key, carried)
@@ -405,7 +405,7 @@ func (u *Updater) settleCarried(ctx context.Context, log *slog.Logger, key strin
 	var done []*event.Event
 	for _, ev := range carried {
 		if ev.Status != event.AwaitingMerge {
-			ev.Status = event.Running
+			ev.Resume()
 			done = append(done, ev)
 		}
 	}
@@ -573,7 +573,7 @@ func (u *Updater) forget(ctx context.Context, log *slog.Logger, key string, rv *
 		st, _ := ev.Step(event.StepGit)
 		st.Status, st.Reason, st.Error, st.At = event.Failed, event.ReasonForeignPullRequest, err.Error(), time.Now()
 		ev.SetStep(st)
-		ev.Status = event.Running
+		ev.Resume()
 	}
 	u.saveMany(ctx, log, evs)
 	u.handOverKey(key, evs)
@@ -596,7 +596,7 @@ func (u *Updater) closed(ctx context.Context, log *slog.Logger, rv *Review, p *p
 		st.PR, st.At, st.Status, st.Reason = &ref, p.closedAt, event.Cancelled, ""
 		st.Detail = fmt.Sprintf("pull request #%d was closed without merging; reopening and merging it still completes this event", p.pr.Number)
 		ev.SetStep(st)
-		ev.Status = event.Cancelled
+		ev.Settle()
 	}
 	log.Info("pull request closed without merging", "pr", p.pr.Number, "events", eventIDs(evs))
 	u.finishMany(ctx, log, evs)
@@ -619,7 +619,7 @@ func (u *Updater) reopened(ctx context.Context, log *slog.Logger, rv *Review, p 
 		st.PR, st.At, st.Status, st.Reason = &ref, time.Now(), event.AwaitingMerge, event.ReasonReopened
 		st.Detail = fmt.Sprintf("pull request #%d was reopened; waiting for its merge", p.pr.Number)
 		ev.SetStep(st)
-		ev.Status = event.AwaitingMerge
+		ev.Await()
 		u.mu.Lock()
 		u.tracked[ev.ID] = true
 		u.mu.Unlock()
@@ -677,7 +677,7 @@ func (u *Updater) merged(ctx context.Context, log *slog.Logger, key string, rv *
 			st.Detail += before
 		}
 		ev.SetStep(st)
-		ev.Status = event.Running
+		ev.Resume()
 	}
 	u.recordApplied(ctx, log, evs, func(t event.Target) bool { return t.Repo != "" })
 	u.saveMany(ctx, log, evs)

@@ -261,7 +261,7 @@ func (u *Updater) prune(ctx context.Context) {
 
 // Submit journals ev (the durable promise behind a 2xx) and queues it.
 func (u *Updater) Submit(ctx context.Context, ev *event.Event) error {
-	ev.Status = event.Queued
+	ev.Queue()
 	if err := u.journal.Insert(ctx, ev); err != nil {
 		return err
 	}
@@ -548,9 +548,7 @@ func (u *Updater) runBatch(ctx, stop context.Context, log *slog.Logger, key stri
 				continue
 			}
 		}
-		ev.Status = event.Running
-		ev.Attempts++
-		ev.UpdatedAt = time.Now()
+		ev.Start()
 		batch = append(batch, ev)
 	}
 	if len(batch) == 0 {
@@ -650,7 +648,7 @@ func (u *Updater) verify(ctx context.Context, log *slog.Logger, ev *event.Event)
 // later one) with the reason.
 func (u *Updater) ignore(ctx context.Context, log *slog.Logger, ev *event.Event, reason event.Reason, why string) {
 	ev.SetStep(event.Step{Name: event.StepGit, Repo: ev.Repo(), Status: event.Ignored, Reason: reason, Detail: why, At: time.Now()})
-	ev.Status = event.Ignored
+	ev.Settle()
 	log.Info("event ignored", "event", ev.ID, "hook", ev.Hook, "reason", reason, "detail", why)
 	u.finishMany(ctx, log, []*event.Event{ev})
 }
@@ -777,7 +775,7 @@ func (u *Updater) requeue(stop context.Context, log *slog.Logger, key string, ba
 			gaveUp = append(gaveUp, ev)
 			continue
 		}
-		ev.Status = event.Queued
+		ev.Queue()
 		again = append(again, ev)
 	}
 	u.finishMany(context.WithoutCancel(stop), log, gaveUp)
@@ -854,7 +852,7 @@ func (u *Updater) finishMany(ctx context.Context, log *slog.Logger, evs []*event
 		// batches; the events stay "running" (resumed after a restart) until it ends.
 		u.completeMany(ctx, log, rest)
 		for _, ev := range follow {
-			ev.Status = event.Running
+			ev.Resume()
 			ev.SetStep(event.Step{Name: event.StepDeploy, Status: event.Running, At: time.Now(), Detail: "waiting for the GitOps tool"})
 		}
 		u.saveMany(ctx, log, follow)
@@ -894,7 +892,7 @@ func (u *Updater) completeMany(ctx context.Context, log *slog.Logger, evs []*eve
 // as ignored (a duplicate delivery, a replay) skips them.
 func (u *Updater) finish(ctx context.Context, log *slog.Logger, ev *event.Event) {
 	if ev.Status == event.Ignored || ev.Status == event.Cancelled {
-		ev.UpdatedAt = time.Now()
+		ev.Settle()
 		return
 	}
 	// Direct-only events are ordered here, where they are applied one after another.
@@ -906,8 +904,7 @@ func (u *Updater) finish(ctx context.Context, log *slog.Logger, ev *event.Event)
 		}
 		if why != "" {
 			ev.SetStep(event.Step{Name: event.StepApply, Status: event.Ignored, Reason: reason, Detail: why, At: time.Now()})
-			ev.Status = event.Ignored
-			ev.UpdatedAt = time.Now()
+			ev.Settle()
 			return
 		}
 	}
@@ -919,7 +916,6 @@ func (u *Updater) finish(ctx context.Context, log *slog.Logger, ev *event.Event)
 			ev.SetStep(st)
 		}
 		ev.Settle()
-		ev.UpdatedAt = time.Now()
 		return
 	}
 	// A pull request merged with another image than proposed, or one imagehook refused to use
@@ -933,7 +929,6 @@ func (u *Updater) finish(ctx context.Context, log *slog.Logger, ev *event.Event)
 			}
 		}
 		ev.Settle()
-		ev.UpdatedAt = time.Now()
 		return
 	}
 	for _, t := range ev.Targets {
@@ -957,7 +952,6 @@ func (u *Updater) finish(ctx context.Context, log *slog.Logger, ev *event.Event)
 		u.recordApplied(ctx, log, []*event.Event{ev}, func(t event.Target) bool { return t.Cluster != "" })
 	}
 	ev.Settle()
-	ev.UpdatedAt = time.Now()
 }
 
 // notifyAll sends the reports of finished events: one per group of events carried by the same
