@@ -23,7 +23,7 @@ var ErrDuplicateDelivery = errors.New("duplicate delivery")
 // Status is where an event or one of its steps stands.
 type Status string
 
-// The statuses of DESIGN.md's HTTP contract.
+// The statuses an event or step reports, as GET /events/{id} and the event page show them.
 const (
 	Queued    Status = "queued"
 	Running   Status = "running"
@@ -245,7 +245,8 @@ func (e *Event) settled() Status {
 // Failed reports whether the event failed by the rule of Settle, without changing it.
 func (e *Event) Failed() bool { return e.settled() == Failed }
 
-// Step is the outcome of one stage of the flow: StepGit, StepApply or StepNotify.
+// Step is the outcome of one stage of the flow: StepVerify, StepGit, StepApply, StepDeploy or
+// StepNotify.
 type Step struct {
 	Name    string `json:"name"`
 	Status  Status `json:"status"`
