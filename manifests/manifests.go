@@ -94,8 +94,8 @@ const (
 // Change is one image value found for the target: changed when Old != New.
 type Change struct {
 	File string
-	// Place is the kind of place the value is in.
-	Place     PlaceKind
+	// Place is the kind of place the value is in (not in set-image's JSON, which stays as it was).
+	Place     PlaceKind `json:"-"`
 	Kind      string
 	Name      string
 	Namespace string
