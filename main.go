@@ -265,11 +265,12 @@ func setImage(args []string, stdout, stderr io.Writer) error {
 	pin := fs.String("pin", "", "tag or digest (default: keep digests where the manifest has one)")
 	marker := fs.String("marker", "", `rewrite the scalars marked # {"$imagehook": "ID"} (or $imagepolicy/$imagescan) instead of workloads`)
 	valuesFile := fs.String("values", "", "rewrite a Helm values FILE instead of workloads (no PATH needed)")
-	imageKey := fs.String("image-key", "", "with --values: the dotted key holding the whole image reference")
-	registryKey := fs.String("registry-key", "", "with --values: the dotted key holding the registry, if any")
-	repositoryKey := fs.String("repository-key", "", "with --values: the dotted key holding the repository")
-	tagKey := fs.String("tag-key", "", "with --values: the dotted key holding the tag")
-	digestKey := fs.String("digest-key", "", "with --values: the dotted key holding the digest, if any")
+	var values manifests.Values
+	fs.StringVar(&values.Image, "image-key", "", "with --values: the dotted key holding the whole image reference")
+	fs.StringVar(&values.Registry, "registry-key", "", "with --values: the dotted key holding the registry, if any")
+	fs.StringVar(&values.Repository, "repository-key", "", "with --values: the dotted key holding the repository")
+	fs.StringVar(&values.Tag, "tag-key", "", "with --values: the dotted key holding the tag")
+	fs.StringVar(&values.Digest, "digest-key", "", "with --values: the dotted key holding the digest, if any")
 	asJSON := fs.Bool("json", false, "print the changes as JSON")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -300,22 +301,33 @@ func setImage(args []string, stdout, stderr io.Writer) error {
 		}
 	}
 	if *valuesFile != "" {
-		if *imageKey == "" && (*repositoryKey == "" || *tagKey == "") {
+		if values.Image == "" && (values.Repository == "" || values.Tag == "") {
 			return errors.New("set-image --values: give --image-key, or --repository-key and --tag-key")
 		}
-		place.Values = &manifests.Values{File: filepath.Base(*valuesFile), Image: *imageKey, Registry: *registryKey,
-			Repository: *repositoryKey, Tag: *tagKey, Digest: *digestKey}
+		values.File = filepath.Base(*valuesFile)
+		place.Values = &values
 	}
-	// Compute every path's rewrite before writing any, so that an error leaves all files untouched.
-	type job struct {
-		root string
-		res  manifests.Result
+	jobs, err := rewriteAll(paths, place, ref, manifests.Options{Pin: manifests.Pin(*pin)})
+	if err != nil {
+		return err
 	}
-	var jobs []job
+	return writeRewrites(jobs, *asJSON, stdout, stderr)
+}
+
+// rewriteJob is one path's rewrite, computed and not yet written.
+type rewriteJob struct {
+	root string
+	res  manifests.Result
+}
+
+// rewriteAll computes every path's rewrite before any is written, so that an error leaves all
+// files untouched.
+func rewriteAll(paths []string, place manifests.Place, ref imageref.Ref, opts manifests.Options) ([]rewriteJob, error) {
+	var jobs []rewriteJob
 	for _, p := range paths {
 		st, err := os.Stat(p)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		root, rel := p, "."
 		if !st.IsDir() {
@@ -325,12 +337,19 @@ func setImage(args []string, stdout, stderr io.Writer) error {
 		if place.Values != nil {
 			place.Path = "."
 		}
-		res, err := manifests.Apply(os.DirFS(root), place, ref, manifests.Options{Pin: manifests.Pin(*pin)})
+		res, err := manifests.Apply(os.DirFS(root), place, ref, opts)
 		if err != nil {
-			return fmt.Errorf("%s: %w", p, err)
+			return nil, fmt.Errorf("%s: %w", p, err)
 		}
-		jobs = append(jobs, job{root, res})
+		jobs = append(jobs, rewriteJob{root, res})
 	}
+	return jobs, nil
+}
+
+// writeRewrites writes the rewrites and prints their changes. Nothing silent: a file not read for
+// a limit makes the run fail (the target may be in it); a file that is not YAML (a template) is
+// only warned about.
+func writeRewrites(jobs []rewriteJob, asJSON bool, stdout, stderr io.Writer) error {
 	var all []manifests.Change
 	for _, j := range jobs {
 		if err := manifests.WriteFiles(j.root, j.res); err != nil {
@@ -341,7 +360,7 @@ func setImage(args []string, stdout, stderr io.Writer) error {
 			all = append(all, c)
 		}
 	}
-	if *asJSON {
+	if asJSON {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
 		if err := enc.Encode(all); err != nil {
@@ -352,8 +371,6 @@ func setImage(args []string, stdout, stderr io.Writer) error {
 			fmt.Fprintln(stdout, strings.TrimSpace(c.String()))
 		}
 	}
-	// Nothing silent: a file not read for a limit makes the run fail (the target may be in it); a
-	// file that is not YAML (a template) is only warned about.
 	var unread filesNotRead
 	for _, j := range jobs {
 		for _, n := range j.res.NotRead {

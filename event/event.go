@@ -23,7 +23,7 @@ var ErrDuplicateDelivery = errors.New("duplicate delivery")
 // Status is where an event or one of its steps stands.
 type Status string
 
-// The statuses of DESIGN.md's HTTP contract.
+// The statuses an event or step reports, as GET /events/{id} and the event page show them.
 const (
 	Queued    Status = "queued"
 	Running   Status = "running"
@@ -181,13 +181,51 @@ const (
 	StepDeploy = "deploy"
 )
 
+// The event's lifecycle is these methods, each of which stamps UpdatedAt: Queue (journaled, or
+// waiting for another try), Start (an attempt begins), Resume (running again without a new attempt:
+// handed to the finisher, following a deploy, completing a merged pull request), Await (a change
+// waiting for its pull request's merge) and Settle, the only writer of a final status.
+
+// Queue marks the event waiting in its queue: journaled, or put back for another try.
+func (e *Event) Queue() { e.Status, e.UpdatedAt = Queued, time.Now() }
+
+// Start marks the event running and counts the attempt.
+func (e *Event) Start() {
+	e.Status, e.UpdatedAt = Running, time.Now()
+	e.Attempts++
+}
+
+// Resume marks the event running again without counting an attempt: its git step is done and the
+// steps after it (direct apply, deploy, notify) are under way.
+func (e *Event) Resume() { e.Status, e.UpdatedAt = Running, time.Now() }
+
+// Await marks the event's change waiting for its pull request's merge: not a failure, not done.
+func (e *Event) Await() { e.Status, e.UpdatedAt = AwaitingMerge, time.Now() }
+
 // Settle sets the event's final status from its steps — the one rule, for the updater, the
-// notifiers and the pages: failed when any step before notification failed or the event carries
-// an error, cancelled when its pull request was closed unmerged, ignored when every step was
-// ignored (another repository, a duplicate, a replay), succeeded otherwise. A failed notification
-// never fails an event. The event's error, like a step's texts, is bounded by Cut. It returns the
-// status.
+// notifiers and the pages: ignored when a step refused the push at admission (a duplicate
+// delivery, an older push, one superseded by a push already applied: whatever earlier attempts'
+// steps said); otherwise failed when any step before notification failed or the event carries an
+// error, cancelled when its pull request was closed unmerged, ignored when every step was ignored
+// (another repository, a duplicate, a replay), succeeded otherwise. A failed notification never
+// fails an event. The event's error, like a step's texts, is bounded by Cut. It stamps UpdatedAt
+// and returns the status.
 func (e *Event) Settle() Status {
+	e.Status, e.UpdatedAt = e.settled(), time.Now()
+	e.Error = Cut(e.Error)
+	if st, ok := e.Step(StepGit); ok && st.Status == Failed && e.Error == "" && e.Status != Ignored {
+		e.Error = st.Error
+	}
+	return e.Status
+}
+
+// settled is Settle's rule, without changing the event.
+func (e *Event) settled() Status {
+	for _, s := range e.Steps {
+		if s.Status == Ignored && s.Reason.refusal() {
+			return Ignored
+		}
+	}
 	status := Ignored
 	for _, s := range e.Steps {
 		switch {
@@ -201,23 +239,16 @@ func (e *Event) Settle() Status {
 		}
 	}
 	if e.Error != "" {
-		status = Failed
+		return Failed
 	}
-	e.Error = Cut(e.Error)
-	if st, ok := e.Step(StepGit); ok && st.Status == Failed && e.Error == "" {
-		e.Error = st.Error
-	}
-	e.Status = status
 	return status
 }
 
 // Failed reports whether the event failed by the rule of Settle, without changing it.
-func (e *Event) Failed() bool {
-	cp := *e
-	return cp.Settle() == Failed
-}
+func (e *Event) Failed() bool { return e.settled() == Failed }
 
-// Step is the outcome of one stage of the flow: StepGit, StepApply or StepNotify.
+// Step is the outcome of one stage of the flow: StepVerify, StepGit, StepApply, StepDeploy or
+// StepNotify.
 type Step struct {
 	Name    string `json:"name"`
 	Status  Status `json:"status"`

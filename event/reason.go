@@ -24,3 +24,9 @@ const (
 	// ReasonOlderPush: by the registry's clock, the push is older than the one the target runs.
 	ReasonOlderPush Reason = "older push"
 )
+
+// refusal reports whether r is admission refusing the push (a duplicate, an older push, a push
+// superseded by one already applied): a step ignored for it makes the whole event ignored.
+func (r Reason) refusal() bool {
+	return r == ReasonDuplicate || r == ReasonOlderPush || r == ReasonSuperseded
+}

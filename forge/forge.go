@@ -1,6 +1,7 @@
 // Package forge opens and follows pull (merge) requests on the forges teams host manifests on —
-// Gitea and Forgejo, GitHub, GitLab, Gitee and Alibaba Cloud Codeup — through their REST APIs, and
-// checks the signatures of the webhooks they send about them.
+// Gitea and Forgejo, GitHub, GitLab, Gitee and Alibaba Cloud Codeup — through their REST APIs. The
+// webhooks they send about them are authenticated by package listener (forge.go), Gitee's and
+// Codeup's with VerifyGitee and VerifyCodeup here.
 package forge
 
 import (

@@ -91,10 +91,10 @@ func OpenLog(path string, limit int, fn LogFunc) error {
 func (r *Repo) Log(ctx context.Context, limit int, fn LogFunc) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if err := r.fetch(ctx, r.pushBranch()); err != nil {
+	if err := r.fetch(ctx, r.cfg.pushBranch()); err != nil {
 		return err
 	}
-	ref, err := r.repo.Reference(r.trackingRef(r.pushBranch()), true)
+	ref, err := r.repo.Reference(trackingRef(r.cfg.pushBranch()), true)
 	if err != nil {
 		return err
 	}
@@ -105,14 +105,14 @@ func (r *Repo) Log(ctx context.Context, limit int, fn LogFunc) error {
 func (r *Repo) Read(ctx context.Context, fn func(fs.FS) error) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	branch := r.pushBranch()
-	if _, err := r.repo.Reference(r.trackingRef(branch), true); err != nil {
+	branch := r.cfg.pushBranch()
+	if _, err := r.repo.Reference(trackingRef(branch), true); err != nil {
 		branch = r.cfg.Branch
 	}
 	if err := r.fetch(ctx, branch); err != nil {
 		return err
 	}
-	ref, err := r.repo.Reference(r.trackingRef(branch), true)
+	ref, err := r.repo.Reference(trackingRef(branch), true)
 	if err != nil {
 		return fmt.Errorf("branch %s: %w", branch, err)
 	}
@@ -161,7 +161,7 @@ func (r *Repo) Descends(ctx context.Context, descendant, ancestor string) (bool,
 func (r *Repo) LastChange(file string, limit int) (c LogCommit, ok bool, err error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	ref, err := r.repo.Reference(r.trackingRef(r.pushBranch()), true)
+	ref, err := r.repo.Reference(trackingRef(r.cfg.pushBranch()), true)
 	if err != nil {
 		return LogCommit{}, false, fmt.Errorf("last change of %s: %w", file, err)
 	}

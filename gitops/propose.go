@@ -74,7 +74,7 @@ func (r *Repo) ownTip(ctx context.Context, branch, head string, tip plumbing.Has
 			return fmt.Errorf("%w: tip %s of %s not fetched yet", ErrConflict, tip, branch)
 		}
 	}
-	if r.ownCommit(c) {
+	if ownCommit(r.cfg.Author, c) {
 		return nil
 	}
 	subject, _, _ := strings.Cut(c.Message, "\n")
@@ -83,8 +83,8 @@ func (r *Repo) ownTip(ctx context.Context, branch, head string, tip plumbing.Has
 
 // ownCommit reports whether imagehook made c: its committer is imagehook's identity and its
 // message ends in imagehook's trailers.
-func (r *Repo) ownCommit(c *object.Commit) bool {
-	return c.Committer.Name == r.cfg.Author.Name && c.Committer.Email == r.cfg.Author.Email &&
+func ownCommit(author Signature, c *object.Commit) bool {
+	return c.Committer.Name == author.Name && c.Committer.Email == author.Email &&
 		strings.Contains(c.Message, "\n"+trailerEvent+": ")
 }
 
@@ -128,7 +128,7 @@ func (r *Repo) proposeOnce(ctx context.Context, branch, head string, edit EditFu
 	if err := r.ownTip(ctx, branch, head, lease); err != nil {
 		return Commit{}, err
 	}
-	if cached, err := r.repo.Reference(r.remoteRef(), true); err != nil || cached.Hash() != baseTip {
+	if cached, err := r.repo.Reference(trackingRef(r.cfg.Branch), true); err != nil || cached.Hash() != baseTip {
 		if err := r.fetch(ctx, r.cfg.Branch); err != nil {
 			return Commit{}, err
 		}
@@ -145,6 +145,6 @@ func (r *Repo) proposeOnce(ctx context.Context, branch, head string, edit EditFu
 	if err := ps.send(ctx, r, lease, hash, objects); err != nil {
 		return Commit{}, err
 	}
-	_ = r.repo.Storer.SetReference(plumbing.NewHashReference(r.trackingRef(branch), hash))
+	_ = r.repo.Storer.SetReference(plumbing.NewHashReference(trackingRef(branch), hash))
 	return Commit{Hash: hash.String(), Changed: true}, nil
 }

@@ -166,18 +166,17 @@ func (r *Repo) Name() string { return r.cfg.Name }
 // Dir returns the cache directory (a bare repository).
 func (r *Repo) Dir() string { return r.dir }
 
-func (r *Repo) remoteRef() plumbing.ReferenceName { return r.trackingRef(r.cfg.Branch) }
-
-func (r *Repo) trackingRef(branch string) plumbing.ReferenceName {
+// trackingRef is the cache's remote-tracking ref of branch.
+func trackingRef(branch string) plumbing.ReferenceName {
 	return plumbing.NewRemoteReferenceName("origin", branch)
 }
 
 // pushBranch is the branch commits go to.
-func (r *Repo) pushBranch() string {
-	if r.cfg.PushBranch != "" {
-		return r.cfg.PushBranch
+func (c Config) pushBranch() string {
+	if c.PushBranch != "" {
+		return c.PushBranch
 	}
-	return r.cfg.Branch
+	return c.Branch
 }
 
 // Fetch updates the cached branch from the remote.
@@ -186,15 +185,15 @@ func (r *Repo) Fetch(ctx context.Context) error { return r.fetch(ctx, r.cfg.Bran
 func (r *Repo) fetch(ctx context.Context, branch string) error {
 	ctx, cancel := context.WithTimeout(ctx, r.cfg.Timeout)
 	defer cancel()
-	spec := gitconfig.RefSpec(fmt.Sprintf("+refs/heads/%s:%s", branch, r.trackingRef(branch)))
+	spec := gitconfig.RefSpec(fmt.Sprintf("+refs/heads/%s:%s", branch, trackingRef(branch)))
 	depth := 0
-	if _, err := r.repo.Reference(r.trackingRef(branch), true); err != nil && !r.cfg.FullHistory {
+	if _, err := r.repo.Reference(trackingRef(branch), true); err != nil && !r.cfg.FullHistory {
 		depth = 1 // the first fetch of this branch: the tip is all the flow needs
 	}
 	opts := &git.FetchOptions{RemoteName: "origin", RefSpecs: []gitconfig.RefSpec{spec},
 		Auth: r.auth, CABundle: r.cfg.Auth.CABundle, Tags: git.NoTags, Depth: depth}
 	err := r.repo.FetchContext(ctx, opts)
-	if err != nil && depth > 0 && strings.Contains(err.Error(), "capability") {
+	if err != nil && depth > 0 && errors.Is(classify(err), errNoShallow) {
 		// A server without shallow support (go-git's own file:// transport): fetch it all.
 		opts.Depth = 0
 		err = r.repo.FetchContext(ctx, opts)
@@ -207,7 +206,7 @@ func (r *Repo) fetch(ctx context.Context, branch string) error {
 
 // Tip returns the cached branch tip.
 func (r *Repo) Tip() (*object.Commit, error) {
-	ref, err := r.repo.Reference(r.remoteRef(), true)
+	ref, err := r.repo.Reference(trackingRef(r.cfg.Branch), true)
 	if err != nil {
 		return nil, fmt.Errorf("branch %s: %w", r.cfg.Branch, err)
 	}
@@ -282,13 +281,13 @@ func (r *Repo) applyOnce(ctx context.Context, edit EditFunc) (Commit, error) {
 	ctx, cancel := context.WithTimeout(ctx, r.cfg.Timeout)
 	defer cancel()
 	t0 := time.Now()
-	ps, err := r.openPush(ctx, r.pushBranch())
+	ps, err := r.openPush(ctx, r.cfg.pushBranch())
 	if err != nil {
 		return Commit{}, err
 	}
 	defer ps.Close()
 	// Build on the push branch when it exists, else start it from the branch.
-	baseBranch, remoteTip := r.pushBranch(), ps.tip(r.pushBranch())
+	baseBranch, remoteTip := r.cfg.pushBranch(), ps.tip(r.cfg.pushBranch())
 	old := remoteTip
 	if remoteTip.IsZero() {
 		baseBranch, remoteTip = r.cfg.Branch, ps.tip(r.cfg.Branch)
@@ -297,7 +296,7 @@ func (r *Repo) applyOnce(ctx context.Context, edit EditFunc) (Commit, error) {
 		return Commit{}, fmt.Errorf("push %s: %w", r.cfg.Branch, errNoBranch)
 	}
 	// Fetch only when the remote moved past the cache (another writer, or the first run).
-	if cached, err := r.repo.Reference(r.trackingRef(baseBranch), true); err != nil || cached.Hash() != remoteTip {
+	if cached, err := r.repo.Reference(trackingRef(baseBranch), true); err != nil || cached.Hash() != remoteTip {
 		if err := r.fetch(ctx, baseBranch); err != nil {
 			return Commit{}, err
 		}
@@ -318,7 +317,7 @@ func (r *Repo) applyOnce(ctx context.Context, edit EditFunc) (Commit, error) {
 	}
 	r.log.Debug("git timings", "open", t1.Sub(t0), "edit and commit", t2.Sub(t1), "send", time.Since(t2))
 	// Record the pushed commit as the tip so the next batch starts from it without a fetch.
-	_ = r.repo.Storer.SetReference(plumbing.NewHashReference(r.trackingRef(r.pushBranch()), hash))
+	_ = r.repo.Storer.SetReference(plumbing.NewHashReference(trackingRef(r.cfg.pushBranch()), hash))
 	return Commit{Hash: hash.String(), Changed: true}, nil
 }
 
@@ -365,7 +364,12 @@ func storeCommit(repo *git.Repository, tree plumbing.Hash, parents []plumbing.Ha
 	return h, nil
 }
 
-// classify maps go-git's errors, whose texts are the only stable part, onto this package's sentinels.
+// errNoShallow is a server that cannot serve a shallow fetch (go-git's own file:// transport).
+var errNoShallow = errors.New("the server does not support shallow fetches")
+
+// classify maps go-git's errors, whose texts are the only stable part, onto this package's sentinels:
+// the one place in imagehook that reads an error's text (go-git's push and capability errors carry no
+// type), so that everyone else branches with errors.Is.
 // go-git reports a stale local view as "non-fast-forward update", and the server's report-status
 // carries git's own reasons ("non-fast-forward", "fetch first", "failed to update ref").
 func classify(err error) error {
@@ -379,6 +383,8 @@ func classify(err error) error {
 		return fmt.Errorf("%w: %s", ErrAuth, redact(msg))
 	case strings.Contains(msg, "command error on"), strings.Contains(msg, "unpack error"):
 		return fmt.Errorf("%w: %s", ErrRejected, redact(msg))
+	case strings.Contains(msg, "capability"):
+		return fmt.Errorf("%w: %s", errNoShallow, redact(msg))
 	}
 	return errors.New(redact(msg))
 }

@@ -412,7 +412,7 @@ func (s *Server) authenticate(r *http.Request, hook *servedHook, q url.Values) (
 	var body []byte
 	if source == "auto" || hook.signatureFor(source) != nil {
 		if s.failures.exhausted(addr) {
-			return "", nil, s.authFailed(hook, addr, "too many failed authentications")
+			return "", nil, s.authFailed(hook, addr, faultExhausted)
 		}
 		if body, err = s.readBody(r); err != nil {
 			return "", nil, err
@@ -422,7 +422,7 @@ func (s *Server) authenticate(r *http.Request, hook *servedHook, q url.Values) (
 		}
 	}
 	// Then the credential, once.
-	if why := hook.credentialFault(source, r, q, body); why != "" {
+	if why := hook.credentialFault(source, r, q, body); why != faultNone {
 		return "", nil, s.authFailed(hook, addr, why)
 	}
 	if source == "" {
@@ -448,16 +448,40 @@ func (h *servedHook) signatureFor(source string) *signature {
 // credentialFault checks what the delivery offers against what the hook requires and says what is
 // wrong ("" when nothing): a token, unless a signature is the hook's only secret; and a valid
 // signature, wherever the format or the hook's rule asks for one.
-func (h *servedHook) credentialFault(source string, r *http.Request, q url.Values, body []byte) string {
+func (h *servedHook) credentialFault(source string, r *http.Request, q url.Values, body []byte) authFault {
 	sig := h.signatureFor(source)
 	needToken := sig == nil || h.Signature != nil && !config.Blank(h.Signature.Secret) && len(h.tokens) > 0
 	if needToken && !authorized(h.tokens, r, q) {
-		return "bad or missing token"
+		return faultToken
 	}
 	if sig != nil && !sig.verify(h.keys, r.Header, body) {
-		return "bad or missing signature"
+		return faultSignature
 	}
-	return ""
+	return faultNone
+}
+
+// authFault is why a delivery's credentials were refused: authFailed picks the answer by it, and
+// its String is the log's wording.
+type authFault int
+
+const (
+	faultNone authFault = iota
+	faultToken
+	faultSignature
+	// faultExhausted: the caller's address is past its failure budget; nothing was checked.
+	faultExhausted
+)
+
+func (f authFault) String() string {
+	switch f {
+	case faultToken:
+		return "bad or missing token"
+	case faultSignature:
+		return "bad or missing signature"
+	case faultExhausted:
+		return "too many failed authentications"
+	}
+	return "none"
 }
 
 // readBody reads the request body within the size limit.
@@ -476,15 +500,15 @@ func (s *Server) readBody(r *http.Request) ([]byte, error) {
 // authFailed charges a failed authentication to the caller's address, logs it at most once a
 // minute per address, and returns the error to answer: 401 (or the hook's mismatch status), 429
 // past the address's budget.
-func (s *Server) authFailed(hook *servedHook, addr, why string) error {
+func (s *Server) authFailed(hook *servedHook, addr string, why authFault) error {
 	within, logNow := s.failures.charge(addr, time.Now())
 	if logNow >= 0 {
-		s.log.Warn("webhook refused: "+why, "hook", hook.ID, "remote", addr, "unlogged_since_last", logNow)
+		s.log.Warn("webhook refused: "+why.String(), "hook", hook.ID, "remote", addr, "unlogged_since_last", logNow)
 	}
 	if !within {
 		return &statusError{code: http.StatusTooManyRequests, msg: "too many failed authentications from this address"}
 	}
-	if strings.Contains(why, "signature") {
+	if why == faultSignature {
 		return fail(hook.mismatch(http.StatusUnauthorized), "invalid or missing signature")
 	}
 	return fail(hook.mismatch(http.StatusUnauthorized), "invalid or missing token")

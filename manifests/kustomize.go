@@ -89,7 +89,7 @@ func setKustomizeImage(fsys fs.FS, dir string, pushed imageref.Ref, opts Options
 			return res, true, fmt.Errorf("%s: images[%d]: %w", file, idx, err)
 		}
 		old := cur.String()
-		res.Changes = append(res.Changes, Change{File: file, Kind: "Kustomization", Name: name, Container: "images", Line: entry.Line, Old: old, New: val})
+		res.Changes = append(res.Changes, Change{File: file, Place: PlaceKustomize, Kind: "Kustomization", Name: name, Container: "images", Line: entry.Line, Old: old, New: val})
 		res.Files = map[string][]byte{}
 		if !bytes.Equal(out, data) {
 			res.Files[file] = out

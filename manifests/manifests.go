@@ -75,9 +75,27 @@ func (t Target) String() string {
 	return s
 }
 
+// PlaceKind says what kind of place a Change is in, so that callers never read it back from the
+// Kind or Container texts (which stay what a person reads: "values", "marker <id>", "images").
+type PlaceKind int
+
+// The kinds of place a rewrite changes.
+const (
+	// PlaceWorkload is a container (or init container) image of a workload.
+	PlaceWorkload PlaceKind = iota
+	// PlaceValues is an image in a Helm values file.
+	PlaceValues
+	// PlaceMarker is a scalar marked for an id by a line comment.
+	PlaceMarker
+	// PlaceKustomize is an entry of a kustomization's images list.
+	PlaceKustomize
+)
+
 // Change is one image value found for the target: changed when Old != New.
 type Change struct {
-	File      string
+	File string
+	// Place is the kind of place the value is in (not in set-image's JSON, which stays as it was).
+	Place     PlaceKind `json:"-"`
 	Kind      string
 	Name      string
 	Namespace string
@@ -92,7 +110,7 @@ func (c Change) Changed() bool { return c.Old != c.New }
 
 // String is set-image's line for the change: "file: kind/name container c: old -> new".
 func (c Change) String() string {
-	if c.Kind == "values" {
+	if c.Place == PlaceValues {
 		if !c.Changed() {
 			return fmt.Sprintf("%s: %s: %s (up to date)", c.File, c.Name, c.Old)
 		}

@@ -128,7 +128,7 @@ func SetMarkers(fsys fs.FS, dir, id string, pushed imageref.Ref, opts Options) (
 					return
 				}
 				kind, name, _ := meta(rootMapping(doc))
-				res.Changes = append(res.Changes, Change{File: f, Kind: kind, Name: name, Container: "marker " + id, Line: n.Line, Old: n.Value, New: val})
+				res.Changes = append(res.Changes, Change{File: f, Place: PlaceMarker, Kind: kind, Name: name, Container: "marker " + id, Line: n.Line, Old: n.Value, New: val})
 				if val != n.Value {
 					edits[f] = append(edits[f], edit{node: n, value: val})
 				}

@@ -85,7 +85,7 @@ func (ve *valuesEdit) node(p string) (*yaml.Node, error) {
 }
 
 func (ve *valuesEdit) change(what string, n *yaml.Node, val string) {
-	ve.res.Changes = append(ve.res.Changes, Change{File: ve.file, Kind: "values", Name: what, Line: n.Line, Old: n.Value, New: val})
+	ve.res.Changes = append(ve.res.Changes, Change{File: ve.file, Place: PlaceValues, Kind: "values", Name: what, Line: n.Line, Old: n.Value, New: val})
 	if val != n.Value {
 		ve.edits = append(ve.edits, edit{node: n, value: val})
 	}

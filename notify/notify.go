@@ -1,5 +1,7 @@
-// Package notify reports the outcome of an event to people. Notifier is the seam the updater
-// calls; notify/mail is the SMTP implementation, and Log prints the report instead (quickstart).
+// Package notify reports the outcome of an event to people. Notifier is one way of telling them;
+// All is every configured one, which the updater's report step calls, and says what each sent:
+// notify/mail mails the report, notify/chat posts it to chat robots (DingTalk, WeCom, Feishu,
+// Slack, a generic signed webhook), and Log prints it instead of mail (quickstart).
 package notify
 
 import (
@@ -67,7 +69,18 @@ func Summary(ev *event.Event) string {
 // Log "sends" each report to the log: the quickstart's stand-in for mail.
 type Log struct{ Logger *slog.Logger }
 
-var _ Notifier = Log{}
+var _ Member = Log{}
+
+// Name is "log".
+func (Log) Name() string { return "log" }
+
+// Carries returns the group when its first event's outcome is one its hook asked to hear about.
+func (Log) Carries(evs []*event.Event) []*event.Event {
+	if len(evs) == 0 || !Wanted(evs[0], Failed(evs[0])) {
+		return nil
+	}
+	return evs
+}
 
 // Notify logs the report.
 func (l Log) Notify(_ context.Context, evs ...*event.Event) error {
@@ -99,21 +112,71 @@ func OtherIDs(evs []*event.Event) string {
 	return strings.Join(ids, ", ")
 }
 
-// All reports through every notifier at once (mail and chat robots); the errors are joined, each
-// naming its notifier, so the event records which failed.
-type All []Notifier
+// Sent is what one notifier did with a group's report: the events its message carried (none: it
+// had nothing to say about them, and sent nothing) and its error.
+type Sent struct {
+	// Notifier names it: "mail", "log", or a chat notifier's name.
+	Notifier string
+	// Events are the ids of the group's events the message carried.
+	Events []string
+	Err    error
+}
 
-// Notify sends to each notifier concurrently and waits for all.
+// Member is one notifier of All: it names itself and says which of a group's events its report
+// carries — mail and the log every event of a group whose first event's outcome they report, a
+// chat robot the events that name it.
+type Member interface {
+	Notifier
+	Name() string
+	Carries(evs []*event.Event) []*event.Event
+}
+
+// All reports through every notifier at once (mail and chat robots).
+type All []Member
+
+var _ Notifier = All(nil)
+
+// Notify sends to each notifier concurrently and waits for all; the errors are joined, each naming
+// its notifier.
 func (a All) Notify(ctx context.Context, evs ...*event.Event) error {
-	errs := make([]error, len(a))
+	var errs []error
+	for _, s := range a.Report(ctx, evs...) {
+		errs = append(errs, s.Err)
+	}
+	return errors.Join(errs...)
+}
+
+// Report sends a group's report through every notifier that carries one of its events,
+// concurrently, and says what each sent.
+func (a All) Report(ctx context.Context, evs ...*event.Event) []Sent {
+	var sent []Sent
+	for _, n := range a {
+		if carried := n.Carries(evs); len(carried) > 0 {
+			ids := make([]string, len(carried))
+			for i, ev := range carried {
+				ids[i] = ev.ID
+			}
+			sent = append(sent, Sent{Notifier: n.Name(), Events: ids})
+		}
+	}
 	var wg sync.WaitGroup
-	for i, n := range a {
+	for i := range sent {
+		n := a.named(sent[i].Notifier)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			errs[i] = n.Notify(ctx, evs...)
+			sent[i].Err = n.Notify(ctx, evs...)
 		}()
 	}
 	wg.Wait()
-	return errors.Join(errs...)
+	return sent
+}
+
+func (a All) named(name string) Member {
+	for _, n := range a {
+		if n.Name() == name {
+			return n
+		}
+	}
+	return nil
 }

@@ -130,7 +130,6 @@ func New(cfg *config.Config, log *slog.Logger, opts Options) (*Service, error) {
 	return s, nil
 }
 
-// OpenRepo opens the cache of the configured repository name ("" when there is only one).
 // OpenHistoryRepo opens a full-history cache of the configured repository name ("" when there is
 // only one), for reading the audit trail: the service's own cache starts shallow.
 func OpenHistoryRepo(cfg *config.Config, name string, log *slog.Logger) (*gitops.Repo, error) {
@@ -292,19 +291,16 @@ func openIndex(cfg *config.Config, name string, log *slog.Logger) *manifests.Ind
 	return ix
 }
 
-// NewNotifier returns the mail notifier for cfg.Mail, or the log notifier when mail is not set up
-// (and always in the quickstart).
-func NewNotifier(cfg *config.Config, log *slog.Logger) (notify.Notifier, error) {
-	var base notify.Notifier = notify.Log{Logger: log}
+// NewNotifier returns every notifier of cfg: the mail notifier for cfg.Mail, or the log notifier
+// when mail is not set up (and always in the quickstart), and each chat notifier.
+func NewNotifier(cfg *config.Config, log *slog.Logger) (notify.All, error) {
+	var base notify.Member = notify.Log{Logger: log}
 	if cfg.Mail != nil && !cfg.Quickstart {
 		m, err := NewMailer(cfg.Mail, log)
 		if err != nil {
 			return nil, err
 		}
 		base = m
-	}
-	if len(cfg.Notifiers) == 0 {
-		return base, nil
 	}
 	all := notify.All{base}
 	for _, nc := range cfg.Notifiers {

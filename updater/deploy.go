@@ -1,22 +1,21 @@
 package updater
 
 import (
-	"context"
 	"log/slog"
-	"time"
 
 	"github.com/imagehook/imagehook/event"
 )
 
 // toFollow splits finished events into those whose commit is followed to Ready (their repository
 // has a watch, and their git step pushed a change) and the rest.
-func (u *Updater) toFollow(evs []*event.Event) (follow, rest []*event.Event) {
+func (f *flow) toFollow(evs []*event.Event) (follow, rest []*event.Event) {
 	for _, ev := range evs {
-		r, ok := u.repos[ev.Repo()]
+		r, ok := f.repos[ev.Repo()]
 		st, has := ev.Step(event.StepGit)
 		// A step that changed files, or was carried by a commit that did (superseded, pushed by
-		// an earlier attempt, merged): not one that found the image already in place.
-		carried := len(st.Files) > 0 || (st.Detail != "" && st.Reason != event.ReasonUnchanged)
+		// an earlier attempt, merged): not one that found the image already in place. Only its
+		// reason says which, never its detail.
+		carried := len(st.Files) > 0 || st.Reason != event.ReasonUnchanged
 		if ok && r.Deploy != nil && has && st.Status == event.Succeeded && st.Commit != "" && ev.Status != event.Failed && carried {
 			follow = append(follow, ev)
 			continue
@@ -28,7 +27,7 @@ func (u *Updater) toFollow(evs []*event.Event) (follow, rest []*event.Event) {
 
 // follow tracks each commit once for the events it carried, records the deploy step and settles
 // them. It reports false when the updater is stopping: the events stay running in the journal.
-func (u *Updater) follow(log *slog.Logger, evs []*event.Event) bool {
+func (f *flow) follow(log *slog.Logger, evs []*event.Event) bool {
 	byCommit := map[string][]*event.Event{}
 	var order []string
 	for _, ev := range evs {
@@ -38,7 +37,7 @@ func (u *Updater) follow(log *slog.Logger, evs []*event.Event) bool {
 		}
 		byCommit[st.Commit] = append(byCommit[st.Commit], ev)
 	}
-	ctx := u.runContext()
+	ctx := f.q.runContext()
 	for _, commit := range order {
 		group := byCommit[commit]
 		var files []string
@@ -54,7 +53,7 @@ func (u *Updater) follow(log *slog.Logger, evs []*event.Event) bool {
 			}
 			changes = append(changes, st.Changes...)
 		}
-		tracker := u.repos[group[0].Repo()].Deploy
+		tracker := f.repos[group[0].Repo()].Deploy
 		st, err := tracker.Track(ctx, commit, files, changes)
 		if err != nil {
 			log.Info("deploy tracking interrupted; resumed at the next start", "commit", commit)
@@ -64,24 +63,13 @@ func (u *Updater) follow(log *slog.Logger, evs []*event.Event) bool {
 		for _, ev := range group {
 			ev.SetStep(st)
 			ev.Settle()
-			ev.UpdatedAt = time.Now()
 			if st.Status == event.Succeeded && !st.ReadyAt.IsZero() {
 				if g, ok := ev.Step(event.StepGit); ok {
-					u.opts.Metrics.pushToReady.WithLabelValues(ev.Hook).Observe(st.ReadyAt.Sub(g.At).Seconds())
+					f.opts.Metrics.pushToReady.WithLabelValues(ev.Hook).Observe(st.ReadyAt.Sub(g.At).Seconds())
 				}
-				u.opts.Metrics.acceptToReady.WithLabelValues(ev.Hook).Observe(st.ReadyAt.Sub(ev.ReceivedAt).Seconds())
+				f.opts.Metrics.acceptToReady.WithLabelValues(ev.Hook).Observe(st.ReadyAt.Sub(ev.ReceivedAt).Seconds())
 			}
 		}
 	}
 	return true
-}
-
-// runContext is the context of Run: it ends at shutdown.
-func (u *Updater) runContext() context.Context {
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	if u.ctx == nil {
-		return context.Background()
-	}
-	return u.ctx
 }

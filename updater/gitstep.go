@@ -1,7 +1,6 @@
 package updater
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -18,97 +17,109 @@ import (
 	"github.com/imagehook/imagehook/manifests"
 )
 
-// gitStep applies the whole batch in one commit. It reports whether the batch should be retried.
-func (u *Updater) gitStep(ctx context.Context, log *slog.Logger, key string, batch []*event.Event) bool {
-	r, ok := u.repos[key]
-	repo := r.Git
-	if !ok || repo == nil {
+// gitResult is what the git step decided for a batch.
+type gitResult int
+
+const (
+	// gitDone: every event's git step is recorded (succeeded, ignored, failed for good, or
+	// awaiting its pull request's merge); the batch goes on to the finisher.
+	gitDone gitResult = iota
+	// gitRetry: the step failed in a way worth another try (a network error, a conflict).
+	gitRetry
+	// gitLost: this replica lost the queue during the step; the journal is left as it was for
+	// the new owner.
+	gitLost
+)
+
+// gitStep writes the batch to its repository: one commit pushed to the branch (plan → edit →
+// record), or the pull requests that propose it (review.go).
+func (w *worker) gitStep(batch []*event.Event) gitResult {
+	r, ok := w.f.repos[w.key]
+	var result gitResult
+	switch {
+	case !ok || r.Git == nil:
 		for _, ev := range batch {
-			ev.SetStep(event.Step{Name: event.StepGit, Repo: key, Status: event.Failed, Error: fmt.Sprintf("no repository named %q is configured", key), At: time.Now()})
+			ev.SetStep(gitFailed(w.key, fmt.Errorf("no repository named %q is configured", w.key), ""))
 		}
-		return false
-	}
-	if r.Review != nil {
-		if batch = u.recordLanded(ctx, log, repo, key, batch); len(batch) == 0 {
-			return false
+	case r.Review != nil:
+		if batch = w.recordLanded(r.Git, batch); len(batch) > 0 && w.f.rv.step(w.ctx, w.log, w.key, r, batch) {
+			result = gitRetry
 		}
-		return u.reviewStep(ctx, log, key, r, batch)
+	default:
+		result = w.push(r, batch)
 	}
-	g := planBatch(key, batch, u.opts, r.Template)
+	if !w.f.owns(w.key) {
+		return gitLost
+	}
+	return result
+}
+
+// gitFailed is the git step of an event whose write failed: the one literal of it.
+func gitFailed(repo string, err error, reason event.Reason) event.Step {
+	return event.Step{Name: event.StepGit, Repo: repo, Status: event.Failed, Reason: reason, Error: err.Error(), At: time.Now()}
+}
+
+// push applies the whole batch in one commit on the branch.
+func (w *worker) push(r Repository, batch []*event.Event) gitResult {
+	g := planBatch(w.key, batch, w.f.opts, r.Template)
 	g.index = r.Index
 	// The events whose push already landed stay in the plan: they still win their targets over
 	// the batch's older events.
-	g.landed = u.alreadyLanded(ctx, log, repo, batch)
+	g.landed = w.f.alreadyLanded(w.ctx, w.log, r.Git, batch)
 	if g.allLanded() {
 		g.record(gitops.Commit{}, r.CommitURL)
-		return false
+		return gitDone
 	}
-	g.committer = repo.Identity()
-	g.lookup = func(id string) (*event.Event, error) { return u.journal.Get(ctx, id) }
-	g.log = log
+	g.committer = r.Git.Identity()
+	g.lookup = func(id string) (*event.Event, error) { return w.f.journal.Get(w.ctx, id) }
+	g.log = w.log
 	started := time.Now()
-	commit, err := repo.Apply(ctx, u.owned(ctx, key, g.catchUp(g.edit)))
-	u.observeGit(commit, err, batch, started)
+	commit, err := r.Git.Apply(w.ctx, w.f.owned(w.ctx, w.key, g.catchUp(g.edit)))
+	w.f.observeGit(commit, err, batch, started)
 	if err != nil {
 		retry := !errors.Is(err, gitops.ErrRejected) && !errors.Is(err, gitops.ErrAuth)
 		if errors.Is(err, errNotOwner) {
-			// Left to the queue's owner, whoever that is now: the proof gave the queue up, so
-			// runBatch leaves the journal as it was (and were the queue this replica's again by
+			// Left to the queue's owner, whoever that is now: the proof gave the queue up, so the
+			// batch leaves the journal as it was (and were the queue this replica's again by
 			// then, the batch would be retried, never recorded unpushed).
-			log.Warn("git step fenced: this replica could not prove it still works the queue", "events", eventIDs(batch), "err", err)
+			w.log.Warn("git step fenced: this replica could not prove it still works the queue", "events", eventIDs(batch), "err", err)
 		} else {
-			log.Error("git step failed", "events", eventIDs(batch), "err", err, "retry", retry)
+			w.log.Error("git step failed", "events", eventIDs(batch), "err", err, "retry", retry)
 		}
 		for _, ev := range batch {
-			ev.SetStep(event.Step{Name: event.StepGit, Repo: key, Status: event.Failed, Error: err.Error(), At: time.Now()})
+			ev.SetStep(gitFailed(w.key, err, ""))
 		}
-		return retry
+		if retry {
+			return gitRetry
+		}
+		return gitDone
 	}
 	g.record(commit, r.CommitURL)
 	if r.Index != nil {
 		if err := r.Index.Save(false); err != nil {
-			log.Warn("saving the manifests index", "err", err)
+			w.log.Warn("saving the manifests index", "err", err)
 		}
 	}
-	log.Info("git step done", "events", eventIDs(batch), "commit", commit.Hash, "changed", commit.Changed, "attempts", commit.Attempts)
-	return false
+	w.log.Info("git step done", "events", eventIDs(batch), "commit", commit.Hash, "changed", commit.Changed, "attempts", commit.Attempts)
+	return gitDone
 }
 
 // recordLanded records the retried events whose push landed before a crash (their commit's
 // trailers name them) instead of applying them again, and returns the others.
-func (u *Updater) recordLanded(ctx context.Context, log *slog.Logger, repo Repo, key string, batch []*event.Event) []*event.Event {
-	landed := u.alreadyLanded(ctx, log, repo, batch)
+func (w *worker) recordLanded(repo Repo, batch []*event.Event) []*event.Event {
+	landed := w.f.alreadyLanded(w.ctx, w.log, repo, batch)
 	if len(landed) == 0 {
 		return batch
 	}
 	var rest []*event.Event
 	for _, ev := range batch {
 		if c, ok := landed[ev.ID]; ok {
-			ev.SetStep(landedStep(key, c, time.Now()))
+			ev.SetStep(landedStep(w.key, c, time.Now()))
 			continue
 		}
 		rest = append(rest, ev)
 	}
 	return rest
-}
-
-// observeGit records a git step's measurements.
-func (u *Updater) observeGit(commit gitops.Commit, err error, batch []*event.Event, started time.Time) {
-	m, now := u.opts.Metrics, time.Now()
-	if commit.Attempts > 1 {
-		m.gitRetries.Add(float64(commit.Attempts - 1))
-	}
-	if err != nil {
-		m.gitDuration.WithLabelValues("error").Observe(now.Sub(started).Seconds())
-		return
-	}
-	m.gitDuration.WithLabelValues("ok").Observe(now.Sub(started).Seconds())
-	if commit.Changed {
-		m.gitCommits.Inc()
-		for _, ev := range batch {
-			m.pushLatency.Observe(now.Sub(ev.ReceivedAt).Seconds())
-		}
-	}
 }
 
 // gitBatch is one git step over a batch of events for one repository, in three parts: the plan
@@ -167,7 +178,7 @@ func planBatch(key string, batch []*event.Event, opts Options, tmpl *template.Te
 // edit rewrites every winning target over base and returns the changed files and the message.
 func (g *gitBatch) edit(base fs.FS) (map[string][]byte, string, error) {
 	g.results = map[string]*outcome{}
-	over := &overlay{base: base, files: map[string][]byte{}}
+	over := manifests.NewOverlay(base)
 	for _, ev := range g.events {
 		if _, ok := g.landed[ev.ID]; ok {
 			g.results[ev.ID] = &outcome{}
@@ -176,11 +187,11 @@ func (g *gitBatch) edit(base fs.FS) (map[string][]byte, string, error) {
 		g.results[ev.ID] = g.apply(over, ev)
 	}
 	msg, err := commitMessage(g.template, g.carried(), func(id string) []event.Change { return g.results[id].changes })
-	return over.files, msg, err
+	return over.Files(), msg, err
 }
 
 // apply rewrites the targets an event wins, with one read budget for the whole event.
-func (g *gitBatch) apply(over *overlay, ev *event.Event) *outcome {
+func (g *gitBatch) apply(over *manifests.Overlay, ev *event.Event) *outcome {
 	out := &outcome{}
 	pushed, err := imageref.Parse(ev.Push.Ref())
 	if err != nil {
@@ -457,7 +468,7 @@ func anyChange(cs []event.Change) bool {
 // setImage applies one target's rewrite to the overlay. It returns the changes, with every value
 // made one line (they come from the manifests, which many people commit to, and reach commit
 // messages and mail), and the files the budget skipped.
-func setImage(fsys *overlay, t event.Target, pushed imageref.Ref, opts manifests.Options) ([]event.Change, []string, error) {
+func setImage(fsys *manifests.Overlay, t event.Target, pushed imageref.Ref, opts manifests.Options) ([]event.Change, []string, error) {
 	place := manifests.Place{Path: t.Path, Marker: t.Marker}
 	if v := t.Values; v != nil {
 		place.Values = &manifests.Values{File: v.File, Image: v.Image, Registry: v.Registry, Repository: v.Repository, Tag: v.Tag, Digest: v.Digest}
@@ -471,13 +482,11 @@ func setImage(fsys *overlay, t event.Target, pushed imageref.Ref, opts manifests
 	if err != nil {
 		return nil, res.Warnings, err
 	}
-	for name, data := range res.Files {
-		fsys.files[name] = data
-	}
+	fsys.Store(res)
 	changes := make([]event.Change, 0, len(res.Changes))
 	for _, c := range res.Changes {
 		workload := strings.ToLower(c.Kind) + "/" + c.Name
-		if t.Workload != "" && (t.Marker != "" || t.Values != nil || c.Kind == "Kustomization") {
+		if t.Workload != "" && c.Place != manifests.PlaceWorkload {
 			workload = t.Workload
 		}
 		changes = append(changes, event.Change{File: event.OneLine(c.File), Workload: event.OneLine(workload),
@@ -524,22 +533,4 @@ func commitMessage(tmpl *template.Template, evs []*event.Event, changes func(id 
 		audit.WriteBlock(&b, ev, changes(ev.ID))
 	}
 	return b.String(), nil
-}
-
-// errNotOwner stops a git step whose queue this replica cannot prove it still works.
-var errNotOwner = errors.New("this replica no longer works the queue")
-
-// owned guards an edit with the queue's ownership, proven in the database (Peers.Prove) on every
-// attempt right before the commit is built, so that a replica that lost the queue without hearing
-// of it (its database session was ended, or cut off) never pushes on top of the new owner's work.
-func (u *Updater) owned(ctx context.Context, key string, edit gitops.EditFunc) gitops.EditFunc {
-	if u.opts.Peers == nil {
-		return edit
-	}
-	return func(fsys fs.FS) (map[string][]byte, string, error) {
-		if err := u.opts.Peers.Prove(ctx, key); err != nil {
-			return nil, "", fmt.Errorf("%w: %w", errNotOwner, err)
-		}
-		return edit(fsys)
-	}
 }

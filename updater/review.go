@@ -30,6 +30,11 @@ type Proposer interface {
 	ReadAt(ctx context.Context, commit string, fn func(fs.FS) error) error
 }
 
+// reviews is the flow's part for repositories written through pull requests: the step that
+// proposes a batch, and the watcher that completes, cancels or reopens what a pull request
+// carries.
+type reviews struct{ f *flow }
+
 // Review is a repository written through pull requests: each change goes to imagehook's branch for
 // its target, a pull request carries it to the base branch, and the events wait, "awaiting merge",
 // until the forge says it was merged (they then complete from the merge commit, once its images
@@ -170,7 +175,7 @@ func refName(s string) string {
 // the branch, and the pull request opened or updated. It reports whether the batch should be
 // retried. Events that end here (nothing to change, a failure) are left for the caller to finish;
 // carried events are "awaiting merge".
-func (u *Updater) reviewStep(ctx context.Context, log *slog.Logger, key string, r Repository, batch []*event.Event) bool {
+func (s *reviews) step(ctx context.Context, log *slog.Logger, key string, r Repository, batch []*event.Event) bool {
 	rv := r.Review
 	rv.mu.Lock()
 	defer rv.mu.Unlock()
@@ -179,7 +184,7 @@ func (u *Updater) reviewStep(ctx context.Context, log *slog.Logger, key string, 
 	for _, ev := range batch {
 		branch, err := rv.branchOf(key, ev)
 		if err != nil {
-			ev.SetStep(event.Step{Name: event.StepGit, Repo: key, Status: event.Failed, Error: err.Error(), At: time.Now()})
+			ev.SetStep(gitFailed(key, err, ""))
 			continue
 		}
 		if groups[branch] == nil {
@@ -189,19 +194,22 @@ func (u *Updater) reviewStep(ctx context.Context, log *slog.Logger, key string, 
 	}
 	retry := false
 	for _, branch := range order {
-		if u.propose(ctx, log, key, r, branch, groups[branch]) {
+		if s.propose(ctx, log, key, r, branch, groups[branch]) {
 			retry = true
 		}
 	}
 	return retry
 }
 
-func (u *Updater) propose(ctx context.Context, log *slog.Logger, key string, r Repository, branch string, fresh []*event.Event) bool {
+// propose rebuilds one branch over the base tip with the events its pull request carries and the
+// fresh ones, pushes it, and opens or updates the pull request (open). It reports whether the
+// fresh events should be retried.
+func (s *reviews) propose(ctx context.Context, log *slog.Logger, key string, r Repository, branch string, fresh []*event.Event) bool {
 	rv := r.Review
 	fail := func(err error, reason event.Reason, retry bool) bool {
 		log.Error("pull request step failed", "branch", branch, "events", eventIDs(fresh), "err", err, "reason", reason, "retry", retry)
 		for _, ev := range fresh {
-			ev.SetStep(event.Step{Name: event.StepGit, Repo: key, Status: event.Failed, Reason: reason, Error: err.Error(), At: time.Now()})
+			ev.SetStep(gitFailed(key, err, reason))
 		}
 		return retry
 	}
@@ -212,20 +220,20 @@ func (u *Updater) propose(ctx context.Context, log *slog.Logger, key string, r R
 		// The journal, not this process's memory, says what the pull request still carries:
 		// another replica may have completed or extended it while it worked the queue.
 		var err error
-		if carried, err = u.current(ctx, p, event.AwaitingMerge); err != nil {
+		if carried, err = s.current(ctx, p, event.AwaitingMerge); err != nil {
 			return fail(fmt.Errorf("reading the events pull request #%d carries: %w", p.pr.Number, err), event.ReasonJournalUnavailable, true)
 		}
 		p.events, head = carried, p.pr.Head
 	}
 	all := append(append([]*event.Event(nil), carried...), fresh...)
 	sort.SliceStable(all, func(i, j int) bool { return all[i].Seq < all[j].Seq })
-	g := planBatch(key, all, u.opts, r.Template)
+	g := planBatch(key, all, s.f.opts, r.Template)
 	started := time.Now()
-	commit, err := rv.Git.Propose(ctx, branch, head, u.owned(ctx, key, g.edit))
-	u.observeGit(commit, err, fresh, started)
+	commit, err := rv.Git.Propose(ctx, branch, head, s.f.owned(ctx, key, g.edit))
+	s.f.observeGit(commit, err, fresh, started)
 	var foreign *gitops.ForeignCommitError
 	if errors.As(err, &foreign) {
-		detail := u.foreignCommit(ctx, log, rv, p, foreign.Tip, fmt.Sprintf("%s (%s)", foreign.Author, foreign.Subject))
+		detail := s.foreignCommit(ctx, log, rv, p, foreign.Tip, fmt.Sprintf("%s (%s)", foreign.Author, foreign.Subject))
 		return fail(errors.New(detail), event.ReasonForeignCommit, false)
 	}
 	if err != nil {
@@ -239,17 +247,51 @@ func (u *Updater) propose(ctx context.Context, log *slog.Logger, key string, r R
 			delete(rv.active, branch)
 			delete(rv.prs, p.pr.Number)
 		}
-		u.settleCarried(ctx, log, key, carried)
+		s.settleCarried(ctx, log, key, carried)
 		return false
 	}
+	p, details, reason, err := s.open(ctx, log, rv, p, branch, commit, all, g)
+	if err != nil {
+		return fail(err, reason, reason == "" && !errors.Is(err, context.Canceled))
+	}
+	ref := p.pr
+	p.events = nil
+	for _, ev := range all {
+		st, ok := ev.Step(event.StepGit)
+		if !ok || st.Status != event.Succeeded || (len(st.Files) == 0 && !g.superseded(ev)) {
+			continue // failed, ignored, or nothing of its own to merge
+		}
+		st.Status, st.PR = event.AwaitingMerge, &ref
+		if len(details) > 0 {
+			st.Detail = strings.TrimPrefix(st.Detail+"; "+strings.Join(details, "; "), "; ")
+		}
+		if reason != "" {
+			st.Reason = reason
+		}
+		ev.SetStep(st)
+		ev.Await()
+		p.events = append(p.events, ev)
+	}
+	s.settleCarried(ctx, log, key, carried)
+	log.Info("pull request updated", "branch", branch, "pr", ref.Number, "url", ref.URL, "head", commit.Hash, "events", eventIDs(p.events))
+	return false
+}
+
+// open opens (or finds, and updates) the pull request for a pushed branch, follows it, and asks
+// for its auto-merge. It returns the proposal, what the events' steps should add to their detail
+// (labels refused, look-alikes left alone, auto-merge not asked) with its reason, or the error
+// that fails the fresh events — with a reason when it is final, without one when the next attempt
+// pushes the branch again and retries.
+func (s *reviews) open(ctx context.Context, log *slog.Logger, rv *Review, p *proposal, branch string, commit gitops.Commit,
+	all []*event.Event, g *gitBatch) (*proposal, []string, event.Reason, error) {
 	pr, err := rv.Forge.Open(ctx, forge.Request{Head: branch, Base: rv.Base, Title: prTitle(rv.Language, all, g),
 		Body: prBody(rv.Language, all, g), Labels: rv.Labels, Reviewers: rv.Reviewers})
 	if errors.Is(err, forge.ErrForeign) {
-		return fail(fmt.Errorf("pull request: %w; imagehook only uses pull requests from its own branch in this repository", err), event.ReasonForeignPullRequest, false)
+		return nil, nil, event.ReasonForeignPullRequest, fmt.Errorf("pull request: %w; imagehook only uses pull requests from its own branch in this repository", err)
 	}
 	if err != nil && pr.Number == 0 {
 		// The branch is pushed; the next attempt pushes it again and opens the pull request.
-		return fail(fmt.Errorf("pull request: %w", err), "", !errors.Is(err, context.Canceled))
+		return nil, nil, "", fmt.Errorf("pull request: %w", err)
 	}
 	var details []string
 	var reason event.Reason
@@ -275,39 +317,19 @@ func (u *Updater) propose(ctx context.Context, log *slog.Logger, key string, r R
 	if rv.AutoMerge && pr.State == forge.Open {
 		if !p.ours(pr.Head) {
 			// A commit reached the branch between the push and now: nothing is merged.
-			details = append(details, "auto-merge not asked: "+u.foreignCommit(ctx, log, rv, p, pr.Head, "someone else"))
+			details = append(details, "auto-merge not asked: "+s.foreignCommit(ctx, log, rv, p, pr.Head, "someone else"))
 		} else if err := rv.Forge.AutoMerge(ctx, pr.Number, commit.Hash); err != nil {
 			log.Warn("auto-merge not enabled", "pr", pr.Number, "err", err)
 			details = append(details, "auto-merge: "+err.Error())
 		}
 	}
-	ref := p.pr
-	p.events = nil
-	for _, ev := range all {
-		st, ok := ev.Step(event.StepGit)
-		if !ok || st.Status != event.Succeeded || (len(st.Files) == 0 && !g.superseded(ev)) {
-			continue // failed, ignored, or nothing of its own to merge
-		}
-		st.Status, st.PR = event.AwaitingMerge, &ref
-		if len(details) > 0 {
-			st.Detail = strings.TrimPrefix(st.Detail+"; "+strings.Join(details, "; "), "; ")
-		}
-		if reason != "" {
-			st.Reason = reason
-		}
-		ev.SetStep(st)
-		ev.Status = event.AwaitingMerge
-		p.events = append(p.events, ev)
-	}
-	u.settleCarried(ctx, log, key, carried)
-	log.Info("pull request updated", "branch", branch, "pr", pr.Number, "url", pr.URL, "head", commit.Hash, "events", eventIDs(p.events))
-	return false
+	return p, details, reason, nil
 }
 
 // foreignCommit reports a commit imagehook did not push at the end of a followed pull request's
 // branch (by: who made it): once per commit, it withdraws an auto-merge and comments on the pull
 // request, and records the reason on the events the pull request carries. It returns the detail.
-func (u *Updater) foreignCommit(ctx context.Context, log *slog.Logger, rv *Review, p *proposal, tip, by string) string {
+func (s *reviews) foreignCommit(ctx context.Context, log *slog.Logger, rv *Review, p *proposal, tip, by string) string {
 	number := int64(0)
 	if p != nil {
 		number = p.pr.Number
@@ -343,7 +365,7 @@ func (u *Updater) foreignCommit(ctx context.Context, log *slog.Logger, rv *Revie
 		st.Reason, st.Detail = event.ReasonForeignCommit, detail
 		ev.SetStep(st)
 	}
-	u.saveMany(ctx, log, p.events)
+	s.f.save(ctx, log, p.events)
 	return detail
 }
 
@@ -368,11 +390,11 @@ func foreignComment(lang, tip, by string, autoMerge bool) string {
 // the statuses and carried by it: the journal is shared by the replicas and outlives this
 // process's memory, so an event another replica completed is never completed twice. The pull
 // request's head is taken from the events, the latest record of what imagehook pushed.
-func (u *Updater) current(ctx context.Context, p *proposal, statuses ...event.Status) ([]*event.Event, error) {
+func (s *reviews) current(ctx context.Context, p *proposal, statuses ...event.Status) ([]*event.Event, error) {
 	var out []*event.Event
 	var latest time.Time
 	for _, old := range p.events {
-		ev, err := u.journal.Get(ctx, old.ID)
+		ev, err := s.f.journal.Get(ctx, old.ID)
 		if errors.Is(err, event.ErrNotFound) {
 			continue // pruned
 		}
@@ -397,36 +419,28 @@ func (u *Updater) current(ctx context.Context, p *proposal, statuses ...event.St
 
 // settleCarried saves the events a pull request carried before this step; those no longer
 // awaiting (their change is on the base already) are handed to the finisher.
-func (u *Updater) settleCarried(ctx context.Context, log *slog.Logger, key string, carried []*event.Event) {
+func (s *reviews) settleCarried(ctx context.Context, log *slog.Logger, key string, carried []*event.Event) {
 	if len(carried) == 0 {
 		return
 	}
-	u.saveMany(ctx, log, carried)
+	s.f.save(ctx, log, carried)
 	var done []*event.Event
 	for _, ev := range carried {
 		if ev.Status != event.AwaitingMerge {
-			ev.Status = event.Running
+			ev.Resume()
 			done = append(done, ev)
 		}
 	}
 	if len(done) > 0 {
-		u.handOverKey(key, done)
+		s.f.q.handOver(key, done)
 	}
-}
-
-// handOverKey gives events to a repository's finisher.
-func (u *Updater) handOverKey(key string, evs []*event.Event) {
-	u.mu.Lock()
-	q := u.queueLocked(key)
-	u.mu.Unlock()
-	u.handOver(q, evs)
 }
 
 // adopt takes an event found in the journal — awaiting its pull request's merge, or cancelled by
 // a pull request closed unmerged (followed until the retention) — into the pull requests followed.
-func (u *Updater) adopt(ev *event.Event) bool {
+func (s *reviews) adopt(ev *event.Event) bool {
 	key := ev.Repo()
-	r, ok := u.repos[key]
+	r, ok := s.f.repos[key]
 	st, has := ev.Step(event.StepGit)
 	if !ok || r.Review == nil || !has || st.PR == nil {
 		return false
@@ -453,35 +467,33 @@ func (u *Updater) adopt(ev *event.Event) bool {
 	if _, taken := rv.active[st.PR.Branch]; !taken {
 		rv.active[st.PR.Branch] = st.PR.Number
 	}
-	u.mu.Lock()
-	u.tracked[ev.ID] = true
-	u.mu.Unlock()
+	s.f.q.track(ev.ID)
 	return true
 }
 
 // followClosed adopts the cancelled events still in the journal (of queue key, "" for all): their
 // pull requests are followed again, so that a reopen and merge completes them after a restart or
 // on a new owner.
-func (u *Updater) followClosed(ctx context.Context, key string) {
-	if r, ok := u.repos[key]; len(u.reviewRepos()) == 0 || (key != "" && (!ok || r.Review == nil)) {
+func (s *reviews) followClosed(ctx context.Context, key string) {
+	if r, ok := s.f.repos[key]; len(s.reviewRepos()) == 0 || (key != "" && (!ok || r.Review == nil)) {
 		return
 	}
-	evs, err := u.journal.Cancelled(ctx)
+	evs, err := s.f.journal.Cancelled(ctx)
 	if err != nil {
-		u.log.Warn("reading the cancelled events whose pull requests are followed", "err", err)
+		s.f.log.Warn("reading the cancelled events whose pull requests are followed", "err", err)
 		return
 	}
 	for _, ev := range evs {
 		if key == "" || queueKey(ev) == key {
-			u.adopt(ev)
+			s.adopt(ev)
 		}
 	}
 }
 
 // reviewRepos lists the repositories written through pull requests.
-func (u *Updater) reviewRepos() []string {
+func (s *reviews) reviewRepos() []string {
 	var out []string
-	for key, r := range u.repos {
+	for key, r := range s.f.repos {
 		if r.Review != nil {
 			out = append(out, key)
 		}
@@ -490,8 +502,8 @@ func (u *Updater) reviewRepos() []string {
 }
 
 // watch reads the repository's followed pull requests every Poll, and at once when poked.
-func (u *Updater) watch(ctx context.Context, key string, rv *Review) {
-	log := u.log.With("repo", key)
+func (s *reviews) watch(ctx context.Context, key string, rv *Review) {
+	log := s.f.log.With("repo", key)
 	t := time.NewTicker(rv.Poll)
 	defer t.Stop()
 	for {
@@ -501,7 +513,7 @@ func (u *Updater) watch(ctx context.Context, key string, rv *Review) {
 		case <-t.C:
 		case <-rv.poke:
 		}
-		u.checkReviews(context.WithoutCancel(ctx), log, key, rv)
+		s.checkReviews(context.WithoutCancel(ctx), log, key, rv)
 	}
 }
 
@@ -510,14 +522,14 @@ func (u *Updater) watch(ctx context.Context, key string, rv *Review) {
 // follow, as after a push); a closed one cancels them, and stays followed until the retention; a
 // reopened one makes them await the merge again; an open one whose branch gained a commit
 // imagehook did not push is reported. With replicas, only the repository's owner does any of it.
-func (u *Updater) checkReviews(ctx context.Context, log *slog.Logger, key string, rv *Review) {
-	if u.opts.Peers != nil && !u.opts.Peers.Owns(key) {
+func (s *reviews) checkReviews(ctx context.Context, log *slog.Logger, key string, rv *Review) {
+	if s.f.opts.Peers != nil && !s.f.opts.Peers.Owns(key) {
 		return
 	}
 	// Proven in the database, not remembered: a stale owner must not complete (apply, notify) what
 	// the new owner completes too.
-	if u.opts.Peers != nil {
-		if err := u.opts.Peers.Prove(ctx, key); err != nil {
+	if s.f.opts.Peers != nil {
+		if err := s.f.opts.Peers.Prove(ctx, key); err != nil {
 			log.Warn("pull requests not checked: this replica could not prove it owns the queue", "err", err)
 			return
 		}
@@ -525,7 +537,7 @@ func (u *Updater) checkReviews(ctx context.Context, log *slog.Logger, key string
 	rv.mu.Lock()
 	defer rv.mu.Unlock()
 	for number, p := range rv.prs {
-		if !p.closedAt.IsZero() && time.Since(p.closedAt) > u.opts.Retention {
+		if !p.closedAt.IsZero() && time.Since(p.closedAt) > s.f.opts.Retention {
 			delete(rv.prs, number)
 			continue
 		}
@@ -536,30 +548,30 @@ func (u *Updater) checkReviews(ctx context.Context, log *slog.Logger, key string
 		}
 		if pr.Fork {
 			// Never one of imagehook's: its events are not completed by it, whatever it holds.
-			u.forget(ctx, log, key, rv, p, fmt.Errorf("pull request #%d's head branch is not in this repository; imagehook completes only its own", number))
+			s.forget(ctx, log, key, rv, p, fmt.Errorf("pull request #%d's head branch is not in this repository; imagehook completes only its own", number))
 			continue
 		}
 		switch pr.State {
 		case forge.Open:
 			if !p.closedAt.IsZero() {
-				u.reopened(ctx, log, rv, p)
+				s.reopened(ctx, log, rv, p)
 			}
 			if !p.ours(pr.Head) {
-				u.foreignCommit(ctx, log, rv, p, pr.Head, "someone else")
+				s.foreignCommit(ctx, log, rv, p, pr.Head, "someone else")
 			}
 		case forge.Merged:
-			u.merged(ctx, log, key, rv, p, pr)
+			s.merged(ctx, log, key, rv, p, pr)
 		case forge.Closed:
 			if p.closedAt.IsZero() {
-				u.closed(ctx, log, rv, p)
+				s.closed(ctx, log, key, rv, p)
 			}
 		}
 	}
 }
 
 // forget stops following a pull request, failing the events it carried with err.
-func (u *Updater) forget(ctx context.Context, log *slog.Logger, key string, rv *Review, p *proposal, err error) {
-	evs, jerr := u.current(ctx, p, event.AwaitingMerge, event.Cancelled)
+func (s *reviews) forget(ctx context.Context, log *slog.Logger, key string, rv *Review, p *proposal, err error) {
+	evs, jerr := s.current(ctx, p, event.AwaitingMerge, event.Cancelled)
 	if jerr != nil {
 		log.Warn("reading a pull request's events", "pr", p.pr.Number, "err", jerr)
 		return
@@ -573,15 +585,15 @@ func (u *Updater) forget(ctx context.Context, log *slog.Logger, key string, rv *
 		st, _ := ev.Step(event.StepGit)
 		st.Status, st.Reason, st.Error, st.At = event.Failed, event.ReasonForeignPullRequest, err.Error(), time.Now()
 		ev.SetStep(st)
-		ev.Status = event.Running
+		ev.Resume()
 	}
-	u.saveMany(ctx, log, evs)
-	u.handOverKey(key, evs)
+	s.f.save(ctx, log, evs)
+	s.f.q.handOver(key, evs)
 }
 
 // closed cancels the events of a pull request closed without merging; it stays followed.
-func (u *Updater) closed(ctx context.Context, log *slog.Logger, rv *Review, p *proposal) {
-	evs, err := u.current(ctx, p, event.AwaitingMerge)
+func (s *reviews) closed(ctx context.Context, log *slog.Logger, key string, rv *Review, p *proposal) {
+	evs, err := s.current(ctx, p, event.AwaitingMerge)
 	if err != nil {
 		log.Warn("reading a pull request's events", "pr", p.pr.Number, "err", err)
 		return
@@ -596,15 +608,15 @@ func (u *Updater) closed(ctx context.Context, log *slog.Logger, rv *Review, p *p
 		st.PR, st.At, st.Status, st.Reason = &ref, p.closedAt, event.Cancelled, ""
 		st.Detail = fmt.Sprintf("pull request #%d was closed without merging; reopening and merging it still completes this event", p.pr.Number)
 		ev.SetStep(st)
-		ev.Status = event.Cancelled
+		ev.Settle()
 	}
 	log.Info("pull request closed without merging", "pr", p.pr.Number, "events", eventIDs(evs))
-	u.finishMany(ctx, log, evs)
+	s.f.q.handOver(key, evs)
 }
 
 // reopened makes a reopened pull request's cancelled events await its merge again.
-func (u *Updater) reopened(ctx context.Context, log *slog.Logger, rv *Review, p *proposal) {
-	evs, err := u.current(ctx, p, event.Cancelled)
+func (s *reviews) reopened(ctx context.Context, log *slog.Logger, rv *Review, p *proposal) {
+	evs, err := s.current(ctx, p, event.Cancelled)
 	if err != nil {
 		log.Warn("reading a pull request's events", "pr", p.pr.Number, "err", err)
 		return
@@ -619,25 +631,23 @@ func (u *Updater) reopened(ctx context.Context, log *slog.Logger, rv *Review, p 
 		st.PR, st.At, st.Status, st.Reason = &ref, time.Now(), event.AwaitingMerge, event.ReasonReopened
 		st.Detail = fmt.Sprintf("pull request #%d was reopened; waiting for its merge", p.pr.Number)
 		ev.SetStep(st)
-		ev.Status = event.AwaitingMerge
-		u.mu.Lock()
-		u.tracked[ev.ID] = true
-		u.mu.Unlock()
+		ev.Await()
+		s.f.q.track(ev.ID)
 	}
 	log.Info("pull request reopened", "pr", p.pr.Number, "events", eventIDs(evs))
-	u.saveMany(ctx, log, evs)
+	s.f.save(ctx, log, evs)
 }
 
 // merged completes a merged pull request's events from the merge commit — after reading each
 // target's image there: a merge that carried another image than the one proposed fails its events
 // (nothing is applied to a cluster).
-func (u *Updater) merged(ctx context.Context, log *slog.Logger, key string, rv *Review, p *proposal, pr forge.PullRequest) {
-	evs, err := u.current(ctx, p, event.AwaitingMerge, event.Cancelled)
+func (s *reviews) merged(ctx context.Context, log *slog.Logger, key string, rv *Review, p *proposal, pr forge.PullRequest) {
+	evs, err := s.current(ctx, p, event.AwaitingMerge, event.Cancelled)
 	if err != nil {
 		log.Warn("reading a pull request's events", "pr", p.pr.Number, "err", err)
 		return
 	}
-	other, err := u.mergedContent(ctx, key, rv, evs, pr.MergeCommit)
+	other, err := s.mergedContent(ctx, key, rv, evs, pr.MergeCommit)
 	if err != nil {
 		// Tried again at the next poll: the merge is final, the commit will be readable.
 		log.Warn("reading the merge commit", "pr", pr.Number, "commit", pr.MergeCommit, "err", err)
@@ -677,18 +687,18 @@ func (u *Updater) merged(ctx context.Context, log *slog.Logger, key string, rv *
 			st.Detail += before
 		}
 		ev.SetStep(st)
-		ev.Status = event.Running
+		ev.Resume()
 	}
-	u.recordApplied(ctx, log, evs, func(t event.Target) bool { return t.Repo != "" })
-	u.saveMany(ctx, log, evs)
+	s.f.recordApplied(ctx, log, evs, func(t event.Target) bool { return t.Repo != "" })
+	s.f.save(ctx, log, evs)
 	log.Info("pull request merged", "pr", pr.Number, "commit", pr.MergeCommit, "events", eventIDs(evs), "other content", len(other))
-	u.handOverKey(key, evs)
+	s.f.q.handOver(key, evs)
 }
 
 // mergedContent reads each event's targets at the merge commit, through the same rewrite that
 // proposed them (the event journaled last wins each target): it returns, per event whose target
 // holds another image than proposed, what the target holds ("evil/web:6.6.6").
-func (u *Updater) mergedContent(ctx context.Context, key string, rv *Review, evs []*event.Event, commit string) (map[string]string, error) {
+func (s *reviews) mergedContent(ctx context.Context, key string, rv *Review, evs []*event.Event, commit string) (map[string]string, error) {
 	if len(evs) == 0 {
 		return nil, nil
 	}
@@ -703,7 +713,7 @@ func (u *Updater) mergedContent(ctx context.Context, key string, rv *Review, evs
 		plain[i] = &cp
 	}
 	sort.SliceStable(plain, func(i, j int) bool { return plain[i].Seq < plain[j].Seq })
-	g := planBatch(key, plain, u.opts, nil)
+	g := planBatch(key, plain, s.f.opts, nil)
 	other := map[string]string{}
 	err := rv.Git.ReadAt(ctx, commit, func(fsys fs.FS) error {
 		if _, _, err := g.edit(fsys); err != nil {

@@ -98,15 +98,32 @@ func (n *Notifier) Name() string { return n.cfg.Name }
 // message carrying the report was accepted by the receiver, or failed for good, or the deadline
 // passed.
 func (n *Notifier) Notify(ctx context.Context, evs ...*event.Event) error {
-	if len(evs) == 0 || !slices.Contains(evs[0].Notify, n.cfg.Name) {
+	mine := n.Carries(evs)
+	if len(mine) == 0 {
 		return nil
 	}
-	failed := notify.Failed(evs[0])
-	if len(n.cfg.On) > 0 && !slices.Contains(n.cfg.On, map[bool]string{true: "failure", false: "success"}[failed]) {
-		return nil
-	}
-	return n.Send(ctx, compose(n.cfg.Language, evs[0], evs[1:], failed))
+	return n.Send(ctx, compose(n.cfg.Language, mine[0], mine[1:], notify.Failed(mine[0])))
 }
+
+// Carries returns the events of a group (one commit's, the first the one the report is about)
+// that name this notifier, when the outcome is one it reports: each hook's events reach its own
+// robots, whichever event of the commit came first.
+func (n *Notifier) Carries(evs []*event.Event) []*event.Event {
+	var mine []*event.Event
+	for _, ev := range evs {
+		if !slices.Contains(ev.Notify, n.cfg.Name) {
+			continue
+		}
+		failed := notify.Failed(ev)
+		if len(n.cfg.On) > 0 && !slices.Contains(n.cfg.On, map[bool]string{true: "failure", false: "success"}[failed]) {
+			continue
+		}
+		mine = append(mine, ev)
+	}
+	return mine
+}
+
+var _ notify.Member = (*Notifier)(nil)
 
 // Send delivers a message through the notifier's queue (send-test-notification uses it).
 func (n *Notifier) Send(ctx context.Context, m message) error {

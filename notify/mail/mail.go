@@ -147,6 +147,23 @@ var htmlLabels = map[string]map[string]string{
 	"en": {"updated": "The image was updated", "failed": "The image update failed", "event": "Event", "source": "Source", "image": "Image", "commit": "Commit", "error": "Error"},
 }
 
+var _ notify.Member = (*Notifier)(nil)
+
+// Name is "mail".
+func (n *Notifier) Name() string { return "mail" }
+
+// Carries returns the group when its first event's outcome is one its hook asked to hear about
+// and the mail has a recipient: one mail reports them all.
+func (n *Notifier) Carries(evs []*event.Event) []*event.Event {
+	if len(evs) == 0 || !notify.Wanted(evs[0], notify.Failed(evs[0])) {
+		return nil
+	}
+	if len(n.cfg.To) == 0 && (evs[0].Mail == nil || len(evs[0].Mail.To) == 0) {
+		return nil
+	}
+	return evs
+}
+
 // Notify mails the report of a finished event to the hook's and the global recipients: one mail,
 // also when other events were carried by the same commit (they are listed in it). The whole
 // delivery, retries included, ends at the deadline.
