@@ -168,7 +168,9 @@ pipelines:
 			if err != nil {
 				t.Fatal(err)
 			}
-			var v struct{ Stages []struct{ Name, State string } }
+			var v struct {
+				Stages []struct{ Name, State string }
+			}
 			_ = json.NewDecoder(resp.Body).Decode(&v)
 			resp.Body.Close()
 			if len(v.Stages) == 2 && v.Stages[1].State == "current" {
