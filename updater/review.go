@@ -698,6 +698,22 @@ func (s *reviews) merged(ctx context.Context, log *slog.Logger, key string, rv *
 // mergedContent reads each event's targets at the merge commit, through the same rewrite that
 // proposed them (the event journaled last wins each target): it returns, per event whose target
 // holds another image than proposed, what the target holds ("evil/web:6.6.6").
+// place names where a change was made: the same file, workload and container.
+type place struct{ file, workload, container string }
+
+func placeOf(c event.Change) place { return place{c.File, c.Workload, c.Container} }
+
+// proposedValues is what an event's pull request wrote at each place, by its git step.
+func proposedValues(ev *event.Event) map[place]string {
+	out := map[place]string{}
+	if st, ok := ev.Step(event.StepGit); ok {
+		for _, c := range st.Changes {
+			out[placeOf(c)] = c.New
+		}
+	}
+	return out
+}
+
 func (s *reviews) mergedContent(ctx context.Context, key string, rv *Review, evs []*event.Event, commit string) (map[string]string, error) {
 	if len(evs) == 0 {
 		return nil, nil
@@ -732,8 +748,12 @@ func (s *reviews) mergedContent(ctx context.Context, key string, rv *Review, evs
 					}
 				}
 			default:
+				wrote := proposedValues(ev)
 				for _, c := range res.changes {
-					if c.Old != c.New {
+					// The merge carries what was proposed when the value is the one the pull request
+					// wrote — even where the edit would write it again otherwise (a pushed digest beside a
+					// tag the manifest already names, as a re-push of that tag adds it).
+					if c.Old != c.New && c.Old != wrote[placeOf(c)] {
 						runs = append(runs, c.Old)
 					}
 				}
