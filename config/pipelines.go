@@ -48,10 +48,14 @@ type Gates struct {
 	Windows  *Windows  `yaml:"windows"`
 }
 
-// Approval asks Count distinct approvers of the list to approve the candidate's digest.
+// Approval asks Count distinct approvers of the list to approve the candidate's digest, or, with
+// PullRequest, takes the merge of the promotion's pull request as the approval.
 type Approval struct {
 	Approvers []string `yaml:"approvers"`
 	Count     int      `yaml:"count"`
+	// PullRequest: the stage's repository writes back by pull request, and whoever merges it
+	// approves; no approver is asked before.
+	PullRequest bool `yaml:"pullRequest"`
 }
 
 // Windows say when a promotion may happen (package window).
@@ -263,14 +267,14 @@ func (c *Config) validateStages(errs *problems, pi int, p Pipeline, approvers, r
 				errs.add("%s.notify: no notifier named %q", where, n)
 			}
 		}
-		c.validateGates(errs, where, s.Gates, s.After, p, approvers, at(j, "gates"))
+		c.validateGates(errs, where, s.Gates, s.After, s.Targets, p, approvers, at(j, "gates"))
 	}
 	if cycle := stageCycle(p); cycle != "" {
 		errs.add("pipelines[%s].stages%s: after forms a cycle (%s); stages form a chain or a tree", p.Name, c.at(c.node("pipelines", pi, "stages")), cycle)
 	}
 }
 
-func (c *Config) validateGates(errs *problems, where string, g Gates, after string, p Pipeline, approvers map[string]bool, at string) {
+func (c *Config) validateGates(errs *problems, where string, g Gates, after string, targets []Target, p Pipeline, approvers map[string]bool, at string) {
 	if g.Soak < 0 || time.Duration(g.Soak) > 90*24*time.Hour {
 		errs.add("%s.gates.soak%s: %s: want between 0 and 2160h", where, at, time.Duration(g.Soak))
 	}
@@ -279,7 +283,17 @@ func (c *Config) validateGates(errs *problems, where string, g Gates, after stri
 			errs.add("%s.gates.ready%s: nothing can report stage %q Ready: give its repository a watch: section, or its targets a cluster with waitRollout", where, at, after)
 		}
 	}
-	if a := g.Approval; a != nil {
+	if a := g.Approval; a != nil && a.PullRequest {
+		if len(a.Approvers) > 0 || a.Count > 0 {
+			errs.add("%s.gates.approval%s: pullRequest: true takes the merge as the approval; remove approvers and count, or pullRequest", where, at)
+		}
+		for _, t := range targets {
+			if t.Repo == "" || !c.pullRequestRepo(t.Repo) {
+				errs.add("%s.gates.approval.pullRequest%s: every target must be in a repository with writeBack.mode: pullRequest (the merge is the approval)", where, at)
+				break
+			}
+		}
+	} else if a != nil {
 		if len(a.Approvers) == 0 {
 			errs.add("%s.gates.approval.approvers%s: name at least one approver", where, at)
 		}
@@ -345,4 +359,9 @@ func validName(s string) bool {
 		}
 	}
 	return true
+}
+
+func (c *Config) pullRequestRepo(name string) bool {
+	i := slices.IndexFunc(c.Repos, func(r Repo) bool { return r.Name == name })
+	return i >= 0 && c.Repos[i].WriteBack.PullRequests()
 }

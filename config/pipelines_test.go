@@ -85,6 +85,8 @@ func TestPipelineErrors(t *testing.T) {
 		{"same target twice", pipe(stage("dev", "", ""), strings.Replace(stage("prod", "dev", ""), "envs/prod", "envs/dev", 1)), `a target of stage "dev"`},
 		{"soak", pipe(stage("dev", "", ""), stage("prod", "dev", ", gates: {soak: -5m}")), "want between 0 and 2160h"},
 		{"name", pipe(stage("dev", "", ""), stage("pr od", "dev", "")), `"pr od"`},
+		{"pull request approval without pull requests", pipe(stage("dev", "", ""), stage("prod", "dev", ", gates: {approval: {pullRequest: true}}")), "writeBack.mode: pullRequest"},
+		{"pull request approval with approvers", pipe(stage("dev", "", ""), stage("prod", "dev", ", gates: {approval: {pullRequest: true, approvers: [alice], count: 1}}")), "remove approvers and count"},
 		{"blank approver token", strings.Replace(pipe(stage("dev", "", "")), "token: bob-approver-token", "token: ' '", 1), "a blank token would let anyone approve"},
 	}
 	for _, tt := range tests {

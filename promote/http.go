@@ -60,7 +60,7 @@ func (c *Controller) Decide(ctx context.Context, pipelineName, stageName, approv
 		return StageView{}, fmt.Errorf("stage %q: %w", stageName, ErrUnknown)
 	}
 	a := s.Gates.Approval
-	if a == nil {
+	if a == nil || a.PullRequest {
 		return StageView{}, ErrNoApprovalGate
 	}
 	if !slices.Contains(a.Approvers, approver) {

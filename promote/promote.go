@@ -405,7 +405,9 @@ func (c *Controller) gates(ctx context.Context, p pipeline, s *stage, from *even
 			gs = append(gs, Gate{Gate: "soak", Open: true, Detail: "soaked " + soak.String()})
 		}
 	}
-	if a := g.Approval; a != nil {
+	if a := g.Approval; a != nil && a.PullRequest {
+		gs = append(gs, approvalGate(a, nil, cand))
+	} else if a != nil {
 		ds, err := c.j.DecisionsFor(ctx, p.name, s.Name, cand.Key())
 		if err != nil {
 			return nil, err
@@ -426,6 +428,9 @@ func (c *Controller) gates(ctx context.Context, p pipeline, s *stage, from *even
 // approvalGate counts distinct listed approvers who approved the candidate; one listed approver's
 // rejection shuts the gate until they approve.
 func approvalGate(a *config.Approval, ds []journal.Decision, cand *Candidate) Gate {
+	if a.PullRequest {
+		return Gate{Gate: "approval", Open: true, Detail: "approval: whoever merges the promotion's pull request"}
+	}
 	var approved, rejected []string
 	for _, d := range ds {
 		if !slices.Contains(a.Approvers, d.Approver) {
