@@ -92,6 +92,13 @@ type Coordinator struct {
 	u       Updater
 	running map[string]bool // a Resume in flight per queue
 	again   map[string]bool // asked again while in flight
+
+	// notices feeds the notifier (unbuffered: a notice is taken only by the notifier, which
+	// answers every one it took); quit stops it and notified closes when it has.
+	notices   chan notice
+	quit      chan struct{}
+	notified  chan struct{}
+	closeOnce sync.Once
 }
 
 // session is one connection's life: the locks it holds die with it. Its loop is the only user of
@@ -139,7 +146,9 @@ func New(ctx context.Context, dsn string, keys []string, log *slog.Logger) (*Coo
 		return nil, fmt.Errorf("replica: %w", err)
 	}
 	c := &Coordinator{dsn: dsn, keys: keys, log: log.With("component", "replica"), pool: pool,
-		owned: map[string]bool{}, running: map[string]bool{}, again: map[string]bool{}}
+		owned: map[string]bool{}, running: map[string]bool{}, again: map[string]bool{},
+		notices: make(chan notice), quit: make(chan struct{}), notified: make(chan struct{})}
+	go c.notifier()
 	if !userTimeoutSupported {
 		c.log.Info("this platform has no TCP_USER_TIMEOUT: a query into a silent network is bounded by the ownership proof's deadline and the server's idle_session_timeout only")
 	}
@@ -231,11 +240,63 @@ func (c *Coordinator) Owned() []string {
 	return out
 }
 
-// Submitted tells the owner of key that event id was journaled for it.
+// Submitted tells the owner of key that event id was journaled for it, and returns once the
+// notification is sent (or failed: the owner's sweep finds the event within seconds all the
+// same). Events submitted together are told in one statement (notifier).
 func (c *Coordinator) Submitted(ctx context.Context, key, id string) {
-	if _, err := c.pool.Exec(ctx, `SELECT pg_notify($1, $2)`, eventsChannel, wire(key)+"\n"+id); err != nil {
-		// The owner's sweep finds the event within seconds all the same.
-		c.log.Warn("notify the owner of a queue", "queue", key, "err", err)
+	n := notice{payload: wire(key) + "\n" + id, done: make(chan struct{})}
+	select {
+	case c.notices <- n:
+		<-n.done
+	case <-c.quit:
+		c.log.Warn("owner of a queue not notified: the coordinator is closed; its sweep finds the event", "queue", printable(key), "event", id)
+	case <-ctx.Done():
+		c.log.Warn("owner of a queue not notified: the caller gave up; its sweep finds the event", "queue", printable(key), "event", id, "err", context.Cause(ctx))
+	}
+}
+
+// notice is one event to tell its queue's owner of.
+type notice struct {
+	payload string
+	done    chan struct{}
+}
+
+// maxNotices bounds the notifications sent in one statement.
+const maxNotices = 512
+
+// notifier sends the notices waiting at each moment in one statement (one round trip, one
+// transaction, which PostgreSQL delivers in order), until Close.
+func (c *Coordinator) notifier() {
+	defer close(c.notified)
+	for {
+		var batch []notice
+		select {
+		case n := <-c.notices:
+			batch = append(batch, n)
+		case <-c.quit:
+			return
+		}
+	more:
+		for len(batch) < maxNotices {
+			select {
+			case n := <-c.notices:
+				batch = append(batch, n)
+			default:
+				break more
+			}
+		}
+		payloads := make([]string, len(batch))
+		for i, n := range batch {
+			payloads[i] = n.payload
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		if _, err := c.pool.Exec(ctx, `SELECT pg_notify($1, p) FROM unnest($2::text[]) AS p`, eventsChannel, payloads); err != nil {
+			c.log.Warn("notify the owners of queues; their sweeps find the events", "events", len(batch), "err", err)
+		}
+		cancel()
+		for _, n := range batch {
+			close(n.done)
+		}
 	}
 }
 
@@ -252,8 +313,12 @@ func (c *Coordinator) Finished(ctx context.Context, ids []string) {
 	}
 }
 
-// Close releases the pool.
-func (c *Coordinator) Close() { c.pool.Close() }
+// Close stops the notifier and releases the pool.
+func (c *Coordinator) Close() {
+	c.closeOnce.Do(func() { close(c.quit) })
+	<-c.notified
+	c.pool.Close()
+}
 
 // Run holds this replica's session until ctx ends: it claims queues, follows notifications and,
 // when the session breaks (the database restarted, the network failed, a proof went unanswered),
