@@ -559,3 +559,57 @@ func testSeqIsCommitOrder(t *testing.T, js []Journal) {
 		t.Fatalf("%d events journaled, want %d (%v)", len(pending), clients*per, err)
 	}
 }
+
+func TestGetsAtOnce(t *testing.T) { each(t, testGetsAtOnce) }
+
+// testGetsAtOnce: Gets asked at the same moment (which may share one query) each get the event
+// as journaled, their own copy of it, or ErrNotFound for an id never journaled.
+func testGetsAtOnce(t *testing.T, j Journal) {
+	ctx := context.Background()
+	now := time.Now()
+	var evs []*event.Event
+	for i := range 5 {
+		ev := &event.Event{ID: event.NewID(now), Hook: "h", Delivery: fmt.Sprint("d", i), ReceivedAt: now, Status: event.Queued,
+			Targets: []event.Target{{Repo: "apps", Workload: fmt.Sprint("deployment/w", i)}}}
+		if err := j.Insert(ctx, ev); err != nil {
+			t.Fatal(err)
+		}
+		evs = append(evs, ev)
+	}
+	const askers = 64
+	errs := make(chan error, askers)
+	var wg sync.WaitGroup
+	for a := range askers {
+		wg.Go(func() {
+			if a%8 == 7 {
+				if _, err := j.Get(ctx, "never-journaled"); !errors.Is(err, event.ErrNotFound) {
+					errs <- fmt.Errorf("an id never journaled: %v, want ErrNotFound", err)
+				}
+				return
+			}
+			want := evs[a%len(evs)]
+			got, err := j.Get(ctx, want.ID)
+			if err != nil {
+				errs <- err
+				return
+			}
+			if got.Seq != want.Seq || got.Targets[0].Workload != want.Targets[0].Workload {
+				errs <- fmt.Errorf("Get %s: seq %d workload %q, want %d %q", want.ID, got.Seq, got.Targets[0].Workload, want.Seq, want.Targets[0].Workload)
+				return
+			}
+			// Each caller's copy is its own: changing it changes no one else's.
+			got.Targets[0].Workload = fmt.Sprint("changed by ", a)
+			got.Status = event.Failed
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	for _, want := range evs {
+		if got, err := j.Get(ctx, want.ID); err != nil || got.Status != event.Queued || got.Targets[0].Workload != want.Targets[0].Workload {
+			t.Errorf("after the callers changed their copies: %+v %v", got, err)
+		}
+	}
+}

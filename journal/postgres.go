@@ -25,7 +25,10 @@ type Postgres struct {
 	// one round trip and one commit, and each caller returns only once its row is committed.
 	inserts chan pgInsert
 	done    chan struct{}
-	// closing guards inserts against a send after Close.
+	// gets feeds the reader the same way: Gets asked together share one query.
+	gets chan pgGet
+	read chan struct{}
+	// closing guards inserts and gets against a send after Close.
 	closing sync.RWMutex
 	closed  bool
 }
@@ -87,12 +90,14 @@ func OpenPostgres(ctx context.Context, dsn string) (*Postgres, error) {
 	if err != nil {
 		return nil, fmt.Errorf("journal: %w", err)
 	}
-	j := &Postgres{pool: pool, inserts: make(chan pgInsert, 1024), done: make(chan struct{})}
+	j := &Postgres{pool: pool, inserts: make(chan pgInsert, 1024), done: make(chan struct{}),
+		gets: make(chan pgGet, 1024), read: make(chan struct{})}
 	if err := j.migrate(ctx); err != nil {
 		pool.Close()
 		return nil, err
 	}
 	go j.writer()
+	go j.reader()
 	return j, nil
 }
 
@@ -137,7 +142,7 @@ func (j *Postgres) migrate(ctx context.Context) error {
 	return nil
 }
 
-// Close stops the writer (the inserts queued are committed first) and closes the pool.
+// Close stops the writer and the reader (what is queued is done first) and closes the pool.
 func (j *Postgres) Close() error {
 	j.closing.Lock()
 	if j.closed {
@@ -146,8 +151,10 @@ func (j *Postgres) Close() error {
 	}
 	j.closed = true
 	close(j.inserts)
+	close(j.gets)
 	j.closing.Unlock()
 	<-j.done
+	<-j.read
 	j.pool.Close()
 	return nil
 }
@@ -368,16 +375,95 @@ func (j *Postgres) Duplicate(ctx context.Context, ev *event.Event) (string, erro
 	return id, nil
 }
 
-// Get returns the event with that id.
+// Get returns the event with that id. Gets asked at the same moment share one query (reader):
+// each is answered with the event as read after it was asked, decoded for it alone.
 func (j *Postgres) Get(ctx context.Context, id string) (*event.Event, error) {
-	evs, err := j.query(ctx, `SELECT seq, data FROM events WHERE id = $1`, id)
-	if err != nil {
-		return nil, err
+	r := pgGet{id: id, reply: make(chan pgGot, 1)}
+	j.closing.RLock()
+	if j.closed {
+		j.closing.RUnlock()
+		return nil, fmt.Errorf("journal get %s: %w", id, ErrClosed)
 	}
-	if len(evs) == 0 {
+	select {
+	case j.gets <- r:
+	case <-ctx.Done():
+		j.closing.RUnlock()
+		return nil, ctx.Err()
+	}
+	j.closing.RUnlock()
+	var got pgGot
+	select {
+	case got = <-r.reply:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	if got.err != nil {
+		return nil, fmt.Errorf("journal get %s: %w", id, got.err)
+	}
+	if got.data == nil {
 		return nil, event.ErrNotFound
 	}
-	return evs[0], nil
+	var ev event.Event
+	if err := json.Unmarshal(got.data, &ev); err != nil {
+		return nil, fmt.Errorf("journal get %s: %w", id, err)
+	}
+	ev.Seq = got.seq
+	return &ev, nil
+}
+
+// pgGet is one Get waiting for the reader; pgGot its answer (data nil: no such event).
+type pgGet struct {
+	id    string
+	reply chan pgGot
+}
+
+type pgGot struct {
+	seq  int64
+	data []byte
+	err  error
+}
+
+// reader answers the Gets waiting at each moment with one query.
+func (j *Postgres) reader() {
+	defer close(j.read)
+	for first := range j.gets {
+		batch := []pgGet{first}
+	more:
+		for len(batch) < maxBatch {
+			select {
+			case r, ok := <-j.gets:
+				if !ok {
+					break more
+				}
+				batch = append(batch, r)
+			default:
+				break more
+			}
+		}
+		ids := make([]string, len(batch))
+		for i, r := range batch {
+			ids[i] = r.id
+		}
+		found := map[string]pgGot{}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		rows, err := j.pool.Query(ctx, `SELECT id, seq, data FROM events WHERE id = ANY($1)`, ids)
+		if err == nil {
+			var id string
+			var got pgGot
+			_, err = pgx.ForEachRow(rows, []any{&id, &got.seq, &got.data}, func() error {
+				found[id] = got // Scan gives each row its own copy of data
+				return nil
+			})
+		}
+		cancel()
+		for _, r := range batch {
+			if err != nil {
+				r.reply <- pgGot{err: err}
+			} else {
+				r.reply <- found[r.id]
+			}
+		}
+	}
 }
 
 // Pending returns the events not yet done, oldest first.

@@ -95,6 +95,9 @@ type Coordinator struct {
 
 	// notices feeds the notifier (unbuffered: a notice is taken only by the notifier, which
 	// answers every one it took); quit stops it and notified closes when it has.
+	// takes feeds the takers with the events notifications told of.
+	takes chan taken
+
 	notices   chan notice
 	quit      chan struct{}
 	notified  chan struct{}
@@ -147,7 +150,7 @@ func New(ctx context.Context, dsn string, keys []string, log *slog.Logger) (*Coo
 	}
 	c := &Coordinator{dsn: dsn, keys: keys, log: log.With("component", "replica"), pool: pool,
 		owned: map[string]bool{}, running: map[string]bool{}, again: map[string]bool{},
-		notices: make(chan notice), quit: make(chan struct{}), notified: make(chan struct{})}
+		takes: make(chan taken, 1024), notices: make(chan notice), quit: make(chan struct{}), notified: make(chan struct{})}
 	go c.notifier()
 	if !userTimeoutSupported {
 		c.log.Info("this platform has no TCP_USER_TIMEOUT: a query into a silent network is bounded by the ownership proof's deadline and the server's idle_session_timeout only")
@@ -324,6 +327,11 @@ func (c *Coordinator) Close() {
 // when the session breaks (the database restarted, the network failed, a proof went unanswered),
 // gives up every queue — its locks are gone, or cannot be vouched for — and starts over.
 func (c *Coordinator) Run(ctx context.Context) {
+	var takers sync.WaitGroup
+	defer takers.Wait()
+	for range takeAtOnce {
+		takers.Go(func() { c.taker(ctx) })
+	}
 	for ctx.Err() == nil {
 		err := c.session(ctx)
 		if ctx.Err() != nil {
@@ -442,9 +450,7 @@ func (c *Coordinator) session(ctx context.Context) error {
 		case eventsChannel:
 			key, id, _ := strings.Cut(n.Payload, "\n")
 			if k := unwire(key); c.Owns(k) && c.u != nil {
-				if err := c.u.Take(ctx, id); err != nil {
-					c.resume(ctx, k) // the sweep's way, then
-				}
+				c.take(ctx, k, id)
 			}
 		case doneChannel:
 			if c.u != nil {
@@ -455,6 +461,40 @@ func (c *Coordinator) session(ctx context.Context) error {
 		}
 	}
 	return context.Cause(sctx)
+}
+
+// takeAtOnce is how many events told by notifications are taken at once: their journal reads then
+// share queries, and the session loop never waits on one.
+const takeAtOnce = 8
+
+// taken is an event a notification told this owner of.
+type taken struct{ key, id string }
+
+// take hands the event of a notification to the takers, or, when as many are waiting as the
+// queue holds, resumes its queue from the journal instead (one read finds them all).
+func (c *Coordinator) take(ctx context.Context, key, id string) {
+	select {
+	case c.takes <- taken{key, id}:
+	default:
+		c.log.Debug("notified events wait beyond the takers' queue: the queue is resumed from the journal", "queue", printable(key), "event", id)
+		c.resume(ctx, key)
+	}
+}
+
+// taker takes notified events until ctx ends; an event it cannot take is found by resuming its
+// queue from the journal.
+func (c *Coordinator) taker(ctx context.Context) {
+	for {
+		select {
+		case t := <-c.takes:
+			if err := c.u.Take(ctx, t.id); err != nil {
+				c.log.Debug("take a notified event; resuming its queue from the journal", "queue", printable(t.key), "event", t.id, "err", err)
+				c.resume(ctx, t.key)
+			}
+		case <-ctx.Done():
+			return
+		}
+	}
 }
 
 // answer runs the proofs waiting for the connection.
