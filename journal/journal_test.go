@@ -613,3 +613,52 @@ func testGetsAtOnce(t *testing.T, j Journal) {
 		}
 	}
 }
+
+func TestUpdateManyAtOnce(t *testing.T) { each(t, testUpdateManyAtOnce) }
+
+// testUpdateManyAtOnce: UpdateMany stores every event's new state, an event given twice as its
+// last, and leaves the events it was not given alone.
+func testUpdateManyAtOnce(t *testing.T, j Journal) {
+	ctx := context.Background()
+	now := time.Now()
+	var evs []*event.Event
+	for range 40 {
+		ev := &event.Event{ID: event.NewID(now), Hook: "h", ReceivedAt: now, Status: event.Queued}
+		if err := j.Insert(ctx, ev); err != nil {
+			t.Fatal(err)
+		}
+		evs = append(evs, ev)
+	}
+	var update []*event.Event
+	for i, ev := range evs[:30] {
+		c := *ev
+		c.Status = event.Succeeded
+		c.Push.Pusher = fmt.Sprint("pusher ", i)
+		update = append(update, &c)
+	}
+	last := *update[3]
+	last.Status, last.Push.Pusher = event.Failed, "the last word"
+	update = append(update, &last)
+	if err := j.UpdateMany(ctx, update); err != nil {
+		t.Fatal(err)
+	}
+	if err := j.UpdateMany(ctx, nil); err != nil {
+		t.Errorf("nothing to update: %v", err)
+	}
+	for i, ev := range evs {
+		got, err := j.Get(ctx, ev.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, pusher := event.Succeeded, fmt.Sprint("pusher ", i)
+		switch {
+		case i == 3:
+			want, pusher = event.Failed, "the last word"
+		case i >= 30:
+			want, pusher = event.Queued, ""
+		}
+		if got.Status != want || got.Push.Pusher != pusher {
+			t.Errorf("event %d: %s %q, want %s %q", i, got.Status, got.Push.Pusher, want, pusher)
+		}
+	}
+}

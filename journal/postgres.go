@@ -25,9 +25,9 @@ type Postgres struct {
 	// one round trip and one commit, and each caller returns only once its row is committed.
 	inserts chan pgInsert
 	done    chan struct{}
-	// gets feeds the reader the same way: Gets asked together share one query.
-	gets chan pgGet
-	read chan struct{}
+	// gets feeds the readers the same way: Gets asked together share one query.
+	gets    chan pgGet
+	readers sync.WaitGroup
 	// closing guards inserts and gets against a send after Close.
 	closing sync.RWMutex
 	closed  bool
@@ -91,13 +91,15 @@ func OpenPostgres(ctx context.Context, dsn string) (*Postgres, error) {
 		return nil, fmt.Errorf("journal: %w", err)
 	}
 	j := &Postgres{pool: pool, inserts: make(chan pgInsert, 1024), done: make(chan struct{}),
-		gets: make(chan pgGet, 1024), read: make(chan struct{})}
+		gets: make(chan pgGet, 1024)}
 	if err := j.migrate(ctx); err != nil {
 		pool.Close()
 		return nil, err
 	}
 	go j.writer()
-	go j.reader()
+	for range readers {
+		j.readers.Go(j.reader)
+	}
 	return j, nil
 }
 
@@ -142,7 +144,7 @@ func (j *Postgres) migrate(ctx context.Context) error {
 	return nil
 }
 
-// Close stops the writer and the reader (what is queued is done first) and closes the pool.
+// Close stops the writer and the readers (what is queued is done first) and closes the pool.
 func (j *Postgres) Close() error {
 	j.closing.Lock()
 	if j.closed {
@@ -154,7 +156,7 @@ func (j *Postgres) Close() error {
 	close(j.gets)
 	j.closing.Unlock()
 	<-j.done
-	<-j.read
+	j.readers.Wait()
 	j.pool.Close()
 	return nil
 }
@@ -338,20 +340,29 @@ func (j *Postgres) insertBatch(ctx context.Context, evs []*event.Event) (errs []
 	return errs, nil
 }
 
-// UpdateMany stores the new state of several events in one transaction.
+// UpdateMany stores the new state of several events in one statement (one round trip, atomic).
+// An event given twice is stored as its last.
 func (j *Postgres) UpdateMany(ctx context.Context, evs []*event.Event) error {
-	err := pgx.BeginFunc(ctx, j.pool, func(tx pgx.Tx) error {
-		for _, ev := range evs {
-			data, err := json.Marshal(ev)
-			if err != nil {
-				return err
-			}
-			if _, err := tx.Exec(ctx, `UPDATE events SET status = $1, data = $2 WHERE id = $3`, string(ev.Status), data, ev.ID); err != nil {
-				return err
-			}
+	at := map[string]int{}
+	var ids, statuses []string
+	var datas [][]byte
+	for _, ev := range evs {
+		data, err := json.Marshal(ev)
+		if err != nil {
+			return fmt.Errorf("journal update %s: %w", ev.ID, err)
 		}
+		if i, ok := at[ev.ID]; ok {
+			statuses[i], datas[i] = string(ev.Status), data
+			continue
+		}
+		at[ev.ID] = len(ids)
+		ids, statuses, datas = append(ids, ev.ID), append(statuses, string(ev.Status)), append(datas, data)
+	}
+	if len(ids) == 0 {
 		return nil
-	})
+	}
+	_, err := j.pool.Exec(ctx, `UPDATE events SET status = u.status, data = u.data
+		FROM unnest($1::text[], $2::text[], $3::bytea[]) AS u(id, status, data) WHERE events.id = u.id`, ids, statuses, datas)
 	if err != nil {
 		return fmt.Errorf("journal update: %w", err)
 	}
@@ -375,7 +386,7 @@ func (j *Postgres) Duplicate(ctx context.Context, ev *event.Event) (string, erro
 	return id, nil
 }
 
-// Get returns the event with that id. Gets asked at the same moment share one query (reader):
+// Get returns the event with that id. Gets asked at the same moment share a query (reader):
 // each is answered with the event as read after it was asked, decoded for it alone.
 func (j *Postgres) Get(ctx context.Context, id string) (*event.Event, error) {
 	r := pgGet{id: id, reply: make(chan pgGot, 1)}
@@ -423,9 +434,12 @@ type pgGot struct {
 	err  error
 }
 
+// readers is how many queries for Gets run at once: a caller reading one event after another
+// (an updater's batch) is not kept behind a query for others.
+const readers = 4
+
 // reader answers the Gets waiting at each moment with one query.
 func (j *Postgres) reader() {
-	defer close(j.read)
 	for first := range j.gets {
 		batch := []pgGet{first}
 	more:

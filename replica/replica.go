@@ -95,8 +95,10 @@ type Coordinator struct {
 
 	// notices feeds the notifier (unbuffered: a notice is taken only by the notifier, which
 	// answers every one it took); quit stops it and notified closes when it has.
-	// takes feeds the takers with the events notifications told of.
-	takes chan taken
+	// toTake holds the events notifications told of, for the takers; takeSignal wakes one.
+	takeMu     sync.Mutex
+	toTake     []taken
+	takeSignal chan struct{}
 
 	notices   chan notice
 	quit      chan struct{}
@@ -150,7 +152,7 @@ func New(ctx context.Context, dsn string, keys []string, log *slog.Logger) (*Coo
 	}
 	c := &Coordinator{dsn: dsn, keys: keys, log: log.With("component", "replica"), pool: pool,
 		owned: map[string]bool{}, running: map[string]bool{}, again: map[string]bool{},
-		takes: make(chan taken, 1024), notices: make(chan notice), quit: make(chan struct{}), notified: make(chan struct{})}
+		takeSignal: make(chan struct{}, 1), notices: make(chan notice), quit: make(chan struct{}), notified: make(chan struct{})}
 	go c.notifier()
 	if !userTimeoutSupported {
 		c.log.Info("this platform has no TCP_USER_TIMEOUT: a query into a silent network is bounded by the ownership proof's deadline and the server's idle_session_timeout only")
@@ -450,7 +452,7 @@ func (c *Coordinator) session(ctx context.Context) error {
 		case eventsChannel:
 			key, id, _ := strings.Cut(n.Payload, "\n")
 			if k := unwire(key); c.Owns(k) && c.u != nil {
-				c.take(ctx, k, id)
+				c.take(k, id)
 			}
 		case doneChannel:
 			if c.u != nil {
@@ -470,29 +472,54 @@ const takeAtOnce = 8
 // taken is an event a notification told this owner of.
 type taken struct{ key, id string }
 
-// take hands the event of a notification to the takers, or, when as many are waiting as the
-// queue holds, resumes its queue from the journal instead (one read finds them all).
-func (c *Coordinator) take(ctx context.Context, key, id string) {
+// take hands the event of a notification to the takers. Their queue has no bound (a notice
+// is two short strings, and as many come as events are journaled): resuming the queue from the
+// journal instead would read every unfinished event again, on each notice, just when there are
+// the most of them.
+func (c *Coordinator) take(key, id string) {
+	c.takeMu.Lock()
+	c.toTake = append(c.toTake, taken{key, id})
+	c.takeMu.Unlock()
 	select {
-	case c.takes <- taken{key, id}:
+	case c.takeSignal <- struct{}{}:
 	default:
-		c.log.Debug("notified events wait beyond the takers' queue: the queue is resumed from the journal", "queue", printable(key), "event", id)
-		c.resume(ctx, key)
 	}
 }
 
 // taker takes notified events until ctx ends; an event it cannot take is found by resuming its
 // queue from the journal.
 func (c *Coordinator) taker(ctx context.Context) {
-	for {
-		select {
-		case t := <-c.takes:
-			if err := c.u.Take(ctx, t.id); err != nil {
-				c.log.Debug("take a notified event; resuming its queue from the journal", "queue", printable(t.key), "event", t.id, "err", err)
-				c.resume(ctx, t.key)
+	for ctx.Err() == nil {
+		c.takeMu.Lock()
+		var t taken
+		ok := len(c.toTake) > 0
+		if ok {
+			t = c.toTake[0]
+			c.toTake = c.toTake[1:]
+			if len(c.toTake) == 0 {
+				c.toTake = nil
 			}
-		case <-ctx.Done():
-			return
+		}
+		more := len(c.toTake) > 0
+		c.takeMu.Unlock()
+		if !ok {
+			select {
+			case <-c.takeSignal:
+				continue
+			case <-ctx.Done():
+				return
+			}
+		}
+		if more {
+			// Another taker may be waiting: pass the signal on.
+			select {
+			case c.takeSignal <- struct{}{}:
+			default:
+			}
+		}
+		if err := c.u.Take(ctx, t.id); err != nil {
+			c.log.Debug("take a notified event; resuming its queue from the journal", "queue", printable(t.key), "event", t.id, "err", err)
+			c.resume(ctx, t.key)
 		}
 	}
 }
