@@ -6,8 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -661,4 +663,36 @@ func testUpdateManyAtOnce(t *testing.T, j Journal) {
 			t.Errorf("event %d: %s %q, want %s %q", i, got.Status, got.Push.Pusher, want, pusher)
 		}
 	}
+}
+
+// BenchmarkInsertReplicas measures inserts as the load test's replicas make them: 48 callers
+// spread over three journals on one PostgreSQL (loopback), each insert with a delivery id.
+// go test -run '^$' -bench InsertReplicas -blockprofile block.out ./journal shows where callers
+// wait.
+func BenchmarkInsertReplicas(b *testing.B) {
+	pg := pgtest.Start(b)
+	var js []*Postgres
+	for range 3 {
+		j, err := OpenPostgres(context.Background(), pg.DSN)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { j.Close() })
+		js = append(js, j)
+	}
+	ctx := context.Background()
+	var n atomic.Int64
+	b.SetParallelism(max(1, 48/runtime.GOMAXPROCS(0)))
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			i := n.Add(1)
+			now := time.Now()
+			ev := &event.Event{ID: event.NewID(now), Hook: "h", Delivery: fmt.Sprint("d:", i), ReceivedAt: now, Status: event.Queued,
+				Targets: []event.Target{{Repo: "apps", Path: "apps/website", Workload: "deployment/website"}}}
+			if err := js[i%3].Insert(ctx, ev); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }
