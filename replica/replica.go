@@ -93,13 +93,13 @@ type Coordinator struct {
 	running map[string]bool // a Resume in flight per queue
 	again   map[string]bool // asked again while in flight
 
-	// notices feeds the notifier (unbuffered: a notice is taken only by the notifier, which
-	// answers every one it took); quit stops it and notified closes when it has.
 	// toTake holds the events notifications told of, for the takers; takeSignal wakes one.
 	takeMu     sync.Mutex
 	toTake     []taken
 	takeSignal chan struct{}
 
+	// notices feeds the notifier (unbuffered: a notice is taken only by the notifier, which
+	// answers every one it took); quit stops it and notified closes when it has.
 	notices   chan notice
 	quit      chan struct{}
 	notified  chan struct{}
