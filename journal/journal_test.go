@@ -6,7 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"runtime"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -19,6 +22,8 @@ import (
 var backends = []struct {
 	name string
 	open func(t *testing.T) Journal
+	// shared opens n journals on one store, as n replicas (or restarts) would.
+	shared func(t *testing.T, n int) []Journal
 }{
 	{"sqlite", func(t *testing.T) Journal {
 		j, err := OpenSQLite(filepath.Join(t.TempDir(), "journal.db"))
@@ -27,6 +32,18 @@ var backends = []struct {
 		}
 		t.Cleanup(func() { j.Close() })
 		return j
+	}, func(t *testing.T, n int) []Journal {
+		path := filepath.Join(t.TempDir(), "journal.db")
+		var js []Journal
+		for range n {
+			j, err := OpenSQLite(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { j.Close() })
+			js = append(js, j)
+		}
+		return js
 	}},
 	{"postgres", func(t *testing.T) Journal {
 		pg := pgtest.Start(t)
@@ -36,12 +53,31 @@ var backends = []struct {
 		}
 		t.Cleanup(func() { j.Close() })
 		return j
+	}, func(t *testing.T, n int) []Journal {
+		pg := pgtest.Start(t)
+		var js []Journal
+		for range n {
+			j, err := OpenPostgres(context.Background(), pg.DSN)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { j.Close() })
+			js = append(js, j)
+		}
+		return js
 	}},
 }
 
 func each(t *testing.T, test func(t *testing.T, j Journal)) {
 	for _, b := range backends {
 		t.Run(b.name, func(t *testing.T) { test(t, b.open(t)) })
+	}
+}
+
+// eachShared runs test on every backend with n journals sharing one store.
+func eachShared(t *testing.T, n int, test func(t *testing.T, js []Journal)) {
+	for _, b := range backends {
+		t.Run(b.name, func(t *testing.T) { test(t, b.shared(t, n)) })
 	}
 }
 
@@ -334,5 +370,329 @@ func TestLegacyKeysAreRekeyed(t *testing.T) {
 		}
 		defer j.Close()
 		check(t, j)
+	})
+}
+
+// together is the group commit of a backend, run on exactly these events as one batch: what
+// concurrent inserts that meet in one transaction get, without relying on them meeting.
+type together interface {
+	insertTogether(evs []*event.Event) []error
+}
+
+func (j *SQLite) insertTogether(evs []*event.Event) []error {
+	batch := make([]insertReq, len(evs))
+	for i, ev := range evs {
+		batch[i] = insertReq{ev: ev, err: make(chan error, 1)}
+	}
+	j.commit(batch)
+	out := make([]error, len(evs))
+	for i, r := range batch {
+		out[i] = <-r.err
+	}
+	return out
+}
+
+func (j *Postgres) insertTogether(evs []*event.Event) []error {
+	batch := make([]pgInsert, len(evs))
+	for i, ev := range evs {
+		batch[i] = pgInsert{ev: ev, err: make(chan error, 1)}
+	}
+	j.commit(batch)
+	out := make([]error, len(evs))
+	for i, r := range batch {
+		out[i] = <-r.err
+	}
+	return out
+}
+
+func TestOneTransactionManyEvents(t *testing.T) { each(t, testOneTransactionManyEvents) }
+
+// testOneTransactionManyEvents: events committed in one transaction get their own answers — a
+// delivery id seen before, or twice in the batch, is a duplicate (the first of the two is
+// recorded); an event the database refuses (an id already journaled) fails alone; every other
+// event is committed, with seq in the batch's order.
+func testOneTransactionManyEvents(t *testing.T, j Journal) {
+	ctx := context.Background()
+	now := time.Now()
+	mk := func(delivery string) *event.Event {
+		return &event.Event{ID: event.NewID(now), Hook: "h", Delivery: delivery, ReceivedAt: now, Status: event.Queued}
+	}
+	seen := mk("d:seen")
+	if err := j.Insert(ctx, seen); err != nil {
+		t.Fatal(err)
+	}
+	clash := mk("d:clash")
+	clash.ID = seen.ID
+	evs := []*event.Event{mk("d:1"), mk("d:twice"), mk("d:seen"), mk(""), clash, mk("d:twice"), mk("d:2")}
+	want := []error{nil, nil, event.ErrDuplicateDelivery, nil, errors.New("refused"), event.ErrDuplicateDelivery, nil}
+	got := j.(together).insertTogether(evs)
+	var last int64
+	for i, err := range got {
+		switch {
+		case want[i] == nil && err != nil:
+			t.Errorf("event %d (delivery %q): %v, want it committed", i, evs[i].Delivery, err)
+		case errors.Is(want[i], event.ErrDuplicateDelivery) && !errors.Is(err, event.ErrDuplicateDelivery):
+			t.Errorf("event %d (delivery %q): %v, want ErrDuplicateDelivery", i, evs[i].Delivery, err)
+		case want[i] != nil && !errors.Is(want[i], event.ErrDuplicateDelivery) && (err == nil || errors.Is(err, event.ErrDuplicateDelivery)):
+			t.Errorf("event %d (an id already journaled): %v, want the database's refusal", i, err)
+		}
+		if want[i] != nil {
+			continue
+		}
+		if evs[i].Seq <= last {
+			t.Errorf("event %d: seq %d after %d, want increasing in batch order", i, evs[i].Seq, last)
+		}
+		last = evs[i].Seq
+		if g, err := j.Get(ctx, evs[i].ID); err != nil || g.Seq != evs[i].Seq {
+			t.Errorf("event %d not journaled as answered: %+v %v", i, g, err)
+		}
+	}
+	if g, err := j.Get(ctx, seen.ID); err != nil || g.Delivery != "d:seen" {
+		t.Errorf("the refused event replaced the one journaled: %+v %v", g, err)
+	}
+	// The refused event's delivery id was not recorded: it can come again.
+	if err := j.Insert(ctx, mk("d:clash")); err != nil {
+		t.Errorf("the refused event's delivery id, again: %v", err)
+	}
+}
+
+func TestSeqIsCommitOrder(t *testing.T) { eachShared(t, 3, testSeqIsCommitOrder) }
+
+// testSeqIsCommitOrder: three journals on one store (replicas) take concurrent inserts, every
+// delivery id twice on two of them. Exactly one of each pair is recorded, and seq order is
+// commit order: a reader never sees an event appear below one it saw before (it would have
+// resumed past it).
+func testSeqIsCommitOrder(t *testing.T, js []Journal) {
+	ctx := context.Background()
+	const clients, per = 24, 25
+	type result struct {
+		ev  *event.Event
+		err error
+	}
+	results := make(chan result, 2*clients*per)
+	stop := make(chan struct{})
+	watched := make(chan error, 1)
+	go func() {
+		// Each look must find, beyond what the last one saw, only seqs above all it saw.
+		var seen map[int64]bool
+		var top int64
+		looks := 0
+		for {
+			select {
+			case <-stop:
+				if looks < 2 {
+					watched <- fmt.Errorf("the reader looked %d times only", looks)
+					return
+				}
+				watched <- nil
+				return
+			default:
+			}
+			evs, err := js[0].Pending(ctx)
+			if err != nil {
+				watched <- err
+				return
+			}
+			looks++
+			now := map[int64]bool{}
+			newTop := top
+			for _, ev := range evs {
+				now[ev.Seq] = true
+				if seen != nil && !seen[ev.Seq] && ev.Seq < top {
+					watched <- fmt.Errorf("seq %d appeared after seq %d was seen: seq order is not commit order", ev.Seq, top)
+					return
+				}
+				newTop = max(newTop, ev.Seq)
+			}
+			for s := range seen {
+				if !now[s] {
+					watched <- fmt.Errorf("seq %d vanished", s)
+					return
+				}
+			}
+			seen, top = now, newTop
+		}
+	}()
+	var wg sync.WaitGroup
+	for c := range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range per {
+				for k := range 2 {
+					now := time.Now()
+					ev := &event.Event{ID: event.NewID(now), Hook: "h", Delivery: fmt.Sprintf("d:%d:%d", c, i), ReceivedAt: now, Status: event.Queued}
+					results <- result{ev, js[(c+i+k)%len(js)].Insert(ctx, ev)}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(stop)
+	close(results)
+	if err := <-watched; err != nil {
+		t.Fatal(err)
+	}
+	recorded := map[string]int{}
+	seqs := map[int64]bool{}
+	for r := range results {
+		switch {
+		case errors.Is(r.err, event.ErrDuplicateDelivery):
+		case r.err != nil:
+			t.Fatalf("insert %s: %v", r.ev.Delivery, r.err)
+		default:
+			recorded[r.ev.Delivery]++
+			if seqs[r.ev.Seq] {
+				t.Fatalf("seq %d given twice", r.ev.Seq)
+			}
+			seqs[r.ev.Seq] = true
+		}
+	}
+	if len(recorded) != clients*per {
+		t.Errorf("%d deliveries recorded, want %d", len(recorded), clients*per)
+	}
+	for d, n := range recorded {
+		if n != 1 {
+			t.Errorf("delivery %s recorded %d times", d, n)
+		}
+	}
+	pending, err := js[1].Pending(ctx)
+	if err != nil || len(pending) != clients*per {
+		t.Fatalf("%d events journaled, want %d (%v)", len(pending), clients*per, err)
+	}
+}
+
+func TestGetsAtOnce(t *testing.T) { each(t, testGetsAtOnce) }
+
+// testGetsAtOnce: Gets asked at the same moment (which may share one query) each get the event
+// as journaled, their own copy of it, or ErrNotFound for an id never journaled.
+func testGetsAtOnce(t *testing.T, j Journal) {
+	ctx := context.Background()
+	now := time.Now()
+	var evs []*event.Event
+	for i := range 5 {
+		ev := &event.Event{ID: event.NewID(now), Hook: "h", Delivery: fmt.Sprint("d", i), ReceivedAt: now, Status: event.Queued,
+			Targets: []event.Target{{Repo: "apps", Workload: fmt.Sprint("deployment/w", i)}}}
+		if err := j.Insert(ctx, ev); err != nil {
+			t.Fatal(err)
+		}
+		evs = append(evs, ev)
+	}
+	const askers = 64
+	errs := make(chan error, askers)
+	var wg sync.WaitGroup
+	for a := range askers {
+		wg.Go(func() {
+			if a%8 == 7 {
+				if _, err := j.Get(ctx, "never-journaled"); !errors.Is(err, event.ErrNotFound) {
+					errs <- fmt.Errorf("an id never journaled: %v, want ErrNotFound", err)
+				}
+				return
+			}
+			want := evs[a%len(evs)]
+			got, err := j.Get(ctx, want.ID)
+			if err != nil {
+				errs <- err
+				return
+			}
+			if got.Seq != want.Seq || got.Targets[0].Workload != want.Targets[0].Workload {
+				errs <- fmt.Errorf("Get %s: seq %d workload %q, want %d %q", want.ID, got.Seq, got.Targets[0].Workload, want.Seq, want.Targets[0].Workload)
+				return
+			}
+			// Each caller's copy is its own: changing it changes no one else's.
+			got.Targets[0].Workload = fmt.Sprint("changed by ", a)
+			got.Status = event.Failed
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	for _, want := range evs {
+		if got, err := j.Get(ctx, want.ID); err != nil || got.Status != event.Queued || got.Targets[0].Workload != want.Targets[0].Workload {
+			t.Errorf("after the callers changed their copies: %+v %v", got, err)
+		}
+	}
+}
+
+func TestUpdateManyAtOnce(t *testing.T) { each(t, testUpdateManyAtOnce) }
+
+// testUpdateManyAtOnce: UpdateMany stores every event's new state, an event given twice as its
+// last, and leaves the events it was not given alone.
+func testUpdateManyAtOnce(t *testing.T, j Journal) {
+	ctx := context.Background()
+	now := time.Now()
+	var evs []*event.Event
+	for range 40 {
+		ev := &event.Event{ID: event.NewID(now), Hook: "h", ReceivedAt: now, Status: event.Queued}
+		if err := j.Insert(ctx, ev); err != nil {
+			t.Fatal(err)
+		}
+		evs = append(evs, ev)
+	}
+	var update []*event.Event
+	for i, ev := range evs[:30] {
+		c := *ev
+		c.Status = event.Succeeded
+		c.Push.Pusher = fmt.Sprint("pusher ", i)
+		update = append(update, &c)
+	}
+	last := *update[3]
+	last.Status, last.Push.Pusher = event.Failed, "the last word"
+	update = append(update, &last)
+	if err := j.UpdateMany(ctx, update); err != nil {
+		t.Fatal(err)
+	}
+	if err := j.UpdateMany(ctx, nil); err != nil {
+		t.Errorf("nothing to update: %v", err)
+	}
+	for i, ev := range evs {
+		got, err := j.Get(ctx, ev.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, pusher := event.Succeeded, fmt.Sprint("pusher ", i)
+		switch {
+		case i == 3:
+			want, pusher = event.Failed, "the last word"
+		case i >= 30:
+			want, pusher = event.Queued, ""
+		}
+		if got.Status != want || got.Push.Pusher != pusher {
+			t.Errorf("event %d: %s %q, want %s %q", i, got.Status, got.Push.Pusher, want, pusher)
+		}
+	}
+}
+
+// BenchmarkInsertReplicas measures inserts as the load test's replicas make them: 48 callers
+// spread over three journals on one PostgreSQL (loopback), each insert with a delivery id.
+// go test -run '^$' -bench InsertReplicas -blockprofile block.out ./journal shows where callers
+// wait.
+func BenchmarkInsertReplicas(b *testing.B) {
+	pg := pgtest.Start(b)
+	var js []*Postgres
+	for range 3 {
+		j, err := OpenPostgres(context.Background(), pg.DSN)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { j.Close() })
+		js = append(js, j)
+	}
+	ctx := context.Background()
+	var n atomic.Int64
+	b.SetParallelism(max(1, 48/runtime.GOMAXPROCS(0)))
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			i := n.Add(1)
+			now := time.Now()
+			ev := &event.Event{ID: event.NewID(now), Hook: "h", Delivery: fmt.Sprint("d:", i), ReceivedAt: now, Status: event.Queued,
+				Targets: []event.Target{{Repo: "apps", Path: "apps/website", Workload: "deployment/website"}}}
+			if err := js[i%3].Insert(ctx, ev); err != nil {
+				b.Fatal(err)
+			}
+		}
 	})
 }

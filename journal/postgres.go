@@ -5,9 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/imagehook/imagehook/event"
@@ -19,6 +21,16 @@ var _ Journal = (*Postgres)(nil)
 // unique keys (event id, delivery id per hook), not process memory, decide what was seen.
 type Postgres struct {
 	pool *pgxpool.Pool
+	// inserts feeds the group-commit writer: webhooks accepted together share one transaction,
+	// one round trip and one commit, and each caller returns only once its row is committed.
+	inserts chan pgInsert
+	done    chan struct{}
+	// gets feeds the readers the same way: Gets asked together share one query.
+	gets    chan pgGet
+	readers sync.WaitGroup
+	// closing guards inserts and gets against a send after Close.
+	closing sync.RWMutex
+	closed  bool
 }
 
 // migration is one version of the schema: SQL, or a Go function for a change SQL cannot say.
@@ -80,10 +92,15 @@ func OpenPostgres(ctx context.Context, dsn string) (*Postgres, error) {
 	if err != nil {
 		return nil, fmt.Errorf("journal: %w", err)
 	}
-	j := &Postgres{pool: pool}
+	j := &Postgres{pool: pool, inserts: make(chan pgInsert, 1024), done: make(chan struct{}),
+		gets: make(chan pgGet, 1024)}
 	if err := j.migrate(ctx); err != nil {
 		pool.Close()
 		return nil, err
+	}
+	go j.writer()
+	for range readers {
+		j.readers.Go(j.reader)
 	}
 	return j, nil
 }
@@ -129,8 +146,19 @@ func (j *Postgres) migrate(ctx context.Context) error {
 	return nil
 }
 
-// Close closes the pool.
+// Close stops the writer and the readers (what is queued is done first) and closes the pool.
 func (j *Postgres) Close() error {
+	j.closing.Lock()
+	if j.closed {
+		j.closing.Unlock()
+		return nil
+	}
+	j.closed = true
+	close(j.inserts)
+	close(j.gets)
+	j.closing.Unlock()
+	<-j.done
+	j.readers.Wait()
 	j.pool.Close()
 	return nil
 }
@@ -141,50 +169,202 @@ func (j *Postgres) Ping(ctx context.Context) error {
 	return err
 }
 
-// Insert records a new event in one transaction; when it returns nil the event is committed.
+// insertLock is the transaction-level advisory lock every journal insert takes before its rows
+// draw their seq: one inserting transaction at a time, whichever replica runs it, so seq order is
+// commit order (a BIGSERIAL alone hands out numbers at insert time, and two transactions may
+// commit the other way round — a reader would then see seq 7 before seq 5 and miss 5).
+// Its key is above 2^32, where the replicas' hashtext keys never reach.
+const insertLock = 0x696d616765686f70
+
+// maxBatch bounds the events that share one transaction.
+const maxBatch = 512
+
+// pgInsert is one Insert waiting for the group-commit writer.
+type pgInsert struct {
+	ev  *event.Event
+	err chan error
+}
+
+// Insert records a new event; when it returns nil the event's row is committed. Inserts that
+// arrive together share one transaction — one round trip, one commit — (writer).
 func (j *Postgres) Insert(ctx context.Context, ev *event.Event) error {
-	data, err := json.Marshal(ev)
-	if err != nil {
-		return fmt.Errorf("journal insert %s: %w", ev.ID, err)
+	r := pgInsert{ev: ev, err: make(chan error, 1)}
+	j.closing.RLock()
+	if j.closed {
+		j.closing.RUnlock()
+		return fmt.Errorf("journal insert %s: %w", ev.ID, ErrClosed)
 	}
-	// The caller going away must not leave it unknown whether the row is in: finish the write.
-	ctx = context.WithoutCancel(ctx)
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	// One statement, one round trip, atomic on its own: with a delivery id, the event is inserted
-	// only if the delivery is new (the unique key decides, whichever replica asks).
-	args := []any{ev.ID, ev.Hook, ev.Repo(), string(ev.Status), ev.ReceivedAt.UnixMilli(), dedupKey(ev), data}
-	q := `INSERT INTO events (id, hook, repo, status, received_at, dedup, data) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING seq`
-	if ev.Delivery != "" {
-		q = `WITH d AS (INSERT INTO deliveries (hook, id, received_at) VALUES ($2, $8, $5) ON CONFLICT DO NOTHING RETURNING 1)
-			INSERT INTO events (id, hook, repo, status, received_at, dedup, data)
-			SELECT $1, $2, $3, $4, $5, $6, $7 WHERE EXISTS (SELECT 1 FROM d) RETURNING seq`
-		args = append(args, ev.Delivery)
+	select {
+	case j.inserts <- r:
+	case <-ctx.Done():
+		j.closing.RUnlock()
+		return ctx.Err()
 	}
-	err = j.pool.QueryRow(ctx, q, args...).Scan(&ev.Seq)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return event.ErrDuplicateDelivery
-	}
-	if err != nil {
+	j.closing.RUnlock()
+	// Once queued the insert is committed or fails, whatever ctx does: a caller never answers
+	// without knowing.
+	if err := <-r.err; err != nil {
+		if errors.Is(err, event.ErrDuplicateDelivery) {
+			return err
+		}
 		return fmt.Errorf("journal insert %s: %w", ev.ID, err)
 	}
 	return nil
 }
 
-// UpdateMany stores the new state of several events in one transaction.
-func (j *Postgres) UpdateMany(ctx context.Context, evs []*event.Event) error {
-	err := pgx.BeginFunc(ctx, j.pool, func(tx pgx.Tx) error {
-		for _, ev := range evs {
-			data, err := json.Marshal(ev)
-			if err != nil {
-				return err
-			}
-			if _, err := tx.Exec(ctx, `UPDATE events SET status = $1, data = $2 WHERE id = $3`, string(ev.Status), data, ev.ID); err != nil {
-				return err
+// writer commits the inserts waiting at each moment in one transaction.
+func (j *Postgres) writer() {
+	defer close(j.done)
+	for first := range j.inserts {
+		batch := []pgInsert{first}
+	more:
+		for len(batch) < maxBatch {
+			select {
+			case r, ok := <-j.inserts:
+				if !ok {
+					break more
+				}
+				batch = append(batch, r)
+			default:
+				break more
 			}
 		}
+		j.commit(batch)
+	}
+}
+
+// commit inserts batch in one transaction and answers each caller. When the server refuses the
+// transaction (it rolled back as a whole) each event is tried in a transaction of its own, so one
+// event the database will not take fails alone, not its neighbours.
+func (j *Postgres) commit(batch []pgInsert) {
+	// The callers going away must not leave it unknown whether the rows are in: finish the write.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	evs := make([]*event.Event, len(batch))
+	for i, r := range batch {
+		evs[i] = r.ev
+	}
+	errs, err := j.insertBatch(ctx, evs)
+	var pgErr *pgconn.PgError
+	if err != nil && len(batch) > 1 && errors.As(err, &pgErr) {
+		for _, r := range batch {
+			one, err := j.insertBatch(ctx, []*event.Event{r.ev})
+			if err == nil {
+				err = one[0]
+			}
+			r.err <- err
+		}
+		return
+	}
+	for i, r := range batch {
+		if err != nil {
+			r.err <- err
+		} else {
+			r.err <- errs[i]
+		}
+	}
+}
+
+// insertBatch inserts evs in one transaction (one round trip: the lock and one INSERT, committed
+// by the pipeline's sync) and sets their Seq in their order. The error per event is nil or
+// event.ErrDuplicateDelivery; err is the transaction's.
+func (j *Postgres) insertBatch(ctx context.Context, evs []*event.Event) (errs []error, err error) {
+	n := len(evs)
+	ids, hooks, repos, statuses, dedups, deliveries := make([]string, 0, n), make([]string, 0, n), make([]string, 0, n), make([]string, 0, n), make([]string, 0, n), make([]string, 0, n)
+	received, datas := make([]int64, 0, n), make([][]byte, 0, n)
+	errs = make([]error, n)
+	// A delivery id twice in one batch: the first is recorded, the second is the duplicate it
+	// would be in a later transaction (the database's unique key cannot tell within one statement).
+	type delivery struct{ hook, id string }
+	inBatch := map[delivery]bool{}
+	for i, ev := range evs {
+		if ev.Delivery != "" {
+			d := delivery{ev.Hook, ev.Delivery}
+			if inBatch[d] {
+				errs[i] = event.ErrDuplicateDelivery
+				continue
+			}
+			inBatch[d] = true
+		}
+		data, err := json.Marshal(ev)
+		if err != nil {
+			errs[i] = err
+			continue
+		}
+		ids, hooks, repos, statuses = append(ids, ev.ID), append(hooks, ev.Hook), append(repos, ev.Repo()), append(statuses, string(ev.Status))
+		received, dedups, datas, deliveries = append(received, ev.ReceivedAt.UnixMilli()), append(dedups, dedupKey(ev)), append(datas, data), append(deliveries, ev.Delivery)
+	}
+	var b pgx.Batch
+	b.Queue(`SELECT pg_advisory_xact_lock($1)`, int64(insertLock))
+	// An event with a delivery id is inserted only if the delivery is new: the unique key
+	// decides, whichever replica asks. Rows are inserted (and draw their seq) in batch order.
+	b.Queue(`WITH b AS (
+			SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::text[], $7::bytea[], $8::text[])
+				WITH ORDINALITY AS b(id, hook, repo, status, received_at, dedup, data, delivery, ord)),
+		d AS (INSERT INTO deliveries (hook, id, received_at)
+			SELECT hook, delivery, received_at FROM b WHERE delivery != '' ON CONFLICT DO NOTHING RETURNING hook, id)
+		INSERT INTO events (id, hook, repo, status, received_at, dedup, data)
+		SELECT id, hook, repo, status, received_at, dedup, data FROM b
+		WHERE delivery = '' OR EXISTS (SELECT 1 FROM d WHERE d.hook = b.hook AND d.id = b.delivery)
+		ORDER BY ord RETURNING id, seq`, ids, hooks, repos, statuses, received, dedups, datas, deliveries)
+	br := j.pool.SendBatch(ctx, &b)
+	seqs := map[string]int64{}
+	_, err = br.Exec()
+	if err == nil {
+		var rows pgx.Rows
+		rows, err = br.Query()
+		if err == nil {
+			var id string
+			var seq int64
+			_, err = pgx.ForEachRow(rows, []any{&id, &seq}, func() error {
+				seqs[id] = seq
+				return nil
+			})
+		}
+	}
+	if cerr := br.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return nil, err
+	}
+	for i, ev := range evs {
+		if errs[i] != nil {
+			continue
+		}
+		seq, ok := seqs[ev.ID]
+		if !ok {
+			errs[i] = event.ErrDuplicateDelivery
+			continue
+		}
+		ev.Seq = seq
+	}
+	return errs, nil
+}
+
+// UpdateMany stores the new state of several events in one statement (one round trip, atomic).
+// An event given twice is stored as its last.
+func (j *Postgres) UpdateMany(ctx context.Context, evs []*event.Event) error {
+	at := map[string]int{}
+	var ids, statuses []string
+	var datas [][]byte
+	for _, ev := range evs {
+		data, err := json.Marshal(ev)
+		if err != nil {
+			return fmt.Errorf("journal update %s: %w", ev.ID, err)
+		}
+		if i, ok := at[ev.ID]; ok {
+			statuses[i], datas[i] = string(ev.Status), data
+			continue
+		}
+		at[ev.ID] = len(ids)
+		ids, statuses, datas = append(ids, ev.ID), append(statuses, string(ev.Status)), append(datas, data)
+	}
+	if len(ids) == 0 {
 		return nil
-	})
+	}
+	_, err := j.pool.Exec(ctx, `UPDATE events SET status = u.status, data = u.data
+		FROM unnest($1::text[], $2::text[], $3::bytea[]) AS u(id, status, data) WHERE events.id = u.id`, ids, statuses, datas)
 	if err != nil {
 		return fmt.Errorf("journal update: %w", err)
 	}
@@ -208,16 +388,98 @@ func (j *Postgres) Duplicate(ctx context.Context, ev *event.Event) (string, erro
 	return id, nil
 }
 
-// Get returns the event with that id.
+// Get returns the event with that id. Gets asked at the same moment share a query (reader):
+// each is answered with the event as read after it was asked, decoded for it alone.
 func (j *Postgres) Get(ctx context.Context, id string) (*event.Event, error) {
-	evs, err := j.query(ctx, `SELECT seq, data FROM events WHERE id = $1`, id)
-	if err != nil {
-		return nil, err
+	r := pgGet{id: id, reply: make(chan pgGot, 1)}
+	j.closing.RLock()
+	if j.closed {
+		j.closing.RUnlock()
+		return nil, fmt.Errorf("journal get %s: %w", id, ErrClosed)
 	}
-	if len(evs) == 0 {
+	select {
+	case j.gets <- r:
+	case <-ctx.Done():
+		j.closing.RUnlock()
+		return nil, ctx.Err()
+	}
+	j.closing.RUnlock()
+	var got pgGot
+	select {
+	case got = <-r.reply:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	if got.err != nil {
+		return nil, fmt.Errorf("journal get %s: %w", id, got.err)
+	}
+	if got.data == nil {
 		return nil, event.ErrNotFound
 	}
-	return evs[0], nil
+	var ev event.Event
+	if err := json.Unmarshal(got.data, &ev); err != nil {
+		return nil, fmt.Errorf("journal get %s: %w", id, err)
+	}
+	ev.Seq = got.seq
+	return &ev, nil
+}
+
+// pgGet is one Get waiting for the reader; pgGot its answer (data nil: no such event).
+type pgGet struct {
+	id    string
+	reply chan pgGot
+}
+
+type pgGot struct {
+	seq  int64
+	data []byte
+	err  error
+}
+
+// readers is how many queries for Gets run at once: a caller reading one event after another
+// (an updater's batch) is not kept behind a query for others.
+const readers = 4
+
+// reader answers the Gets waiting at each moment with one query.
+func (j *Postgres) reader() {
+	for first := range j.gets {
+		batch := []pgGet{first}
+	more:
+		for len(batch) < maxBatch {
+			select {
+			case r, ok := <-j.gets:
+				if !ok {
+					break more
+				}
+				batch = append(batch, r)
+			default:
+				break more
+			}
+		}
+		ids := make([]string, len(batch))
+		for i, r := range batch {
+			ids[i] = r.id
+		}
+		found := map[string]pgGot{}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		rows, err := j.pool.Query(ctx, `SELECT id, seq, data FROM events WHERE id = ANY($1)`, ids)
+		if err == nil {
+			var id string
+			var got pgGot
+			_, err = pgx.ForEachRow(rows, []any{&id, &got.seq, &got.data}, func() error {
+				found[id] = got // Scan gives each row its own copy of data
+				return nil
+			})
+		}
+		cancel()
+		for _, r := range batch {
+			if err != nil {
+				r.reply <- pgGot{err: err}
+			} else {
+				r.reply <- found[r.id]
+			}
+		}
+	}
 }
 
 // Pending returns the events not yet done, oldest first.

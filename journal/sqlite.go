@@ -53,6 +53,9 @@ type Journal interface {
 
 var _ Journal = (*SQLite)(nil)
 
+// ErrClosed is an insert after the journal was closed (the service is stopping).
+var ErrClosed = errors.New("journal closed")
+
 // SQLite is the default journal: one file in the data directory.
 type SQLite struct {
 	db *sql.DB
@@ -153,16 +156,29 @@ func (j *SQLite) writer() {
 				break more
 			}
 		}
-		err := j.insertBatch(batch)
-		for _, r := range batch {
-			switch {
-			case err != nil:
-				r.err <- err
-			case r.dup:
-				r.err <- event.ErrDuplicateDelivery
-			default:
-				r.err <- nil
-			}
+		j.commit(batch)
+	}
+}
+
+// commit inserts batch in one transaction and answers each caller. When the transaction fails
+// each event is tried in a transaction of its own, so one event the database will not take fails
+// alone, not its neighbours.
+func (j *SQLite) commit(batch []insertReq) {
+	err := j.insertBatch(batch)
+	if err != nil && len(batch) > 1 {
+		for i := range batch {
+			j.commit(batch[i : i+1])
+		}
+		return
+	}
+	for _, r := range batch {
+		switch {
+		case err != nil:
+			r.err <- err
+		case r.dup:
+			r.err <- event.ErrDuplicateDelivery
+		default:
+			r.err <- nil
 		}
 	}
 }
@@ -220,7 +236,7 @@ func (j *SQLite) Insert(ctx context.Context, ev *event.Event) error {
 	j.closing.RLock()
 	if j.closed {
 		j.closing.RUnlock()
-		return errors.New("journal closed")
+		return fmt.Errorf("journal insert %s: %w", ev.ID, ErrClosed)
 	}
 	select {
 	case j.inserts <- r:

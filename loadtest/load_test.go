@@ -127,10 +127,17 @@ func fire(c *client, n, conc int, req func(i int) (string, []byte)) (float64, ma
 
 // fireMany is fire spread over several replicas, request i going to cs[i % len(cs)].
 func fireMany(cs []*client, n, conc int, req func(i int) (string, []byte)) (float64, map[int]int, []string) {
+	rps, codes, ids, _ := fireTimed(cs, n, conc, req)
+	return rps, codes, ids
+}
+
+// fireTimed is fireMany that also returns each request's round trip.
+func fireTimed(cs []*client, n, conc int, req func(i int) (string, []byte)) (float64, map[int]int, []string, []time.Duration) {
 	var next atomic.Int64
 	var mu sync.Mutex
 	codes := map[int]int{}
 	var ids []string
+	took := make([]time.Duration, 0, n)
 	start := time.Now()
 	var wg sync.WaitGroup
 	for range conc {
@@ -143,8 +150,11 @@ func fireMany(cs []*client, n, conc int, req func(i int) (string, []byte)) (floa
 					return
 				}
 				path, body := req(i)
+				sent := time.Now()
 				code, m, err := cs[i%len(cs)].post(path, body)
+				d := time.Since(sent)
 				mu.Lock()
+				took = append(took, d)
 				if err != nil {
 					code = -1
 				}
@@ -157,7 +167,7 @@ func fireMany(cs []*client, n, conc int, req func(i int) (string, []byte)) (floa
 		}()
 	}
 	wg.Wait()
-	return float64(n) / time.Since(start).Seconds(), codes, ids
+	return float64(n) / time.Since(start).Seconds(), codes, ids, took
 }
 
 // buildBinary builds imagehook for the run, or takes IMAGEHOOK_BIN (another build, for a baseline

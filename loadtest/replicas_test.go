@@ -3,6 +3,7 @@
 package loadtest
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
@@ -12,7 +13,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/imagehook/imagehook/audit"
 	"github.com/imagehook/imagehook/examples"
+	"github.com/imagehook/imagehook/gitops"
 	"github.com/imagehook/imagehook/internal/gitserver"
 	"github.com/imagehook/imagehook/internal/pgtest"
 )
@@ -62,7 +65,7 @@ hooks:
 	const n, conc = 6000, 48
 
 	sqlite, sqliteProc, _ := start("")
-	sqliteRPS, sqliteCodes, _ := fire(sqlite, n, conc, body)
+	sqliteRPS, sqliteCodes, _, sqliteTook := fireTimed([]*client{sqlite}, n, conc, body)
 	_ = sqliteProc.Process.Kill()
 
 	dsn := fmt.Sprintf("journal: {driver: postgres, dsn: %q}", pg.DSN)
@@ -73,16 +76,23 @@ hooks:
 		c, p, l := start(dsn)
 		cs, procs, logs = append(cs, c), append(procs, p), append(logs, l)
 	}
-	pgRPS, pgCodes, ids := fireMany(cs, n, conc, body)
+	pgRPS, pgCodes, ids, pgTook := fireTimed(cs, n, conc, body)
 	drained := time.Now()
-	for _, id := range ids[max(0, len(ids)-50):] {
-		for deadline := time.Now().Add(2 * time.Minute); cs[0].status(id) != "succeeded"; time.Sleep(50 * time.Millisecond) {
+	if len(ids) != n {
+		t.Fatalf("%d of %d webhooks accepted: %v", len(ids), n, pgCodes)
+	}
+	for _, id := range ids[len(ids)-50:] {
+		for deadline := time.Now().Add(2 * time.Minute); ; time.Sleep(50 * time.Millisecond) {
+			if st := cs[0].status(id); st == "succeeded" || st == "ignored" || st == "failed" {
+				break
+			}
 			if time.Now().After(deadline) {
 				t.Fatalf("event %s not applied", id)
 			}
 		}
 	}
 	fmt.Printf("backlog after the burst applied in            %v\n", time.Since(drained).Round(time.Millisecond))
+	checkAllApplied(t, cs[0], git, ids)
 
 	// Failover: with the backlog applied, kill the owner, post to another replica, time the next
 	// commit.
@@ -116,7 +126,61 @@ hooks:
 		}
 	}
 	fmt.Printf("\n=== replicas (PostgreSQL and the replicas on the same 2-core machine) ===\n")
-	fmt.Printf("accepted webhooks, 1 process on SQLite          %.0f req/s  %v\n", sqliteRPS, sqliteCodes)
-	fmt.Printf("accepted webhooks, 3 replicas on PostgreSQL     %.0f req/s  %v\n", pgRPS, pgCodes)
+	fmt.Printf("accepted webhooks, 1 process on SQLite          %.0f req/s  %v  p50 / p99 accept %v / %v\n", sqliteRPS, sqliteCodes,
+		percentile(sqliteTook, 0.5).Round(10*time.Microsecond), percentile(sqliteTook, 0.99).Round(10*time.Microsecond))
+	fmt.Printf("accepted webhooks, 3 replicas on PostgreSQL     %.0f req/s  %v  p50 / p99 accept %v / %v\n", pgRPS, pgCodes,
+		percentile(pgTook, 0.5).Round(10*time.Microsecond), percentile(pgTook, 0.99).Round(10*time.Microsecond))
+	fmt.Printf("replicas / SQLite                               %.2f\n", pgRPS/sqliteRPS)
 	fmt.Printf("failover: owner killed -> next commit           %v\n", failover.Round(time.Millisecond))
+}
+
+// checkAllApplied waits until every accepted event is done, and checks that each succeeded or
+// was ignored as superseded by a later one, and that none is in two commits' trailers.
+func checkAllApplied(t *testing.T, c *client, git *gitserver.Server, ids []string) {
+	t.Helper()
+	deadline := time.Now().Add(3 * time.Minute)
+	for _, id := range ids {
+		for {
+			ev := c.event(id)
+			st, _ := ev["status"].(string)
+			if st == "succeeded" {
+				break
+			}
+			if st == "ignored" {
+				if steps := fmt.Sprint(ev["steps"]); !strings.Contains(steps, "superseded") && !strings.Contains(steps, "unchanged") {
+					t.Fatalf("event %s ignored, not as superseded: %s", id, steps)
+				}
+				break
+			}
+			if st == "failed" || time.Now().After(deadline) {
+				t.Fatalf("event %s not applied: %v", id, ev)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	entries, err := audit.Reader{Committer: gitops.Signature{Name: "imagehook", Email: "imagehook@localhost"}}.Open(git.Bare("apps"), 0, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]int{}
+	for _, e := range entries {
+		seen[e.Event]++
+	}
+	for id, k := range seen {
+		if k > 1 {
+			t.Errorf("event %s is in %d commits' trailers", id, k)
+		}
+	}
+}
+
+// event returns the event as GET /events/{id} shows it.
+func (c *client) event(id string) map[string]any {
+	resp, err := c.http.Get(c.base + "/events/" + id)
+	if err != nil {
+		return nil
+	}
+	defer resp.Body.Close()
+	var m map[string]any
+	_ = json.NewDecoder(resp.Body).Decode(&m)
+	return m
 }

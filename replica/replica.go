@@ -92,6 +92,18 @@ type Coordinator struct {
 	u       Updater
 	running map[string]bool // a Resume in flight per queue
 	again   map[string]bool // asked again while in flight
+
+	// toTake holds the events notifications told of, for the takers; takeSignal wakes one.
+	takeMu     sync.Mutex
+	toTake     []taken
+	takeSignal chan struct{}
+
+	// notices feeds the notifier (unbuffered: a notice is taken only by the notifier, which
+	// answers every one it took); quit stops it and notified closes when it has.
+	notices   chan notice
+	quit      chan struct{}
+	notified  chan struct{}
+	closeOnce sync.Once
 }
 
 // session is one connection's life: the locks it holds die with it. Its loop is the only user of
@@ -139,7 +151,9 @@ func New(ctx context.Context, dsn string, keys []string, log *slog.Logger) (*Coo
 		return nil, fmt.Errorf("replica: %w", err)
 	}
 	c := &Coordinator{dsn: dsn, keys: keys, log: log.With("component", "replica"), pool: pool,
-		owned: map[string]bool{}, running: map[string]bool{}, again: map[string]bool{}}
+		owned: map[string]bool{}, running: map[string]bool{}, again: map[string]bool{},
+		takeSignal: make(chan struct{}, 1), notices: make(chan notice), quit: make(chan struct{}), notified: make(chan struct{})}
+	go c.notifier()
 	if !userTimeoutSupported {
 		c.log.Info("this platform has no TCP_USER_TIMEOUT: a query into a silent network is bounded by the ownership proof's deadline and the server's idle_session_timeout only")
 	}
@@ -231,11 +245,63 @@ func (c *Coordinator) Owned() []string {
 	return out
 }
 
-// Submitted tells the owner of key that event id was journaled for it.
+// Submitted tells the owner of key that event id was journaled for it, and returns once the
+// notification is sent (or failed: the owner's sweep finds the event within seconds all the
+// same). Events submitted together are told in one statement (notifier).
 func (c *Coordinator) Submitted(ctx context.Context, key, id string) {
-	if _, err := c.pool.Exec(ctx, `SELECT pg_notify($1, $2)`, eventsChannel, wire(key)+"\n"+id); err != nil {
-		// The owner's sweep finds the event within seconds all the same.
-		c.log.Warn("notify the owner of a queue", "queue", key, "err", err)
+	n := notice{payload: wire(key) + "\n" + id, done: make(chan struct{})}
+	select {
+	case c.notices <- n:
+		<-n.done
+	case <-c.quit:
+		c.log.Warn("owner of a queue not notified: the coordinator is closed; its sweep finds the event", "queue", printable(key), "event", id)
+	case <-ctx.Done():
+		c.log.Warn("owner of a queue not notified: the caller gave up; its sweep finds the event", "queue", printable(key), "event", id, "err", context.Cause(ctx))
+	}
+}
+
+// notice is one event to tell its queue's owner of.
+type notice struct {
+	payload string
+	done    chan struct{}
+}
+
+// maxNotices bounds the notifications sent in one statement.
+const maxNotices = 512
+
+// notifier sends the notices waiting at each moment in one statement (one round trip, one
+// transaction, which PostgreSQL delivers in order), until Close.
+func (c *Coordinator) notifier() {
+	defer close(c.notified)
+	for {
+		var batch []notice
+		select {
+		case n := <-c.notices:
+			batch = append(batch, n)
+		case <-c.quit:
+			return
+		}
+	more:
+		for len(batch) < maxNotices {
+			select {
+			case n := <-c.notices:
+				batch = append(batch, n)
+			default:
+				break more
+			}
+		}
+		payloads := make([]string, len(batch))
+		for i, n := range batch {
+			payloads[i] = n.payload
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		if _, err := c.pool.Exec(ctx, `SELECT pg_notify($1, p) FROM unnest($2::text[]) AS p`, eventsChannel, payloads); err != nil {
+			c.log.Warn("notify the owners of queues; their sweeps find the events", "events", len(batch), "err", err)
+		}
+		cancel()
+		for _, n := range batch {
+			close(n.done)
+		}
 	}
 }
 
@@ -252,13 +318,22 @@ func (c *Coordinator) Finished(ctx context.Context, ids []string) {
 	}
 }
 
-// Close releases the pool.
-func (c *Coordinator) Close() { c.pool.Close() }
+// Close stops the notifier and releases the pool.
+func (c *Coordinator) Close() {
+	c.closeOnce.Do(func() { close(c.quit) })
+	<-c.notified
+	c.pool.Close()
+}
 
 // Run holds this replica's session until ctx ends: it claims queues, follows notifications and,
 // when the session breaks (the database restarted, the network failed, a proof went unanswered),
 // gives up every queue — its locks are gone, or cannot be vouched for — and starts over.
 func (c *Coordinator) Run(ctx context.Context) {
+	var takers sync.WaitGroup
+	defer takers.Wait()
+	for range takeAtOnce {
+		takers.Go(func() { c.taker(ctx) })
+	}
 	for ctx.Err() == nil {
 		err := c.session(ctx)
 		if ctx.Err() != nil {
@@ -377,9 +452,7 @@ func (c *Coordinator) session(ctx context.Context) error {
 		case eventsChannel:
 			key, id, _ := strings.Cut(n.Payload, "\n")
 			if k := unwire(key); c.Owns(k) && c.u != nil {
-				if err := c.u.Take(ctx, id); err != nil {
-					c.resume(ctx, k) // the sweep's way, then
-				}
+				c.take(k, id)
 			}
 		case doneChannel:
 			if c.u != nil {
@@ -390,6 +463,65 @@ func (c *Coordinator) session(ctx context.Context) error {
 		}
 	}
 	return context.Cause(sctx)
+}
+
+// takeAtOnce is how many events told by notifications are taken at once: their journal reads then
+// share queries, and the session loop never waits on one.
+const takeAtOnce = 8
+
+// taken is an event a notification told this owner of.
+type taken struct{ key, id string }
+
+// take hands the event of a notification to the takers. Their queue has no bound (a notice
+// is two short strings, and as many come as events are journaled): resuming the queue from the
+// journal instead would read every unfinished event again, on each notice, just when there are
+// the most of them.
+func (c *Coordinator) take(key, id string) {
+	c.takeMu.Lock()
+	c.toTake = append(c.toTake, taken{key, id})
+	c.takeMu.Unlock()
+	select {
+	case c.takeSignal <- struct{}{}:
+	default:
+	}
+}
+
+// taker takes notified events until ctx ends; an event it cannot take is found by resuming its
+// queue from the journal.
+func (c *Coordinator) taker(ctx context.Context) {
+	for ctx.Err() == nil {
+		c.takeMu.Lock()
+		var t taken
+		ok := len(c.toTake) > 0
+		if ok {
+			t = c.toTake[0]
+			c.toTake = c.toTake[1:]
+			if len(c.toTake) == 0 {
+				c.toTake = nil
+			}
+		}
+		more := len(c.toTake) > 0
+		c.takeMu.Unlock()
+		if !ok {
+			select {
+			case <-c.takeSignal:
+				continue
+			case <-ctx.Done():
+				return
+			}
+		}
+		if more {
+			// Another taker may be waiting: pass the signal on.
+			select {
+			case c.takeSignal <- struct{}{}:
+			default:
+			}
+		}
+		if err := c.u.Take(ctx, t.id); err != nil {
+			c.log.Debug("take a notified event; resuming its queue from the journal", "queue", printable(t.key), "event", t.id, "err", err)
+			c.resume(ctx, t.key)
+		}
+	}
 }
 
 // answer runs the proofs waiting for the connection.

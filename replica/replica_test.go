@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
+	"sync"
 	"testing"
 	"time"
 
@@ -183,4 +184,68 @@ func BenchmarkProve(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// takes is an Updater that records the events it is told to take.
+type takes struct {
+	mu  sync.Mutex
+	ids map[string]int
+}
+
+func (u *takes) Resume(context.Context, string) error { return nil }
+func (u *takes) Wake(string)                          {}
+func (u *takes) Take(_ context.Context, id string) error {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	u.ids[id]++
+	return nil
+}
+
+func (u *takes) count() int {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return len(u.ids)
+}
+
+// TestSubmittedReachTheOwner: events a replica that does not own their queue journals together
+// (told in shared statements) each reach the owner once, and a Submitted after Close returns.
+func TestSubmittedReachTheOwner(t *testing.T) {
+	pg := pgtest.Start(t)
+	log := slog.New(slog.NewTextHandler(&testlog.Buffer{}, nil))
+	owner, err := New(context.Background(), pg.DSN, []string{"apps"}, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u := &takes{ids: map[string]int{}}
+	owner.SetUpdater(u)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { owner.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done; owner.Close() })
+	eventually(t, 5*time.Second, "the owner owns the queue", func() bool { return owner.Owns("apps") })
+	other := start(t, pg.DSN, "apps")
+	const n = 300
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			other.Submitted(context.Background(), "apps", fmt.Sprintf("ev-%03d", i))
+		}()
+	}
+	wg.Wait()
+	eventually(t, 10*time.Second, "every event reaches the owner", func() bool { return u.count() == n })
+	u.mu.Lock()
+	for id, k := range u.ids {
+		if k != 1 {
+			t.Errorf("event %s taken %d times", id, k)
+		}
+	}
+	u.mu.Unlock()
+	closed, err := New(context.Background(), pg.DSN, []string{"apps"}, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed.Close()
+	closed.Submitted(context.Background(), "apps", "after-close")
 }
