@@ -106,7 +106,8 @@ func (r *Reconciler) pass(ctx context.Context, h config.Hook) {
 	for _, t := range h.Targets {
 		if err := r.target(ctx, h, t); err != nil {
 			outcome = "error"
-			r.log.Warn("reconcile", "hook", h.ID, "workload", t.Workload, "err", err)
+			// A registry config does not list, or a tag list past its caps, says so by its reason.
+			r.log.Warn("reconcile", "hook", h.ID, "workload", t.Workload, "reason", event.ReasonOf(err), "err", err)
 		}
 	}
 	r.runs.WithLabelValues(h.ID, outcome).Inc()

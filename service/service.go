@@ -17,6 +17,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/debug"
+	"strings"
 	"text/template"
 	"time"
 
@@ -208,11 +209,7 @@ func (s *Service) build() error {
 	uopts.Metrics = updater.NewMetrics(reg)
 	uopts.Retention = time.Duration(cfg.Retention)
 	uopts.RegistryAliases = cfg.RegistryAliases
-	var hosts []oci.Host
-	for _, r := range cfg.Registries {
-		hosts = append(hosts, oci.Host{Host: r.Host, Username: r.Username, Password: r.Password, CABundle: r.CABundle, Insecure: r.Insecure})
-	}
-	registries := oci.New(hosts, cfg.RegistryAliases, s.log)
+	registries := oci.New(registryHosts(cfg), cfg.RegistryAliases, s.log)
 	uopts.Resolver = registries
 	keys, err := CosignKeys(cfg)
 	if err != nil {
@@ -461,6 +458,25 @@ func newReview(rc config.Repo, r *gitops.Repo) (*updater.Review, error) {
 	}
 	return &updater.Review{Git: r, Forge: f, Base: base, Branch: branch, Labels: w.Labels, Reviewers: w.Reviewers,
 		AutoMerge: w.Merge == "auto", Language: w.Language, Poll: time.Duration(w.PollInterval)}, nil
+}
+
+// registryHosts are the only registry hosts verify and reconcile ask: those registries: lists, and
+// those a hook names as its registryHost (asked anonymously unless registries: lists them too).
+func registryHosts(cfg *config.Config) []oci.Host {
+	var hosts []oci.Host
+	listed := map[string]bool{}
+	for _, r := range cfg.Registries {
+		hosts = append(hosts, oci.Host{Host: r.Host, Username: r.Username, Password: r.Password, CABundle: r.CABundle, Insecure: r.Insecure,
+			MaxTags: r.MaxTags, MaxTagBytes: r.MaxTagBytes})
+		listed[strings.ToLower(r.Host)] = true
+	}
+	for _, h := range cfg.Hooks {
+		if h.RegistryHost != "" && !listed[strings.ToLower(h.RegistryHost)] {
+			hosts = append(hosts, oci.Host{Host: h.RegistryHost})
+			listed[strings.ToLower(h.RegistryHost)] = true
+		}
+	}
+	return hosts
 }
 
 // images reads the image a target holds in git now, for the status page.

@@ -611,7 +611,8 @@ func (u *Updater) verify(ctx context.Context, log *slog.Logger, ev *event.Event)
 	// What the registry said is final; only a failure to reach it is worth another try (the
 	// event is requeued with the git step's backoff).
 	final := func(err error) bool {
-		return errors.Is(err, oci.ErrNoTag) || errors.Is(err, oci.ErrDigestMismatch) || errors.Is(err, oci.ErrAuth) || errors.Is(err, oci.ErrUnsigned)
+		return errors.Is(err, oci.ErrNoTag) || errors.Is(err, oci.ErrDigestMismatch) || errors.Is(err, oci.ErrAuth) || errors.Is(err, oci.ErrUnsigned) ||
+			errors.Is(err, oci.ErrNotConfigured)
 	}
 	err := errors.New("verify: no registry client is configured")
 	if u.opts.Resolver != nil {
@@ -630,7 +631,7 @@ func (u *Updater) verify(ctx context.Context, log *slog.Logger, ev *event.Event)
 		return verifyUnreachable
 	}
 	if err != nil {
-		st.Status, st.Error = event.Failed, err.Error()
+		st.Status, st.Error, st.Reason = event.Failed, err.Error(), event.ReasonOf(err)
 		ev.SetStep(st)
 		ev.Error = "verify: " + err.Error()
 		log.Warn("push not verified by its registry", "event", ev.ID, "err", err)
