@@ -464,6 +464,10 @@ func (u *Updater) QueueDepth() int {
 	return n
 }
 
+// MaxBatch is the most events one batch of a queue takes: a burst up to it is one commit, and a
+// backlog of any length drains in batches of it, within bounded memory.
+const MaxBatch = 1000
+
 func (u *Updater) work(ctx context.Context, key string, q *queue) {
 	log := u.log.With("repo", logKey(key))
 	for {
@@ -476,6 +480,11 @@ func (u *Updater) work(ctx context.Context, key string, q *queue) {
 			u.mu.Lock()
 			ids := q.ids
 			q.ids = nil
+			if len(ids) > MaxBatch {
+				// A backlog drains in bounded batches: what one batch loads stays the same
+				// however long the queue grew.
+				ids, q.ids = ids[:MaxBatch:MaxBatch], slices.Clone(ids[MaxBatch:])
+			}
 			u.mu.Unlock()
 			if len(ids) == 0 {
 				break
