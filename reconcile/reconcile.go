@@ -183,3 +183,13 @@ func CurrentImage(ctx context.Context, repo Repo, t event.Target) (string, error
 	})
 	return current, err
 }
+
+// CurrentImageIn reads the image a workload target holds in a tree already read (the status
+// page's cached tip).
+func CurrentImageIn(fsys fs.FS, t event.Target) (string, error) {
+	mt, err := manifests.WorkloadTarget(t.Workload, t.Namespace, t.Container)
+	if err != nil {
+		return "", err
+	}
+	return manifests.Current(fsys, t.Path, mt, manifests.Options{})
+}

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"github.com/imagehook/imagehook/outbound"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
@@ -18,6 +19,7 @@ import (
 	"path/filepath"
 	"runtime/debug"
 	"strings"
+	"sync"
 	"text/template"
 	"time"
 
@@ -230,7 +232,7 @@ func (s *Service) build() error {
 	if err != nil {
 		return err
 	}
-	srv.SetImages(images{readers: readers})
+	srv.SetImages(newImages(readers))
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", cfg.Listen, err)
@@ -479,13 +481,98 @@ func registryHosts(cfg *config.Config) []oci.Host {
 	return hosts
 }
 
-// images reads the image a target holds in git now, for the status page.
-type images struct{ readers map[string]reconcile.Repo }
+// cachedReader reads a repository's cached tip without fetching (gitops.Repo).
+type cachedReader interface {
+	ReadCached(fn func(tip string, fsys fs.FS) error) error
+}
 
-func (i images) CurrentImage(ctx context.Context, t event.Target) (string, error) {
-	repo := i.readers[t.Repo]
-	if repo == nil || t.Container == "" {
-		return "", errors.New("not a workload target in a configured repository")
+// hasher names the git object under a path of a view (gitops' tree views).
+type hasher interface {
+	Hash(name string) (string, error)
+}
+
+// images reads the images targets hold in git now, for the status page: one read of each
+// repository's cached tip per page (no fetch); at the tip last read nothing is read again, and
+// at a new tip only the targets whose path holds another git object (a commit to one workload
+// reads one).
+type images struct {
+	readers map[string]cachedReader
+	mu      sync.Mutex
+	// seen is, per repository, the tip last read and what each target held there.
+	seen map[string]tipImages
+}
+
+type tipImages struct {
+	tip     string
+	targets map[string]pathImage
+}
+
+// pathImage is what one target held, and the hash of its path then ("" when unknown).
+type pathImage struct {
+	hash  string
+	image listener.Image
+}
+
+var _ listener.Images = (*images)(nil)
+
+func newImages(readers map[string]reconcile.Repo) *images {
+	i := &images{readers: map[string]cachedReader{}, seen: map[string]tipImages{}}
+	for name, r := range readers {
+		if c, ok := r.(cachedReader); ok {
+			i.readers[name] = c
+		}
 	}
-	return reconcile.CurrentImage(ctx, repo, t)
+	return i
+}
+
+// CurrentImages returns what git holds for each target, by target key.
+func (i *images) CurrentImages(ctx context.Context, targets []event.Target) map[string]listener.Image {
+	byRepo := map[string][]event.Target{}
+	out := map[string]listener.Image{}
+	for _, t := range targets {
+		if i.readers[t.Repo] == nil || t.Container == "" {
+			out[t.Key()] = listener.Image{Err: errors.New("not a workload target in a configured repository")}
+			continue
+		}
+		byRepo[t.Repo] = append(byRepo[t.Repo], t)
+	}
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	for name, ts := range byRepo {
+		err := i.readers[name].ReadCached(func(tip string, fsys fs.FS) error {
+			last := i.seen[name]
+			now := tipImages{tip: tip, targets: map[string]pathImage{}}
+			h, _ := fsys.(hasher)
+			for _, t := range ts {
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
+				prev, ok := last.targets[t.Key()]
+				if ok && last.tip == tip {
+					now.targets[t.Key()] = prev
+					continue
+				}
+				var hash string
+				if h != nil {
+					hash, _ = h.Hash(t.Path)
+				}
+				if !ok || hash == "" || prev.hash != hash {
+					current, err := reconcile.CurrentImageIn(fsys, t)
+					prev = pathImage{hash: hash, image: listener.Image{Image: current, Err: err}}
+				}
+				now.targets[t.Key()] = prev
+			}
+			i.seen[name] = now
+			for k, p := range now.targets {
+				out[k] = p.image
+			}
+			return nil
+		})
+		if err != nil {
+			for _, t := range ts {
+				out[t.Key()] = listener.Image{Err: err}
+			}
+		}
+	}
+	return out
 }

@@ -27,6 +27,8 @@ type Server struct {
 	Down atomic.Bool
 	// FailStatus, when set, answers every request with that status (a server error, say).
 	FailStatus atomic.Int32
+	// Requests counts the requests served (whatever their answer).
+	Requests atomic.Int64
 	// Stall holds every request while set (a server that hangs): it is served once Stall is
 	// cleared, or dropped when its caller gives up.
 	Stall atomic.Bool
@@ -46,6 +48,7 @@ func New(t testing.TB, user, password string) *Server {
 		Env:  []string{"GIT_PROJECT_ROOT=" + s.Root, "GIT_HTTP_EXPORT_ALL=1"},
 	}
 	s.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.Requests.Add(1)
 		for s.Stall.Load() {
 			select {
 			case <-r.Context().Done():
