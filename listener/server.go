@@ -68,6 +68,9 @@ type Server struct {
 	failures *failureBudget
 	// pending is the journal size budget (nil: the journal cannot count its events).
 	pending *pendingBudget
+	// forges are the forge deliveries' budgets, by repository.
+	forgeMu sync.Mutex
+	forges  map[string]*forgeBudget
 	// stopping is closed at shutdown: callers waiting with ?wait= get their answer at once.
 	stopping chan struct{}
 	stopOnce sync.Once
@@ -94,7 +97,7 @@ type servedHook struct {
 // New checks the hooks' sources and builds the routes. events backs GET /events and the status
 // page, ready backs /readyz; reg receives the listener's metrics and is served on /metrics.
 func New(cfg *config.Config, u Updater, events Events, ready func(context.Context) error, reg *prometheus.Registry, log *slog.Logger) (*Server, error) {
-	s := &Server{cfg: cfg, updater: u, events: events, ready: ready, log: log, stopping: make(chan struct{}),
+	s := &Server{cfg: cfg, updater: u, events: events, ready: ready, log: log, stopping: make(chan struct{}), forges: map[string]*forgeBudget{},
 		global:   rate.NewLimiter(rate.Limit(cfg.Limits.GlobalRate), max(cfg.Limits.GlobalBurst, 1)),
 		failures: newFailureBudget(cfg.Limits.AuthFailureRate, cfg.Limits.AuthFailureBurst)}
 	if err := s.SetHooks(cfg.Hooks); err != nil {
