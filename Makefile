@@ -46,6 +46,8 @@ fuzz: ## Fuzz every parser of untrusted input for FUZZTIME each.
 	$(GO) test ./manifests -run '^$$' -fuzz FuzzBudget     -fuzztime $(FUZZTIME)
 	$(GO) test ./registry  -run '^$$' -fuzz FuzzParsers    -fuzztime $(FUZZTIME)
 	$(GO) test ./listener  -run '^$$' -fuzz FuzzAuthenticate -fuzztime $(FUZZTIME)
+	$(GO) test ./listener  -run '^$$' -fuzz FuzzForgeDeliveries -fuzztime $(FUZZTIME)
+	$(GO) test ./oci       -run '^$$' -fuzz FuzzTagListBudget -fuzztime $(FUZZTIME)
 	$(GO) test ./config    -run '^$$' -fuzz FuzzParse      -fuzztime $(FUZZTIME)
 	$(GO) test ./config    -run '^$$' -fuzz FuzzHooksJSON  -fuzztime $(FUZZTIME)
 

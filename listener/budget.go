@@ -76,7 +76,7 @@ func (s *Server) admitPending(ctx context.Context, hook *servedHook, n int) (res
 		return response{code: http.StatusServiceUnavailable, body: map[string]any{"error": "could not count the journal's events; retry later"}, retryAfter: pendingRetry}, false
 	}
 	if why != "" {
-		s.log.Warn("webhook refused: journal full", "hook", hook.ID, "reason", event.ReasonJournalFull, "detail", why)
+		s.logRefusal("webhook refused: journal full", event.ReasonJournalFull, hook.ID, "hook", hook.ID, "detail", why)
 		return response{code: http.StatusTooManyRequests, body: map[string]any{"error": why, "reason": string(event.ReasonJournalFull)}, retryAfter: pendingRetry}, false
 	}
 	return response{}, true
@@ -104,4 +104,40 @@ func take(n int, limiters ...*rate.Limiter) (time.Duration, int) {
 		taken = append(taken, r)
 	}
 	return 0, -1
+}
+
+// refusalLog says a budget's refusals at most once a minute per budget and key, with how many
+// went unsaid since: a flood past a budget must not flood the log too (the requests metric counts
+// every answer).
+type refusalLog struct {
+	mu   sync.Mutex
+	last map[string]time.Time
+	hush map[string]int
+}
+
+// due reports whether a refusal under key is logged now, and how many were not since the last.
+func (l *refusalLog) due(key string, now time.Time) (bool, int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.last == nil {
+		l.last, l.hush = map[string]time.Time{}, map[string]int{}
+	}
+	if t, ok := l.last[key]; ok && now.Sub(t) < time.Minute {
+		l.hush[key]++
+		return false, 0
+	}
+	if len(l.last) > 10_000 {
+		clear(l.last) // keys are hooks and repositories: only a reload's churn gets here
+		clear(l.hush)
+	}
+	n := l.hush[key]
+	l.last[key], l.hush[key] = now, 0
+	return true, n
+}
+
+// logRefusal logs a refused request with its reason, within refusalLog's pace.
+func (s *Server) logRefusal(msg string, reason event.Reason, key string, args ...any) {
+	if ok, n := s.refusals.due(string(reason)+"\x00"+key, time.Now()); ok {
+		s.log.Info(msg, append(append([]any{"reason", reason}, args...), "unlogged_since_last", n)...)
+	}
 }

@@ -89,12 +89,12 @@ func (s *Server) handleForge(w http.ResponseWriter, r *http.Request, ps httprout
 	// into one read of the forge per second however many arrive.
 	budget := s.forgeBudgetOf(repo.Name)
 	if id := forgeDeliveryID(r.Header); budget.repeat(id) {
-		s.log.Info("forge webhook ignored", "repo", repo.Name, "reason", event.ReasonDuplicate, "delivery", id)
+		s.logRefusal("forge webhook ignored", event.ReasonDuplicate, repo.Name, "repo", repo.Name, "delivery", id)
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ignored", "reason": string(event.ReasonDuplicate), "detail": "delivery " + id + " was already taken"})
 		return
 	}
 	if wait, refused := take(1, budget.limiter); refused >= 0 {
-		s.log.Info("forge webhook refused: rate limited", "repo", repo.Name, "reason", event.ReasonRateLimited)
+		s.logRefusal("forge webhook refused: rate limited", event.ReasonRateLimited, "forge\x00"+repo.Name, "repo", repo.Name)
 		w.Header().Set("Retry-After", fmt.Sprint(int(max(wait, time.Second).Seconds()+0.999)))
 		writeJSON(w, http.StatusTooManyRequests, map[string]string{"error": "too many deliveries for this repository (limits.forgeRate)", "reason": string(event.ReasonRateLimited)})
 		return

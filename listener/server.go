@@ -71,6 +71,8 @@ type Server struct {
 	// forges are the forge deliveries' budgets, by repository.
 	forgeMu sync.Mutex
 	forges  map[string]*forgeBudget
+	// refusals paces the log lines of budget refusals.
+	refusals refusalLog
 	// stopping is closed at shutdown: callers waiting with ?wait= get their answer at once.
 	stopping chan struct{}
 	stopOnce sync.Once
@@ -188,6 +190,7 @@ func (s *Server) Handler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
+		s.capBody(rec, r)
 		s.router.ServeHTTP(rec, r)
 		s.log.Debug("request", "method", r.Method, "path", r.URL.Path, "query", RedactQuery(r.URL.RawQuery),
 			"status", rec.status, "duration", time.Since(start))
@@ -387,7 +390,7 @@ func (s *Server) admit(hook *servedHook, n int) (response, bool) {
 	if refused == 1 {
 		budget, msg = "hook", "too many requests for this hook"
 	}
-	s.log.Info("webhook refused: rate limited", "hook", hook.ID, "reason", event.ReasonRateLimited, "pushes", n, "budget", budget)
+	s.logRefusal("webhook refused: rate limited", event.ReasonRateLimited, budget+"\x00"+hook.ID, "hook", hook.ID, "pushes", n, "budget", budget)
 	return response{code: http.StatusTooManyRequests, body: map[string]any{"error": msg, "reason": string(event.ReasonRateLimited)},
 		retryAfter: max(wait, time.Second)}, false
 }
@@ -475,9 +478,17 @@ func (h *servedHook) credentialFault(source string, r *http.Request, q url.Value
 	return ""
 }
 
-// readBody reads the request body within the size limit.
+// capBody is the one rule for request bodies, applied to every route before it runs: no handler
+// can read more than maxBodyBytes of one, whatever it reads with.
+func (s *Server) capBody(w http.ResponseWriter, r *http.Request) {
+	if r.Body != nil && s.cfg.MaxBodyBytes > 0 {
+		r.Body = http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes)
+	}
+}
+
+// readBody reads the request body within the size limit (capBody's): past it, 413.
 func (s *Server) readBody(r *http.Request) ([]byte, error) {
-	body, err := io.ReadAll(http.MaxBytesReader(nil, r.Body, s.cfg.MaxBodyBytes))
+	body, err := io.ReadAll(r.Body)
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {

@@ -118,6 +118,11 @@ hooks:
 	if n > most {
 		t.Errorf("141 deliveries in %s made %d reads of the pull request, want at most %d (one a second)", elapsed.Round(time.Millisecond), n, most)
 	}
+	// The body cap is the listener's one rule on this route too.
+	big := []byte(`{"pad":"` + strings.Repeat("x", 2<<20) + `"}`)
+	if code, resp := h.post("/forges/apps", big, "X-Gitea-Signature", sign(forgeSecret, big)); code != http.StatusRequestEntityTooLarge {
+		t.Errorf("a 2 MiB delivery: %d %v, want 413", code, resp)
+	}
 	for _, want := range []string{`reason="duplicate delivery"`, `reason="rate limited"`} {
 		if !strings.Contains(h.logs.String(), want) {
 			t.Errorf("the log lacks %s", want)
