@@ -176,8 +176,10 @@ func TestEventsPerRequestCap(t *testing.T) {
 // never costs a genuine delivery its budget, on that hook or any other.
 func TestWrongTokenFloodSparesGenuineDeliveries(t *testing.T) {
 	var logs syncBuffer
+	// A failure budget refilling once in 1000 s: the flood's 300 requests may take seconds under
+	// -race on a loaded machine without earning the address an 11th try.
 	cfg := &config.Config{MaxBodyBytes: 1 << 20, Limits: config.Limits{HookRate: 1, HookBurst: 3, GlobalRate: 1, GlobalBurst: 5,
-		AuthFailureRate: 1, AuthFailureBurst: 10}}
+		AuthFailureRate: 0.001, AuthFailureBurst: 10}}
 	for _, id := range []string{"a", "b"} {
 		cfg.Hooks = append(cfg.Hooks, config.Hook{ID: id, Token: secret, Source: "custom",
 			Targets: []config.Target{{Repo: "apps", Workload: "deployment/web"}}})
