@@ -48,9 +48,11 @@ func TestOnlyConfiguredRegistriesAreAsked(t *testing.T) {
 	other := New([]Host{{Host: "registry.example.com", Username: registrytest.User, Password: registrytest.Password}}, nil, slog.New(slog.DiscardHandler))
 	key := &CosignKey{}
 	for name, call := range map[string]func() error{
-		"resolve":   func() error { _, err := other.Resolve(ctx, host+"/team/app:1.0.0", ""); return err },
-		"tags":      func() error { _, err := other.Tags(ctx, host+"/team/app"); return err },
-		"signature": func() error { return other.VerifySignature(ctx, host+"/team/app:1.0.0", "sha256:"+strings.Repeat("0", 64), key) },
+		"resolve": func() error { _, err := other.Resolve(ctx, host+"/team/app:1.0.0", ""); return err },
+		"tags":    func() error { _, err := other.Tags(ctx, host+"/team/app"); return err },
+		"signature": func() error {
+			return other.VerifySignature(ctx, host+"/team/app:1.0.0", "sha256:"+strings.Repeat("0", 64), key)
+		},
 	} {
 		err := call()
 		if !errors.Is(err, ErrNotConfigured) || event.ReasonOf(err) != event.ReasonNotConfiguredRegistry || !strings.Contains(fmt.Sprint(err), host) {

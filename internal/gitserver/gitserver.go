@@ -32,7 +32,7 @@ type Server struct {
 	// Stall holds every request while set (a server that hangs): it is served once Stall is
 	// cleared, or dropped when its caller gives up.
 	Stall atomic.Bool
-	srv        *httptest.Server
+	srv   *httptest.Server
 }
 
 // New starts a server that requires user/password; it stops when the test ends.
