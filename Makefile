@@ -49,6 +49,8 @@ fuzz: ## Fuzz every parser of untrusted input for FUZZTIME each.
 	$(GO) test ./registry  -run '^$$' -fuzz FuzzParsers    -fuzztime $(FUZZTIME)
 	$(GO) test ./listener  -run '^$$' -fuzz FuzzAuthenticate -fuzztime $(FUZZTIME)
 	$(GO) test ./forge     -run '^$$' -fuzz FuzzVerifyGitee -fuzztime $(FUZZTIME)
+	$(GO) test ./listener  -run '^$$' -fuzz FuzzForgeDeliveries -fuzztime $(FUZZTIME)
+	$(GO) test ./oci       -run '^$$' -fuzz FuzzTagListBudget -fuzztime $(FUZZTIME)
 	$(GO) test ./config    -run '^$$' -fuzz FuzzParse      -fuzztime $(FUZZTIME)
 	$(GO) test ./config    -run '^$$' -fuzz FuzzHooksJSON  -fuzztime $(FUZZTIME)
 	$(GO) test ./fleetimport -run '^$$' -fuzz FuzzReadFleetYAML -fuzztime $(FUZZTIME)

@@ -50,7 +50,8 @@ type Config struct {
 	Approvers []Approver `yaml:"approvers"`
 	// Pipelines move an image through stages (dev → staging → prod) behind gates.
 	Pipelines []Pipeline `yaml:"pipelines"`
-	// Registries holds the credentials imagehook asks registries with (verify: registry).
+	// Registries are the registry hosts verify and reconcile may ask (with the hooks'
+	// registryHost), and the credentials they are asked with; no other host is asked anything.
 	Registries []Registry `yaml:"registries"`
 	// Verify is the default of hooks[].verify.
 	Verify *Verify `yaml:"verify"`
@@ -110,6 +111,18 @@ type Limits struct {
 	// past the budget are not read and named on the event.
 	MaxEventBytes int64 `yaml:"maxEventBytes"`
 	MaxEventNodes int   `yaml:"maxEventNodes"`
+
+	// Budgets counted in events and deliveries (budgets.go has their defaults and checks).
+
+	// MaxPendingPerHook and MaxPending cap the events waiting in the journal, per hook and in all
+	// (default 10,000 and 50,000): a request that would pass either is answered 429 with
+	// Retry-After before anything is written.
+	MaxPendingPerHook int `yaml:"maxPendingPerHook"`
+	MaxPending        int `yaml:"maxPending"`
+	// ForgeRate and ForgeBurst limit the deliveries /forges/{repo} takes per repository and second
+	// (default 10, burst 50; 429 beyond).
+	ForgeRate  float64 `yaml:"forgeRate"`
+	ForgeBurst int     `yaml:"forgeBurst"`
 }
 
 // Repo is a manifests repository.
@@ -255,6 +268,12 @@ type Registry struct {
 	Insecure bool `yaml:"insecure"`
 	// CABundle is the content of CAFile, read at load.
 	CABundle []byte `yaml:"-"`
+
+	// MaxTags and MaxTagBytes cap one repository's tag list, all pages together (reconcile): past
+	// either, the pass fails with reason "tag list too long" (default 100,000 tags, 8 MiB; the
+	// defaults are oci.DefaultMaxTags and oci.DefaultMaxTagBytes).
+	MaxTags     int   `yaml:"maxTags"`
+	MaxTagBytes int64 `yaml:"maxTagBytes"`
 }
 
 // Cluster is a Kubernetes cluster that no GitOps tool watches, patched directly.
@@ -773,6 +792,7 @@ func (c *Config) applyDefaults() {
 	if c.Limits.MaxEventNodes == 0 {
 		c.Limits.MaxEventNodes = manifests.DefaultMaxEventNodes
 	}
+	c.applyBudgetDefaults()
 	for i := range c.Repos {
 		r := &c.Repos[i]
 		if r.Branch == "" {

@@ -34,6 +34,7 @@ func (c *Config) Validate() error {
 	if l := c.Limits; l.MaxEventsPerRequest < 0 || l.MaxFileBytes < 0 || l.MaxEventBytes < 0 || l.MaxEventNodes < 0 {
 		errs.add("limits: maxEventsPerRequest, maxFileBytes, maxEventBytes and maxEventNodes must be positive")
 	}
+	c.validateBudgets(&errs)
 	c.validateAdmin(&errs)
 	repos := c.validateRepos(&errs)
 	clusters := map[string]bool{}

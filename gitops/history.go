@@ -127,6 +127,33 @@ func (r *Repo) Read(ctx context.Context, fn func(fs.FS) error) error {
 	return fn(treeFS{root: tree})
 }
 
+// ErrNotCached means the cache holds no tip of the branch yet (nothing was fetched since it was
+// made): ReadCached does not fetch.
+var ErrNotCached = errors.New("not fetched yet")
+
+// ReadCached calls fn with the tip the cache holds of the branch imagehook commits to, and its
+// commit hash, without fetching: the status page's read, which must cost no network round trip and
+// hold the repository only as long as fn reads.
+func (r *Repo) ReadCached(fn func(tip string, fsys fs.FS) error) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	ref, err := r.repo.Reference(trackingRef(r.cfg.pushBranch()), true)
+	if err != nil {
+		if ref, err = r.repo.Reference(trackingRef(r.cfg.Branch), true); err != nil {
+			return fmt.Errorf("branch %s: %w", r.cfg.Branch, ErrNotCached)
+		}
+	}
+	c, err := r.repo.CommitObject(ref.Hash())
+	if err != nil {
+		return fmt.Errorf("branch %s: %w", ref.Name().Short(), err)
+	}
+	tree, err := c.Tree()
+	if err != nil {
+		return fmt.Errorf("read tree: %w", err)
+	}
+	return fn(c.Hash.String(), treeFS{root: tree})
+}
+
 // Identity returns the author and committer of imagehook's commits in this repository.
 func (r *Repo) Identity() Signature { return r.cfg.Author }
 

@@ -46,6 +46,20 @@ func (t treeFS) lookup(op, name string) (*object.Tree, *object.TreeEntry, error)
 	return nil, e, nil
 }
 
+// Hash returns the git object hash of a file or directory ("." the root): two views in which a
+// path has the same hash hold the same bytes under it, so what was read there still holds.
+func (t treeFS) Hash(name string) (string, error) {
+	name = path.Clean(name)
+	if name == "." || name == "" {
+		return t.root.Hash.String(), nil
+	}
+	_, e, err := t.lookup("hash", name)
+	if err != nil {
+		return "", err
+	}
+	return e.Hash.String(), nil
+}
+
 func (t treeFS) Open(name string) (fs.File, error) {
 	dir, e, err := t.lookup("open", name)
 	if err != nil {

@@ -171,6 +171,40 @@ func testInsertOrderAndDeliveries(t *testing.T, j Journal) {
 
 func TestCancelledAreKept(t *testing.T) { each(t, testCancelledAreKept) }
 
+func TestPendingByHook(t *testing.T) { each(t, testPendingByHook) }
+
+// testPendingByHook: the journal size budget's count is of the events not yet done, per hook;
+// finished events of every final status are not counted, awaiting merge is.
+func testPendingByHook(t *testing.T, j Journal) {
+	ctx := context.Background()
+	if got, err := j.PendingByHook(ctx); err != nil || len(got) != 0 {
+		t.Fatalf("empty journal: %v %v", got, err)
+	}
+	now := time.Now()
+	for _, e := range []struct {
+		hook string
+		st   event.Status
+	}{
+		{"a", event.Queued}, {"a", event.Running}, {"a", event.AwaitingMerge}, {"a", event.Succeeded},
+		{"b", event.Queued}, {"b", event.Failed}, {"b", event.Ignored}, {"b", event.Cancelled}, {"c", event.Succeeded},
+	} {
+		ev := &event.Event{ID: event.NewID(now), Hook: e.hook, ReceivedAt: now, Status: event.Queued}
+		if err := j.Insert(ctx, ev); err != nil {
+			t.Fatal(err)
+		}
+		if e.st != event.Queued {
+			ev.Status = e.st
+			if err := j.UpdateMany(ctx, []*event.Event{ev}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	got, err := j.PendingByHook(ctx)
+	if err != nil || len(got) != 2 || got["a"] != 3 || got["b"] != 1 {
+		t.Errorf("pending by hook = %v, %v; want a:3 b:1", got, err)
+	}
+}
+
 // testCancelledAreKept: the cancelled events (pull requests closed unmerged) are found, in journal
 // order, until the retention prunes them; no other status is.
 func testCancelledAreKept(t *testing.T, j Journal) {

@@ -549,3 +549,25 @@ func (j *Postgres) query(ctx context.Context, q string, args ...any) ([]*event.E
 	defer rows.Close()
 	return scanEvents(rows)
 }
+
+// PendingByHook counts the events not yet done, per hook.
+func (j *Postgres) PendingByHook(ctx context.Context) (map[string]int, error) {
+	rows, err := j.pool.Query(ctx, `SELECT hook, COUNT(*) FROM events WHERE status NOT IN (`+doneStatuses+`) GROUP BY hook`)
+	if err != nil {
+		return nil, fmt.Errorf("journal count: %w", err)
+	}
+	defer rows.Close()
+	out := map[string]int{}
+	for rows.Next() {
+		var hook string
+		var n int64
+		if err := rows.Scan(&hook, &n); err != nil {
+			return nil, fmt.Errorf("journal count: %w", err)
+		}
+		out[hook] = int(n)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("journal count: %w", err)
+	}
+	return out, nil
+}

@@ -48,6 +48,8 @@ type Journal interface {
 	Promotions
 	// Ping checks that the journal is writable.
 	Ping(ctx context.Context) error
+	// PendingByHook counts the events not yet done, per hook (the journal size budget).
+	PendingByHook(ctx context.Context) (map[string]int, error)
 	Close() error
 }
 
@@ -433,6 +435,33 @@ func scanEvents(rs rows) ([]*event.Event, error) {
 	}
 	if err := rs.Err(); err != nil {
 		return nil, fmt.Errorf("journal query: %w", err)
+	}
+	return out, nil
+}
+
+// PendingByHook counts the events not yet done, per hook.
+func (j *SQLite) PendingByHook(ctx context.Context) (map[string]int, error) {
+	return countByHook(ctx, j.db, `SELECT hook, COUNT(*) FROM events WHERE status NOT IN (`+doneStatuses+`) GROUP BY hook`)
+}
+
+// countByHook reads (hook, count) rows.
+func countByHook(ctx context.Context, db *sql.DB, q string) (map[string]int, error) {
+	rows, err := db.QueryContext(ctx, q)
+	if err != nil {
+		return nil, fmt.Errorf("journal count: %w", err)
+	}
+	defer rows.Close()
+	out := map[string]int{}
+	for rows.Next() {
+		var hook string
+		var n int
+		if err := rows.Scan(&hook, &n); err != nil {
+			return nil, fmt.Errorf("journal count: %w", err)
+		}
+		out[hook] = n
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("journal count: %w", err)
 	}
 	return out, nil
 }

@@ -3,12 +3,14 @@ package listener
 import (
 	"crypto/sha256"
 	"crypto/subtle"
+	"fmt"
 	"net/http"
 	"time"
 
 	"github.com/julienschmidt/httprouter"
 
 	"github.com/imagehook/imagehook/config"
+	"github.com/imagehook/imagehook/event"
 	"github.com/imagehook/imagehook/forge"
 )
 
@@ -88,6 +90,26 @@ func (s *Server) handleForge(w http.ResponseWriter, r *http.Request, ps httprout
 		refuse("bad or missing signature")
 		return
 	}
-	reviews.PokeReviews(repo.Name)
-	writeJSON(w, http.StatusAccepted, map[string]string{"status": "checking the repository's pull requests"})
+	// A genuine delivery: taken once per id, within the repository's rate budget, and folded
+	// into one read of the forge per second however many arrive.
+	budget := s.forgeBudgetOf(repo.Name)
+	if id := forgeDeliveryID(r.Header); budget.repeat(id) {
+		s.logRefusal("forge webhook ignored", event.ReasonDuplicate, repo.Name, "repo", repo.Name, "delivery", id)
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ignored", "reason": string(event.ReasonDuplicate), "detail": "delivery " + id + " was already taken"})
+		return
+	}
+	if wait, refused := take(1, budget.limiter); refused >= 0 {
+		s.logRefusal("forge webhook refused: rate limited", event.ReasonRateLimited, "forge\x00"+repo.Name, "repo", repo.Name)
+		w.Header().Set("Retry-After", fmt.Sprint(int(max(wait, time.Second).Seconds()+0.999)))
+		writeJSON(w, http.StatusTooManyRequests, map[string]string{"error": "too many deliveries for this repository (limits.forgeRate)", "reason": string(event.ReasonRateLimited)})
+		return
+	}
+	now := time.Now()
+	name := repo.Name
+	at := budget.read(now, func() { reviews.PokeReviews(name) })
+	resp := map[string]string{"status": "checking the repository's pull requests"}
+	if at.After(now) {
+		resp["detail"] = fmt.Sprintf("pull requests are read at most once a second: this delivery is folded into the read in %s", at.Sub(now).Round(time.Millisecond))
+	}
+	writeJSON(w, http.StatusAccepted, resp)
 }

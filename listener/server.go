@@ -66,6 +66,13 @@ type Server struct {
 	global *rate.Limiter
 	// failures budgets failed authentications per client address.
 	failures *failureBudget
+	// pending is the journal size budget (nil: the journal cannot count its events).
+	pending *pendingBudget
+	// forges are the forge deliveries' budgets, by repository.
+	forgeMu sync.Mutex
+	forges  map[string]*forgeBudget
+	// refusals paces the log lines of budget refusals.
+	refusals refusalLog
 	// stopping is closed at shutdown: callers waiting with ?wait= get their answer at once.
 	stopping chan struct{}
 	stopOnce sync.Once
@@ -92,11 +99,16 @@ type servedHook struct {
 // New checks the hooks' sources and builds the routes. events backs GET /events and the status
 // page, ready backs /readyz; reg receives the listener's metrics and is served on /metrics.
 func New(cfg *config.Config, u Updater, events Events, ready func(context.Context) error, reg *prometheus.Registry, log *slog.Logger) (*Server, error) {
-	s := &Server{cfg: cfg, updater: u, events: events, ready: ready, log: log, stopping: make(chan struct{}),
+	s := &Server{cfg: cfg, updater: u, events: events, ready: ready, log: log, stopping: make(chan struct{}), forges: map[string]*forgeBudget{},
 		global:   rate.NewLimiter(rate.Limit(cfg.Limits.GlobalRate), max(cfg.Limits.GlobalBurst, 1)),
 		failures: newFailureBudget(cfg.Limits.AuthFailureRate, cfg.Limits.AuthFailureBurst)}
 	if err := s.SetHooks(cfg.Hooks); err != nil {
 		return nil, err
+	}
+	if pc, ok := events.(PendingCounter); ok {
+		s.pending = &pendingBudget{counter: pc, perHook: cfg.Limits.MaxPendingPerHook, all: cfg.Limits.MaxPending}
+	} else if cfg.Limits.MaxPendingPerHook > 0 || cfg.Limits.MaxPending > 0 {
+		log.Warn("the journal size budget is not kept: this journal cannot count its pending events")
 	}
 	s.requests = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "imagehook_webhook_requests_total", Help: "Webhook calls by hook, source and HTTP status.",
@@ -181,6 +193,7 @@ func (s *Server) Handler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
+		s.capBody(rec, r)
 		s.router.ServeHTTP(rec, r)
 		s.log.Debug("request", "method", r.Method, "path", r.URL.Path, "query", RedactQuery(r.URL.RawQuery),
 			"status", rec.status, "duration", time.Since(start))
@@ -289,11 +302,6 @@ func (s *Server) hook(r *http.Request, hook *servedHook) response {
 	if err != nil {
 		return s.errResponse(err)
 	}
-	// Only authenticated deliveries are charged to the budgets: a flood of wrong tokens spends the
-	// flooder's failure budget, never a genuine registry's.
-	if resp, ok := s.admit(hook); !ok {
-		return resp
-	}
 	targets, err := selectTargets(hook.Hook, q, hook.mismatch(http.StatusForbidden))
 	if err != nil {
 		return s.errResponse(err)
@@ -305,6 +313,16 @@ func (s *Server) hook(r *http.Request, hook *servedHook) response {
 		}
 	}
 	pushes, err := registry.Parse(source, &registry.Request{Body: body, Header: r.Header, Query: q, RegistryHost: hook.RegistryHost})
+	if n, limit := len(pushes), s.cfg.Limits.MaxEventsPerRequest; limit > 0 && n > limit {
+		return s.errResponse(fail(http.StatusRequestEntityTooLarge,
+			"%d pushes in one request; at most %d are accepted (limits.maxEventsPerRequest): split the notification", n, limit))
+	}
+	// Only authenticated deliveries are charged to the budgets (a flood of wrong tokens spends the
+	// flooder's failure budget, never a genuine registry's), each push they carry, and a request
+	// that carries none (a ping, a bad payload) as one.
+	if resp, ok := s.admit(hook, max(len(pushes), 1)); !ok {
+		return resp
+	}
 	var ign *registry.Ignored
 	if errors.As(err, &ign) {
 		s.log.Info("webhook ignored", "hook", hook.ID, "reason", ign.Reason)
@@ -313,16 +331,15 @@ func (s *Server) hook(r *http.Request, hook *servedHook) response {
 	if err != nil {
 		return s.errResponse(err)
 	}
-	if n, limit := len(pushes), s.cfg.Limits.MaxEventsPerRequest; limit > 0 && n > limit {
-		return s.errResponse(fail(http.StatusRequestEntityTooLarge,
-			"%d pushes in one request; at most %d are accepted (limits.maxEventsPerRequest): split the notification", n, limit))
-	}
 	deliveryIDs(r.Header, pushes)
 	pushes, reasons := hook.filter(pushes)
 	if len(pushes) == 0 {
 		reason := strings.Join(reasons, "; ")
 		s.log.Info("webhook ignored by tag policy", "hook", hook.ID, "reason", reason)
 		return ignored(reason)
+	}
+	if resp, ok := s.admitPending(r.Context(), hook, len(pushes)); !ok {
+		return resp
 	}
 	ids, dups, err := s.submit(r.Context(), hook, pushes, targets)
 	if err != nil {
@@ -365,16 +382,20 @@ func (h *servedHook) mismatch(def int) int {
 	return def
 }
 
-// admit charges an authenticated delivery to the global and the hook's rate budgets.
-func (s *Server) admit(hook *servedHook) (response, bool) {
-	if !s.global.Allow() {
-		return response{code: http.StatusTooManyRequests, body: map[string]any{"error": "too many requests"}, retryAfter: time.Second}, false
+// admit charges n pushes of an authenticated delivery to the global and the hook's rate budgets,
+// both or neither.
+func (s *Server) admit(hook *servedHook, n int) (response, bool) {
+	wait, refused := take(n, s.global, hook.limiter)
+	if refused < 0 {
+		return response{}, true
 	}
-	if !hook.limiter.Allow() {
-		return response{code: http.StatusTooManyRequests, body: map[string]any{"error": "too many requests for this hook"},
-			retryAfter: time.Duration(float64(time.Second) / max(float64(hook.limiter.Limit()), 0.001))}, false
+	budget, msg := "global", "too many requests"
+	if refused == 1 {
+		budget, msg = "hook", "too many requests for this hook"
 	}
-	return response{}, true
+	s.logRefusal("webhook refused: rate limited", event.ReasonRateLimited, budget+"\x00"+hook.ID, "hook", hook.ID, "pushes", n, "budget", budget)
+	return response{code: http.StatusTooManyRequests, body: map[string]any{"error": msg, "reason": string(event.ReasonRateLimited)},
+		retryAfter: max(wait, time.Second)}, false
 }
 
 // source decides the payload format: the hook's, or the old tool's repo_type. A repo_type never
@@ -484,9 +505,17 @@ func (f authFault) String() string {
 	return "none"
 }
 
-// readBody reads the request body within the size limit.
+// capBody is the one rule for request bodies, applied to every route before it runs: no handler
+// can read more than maxBodyBytes of one, whatever it reads with.
+func (s *Server) capBody(w http.ResponseWriter, r *http.Request) {
+	if r.Body != nil && s.cfg.MaxBodyBytes > 0 {
+		r.Body = http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes)
+	}
+}
+
+// readBody reads the request body within the size limit (capBody's): past it, 413.
 func (s *Server) readBody(r *http.Request) ([]byte, error) {
-	body, err := io.ReadAll(http.MaxBytesReader(nil, r.Body, s.cfg.MaxBodyBytes))
+	body, err := io.ReadAll(r.Body)
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {

@@ -21,9 +21,16 @@ import (
 //go:embed ui/*.html
 var uiFS embed.FS
 
-// Images reads what git holds now for a target (the status page's "in git now").
+// Images reads what git holds now for targets (the status page's "in git now"), keyed by target
+// key: once per page for all of them, from the cached tip (no fetch).
 type Images interface {
-	CurrentImage(ctx context.Context, t event.Target) (string, error)
+	CurrentImages(ctx context.Context, targets []event.Target) map[string]Image
+}
+
+// Image is what git holds for one target, or why it could not be read.
+type Image struct {
+	Image string
+	Err   error
 }
 
 var (
@@ -59,13 +66,15 @@ var labels = map[string]map[string]string{
 		"commit": "Commit", "apply": "Apply", "notify": "Notify", "none": "No events yet.", "noworkloads": "No workload targets configured.",
 		"event": "Event", "source": "Source", "steps": "Steps", "timeline": "Timeline", "step": "Step", "changes": "Changes",
 		"detail": "Detail", "by": "pushed by", "attempts": "attempts", "warning": "Warning", "refresh": "This page refreshes while events are running.",
-		"webhook": "webhook received", "verified": "verified by the registry", "pushed": "pushed", "synced": "synced", "readyat": "ready", "newest": "newest first"},
+		"webhook": "webhook received", "verified": "verified by the registry", "pushed": "pushed", "synced": "synced", "readyat": "ready", "newest": "newest first",
+		"open": "This page is open to anyone who can reach imagehook: admin: is not set in the configuration, so the status page, /events and /metrics need no credentials."},
 	"zh": {"recent": "最近事件", "workloads": "工作负载", "target": "目标", "ingit": "Git 中当前镜像", "last": "最近事件",
 		"deploy": "部署", "ready": "就绪时间", "received": "收到时间", "hook": "钩子", "image": "镜像", "status": "状态",
 		"commit": "提交", "apply": "集群更新", "notify": "通知", "none": "暂无事件。", "noworkloads": "未配置工作负载目标。",
 		"event": "事件", "source": "来源", "steps": "步骤", "timeline": "时间线", "step": "步骤", "changes": "变更",
 		"detail": "详情", "by": "推送者", "attempts": "尝试次数", "warning": "警告", "refresh": "有事件进行中时本页会自动刷新。",
-		"webhook": "收到 webhook", "verified": "仓库校验通过", "pushed": "已推送", "synced": "已同步", "readyat": "已就绪", "newest": "最新在前"},
+		"webhook": "收到 webhook", "verified": "仓库校验通过", "pushed": "已推送", "synced": "已同步", "readyat": "已就绪", "newest": "最新在前",
+		"open": "本页对任何能访问 imagehook 的人开放：配置中未设置 admin:，状态页、/events 和 /metrics 无需凭据即可访问。"},
 }
 
 // language picks the page's language: ?lang= (the switch), else the browser's first preference.
@@ -130,12 +139,14 @@ func (s *Server) ui(h func(http.ResponseWriter, *http.Request, httprouter.Params
 
 // workloadRow is one target on the status page.
 type workloadRow struct {
-	Hook    string
-	Target  event.Target
-	InGit   string
-	Last    *event.Event
-	Deploy  *event.Step
-	ReadyAt time.Time
+	Hook   string
+	Target event.Target
+	InGit  string
+	// InGitNote says why InGit could not be read.
+	InGitNote string
+	Last      *event.Event
+	Deploy    *event.Step
+	ReadyAt   time.Time
 }
 
 // maxWorkloads bounds the rows (and the git reads) of one status page.
@@ -144,6 +155,15 @@ const maxWorkloads = 200
 func (s *Server) workloads(ctx context.Context, recent []*event.Event) []workloadRow {
 	var rows []workloadRow
 	seen := map[string]bool{}
+	// The newest event of each target, from one pass over the recent ones (newest first).
+	last := map[string]*event.Event{}
+	for _, ev := range recent {
+		for _, t := range ev.Targets {
+			if k := t.Key(); last[k] == nil {
+				last[k] = ev
+			}
+		}
+	}
 	hooks := s.hooks.Load()
 	ids := make([]string, 0, len(hooks.byID))
 	for id := range hooks.byID {
@@ -158,38 +178,44 @@ func (s *Server) workloads(ctx context.Context, recent []*event.Event) []workloa
 			}
 			seen[t.Key()] = true
 			row := workloadRow{Hook: id, Target: t}
-			if t.Repo != "" && s.images != nil {
-				ictx, cancel := context.WithTimeout(ctx, 2*time.Second)
-				img, err := s.images.CurrentImage(ictx, t)
-				cancel()
-				if err != nil {
-					img = "—"
-				}
-				row.InGit = img
-			}
-			for _, ev := range recent {
-				if hasTarget(ev, t.Key()) {
-					row.Last = ev
-					if st, ok := ev.Step(event.StepDeploy); ok {
-						row.Deploy = &st
-						row.ReadyAt = st.ReadyAt
-					}
-					break
+			if ev := last[t.Key()]; ev != nil {
+				row.Last = ev
+				if st, ok := ev.Step(event.StepDeploy); ok {
+					row.Deploy = &st
+					row.ReadyAt = st.ReadyAt
 				}
 			}
 			rows = append(rows, row)
 		}
 	}
-	return rows
-}
-
-func hasTarget(ev *event.Event, key string) bool {
-	for _, t := range ev.Targets {
-		if t.Key() == key {
-			return true
+	// What git holds, for every row at once: one read of each repository's cached tip.
+	var inRepo []event.Target
+	for _, row := range rows {
+		if row.Target.Repo != "" {
+			inRepo = append(inRepo, row.Target)
 		}
 	}
-	return false
+	if len(inRepo) == 0 || s.images == nil {
+		return rows
+	}
+	ictx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	images := s.images.CurrentImages(ictx, inRepo)
+	for i := range rows {
+		if rows[i].Target.Repo == "" {
+			continue
+		}
+		img, ok := images[rows[i].Target.Key()]
+		switch {
+		case !ok:
+			rows[i].InGit, rows[i].InGitNote = "—", "not read"
+		case img.Err != nil:
+			rows[i].InGit, rows[i].InGitNote = "—", event.Cut(img.Err.Error())
+		default:
+			rows[i].InGit = img.Image
+		}
+	}
+	return rows
 }
 
 // running reports whether any event is still on its way: the page then refreshes itself.
@@ -211,7 +237,7 @@ func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request, _ httprout
 	}
 	lang := language(r)
 	data := map[string]any{"Title": labels[lang]["recent"], "Events": evs, "Workloads": s.workloads(r.Context(), evs),
-		"T": labels[lang], "Lang": lang, "Refresh": running(evs...), "Path": "/"}
+		"T": labels[lang], "Lang": lang, "Refresh": running(evs...), "Path": "/", "Open": !s.adminConfigured()}
 	if err := listPage.Execute(w, data); err != nil {
 		s.log.Error("status page", "err", err)
 	}
@@ -257,7 +283,7 @@ func (s *Server) handleEventPage(w http.ResponseWriter, r *http.Request, ps http
 	}
 	lang := language(r)
 	data := map[string]any{"Title": fmt.Sprintf("%s %s", labels[lang]["event"], ev.ID), "Event": ev, "T": labels[lang], "Lang": lang,
-		"Refresh": running(ev), "Timeline": timeline(ev, labels[lang]), "Path": "/ui/events/" + ev.ID}
+		"Refresh": running(ev), "Timeline": timeline(ev, labels[lang]), "Path": "/ui/events/" + ev.ID, "Open": !s.adminConfigured()}
 	if err := eventPage.Execute(w, data); err != nil {
 		s.log.Error("event page", "err", err)
 	}

@@ -271,7 +271,7 @@ func TestLoad(t *testing.T) {
 	}
 	cfg := fmt.Sprintf(`listen: "127.0.0.1:%d"
 dataDir: %s
-limits: {hookRate: 1000000, hookBurst: 1000000, globalRate: 1000000, globalBurst: 1000000}
+limits: {hookRate: 1000000, hookBurst: 1000000, globalRate: 1000000, globalBurst: 1000000, maxPendingPerHook: 100000, maxPending: 100000}
 repos:
   - name: apps
     url: %s/apps.git

@@ -34,7 +34,7 @@ func TestReplicas(t *testing.T) {
 		cfg := fmt.Sprintf(`listen: "127.0.0.1:%d"
 dataDir: %s
 %s
-limits: {hookRate: 100000, hookBurst: 100000, globalRate: 100000, globalBurst: 100000}
+limits: {hookRate: 100000, hookBurst: 100000, globalRate: 100000, globalBurst: 100000, maxPendingPerHook: 100000, maxPending: 100000}
 repos: [{name: apps, url: %s, auth: {username: bench, password: bench-pw}}]
 hooks:
   - id: web

@@ -60,7 +60,7 @@ func ParseCosignKey(pemBytes []byte) (*CosignKey, error) {
 func (c *Client) VerifySignature(ctx context.Context, image, digest string, key *CosignKey) error {
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
-	_, repo, opts, release, err := c.request(ctx, repositoryOf(image), false)
+	_, repo, opts, release, err := c.request(ctx, repositoryOf(image), false, nil)
 	if err != nil {
 		return fmt.Errorf("signature %w", err)
 	}

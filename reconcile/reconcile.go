@@ -121,7 +121,8 @@ func (r *Reconciler) pass(ctx context.Context, h config.Hook) error {
 		if err := r.target(ctx, h, t); err != nil {
 			outcome = "error"
 			errs = append(errs, err)
-			r.log.Warn("reconcile", "hook", h.ID, "workload", t.Workload, "marker", t.Marker, "err", err)
+			// A registry config does not list, or a tag list past its caps, says so by its reason.
+			r.log.Warn("reconcile", "hook", h.ID, "workload", t.Workload, "marker", t.Marker, "reason", event.ReasonOf(err), "err", err)
 		}
 	}
 	r.runs.WithLabelValues(h.ID, outcome).Inc()
@@ -254,4 +255,14 @@ func CurrentImage(ctx context.Context, repo Repo, t event.Target) (string, error
 		return err
 	})
 	return current, err
+}
+
+// CurrentImageIn reads the image a workload target holds in a tree already read (the status
+// page's cached tip).
+func CurrentImageIn(fsys fs.FS, t event.Target) (string, error) {
+	mt, err := manifests.WorkloadTarget(t.Workload, t.Namespace, t.Container)
+	if err != nil {
+		return "", err
+	}
+	return manifests.Current(fsys, t.Path, mt, manifests.Options{})
 }

@@ -223,3 +223,56 @@ func TestCosignSignatureGate(t *testing.T) {
 		t.Errorf("commit lacks the verified digest:\n%s", msg)
 	}
 }
+
+// TestRegistriesAreAskedOnlyWhatConfigAllows (trust row 2): git and a webhook name an image on a
+// real registry that registries: does not list. Verify fails the event with the typed reason and
+// the host named, reconcile's pass logs the same reason, nothing is committed, and not one request
+// reaches that registry (a counting proxy stands in front of it).
+func TestRegistriesAreAskedOnlyWhatConfigAllows(t *testing.T) {
+	reg := registrytest.Start(t, nil)
+	target, _ := url.Parse("http://" + reg.Host)
+	proxy := httputil.NewSingleHostReverseProxy(target)
+	var asked atomic.Int32
+	front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		asked.Add(1)
+		proxy.ServeHTTP(w, r)
+	}))
+	defer front.Close()
+	host := strings.TrimPrefix(front.URL, "http://")
+	reg.Push(t, "imagehook-demo/website", "9.0.0")
+	deploy, err := fs.ReadFile(examples.Manifests(), "apps/website/deployment.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	repo := withFiles(t, map[string]string{"apps/website/deployment.yaml": strings.Replace(string(deploy), "registry.cn-hangzhou.aliyuncs.com", host, 1)})
+	hooks := `  - id: verified
+    token: ${HOOK_TOKEN}
+    source: custom
+    verify: registry
+    targets: [{repo: apps, path: apps/website, workload: deployment/website, namespace: web, container: website}]
+  - id: polled
+    token: ${HOOK_TOKEN}
+    source: custom
+    reconcile: {interval: 1s}
+    targets: [{repo: apps, path: apps/website, workload: deployment/website, namespace: web, container: website}]
+`
+	h := newHarnessRepo(t, repo, hooks, fmt.Sprintf("registries: [{host: registry.example.com, username: %s, password: %s}]", registrytest.User, registrytest.Password))
+	before := h.gitOut("rev-parse", "main")
+	body := fmt.Sprintf(`{"push_data":{"tag":"9.0.0"},"repository":{"repo_url":%q,"namespace":"imagehook-demo","name":"website"}}`, host)
+	code, ev := h.post("/hooks/verified?wait=30s&token="+hookToken, []byte(body))
+	st := step(ev, "verify")
+	if code != 200 || ev["status"] != "failed" || st["reason"] != "not a configured registry" || !strings.Contains(fmt.Sprint(st["error"]), host) {
+		t.Errorf("verify on an unlisted host: %d %v", code, ev)
+	}
+	for deadline := time.Now().Add(30 * time.Second); !strings.Contains(h.logs.String(), `reason="not a configured registry"`); time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("reconcile never said it refused the host; log:\n%s", h.logs.String())
+		}
+	}
+	if h.gitOut("rev-parse", "main") != before {
+		t.Error("a commit was made")
+	}
+	if n := asked.Load(); n != 0 {
+		t.Errorf("%d requests reached a registry config does not list", n)
+	}
+}

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"github.com/imagehook/imagehook/outbound"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
@@ -18,6 +19,7 @@ import (
 	"path/filepath"
 	"runtime/debug"
 	"strings"
+	"sync"
 	"text/template"
 	"time"
 
@@ -217,11 +219,7 @@ func (s *Service) build() error {
 	uopts.Metrics = updater.NewMetrics(reg)
 	uopts.Retention = time.Duration(cfg.Retention)
 	uopts.RegistryAliases = cfg.RegistryAliases
-	var hosts []oci.Host
-	for _, r := range cfg.Registries {
-		hosts = append(hosts, oci.Host{Host: r.Host, Username: r.Username, Password: r.Password, CABundle: r.CABundle, Insecure: r.Insecure})
-	}
-	registries := oci.New(hosts, cfg.RegistryAliases, s.log)
+	registries := oci.New(registryHosts(cfg), cfg.RegistryAliases, s.log)
 	uopts.Resolver = registries
 	keys, err := CosignKeys(cfg)
 	if err != nil {
@@ -242,7 +240,7 @@ func (s *Service) build() error {
 	if err != nil {
 		return err
 	}
-	srv.SetImages(images{readers: readers})
+	srv.SetImages(newImages(readers))
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", cfg.Listen, err)
@@ -255,7 +253,7 @@ func (s *Service) build() error {
 		if s.replica != nil {
 			popts.Owns = func(repo string) bool { return s.replica.Owns(updater.QueueKey(repo, "")) }
 		}
-		popts.Manifests = stageReader{images: images{readers: readers}, repos: caches}
+		popts.Manifests = stageReader{readers: readers, repos: caches}
 		if s.promote, err = promote.New(cfg, s.journal, s.updater, s.log, popts); err != nil {
 			return err
 		}
@@ -495,25 +493,135 @@ func newReview(rc config.Repo, r *gitops.Repo) (*updater.Review, error) {
 		AutoMerge: w.Merge == "auto", Language: w.Language, Poll: time.Duration(w.PollInterval)}, nil
 }
 
-// images reads the image a target holds in git now, for the status page.
-type images struct{ readers map[string]reconcile.Repo }
-
-func (i images) CurrentImage(ctx context.Context, t event.Target) (string, error) {
-	repo := i.readers[t.Repo]
-	if repo == nil || t.Container == "" {
-		return "", errors.New("not a workload target in a configured repository")
+// registryHosts are the only registry hosts verify and reconcile ask: those registries: lists, and
+// those a hook names as its registryHost (asked anonymously unless registries: lists them too).
+func registryHosts(cfg *config.Config) []oci.Host {
+	var hosts []oci.Host
+	listed := map[string]bool{}
+	for _, r := range cfg.Registries {
+		hosts = append(hosts, oci.Host{Host: r.Host, Username: r.Username, Password: r.Password, CABundle: r.CABundle, Insecure: r.Insecure,
+			MaxTags: r.MaxTags, MaxTagBytes: r.MaxTagBytes})
+		listed[strings.ToLower(r.Host)] = true
 	}
-	return reconcile.CurrentImage(ctx, repo, t)
+	for _, h := range cfg.Hooks {
+		if h.RegistryHost != "" && !listed[strings.ToLower(h.RegistryHost)] {
+			hosts = append(hosts, oci.Host{Host: h.RegistryHost})
+			listed[strings.ToLower(h.RegistryHost)] = true
+		}
+	}
+	return hosts
+}
+
+// cachedReader reads a repository's cached tip without fetching (gitops.Repo).
+type cachedReader interface {
+	ReadCached(fn func(tip string, fsys fs.FS) error) error
+}
+
+// hasher names the git object under a path of a view (gitops' tree views).
+type hasher interface {
+	Hash(name string) (string, error)
+}
+
+// images reads the images targets hold in git now, for the status page: one read of each
+// repository's cached tip per page (no fetch); at the tip last read nothing is read again, and
+// at a new tip only the targets whose path holds another git object (a commit to one workload
+// reads one).
+type images struct {
+	readers map[string]cachedReader
+	mu      sync.Mutex
+	// seen is, per repository, the tip last read and what each target held there.
+	seen map[string]tipImages
+}
+
+type tipImages struct {
+	tip     string
+	targets map[string]pathImage
+}
+
+// pathImage is what one target held, and the hash of its path then ("" when unknown).
+type pathImage struct {
+	hash  string
+	image listener.Image
+}
+
+var _ listener.Images = (*images)(nil)
+
+func newImages(readers map[string]reconcile.Repo) *images {
+	i := &images{readers: map[string]cachedReader{}, seen: map[string]tipImages{}}
+	for name, r := range readers {
+		if c, ok := r.(cachedReader); ok {
+			i.readers[name] = c
+		}
+	}
+	return i
+}
+
+// CurrentImages returns what git holds for each target, by target key.
+func (i *images) CurrentImages(ctx context.Context, targets []event.Target) map[string]listener.Image {
+	byRepo := map[string][]event.Target{}
+	out := map[string]listener.Image{}
+	for _, t := range targets {
+		if i.readers[t.Repo] == nil || t.Container == "" {
+			out[t.Key()] = listener.Image{Err: errors.New("not a workload target in a configured repository")}
+			continue
+		}
+		byRepo[t.Repo] = append(byRepo[t.Repo], t)
+	}
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	for name, ts := range byRepo {
+		err := i.readers[name].ReadCached(func(tip string, fsys fs.FS) error {
+			last := i.seen[name]
+			now := tipImages{tip: tip, targets: map[string]pathImage{}}
+			h, _ := fsys.(hasher)
+			for _, t := range ts {
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
+				prev, ok := last.targets[t.Key()]
+				if ok && last.tip == tip {
+					now.targets[t.Key()] = prev
+					continue
+				}
+				var hash string
+				if h != nil {
+					hash, _ = h.Hash(t.Path)
+				}
+				if !ok || hash == "" || prev.hash != hash {
+					current, err := reconcile.CurrentImageIn(fsys, t)
+					prev = pathImage{hash: hash, image: listener.Image{Image: current, Err: err}}
+				}
+				now.targets[t.Key()] = prev
+			}
+			i.seen[name] = now
+			for k, p := range now.targets {
+				out[k] = p.image
+			}
+			return nil
+		})
+		if err != nil {
+			for _, t := range ts {
+				out[t.Key()] = listener.Image{Err: err}
+			}
+		}
+	}
+	return out
 }
 
 // stageReader reads stages' values in git for promotion's holds.
 type stageReader struct {
-	images images
-	repos  map[string]*gitops.Repo
+	readers map[string]reconcile.Repo
+	repos   map[string]*gitops.Repo
 }
 
+// Current reads the target's value at the branch tip, fetched first: a person's change must be
+// seen before a promotion overwrites it.
 func (s stageReader) Current(ctx context.Context, t event.Target) (string, error) {
-	return s.images.CurrentImage(ctx, t)
+	repo := s.readers[t.Repo]
+	if repo == nil || t.Container == "" {
+		return "", errors.New("not a workload target in a configured repository")
+	}
+	return reconcile.CurrentImage(ctx, repo, t)
 }
 
 func (s stageReader) LastChange(_ context.Context, repo, file string) (gitops.LogCommit, bool, bool, error) {

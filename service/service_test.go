@@ -37,7 +37,7 @@ const (
 type syncBuffer = testlog.Buffer
 
 type harness struct {
-	t    *testing.T
+	t    testing.TB
 	git  *gitserver.Server
 	cfg  *config.Config
 	logs *syncBuffer
@@ -49,25 +49,25 @@ type harness struct {
 
 // newHarness serves the example manifests over smart HTTP and writes a config with one hook per
 // payload format, all targeting the website deployment as the old tool's URLs name it.
-func newHarness(t *testing.T, extra ...string) *harness {
+func newHarness(t testing.TB, extra ...string) *harness {
 	t.Helper()
 	return newHarnessHooks(t, "", extra...)
 }
 
 // newHarnessHooks is newHarness with more hooks appended (YAML list items, indented by two).
-func newHarnessHooks(t *testing.T, moreHooks string, extra ...string) *harness {
+func newHarnessHooks(t testing.TB, moreHooks string, extra ...string) *harness {
 	t.Helper()
 	return newHarnessRepo(t, examples.Manifests(), moreHooks, extra...)
 }
 
 // newHarnessRepo serves repo as the manifests repository.
-func newHarnessRepo(t *testing.T, repo fs.FS, moreHooks string, extra ...string) *harness {
+func newHarnessRepo(t testing.TB, repo fs.FS, moreHooks string, extra ...string) *harness {
 	t.Helper()
 	return newHarnessRepoOpts(t, repo, moreHooks, nil, extra...)
 }
 
 // newHarnessRepoOpts is newHarnessRepo with the service's options changed by tweak.
-func newHarnessRepoOpts(t *testing.T, repo fs.FS, moreHooks string, tweak func(*Options), extra ...string) *harness {
+func newHarnessRepoOpts(t testing.TB, repo fs.FS, moreHooks string, tweak func(*Options), extra ...string) *harness {
 	t.Helper()
 	git := gitserver.New(t, "imagehook", gitPassword)
 	url := git.NewRepo(t, "apps", repo)

@@ -95,6 +95,9 @@ func TestStatusPage(t *testing.T) {
 	if code != 200 {
 		t.Fatalf("status page: %d", code)
 	}
+	if open := byID(doc, "open"); open != nil {
+		t.Error("with admin: set, the status page says it is open")
+	}
 	rows := cells(t, doc, "events")
 	if len(rows) != 2 || rows[1][1] != "dockerhub" || rows[1][3] != "succeeded" || !strings.Contains(rows[1][2], "imagehook-demo/website:6.0.0") || len(rows[1][4]) != 10 {
 		t.Errorf("events table = %q", rows)
@@ -132,4 +135,21 @@ func TestStatusPage(t *testing.T) {
 			t.Errorf("metrics lack %q", m)
 		}
 	}
+}
+
+// byID returns the element with that id, or nil.
+func byID(n *html.Node, id string) *html.Node {
+	if n.Type == html.ElementNode {
+		for _, a := range n.Attr {
+			if a.Key == "id" && a.Val == id {
+				return n
+			}
+		}
+	}
+	for c := n.FirstChild; c != nil; c = c.NextSibling {
+		if f := byID(c, id); f != nil {
+			return f
+		}
+	}
+	return nil
 }

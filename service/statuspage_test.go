@@ -97,17 +97,18 @@ func TestStatusPageInBrowser(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(artifacts(t), "status-page.png"), shot, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"工作负载", "Git 中当前镜像", "registry.cn-hangzhou.aliyuncs.com/imagehook-demo/website:2.5.0", "最近事件", "succeeded"} {
+	// admin: is not set: the page says on itself that it is open (trust row 4).
+	for _, want := range []string{"工作负载", "Git 中当前镜像", "registry.cn-hangzhou.aliyuncs.com/imagehook-demo/website:2.5.0", "最近事件", "succeeded", "本页对任何能访问 imagehook 的人开放"} {
 		if !strings.Contains(zh, want) {
 			t.Errorf("Chinese page lacks %q:\n%s", want, zh)
 		}
 	}
-	for _, want := range []string{"Workloads", "In git now", "deployment/website", "Recent events"} {
+	for _, want := range []string{"Workloads", "In git now", "deployment/website", "Recent events", "This page is open to anyone who can reach imagehook"} {
 		if !strings.Contains(en, want) {
 			t.Errorf("English page lacks %q:\n%s", want, en)
 		}
 	}
-	for _, want := range []string{"Timeline", "webhook received", "pushed", "+", "website:2.5.0"} {
+	for _, want := range []string{"Timeline", "webhook received", "pushed", "+", "website:2.5.0", "admin: is not set"} {
 		if !strings.Contains(page, want) {
 			t.Errorf("event page lacks %q:\n%s", want, page)
 		}

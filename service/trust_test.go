@@ -29,7 +29,7 @@ import (
 )
 
 // withFiles returns the example manifests with extra files added or replaced.
-func withFiles(t *testing.T, extra map[string]string) fs.FS {
+func withFiles(t testing.TB, extra map[string]string) fs.FS {
 	t.Helper()
 	m := fstest.MapFS{}
 	err := fs.WalkDir(examples.Manifests(), ".", func(p string, d fs.DirEntry, err error) error {

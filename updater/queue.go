@@ -2,6 +2,7 @@ package updater
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"sync"
 
@@ -104,12 +105,20 @@ func (qs *queues) putBack(key string, ids []string) {
 	signal(q.signal)
 }
 
-// take empties the queue's waiting events for a batch.
+// MaxBatch is the most events one batch of a queue takes: a burst up to it is one commit, and a
+// backlog of any length drains in batches of it, within bounded memory.
+const MaxBatch = 1000
+
+// take takes the queue's waiting events for a batch, at most MaxBatch of them.
 func (qs *queues) take(q *queue) []string {
 	qs.mu.Lock()
 	defer qs.mu.Unlock()
 	ids := q.ids
 	q.ids = nil
+	if len(ids) > MaxBatch {
+		// What one batch loads stays the same however long the queue grew.
+		ids, q.ids = ids[:MaxBatch:MaxBatch], slices.Clone(ids[MaxBatch:])
+	}
 	return ids
 }
 

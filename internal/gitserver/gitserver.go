@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // Server is a smart-HTTP git server over a directory of bare repositories.
@@ -26,7 +27,12 @@ type Server struct {
 	Down atomic.Bool
 	// FailStatus, when set, answers every request with that status (a server error, say).
 	FailStatus atomic.Int32
-	srv        *httptest.Server
+	// Requests counts the requests served (whatever their answer).
+	Requests atomic.Int64
+	// Stall holds every request while set (a server that hangs): it is served once Stall is
+	// cleared, or dropped when its caller gives up.
+	Stall atomic.Bool
+	srv   *httptest.Server
 }
 
 // New starts a server that requires user/password; it stops when the test ends.
@@ -42,6 +48,14 @@ func New(t testing.TB, user, password string) *Server {
 		Env:  []string{"GIT_PROJECT_ROOT=" + s.Root, "GIT_HTTP_EXPORT_ALL=1"},
 	}
 	s.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.Requests.Add(1)
+		for s.Stall.Load() {
+			select {
+			case <-r.Context().Done():
+				return
+			case <-time.After(10 * time.Millisecond):
+			}
+		}
 		if code := s.FailStatus.Load(); code != 0 {
 			http.Error(w, "internal failure", int(code))
 			return

@@ -1,0 +1,143 @@
+package listener
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"sync"
+	"time"
+
+	"golang.org/x/time/rate"
+
+	"github.com/imagehook/imagehook/event"
+)
+
+// PendingCounter counts the journal's events not yet done, per hook: what the journal size
+// budget is checked against.
+type PendingCounter interface {
+	PendingByHook(ctx context.Context) (map[string]int, error)
+}
+
+// pendingRead is how often the journal is asked; between reads, accepted events are added to the
+// count, so that it can only be over what the journal holds, never under (events finished
+// meanwhile are taken off at the next read). With several replicas, another's events are seen
+// within this time.
+const pendingRead = time.Second
+
+// pendingRetry is the Retry-After of a full journal: long enough for a worker to drain a batch.
+const pendingRetry = 5 * time.Second
+
+// pendingBudget is the journal size budget: events waiting per hook and in all.
+type pendingBudget struct {
+	counter      PendingCounter
+	perHook, all int
+
+	mu     sync.Mutex
+	byHook map[string]int
+	total  int
+	readAt time.Time
+}
+
+// reserve counts n events of hook against the budget; it says why not ("" when they fit). A
+// journal that cannot be counted is an error: nothing is written either way.
+func (b *pendingBudget) reserve(ctx context.Context, hook string, n int) (string, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if time.Since(b.readAt) >= pendingRead {
+		counts, err := b.counter.PendingByHook(ctx)
+		if err != nil {
+			return "", err
+		}
+		b.byHook, b.total, b.readAt = counts, 0, time.Now()
+		for _, c := range counts {
+			b.total += c
+		}
+	}
+	switch {
+	case b.perHook > 0 && b.byHook[hook]+n > b.perHook:
+		return fmt.Sprintf("%d events of this hook wait in the journal, %d more would pass limits.maxPendingPerHook (%d)", b.byHook[hook], n, b.perHook), nil
+	case b.all > 0 && b.total+n > b.all:
+		return fmt.Sprintf("%d events wait in the journal, %d more would pass limits.maxPending (%d)", b.total, n, b.all), nil
+	}
+	b.byHook[hook] += n
+	b.total += n
+	return "", nil
+}
+
+// admitPending refuses a request whose events the journal budget cannot take, before anything is
+// written: 429 with Retry-After and reason "journal full".
+func (s *Server) admitPending(ctx context.Context, hook *servedHook, n int) (response, bool) {
+	if s.pending == nil {
+		return response{}, true
+	}
+	why, err := s.pending.reserve(ctx, hook.ID, n)
+	if err != nil {
+		s.log.Error("journal count failed", "hook", hook.ID, "err", err)
+		return response{code: http.StatusServiceUnavailable, body: map[string]any{"error": "could not count the journal's events; retry later"}, retryAfter: pendingRetry}, false
+	}
+	if why != "" {
+		s.logRefusal("webhook refused: journal full", event.ReasonJournalFull, hook.ID, "hook", hook.ID, "detail", why)
+		return response{code: http.StatusTooManyRequests, body: map[string]any{"error": why, "reason": string(event.ReasonJournalFull)}, retryAfter: pendingRetry}, false
+	}
+	return response{}, true
+}
+
+// take reserves n tokens of each limiter, all or none; when they are not all there it returns how
+// long to wait and the index of the limiter that refused (-1 when all took them). A request of
+// more pushes than a burst holds is charged the whole burst, so that it can still pass once the
+// budget is full.
+func take(n int, limiters ...*rate.Limiter) (time.Duration, int) {
+	now := time.Now()
+	var taken []*rate.Reservation
+	for i, l := range limiters {
+		r := l.ReserveN(now, min(n, max(l.Burst(), 1)))
+		if d := r.DelayFrom(now); !r.OK() || d > 0 {
+			r.CancelAt(now)
+			for _, t := range taken {
+				t.CancelAt(now)
+			}
+			if !r.OK() {
+				d = time.Second
+			}
+			return d, i
+		}
+		taken = append(taken, r)
+	}
+	return 0, -1
+}
+
+// refusalLog says a budget's refusals at most once a minute per budget and key, with how many
+// went unsaid since: a flood past a budget must not flood the log too (the requests metric counts
+// every answer).
+type refusalLog struct {
+	mu   sync.Mutex
+	last map[string]time.Time
+	hush map[string]int
+}
+
+// due reports whether a refusal under key is logged now, and how many were not since the last.
+func (l *refusalLog) due(key string, now time.Time) (bool, int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.last == nil {
+		l.last, l.hush = map[string]time.Time{}, map[string]int{}
+	}
+	if t, ok := l.last[key]; ok && now.Sub(t) < time.Minute {
+		l.hush[key]++
+		return false, 0
+	}
+	if len(l.last) > 10_000 {
+		clear(l.last) // keys are hooks and repositories: only a reload's churn gets here
+		clear(l.hush)
+	}
+	n := l.hush[key]
+	l.last[key], l.hush[key] = now, 0
+	return true, n
+}
+
+// logRefusal logs a refused request with its reason, within refusalLog's pace.
+func (s *Server) logRefusal(msg string, reason event.Reason, key string, args ...any) {
+	if ok, n := s.refusals.due(string(reason)+"\x00"+key, time.Now()); ok {
+		s.log.Info(msg, append(append([]any{"reason", reason}, args...), "unlogged_since_last", n)...)
+	}
+}
