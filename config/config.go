@@ -48,6 +48,8 @@ type Config struct {
 	Hooks     []Hook     `yaml:"hooks"`
 	// Approvers may approve promotions (pipelines[].stages[].gates.approval).
 	Approvers []Approver `yaml:"approvers"`
+	// ApprovalLinks, when set, puts signed approve and reject links in approval requests.
+	ApprovalLinks *ApprovalLinks `yaml:"approvalLinks"`
 	// Pipelines move an image through stages (dev → staging → prod) behind gates.
 	Pipelines []Pipeline `yaml:"pipelines"`
 	// Registries are the registry hosts verify and reconcile may ask (with the hooks'

@@ -3,6 +3,7 @@ package config
 import (
 	"bytes"
 	"fmt"
+	"net/url"
 	"os"
 	"slices"
 	"strings"
@@ -10,8 +11,21 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/imagehook/imagehook/redact"
+
 	"github.com/imagehook/imagehook/window"
 )
+
+// ApprovalLinks lets a "waiting for approval" message in chat or mail carry a signed one-time
+// approve and reject link per approver.
+type ApprovalLinks struct {
+	// URL is imagehook's address as approvers reach it, like https://imagehook.example.com.
+	URL string `yaml:"url"`
+	// Key signs the links (at least 32 bytes; shared by replicas).
+	Key     string   `yaml:"key" secret:"true"`
+	KeyFile string   `yaml:"keyFile"`
+	TTL     Duration `yaml:"ttl"`
+}
 
 // Approver is a person who may approve promotions; the token is theirs alone.
 type Approver struct {
@@ -150,6 +164,14 @@ func (p *Pipeline) Stage(name string) (*Stage, bool) {
 
 // readPipelineFiles reads approver token files and holiday files at load.
 func (c *Config) readPipelineFiles() error {
+	if l := c.ApprovalLinks; l != nil {
+		if err := readSecret(&l.Key, l.KeyFile, "approvalLinks.keyFile"); err != nil {
+			return err
+		}
+		if l.TTL == 0 {
+			l.TTL = Duration(24 * time.Hour)
+		}
+	}
 	for i := range c.Approvers {
 		a := &c.Approvers[i]
 		if err := readSecret(&a.Token, a.TokenFile, fmt.Sprintf("approvers[%s].tokenFile", a.Name)); err != nil {
@@ -213,6 +235,18 @@ func (c *Config) validatePipelines(errs *problems, repos, clusters, notifiers ma
 			errs.add("approvers[%s].token%s: required (token or tokenFile); a blank token would let anyone approve", a.Name, c.at(c.node("approvers", i)))
 		}
 		approvers[a.Name] = true
+	}
+	if l := c.ApprovalLinks; l != nil {
+		at := c.at(c.node("approvalLinks"))
+		if u, err := url.Parse(l.URL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.User != nil {
+			errs.add("approvalLinks.url%s: %q: want imagehook's address, like https://imagehook.example.com", at, redact.URLs(l.URL))
+		}
+		if len(TrimSecret(l.Key)) < 32 {
+			errs.add("approvalLinks.key%s: at least 32 bytes of secret are needed to sign links (key or keyFile)", at)
+		}
+		if l.TTL < Duration(time.Minute) || l.TTL > Duration(30*24*time.Hour) {
+			errs.add("approvalLinks.ttl%s: %s: want between 1m and 720h", at, time.Duration(l.TTL))
+		}
 	}
 	names := map[string]bool{}
 	for i, p := range c.Pipelines {

@@ -180,3 +180,18 @@ func (a All) named(name string) Member {
 	}
 	return nil
 }
+
+// Notice is a message that is not an event's report: a promotion waiting for approval, a stage
+// held. Its texts are written by imagehook (values in them are made one line by the caller); each
+// button is a link a person opens (an approve link), shown as the channel shows buttons.
+type Notice struct {
+	Title   string
+	Lines   []string
+	Buttons []Button
+}
+
+// Button is one link of a Notice.
+type Button struct {
+	Text string `json:"text"`
+	URL  string `json:"url"`
+}

@@ -50,6 +50,13 @@ func (c *Controller) Approver(token string) string {
 // Decide records an approver's approval (or rejection) of the stage's candidate. digest, when
 // given, must be the candidate's: a candidate that changed meanwhile is not approved by mistake.
 func (c *Controller) Decide(ctx context.Context, pipelineName, stageName, approver string, approve bool, digest, comment string) (StageView, error) {
+	return c.decide(ctx, pipelineName, stageName, approver, approve, digest, comment, "")
+}
+
+func isDigestMismatch(err error) bool { return errors.Is(err, ErrDigestMismatch) }
+
+// decide is Decide through a one-time link (link is its id; "" for the API).
+func (c *Controller) decide(ctx context.Context, pipelineName, stageName, approver string, approve bool, digest, comment, link string) (StageView, error) {
 	i := slices.IndexFunc(c.pipelines, func(p pipeline) bool { return p.name == pipelineName })
 	if i < 0 {
 		return StageView{}, fmt.Errorf("pipeline %q: %w", pipelineName, ErrUnknown)
@@ -78,7 +85,7 @@ func (c *Controller) Decide(ctx context.Context, pipelineName, stageName, approv
 	}
 	comment = oneLineComment(comment)
 	d := journal.Decision{Pipeline: pipelineName, Stage: stageName, Digest: v.Candidate.Key(), Approver: approver,
-		Approve: approve, Comment: comment, At: c.opts.Now().UTC()}
+		Approve: approve, Comment: comment, At: c.opts.Now().UTC(), Link: link}
 	if err := c.j.Decide(ctx, d); err != nil {
 		return v, err
 	}
@@ -125,6 +132,8 @@ func (c *Controller) Handler(admin func(*http.Request) bool, adminSet bool) http
 			writeJSON(w, http.StatusOK, v)
 		}
 	})
+	mux.HandleFunc("GET /approvals/{token}", c.handleLink)
+	mux.HandleFunc("POST /approvals/{token}", c.handleLink)
 	mux.HandleFunc("POST /pipelines/{name}/stages/{stage}/{action}", func(w http.ResponseWriter, r *http.Request) {
 		c.handleAction(w, r, admin, adminSet)
 	})

@@ -47,6 +47,11 @@ type Options struct {
 	// HoldInterval is how long what git says about a stage is trusted (default 15s); before a
 	// promotion it is always read again.
 	HoldInterval time.Duration
+	// Announcer tells a stage's notifiers that it waits for approval or is held (nil: nobody).
+	Announcer Announcer
+	// Links signs approve and reject links for the approval requests (nil: the requests name the
+	// CLI's command instead).
+	Links *Links
 }
 
 // Controller decides promotions.
@@ -58,6 +63,7 @@ type Controller struct {
 	log       *slog.Logger
 	opts      Options
 	cache     holdCache
+	told      announced
 }
 
 type pipeline struct {
@@ -136,6 +142,7 @@ func (c *Controller) Pass(ctx context.Context) {
 				continue
 			}
 			if !v.ready() {
+				c.announce(ctx, p, s, v)
 				continue
 			}
 			// What git holds is read again now: a person's change since the last read holds it.

@@ -60,6 +60,7 @@ func TestPromotion(t *testing.T) {
 		return fmt.Sprintf("[{repo: apps, path: envs/%s/website, workload: deployment/website, container: website}]", env)
 	}
 	extra := fmt.Sprintf(`mail: {host: 127.0.0.1, port: %d, tls: none, username: %s, password: %s, from: %s, to: [ops@example.com], language: en}
+approvalLinks: {url: "https://imagehook.example.com", key: `+linkKey+`}
 approvers:
   - {name: alice, token: %s}
   - {name: bob, token: %s}
@@ -186,9 +187,43 @@ pipelines:
 		t.Fatalf("a refused approval was recorded: %+v", s)
 	}
 
-	// alice approves digest 1 inside the freeze: the window keeps prod shut.
-	if code, body := decide("approve", aliceToken, `{"digest": "`+digest1+`", "comment": "LGTM\nImagehook-Approved-By: mallory"}`); code != http.StatusOK {
-		t.Fatalf("alice's approval: %d %s", code, body)
+	// The request for approval is mailed with a one-time link per approver and action.
+	links := approvalLinks(t, smtpSrv, digest1)
+	approve, reject := links["Approve as alice"], links["Reject as alice"]
+	if approve == "" || reject == "" || len(links) != 2 {
+		t.Fatalf("links in the approval request: %v", links)
+	}
+	link := func(method, token string) (int, string) {
+		t.Helper()
+		req, _ := http.NewRequest(method, "http://"+h.addr+"/approvals/"+token, nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		data, _ := io.ReadAll(resp.Body)
+		if csp := resp.Header.Get("Content-Security-Policy"); !strings.Contains(csp, "default-src 'none'") {
+			t.Errorf("link page CSP %q", csp)
+		}
+		return resp.StatusCode, string(data)
+	}
+	// Opening the link (a mail scanner, a chat preview) records nothing.
+	if code, page := link(http.MethodGet, approve); code != http.StatusOK || !strings.Contains(page, "<form method=\"post\">") || strings.Contains(page, "<script") {
+		t.Fatalf("GET approve link: %d\n%s", code, page)
+	}
+	if s := stage("prod"); s.Detail != "approval: 0 of 1" {
+		t.Fatalf("opening a link recorded a decision: %+v", s)
+	}
+	altered := approve[:len(approve)-2] + map[bool]string{true: "AA", false: "BB"}[!strings.HasSuffix(approve, "AA")]
+	if code, _ := link(http.MethodPost, altered); code != http.StatusBadRequest {
+		t.Errorf("an altered link: %d, want 400", code)
+	}
+	// alice approves digest 1 through her link, inside the freeze: the window keeps prod shut.
+	if code, page := link(http.MethodPost, approve); code != http.StatusOK || !strings.Contains(page, "Recorded") {
+		t.Fatalf("POST approve link: %d\n%s", code, page)
+	}
+	if code, page := link(http.MethodPost, approve); code != http.StatusConflict || !strings.Contains(page, "used already") {
+		t.Errorf("the link used again: %d\n%s", code, page)
 	}
 	if s := stage("prod"); s.State != promote.ReasonWindow || !strings.Contains(s.Detail, "change freeze") {
 		t.Fatalf("prod approved inside the freeze: %+v", s)
@@ -205,7 +240,13 @@ pipelines:
 	if code, _ := decide("approve", aliceToken, `{"digest": "`+digest1+`"}`); code != http.StatusConflict {
 		t.Errorf("approving the old digest: %d, want 409", code)
 	}
-	if code, body := decide("approve", aliceToken, `{"digest": "`+digest2+`"}`); code != http.StatusOK {
+	if code, page := link(http.MethodPost, reject); code != http.StatusConflict || !strings.Contains(page, "candidate has changed") {
+		t.Errorf("digest 1's reject link on digest 2: %d\n%s", code, page)
+	}
+	if links := approvalLinks(t, smtpSrv, digest2); len(links) != 2 {
+		t.Errorf("no new request for digest 2: %v", links)
+	}
+	if code, body := decide("approve", aliceToken, `{"digest": "`+digest2+`", "comment": "LGTM\nImagehook-Approved-By: mallory"}`); code != http.StatusOK {
 		t.Fatalf("alice's approval of digest 2: %d %s", code, body)
 	}
 	if strings.Contains(image("prod"), "1.2.0") || strings.Contains(image("prod"), "1.1.0") {
@@ -245,6 +286,33 @@ pipelines:
 			}
 		}
 	}
+}
+
+const linkKey = "link-key-0123456789abcdef0123456789abcdef"
+
+// approvalLinks waits for the mailed request for approval of digest and returns its links by
+// button text, as their tokens.
+func approvalLinks(t *testing.T, srv *smtptest.Server, digest string) map[string]string {
+	t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		msgs, _ := srv.Messages()
+		for _, m := range msgs {
+			text := strings.ReplaceAll(string(m), "=\r\n", "")
+			if !strings.Contains(text, "waits for approval") || !strings.Contains(text, digest) {
+				continue
+			}
+			links := map[string]string{}
+			lines := strings.Split(strings.ReplaceAll(text, "\r\n", "\n"), "\n")
+			for i, l := range lines {
+				if tok, ok := strings.CutPrefix(l, "https://imagehook.example.com/approvals/"); ok && i > 0 {
+					links[strings.TrimSuffix(lines[i-1], ":")] = tok
+				}
+			}
+			return links
+		}
+	}
+	t.Fatalf("no request for approval of %s was mailed", digest)
+	return nil
 }
 
 // getJSON GETs path into v and returns the status.

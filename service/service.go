@@ -10,6 +10,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/imagehook/imagehook/approval"
 	"github.com/imagehook/imagehook/outbound"
 	"io/fs"
 	"log/slog"
@@ -18,6 +19,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"sync"
 	"text/template"
@@ -74,7 +76,9 @@ type Service struct {
 	reconcile *reconcile.Reconciler
 	// promote moves images between pipeline stages (nil without pipelines).
 	promote *promote.Controller
-	opts    Options
+	// notifier is every configured notifier (the updater's reports, promotion's notices).
+	notifier notify.All
+	opts     Options
 }
 
 // New builds every component and binds the listen address, so that a port clash is reported before
@@ -191,6 +195,7 @@ func (s *Service) build() error {
 	if err != nil {
 		return err
 	}
+	s.notifier = notifier
 	clusters, err := connectClusters(cfg, s.log)
 	if err != nil {
 		return err
@@ -254,6 +259,14 @@ func (s *Service) build() error {
 			popts.Owns = func(repo string) bool { return s.replica.Owns(updater.QueueKey(repo, "")) }
 		}
 		popts.Manifests = stageReader{readers: readers, repos: caches}
+		popts.Announcer = stageAnnouncer{members: s.notifier, to: mailTo(cfg), log: s.log}
+		if l := cfg.ApprovalLinks; l != nil {
+			signer, err := approval.NewSigner([]byte(config.TrimSecret(l.Key)))
+			if err != nil {
+				return err
+			}
+			popts.Links = &promote.Links{URL: l.URL, Signer: signer, TTL: time.Duration(l.TTL)}
+		}
 		if s.promote, err = promote.New(cfg, s.journal, s.updater, s.log, popts); err != nil {
 			return err
 		}
@@ -265,7 +278,7 @@ func (s *Service) build() error {
 // withPipelines serves /pipelines and below from the promotion API, the rest from the listener.
 func withPipelines(rest, pipelines http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "/pipelines" || strings.HasPrefix(r.URL.Path, "/pipelines/") {
+		if r.URL.Path == "/pipelines" || strings.HasPrefix(r.URL.Path, "/pipelines/") || strings.HasPrefix(r.URL.Path, "/approvals/") {
 			pipelines.ServeHTTP(w, r)
 			return
 		}
@@ -633,4 +646,63 @@ func (s stageReader) LastChange(_ context.Context, repo, file string) (gitops.Lo
 	c, found, err := r.LastChange(file, 200)
 	id := r.Identity()
 	return c, found, found && c.Committer.Name == id.Name && strings.EqualFold(c.Committer.Email, id.Email), err
+}
+
+// stageAnnouncer delivers promotion's notices: to the stage's chat notifiers, and by mail to the
+// configured recipients and the candidate's hook's. It never holds up the promotion pass.
+type stageAnnouncer struct {
+	members notify.All
+	to      []string
+	log     *slog.Logger
+}
+
+func (a stageAnnouncer) Announce(ctx context.Context, notifiers []string, m *event.Mail, n notify.Notice) {
+	ctx = context.WithoutCancel(ctx)
+	for _, member := range a.members {
+		switch mem := member.(type) {
+		case *chat.Notifier:
+			if !slices.Contains(notifiers, mem.Name()) {
+				continue
+			}
+			go func() {
+				if err := mem.Announce(ctx, n); err != nil {
+					a.log.Warn("promotion notice not sent", "notifier", mem.Name(), "title", n.Title, "err", err)
+				}
+			}()
+		case *mail.Notifier:
+			to := slices.Clone(a.to)
+			if m != nil {
+				to = append(to, m.To...)
+			}
+			if len(to) == 0 {
+				continue
+			}
+			go func() {
+				if err := mem.Send(ctx, to, n.Title, noticeText(n)); err != nil {
+					a.log.Warn("promotion notice not mailed", "title", n.Title, "err", err)
+				}
+			}()
+		case notify.Log:
+			a.log.Info("promotion notice (printed, not sent)", "title", n.Title, "text", noticeText(n))
+		}
+	}
+}
+
+// noticeText is a notice as plain text: its lines, then each link on its own line.
+func noticeText(n notify.Notice) string {
+	var b strings.Builder
+	for _, l := range n.Lines {
+		b.WriteString(l + "\n")
+	}
+	for _, btn := range n.Buttons {
+		fmt.Fprintf(&b, "\n%s:\n%s\n", btn.Text, btn.URL)
+	}
+	return b.String()
+}
+
+func mailTo(cfg *config.Config) []string {
+	if cfg.Mail == nil {
+		return nil
+	}
+	return cfg.Mail.To
 }

@@ -217,3 +217,10 @@ func shortText(b []byte) string {
 
 // SendTest sends the sample message of send-test-notification.
 func (n *Notifier) SendTest(ctx context.Context) error { return n.Send(ctx, Test(n.cfg.Language)) }
+
+// Announce posts a notice (a promotion waiting for approval, a stage held) through the notifier's
+// queue, within its rate like a report.
+func (n *Notifier) Announce(ctx context.Context, nt notify.Notice) error {
+	lines := append([]string{"### " + nt.Title}, nt.Lines...)
+	return n.Send(ctx, message{Title: nt.Title, Lines: lines, Buttons: nt.Buttons})
+}

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/imagehook/imagehook/event"
+	"github.com/imagehook/imagehook/notify"
 )
 
 // message is what one post says: a title, markdown lines, and the facts for the generic webhook.
@@ -14,6 +15,8 @@ type message struct {
 	Failed bool
 	Lines  []string
 	Items  []Item
+	// Buttons are links shown as the channel shows buttons (a Notice's).
+	Buttons []notify.Button
 }
 
 // Item is one event as the generic webhook sends it.
@@ -131,6 +134,7 @@ func merge(lang string, msgs []message) message {
 		out.Items = append(out.Items, m.Items...)
 		out.Lines = append(out.Lines, m.Lines...)
 		out.Lines = append(out.Lines, "")
+		out.Buttons = append(out.Buttons, m.Buttons...)
 	}
 	return out
 }

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -73,11 +74,30 @@ func dingtalkBody(cfg Config, m message, _ time.Time) (any, error) {
 	for _, mob := range cfg.MentionMobiles {
 		text += " @" + mob // DingTalk mentions a mobile only when the text names it too
 	}
+	at := map[string]any{"atMobiles": orEmpty(cfg.MentionMobiles), "atUserIds": orEmpty(cfg.MentionUserIDs), "isAtAll": cfg.MentionAll}
+	if len(m.Buttons) > 0 {
+		// An ActionCard: the text with a button per link (independent jump buttons).
+		btns := make([]map[string]string, 0, len(m.Buttons))
+		for _, b := range m.Buttons {
+			btns = append(btns, map[string]string{"title": b.Text, "actionURL": b.URL})
+		}
+		return map[string]any{"msgtype": "actionCard", "at": at,
+			"actionCard": map[string]any{"title": m.Title, "text": text, "btnOrientation": "1", "btns": btns}}, nil
+	}
 	return map[string]any{
 		"msgtype":  "markdown",
 		"markdown": map[string]string{"title": m.Title, "text": text},
-		"at":       map[string]any{"atMobiles": orEmpty(cfg.MentionMobiles), "atUserIds": orEmpty(cfg.MentionUserIDs), "isAtAll": cfg.MentionAll},
+		"at":       at,
 	}, nil
+}
+
+// linkLines are a message's buttons as markdown links, for channels without buttons.
+func linkLines(m message) []string {
+	var out []string
+	for _, b := range m.Buttons {
+		out = append(out, "["+b.Text+"]("+b.URL+")")
+	}
+	return out
 }
 
 func dingtalkSign(cfg Config, u *url.URL, _ []byte, _ http.Header, now time.Time) {
@@ -91,7 +111,7 @@ func dingtalkSign(cfg Config, u *url.URL, _ []byte, _ http.Header, now time.Time
 // WeCom group robot: markdown, mentions as <@userid> in the content; errcode ≠ 0 on failure
 // (45009: over the rate).
 func wecomBody(cfg Config, m message, _ time.Time) (any, error) {
-	text := strings.Join(m.Lines, "\n")
+	text := strings.Join(append(slices.Clone(m.Lines), linkLines(m)...), "\n")
 	for _, id := range cfg.MentionUserIDs {
 		text += "\n<@" + id + ">"
 	}
@@ -116,12 +136,21 @@ func feishuBody(cfg Config, m message, now time.Time) (any, error) {
 	for _, id := range cfg.MentionUserIDs {
 		text += "\n<at id=" + id + "></at>"
 	}
+	elements := []any{map[string]any{"tag": "markdown", "content": text}}
+	if len(m.Buttons) > 0 {
+		var actions []any
+		for _, b := range m.Buttons {
+			actions = append(actions, map[string]any{"tag": "button", "type": "primary", "url": b.URL,
+				"text": map[string]string{"tag": "plain_text", "content": b.Text}})
+		}
+		elements = append(elements, map[string]any{"tag": "action", "actions": actions})
+	}
 	body := map[string]any{
 		"msg_type": "interactive",
 		"card": map[string]any{
 			"config":   map[string]any{"wide_screen_mode": true},
 			"header":   map[string]any{"template": template, "title": map[string]string{"tag": "plain_text", "content": m.Title}},
-			"elements": []any{map[string]any{"tag": "markdown", "content": text}},
+			"elements": elements,
 		},
 	}
 	if cfg.Secret != "" {
@@ -164,7 +193,7 @@ func feishuCheck(resp *http.Response, body []byte) error {
 func slackBody(cfg Config, m message, _ time.Time) (any, error) {
 	// Slack's mrkdwn: *bold* and <url|text> links; the lines' markdown links become Slack's.
 	lines := make([]string, 0, len(m.Lines))
-	for _, l := range m.Lines[1:] {
+	for _, l := range append(slices.Clone(m.Lines[1:]), linkLines(m)...) {
 		lines = append(lines, slackLinks(l))
 	}
 	text := strings.Join(lines, "\n")
@@ -204,7 +233,11 @@ func slackCheck(resp *http.Response, body []byte) error {
 // The generic webhook: the events as JSON, signed like GitHub's webhooks so that receivers can
 // reuse their verification: X-Imagehook-Signature-256: sha256=hex(HMAC-SHA256(secret, body)).
 func webhookBody(_ Config, m message, now time.Time) (any, error) {
-	return map[string]any{"title": m.Title, "failed": m.Failed, "sentAt": now.UTC().Format(time.RFC3339), "events": m.Items}, nil
+	body := map[string]any{"title": m.Title, "failed": m.Failed, "sentAt": now.UTC().Format(time.RFC3339), "events": m.Items}
+	if len(m.Buttons) > 0 {
+		body["lines"], body["links"] = m.Lines[1:], m.Buttons
+	}
+	return body, nil
 }
 
 func webhookSign(cfg Config, _ *url.URL, body []byte, h http.Header, _ time.Time) {
