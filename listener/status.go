@@ -61,14 +61,14 @@ var (
 
 // labels are the pages' words, by language.
 var labels = map[string]map[string]string{
-	"en": {"recent": "Recent events", "workloads": "Workloads", "target": "Target", "ingit": "In git now", "last": "Last event",
+	"en": {"pipelines": "Pipelines", "recent": "Recent events", "workloads": "Workloads", "target": "Target", "ingit": "In git now", "last": "Last event",
 		"deploy": "Deploy", "ready": "Ready at", "received": "Received", "hook": "Hook", "image": "Image", "status": "Status",
 		"commit": "Commit", "apply": "Apply", "notify": "Notify", "none": "No events yet.", "noworkloads": "No workload targets configured.",
 		"event": "Event", "source": "Source", "steps": "Steps", "timeline": "Timeline", "step": "Step", "changes": "Changes",
 		"detail": "Detail", "by": "pushed by", "attempts": "attempts", "warning": "Warning", "refresh": "This page refreshes while events are running.",
 		"webhook": "webhook received", "verified": "verified by the registry", "pushed": "pushed", "synced": "synced", "readyat": "ready", "newest": "newest first",
 		"open": "This page is open to anyone who can reach imagehook: admin: is not set in the configuration, so the status page, /events and /metrics need no credentials."},
-	"zh": {"recent": "最近事件", "workloads": "工作负载", "target": "目标", "ingit": "Git 中当前镜像", "last": "最近事件",
+	"zh": {"pipelines": "晋级流水线", "recent": "最近事件", "workloads": "工作负载", "target": "目标", "ingit": "Git 中当前镜像", "last": "最近事件",
 		"deploy": "部署", "ready": "就绪时间", "received": "收到时间", "hook": "钩子", "image": "镜像", "status": "状态",
 		"commit": "提交", "apply": "集群更新", "notify": "通知", "none": "暂无事件。", "noworkloads": "未配置工作负载目标。",
 		"event": "事件", "source": "来源", "steps": "步骤", "timeline": "时间线", "step": "步骤", "changes": "变更",
@@ -237,7 +237,7 @@ func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request, _ httprout
 	}
 	lang := language(r)
 	data := map[string]any{"Title": labels[lang]["recent"], "Events": evs, "Workloads": s.workloads(r.Context(), evs),
-		"T": labels[lang], "Lang": lang, "Refresh": running(evs...), "Path": "/", "Open": !s.adminConfigured()}
+		"T": labels[lang], "Lang": lang, "Refresh": running(evs...), "Path": "/", "Open": !s.adminConfigured(), "Pipelines": len(s.cfg.Pipelines) > 0}
 	if err := listPage.Execute(w, data); err != nil {
 		s.log.Error("status page", "err", err)
 	}
@@ -283,7 +283,7 @@ func (s *Server) handleEventPage(w http.ResponseWriter, r *http.Request, ps http
 	}
 	lang := language(r)
 	data := map[string]any{"Title": fmt.Sprintf("%s %s", labels[lang]["event"], ev.ID), "Event": ev, "T": labels[lang], "Lang": lang,
-		"Refresh": running(ev), "Timeline": timeline(ev, labels[lang]), "Path": "/ui/events/" + ev.ID, "Open": !s.adminConfigured()}
+		"Refresh": running(ev), "Timeline": timeline(ev, labels[lang]), "Path": "/ui/events/" + ev.ID, "Open": !s.adminConfigured(), "Pipelines": len(s.cfg.Pipelines) > 0}
 	if err := eventPage.Execute(w, data); err != nil {
 		s.log.Error("event page", "err", err)
 	}

@@ -132,6 +132,7 @@ func (c *Controller) Handler(admin func(*http.Request) bool, adminSet bool) http
 			writeJSON(w, http.StatusOK, v)
 		}
 	})
+	mux.HandleFunc("GET /ui/pipelines", c.handlePage(admin))
 	mux.HandleFunc("GET /approvals/{token}", c.handleLink)
 	mux.HandleFunc("POST /approvals/{token}", c.handleLink)
 	mux.HandleFunc("POST /pipelines/{name}/stages/{stage}/{action}", func(w http.ResponseWriter, r *http.Request) {

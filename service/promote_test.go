@@ -422,6 +422,16 @@ pipelines:
 		s.Detail != "held: "+bob[:7]+" by Bob set "+s.Held.Image {
 		t.Fatalf("staging held: %+v %+v", s, s.Held)
 	}
+	// The page shows the hold in red, in English and Chinese; the status page links to it.
+	for lang, word := range map[string]string{"en": "held: " + bob[:7] + " by Bob", "zh": "已挂起 — held: " + bob[:7]} {
+		code, page := h.pipelinePage(lang)
+		if code != http.StatusOK || !strings.Contains(page, `class="stage held" id="stage-staging"`) || !strings.Contains(page, word) {
+			t.Errorf("pipeline page (%s): %d\n%s", lang, code, page)
+		}
+	}
+	if code := h.getJSONAuth("/ui/pipelines", "", &map[string]any{}); code != http.StatusUnauthorized {
+		t.Errorf("pipeline page without the admin token: %d", code)
+	}
 	push("2.1.0")
 	waitFor("staging's new candidate", func() bool { c := staging().Candidate; return c != nil && strings.HasSuffix(c.Image, ":2.1.0") })
 	if s := staging(); s.State != promote.ReasonHeld || !strings.Contains(image("staging"), "website:1.0.0") {
@@ -596,4 +606,21 @@ func TestPromotionWaitsForReady(t *testing.T) {
 	if s := staging(); s.Candidate == nil || s.Candidate.Since.IsZero() {
 		t.Errorf("staging's candidate has no Ready time: %+v", s)
 	}
+}
+
+// pipelinePage GETs the pipeline view in lang with the admin token.
+func (h *harness) pipelinePage(lang string) (int, string) {
+	h.t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, "http://"+h.addr+"/ui/pipelines?lang="+lang, nil)
+	req.Header.Set("Authorization", "Bearer "+adminToken)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	data, _ := io.ReadAll(resp.Body)
+	if csp := resp.Header.Get("Content-Security-Policy"); !strings.HasPrefix(csp, "default-src 'none'") || strings.Contains(string(data), "<script") {
+		h.t.Errorf("pipeline page: CSP %q, script in the page", csp)
+	}
+	return resp.StatusCode, string(data)
 }

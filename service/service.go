@@ -278,7 +278,7 @@ func (s *Service) build() error {
 // withPipelines serves /pipelines and below from the promotion API, the rest from the listener.
 func withPipelines(rest, pipelines http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "/pipelines" || strings.HasPrefix(r.URL.Path, "/pipelines/") || strings.HasPrefix(r.URL.Path, "/approvals/") {
+		if r.URL.Path == "/pipelines" || strings.HasPrefix(r.URL.Path, "/pipelines/") || strings.HasPrefix(r.URL.Path, "/approvals/") || r.URL.Path == "/ui/pipelines" {
 			pipelines.ServeHTTP(w, r)
 			return
 		}
