@@ -196,3 +196,31 @@ func (c *Controller) SetHold(ctx context.Context, pipelineName, stageName, who s
 	c.log.Info("stage "+verb, "pipeline", p.name, "stage", s.Name, "by", who)
 	return c.evaluate(ctx, p, s)
 }
+
+// Held reports whether the stage that holds target is held, and why: reconcile asks it before
+// submitting a newer tag, so that a person's rollback is not undone by polling either. A stage
+// whose state cannot be read counts as held (said in the log): submitting could undo a change.
+func (c *Controller) Held(ctx context.Context, target event.Target) (bool, string) {
+	key := target.Key()
+	for _, p := range c.pipelines {
+		for i := range p.stages {
+			s := &p.stages[i]
+			if !slices.ContainsFunc(s.targets, func(t event.Target) bool { return t.Key() == key }) {
+				continue
+			}
+			cur, err := c.running(ctx, s)
+			if err == nil {
+				var h *Held
+				if h, _, err = c.held(ctx, p, s, cur, c.opts.HoldInterval); err == nil {
+					if h == nil {
+						return false, ""
+					}
+					return true, h.Detail
+				}
+			}
+			c.log.Warn("stage not read; counted as held", "pipeline", p.name, "stage", s.Name, "err", err)
+			return true, "stage " + s.Name + " could not be read"
+		}
+	}
+	return false, ""
+}

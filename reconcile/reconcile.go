@@ -55,6 +55,9 @@ type Reconciler struct {
 	// Owns, when set, limits the reconciler to the repositories this replica works: with several
 	// replicas, only one asks the registry about a target.
 	Owns func(repo string) bool
+	// Held, when set, says whether a target is held (a person changed it in git; promotion's
+	// holds): reconcile never submits a version for a held target, or it would undo their change.
+	Held func(ctx context.Context, t event.Target) (bool, string)
 }
 
 // New returns a reconciler for the hooks with a reconcile interval; reg receives its metrics.
@@ -178,6 +181,13 @@ func (r *Reconciler) target(ctx context.Context, h config.Hook, t config.Target)
 	key := t.Event().Key()
 	if !forward || r.submitted[key] == best {
 		return nil
+	}
+	if r.Held != nil {
+		if held, why := r.Held(ctx, t.Event()); held {
+			r.log.Info("reconcile: target held, newer tag not submitted", "hook", h.ID, "workload", t.Workload,
+				"tag", best, "reason", "held", "detail", why)
+			return nil
+		}
 	}
 	now := time.Now().UTC()
 	// Under an alphabetical order the step forward was decided here; a semantic-version check on

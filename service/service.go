@@ -271,6 +271,7 @@ func (s *Service) build() error {
 			return err
 		}
 		s.http.Handler = withPipelines(s.http.Handler, s.promote.Handler(srv.AdminOK, cfg.Admin.Token != "" || cfg.Admin.Password != ""))
+		s.reconcile.Held = s.promote.Held
 	}
 	return nil
 }
