@@ -642,7 +642,9 @@ pipelines:
       - {name: dev, targets: [{repo: apps, path: envs/dev/website, workload: deployment/website, container: website}]}`,
 		reg.Host, registrytest.User, registrytest.Password)
 	h := newHarnessRepoOpts(t, repo, "  - {id: polled, source: custom, tags: \"semver:*\", reconcile: {interval: 1s}, pipeline: website}\n",
-		func(o *Options) { o.Promote = promote.Options{Interval: 20 * time.Millisecond, HoldInterval: 20 * time.Millisecond} }, extra)
+		func(o *Options) {
+			o.Promote = promote.Options{Interval: 20 * time.Millisecond, HoldInterval: 20 * time.Millisecond}
+		}, extra)
 	dev := func() string { return h.gitOut("show", "main:envs/dev/website/deployment.yaml") }
 	for deadline := time.Now().Add(time.Minute); !strings.Contains(dev(), "website:2.0.0"); time.Sleep(50 * time.Millisecond) {
 		if time.Now().After(deadline) {
