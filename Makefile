@@ -36,6 +36,7 @@ test: ## Run every test, with the race detector where gcc exists (builds the kub
 
 bench: ## Run the Go benchmarks and the end-to-end load run (figures in BENCHMARKS.md).
 	KUBEBUILDER_ASSETS=$(KUBE_ASSETS) $(GO) test -run '^$$' -bench . -benchmem -count=1 ./manifests ./registry ./cluster
+	$(GO) test -run '^$$' -bench BenchmarkPromotion -benchtime 10x -count=1 ./service
 	KUBEBUILDER_ASSETS=$(KUBE_ASSETS) $(GO) test -tags loadtest -run 'TestLoad|TestHostileManifests|TestMonorepo|TestReplicas|TestWatchOverhead' -v -count=1 -timeout 60m ./loadtest
 
 fuzz: ## Fuzz every parser of untrusted input for FUZZTIME each.
