@@ -95,7 +95,8 @@ func (f *flow) verifyPush(ctx context.Context, ev *event.Event) verifyOutcome {
 	var digest string
 	// What the registry said is final; only a failure to reach it is worth another try.
 	final := func(err error) bool {
-		return errors.Is(err, oci.ErrNoTag) || errors.Is(err, oci.ErrDigestMismatch) || errors.Is(err, oci.ErrAuth) || errors.Is(err, oci.ErrUnsigned)
+		return errors.Is(err, oci.ErrNoTag) || errors.Is(err, oci.ErrDigestMismatch) || errors.Is(err, oci.ErrAuth) || errors.Is(err, oci.ErrUnsigned) ||
+			errors.Is(err, oci.ErrNotConfigured)
 	}
 	err := errors.New("verify: no registry client is configured")
 	if f.opts.Resolver != nil {
@@ -114,7 +115,7 @@ func (f *flow) verifyPush(ctx context.Context, ev *event.Event) verifyOutcome {
 		return verifyUnreachable
 	}
 	if err != nil {
-		st.Status, st.Error = event.Failed, err.Error()
+		st.Status, st.Error, st.Reason = event.Failed, err.Error(), event.ReasonOf(err)
 		ev.SetStep(st)
 		ev.Error = "verify: " + err.Error()
 		return verifyFailed
