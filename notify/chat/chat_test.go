@@ -66,7 +66,7 @@ func dingtalk(secret string, rc *receiver) http.HandlerFunc {
 			fmt.Fprint(w, `{"errcode":310000,"errmsg":"sign not match, more: [https://ding-doc.dingtalk.com/doc#/serverapi2/qf2nxq]"}`)
 			return
 		}
-		if body["msgtype"] != "markdown" {
+		if !dingtalkShape(body) {
 			fmt.Fprint(w, `{"errcode":40035,"errmsg":"缺少参数 json"}`)
 			return
 		}
@@ -81,6 +81,29 @@ func dingtalk(secret string, rc *receiver) http.HandlerFunc {
 		w.WriteHeader(code)
 		fmt.Fprint(w, text)
 	}
+}
+
+// dingtalkShape checks a message as DingTalk documents its custom robot's types: markdown with a
+// title and text, or an ActionCard with a title, text and buttons each with a title and actionURL.
+func dingtalkShape(body map[string]any) bool {
+	switch body["msgtype"] {
+	case "markdown":
+		md, _ := body["markdown"].(map[string]any)
+		return md["title"] != nil && md["text"] != nil
+	case "actionCard":
+		card, _ := body["actionCard"].(map[string]any)
+		btns, _ := card["btns"].([]any)
+		if card["title"] == nil || card["text"] == nil || len(btns) == 0 {
+			return false
+		}
+		for _, b := range btns {
+			if m, _ := b.(map[string]any); m["title"] == nil || m["actionURL"] == nil {
+				return false
+			}
+		}
+		return true
+	}
+	return false
 }
 
 func newTest(t *testing.T, cfg Config) *Notifier {
