@@ -80,23 +80,7 @@ pipelines:
 		}
 	}
 	// The promotion is done once the pipeline says staging runs its candidate; then count.
-	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		resp, err := http.Get("http://" + addr + "/pipelines/website")
-		if err != nil {
-			t.Fatal(err)
-		}
-		var v struct {
-			Stages []struct{ Name, State string }
-		}
-		_ = json.NewDecoder(resp.Body).Decode(&v)
-		resp.Body.Close()
-		if len(v.Stages) == 2 && v.Stages[1].State == "current" {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("staging never current: %+v", v)
-		}
-	}
+	waitStagingCurrent(t, addr)
 	if n := gitserver.Git(t, git.Bare("apps"), "rev-list", "--count", "main", "--", "envs/staging"); n != "2" {
 		t.Errorf("%s commits touch staging, want 2 (the first and one promotion)", n)
 	}
@@ -160,29 +144,35 @@ pipelines:
 	}
 	// Every live replica agrees staging runs its candidate; then count.
 	for _, d := range ds {
-		if d == own {
-			continue
-		}
-		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-			resp, err := http.Get("http://" + d.addr + "/pipelines/website")
-			if err != nil {
-				t.Fatal(err)
-			}
-			var v struct {
-				Stages []struct{ Name, State string }
-			}
-			_ = json.NewDecoder(resp.Body).Decode(&v)
-			resp.Body.Close()
-			if len(v.Stages) == 2 && v.Stages[1].State == "current" {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("staging never current on %s: %+v", d.addr, v)
-			}
+		if d != own {
+			waitStagingCurrent(t, d.addr)
 		}
 	}
 	log := gitserver.Git(t, git.Bare("apps"), "log", "--format=%B", "main", "--", "envs/staging")
 	if c := strings.Count(log, "Imagehook-Promoted-From: website/dev "); c != 1 {
 		t.Errorf("%d promotions in staging's history, want 1:\n%s", c, log)
+	}
+}
+
+// waitStagingCurrent polls the website pipeline at addr until its staging stage runs its
+// candidate.
+func waitStagingCurrent(t *testing.T, addr string) {
+	t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		resp, err := http.Get("http://" + addr + "/pipelines/website")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var v struct {
+			Stages []struct{ Name, State string }
+		}
+		_ = json.NewDecoder(resp.Body).Decode(&v)
+		resp.Body.Close()
+		if len(v.Stages) == 2 && v.Stages[1].State == "current" {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("staging never current on %s: %+v", addr, v)
+		}
 	}
 }

@@ -532,9 +532,7 @@ func sameImage(ev *event.Event, c *Candidate) bool {
 	if c.Digest != "" && digest != "" {
 		return c.Digest == digest
 	}
-	a, errA := imageref.Parse(img)
-	b, errB := imageref.Parse(c.Image)
-	return errA == nil && errB == nil && a.String() == b.String()
+	return sameRef(img, c.Image)
 }
 
 // promotionID derives a promotion's id from what it promotes where, and over which released
