@@ -42,12 +42,11 @@ func crd(group, kind, plural string, statusSubresource bool) *unstructured.Unstr
 	}}
 }
 
-// TestDeployTracking follows pushed commits on a real kube-apiserver, with the test playing Argo CD
-// and Fleet by writing the status fields their controllers write: synced and healthy → succeeded,
-// with the synced and ready times; a failed sync → failed with Argo CD's message; a descendant
-// synced → succeeded; no application for the files → unknown; nothing synced → failed after the
-// timeout.
-func TestDeployTracking(t *testing.T) {
+// websiteCluster starts a real kube-apiserver with the CRDs and namespaces given and the website
+// Deployment in namespace web, its rollout complete (no controllers run here; the rollout check
+// itself is direct apply's and tested there). It returns a dynamic client and a kubeconfig file.
+func websiteCluster(t *testing.T, crds []*unstructured.Unstructured, namespaces ...string) (*dynamic.DynamicClient, string) {
+	t.Helper()
 	env, err := kubetest.Start()
 	if err != nil {
 		t.Fatal(err)
@@ -56,13 +55,13 @@ func TestDeployTracking(t *testing.T) {
 	ctx := context.Background()
 	kube := kubernetes.NewForConfigOrDie(env.Admin)
 	dyn := dynamic.NewForConfigOrDie(env.Admin)
-	crds := dyn.Resource(schema.GroupVersionResource{Group: "apiextensions.k8s.io", Version: "v1", Resource: "customresourcedefinitions"})
-	for _, c := range []*unstructured.Unstructured{crd("argoproj.io", "Application", "applications", false), crd("fleet.cattle.io", "GitRepo", "gitrepos", true)} {
-		if _, err := crds.Create(ctx, c, metav1.CreateOptions{}); err != nil {
+	defs := dyn.Resource(schema.GroupVersionResource{Group: "apiextensions.k8s.io", Version: "v1", Resource: "customresourcedefinitions"})
+	for _, c := range crds {
+		if _, err := defs.Create(ctx, c, metav1.CreateOptions{}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	for _, ns := range []string{"web", "argocd", "fleet-default"} {
+	for _, ns := range namespaces {
 		if _, err := kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
 			t.Fatal(err)
 		}
@@ -74,8 +73,6 @@ func TestDeployTracking(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The rollout has completed (no controllers run here; the rollout check itself is direct
-	// apply's and tested there).
 	dep.Status = appsv1.DeploymentStatus{ObservedGeneration: dep.Generation, Replicas: 1, UpdatedReplicas: 1, AvailableReplicas: 1, ReadyReplicas: 1}
 	if _, err := kube.AppsV1().Deployments("web").UpdateStatus(ctx, dep, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
@@ -84,6 +81,18 @@ func TestDeployTracking(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return dyn, kubeconfig
+}
+
+// TestDeployTracking follows pushed commits on a real kube-apiserver, with the test playing Argo CD
+// and Fleet by writing the status fields their controllers write: synced and healthy → succeeded,
+// with the synced and ready times; a failed sync → failed with Argo CD's message; a descendant
+// synced → succeeded; no application for the files → unknown; nothing synced → failed after the
+// timeout.
+func TestDeployTracking(t *testing.T) {
+	ctx := context.Background()
+	dyn, kubeconfig := websiteCluster(t, []*unstructured.Unstructured{crd("argoproj.io", "Application", "applications", false), crd("fleet.cattle.io", "GitRepo", "gitrepos", true)},
+		"web", "argocd", "fleet-default")
 	hooks := `  - id: tracked
     token: ${HOOK_TOKEN}
     source: dockerhub
@@ -211,7 +220,7 @@ func TestDeployTracking(t *testing.T) {
 		"apiVersion": "fleet.cattle.io/v1alpha1", "kind": "GitRepo", "metadata": map[string]any{"name": "apps", "namespace": "fleet-default"},
 		"spec": map[string]any{"repo": repoURL, "branch": "main", "paths": []any{"apps"}},
 	}}
-	if _, err = gitrepos.Create(ctx, gr, metav1.CreateOptions{}); err != nil {
+	if _, err := gitrepos.Create(ctx, gr, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	id, commit = push("5.4.0")

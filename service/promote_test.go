@@ -15,17 +15,11 @@ import (
 	"testing/fstest"
 	"time"
 
-	appsv1 "k8s.io/api/apps/v1"
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/runtime/schema"
-	"k8s.io/client-go/dynamic"
-	"k8s.io/client-go/kubernetes"
 
 	"github.com/imagehook/imagehook/deploy"
 	"github.com/imagehook/imagehook/internal/gitserver"
-	"github.com/imagehook/imagehook/internal/kubetest"
 	"github.com/imagehook/imagehook/internal/manifesttest"
 	"github.com/imagehook/imagehook/internal/registrytest"
 	"github.com/imagehook/imagehook/internal/smtptest"
@@ -509,38 +503,8 @@ func (h *harness) getJSONAuth(path, token string, v any) int {
 // Application (on a real kube-apiserver) has not synced the commit and the workload is not
 // healthy; it is promoted once it is, with no new request.
 func TestPromotionWaitsForReady(t *testing.T) {
-	env, err := kubetest.Start()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(env.Stop)
 	ctx := context.Background()
-	kube := kubernetes.NewForConfigOrDie(env.Admin)
-	dyn := dynamic.NewForConfigOrDie(env.Admin)
-	crds := dyn.Resource(schema.GroupVersionResource{Group: "apiextensions.k8s.io", Version: "v1", Resource: "customresourcedefinitions"})
-	if _, err := crds.Create(ctx, crd("argoproj.io", "Application", "applications", false), metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	for _, ns := range []string{"web", "argocd"} {
-		if _, err := kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	sel := &metav1.LabelSelector{MatchLabels: map[string]string{"app": "website"}}
-	dep, err := kube.AppsV1().Deployments("web").Create(ctx, &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: "website", Namespace: "web"},
-		Spec: appsv1.DeploymentSpec{Selector: sel, Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: sel.MatchLabels},
-			Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "website", Image: "registry.cn-hangzhou.aliyuncs.com/imagehook-demo/website:1.0.0"}}}}}}, metav1.CreateOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	dep.Status = appsv1.DeploymentStatus{ObservedGeneration: dep.Generation, Replicas: 1, UpdatedReplicas: 1, AvailableReplicas: 1, ReadyReplicas: 1}
-	if _, err := kube.AppsV1().Deployments("web").UpdateStatus(ctx, dep, metav1.UpdateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	kubeconfig, err := kubetest.WriteKubeconfig(t.TempDir(), env.Admin)
-	if err != nil {
-		t.Fatal(err)
-	}
+	dyn, kubeconfig := websiteCluster(t, []*unstructured.Unstructured{crd("argoproj.io", "Application", "applications", false)}, "web", "argocd")
 	target := func(env string) string {
 		return fmt.Sprintf("[{repo: apps, path: envs/%s/website, workload: deployment/website, namespace: web, container: website}]", env)
 	}
