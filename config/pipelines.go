@@ -49,7 +49,14 @@ type Stage struct {
 	Targets []Target `yaml:"targets"`
 	// Notify names notifiers that hear about promotions into the stage (the hook's hear too).
 	Notify []string `yaml:"notify"`
+	// Hold, set to strict on a stage entered by pushes, holds the hook's pushes too while the
+	// stage is held; without it a held entry stage still takes them (a new build is a deliberate
+	// new version).
+	Hold string `yaml:"hold"`
 }
+
+// HoldStrict is the one value of a stage's hold.
+const HoldStrict = "strict"
 
 // Gates are what must hold before a candidate is promoted into a stage.
 type Gates struct {
@@ -287,6 +294,12 @@ func (c *Config) validateStages(errs *problems, pi int, p Pipeline, approvers, r
 		}
 		if s.After == "" && (s.Gates != Gates{}) {
 			errs.add("%s.gates%s: a stage without after is entered by pushes; gates belong to stages that follow another", where, at(j, "gates"))
+		}
+		switch {
+		case s.Hold != "" && s.Hold != HoldStrict:
+			errs.add("%s.hold%s: %q: want strict, or no hold", where, at(j, "hold"), s.Hold)
+		case s.Hold != "" && s.After != "":
+			errs.add("%s.hold%s: strict holds the pushes a stage takes; a stage after another takes none (a held one is never promoted into)", where, at(j, "hold"))
 		}
 		Hook{Targets: s.Targets}.validateTargets(errs, where, repos, clusters)
 		for k, t := range s.Targets {

@@ -52,6 +52,11 @@ func TestPipelines(t *testing.T) {
 		t.Fatalf("pipeline hook targets %+v, want dev's", h.Targets)
 	}
 	p, _ := c.PipelineByName("website")
+	if strict, err := Parse([]byte(strings.Replace(pipelineOK, "      - name: dev\n", "      - name: dev\n        hold: strict\n", 1)), env(nil)); err != nil {
+		t.Errorf("hold: strict on the entry stage: %v", err)
+	} else if sp, _ := strict.PipelineByName("website"); sp.Stages[0].Hold != HoldStrict {
+		t.Errorf("dev's hold = %q, want strict", sp.Stages[0].Hold)
+	}
 	prod, _ := p.Stage("prod")
 	if _, err := prod.Gates.Windows.Window(); err != nil {
 		t.Fatal(err)
@@ -87,6 +92,8 @@ func TestPipelineErrors(t *testing.T) {
 		{"name", pipe(stage("dev", "", ""), stage("pr od", "dev", "")), `"pr od"`},
 		{"pull request approval without pull requests", pipe(stage("dev", "", ""), stage("prod", "dev", ", gates: {approval: {pullRequest: true}}")), "writeBack.mode: pullRequest"},
 		{"pull request approval with approvers", pipe(stage("dev", "", ""), stage("prod", "dev", ", gates: {approval: {pullRequest: true, approvers: [alice], count: 1}}")), "remove approvers and count"},
+		{"hold not strict", pipe(stage("dev", "", ", hold: loose")), `hold (line 14): "loose": want strict, or no hold`},
+		{"strict hold after another stage", pipe(stage("dev", "", ""), stage("prod", "dev", ", hold: strict")), "prod].hold (line 15): strict holds the pushes a stage takes"},
 		{"blank approver token", strings.Replace(pipe(stage("dev", "", "")), "token: bob-approver-token", "token: ' '", 1), "a blank token would let anyone approve"},
 	}
 	for _, tt := range tests {

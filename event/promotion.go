@@ -9,6 +9,11 @@ import (
 // from a registry's webhook.
 const SourcePromotion = "promotion"
 
+// ReasonHeld: the target's pipeline stage is held (a person changed its value in git, or held it
+// through the API) and sets hold: strict, so a hook's push is not applied to it until it is
+// released.
+const ReasonHeld Reason = "held"
+
 // PromotedFrom says where a promotion came from: the event that brought the image to Stage of
 // Pipeline, and who approved it into Into.
 type PromotedFrom struct {

@@ -1,10 +1,8 @@
 package manifests
 
 import (
-	"errors"
 	"fmt"
 	"io/fs"
-	"path"
 	"strings"
 
 	"go.yaml.in/yaml/v3"
@@ -25,26 +23,13 @@ type Values struct {
 
 // SetValues rewrites the image in a Helm values file.
 func SetValues(fsys fs.FS, dir string, v Values, pushed imageref.Ref, opts Options) (Result, error) {
-	file := path.Clean(path.Join(strings.TrimPrefix(dir, "/"), v.File))
-	if !fs.ValidPath(file) || v.File == "" {
-		return Result{}, fmt.Errorf("values file %q: must be a file inside the repository", v.File)
-	}
-	data, err := opts.Budget.read(fsys, file)
-	var nr NotRead
-	if errors.As(err, &nr) && !nr.Malformed() {
-		return Result{NotRead: []NotRead{nr}, Warnings: warnings([]NotRead{nr})}, notFound("values file "+file, []NotRead{nr})
-	}
+	ve, err := readValues(fsys, dir, v, opts)
 	if err != nil {
+		if ve != nil {
+			return ve.res, err
+		}
 		return Result{}, err
 	}
-	docs, err := opts.Budget.decode(file, data, keepAll)
-	if errors.As(err, &nr) && !nr.Malformed() {
-		return Result{NotRead: []NotRead{nr}, Warnings: warnings([]NotRead{nr})}, notFound("values file "+file, []NotRead{nr})
-	}
-	if err != nil || len(docs) == 0 || len(docs[0].Content) == 0 {
-		return Result{}, fmt.Errorf("%s: not a YAML values file: %v", file, err)
-	}
-	ve := &valuesEdit{file: file, root: docs[0].Content[0]}
 	if v.Image != "" {
 		err = ve.image(v, pushed, opts)
 	} else {
@@ -53,12 +38,12 @@ func SetValues(fsys fs.FS, dir string, v Values, pushed imageref.Ref, opts Optio
 	if err != nil {
 		return ve.res, err
 	}
-	files, err := spliceFiles(map[string][]byte{file: data}, map[string][]edit{file: ve.edits})
+	files, err := spliceFiles(map[string][]byte{ve.file: ve.data}, map[string][]edit{ve.file: ve.edits})
 	if err != nil {
 		return Result{}, err
 	}
 	if len(ve.edits) == 0 {
-		delete(files, file)
+		delete(files, ve.file)
 	}
 	ve.res.Files = files
 	return ve.res, nil
@@ -67,6 +52,7 @@ func SetValues(fsys fs.FS, dir string, v Values, pushed imageref.Ref, opts Optio
 // valuesEdit collects the changes to one values file.
 type valuesEdit struct {
 	file  string
+	data  []byte
 	root  *yaml.Node
 	res   Result
 	edits []edit
@@ -91,13 +77,67 @@ func (ve *valuesEdit) change(what string, n *yaml.Node, val string) {
 	}
 }
 
+// valuesRef is the reference a values file keeps, as the rewrite reads it: the whole reference
+// (full) and the scalars it came from (image, or repository and tag with registry and digest
+// when named).
+type valuesRef struct {
+	full                string
+	repo                string // registry and repository joined
+	imageN, repoN, tagN *yaml.Node
+	regN, digN          *yaml.Node
+}
+
+// reference reads the image v names: the one rule for the rewrite and for what the file holds now.
+func (ve *valuesEdit) reference(v Values) (valuesRef, error) {
+	var r valuesRef
+	var err error
+	if v.Image != "" {
+		if r.imageN, err = ve.node(v.Image); err != nil {
+			return r, err
+		}
+		r.full = r.imageN.Value
+		return r, nil
+	}
+	if v.Repository == "" || v.Tag == "" {
+		return r, fmt.Errorf("values: set image, or repository and tag")
+	}
+	if r.repoN, err = ve.node(v.Repository); err != nil {
+		return r, err
+	}
+	if r.tagN, err = ve.node(v.Tag); err != nil {
+		return r, err
+	}
+	r.repo = r.repoN.Value
+	if v.Registry != "" {
+		if r.regN, err = ve.node(v.Registry); err != nil {
+			return r, err
+		}
+		if r.regN.Value != "" {
+			r.repo = strings.TrimSuffix(r.regN.Value, "/") + "/" + r.repo
+		}
+	}
+	r.full = r.repo
+	if r.tagN.Value != "" {
+		r.full += ":" + r.tagN.Value
+	}
+	if v.Digest != "" {
+		if r.digN, err = ve.node(v.Digest); err != nil {
+			return r, err
+		}
+		if r.digN.Value != "" {
+			r.full += "@" + r.digN.Value
+		}
+	}
+	return r, nil
+}
+
 // image rewrites a whole reference kept at one key.
 func (ve *valuesEdit) image(v Values, pushed imageref.Ref, opts Options) error {
-	n, err := ve.node(v.Image)
+	r, err := ve.reference(v)
 	if err != nil {
 		return err
 	}
-	cur, err := imageref.Parse(n.Value)
+	cur, err := imageref.Parse(r.full)
 	if err != nil {
 		return fmt.Errorf("%s: %s: %w", ve.file, v.Image, err)
 	}
@@ -105,45 +145,17 @@ func (ve *valuesEdit) image(v Values, pushed imageref.Ref, opts Options) error {
 	if err != nil {
 		return fmt.Errorf("%s: %w", ve.file, err)
 	}
-	ve.change(v.Image, n, val)
+	ve.change(v.Image, r.imageN, val)
 	return nil
 }
 
 // split rewrites a reference kept in parts: registry, repository, tag and digest keys.
 func (ve *valuesEdit) split(v Values, pushed imageref.Ref, opts Options) error {
-	if v.Repository == "" || v.Tag == "" {
-		return fmt.Errorf("values: set image, or repository and tag")
-	}
-	repoN, err := ve.node(v.Repository)
+	r, err := ve.reference(v)
 	if err != nil {
 		return err
 	}
-	tagN, err := ve.node(v.Tag)
-	if err != nil {
-		return err
-	}
-	var regN, digN *yaml.Node
-	repo := repoN.Value
-	if v.Registry != "" {
-		if regN, err = ve.node(v.Registry); err != nil {
-			return err
-		}
-		if regN.Value != "" {
-			repo = strings.TrimSuffix(regN.Value, "/") + "/" + repo
-		}
-	}
-	full := repo
-	if tagN.Value != "" {
-		full += ":" + tagN.Value
-	}
-	if v.Digest != "" {
-		if digN, err = ve.node(v.Digest); err != nil {
-			return err
-		}
-		if digN.Value != "" {
-			full += "@" + digN.Value
-		}
-	}
+	repoN, tagN, regN, digN, repo, full := r.repoN, r.tagN, r.regN, r.digN, r.repo, r.full
 	cur, err := imageref.Parse(full)
 	if err != nil {
 		return fmt.Errorf("%s: current image %q: %w", ve.file, full, err)

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/imagehook/imagehook/config"
 	"github.com/imagehook/imagehook/event"
 	"github.com/imagehook/imagehook/gitops"
 	"github.com/imagehook/imagehook/imageref"
@@ -70,7 +71,7 @@ func (c *Controller) held(ctx context.Context, p pipeline, s *stage, cur *event.
 	if c.opts.Manifests == nil || cur == nil {
 		return nil, "", nil
 	}
-	t, ok := workloadTarget(s)
+	t, ok := gitTarget(s)
 	if !ok {
 		return nil, "", nil
 	}
@@ -78,7 +79,7 @@ func (c *Controller) held(ctx context.Context, p pipeline, s *stage, cur *event.
 	if err != nil {
 		return nil, "", err
 	}
-	if sameRef(gv.image, written(cur)) {
+	if wrote(gv.image, cur) {
 		return nil, "", nil
 	}
 	if gv.found && gv.ours {
@@ -119,7 +120,7 @@ func (c *Controller) gitValue(ctx context.Context, p pipeline, s *stage, t event
 		return gitValue{}, fmt.Errorf("stage %s's value in git: %w", s.Name, err)
 	}
 	gv = gitValue{event: cur.ID, at: now, image: img}
-	if st, ok := cur.Step(event.StepGit); ok && len(st.Files) > 0 && !sameRef(img, written(cur)) {
+	if st, ok := cur.Step(event.StepGit); ok && len(st.Files) > 0 && !wrote(img, cur) {
 		gv.commit, gv.found, gv.ours, err = c.opts.Manifests.LastChange(ctx, t.Repo, st.Files[0])
 		if err != nil {
 			return gitValue{}, fmt.Errorf("who changed stage %s: %w", s.Name, err)
@@ -134,15 +135,31 @@ func (c *Controller) gitValue(ctx context.Context, p pipeline, s *stage, t event
 	return gv, nil
 }
 
-// workloadTarget is the stage target whose value git is read for: a workload container in a
-// repository.
-func workloadTarget(s *stage) (event.Target, bool) {
+// gitTarget is the stage target whose value git is read for: the first in a repository, of any
+// kind of place (a workload container, a Helm values file, marked scalars).
+func gitTarget(s *stage) (event.Target, bool) {
 	for _, t := range s.targets {
-		if t.Repo != "" && t.Workload != "" && t.Container != "" && t.Values == nil && t.Marker == "" {
+		if t.Repo != "" && (t.Values != nil || t.Marker != "" || t.Workload != "" && t.Container != "") {
 			return t, true
 		}
 	}
 	return event.Target{}, false
+}
+
+// wrote reports whether git's value is what the event wrote there: the same reference, or the
+// same repository path and tag with the same digest or none on one side (a values file without a
+// digest key keeps the tag alone). Hosts are not compared there: a registry alias writes another.
+func wrote(git string, ev *event.Event) bool {
+	w := written(ev)
+	if sameRef(git, w) {
+		return true
+	}
+	g, errG := imageref.Parse(git)
+	e, errE := imageref.Parse(w)
+	if errG != nil || errE != nil || g.Path() != e.Path() || g.Tag != e.Tag {
+		return false
+	}
+	return g.Digest == e.Digest || g.Digest == "" || e.Digest == ""
 }
 
 // sameRef compares two image references as references (a default host or tag spelled out or not).
@@ -201,26 +218,51 @@ func (c *Controller) SetHold(ctx context.Context, pipelineName, stageName, who s
 // submitting a newer tag, so that a person's rollback is not undone by polling either. A stage
 // whose state cannot be read counts as held (said in the log): submitting could undo a change.
 func (c *Controller) Held(ctx context.Context, target event.Target) (bool, string) {
+	p, s := c.stageOf(target)
+	if s == nil {
+		return false, ""
+	}
+	return c.heldNow(ctx, p, s, c.opts.HoldInterval)
+}
+
+// HeldForPushes reports whether a hook's push to target must not be applied, and why: its stage
+// sets hold: strict and is held. Without strict, a held entry stage takes pushes (a new build is a
+// deliberate new version). What git holds is read now, so that a person's change just before the
+// push is seen; a stage that cannot be read counts as held.
+func (c *Controller) HeldForPushes(ctx context.Context, target event.Target) (bool, string) {
+	p, s := c.stageOf(target)
+	if s == nil || s.Hold != config.HoldStrict {
+		return false, ""
+	}
+	return c.heldNow(ctx, p, s, 0)
+}
+
+// stageOf returns the stage that holds target, or nil.
+func (c *Controller) stageOf(target event.Target) (pipeline, *stage) {
 	key := target.Key()
 	for _, p := range c.pipelines {
 		for i := range p.stages {
 			s := &p.stages[i]
-			if !slices.ContainsFunc(s.targets, func(t event.Target) bool { return t.Key() == key }) {
-				continue
+			if slices.ContainsFunc(s.targets, func(t event.Target) bool { return t.Key() == key }) {
+				return p, s
 			}
-			cur, err := c.running(ctx, s)
-			if err == nil {
-				var h *Held
-				if h, _, err = c.held(ctx, p, s, cur, c.opts.HoldInterval); err == nil {
-					if h == nil {
-						return false, ""
-					}
-					return true, h.Detail
-				}
-			}
-			c.log.Warn("stage not read; counted as held", "pipeline", p.name, "stage", s.Name, "err", err)
-			return true, "stage " + s.Name + " could not be read"
 		}
 	}
-	return false, ""
+	return pipeline{}, nil
+}
+
+// heldNow is whether the stage is held, trusting git's answer for maxAge; unread counts as held.
+func (c *Controller) heldNow(ctx context.Context, p pipeline, s *stage, maxAge time.Duration) (bool, string) {
+	cur, err := c.running(ctx, s)
+	if err == nil {
+		var h *Held
+		if h, _, err = c.held(ctx, p, s, cur, maxAge); err == nil {
+			if h == nil {
+				return false, ""
+			}
+			return true, h.Detail
+		}
+	}
+	c.log.Warn("stage not read; counted as held", "pipeline", p.name, "stage", s.Name, "err", err)
+	return true, "stage " + s.Name + " could not be read"
 }

@@ -127,13 +127,13 @@ func (c *Controller) Run(ctx context.Context) {
 	}
 }
 
-// Pass evaluates every stage that follows another and promotes where every gate is open. A stage
-// that cannot be read is logged and tried again on the next pass.
+// Pass evaluates every stage, tells of holds and requests for approval, and promotes where every
+// gate is open. A stage that cannot be read is logged and tried again on the next pass.
 func (c *Controller) Pass(ctx context.Context) {
 	for _, p := range c.pipelines {
 		for i := range p.stages {
 			s := &p.stages[i]
-			if s.After == "" || !c.owns(s) {
+			if !c.owns(s) {
 				continue
 			}
 			v, err := c.evaluate(ctx, p, s)
@@ -141,7 +141,9 @@ func (c *Controller) Pass(ctx context.Context) {
 				c.log.Warn("promotion gates not read; trying again", "pipeline", p.name, "stage", s.Name, "err", err)
 				continue
 			}
-			if !v.ready() {
+			if s.After == "" || !v.ready() {
+				// An entry stage is never promoted into, but a person's change to it is noticed
+				// like any stage's.
 				c.announce(ctx, p, s, v)
 				continue
 			}
@@ -488,8 +490,13 @@ func candidate(ev *event.Event, needReady bool) *Candidate {
 	return c
 }
 
-// written is the image reference an event wrote: the new value of its first change, else its push.
+// written is the image reference an event wrote: the new value of its first change, else its
+// push. A Helm values file or marked scalars keep a reference in parts (a tag alone, a repository
+// alone), so for such a target it is the push, which the parts were written from.
 func written(ev *event.Event) string {
+	if writtenFromPush(ev) {
+		return ev.Push.Ref()
+	}
 	for _, s := range ev.Steps {
 		for _, ch := range s.Changes {
 			if ch.New != "" {
@@ -498,6 +505,12 @@ func written(ev *event.Event) string {
 		}
 	}
 	return ev.Push.Ref()
+}
+
+// writtenFromPush reports whether what the event wrote is read from its push rather than its
+// changes: its first target keeps the reference in parts.
+func writtenFromPush(ev *event.Event) bool {
+	return len(ev.Targets) > 0 && (ev.Targets[0].Values != nil || ev.Targets[0].Marker != "")
 }
 
 // splitDigest returns host/repo:tag and the digest of ref.
@@ -555,11 +568,14 @@ func (c *Controller) promote(ctx context.Context, p pipeline, s *stage, v StageV
 	if ref, err := imageref.Parse(cand.Image); err == nil && ref.Tag == "" {
 		image = from.Push.Image // a digest-only value: keep the pushed tag beside it
 	}
+	// The image is the value the stage before holds, host included, unless it was read from a
+	// push that named no host (a Docker Hub push into a values file): the rewrite keeps the
+	// file's host then, as it did there.
 	ev := &event.Event{
 		ID:   id,
 		Hook: from.Hook,
 		Push: event.Push{Image: image, Digest: cand.Digest, Pusher: "imagehook", PushedAt: now,
-			ExplicitHost: true, Source: event.SourcePromotion},
+			ExplicitHost: from.Push.ExplicitHost || !writtenFromPush(from), Source: event.SourcePromotion},
 		NoDowngrade: from.NoDowngrade,
 		Delivery:    id,
 		Targets:     s.targets,

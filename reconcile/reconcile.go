@@ -251,28 +251,41 @@ func currentMarked(ctx context.Context, repo Repo, t config.Target, image string
 	return image, tag, nil
 }
 
-// CurrentImage reads the image a workload target holds in git now (reconcile's starting point, and
-// the status page's "in git now").
+// CurrentImage reads the image a target holds in git now, whatever its kind of place (a workload
+// container, a Helm values file, marked scalars): reconcile's starting point, the status page's
+// "in git now", and what promotion compares with what imagehook wrote.
 func CurrentImage(ctx context.Context, repo Repo, t event.Target) (string, error) {
-	mt, err := manifests.WorkloadTarget(t.Workload, t.Namespace, t.Container)
-	if err != nil {
-		return "", err
-	}
 	var current string
-	err = repo.Read(ctx, func(fsys fs.FS) error {
+	err := repo.Read(ctx, func(fsys fs.FS) error {
 		var err error
-		current, err = manifests.Current(fsys, t.Path, mt, manifests.Options{})
+		current, err = CurrentImageIn(fsys, t)
 		return err
 	})
 	return current, err
 }
 
-// CurrentImageIn reads the image a workload target holds in a tree already read (the status
-// page's cached tip).
+// CurrentImageIn reads the image a target holds in a tree already read (the status page's cached
+// tip).
 func CurrentImageIn(fsys fs.FS, t event.Target) (string, error) {
-	mt, err := manifests.WorkloadTarget(t.Workload, t.Namespace, t.Container)
+	p, err := Place(t)
 	if err != nil {
 		return "", err
 	}
-	return manifests.Current(fsys, t.Path, mt, manifests.Options{})
+	return manifests.CurrentImage(fsys, p, manifests.Options{})
+}
+
+// Place is where a target's value is in its repository, as package manifests names it.
+func Place(t event.Target) (manifests.Place, error) {
+	p := manifests.Place{Path: t.Path, Marker: t.Marker}
+	switch v := t.Values; {
+	case t.Marker != "":
+	case v != nil:
+		p.Values = &manifests.Values{File: v.File, Image: v.Image, Registry: v.Registry, Repository: v.Repository, Tag: v.Tag, Digest: v.Digest}
+	default:
+		var err error
+		if p.Workload, err = manifests.WorkloadTarget(t.Workload, t.Namespace, t.Container); err != nil {
+			return p, err
+		}
+	}
+	return p, nil
 }

@@ -272,6 +272,7 @@ func (s *Service) build() error {
 		}
 		s.http.Handler = withPipelines(s.http.Handler, s.promote.Handler(srv.AdminOK, cfg.Admin.Token != "" || cfg.Admin.Password != ""))
 		s.reconcile.Held = s.promote.Held
+		s.updater.HoldPushes(s.promote.HeldForPushes)
 	}
 	return nil
 }
@@ -632,8 +633,8 @@ type stageReader struct {
 // seen before a promotion overwrites it.
 func (s stageReader) Current(ctx context.Context, t event.Target) (string, error) {
 	repo := s.readers[t.Repo]
-	if repo == nil || t.Container == "" {
-		return "", errors.New("not a workload target in a configured repository")
+	if repo == nil {
+		return "", errors.New("not a target in a configured repository")
 	}
 	return reconcile.CurrentImage(ctx, repo, t)
 }

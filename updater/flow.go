@@ -31,6 +31,9 @@ type flow struct {
 	rep *reporter
 	rv  *reviews
 
+	// held says whether a push may not be applied to a target (HoldPushes; nil: always may).
+	held func(ctx context.Context, t event.Target) (bool, string)
+
 	// verifying holds, per registry host, the slots of the verifications in flight with it.
 	verifyMu  sync.Mutex
 	verifying map[string]chan struct{}
@@ -89,6 +92,20 @@ func (f *flow) stale(ctx context.Context, ev *event.Event) (event.Reason, string
 		}
 	}
 	return "", "", nil
+}
+
+// heldFor says why a hook's push must not be applied to one of its targets (HoldPushes), or "".
+// A promotion is not asked: promotion itself never promotes into a held stage.
+func (f *flow) heldFor(ctx context.Context, ev *event.Event) string {
+	if f.held == nil || ev.PromotedFrom != nil {
+		return ""
+	}
+	for _, t := range ev.Targets {
+		if held, why := f.held(ctx, t); held {
+			return why
+		}
+	}
+	return ""
 }
 
 // staleWaiting is stale for the finisher, which cannot hand an event back to its queue: it asks

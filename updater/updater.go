@@ -168,6 +168,13 @@ func New(j journal.Journal, repos map[string]Repository, applier Applier, notifi
 	return &Updater{f: f, rv: f.rv}
 }
 
+// HoldPushes makes admission ask held, for each target of an event that is not a promotion,
+// whether a hook's push may be applied there (a strictly held pipeline stage says no, and why):
+// such an event is ignored with reason held. It must be called before Run.
+func (u *Updater) HoldPushes(held func(ctx context.Context, t event.Target) (bool, string)) {
+	u.f.held = held
+}
+
 // Run resumes the events a previous process left unfinished, then serves submissions until ctx
 // ends, and waits for the batches in flight.
 func (u *Updater) Run(ctx context.Context) error {

@@ -169,6 +169,11 @@ func (w *worker) admit(ev *event.Event) admission {
 	case a.why != "":
 		a.verdict = admitIgnore
 		return a
+	}
+	if why := w.f.heldFor(w.ctx, ev); why != "" {
+		return admission{verdict: admitIgnore, reason: event.ReasonHeld, why: why}
+	}
+	switch {
 	case ev.Verify && !verified(ev):
 		return admission{verdict: admitVerify}
 	}
