@@ -211,6 +211,7 @@ func (c *Controller) SetHold(ctx context.Context, pipelineName, stageName, who s
 		verb = "released"
 	}
 	c.log.Info("stage "+verb, "pipeline", p.name, "stage", s.Name, "by", who)
+	c.Poke()
 	return c.evaluate(ctx, p, s)
 }
 

@@ -94,6 +94,7 @@ func (c *Controller) decide(ctx context.Context, pipelineName, stageName, approv
 		verb = "rejected"
 	}
 	c.log.Info("promotion "+verb, "pipeline", pipelineName, "stage", stageName, "approver", approver, "candidate", d.Digest)
+	c.Poke()
 	return c.evaluate(ctx, *p, s)
 }
 

@@ -36,8 +36,14 @@ type Submitter interface {
 
 // Options tune a Controller.
 type Options struct {
-	// Interval is the time between passes over the gates (default 2s).
+	// Interval is the slow safety pass: the longest time between two passes over the gates
+	// (default 10s). A pass also runs when the earliest shut gate can open (a soak ends, an allow
+	// window opens, a freeze ends), when an event finishes (Poke), and after a decision or a hold
+	// through this process.
 	Interval time.Duration
+	// NoGateTimers leaves out the wake-up at a gate's opening time: passes run on the interval
+	// and on pokes only (BenchmarkPromotion's baseline).
+	NoGateTimers bool
 	// Now is the clock (default time.Now); tests move it.
 	Now func() time.Time
 	// Owns reports whether this replica works a repository (nil: all): only the owner promotes.
@@ -64,6 +70,7 @@ type Controller struct {
 	opts      Options
 	cache     holdCache
 	told      announced
+	poke      chan struct{}
 }
 
 type pipeline struct {
@@ -80,7 +87,7 @@ type stage struct {
 // New builds a controller for the configured pipelines.
 func New(cfg *config.Config, j Journal, sub Submitter, log *slog.Logger, opts Options) (*Controller, error) {
 	if opts.Interval <= 0 {
-		opts.Interval = 2 * time.Second
+		opts.Interval = 10 * time.Second
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
@@ -88,7 +95,7 @@ func New(cfg *config.Config, j Journal, sub Submitter, log *slog.Logger, opts Op
 	if opts.HoldInterval <= 0 {
 		opts.HoldInterval = 15 * time.Second
 	}
-	c := &Controller{approvers: map[string]string{}, j: j, sub: sub, log: log, opts: opts}
+	c := &Controller{approvers: map[string]string{}, j: j, sub: sub, log: log, opts: opts, poke: make(chan struct{}, 1)}
 	for _, a := range cfg.Approvers {
 		c.approvers[a.Name] = a.Token
 	}
@@ -113,23 +120,46 @@ func New(cfg *config.Config, j Journal, sub Submitter, log *slog.Logger, opts Op
 	return c, nil
 }
 
-// Run passes over the gates every interval until ctx ends.
+// Run passes over the gates until ctx ends: when the earliest shut gate can open, when poked,
+// and at least every interval.
 func (c *Controller) Run(ctx context.Context) {
-	t := time.NewTicker(c.opts.Interval)
-	defer t.Stop()
 	for {
-		c.Pass(ctx)
+		wait := c.opts.Interval
+		if next := c.Pass(ctx); !next.IsZero() && !c.opts.NoGateTimers {
+			// A floor keeps a gate that says it opens now but is still shut (a clock a hair
+			// behind the journal's) from spinning the loop.
+			wait = min(wait, max(next.Sub(c.opts.Now()), minWait))
+		}
+		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
+			t.Stop()
 			return
 		case <-t.C:
+		case <-c.poke:
+			t.Stop()
 		}
 	}
 }
 
+// minWait is the shortest wait between two passes woken by a gate's opening time.
+const minWait = 5 * time.Millisecond
+
+// Poke makes the next pass run now: an event finished (a stage may offer a new candidate, or be
+// Ready), this replica took a queue over, or a decision or a hold was recorded. It never blocks.
+func (c *Controller) Poke() {
+	select {
+	case c.poke <- struct{}{}:
+	default:
+	}
+}
+
 // Pass evaluates every stage, tells of holds and requests for approval, and promotes where every
-// gate is open. A stage that cannot be read is logged and tried again on the next pass.
-func (c *Controller) Pass(ctx context.Context) {
+// gate is open. A stage that cannot be read is logged and tried again on the next pass. It returns
+// the earliest time a shut gate of a stage this replica works can open (zero: none has a time —
+// an approval, a stage not Ready yet, or nothing waits).
+func (c *Controller) Pass(ctx context.Context) time.Time {
+	var next time.Time
 	for _, p := range c.pipelines {
 		for i := range p.stages {
 			s := &p.stages[i]
@@ -145,6 +175,7 @@ func (c *Controller) Pass(ctx context.Context) {
 				// An entry stage is never promoted into, but a person's change to it is noticed
 				// like any stage's.
 				c.announce(ctx, p, s, v)
+				next = earliest(next, v.Gates)
 				continue
 			}
 			// What git holds is read again now: a person's change since the last read holds it.
@@ -157,6 +188,17 @@ func (c *Controller) Pass(ctx context.Context) {
 			}
 		}
 	}
+	return next
+}
+
+// earliest is the sooner of next and the opening time of each shut gate that has one.
+func earliest(next time.Time, gates []Gate) time.Time {
+	for _, g := range gates {
+		if !g.Open && !g.Opens.IsZero() && (next.IsZero() || g.Opens.Before(next)) {
+			next = g.Opens
+		}
+	}
+	return next
 }
 
 func (c *Controller) owns(s *stage) bool {

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"testing/fstest"
@@ -267,5 +268,50 @@ pipelines:
 				t.Errorf("staging's file after the promotion:\n%s", got)
 			}
 		})
+	}
+}
+
+// TestPromotionWakesAtGateOpening: with a safety pass of an hour, every promotion still happens:
+// staging when its real one-second soak ends (the controller wakes at the gate's opening time),
+// prod's request for approval once staging's promotion finishes (an event finishing wakes it),
+// and prod after alice's approval (a decision wakes it) once its freeze, ending seconds after the
+// start, is over (the end of a deny interval wakes it).
+func TestPromotionWakesAtGateOpening(t *testing.T) {
+	target := func(env string) string {
+		return fmt.Sprintf("[{repo: apps, path: envs/%s/website, workload: deployment/website, container: website}]", env)
+	}
+	thaw := time.Now().UTC().Add(4 * time.Second).Truncate(time.Second)
+	freeze := thaw.Add(-time.Hour).Format("2006-01-02T15:04:05Z") + "/" + thaw.Format("2006-01-02T15:04:05Z")
+	extra := fmt.Sprintf(`admin: {token: %s}
+approvers: [{name: alice, token: %s}]
+pipelines:
+  - name: website
+    stages:
+      - {name: dev, targets: %s}
+      - {name: staging, after: dev, gates: {soak: 1s}, targets: %s}
+      - name: prod
+        after: staging
+        gates: {approval: {approvers: [alice], count: 1}, windows: {deny: ["%s"]}}
+        targets: %s`, adminToken, aliceToken, target("dev"), target("staging"), freeze, target("prod"))
+	h := newHarnessRepoOpts(t, stageManifests(), "  - {id: site, token: ${HOOK_TOKEN}, source: aliyun, pipeline: website}\n",
+		func(o *Options) { o.Promote = promote.Options{Interval: time.Hour} }, extra)
+	image := func(env string) string { return h.gitOut("show", "main:envs/"+env+"/website/deployment.yaml") }
+	prod := func() any { return pipelineStage(h, "website", "prod") }
+	if code, resp := h.post("/hooks/site?wait=30s&token="+hookToken, aliyunPush(t, "2.0.0", "sha256:"+strings.Repeat("a", 64), "2016-11-29 12:25:46")); code != http.StatusOK || resp["status"] != "succeeded" {
+		t.Fatalf("push: %d %v", code, resp)
+	}
+	waitUntil(t, "staging promoted at its soak's end", func() bool { return strings.Contains(image("staging"), "website:2.0.0") }, prod)
+	waitUntil(t, "prod waiting for approval", func() bool {
+		s := pipelineStage(h, "website", "prod")
+		return s.Candidate != nil && slices.ContainsFunc(s.Gates, func(g promote.Gate) bool { return g.Reason == promote.ReasonAwaitingApproval })
+	}, prod)
+	req, _ := http.NewRequest(http.MethodPost, "http://"+h.addr+"/pipelines/website/stages/prod/approve", nil)
+	req.Header.Set("Authorization", "Bearer "+aliceToken)
+	if code, body := h.do(req); code != http.StatusOK {
+		t.Fatalf("approve: %d %v", code, body)
+	}
+	waitUntil(t, "prod promoted", func() bool { return strings.Contains(image("prod"), "website:2.0.0") }, prod)
+	if time.Now().Before(thaw) {
+		t.Error("prod promoted inside its freeze")
 	}
 }

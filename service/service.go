@@ -273,6 +273,7 @@ func (s *Service) build() error {
 		s.http.Handler = withPipelines(s.http.Handler, s.promote.Handler(srv.AdminOK, cfg.Admin.Token != "" || cfg.Admin.Password != ""))
 		s.reconcile.Held = s.promote.Held
 		s.updater.HoldPushes(s.promote.HeldForPushes)
+		s.updater.OnProgress(s.promote.Poke)
 	}
 	return nil
 }

@@ -31,6 +31,9 @@ type flow struct {
 	rep *reporter
 	rv  *reviews
 
+	// progress is told that events finished or a queue was taken over (OnProgress; nil: nobody).
+	progress func()
+
 	// held says whether a push may not be applied to a target (HoldPushes; nil: always may).
 	held func(ctx context.Context, t event.Target) (bool, string)
 
@@ -92,6 +95,13 @@ func (f *flow) stale(ctx context.Context, ev *event.Event) (event.Reason, string
 		}
 	}
 	return "", "", nil
+}
+
+// tellProgress tells OnProgress's function that events finished or a queue was taken over.
+func (f *flow) tellProgress() {
+	if f.progress != nil {
+		f.progress()
+	}
 }
 
 // heldFor says why a hook's push must not be applied to one of its targets (HoldPushes), or "".

@@ -158,4 +158,5 @@ func (r *reporter) release(ctx context.Context, log *slog.Logger, evs []*event.E
 	if r.f.opts.Peers != nil {
 		r.f.opts.Peers.Finished(ctx, ids)
 	}
+	r.f.tellProgress()
 }

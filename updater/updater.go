@@ -268,7 +268,15 @@ func (u *Updater) Take(ctx context.Context, id string) error {
 }
 
 // Wake answers the ?wait= callers of an event another replica finished.
-func (u *Updater) Wake(id string) { u.f.q.wake(id) }
+func (u *Updater) Wake(id string) {
+	u.f.q.wake(id)
+	u.f.tellProgress()
+}
+
+// OnProgress makes fn run whenever events finish, here or on another replica, and when this
+// replica takes over a queue (or hears of new events for it): promotion passes over its gates
+// then. fn must not block. It must be called before Run.
+func (u *Updater) OnProgress(fn func()) { u.f.progress = fn }
 
 // Resume queues the journal's unfinished events of key: this replica has just become its owner,
 // or was told of new events for it.
@@ -279,6 +287,7 @@ func (u *Updater) Resume(ctx context.Context, key string) error {
 	}
 	u.resume(pending, key)
 	u.rv.followClosed(ctx, key)
+	u.f.tellProgress()
 	return nil
 }
 
