@@ -14,6 +14,7 @@ import (
 	"github.com/imagehook/imagehook/internal/gitserver"
 	"github.com/imagehook/imagehook/internal/manifesttest"
 	"github.com/imagehook/imagehook/internal/pgtest"
+	"github.com/imagehook/imagehook/internal/smtptest"
 )
 
 // TestPromotionSurvivesKillNine kills imagehook with SIGKILL while staging's soak runs: after the
@@ -174,5 +175,81 @@ func waitStagingCurrent(t *testing.T, addr string) {
 		if time.Now().After(deadline) {
 			t.Fatalf("staging never current on %s: %+v", addr, v)
 		}
+	}
+}
+
+// TestPromotionNoticeOnceAcrossRestarts: staging waits for alice's approval and the request is
+// mailed to a real SMTP server; imagehook is killed with SIGKILL and started again: the new process
+// finds the request recorded in the journal and mails nothing — one message in all.
+func TestPromotionNoticeOnceAcrossRestarts(t *testing.T) {
+	_, cert := smtptest.TestCA(t)
+	smtpSrv := smtptest.Start(t, smtptest.Options{}, cert)
+	git := gitserver.New(t, "bot", "pw")
+	url := git.NewRepo(t, "apps", manifesttest.Stages("dev", "staging"))
+	l, _ := net.Listen("tcp", "127.0.0.1:0")
+	addr := l.Addr().String()
+	l.Close()
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "imagehook.yaml")
+	target := func(env string) string {
+		return fmt.Sprintf("[{repo: apps, path: envs/%s/website, workload: deployment/website, container: website}]", env)
+	}
+	yml := fmt.Sprintf(`listen: %q
+dataDir: %s
+repos: [{name: apps, url: %s, auth: {username: bot, password: pw}}]
+mail: {host: 127.0.0.1, port: %d, tls: none, username: %s, password: %s, from: %s, to: [ops@example.com], language: en}
+approvers: [{name: alice, token: alice-approver-token-1}]
+hooks: [{id: web, token: tok, source: dockerhub, pipeline: website}]
+pipelines:
+  - name: website
+    stages:
+      - {name: dev, targets: %s}
+      - {name: staging, after: dev, gates: {approval: {approvers: [alice], count: 1}}, targets: %s}
+`, addr, filepath.Join(dir, "data"), url, smtpSrv.Port, smtptest.User, smtptest.Password, smtptest.User, target("dev"), target("staging"))
+	if err := os.WriteFile(cfg, []byte(yml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	d := &daemon{t: t, bin: buildBinary(t), cfg: cfg, addr: addr}
+	t.Cleanup(func() {
+		if d.cmd != nil && d.cmd.ProcessState == nil {
+			_ = d.cmd.Process.Kill()
+			_ = d.cmd.Wait()
+		}
+	})
+	d.start()
+	resp, err := http.Post("http://"+addr+"/hooks/web?wait=30s&token=tok", "application/json",
+		strings.NewReader(`{"push_data":{"tag":"3.0.0"},"repository":{"repo_name":"imagehook-demo/website"}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	requests := func() int {
+		msgs, _ := smtpSrv.Messages()
+		n := 0
+		for _, m := range msgs {
+			if strings.Contains(string(m), "staging waits for approval") {
+				n++
+			}
+		}
+		return n
+	}
+	for deadline := time.Now().Add(30 * time.Second); requests() == 0; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no request for approval mailed:\n%s", d.logText())
+		}
+	}
+	if err := d.cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	_ = d.cmd.Wait()
+
+	d.start()
+	for deadline := time.Now().Add(30 * time.Second); !strings.Contains(d.logText(), "promotion notice already sent"); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the restarted process never met the recorded request:\n%s", d.logText())
+		}
+	}
+	if n := requests(); n != 1 {
+		t.Errorf("%d requests for approval mailed, want 1 (the restart must not send it again)", n)
 	}
 }

@@ -2,11 +2,13 @@ package journal
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 )
 
 // Decision is one approver's approval or rejection of a digest for a pipeline's stage. A later
@@ -37,6 +39,20 @@ type Promotions interface {
 	SetHold(ctx context.Context, h Hold) error
 	// HoldsFor returns the holds and releases of one stage, oldest first.
 	HoldsFor(ctx context.Context, pipeline, stage string) ([]Hold, error)
+	// Noticed records a notice about to be sent and reports whether it is the first of its
+	// pipeline, stage, kind and key: a restart, or another replica, that would send the same
+	// notice again is told false and sends nothing.
+	Noticed(ctx context.Context, n Notice) (first bool, err error)
+}
+
+// Notice is one message promotion sends once: a stage waiting for approval of a candidate, or
+// a stage held. Key names what it is about (the candidate, the hold).
+type Notice struct {
+	Pipeline string
+	Stage    string
+	Kind     string
+	Key      string
+	At       time.Time
 }
 
 // Hold stops promotions into a stage: set by a person (Commit ""), or found when a commit that is
@@ -52,14 +68,42 @@ type Hold struct {
 	Released bool
 }
 
-var (
-	_ Promotions = (*SQLite)(nil)
-	_ Promotions = (*Postgres)(nil)
+// sqlitePromotions and pgPromotions keep promotion's records in each backend's database, beside
+// its events: a type of their own, so that the journal's types keep to the events.
+type (
+	sqlitePromotions struct{ db *sql.DB }
+	pgPromotions     struct{ pool *pgxpool.Pool }
 )
 
-// decisionTables are the tables of decisions, in SQL both backends read (BIGINT is SQLite's
-// INTEGER too).
-const decisionTables = `CREATE TABLE IF NOT EXISTS decisions (
+var (
+	_ Promotions = sqlitePromotions{}
+	_ Promotions = pgPromotions{}
+)
+
+// Promotions returns the store of promotion's approvals, holds and notices.
+func (j *SQLite) Promotions() Promotions { return sqlitePromotions{db: j.db} }
+
+// Promotions returns the store of promotion's approvals, holds and notices.
+func (j *Postgres) Promotions() Promotions { return pgPromotions{pool: j.pool} }
+
+// decisionTables are promotion's tables, in SQL both backends read (BIGINT is SQLite's INTEGER
+// too): SQLite creates them all at open; PostgreSQL's migrations 3 and 4 create them.
+const decisionTables = decisionTablesV3 + noticeTables
+
+// noticeTables are PostgreSQL's migration 4: the notices sent.
+const noticeTables = `
+	CREATE TABLE IF NOT EXISTS notices (
+		pipeline TEXT NOT NULL,
+		stage TEXT NOT NULL,
+		kind TEXT NOT NULL,
+		notice_key TEXT NOT NULL,
+		at BIGINT NOT NULL,
+		PRIMARY KEY (pipeline, stage, kind, notice_key)
+	);`
+
+// decisionTablesV3 is PostgreSQL's migration 3 as it shipped: decisions, the one-time links used,
+// and holds.
+const decisionTablesV3 = `CREATE TABLE IF NOT EXISTS decisions (
 		pipeline TEXT NOT NULL,
 		stage TEXT NOT NULL,
 		digest TEXT NOT NULL,
@@ -85,7 +129,7 @@ const decisionTables = `CREATE TABLE IF NOT EXISTS decisions (
 	);`
 
 // Decide records a decision in one transaction with its link's use.
-func (j *SQLite) Decide(ctx context.Context, d Decision) error {
+func (j sqlitePromotions) Decide(ctx context.Context, d Decision) error {
 	tx, err := j.db.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("journal decide: %w", err)
@@ -112,7 +156,7 @@ func (j *SQLite) Decide(ctx context.Context, d Decision) error {
 }
 
 // DecisionsFor returns the decisions for one digest of one stage, oldest first.
-func (j *SQLite) DecisionsFor(ctx context.Context, pipeline, stage, digest string) ([]Decision, error) {
+func (j sqlitePromotions) DecisionsFor(ctx context.Context, pipeline, stage, digest string) ([]Decision, error) {
 	rows, err := j.db.QueryContext(ctx, `SELECT approver, approve, comment, at FROM decisions
 		WHERE pipeline = ? AND stage = ? AND digest = ? ORDER BY at, approver`, pipeline, stage, digest)
 	if err != nil {
@@ -123,7 +167,7 @@ func (j *SQLite) DecisionsFor(ctx context.Context, pipeline, stage, digest strin
 }
 
 // Decide records a decision in one transaction with its link's use.
-func (j *Postgres) Decide(ctx context.Context, d Decision) error {
+func (j pgPromotions) Decide(ctx context.Context, d Decision) error {
 	return pgx.BeginFunc(ctx, j.pool, func(tx pgx.Tx) error {
 		if d.Link != "" {
 			tag, err := tx.Exec(ctx, `INSERT INTO used_links (id, at) VALUES ($1, $2) ON CONFLICT DO NOTHING`, d.Link, d.At.UnixMilli())
@@ -145,7 +189,7 @@ func (j *Postgres) Decide(ctx context.Context, d Decision) error {
 }
 
 // DecisionsFor returns the decisions for one digest of one stage, oldest first.
-func (j *Postgres) DecisionsFor(ctx context.Context, pipeline, stage, digest string) ([]Decision, error) {
+func (j pgPromotions) DecisionsFor(ctx context.Context, pipeline, stage, digest string) ([]Decision, error) {
 	rows, err := j.pool.Query(ctx, `SELECT approver, approve, comment, at FROM decisions
 		WHERE pipeline = $1 AND stage = $2 AND digest = $3 ORDER BY at, approver`, pipeline, stage, digest)
 	if err != nil {
@@ -180,7 +224,7 @@ const (
 )
 
 // SetHold records a hold or its release.
-func (j *SQLite) SetHold(ctx context.Context, h Hold) error {
+func (j sqlitePromotions) SetHold(ctx context.Context, h Hold) error {
 	_, err := j.db.ExecContext(ctx, fmt.Sprintf(upsertHold, "?, ?, ?, ?, ?, ?, ?"),
 		h.Pipeline, h.Stage, h.Commit, h.By, h.Comment, h.At.UnixMilli(), h.Released)
 	if err != nil {
@@ -190,7 +234,7 @@ func (j *SQLite) SetHold(ctx context.Context, h Hold) error {
 }
 
 // HoldsFor returns the holds and releases of one stage, oldest first.
-func (j *SQLite) HoldsFor(ctx context.Context, pipeline, stage string) ([]Hold, error) {
+func (j sqlitePromotions) HoldsFor(ctx context.Context, pipeline, stage string) ([]Hold, error) {
 	rows, err := j.db.QueryContext(ctx, fmt.Sprintf(selectHolds, "?", "?"), pipeline, stage)
 	if err != nil {
 		return nil, fmt.Errorf("journal holds: %w", err)
@@ -200,7 +244,7 @@ func (j *SQLite) HoldsFor(ctx context.Context, pipeline, stage string) ([]Hold, 
 }
 
 // SetHold records a hold or its release.
-func (j *Postgres) SetHold(ctx context.Context, h Hold) error {
+func (j pgPromotions) SetHold(ctx context.Context, h Hold) error {
 	_, err := j.pool.Exec(ctx, fmt.Sprintf(upsertHold, "$1, $2, $3, $4, $5, $6, $7"),
 		h.Pipeline, h.Stage, h.Commit, h.By, h.Comment, h.At.UnixMilli(), h.Released)
 	if err != nil {
@@ -210,7 +254,7 @@ func (j *Postgres) SetHold(ctx context.Context, h Hold) error {
 }
 
 // HoldsFor returns the holds and releases of one stage, oldest first.
-func (j *Postgres) HoldsFor(ctx context.Context, pipeline, stage string) ([]Hold, error) {
+func (j pgPromotions) HoldsFor(ctx context.Context, pipeline, stage string) ([]Hold, error) {
 	rows, err := j.pool.Query(ctx, fmt.Sprintf(selectHolds, "$1", "$2"), pipeline, stage)
 	if err != nil {
 		return nil, fmt.Errorf("journal holds: %w", err)
@@ -234,4 +278,28 @@ func scanHolds(rs rows, pipeline, stage string) ([]Hold, error) {
 		return nil, fmt.Errorf("journal holds: %w", err)
 	}
 	return out, nil
+}
+
+const insertNotice = `INSERT INTO notices (pipeline, stage, kind, notice_key, at) VALUES (%s) ON CONFLICT DO NOTHING`
+
+// Noticed records a notice; a second record of the same one is not the first.
+func (j sqlitePromotions) Noticed(ctx context.Context, n Notice) (bool, error) {
+	res, err := j.db.ExecContext(ctx, fmt.Sprintf(insertNotice, "?, ?, ?, ?, ?"), n.Pipeline, n.Stage, n.Kind, n.Key, n.At.UnixMilli())
+	if err != nil {
+		return false, fmt.Errorf("journal notice: %w", err)
+	}
+	added, err := res.RowsAffected()
+	if err != nil {
+		return false, fmt.Errorf("journal notice: %w", err)
+	}
+	return added == 1, nil
+}
+
+// Noticed records a notice; a second record of the same one is not the first.
+func (j pgPromotions) Noticed(ctx context.Context, n Notice) (bool, error) {
+	tag, err := j.pool.Exec(ctx, fmt.Sprintf(insertNotice, "$1, $2, $3, $4, $5"), n.Pipeline, n.Stage, n.Kind, n.Key, n.At.UnixMilli())
+	if err != nil {
+		return false, fmt.Errorf("journal notice: %w", err)
+	}
+	return tag.RowsAffected() == 1, nil
 }

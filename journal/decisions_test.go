@@ -11,7 +11,7 @@ func TestDecisions(t *testing.T) { each(t, testDecisions) }
 
 func testDecisions(t *testing.T, j Journal) {
 	ctx := context.Background()
-	d := Promotions(j)
+	d := j.Promotions()
 	at := time.UnixMilli(1_780_000_000_000).UTC()
 	digest := "sha256:aaaa"
 	// Real values: names as config allows them, a comment with a quote, a newline and non-ASCII.
@@ -56,16 +56,43 @@ func testHolds(t *testing.T, j Journal) {
 		{Pipeline: "website", Stage: "prod", Commit: "", By: "alice", At: at},
 		{Pipeline: "website", Stage: "staging", Commit: "abc123", By: "alice", At: at.Add(2 * time.Second), Released: true},
 	} {
-		if err := j.SetHold(ctx, h); err != nil {
+		if err := j.Promotions().SetHold(ctx, h); err != nil {
 			t.Fatal(err)
 		}
 	}
-	got, err := j.HoldsFor(ctx, "website", "staging")
+	got, err := j.Promotions().HoldsFor(ctx, "website", "staging")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(got) != 2 || got[0].Commit != "" || got[0].Released || got[0].Comment != "investigating" ||
 		got[1].Commit != "abc123" || !got[1].Released || got[1].By != "alice" || !got[1].At.Equal(at.Add(2*time.Second)) {
 		t.Fatalf("holds %+v, want the manual hold and the released commit hold", got)
+	}
+}
+
+func TestNotices(t *testing.T) { each(t, testNotices) }
+
+// testNotices: each notice is recorded once, whoever records it again (a restart, a replica, a
+// second journal on the same database); another key, kind or stage is another notice.
+func testNotices(t *testing.T, j Journal) {
+	ctx := context.Background()
+	at := time.UnixMilli(1_780_000_000_000).UTC()
+	n := Notice{Pipeline: "website", Stage: "prod", Kind: "approval", Key: "ev1 sha256:aaaa", At: at}
+	for _, tt := range []struct {
+		name  string
+		n     Notice
+		first bool
+	}{
+		{"first", n, true},
+		{"again", n, false},
+		{"again later", Notice{Pipeline: n.Pipeline, Stage: n.Stage, Kind: n.Kind, Key: n.Key, At: at.Add(time.Hour)}, false},
+		{"another key", Notice{Pipeline: n.Pipeline, Stage: n.Stage, Kind: n.Kind, Key: "ev2 sha256:bbbb", At: at}, true},
+		{"another kind", Notice{Pipeline: n.Pipeline, Stage: n.Stage, Kind: "held", Key: n.Key, At: at}, true},
+		{"another stage", Notice{Pipeline: n.Pipeline, Stage: "staging", Kind: n.Kind, Key: n.Key, At: at}, true},
+	} {
+		first, err := j.Promotions().Noticed(ctx, tt.n)
+		if err != nil || first != tt.first {
+			t.Errorf("%s: Noticed = %v, %v; want %v", tt.name, first, err, tt.first)
+		}
 	}
 }

@@ -70,8 +70,10 @@ var migrations = []migration{
 	);`},
 	// 2: keys become event.JoinKeys (they were joined with U+2400 in place of NUL).
 	{fn: rekeyPostgres},
-	// 3: promotion decisions (approvals and rejections) and the one-time links used.
-	{sql: decisionTables},
+	// 3: promotion decisions (approvals and rejections), the one-time links used, and holds.
+	{sql: decisionTablesV3},
+	// 4: promotion's notices sent (waiting for approval, held), so that each is sent once.
+	{sql: noticeTables},
 }
 
 // migrationLock is the advisory lock key under which replicas starting together migrate one at a

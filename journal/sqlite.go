@@ -44,8 +44,8 @@ type Journal interface {
 	SetApplied(ctx context.Context, target string, a Applied) error
 	// Prune deletes finished events (and delivery ids) received before t.
 	Prune(ctx context.Context, t time.Time) (int64, error)
-	// Promotions records promotion approvals and holds.
-	Promotions
+	// Promotions returns the store of promotion's approvals, holds and notices.
+	Promotions() Promotions
 	// Ping checks that the journal is writable.
 	Ping(ctx context.Context) error
 	// PendingByHook counts the events not yet done, per hook (the journal size budget).

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"html/template"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"strings"
@@ -29,37 +30,59 @@ type Links struct {
 	TTL    time.Duration
 }
 
-// announced remembers what was told, so that each candidate's request and each hold is told once
-// (by this process: a restart tells again, which says nothing false).
+// notices tells a stage's notifiers that it waits for approval or is held: each notice once, by
+// whichever process records it first in the journal (a restart or a replica taking over sends
+// nothing again).
+type notices struct {
+	j         Journal
+	store     journal.Promotions
+	announcer Announcer
+	links     *Links
+	now       func() time.Time
+	log       *slog.Logger
+	told      announced
+}
+
+// announced remembers the notices this process has seen recorded, so that the journal is asked
+// once per notice.
 type announced struct {
 	mu sync.Mutex
 	m  map[string]bool
 }
 
-func (a *announced) first(key string) bool {
+func (a *announced) seen(key string) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.m[key]
+}
+
+func (a *announced) add(key string) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.m == nil {
 		a.m = map[string]bool{}
 	}
-	if a.m[key] {
-		return false
-	}
 	a.m[key] = true
-	return true
 }
 
+// Kinds of notice.
+const (
+	noticeApproval = "approval"
+	noticeHeld     = "held"
+)
+
 // announce tells a stage's notifiers that it waits for approval or is held, once per candidate
-// and per hold.
-func (c *Controller) announce(ctx context.Context, p pipeline, s *stage, v StageView) {
-	if c.opts.Announcer == nil {
+// and per hold. The notice is recorded before it is sent: a crash in between loses it (the
+// pipeline's page and JSON still say what the stage waits on) rather than sending it twice.
+func (c *notices) announce(ctx context.Context, p pipeline, s *stage, v StageView) {
+	if c.announcer == nil {
 		return
 	}
 	var n notify.Notice
 	var mail *event.Mail
 	switch {
 	case v.State == ReasonAwaitingApproval && v.Candidate != nil && s.Gates.Approval != nil:
-		if !c.told.first("approval\x00" + p.name + "\x00" + s.Name + "\x00" + v.Candidate.Event + "\x00" + v.Candidate.Key()) {
+		if !c.first(ctx, p, s, noticeApproval, v.Candidate.Event+" "+v.Candidate.Key()) {
 			return
 		}
 		n = c.approvalNotice(p, s, v)
@@ -67,7 +90,7 @@ func (c *Controller) announce(ctx context.Context, p pipeline, s *stage, v Stage
 			mail = from.Mail
 		}
 	case v.State == ReasonHeld && v.Held != nil:
-		if !c.told.first("held\x00" + p.name + "\x00" + s.Name + "\x00" + v.Held.Commit + "\x00" + v.Held.At.String()) {
+		if !c.first(ctx, p, s, noticeHeld, holdKey(v.Held)) {
 			return
 		}
 		n = notify.Notice{Title: fmt.Sprintf("%s: %s is held", p.name, s.Name),
@@ -75,12 +98,44 @@ func (c *Controller) announce(ctx context.Context, p pipeline, s *stage, v Stage
 	default:
 		return
 	}
-	c.opts.Announcer.Announce(ctx, s.Notify, mail, n)
+	c.announcer.Announce(ctx, s.Notify, mail, n)
+}
+
+// first reports whether the notice is to be sent: not seen by this process, and recorded first in
+// the journal. A journal that cannot record it sends nothing now (said in the log) and is asked
+// again on the next pass.
+func (c *notices) first(ctx context.Context, p pipeline, s *stage, kind, key string) bool {
+	mem := kind + "\x00" + p.name + "\x00" + s.Name + "\x00" + key
+	if c.told.seen(mem) {
+		return false
+	}
+	first, err := c.store.Noticed(ctx, journal.Notice{Pipeline: p.name, Stage: s.Name, Kind: kind, Key: key, At: c.now().UTC()})
+	if err != nil {
+		c.log.Warn("promotion notice not recorded, so not sent; trying again", "pipeline", p.name, "stage", s.Name, "kind", kind, "err", err)
+		return false
+	}
+	c.told.add(mem)
+	if !first {
+		c.log.Info("promotion notice already sent by an earlier process or another replica; not sent again", "pipeline", p.name, "stage", s.Name, "kind", kind)
+	}
+	return first
+}
+
+// holdKey names a hold for its notice: the commit that changed the stage, else when it was set
+// through the API, else the value git holds.
+func holdKey(h *Held) string {
+	switch {
+	case h.Commit != "":
+		return h.Commit
+	case !h.At.IsZero():
+		return "api " + h.At.UTC().Format(time.RFC3339Nano)
+	}
+	return "value " + h.Image
 }
 
 // approvalNotice is the request for approval: the candidate, who may approve, and for each of
 // them an approve and a reject link when links are configured (the CLI's command otherwise).
-func (c *Controller) approvalNotice(p pipeline, s *stage, v StageView) notify.Notice {
+func (c *notices) approvalNotice(p pipeline, s *stage, v StageView) notify.Notice {
 	a := s.Gates.Approval
 	cand := v.Candidate
 	image := event.OneLine(cand.Image)
@@ -95,12 +150,12 @@ func (c *Controller) approvalNotice(p pipeline, s *stage, v StageView) notify.No
 			fmt.Sprintf("Approvers: %s (%d needed)", strings.Join(a.Approvers, ", "), a.Count),
 		},
 	}
-	l := c.opts.Links
+	l := c.links
 	if l == nil {
 		n.Lines = append(n.Lines, fmt.Sprintf("Approve with: imagehook approve --pipeline %s --stage %s --digest %s", p.name, s.Name, cand.Key()))
 		return n
 	}
-	expires := c.opts.Now().Add(l.TTL)
+	expires := c.now().Add(l.TTL)
 	for _, who := range a.Approvers {
 		for _, act := range []approval.Action{approval.Approve, approval.Reject} {
 			tok, _, err := l.Signer.Sign(approval.Link{Approver: who, Pipeline: p.name, Stage: s.Name, Digest: cand.Key(), Action: act, Expires: expires})
@@ -137,7 +192,8 @@ type linkView struct {
 
 // handleLink serves an approval link: GET shows what it will do and a button (link previews and
 // mail scanners fetch GET, so GET never records), POST records the decision once.
-func (c *Controller) handleLink(w http.ResponseWriter, r *http.Request) {
+func (a api) handleLink(w http.ResponseWriter, r *http.Request) {
+	c := a.c
 	w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.Header().Set("Referrer-Policy", "no-referrer")

@@ -39,6 +39,14 @@ type Held struct {
 // ReasonHeld is the state of a held stage.
 const ReasonHeld Reason = "held"
 
+// holds finds a stage's holds: those set through the API, in the journal, and the changes of its
+// value in git by someone else.
+type holds struct {
+	store     journal.Promotions
+	manifests Manifests
+	cache     holdCache
+}
+
 // holdCache keeps what git said about each stage for a while: reading it fetches.
 type holdCache struct {
 	mu sync.Mutex
@@ -58,8 +66,8 @@ type gitValue struct {
 // held returns the stage's hold, or nil. A hold set through the API comes from the journal; a
 // change of the stage's value by someone else is found by comparing git with what imagehook last
 // wrote there (cur), read at most every HoldInterval (maxAge 0: read now).
-func (c *Controller) held(ctx context.Context, p pipeline, s *stage, cur *event.Event, maxAge time.Duration) (*Held, string, error) {
-	holds, err := c.j.HoldsFor(ctx, p.name, s.Name)
+func (c *holds) held(ctx context.Context, p pipeline, s *stage, cur *event.Event, maxAge time.Duration) (*Held, string, error) {
+	holds, err := c.store.HoldsFor(ctx, p.name, s.Name)
 	if err != nil {
 		return nil, "", err
 	}
@@ -68,7 +76,7 @@ func (c *Controller) held(ctx context.Context, p pipeline, s *stage, cur *event.
 			return &Held{By: h.By, At: h.At, Detail: "held by " + h.By + " " + h.At.Format(time.RFC3339) + commentSuffix(h.Comment)}, "", nil
 		}
 	}
-	if c.opts.Manifests == nil || cur == nil {
+	if c.manifests == nil || cur == nil {
 		return nil, "", nil
 	}
 	t, ok := gitTarget(s)
@@ -106,7 +114,7 @@ func commentSuffix(c string) string {
 	return ": " + c
 }
 
-func (c *Controller) gitValue(ctx context.Context, p pipeline, s *stage, t event.Target, cur *event.Event, maxAge time.Duration) (gitValue, error) {
+func (c *holds) gitValue(ctx context.Context, p pipeline, s *stage, t event.Target, cur *event.Event, maxAge time.Duration) (gitValue, error) {
 	key := p.name + "\x00" + s.Name
 	c.cache.mu.Lock()
 	gv, ok := c.cache.m[key]
@@ -115,13 +123,13 @@ func (c *Controller) gitValue(ctx context.Context, p pipeline, s *stage, t event
 	if ok && maxAge > 0 && now.Sub(gv.at) < maxAge && gv.event == cur.ID {
 		return gv, nil
 	}
-	img, err := c.opts.Manifests.Current(ctx, t)
+	img, err := c.manifests.Current(ctx, t)
 	if err != nil {
 		return gitValue{}, fmt.Errorf("stage %s's value in git: %w", s.Name, err)
 	}
 	gv = gitValue{event: cur.ID, at: now, image: img}
 	if st, ok := cur.Step(event.StepGit); ok && len(st.Files) > 0 && !wrote(img, cur) {
-		gv.commit, gv.found, gv.ours, err = c.opts.Manifests.LastChange(ctx, t.Repo, st.Files[0])
+		gv.commit, gv.found, gv.ours, err = c.manifests.LastChange(ctx, t.Repo, st.Files[0])
 		if err != nil {
 			return gitValue{}, fmt.Errorf("who changed stage %s: %w", s.Name, err)
 		}
@@ -192,7 +200,7 @@ func (c *Controller) SetHold(ctx context.Context, pipelineName, stageName, who s
 	}
 	now := c.opts.Now().UTC()
 	comment = oneLineComment(comment)
-	if err := c.j.SetHold(ctx, journal.Hold{Pipeline: p.name, Stage: s.Name, By: who, Comment: comment, At: now, Released: !hold}); err != nil {
+	if err := c.store.SetHold(ctx, journal.Hold{Pipeline: p.name, Stage: s.Name, By: who, Comment: comment, At: now, Released: !hold}); err != nil {
 		return StageView{}, err
 	}
 	if !hold {
@@ -200,8 +208,8 @@ func (c *Controller) SetHold(ctx context.Context, pipelineName, stageName, who s
 		if err != nil {
 			return StageView{}, err
 		}
-		if h, _, err := c.held(ctx, p, s, cur, 0); err == nil && h != nil && h.Commit != "" {
-			if err := c.j.SetHold(ctx, journal.Hold{Pipeline: p.name, Stage: s.Name, Commit: h.Commit, By: who, Comment: comment, At: now, Released: true}); err != nil {
+		if h, _, err := c.holds.held(ctx, p, s, cur, 0); err == nil && h != nil && h.Commit != "" {
+			if err := c.store.SetHold(ctx, journal.Hold{Pipeline: p.name, Stage: s.Name, Commit: h.Commit, By: who, Comment: comment, At: now, Released: true}); err != nil {
 				return StageView{}, err
 			}
 		}
@@ -219,7 +227,7 @@ func (c *Controller) SetHold(ctx context.Context, pipelineName, stageName, who s
 // submitting a newer tag, so that a person's rollback is not undone by polling either. A stage
 // whose state cannot be read counts as held (said in the log): submitting could undo a change.
 func (c *Controller) Held(ctx context.Context, target event.Target) (bool, string) {
-	p, s := c.stageOf(target)
+	p, s := stageOf(c.pipelines, target)
 	if s == nil {
 		return false, ""
 	}
@@ -231,17 +239,17 @@ func (c *Controller) Held(ctx context.Context, target event.Target) (bool, strin
 // deliberate new version). What git holds is read now, so that a person's change just before the
 // push is seen; a stage that cannot be read counts as held.
 func (c *Controller) HeldForPushes(ctx context.Context, target event.Target) (bool, string) {
-	p, s := c.stageOf(target)
+	p, s := stageOf(c.pipelines, target)
 	if s == nil || s.Hold != config.HoldStrict {
 		return false, ""
 	}
 	return c.heldNow(ctx, p, s, 0)
 }
 
-// stageOf returns the stage that holds target, or nil.
-func (c *Controller) stageOf(target event.Target) (pipeline, *stage) {
+// stageOf returns the stage of pipelines that holds target, or nil.
+func stageOf(pipelines []pipeline, target event.Target) (pipeline, *stage) {
 	key := target.Key()
-	for _, p := range c.pipelines {
+	for _, p := range pipelines {
 		for i := range p.stages {
 			s := &p.stages[i]
 			if slices.ContainsFunc(s.targets, func(t event.Target) bool { return t.Key() == key }) {
@@ -257,7 +265,7 @@ func (c *Controller) heldNow(ctx context.Context, p pipeline, s *stage, maxAge t
 	cur, err := c.running(ctx, s)
 	if err == nil {
 		var h *Held
-		if h, _, err = c.held(ctx, p, s, cur, maxAge); err == nil {
+		if h, _, err = c.holds.held(ctx, p, s, cur, maxAge); err == nil {
 			if h == nil {
 				return false, ""
 			}

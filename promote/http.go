@@ -86,7 +86,7 @@ func (c *Controller) decide(ctx context.Context, pipelineName, stageName, approv
 	comment = oneLineComment(comment)
 	d := journal.Decision{Pipeline: pipelineName, Stage: stageName, Digest: v.Candidate.Key(), Approver: approver,
 		Approve: approve, Comment: comment, At: c.opts.Now().UTC(), Link: link}
-	if err := c.j.Decide(ctx, d); err != nil {
+	if err := c.store.Decide(ctx, d); err != nil {
 		return v, err
 	}
 	verb := "approved"
@@ -133,16 +133,21 @@ func (c *Controller) Handler(admin func(*http.Request) bool, adminSet bool) http
 			writeJSON(w, http.StatusOK, v)
 		}
 	})
-	mux.HandleFunc("GET /ui/pipelines", c.handlePage(admin))
-	mux.HandleFunc("GET /approvals/{token}", c.handleLink)
-	mux.HandleFunc("POST /approvals/{token}", c.handleLink)
+	a := api{c: c}
+	mux.HandleFunc("GET /ui/pipelines", a.handlePage(admin))
+	mux.HandleFunc("GET /approvals/{token}", a.handleLink)
+	mux.HandleFunc("POST /approvals/{token}", a.handleLink)
 	mux.HandleFunc("POST /pipelines/{name}/stages/{stage}/{action}", func(w http.ResponseWriter, r *http.Request) {
-		c.handleAction(w, r, admin, adminSet)
+		a.handleAction(w, r, admin, adminSet)
 	})
 	return mux
 }
 
-func (c *Controller) handleAction(w http.ResponseWriter, r *http.Request, admin func(*http.Request) bool, adminSet bool) {
+// api is the controller's HTTP side: the actions, the page and the approval links.
+type api struct{ c *Controller }
+
+func (a api) handleAction(w http.ResponseWriter, r *http.Request, admin func(*http.Request) bool, adminSet bool) {
+	c := a.c
 	action := r.PathValue("action")
 	if !slices.Contains([]string{"approve", "reject", "hold", "release"}, action) {
 		writeError(w, http.StatusNotFound, "want approve, reject, hold or release")

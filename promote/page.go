@@ -53,7 +53,8 @@ nav{float:right}nav a{margin-left:.5rem}
 
 // handlePage serves the pipeline view: stages left to right, what each runs, its candidate and
 // the gate it waits on, holds in red. No script; it refreshes itself.
-func (c *Controller) handlePage(admin func(*http.Request) bool) http.HandlerFunc {
+func (a api) handlePage(admin func(*http.Request) bool) http.HandlerFunc {
+	c := a.c
 	return func(w http.ResponseWriter, r *http.Request) {
 		if !admin(r) {
 			w.Header().Set("WWW-Authenticate", `Basic realm="imagehook"`)

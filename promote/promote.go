@@ -26,7 +26,8 @@ import (
 type Journal interface {
 	Get(ctx context.Context, id string) (*event.Event, error)
 	LastApplied(ctx context.Context, target string) (journal.Applied, error)
-	journal.Promotions
+	// Promotions is where approvals, holds and the notices sent are kept.
+	Promotions() journal.Promotions
 }
 
 // Submitter journals an event and queues it (the updater).
@@ -65,11 +66,12 @@ type Controller struct {
 	pipelines []pipeline
 	approvers map[string]string // name → token
 	j         Journal
+	store     journal.Promotions
 	sub       Submitter
 	log       *slog.Logger
 	opts      Options
-	cache     holdCache
-	told      announced
+	holds     *holds
+	notices   *notices
 	poke      chan struct{}
 }
 
@@ -95,7 +97,10 @@ func New(cfg *config.Config, j Journal, sub Submitter, log *slog.Logger, opts Op
 	if opts.HoldInterval <= 0 {
 		opts.HoldInterval = 15 * time.Second
 	}
-	c := &Controller{approvers: map[string]string{}, j: j, sub: sub, log: log, opts: opts, poke: make(chan struct{}, 1)}
+	store := j.Promotions()
+	c := &Controller{approvers: map[string]string{}, j: j, store: store, sub: sub, log: log, opts: opts, poke: make(chan struct{}, 1),
+		holds:   &holds{store: store, manifests: opts.Manifests},
+		notices: &notices{j: j, store: store, announcer: opts.Announcer, links: opts.Links, now: opts.Now, log: log}}
 	for _, a := range cfg.Approvers {
 		c.approvers[a.Name] = a.Token
 	}
@@ -174,7 +179,7 @@ func (c *Controller) Pass(ctx context.Context) time.Time {
 			if s.After == "" || !v.ready() {
 				// An entry stage is never promoted into, but a person's change to it is noticed
 				// like any stage's.
-				c.announce(ctx, p, s, v)
+				c.notices.announce(ctx, p, s, v)
 				next = earliest(next, v.Gates)
 				continue
 			}
@@ -362,7 +367,7 @@ func (c *Controller) evaluateAt(ctx context.Context, p pipeline, s *stage, maxAg
 	if cur != nil {
 		v.Image, v.Event, v.ReadyAt = written(cur), cur.ID, readyAt(cur)
 	}
-	held, released, err := c.held(ctx, p, s, cur, maxAge)
+	held, released, err := c.holds.held(ctx, p, s, cur, maxAge)
 	if err != nil {
 		return v, err
 	}
@@ -380,7 +385,7 @@ func (c *Controller) evaluateAt(ctx context.Context, p pipeline, s *stage, maxAg
 	if err != nil {
 		return v, err
 	}
-	prevHeld, _, err := c.held(ctx, p, prev, from, maxAge)
+	prevHeld, _, err := c.holds.held(ctx, p, prev, from, maxAge)
 	if err != nil {
 		return v, err
 	}
@@ -459,7 +464,7 @@ func (c *Controller) gates(ctx context.Context, p pipeline, s *stage, from *even
 	if a := g.Approval; a != nil && a.PullRequest {
 		gs = append(gs, approvalGate(a, nil, cand))
 	} else if a != nil {
-		ds, err := c.j.DecisionsFor(ctx, p.name, s.Name, cand.Key())
+		ds, err := c.store.DecisionsFor(ctx, p.name, s.Name, cand.Key())
 		if err != nil {
 			return nil, err
 		}
