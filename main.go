@@ -75,7 +75,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "serve":
 		err = serve(args[1:], stderr)
 	case "set-image":
-		err = setImage(args[1:], stdout, stderr)
+		err = setImageCommand(args[1:], stdout, stderr)
 	case "check-config":
 		err = checkConfig(args[1:], stdout)
 	case "history":
@@ -257,7 +257,7 @@ func (f filesNotRead) Error() string {
 		len(f), strings.Join(f, "\n  "))
 }
 
-func setImage(args []string, stdout, stderr io.Writer) error {
+func setImageCommand(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("set-image", flag.ContinueOnError)
 	workloadArg := fs.String("workload", "", "kind/name of the workload (default: every reference to IMAGE's repository)")
 	namespace := fs.String("namespace", "", "namespace of the workload")
@@ -337,7 +337,7 @@ func rewriteAll(paths []string, place manifests.Place, ref imageref.Ref, opts ma
 		if place.Values != nil {
 			place.Path = "."
 		}
-		res, err := manifests.Apply(os.DirFS(root), place, ref, opts)
+		res, err := manifests.Rewrite(os.DirFS(root), place, ref, opts)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", p, err)
 		}

@@ -111,9 +111,9 @@ type Result struct {
 	Rollout   string // "", "rolled out"
 }
 
-// SetImage patches the container's image (or restarts the pods when it is already current) and
+// PatchImage patches the container's image (or restarts the pods when it is already current) and
 // optionally waits for the rollout.
-func (c *Cluster) SetImage(ctx context.Context, req Request) (Result, error) {
+func (c *Cluster) PatchImage(ctx context.Context, req Request) (Result, error) {
 	var res Result
 	kind := strings.ToLower(req.Kind)
 	spec, err := c.podSpec(ctx, kind, req.Namespace, req.Name)
@@ -370,7 +370,7 @@ func (a *Applier) Apply(ctx context.Context, t event.Target, ev *event.Event) (e
 	if err != nil {
 		return st, err
 	}
-	res, err := c.SetImage(ctx, Request{Kind: kind, Name: name, Namespace: t.Namespace, Container: t.Container,
+	res, err := c.PatchImage(ctx, Request{Kind: kind, Name: name, Namespace: t.Namespace, Container: t.Container,
 		Pushed: pushed, Pin: imageref.Pin(ev.Pin), NoDowngrade: ev.NoDowngrade, RegistryAliases: a.RegistryAliases,
 		WriteHost: ev.Push.ExplicitHost, Wait: t.WaitRollout})
 	if imageref.Skipped(err) {

@@ -177,14 +177,14 @@ func TestEveryKind(t *testing.T) {
 			ns := namespace(t)
 			create(t, kind, ns)
 			before := readTemplate(t, kind, ns)
-			res, err := c.SetImage(context.Background(), Request{Kind: kind, Name: "web", Namespace: ns, Container: "app", Pushed: ref(t, "docker.io/acme/web:1.1")})
+			res, err := c.PatchImage(context.Background(), Request{Kind: kind, Name: "web", Namespace: ns, Container: "app", Pushed: ref(t, "docker.io/acme/web:1.1")})
 			if err != nil {
 				t.Fatal(err)
 			}
 			if res.Old != "acme/web:1.0" || res.New != "acme/web:1.1" || res.Restarted {
 				t.Errorf("result = %+v", res)
 			}
-			if _, err := c.SetImage(context.Background(), Request{Kind: kind, Name: "web", Namespace: ns, Container: "proxy", Pushed: ref(t, "envoyproxy/envoy:v1.31.0")}); err != nil {
+			if _, err := c.PatchImage(context.Background(), Request{Kind: kind, Name: "web", Namespace: ns, Container: "proxy", Pushed: ref(t, "envoyproxy/envoy:v1.31.0")}); err != nil {
 				t.Fatal(err)
 			}
 			after := readTemplate(t, kind, ns)
@@ -205,7 +205,7 @@ func TestSameTagRestartsPods(t *testing.T) {
 	c := newCluster(t, admin)
 	ns := namespace(t)
 	create(t, "deployment", ns)
-	res, err := c.SetImage(context.Background(), Request{Kind: "Deployment", Name: "web", Namespace: ns, Container: "app", Pushed: ref(t, "acme/web:1.0")})
+	res, err := c.PatchImage(context.Background(), Request{Kind: "Deployment", Name: "web", Namespace: ns, Container: "app", Pushed: ref(t, "acme/web:1.0")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -215,7 +215,7 @@ func TestSameTagRestartsPods(t *testing.T) {
 	}
 	// With a digest and pin: digest, the re-pushed tag is written as tag@digest instead.
 	d := "sha256:" + strings.Repeat("ab", 32)
-	if _, err := c.SetImage(context.Background(), Request{Kind: "Deployment", Name: "web", Namespace: ns, Container: "app", Pushed: ref(t, "acme/web:1.0@"+d), Pin: "digest"}); err != nil {
+	if _, err := c.PatchImage(context.Background(), Request{Kind: "Deployment", Name: "web", Namespace: ns, Container: "app", Pushed: ref(t, "acme/web:1.0@"+d), Pin: "digest"}); err != nil {
 		t.Fatal(err)
 	}
 	if got := readTemplate(t, "deployment", ns).Spec.Containers[0].Image; got != "acme/web:1.0@"+d {
@@ -243,10 +243,10 @@ func TestLeastPrivilege(t *testing.T) {
 	cfg := rest.AnonymousClientConfig(admin)
 	cfg.BearerToken = tok.Status.Token
 	c := newCluster(t, cfg)
-	if _, err := c.SetImage(ctx, Request{Kind: "deployment", Name: "web", Namespace: a, Container: "app", Pushed: ref(t, "acme/web:2")}); err != nil {
+	if _, err := c.PatchImage(ctx, Request{Kind: "deployment", Name: "web", Namespace: a, Container: "app", Pushed: ref(t, "acme/web:2")}); err != nil {
 		t.Fatalf("namespace A: %v", err)
 	}
-	_, err = c.SetImage(ctx, Request{Kind: "deployment", Name: "web", Namespace: b, Container: "app", Pushed: ref(t, "acme/web:2")})
+	_, err = c.PatchImage(ctx, Request{Kind: "deployment", Name: "web", Namespace: b, Container: "app", Pushed: ref(t, "acme/web:2")})
 	if !errors.Is(err, ErrForbidden) || !strings.Contains(err.Error(), "namespace "+b) || !strings.Contains(err.Error(), "deployments") {
 		t.Errorf("namespace B: err = %v, want forbidden naming the namespace and resource", err)
 	}
@@ -260,12 +260,12 @@ func TestNotFound(t *testing.T) {
 	ns := namespace(t)
 	create(t, "deployment", ns)
 	must(t, kube.AppsV1().Deployments(ns).Delete(context.Background(), "web", metav1.DeleteOptions{}))
-	_, err := c.SetImage(context.Background(), Request{Kind: "deployment", Name: "web", Namespace: ns, Container: "app", Pushed: ref(t, "acme/web:2")})
+	_, err := c.PatchImage(context.Background(), Request{Kind: "deployment", Name: "web", Namespace: ns, Container: "app", Pushed: ref(t, "acme/web:2")})
 	if !errors.Is(err, ErrNotFound) {
 		t.Errorf("deleted workload: err = %v", err)
 	}
 	create(t, "deployment", ns)
-	_, err = c.SetImage(context.Background(), Request{Kind: "deployment", Name: "web", Namespace: ns, Container: "nope", Pushed: ref(t, "acme/web:2")})
+	_, err = c.PatchImage(context.Background(), Request{Kind: "deployment", Name: "web", Namespace: ns, Container: "nope", Pushed: ref(t, "acme/web:2")})
 	if !errors.Is(err, ErrNotFound) || !strings.Contains(err.Error(), `"nope"`) {
 		t.Errorf("missing container: err = %v", err)
 	}
@@ -279,7 +279,7 @@ func TestRolloutWait(t *testing.T) {
 		ns := namespace(t)
 		create(t, "deployment", ns)
 		go simulateRollout(ns, "web", 2)
-		res, err := c.SetImage(ctx, Request{Kind: "deployment", Name: "web", Namespace: ns, Container: "app", Pushed: ref(t, "acme/web:3"), Wait: 10 * time.Second})
+		res, err := c.PatchImage(ctx, Request{Kind: "deployment", Name: "web", Namespace: ns, Container: "app", Pushed: ref(t, "acme/web:3"), Wait: 10 * time.Second})
 		if err != nil || res.Rollout != "rolled out" {
 			t.Errorf("res %+v, err %v", res, err)
 		}
@@ -287,7 +287,7 @@ func TestRolloutWait(t *testing.T) {
 	t.Run("timed out", func(t *testing.T) {
 		ns := namespace(t)
 		create(t, "deployment", ns)
-		_, err := c.SetImage(ctx, Request{Kind: "deployment", Name: "web", Namespace: ns, Container: "app", Pushed: ref(t, "acme/web:3"), Wait: 300 * time.Millisecond})
+		_, err := c.PatchImage(ctx, Request{Kind: "deployment", Name: "web", Namespace: ns, Container: "app", Pushed: ref(t, "acme/web:3"), Wait: 300 * time.Millisecond})
 		if !errors.Is(err, ErrTimeout) {
 			t.Errorf("err = %v, want timeout", err)
 		}
@@ -343,7 +343,7 @@ func TestArgoRollout(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond) // the CRD becomes served shortly after creation
 	}
-	res, err := c.SetImage(ctx, Request{Kind: "Rollout", Name: "web", Namespace: ns, Container: "app", Pushed: ref(t, "acme/web:1.1")})
+	res, err := c.PatchImage(ctx, Request{Kind: "Rollout", Name: "web", Namespace: ns, Container: "app", Pushed: ref(t, "acme/web:1.1")})
 	if err != nil || res.New != "acme/web:1.1" {
 		t.Fatalf("res %+v, err %v", res, err)
 	}
@@ -355,7 +355,7 @@ func TestArgoRollout(t *testing.T) {
 	}
 	// The same tag again restarts the pods: the template had no metadata, twice over.
 	for range 2 {
-		res, err = c.SetImage(ctx, Request{Kind: "Rollout", Name: "web", Namespace: ns, Container: "app", Pushed: ref(t, "acme/web:1.1")})
+		res, err = c.PatchImage(ctx, Request{Kind: "Rollout", Name: "web", Namespace: ns, Container: "app", Pushed: ref(t, "acme/web:1.1")})
 		if err != nil || !res.Restarted {
 			t.Fatalf("restart: %+v %v", res, err)
 		}
@@ -390,7 +390,7 @@ func BenchmarkPatch(b *testing.B) {
 	for b.Loop() {
 		i++
 		pushed, _ := imageref.Parse(fmt.Sprintf("acme/web:1.%d", i))
-		if _, err := c.SetImage(ctx, Request{Kind: "deployment", Name: "web", Namespace: ns, Container: "app", Pushed: pushed}); err != nil {
+		if _, err := c.PatchImage(ctx, Request{Kind: "deployment", Name: "web", Namespace: ns, Container: "app", Pushed: pushed}); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -434,13 +434,13 @@ func TestExampleRBACIsEnough(t *testing.T) {
 	cfg.BearerToken = tok.Status.Token
 	c := newCluster(t, cfg)
 	go simulateRollout("web", "web", 2)
-	res, err := c.SetImage(ctx, Request{Kind: "deployment", Name: "web", Namespace: "web", Container: "app", Pushed: ref(t, "acme/web:9"), Wait: 10 * time.Second})
+	res, err := c.PatchImage(ctx, Request{Kind: "deployment", Name: "web", Namespace: "web", Container: "app", Pushed: ref(t, "acme/web:9"), Wait: 10 * time.Second})
 	if err != nil || res.Rollout != "rolled out" {
 		t.Fatalf("with the example Role: %+v %v", res, err)
 	}
 	for _, kind := range []string{"statefulset", "daemonset", "cronjob"} {
 		create(t, kind, "web")
-		if _, err := c.SetImage(ctx, Request{Kind: kind, Name: "web", Namespace: "web", Container: "app", Pushed: ref(t, "acme/web:9")}); err != nil {
+		if _, err := c.PatchImage(ctx, Request{Kind: kind, Name: "web", Namespace: "web", Container: "app", Pushed: ref(t, "acme/web:9")}); err != nil {
 			t.Errorf("%s with the example Role: %v", kind, err)
 		}
 	}

@@ -62,7 +62,7 @@ func Check(ctx context.Context, p *Plan, reg Registry, w io.Writer) error {
 		}
 		fmt.Fprintf(w, "hook %s: %s@%s\n", h.ID, ev.Push.Image, pushed.Digest)
 		for _, t := range h.Targets {
-			res, err := manifests.Apply(fsys, manifests.Place{Path: t.Path, Marker: t.Marker}, pushed, manifests.Options{Pin: manifests.PinTag})
+			res, err := manifests.Rewrite(fsys, manifests.Place{Path: t.Path, Marker: t.Marker}, pushed, manifests.Options{Pin: manifests.PinTag})
 			for _, n := range res.NotRead {
 				fmt.Fprintf(w, "  not read: %s\n", n)
 			}

@@ -215,7 +215,7 @@ func TestSSHSignedCommits(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			c, err := r.Apply(context.Background(), setFile("apps/a.yaml", "signed\n"))
+			c, err := r.CommitAndPush(context.Background(), setFile("apps/a.yaml", "signed\n"))
 			if err != nil {
 				t.Fatal(err)
 			}

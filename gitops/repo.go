@@ -69,7 +69,7 @@ type Config struct {
 // Signature is a commit author.
 type Signature struct{ Name, Email string }
 
-// Repo is one cached repository. Apply, Log and Read take turns (the updater's worker and a
+// Repo is one cached repository. CommitAndPush, Log and Read take turns (the updater's worker and a
 // reconciler may both use it).
 type Repo struct {
 	mu   sync.Mutex
@@ -80,7 +80,7 @@ type Repo struct {
 	log  *slog.Logger
 }
 
-// Commit is the outcome of Apply.
+// Commit is the outcome of CommitAndPush.
 type Commit struct {
 	// Hash is the pushed commit, or the branch tip when nothing changed.
 	Hash     string
@@ -245,9 +245,9 @@ func (t tipFS) Hash() string { return t.tip.String() }
 
 func (t tipFS) Log(limit int, fn LogFunc) error { return walk(t.repo, t.tip, limit, fn) }
 
-// Apply fetches, runs edit on the branch tip, commits what it returns and pushes; on a conflict it
+// CommitAndPush fetches, runs edit on the branch tip, commits what it returns and pushes; on a conflict it
 // fetches and runs edit again on the new tip, with jittered exponential backoff. It never force-pushes.
-func (r *Repo) Apply(ctx context.Context, edit EditFunc) (Commit, error) {
+func (r *Repo) CommitAndPush(ctx context.Context, edit EditFunc) (Commit, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.retryConflicts(ctx, func() (Commit, error) { return r.applyOnce(ctx, edit) })

@@ -45,7 +45,7 @@ func setFile(name, content string) EditFunc {
 func TestApplyPushesOneCommit(t *testing.T) {
 	srv := gitserver.New(t, "bot", "s3cret")
 	r := newRepo(t, srv, "s3cret")
-	c, err := r.Apply(context.Background(), setFile("apps/a.yaml", "kind: ConfigMap\nmetadata: {name: b}\n"))
+	c, err := r.CommitAndPush(context.Background(), setFile("apps/a.yaml", "kind: ConfigMap\nmetadata: {name: b}\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -64,7 +64,7 @@ func TestApplyPushesOneCommit(t *testing.T) {
 	}
 	gitserver.Git(t, bare, "fsck", "--strict")
 
-	again, err := r.Apply(context.Background(), setFile("apps/a.yaml", "kind: ConfigMap\nmetadata: {name: b}\n"))
+	again, err := r.CommitAndPush(context.Background(), setFile("apps/a.yaml", "kind: ConfigMap\nmetadata: {name: b}\n"))
 	if err != nil || again.Changed || again.Hash != c.Hash {
 		t.Errorf("second apply = %+v, %v; want unchanged at %s", again, err, c.Hash)
 	}
@@ -73,7 +73,7 @@ func TestApplyPushesOneCommit(t *testing.T) {
 func TestApplyNewFileInNewDirectory(t *testing.T) {
 	srv := gitserver.New(t, "bot", "pw")
 	r := newRepo(t, srv, "pw")
-	if _, err := r.Apply(context.Background(), setFile("x/y/z.yaml", "a: 1\n")); err != nil {
+	if _, err := r.CommitAndPush(context.Background(), setFile("x/y/z.yaml", "a: 1\n")); err != nil {
 		t.Fatal(err)
 	}
 	gitserver.Git(t, srv.Bare("apps"), "fsck", "--strict")
@@ -102,7 +102,7 @@ func TestApplyConflictKeepsOtherWriter(t *testing.T) {
 		}
 		return setFile("apps/a.yaml", "ours\n")(fsys)
 	}
-	c, err := r.Apply(context.Background(), edit)
+	c, err := r.CommitAndPush(context.Background(), edit)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -119,7 +119,7 @@ func TestApplyErrors(t *testing.T) {
 	t.Run("wrong password", func(t *testing.T) {
 		srv := gitserver.New(t, "bot", "pw")
 		r := newRepo(t, srv, "wrong-password-123")
-		_, err := r.Apply(context.Background(), setFile("a", "b"))
+		_, err := r.CommitAndPush(context.Background(), setFile("a", "b"))
 		if !errors.Is(err, ErrAuth) {
 			t.Errorf("err = %v, want ErrAuth", err)
 		}
@@ -134,7 +134,7 @@ func TestApplyErrors(t *testing.T) {
 		if err := os.WriteFile(hook, []byte("#!/bin/sh\necho protected branch >&2\nexit 1\n"), 0o755); err != nil {
 			t.Fatal(err)
 		}
-		_, err := r.Apply(context.Background(), setFile("a", "b"))
+		_, err := r.CommitAndPush(context.Background(), setFile("a", "b"))
 		if !errors.Is(err, ErrRejected) {
 			t.Errorf("err = %v, want ErrRejected", err)
 		}
@@ -143,11 +143,11 @@ func TestApplyErrors(t *testing.T) {
 		srv := gitserver.New(t, "bot", "pw")
 		r := newRepo(t, srv, "pw")
 		srv.Down.Store(true)
-		if _, err := r.Apply(context.Background(), setFile("a", "b")); err == nil {
+		if _, err := r.CommitAndPush(context.Background(), setFile("a", "b")); err == nil {
 			t.Fatal("apply succeeded against a server that is down")
 		}
 		srv.Down.Store(false)
-		if _, err := r.Apply(context.Background(), setFile("a", "b")); err != nil {
+		if _, err := r.CommitAndPush(context.Background(), setFile("a", "b")); err != nil {
 			t.Fatalf("apply after the server came back: %v", err)
 		}
 	})
@@ -163,7 +163,7 @@ func TestSeedAndFileRemote(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := r.Apply(context.Background(), setFile("apps/a.yaml", "changed\n"))
+	c, err := r.CommitAndPush(context.Background(), setFile("apps/a.yaml", "changed\n"))
 	if err != nil || !c.Changed {
 		t.Fatalf("apply = %+v, %v", c, err)
 	}
@@ -190,7 +190,7 @@ func TestSSH(t *testing.T) {
 		}
 		return r
 	}
-	c, err := open(known).Apply(context.Background(), setFile("apps/a.yaml", "over ssh\n"))
+	c, err := open(known).CommitAndPush(context.Background(), setFile("apps/a.yaml", "over ssh\n"))
 	if err != nil || !c.Changed {
 		t.Fatalf("apply over ssh: %+v %v", c, err)
 	}
@@ -202,7 +202,7 @@ func TestSSH(t *testing.T) {
 	if err := os.WriteFile(other, []byte(wrong), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := open(other).Apply(context.Background(), setFile("apps/a.yaml", "mitm\n")); err == nil || !strings.Contains(err.Error(), "key") {
+	if _, err := open(other).CommitAndPush(context.Background(), setFile("apps/a.yaml", "mitm\n")); err == nil || !strings.Contains(err.Error(), "key") {
 		t.Errorf("a wrong host key was accepted: %v", err)
 	}
 }
@@ -218,10 +218,10 @@ func TestPushBranch(t *testing.T) {
 		t.Fatal(err)
 	}
 	main := gitserver.Git(t, srv.Bare("apps"), "rev-parse", "main")
-	if _, err := r.Apply(context.Background(), setFile("apps/a.yaml", "one\n")); err != nil {
+	if _, err := r.CommitAndPush(context.Background(), setFile("apps/a.yaml", "one\n")); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := r.Apply(context.Background(), setFile("apps/b.yaml", "two\n")); err != nil {
+	if _, err := r.CommitAndPush(context.Background(), setFile("apps/b.yaml", "two\n")); err != nil {
 		t.Fatal(err)
 	}
 	bare := srv.Bare("apps")
@@ -264,7 +264,7 @@ func TestSignedCommits(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := r.Apply(context.Background(), setFile("apps/a.yaml", "signed\n"))
+	c, err := r.CommitAndPush(context.Background(), setFile("apps/a.yaml", "signed\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -320,7 +320,7 @@ func TestShallowCache(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := r.Apply(context.Background(), setFile("apps/a.yaml", fmt.Sprintf("kind: ConfigMap # %v\n", full))); err != nil {
+		if _, err := r.CommitAndPush(context.Background(), setFile("apps/a.yaml", fmt.Sprintf("kind: ConfigMap # %v\n", full))); err != nil {
 			t.Fatal(err)
 		}
 		n := 0

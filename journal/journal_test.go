@@ -114,12 +114,12 @@ func testAppliedRealKeys(t *testing.T, j Journal) {
 			t.Fatalf("target %d shares its key %q with another", i, k)
 		}
 		seen[k] = true
-		if err := j.SetApplied(ctx, k, Applied{Seq: int64(i + 1), Event: fmt.Sprintf("e%d", i)}); err != nil {
+		if err := j.SetCurrent(ctx, k, Applied{Seq: int64(i + 1), Event: fmt.Sprintf("e%d", i)}); err != nil {
 			t.Fatalf("target %d (%q): %v", i, k, err)
 		}
 	}
 	for i, tg := range realTargets {
-		a, err := j.LastApplied(ctx, tg.Key())
+		a, err := j.Current(ctx, tg.Key())
 		if err != nil || a.Event != fmt.Sprintf("e%d", i) {
 			t.Errorf("target %d: %+v %v", i, a, err)
 		}
@@ -239,16 +239,16 @@ func testCancelledAreKept(t *testing.T, j Journal) {
 func testAppliedKeepsTheLatest(t *testing.T, j Journal) {
 	ctx := context.Background()
 	t1, t2 := time.Unix(1000, 0).UTC(), time.Unix(2000, 0).UTC()
-	if err := j.SetApplied(ctx, "k", Applied{Seq: 5, PushedAt: t2, Event: "e5"}); err != nil {
+	if err := j.SetCurrent(ctx, "k", Applied{Seq: 5, PushedAt: t2, Event: "e5"}); err != nil {
 		t.Fatal(err)
 	}
-	if err := j.SetApplied(ctx, "k", Applied{Seq: 3, PushedAt: t1, Event: "e3"}); err != nil {
+	if err := j.SetCurrent(ctx, "k", Applied{Seq: 3, PushedAt: t1, Event: "e3"}); err != nil {
 		t.Fatal(err)
 	}
-	if a, err := j.LastApplied(ctx, "k"); err != nil || a.Event != "e5" || !a.PushedAt.Equal(t2) {
+	if a, err := j.Current(ctx, "k"); err != nil || a.Event != "e5" || !a.PushedAt.Equal(t2) {
 		t.Errorf("an older event replaced a newer one: %+v %v", a, err)
 	}
-	if a, _ := j.LastApplied(ctx, "none"); a.Event != "" {
+	if a, _ := j.Current(ctx, "none"); a.Event != "" {
 		t.Errorf("unknown target: %+v", a)
 	}
 }
@@ -337,7 +337,7 @@ func TestLegacyKeysAreRekeyed(t *testing.T) {
 	}
 	check := func(t *testing.T, j Journal) {
 		ctx := context.Background()
-		if a, err := j.LastApplied(ctx, tg.Key()); err != nil || a.Event != "old" || a.Seq != 7 {
+		if a, err := j.Current(ctx, tg.Key()); err != nil || a.Event != "old" || a.Seq != 7 {
 			t.Errorf("legacy applied record after the upgrade: %+v %v", a, err)
 		}
 		again := *ev

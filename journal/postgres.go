@@ -511,8 +511,8 @@ func (j *Postgres) Prune(ctx context.Context, t time.Time) (int64, error) {
 	return tag.RowsAffected(), nil
 }
 
-// LastApplied returns what was last applied to the target (zero when nothing was).
-func (j *Postgres) LastApplied(ctx context.Context, target string) (Applied, error) {
+// Current returns what was last applied to the target (zero when nothing was).
+func (j *Postgres) Current(ctx context.Context, target string) (Applied, error) {
 	var a Applied
 	var at int64
 	err := j.pool.QueryRow(ctx, `SELECT seq, pushed_at, event FROM applied WHERE target = $1`, target).Scan(&a.Seq, &at, &a.Event)
@@ -528,8 +528,8 @@ func (j *Postgres) LastApplied(ctx context.Context, target string) (Applied, err
 	return a, nil
 }
 
-// SetApplied records that the target now runs a's push; an older record never replaces a newer.
-func (j *Postgres) SetApplied(ctx context.Context, target string, a Applied) error {
+// SetCurrent records that the target now runs a's push; an older record never replaces a newer.
+func (j *Postgres) SetCurrent(ctx context.Context, target string, a Applied) error {
 	var at int64
 	if !a.PushedAt.IsZero() {
 		at = a.PushedAt.UnixMilli()

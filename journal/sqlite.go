@@ -39,9 +39,9 @@ type Journal interface {
 	UpdateMany(ctx context.Context, evs []*event.Event) error
 	// Duplicate returns the id of an earlier succeeded event with the same digest and targets.
 	Duplicate(ctx context.Context, ev *event.Event) (string, error)
-	// LastApplied and SetApplied keep, per target key, the push last applied.
-	LastApplied(ctx context.Context, target string) (Applied, error)
-	SetApplied(ctx context.Context, target string, a Applied) error
+	// Current and SetCurrent keep, per target key, the push last applied.
+	Current(ctx context.Context, target string) (Applied, error)
+	SetCurrent(ctx context.Context, target string, a Applied) error
 	// Prune deletes finished events (and delivery ids) received before t.
 	Prune(ctx context.Context, t time.Time) (int64, error)
 	// Promotions returns the store of promotion's approvals, holds and notices.
@@ -363,8 +363,8 @@ type Applied struct {
 	Event    string
 }
 
-// LastApplied returns what was last applied to the target with that key (zero when nothing was).
-func (j *SQLite) LastApplied(ctx context.Context, target string) (Applied, error) {
+// Current returns what was last applied to the target with that key (zero when nothing was).
+func (j *SQLite) Current(ctx context.Context, target string) (Applied, error) {
 	var a Applied
 	var at int64
 	err := j.db.QueryRowContext(ctx, `SELECT seq, pushed_at, event FROM applied WHERE target = ?`, target).Scan(&a.Seq, &at, &a.Event)
@@ -380,9 +380,9 @@ func (j *SQLite) LastApplied(ctx context.Context, target string) (Applied, error
 	return a, nil
 }
 
-// SetApplied records that the target now runs the push of a; an older record never replaces a
+// SetCurrent records that the target now runs the push of a; an older record never replaces a
 // newer one (journal order decides).
-func (j *SQLite) SetApplied(ctx context.Context, target string, a Applied) error {
+func (j *SQLite) SetCurrent(ctx context.Context, target string, a Applied) error {
 	var at int64
 	if !a.PushedAt.IsZero() {
 		at = a.PushedAt.UnixMilli()

@@ -47,11 +47,11 @@ func BenchmarkSetImage5000(b *testing.B) {
 	dir := genTree(b, 5000)
 	fsys := os.DirFS(dir)
 	pushed := mustRef(b, "registry.example.com/acme/app-4321:2.0.0")
-	target := Target{Kind: "Deployment", Name: "app-4321", Namespace: "team-43", Container: "app"}
+	target := Selector{Kind: "Deployment", Name: "app-4321", Namespace: "team-43", Container: "app"}
 	b.ReportAllocs()
 	b.ResetTimer()
 	for b.Loop() {
-		res, err := SetImage(fsys, ".", target, pushed, Options{})
+		res, err := RewriteSelected(fsys, ".", target, pushed, Options{})
 		if err != nil || len(res.Files) != 1 {
 			b.Fatalf("%v %v", err, res)
 		}
@@ -63,10 +63,10 @@ func BenchmarkSplice(b *testing.B) {
 	dir := genTree(b, 1)
 	fsys := os.DirFS(dir)
 	pushed := mustRef(b, "registry.example.com/acme/app-0000:2.0.0")
-	target := Target{Kind: "Deployment", Name: "app-0000", Container: "app"}
+	target := Selector{Kind: "Deployment", Name: "app-0000", Container: "app"}
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := SetImage(fsys, ".", target, pushed, Options{}); err != nil {
+		if _, err := RewriteSelected(fsys, ".", target, pushed, Options{}); err != nil {
 			b.Fatal(err)
 		}
 	}

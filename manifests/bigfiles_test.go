@@ -37,17 +37,17 @@ func TestCRDBundle(t *testing.T) {
 	for _, tt := range []struct {
 		name   string
 		opts   Options
-		target Target
+		target Selector
 	}{
-		{"workload with the index", Options{Index: OpenIndex("", Budget{})}, Target{"Deployment", "web", "team", "app"}},
-		{"every reference", Options{}, Target{}},
+		{"workload with the index", Options{Index: OpenIndex("", Budget{})}, Selector{"Deployment", "web", "team", "app"}},
+		{"every reference", Options{}, Selector{}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			var fsys fs.FS = m
 			if tt.opts.Index != nil {
 				fsys = hashedFS{m, &reads}
 			}
-			res, err := SetImage(fsys, ".", tt.target, mustRef(t, "registry.example.com/acme/web:1.1.0"), tt.opts)
+			res, err := RewriteSelected(fsys, ".", tt.target, mustRef(t, "registry.example.com/acme/web:1.1.0"), tt.opts)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -87,7 +87,7 @@ func TestHostileFilesBesideTheTarget(t *testing.T) {
 				fsys, opts.Index = hashedFS{m, &reads}, OpenIndex("", limits)
 			}
 			start := time.Now()
-			res, err := SetImage(fsys, "apps/web", Target{"Deployment", "web", "team", "app"}, mustRef(t, "registry.example.com/acme/web:1.1.0"), opts)
+			res, err := RewriteSelected(fsys, "apps/web", Selector{"Deployment", "web", "team", "app"}, mustRef(t, "registry.example.com/acme/web:1.1.0"), opts)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -148,7 +148,7 @@ func BenchmarkHostileFiles(b *testing.B) {
 	peak := samplePeakHeap()
 	b.ResetTimer()
 	for b.Loop() {
-		res, err := SetImage(fsys, ".", Target{"Deployment", "web", "team", "app"}, pushed, Options{Budget: &Budget{}})
+		res, err := RewriteSelected(fsys, ".", Selector{"Deployment", "web", "team", "app"}, pushed, Options{Budget: &Budget{}})
 		if err != nil || len(res.Files) != 1 || len(res.NotRead) != 12 {
 			b.Fatalf("%v: %d files, %d not read", err, len(res.Files), len(res.NotRead))
 		}

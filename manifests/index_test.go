@@ -84,18 +84,18 @@ func TestIndexReadsOnlyCandidates(t *testing.T) {
 	var reads atomic.Int64
 	fsys := hashedFS{m, &reads}
 	ix := OpenIndex("", Budget{})
-	target := Target{"Deployment", "app-042", "", "app"}
-	res, err := SetImage(fsys, ".", target, mustRef(t, "acme/app-042:2.0"), Options{Index: ix})
+	target := Selector{"Deployment", "app-042", "", "app"}
+	res, err := RewriteSelected(fsys, ".", target, mustRef(t, "acme/app-042:2.0"), Options{Index: ix})
 	if err != nil {
 		t.Fatal(err)
 	}
-	plain, err := SetImage(m, ".", target, mustRef(t, "acme/app-042:2.0"), Options{})
+	plain, err := RewriteSelected(m, ".", target, mustRef(t, "acme/app-042:2.0"), Options{})
 	if err != nil || fmt.Sprint(plain.Changes) != fmt.Sprint(res.Changes) || len(res.Files) != 1 {
 		t.Fatalf("with index %v, without %v %v", res.Changes, plain.Changes, err)
 	}
 	first := reads.Load()
 	reads.Store(0)
-	if _, err := SetImage(fsys, ".", Target{"Deployment", "app-007", "", "app"}, mustRef(t, "acme/app-007:2.0"), Options{Index: ix}); err != nil {
+	if _, err := RewriteSelected(fsys, ".", Selector{"Deployment", "app-007", "", "app"}, mustRef(t, "acme/app-007:2.0"), Options{Index: ix}); err != nil {
 		t.Fatal(err)
 	}
 	if got := reads.Load(); got > 3 {
@@ -111,7 +111,7 @@ func TestIndexPersistsAndRebuilds(t *testing.T) {
 	var reads atomic.Int64
 	fsys := hashedFS{m, &reads}
 	ix := OpenIndex(file, Budget{})
-	if _, err := SetImage(fsys, ".", Target{"Deployment", "app-001", "", "app"}, mustRef(t, "acme/app-001:2.0"), Options{Index: ix}); err != nil {
+	if _, err := RewriteSelected(fsys, ".", Selector{"Deployment", "app-001", "", "app"}, mustRef(t, "acme/app-001:2.0"), Options{Index: ix}); err != nil {
 		t.Fatal(err)
 	}
 	if err := ix.Save(true); err != nil {
@@ -122,7 +122,7 @@ func TestIndexPersistsAndRebuilds(t *testing.T) {
 	if files, _ := again.Len(); files < 100 {
 		t.Fatalf("reloaded index knows %d files", files)
 	}
-	if _, err := SetImage(fsys, ".", Target{"Deployment", "app-002", "", "app"}, mustRef(t, "acme/app-002:2.0"), Options{Index: again}); err != nil {
+	if _, err := RewriteSelected(fsys, ".", Selector{"Deployment", "app-002", "", "app"}, mustRef(t, "acme/app-002:2.0"), Options{Index: again}); err != nil {
 		t.Fatal(err)
 	}
 	if got := reads.Load(); got > 3 {
@@ -136,7 +136,7 @@ func TestIndexPersistsAndRebuilds(t *testing.T) {
 		if files, _ := ix.Len(); files != 0 {
 			t.Errorf("a corrupt index was trusted: %d files", files)
 		}
-		if _, err := SetImage(fsys, ".", Target{"Deployment", "app-003", "", "app"}, mustRef(t, "acme/app-003:2.0"), Options{Index: ix}); err != nil {
+		if _, err := RewriteSelected(fsys, ".", Selector{"Deployment", "app-003", "", "app"}, mustRef(t, "acme/app-003:2.0"), Options{Index: ix}); err != nil {
 			t.Errorf("rebuilt index: %v", err)
 		}
 	}
@@ -149,7 +149,7 @@ func TestIndexFollowsChangesBehindItsBack(t *testing.T) {
 	ix := OpenIndex("", Budget{})
 	var reads atomic.Int64
 	lookup := func(m fstest.MapFS) (Result, error) {
-		return SetImage(hashedFS{m, &reads}, ".", Target{"Deployment", "web", "", "app"}, mustRef(t, "acme/web:2.0"), Options{Index: ix})
+		return RewriteSelected(hashedFS{m, &reads}, ".", Selector{"Deployment", "web", "", "app"}, mustRef(t, "acme/web:2.0"), Options{Index: ix})
 	}
 	m := monorepo(20)
 	m["apps/web/deploy.yaml"] = &fstest.MapFile{Data: []byte(deploymentDoc("web", "acme/web:1.0"))}
@@ -183,7 +183,7 @@ func TestIndexNeverDecodesWhatAnEventCouldNot(t *testing.T) {
 	m["teams/dense.yaml"] = &fstest.MapFile{Data: []byte("# app-001\nlist: [" + strings.Repeat("1,", 60_000) + "1]\n")}
 	var reads atomic.Int64
 	limits := Budget{MaxDocumentNodes: 50_000}
-	res, err := SetImage(hashedFS{m, &reads}, ".", Target{"Deployment", "app-001", "", "app"}, mustRef(t, "acme/app-001:2.0"),
+	res, err := RewriteSelected(hashedFS{m, &reads}, ".", Selector{"Deployment", "app-001", "", "app"}, mustRef(t, "acme/app-001:2.0"),
 		Options{Index: OpenIndex("", limits), Budget: &limits})
 	if err != nil {
 		t.Fatal(err)

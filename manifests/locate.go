@@ -17,7 +17,7 @@ import (
 	"github.com/imagehook/imagehook/workload"
 )
 
-// Options tunes SetImage.
+// Options tunes Rewrite and RewriteSelected.
 type Options struct {
 	Pin Pin
 	// WriteHost writes the pushed image's registry host where the manifest names the same
@@ -51,9 +51,9 @@ type found struct {
 	node      *yaml.Node
 }
 
-// SetImage finds target under dir in fsys and computes the rewrite that makes its image pushed.
+// RewriteSelected finds target under dir in fsys and computes the rewrite that makes its image pushed.
 // Nothing is written: the caller stores Result.Files (in a working tree or a git tree).
-func SetImage(fsys fs.FS, dir string, target Target, pushed imageref.Ref, opts Options) (Result, error) {
+func RewriteSelected(fsys fs.FS, dir string, target Selector, pushed imageref.Ref, opts Options) (Result, error) {
 	var res Result
 	dir, err := cleanDir(dir)
 	if err != nil {
@@ -114,7 +114,7 @@ func warnings(notRead []NotRead) []string {
 
 // locate finds the containers of target under dir: every one, in one workload document.
 // notRead are files already known not to be read (a kustomization), named with the scan's.
-func locate(fsys fs.FS, dir string, target Target, pushed imageref.Ref, opts Options, notRead ...NotRead) ([]found, scanned, error) {
+func locate(fsys fs.FS, dir string, target Selector, pushed imageref.Ref, opts Options, notRead ...NotRead) ([]found, scanned, error) {
 	needle := []byte(target.Name)
 	if target.Name == "" {
 		needle = []byte(path.Base(pushed.Path()))
@@ -152,7 +152,7 @@ func locate(fsys fs.FS, dir string, target Target, pushed imageref.Ref, opts Opt
 
 // Current returns the image a workload container runs in the manifests under dir (reconcile asks
 // the registry for newer tags of it). The target must name the workload and the container.
-func Current(fsys fs.FS, dir string, target Target, opts Options) (string, error) {
+func Current(fsys fs.FS, dir string, target Selector, opts Options) (string, error) {
 	if target.Name == "" || target.Container == "" {
 		return "", fmt.Errorf("%s: name the workload and the container", target)
 	}
@@ -168,7 +168,7 @@ func Current(fsys fs.FS, dir string, target Target, opts Options) (string, error
 }
 
 // checkOneWorkload refuses a target that matches containers of two different workload documents.
-func checkOneWorkload(hits []found, target Target) error {
+func checkOneWorkload(hits []found, target Selector) error {
 	first := hits[0]
 	for _, h := range hits[1:] {
 		if h.doc != first.doc {
@@ -182,7 +182,7 @@ func checkOneWorkload(hits []found, target Target) error {
 // with one) of the target's kind and name, or, when the target names none, one with a container
 // that runs the pushed repository. The others (the thousands of CRDs of a vendored install
 // bundle, say) are dropped as decoded.
-func keepWorkloads(target Target, pushed imageref.Ref) func(*yaml.Node) bool {
+func keepWorkloads(target Selector, pushed imageref.Ref) func(*yaml.Node) bool {
 	return func(doc *yaml.Node) bool {
 		for _, d := range withListItems(rootMappings([]*yaml.Node{doc})[0]) {
 			kind, name, _ := meta(d)
@@ -344,7 +344,7 @@ next:
 	return sc, nil
 }
 
-func containersIn(file string, doc *yaml.Node, t Target, pushed imageref.Ref, ns *namespaces) []found {
+func containersIn(file string, doc *yaml.Node, t Selector, pushed imageref.Ref, ns *namespaces) []found {
 	kind, name, namespace := meta(doc)
 	k, ok := workload.Lookup(kind)
 	if !ok {

@@ -42,9 +42,9 @@ func NewValue(cur, pushed imageref.Ref, opts Options) (string, error) {
 	return imageref.NewValue(cur, pushed, opts.rules())
 }
 
-// Target names what to update. With Kind and Name empty every container whose image has the new
+// Selector names what to update. With Kind and Name empty every container whose image has the new
 // image's repository is updated.
-type Target struct {
+type Selector struct {
 	Kind      string
 	Name      string
 	Namespace string
@@ -52,16 +52,16 @@ type Target struct {
 }
 
 // WorkloadTarget is the target of a "kind/name" workload (kind from package workload's table).
-func WorkloadTarget(kindName, namespace, container string) (Target, error) {
+func WorkloadTarget(kindName, namespace, container string) (Selector, error) {
 	ref, err := workload.Parse(kindName)
 	if err != nil {
-		return Target{}, err
+		return Selector{}, err
 	}
-	return Target{Kind: ref.Kind.Name, Name: ref.Name, Namespace: namespace, Container: container}, nil
+	return Selector{Kind: ref.Kind.Name, Name: ref.Name, Namespace: namespace, Container: container}, nil
 }
 
 // String names the target as a person reads it, for errors.
-func (t Target) String() string {
+func (t Selector) String() string {
 	s := "all references"
 	if t.Name != "" {
 		s = strings.ToLower(t.Kind) + "/" + t.Name
@@ -122,7 +122,7 @@ func (c Change) String() string {
 	return fmt.Sprintf("%s: %s/%s container %s: %s -> %s", c.File, strings.ToLower(c.Kind), c.Name, c.Container, c.Old, c.New)
 }
 
-// Result is what SetImage found and the new content of every file it changed.
+// Result is what RewriteSelected found and the new content of every file it changed.
 type Result struct {
 	Changes []Change
 	// Files maps a slash-separated path (as given to fs.FS) to its new bytes; only changed files.
@@ -141,19 +141,19 @@ func (r Result) Changed() bool { return len(r.Files) > 0 }
 // an id (Marker).
 type Place struct {
 	Path     string
-	Workload Target
+	Workload Selector
 	Values   *Values
 	Marker   string
 }
 
-// Apply is the one entry point for every kind of place: it finds the place under fsys and computes
+// Rewrite is the one entry point for every kind of place: it finds the place under fsys and computes
 // the rewrite that makes its image pushed. Nothing is written: the caller stores Result.Files.
-func Apply(fsys fs.FS, p Place, pushed imageref.Ref, opts Options) (Result, error) {
+func Rewrite(fsys fs.FS, p Place, pushed imageref.Ref, opts Options) (Result, error) {
 	switch {
 	case p.Marker != "":
 		return SetMarkers(fsys, p.Path, p.Marker, pushed, opts)
 	case p.Values != nil:
 		return SetValues(fsys, p.Path, *p.Values, pushed, opts)
 	}
-	return SetImage(fsys, p.Path, p.Workload, pushed, opts)
+	return RewriteSelected(fsys, p.Path, p.Workload, pushed, opts)
 }

@@ -39,56 +39,56 @@ func TestGolden(t *testing.T) {
 	tests := []struct {
 		name   string
 		dir    string
-		target Target
+		target Selector
 		image  string
 		pin    Pin
 		want   int // changed values
 		values *Values
 		marker string
 	}{
-		{"deployment-plain", "website", Target{"Deployment", "website", "web", "website"}, "registry.cn-hangzhou.aliyuncs.com/acme/website:1.1.0", PinAuto, 1, nil, ""},
-		{"docker-hub-shorthand-double-quoted", ".", Target{"deployment", "api", "web", "api"}, "docker.io/acme/api:1.1", PinAuto, 1, nil, ""},
-		{"single-quoted-statefulset", ".", Target{"StatefulSet", "db", "data", "db"}, "postgres:16.2", PinAuto, 1, nil, ""},
-		{"crlf-bom-daemonset", ".", Target{"DaemonSet", "agent", "kube-system", "agent"}, "quay.io/acme/agent:v2.1.0", PinAuto, 1, nil, ""},
-		{"multidoc-flow-mapping", ".", Target{"Deployment", "website", "web", "website"}, "index.docker.io/acme/website:1.1.0", PinAuto, 1, nil, ""},
-		{"cronjob-init-container", ".", Target{"CronJob", "report", "web", "migrate"}, "acme/report:2.0", PinAuto, 1, nil, ""},
-		{"kustomize-namespace", ".", Target{"Deployment", "website", "web", "website"}, "acme/website:1.1.0", PinAuto, 1, nil, ""},
-		{"helm-template-skipped", ".", Target{"Deployment", "website", "web", "website"}, "registry.cn-hangzhou.aliyuncs.com/acme/website:1.1.0", PinAuto, 1, nil, ""},
-		{"digest-pinned-stays-pinned", ".", Target{"Deployment", "website", "web", "website"}, "acme/website:1.1.0@" + digest2, PinAuto, 1, nil, ""},
-		{"repushed-tag-gets-digest", ".", Target{"Deployment", "website", "web", "website"}, "acme/website:latest@" + digest2, PinAuto, 1, nil, ""},
-		{"all-references", ".", Target{}, "acme/website:1.1.0", PinAuto, 2, nil, ""},
-		{"kustomize-overlay-newtag", "overlays/prod", Target{"Deployment", "web", "web", "web"}, "acme/web:1.1", PinAuto, 1, nil, ""},
-		{"kustomize-insert-newtag", ".", Target{"Deployment", "web", "", "web"}, "registry.example.com/acme/web:2.0.0", PinAuto, 1, nil, ""},
-		{"kustomize-tag-drops-digest", ".", Target{"Deployment", "web", "", "web"}, "acme/web:1.1", PinAuto, 1, nil, ""},
-		{"kustomize-tag-and-digest", ".", Target{"Deployment", "web", "", "web"}, "acme/web:1.1@" + digest2, PinAuto, 1, nil, ""},
-		{"kustomize-flow-entry", ".", Target{"Deployment", "web", "", "web"}, "acme/web:1.1", PinAuto, 1, nil, ""},
-		{"kustomize-crlf-insert", ".", Target{"Deployment", "web", "", "web"}, "acme/web:3.0.0", PinAuto, 1, nil, ""},
-		{"helm-repository-tag", ".", Target{}, "docker.io/acme/web:1.1.0", PinAuto, 1, &Values{File: "values.yaml", Repository: "image.repository", Tag: "image.tag"}, ""},
-		{"helm-numeric-tag-quoted", ".", Target{}, "acme/web:2.10", PinAuto, 1, &Values{File: "values.yaml", Repository: "image.repository", Tag: "image.tag"}, ""},
-		{"helm-registry-digest", ".", Target{}, "registry.example.com/acme/web:1.1@" + digest2, PinAuto, 2,
+		{"deployment-plain", "website", Selector{"Deployment", "website", "web", "website"}, "registry.cn-hangzhou.aliyuncs.com/acme/website:1.1.0", PinAuto, 1, nil, ""},
+		{"docker-hub-shorthand-double-quoted", ".", Selector{"deployment", "api", "web", "api"}, "docker.io/acme/api:1.1", PinAuto, 1, nil, ""},
+		{"single-quoted-statefulset", ".", Selector{"StatefulSet", "db", "data", "db"}, "postgres:16.2", PinAuto, 1, nil, ""},
+		{"crlf-bom-daemonset", ".", Selector{"DaemonSet", "agent", "kube-system", "agent"}, "quay.io/acme/agent:v2.1.0", PinAuto, 1, nil, ""},
+		{"multidoc-flow-mapping", ".", Selector{"Deployment", "website", "web", "website"}, "index.docker.io/acme/website:1.1.0", PinAuto, 1, nil, ""},
+		{"cronjob-init-container", ".", Selector{"CronJob", "report", "web", "migrate"}, "acme/report:2.0", PinAuto, 1, nil, ""},
+		{"kustomize-namespace", ".", Selector{"Deployment", "website", "web", "website"}, "acme/website:1.1.0", PinAuto, 1, nil, ""},
+		{"helm-template-skipped", ".", Selector{"Deployment", "website", "web", "website"}, "registry.cn-hangzhou.aliyuncs.com/acme/website:1.1.0", PinAuto, 1, nil, ""},
+		{"digest-pinned-stays-pinned", ".", Selector{"Deployment", "website", "web", "website"}, "acme/website:1.1.0@" + digest2, PinAuto, 1, nil, ""},
+		{"repushed-tag-gets-digest", ".", Selector{"Deployment", "website", "web", "website"}, "acme/website:latest@" + digest2, PinAuto, 1, nil, ""},
+		{"all-references", ".", Selector{}, "acme/website:1.1.0", PinAuto, 2, nil, ""},
+		{"kustomize-overlay-newtag", "overlays/prod", Selector{"Deployment", "web", "web", "web"}, "acme/web:1.1", PinAuto, 1, nil, ""},
+		{"kustomize-insert-newtag", ".", Selector{"Deployment", "web", "", "web"}, "registry.example.com/acme/web:2.0.0", PinAuto, 1, nil, ""},
+		{"kustomize-tag-drops-digest", ".", Selector{"Deployment", "web", "", "web"}, "acme/web:1.1", PinAuto, 1, nil, ""},
+		{"kustomize-tag-and-digest", ".", Selector{"Deployment", "web", "", "web"}, "acme/web:1.1@" + digest2, PinAuto, 1, nil, ""},
+		{"kustomize-flow-entry", ".", Selector{"Deployment", "web", "", "web"}, "acme/web:1.1", PinAuto, 1, nil, ""},
+		{"kustomize-crlf-insert", ".", Selector{"Deployment", "web", "", "web"}, "acme/web:3.0.0", PinAuto, 1, nil, ""},
+		{"helm-repository-tag", ".", Selector{}, "docker.io/acme/web:1.1.0", PinAuto, 1, &Values{File: "values.yaml", Repository: "image.repository", Tag: "image.tag"}, ""},
+		{"helm-numeric-tag-quoted", ".", Selector{}, "acme/web:2.10", PinAuto, 1, &Values{File: "values.yaml", Repository: "image.repository", Tag: "image.tag"}, ""},
+		{"helm-registry-digest", ".", Selector{}, "registry.example.com/acme/web:1.1@" + digest2, PinAuto, 2,
 			&Values{File: "values.yaml", Registry: "app.image.registry", Repository: "app.image.repository", Tag: "app.image.tag", Digest: "app.image.digest"}, ""},
-		{"helm-full-image", ".", Target{}, "acme/web:1.1", PinAuto, 1, &Values{File: "values.yaml", Image: "web.image"}, ""},
-		{"marker-imagehook-full", ".", Target{}, "acme/web:1.1", PinAuto, 1, nil, "website"},
-		{"marker-tag-and-name", ".", Target{}, "acme/web:1.1", PinAuto, 1, nil, "website"},
-		{"marker-flux-imagepolicy", ".", Target{}, "acme/web:1.1", PinAuto, 1, nil, "flux-system:website"},
-		{"marker-fleet-imagescan", ".", Target{}, "acme/web:1.1", PinAuto, 1, nil, "website"},
-		{"argo-rollout", ".", Target{"Rollout", "web", "", "web"}, "acme/web:1.1", PinAuto, 1, nil, ""},
-		{"job", ".", Target{"Job", "web", "", "web"}, "acme/web:1.1", PinAuto, 1, nil, ""},
-		{"replicaset", ".", Target{"ReplicaSet", "web", "", "web"}, "acme/web:1.1", PinAuto, 1, nil, ""},
-		{"replicationcontroller", ".", Target{"ReplicationController", "web", "", "web"}, "acme/web:1.1", PinAuto, 1, nil, ""},
-		{"anchors-aliases", ".", Target{"Deployment", "web", "", "web"}, "acme/web:1.1", PinAuto, 1, nil, ""},
-		{"unicode-flow-container", ".", Target{"Deployment", "web", "", "web"}, "acme/web:1.1", PinAuto, 1, nil, ""},
-		{"image-key-first-no-final-newline", ".", Target{"Deployment", "web", "", "web"}, "acme/web:1.1", PinAuto, 1, nil, ""},
-		{"tab-before-comment", ".", Target{"Deployment", "web", "", "web"}, "acme/web:1.1", PinAuto, 1, nil, ""},
-		{"document-end-markers", ".", Target{"Deployment", "web", "", "web"}, "acme/web:1.1", PinAuto, 1, nil, ""},
+		{"helm-full-image", ".", Selector{}, "acme/web:1.1", PinAuto, 1, &Values{File: "values.yaml", Image: "web.image"}, ""},
+		{"marker-imagehook-full", ".", Selector{}, "acme/web:1.1", PinAuto, 1, nil, "website"},
+		{"marker-tag-and-name", ".", Selector{}, "acme/web:1.1", PinAuto, 1, nil, "website"},
+		{"marker-flux-imagepolicy", ".", Selector{}, "acme/web:1.1", PinAuto, 1, nil, "flux-system:website"},
+		{"marker-fleet-imagescan", ".", Selector{}, "acme/web:1.1", PinAuto, 1, nil, "website"},
+		{"argo-rollout", ".", Selector{"Rollout", "web", "", "web"}, "acme/web:1.1", PinAuto, 1, nil, ""},
+		{"job", ".", Selector{"Job", "web", "", "web"}, "acme/web:1.1", PinAuto, 1, nil, ""},
+		{"replicaset", ".", Selector{"ReplicaSet", "web", "", "web"}, "acme/web:1.1", PinAuto, 1, nil, ""},
+		{"replicationcontroller", ".", Selector{"ReplicationController", "web", "", "web"}, "acme/web:1.1", PinAuto, 1, nil, ""},
+		{"anchors-aliases", ".", Selector{"Deployment", "web", "", "web"}, "acme/web:1.1", PinAuto, 1, nil, ""},
+		{"unicode-flow-container", ".", Selector{"Deployment", "web", "", "web"}, "acme/web:1.1", PinAuto, 1, nil, ""},
+		{"image-key-first-no-final-newline", ".", Selector{"Deployment", "web", "", "web"}, "acme/web:1.1", PinAuto, 1, nil, ""},
+		{"tab-before-comment", ".", Selector{"Deployment", "web", "", "web"}, "acme/web:1.1", PinAuto, 1, nil, ""},
+		{"document-end-markers", ".", Selector{"Deployment", "web", "", "web"}, "acme/web:1.1", PinAuto, 1, nil, ""},
 		// kyaml pitfalls (positions from imagehook's own decoder loop, never from kio readers).
-		{"two-workloads-after-document-end", ".", Target{"Deployment", "web", "b", "web"}, "acme/web:1.1", PinAuto, 1, nil, ""},
-		{"merge-keys", ".", Target{"Deployment", "web", "", "web"}, "acme/web:1.1", PinAuto, 1, nil, ""},
-		{"kind-list", ".", Target{"Deployment", "web", "", "web"}, "acme/web:1.1", PinAuto, 1, nil, ""},
-		{"document-tag-map", ".", Target{"Deployment", "web", "", "web"}, "acme/web:1.1", PinAuto, 1, nil, ""},
-		{"helm-yaml11-tag", ".", Target{}, "acme/web:010", PinAuto, 1, &Values{File: "values.yaml", Repository: "image.repository", Tag: "image.tag"}, ""},
-		{"kustomize-yaml11-newtag", ".", Target{"Deployment", "web", "", "web"}, "acme/web:on", PinAuto, 1, nil, ""},
-		{"kustomize-insert-no-final-newline", ".", Target{"Deployment", "web", "", "web"}, "acme/web:yes", PinAuto, 1, nil, ""},
+		{"two-workloads-after-document-end", ".", Selector{"Deployment", "web", "b", "web"}, "acme/web:1.1", PinAuto, 1, nil, ""},
+		{"merge-keys", ".", Selector{"Deployment", "web", "", "web"}, "acme/web:1.1", PinAuto, 1, nil, ""},
+		{"kind-list", ".", Selector{"Deployment", "web", "", "web"}, "acme/web:1.1", PinAuto, 1, nil, ""},
+		{"document-tag-map", ".", Selector{"Deployment", "web", "", "web"}, "acme/web:1.1", PinAuto, 1, nil, ""},
+		{"helm-yaml11-tag", ".", Selector{}, "acme/web:010", PinAuto, 1, &Values{File: "values.yaml", Repository: "image.repository", Tag: "image.tag"}, ""},
+		{"kustomize-yaml11-newtag", ".", Selector{"Deployment", "web", "", "web"}, "acme/web:on", PinAuto, 1, nil, ""},
+		{"kustomize-insert-no-final-newline", ".", Selector{"Deployment", "web", "", "web"}, "acme/web:yes", PinAuto, 1, nil, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -105,7 +105,7 @@ func TestGolden(t *testing.T) {
 			case tt.marker != "":
 				res, err = SetMarkers(fsys, tt.dir, tt.marker, ref, opts)
 			default:
-				res, err = SetImage(fsys, tt.dir, tt.target, ref, opts)
+				res, err = RewriteSelected(fsys, tt.dir, tt.target, ref, opts)
 			}
 			if err != nil {
 				t.Fatalf("SetImage: %v", err)
@@ -183,18 +183,18 @@ func TestSetImageErrors(t *testing.T) {
 	tests := []struct {
 		name   string
 		files  map[string]string
-		target Target
+		target Selector
 		image  string
 		want   error
 		msg    string
 	}{
-		{"workload missing", map[string]string{"a.yaml": dup}, Target{"Deployment", "api", "", "api"}, "acme/api:2", ErrNotFound, "deployment/api"},
-		{"container missing", map[string]string{"a.yaml": dup}, Target{"Deployment", "web", "", "sidecar"}, "acme/web:2", ErrNotFound, "container sidecar"},
-		{"two workloads", map[string]string{"a.yaml": dup, "b/b.yaml": dup}, Target{"Deployment", "web", "", "web"}, "acme/web:2", ErrAmbiguous, "b/b.yaml"},
-		{"block scalar", map[string]string{"a.yaml": block}, Target{"Deployment", "web", "a", "web"}, "acme/web:2", ErrUnsafe, "block scalar"},
-		{"pinned without digest", map[string]string{"a.yaml": pinned}, Target{"Deployment", "web", "a", "web"}, "acme/web:2", ErrUnsafe, "pinned to a digest"},
-		{"unknown kind", map[string]string{"a.yaml": dup}, Target{"Service", "web", "", "web"}, "acme/web:2", nil, "not a workload kind"},
-		{"broken target named", map[string]string{"a.yaml": "kind: Deployment\nmetadata: {name: web\n"}, Target{"Deployment", "web", "", "web"}, "acme/web:2", ErrFilesNotRead, "could hold it was not read: a.yaml (not valid YAML"},
+		{"workload missing", map[string]string{"a.yaml": dup}, Selector{"Deployment", "api", "", "api"}, "acme/api:2", ErrNotFound, "deployment/api"},
+		{"container missing", map[string]string{"a.yaml": dup}, Selector{"Deployment", "web", "", "sidecar"}, "acme/web:2", ErrNotFound, "container sidecar"},
+		{"two workloads", map[string]string{"a.yaml": dup, "b/b.yaml": dup}, Selector{"Deployment", "web", "", "web"}, "acme/web:2", ErrAmbiguous, "b/b.yaml"},
+		{"block scalar", map[string]string{"a.yaml": block}, Selector{"Deployment", "web", "a", "web"}, "acme/web:2", ErrUnsafe, "block scalar"},
+		{"pinned without digest", map[string]string{"a.yaml": pinned}, Selector{"Deployment", "web", "a", "web"}, "acme/web:2", ErrUnsafe, "pinned to a digest"},
+		{"unknown kind", map[string]string{"a.yaml": dup}, Selector{"Service", "web", "", "web"}, "acme/web:2", nil, "not a workload kind"},
+		{"broken target named", map[string]string{"a.yaml": "kind: Deployment\nmetadata: {name: web\n"}, Selector{"Deployment", "web", "", "web"}, "acme/web:2", ErrFilesNotRead, "could hold it was not read: a.yaml (not valid YAML"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -206,7 +206,7 @@ func TestSetImageErrors(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			_, err := SetImage(os.DirFS(dir), ".", tt.target, mustRef(t, tt.image), Options{})
+			_, err := RewriteSelected(os.DirFS(dir), ".", tt.target, mustRef(t, tt.image), Options{})
 			if err == nil {
 				t.Fatal("SetImage succeeded, want an error")
 			}
@@ -243,7 +243,7 @@ func TestOtherLayoutErrors(t *testing.T) {
 		t.Errorf("missing marker: %v", err)
 	}
 	// Removing the digest, the entry's first key, cannot be done by deleting its line.
-	if _, err := SetImage(fsys, ".", Target{"Deployment", "web", "", "web"}, ref, Options{}); !errors.Is(err, ErrUnsafe) {
+	if _, err := RewriteSelected(fsys, ".", Selector{"Deployment", "web", "", "web"}, ref, Options{}); !errors.Is(err, ErrUnsafe) {
 		t.Errorf("unsafe kustomize edit: %v", err)
 	}
 	if data, _ := os.ReadFile(filepath.Join(dir, "kustomization.yaml")); !strings.Contains(string(data), digest1) {
@@ -252,7 +252,7 @@ func TestOtherLayoutErrors(t *testing.T) {
 }
 
 func TestPathEscape(t *testing.T) {
-	_, err := SetImage(os.DirFS(t.TempDir()), "../etc", Target{"Deployment", "a", "", "a"}, mustRef(t, "a:1"), Options{})
+	_, err := RewriteSelected(os.DirFS(t.TempDir()), "../etc", Selector{"Deployment", "a", "", "a"}, mustRef(t, "a:1"), Options{})
 	if err == nil || !strings.Contains(err.Error(), "inside the repository") {
 		t.Errorf("err = %v", err)
 	}
@@ -264,7 +264,7 @@ func TestUnchanged(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "p.yaml"), []byte(doc), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	res, err := SetImage(os.DirFS(dir), ".", Target{"Pod", "p", "", "c"}, mustRef(t, "docker.io/acme/p:1"), Options{})
+	res, err := RewriteSelected(os.DirFS(dir), ".", Selector{"Pod", "p", "", "c"}, mustRef(t, "docker.io/acme/p:1"), Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -302,7 +302,7 @@ func FuzzSetImage(f *testing.F) {
 		}
 		doc := head + "kind: Pod\nmetadata: {name: p}\nspec:\n  containers:\n  - name: c\n    " + imageLine + tail
 		fsys := fstest.MapFS{"p.yaml": &fstest.MapFile{Data: []byte(doc)}}
-		res, err := SetImage(fsys, ".", Target{"Pod", "p", "", "c"}, pushed, Options{})
+		res, err := RewriteSelected(fsys, ".", Selector{"Pod", "p", "", "c"}, pushed, Options{})
 		if err != nil {
 			if res.Files != nil {
 				t.Fatalf("error %v with files %v", err, res.Files)
@@ -342,7 +342,7 @@ func TestHostileFiles(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "huge.yaml"), []byte(big), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	_, err := SetImage(os.DirFS(dir), ".", Target{"Deployment", "web", "", "web"}, mustRef(t, "acme/web:1.1"), Options{})
+	_, err := RewriteSelected(os.DirFS(dir), ".", Selector{"Deployment", "web", "", "web"}, mustRef(t, "acme/web:1.1"), Options{})
 	if err == nil {
 		t.Fatal("alias bomb accepted")
 	}
@@ -468,7 +468,7 @@ func TestBudget(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			fsys := fstest.MapFS{"z/deploy.yaml": {Data: []byte(deploy)}, tt.file: {Data: []byte(tt.data)}}
 			budget := tt.budget
-			res, err := SetImage(fsys, ".", Target{"Deployment", "web", "team", "web"}, mustRef(t, "acme/web:1.1"), Options{Budget: &budget})
+			res, err := RewriteSelected(fsys, ".", Selector{"Deployment", "web", "team", "web"}, mustRef(t, "acme/web:1.1"), Options{Budget: &budget})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -506,11 +506,11 @@ func TestNotFoundNamesFilesNotRead(t *testing.T) {
 	}
 	opts := Options{Budget: &Budget{MaxFileBytes: 1 << 20, MaxDocumentNodes: 50_000}}
 	for _, place := range []Place{
-		{Path: ".", Workload: Target{"Deployment", "web", "", "app"}},
-		{Path: "big.yaml", Workload: Target{"Deployment", "web", "", "app"}},
+		{Path: ".", Workload: Selector{"Deployment", "web", "", "app"}},
+		{Path: "big.yaml", Workload: Selector{"Deployment", "web", "", "app"}},
 		{Path: ".", Marker: "web"},
 	} {
-		res, err := Apply(fsys, place, mustRef(t, "acme/web:1.1"), opts)
+		res, err := Rewrite(fsys, place, mustRef(t, "acme/web:1.1"), opts)
 		var fe *FilesNotReadError
 		if !errors.As(err, &fe) || !errors.Is(err, ErrNotFound) || !errors.Is(err, ErrFilesNotRead) || event.ReasonOf(err) != event.ReasonFilesNotRead {
 			t.Fatalf("%+v: err = %v, want files not read", place, err)
@@ -595,13 +595,13 @@ func FuzzEstimate(f *testing.F) {
 func TestAliasNamesNothing(t *testing.T) {
 	doc := "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: app, labels: {x: &web sidecar}}\nspec:\n  template:\n    spec:\n      containers:\n      - name: *web\n        image: acme/web:1.0\n"
 	fsys := fstest.MapFS{"d.yaml": {Data: []byte(doc)}}
-	_, err := SetImage(fsys, ".", Target{"Deployment", "app", "", "web"}, mustRef(t, "acme/web:1.1"), Options{})
+	_, err := RewriteSelected(fsys, ".", Selector{"Deployment", "app", "", "web"}, mustRef(t, "acme/web:1.1"), Options{})
 	if !errors.Is(err, ErrNotFound) {
 		t.Errorf("err = %v, want not found: the alias names nothing", err)
 	}
 	// Two containers with the same name are both found (VisitElements, not the first match).
 	two := strings.Replace(doc, "      - name: *web\n        image: acme/web:1.0\n", "      - name: web\n        image: acme/web:1.0\n      - name: web\n        image: acme/web:1.0\n", 1)
-	res, err := SetImage(fstest.MapFS{"d.yaml": {Data: []byte(two)}}, ".", Target{"Deployment", "app", "", "web"}, mustRef(t, "acme/web:1.1"), Options{})
+	res, err := RewriteSelected(fstest.MapFS{"d.yaml": {Data: []byte(two)}}, ".", Selector{"Deployment", "app", "", "web"}, mustRef(t, "acme/web:1.1"), Options{})
 	if err != nil || len(res.Changes) != 2 {
 		t.Errorf("changes %v, err %v: want both containers", res.Changes, err)
 	}

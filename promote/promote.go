@@ -25,7 +25,7 @@ import (
 // Journal is what promotion reads and writes of the journal.
 type Journal interface {
 	Get(ctx context.Context, id string) (*event.Event, error)
-	LastApplied(ctx context.Context, target string) (journal.Applied, error)
+	Current(ctx context.Context, target string) (journal.Applied, error)
 	// Promotions is where approvals, holds and the notices sent are kept.
 	Promotions() journal.Promotions
 }
@@ -335,7 +335,7 @@ func (c *Controller) running(ctx context.Context, s *stage) (*event.Event, error
 	if len(s.targets) == 0 {
 		return nil, nil
 	}
-	a, err := c.j.LastApplied(ctx, s.targets[0].Key())
+	a, err := c.j.Current(ctx, s.targets[0].Key())
 	if err != nil {
 		return nil, fmt.Errorf("what stage %s runs: %w", s.Name, err)
 	}

@@ -209,7 +209,7 @@ func TestConflictRetryDropsEventsAlreadyCarried(t *testing.T) {
 // pushPrevious pushes the previous owner's commit: files, and a trailer block per carried event.
 func pushPrevious(t *testing.T, url string, files map[string]string, carried []*event.Event) {
 	t.Helper()
-	_, err := gitRepo(t, url).Apply(context.Background(), func(fs.FS) (map[string][]byte, string, error) {
+	_, err := gitRepo(t, url).CommitAndPush(context.Background(), func(fs.FS) (map[string][]byte, string, error) {
 		out := map[string][]byte{}
 		for name, data := range files {
 			out[name] = []byte(data)

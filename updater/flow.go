@@ -79,7 +79,7 @@ func (f *flow) scrub(ev *event.Event) {
 // never "nothing applied".
 func (f *flow) stale(ctx context.Context, ev *event.Event) (event.Reason, string, error) {
 	for _, t := range ev.Targets {
-		a, err := f.journal.LastApplied(ctx, t.Key())
+		a, err := f.journal.Current(ctx, t.Key())
 		if err != nil {
 			return "", "", err
 		}
@@ -154,7 +154,7 @@ func (f *flow) recordApplied(ctx context.Context, log *slog.Logger, batch []*eve
 // is no option; a stop leaves the event running in the journal, and the next start finds its
 // commit and records it then.
 func (f *flow) setApplied(ctx context.Context, log *slog.Logger, key string, a journal.Applied) {
-	_ = f.untilJournal(log, "recording the applied push", a.Event, func() error { return f.journal.SetApplied(ctx, key, a) })
+	_ = f.untilJournal(log, "recording the applied push", a.Event, func() error { return f.journal.SetCurrent(ctx, key, a) })
 }
 
 // untilJournal calls fn until it succeeds, with the git step's backoff between tries; only the
@@ -180,7 +180,7 @@ func (f *flow) backoff() retry.Backoff {
 
 // alreadyLanded finds, for events tried before (a crash or a restart interrupted them), the commit
 // an earlier attempt pushed for them, if any.
-func (f *flow) alreadyLanded(ctx context.Context, log *slog.Logger, repo Repo, batch []*event.Event) map[string]string {
+func (f *flow) alreadyLanded(ctx context.Context, log *slog.Logger, repo GitRepo, batch []*event.Event) map[string]string {
 	var ids []string
 	for _, ev := range batch {
 		if ev.Attempts > 1 {

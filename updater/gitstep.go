@@ -74,7 +74,7 @@ func (w *worker) push(r Repository, batch []*event.Event) gitResult {
 	g.lookup = func(id string) (*event.Event, error) { return w.f.journal.Get(w.ctx, id) }
 	g.log = w.log
 	started := time.Now()
-	commit, err := r.Git.Apply(w.ctx, w.f.owned(w.ctx, w.key, g.catchUp(g.edit)))
+	commit, err := r.Git.CommitAndPush(w.ctx, w.f.owned(w.ctx, w.key, g.catchUp(g.edit)))
 	w.f.observeGit(commit, err, batch, started)
 	if err != nil {
 		retry := !errors.Is(err, gitops.ErrRejected) && !errors.Is(err, gitops.ErrAuth)
@@ -106,7 +106,7 @@ func (w *worker) push(r Repository, batch []*event.Event) gitResult {
 
 // recordLanded records the retried events whose push landed before a crash (their commit's
 // trailers name them) instead of applying them again, and returns the others.
-func (w *worker) recordLanded(repo Repo, batch []*event.Event) []*event.Event {
+func (w *worker) recordLanded(repo GitRepo, batch []*event.Event) []*event.Event {
 	landed := w.f.alreadyLanded(w.ctx, w.log, repo, batch)
 	if len(landed) == 0 {
 		return batch
@@ -205,7 +205,7 @@ func (g *gitBatch) apply(over *manifests.Overlay, ev *event.Event) *outcome {
 		if t.Repo == "" || g.latest[t.Key()] != ev {
 			continue
 		}
-		changes, skipped, err := setImage(over, t, pushed, opts)
+		changes, skipped, err := rewriteTarget(over, t, pushed, opts)
 		out.skipped = append(out.skipped, skipped...)
 		if manifests.Skipped(err) {
 			out.ignored = append(out.ignored, err.Error())
@@ -465,10 +465,10 @@ func anyChange(cs []event.Change) bool {
 	return false
 }
 
-// setImage applies one target's rewrite to the overlay. It returns the changes, with every value
+// rewriteTarget applies one target's rewrite to the overlay. It returns the changes, with every value
 // made one line (they come from the manifests, which many people commit to, and reach commit
 // messages and mail), and the files the budget skipped.
-func setImage(fsys *manifests.Overlay, t event.Target, pushed imageref.Ref, opts manifests.Options) ([]event.Change, []string, error) {
+func rewriteTarget(fsys *manifests.Overlay, t event.Target, pushed imageref.Ref, opts manifests.Options) ([]event.Change, []string, error) {
 	place := manifests.Place{Path: t.Path, Marker: t.Marker}
 	if v := t.Values; v != nil {
 		place.Values = &manifests.Values{File: v.File, Image: v.Image, Registry: v.Registry, Repository: v.Repository, Tag: v.Tag, Digest: v.Digest}
@@ -478,7 +478,7 @@ func setImage(fsys *manifests.Overlay, t event.Target, pushed imageref.Ref, opts
 			return nil, nil, err
 		}
 	}
-	res, err := manifests.Apply(fsys, place, pushed, opts)
+	res, err := manifests.Rewrite(fsys, place, pushed, opts)
 	if err != nil {
 		return nil, res.Warnings, err
 	}

@@ -19,31 +19,31 @@ import (
 // for every key with a NUL, or as any database does while it is down.
 type flakyJournal struct {
 	journal.Journal
-	down     atomic.Bool  // LastApplied fails while set
-	setFails atomic.Int32 // SetApplied fails this many more times
-	reads    atomic.Int32 // failed LastApplied calls
+	down     atomic.Bool  // Current fails while set
+	setFails atomic.Int32 // SetCurrent fails this many more times
+	reads    atomic.Int32 // failed Current calls
 }
 
 var errDown = errors.New("journal down")
 
-func (j *flakyJournal) LastApplied(ctx context.Context, key string) (journal.Applied, error) {
+func (j *flakyJournal) Current(ctx context.Context, key string) (journal.Applied, error) {
 	if j.down.Load() {
 		j.reads.Add(1)
 		return journal.Applied{}, errDown
 	}
-	return j.Journal.LastApplied(ctx, key)
+	return j.Journal.Current(ctx, key)
 }
 
-func (j *flakyJournal) SetApplied(ctx context.Context, key string, a journal.Applied) error {
+func (j *flakyJournal) SetCurrent(ctx context.Context, key string, a journal.Applied) error {
 	if j.setFails.Add(-1) >= 0 {
 		return errDown
 	}
-	return j.Journal.SetApplied(ctx, key, a)
+	return j.Journal.SetCurrent(ctx, key, a)
 }
 
 // TestJournalReadFailureIsNeverNothingApplied: while what a target runs cannot be read, an event
 // waits (reason journal unavailable), past its attempt budget, and nothing is written; once the
-// journal answers it is applied, and a SetApplied that failed is retried until it lands.
+// journal answers it is applied, and a SetCurrent that failed is retried until it lands.
 func TestJournalReadFailureIsNeverNothingApplied(t *testing.T) {
 	sq, err := journal.OpenSQLite(filepath.Join(t.TempDir(), "journal.db"))
 	if err != nil {
@@ -86,7 +86,7 @@ func TestJournalReadFailureIsNeverNothingApplied(t *testing.T) {
 	}
 	key := ev("1", "a", "", "").Targets[0].Key()
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
-		if a, err := sq.LastApplied(ctx, key); err == nil && a.Event == "1" {
+		if a, err := sq.Current(ctx, key); err == nil && a.Event == "1" {
 			break
 		}
 		if time.Now().After(deadline) {

@@ -280,7 +280,7 @@ func TestMergedWithOtherContent(t *testing.T) {
 	if applies(rg.applier) != 0 || !ok || apply.Status != event.Ignored || apply.Reason != event.ReasonMergedOtherContent {
 		t.Errorf("direct applies %d, apply step %+v", applies(rg.applier), apply)
 	}
-	if a, _ := rg.j.LastApplied(context.Background(), e.Targets[0].Key()); a.Event == "w1" {
+	if a, _ := rg.j.Current(context.Background(), e.Targets[0].Key()); a.Event == "w1" {
 		t.Error("the event is recorded as applied to its target")
 	}
 }

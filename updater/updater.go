@@ -26,9 +26,9 @@ import (
 	"github.com/imagehook/imagehook/redact"
 )
 
-// Repo is what the updater needs of a manifests repository.
-type Repo interface {
-	Apply(ctx context.Context, edit gitops.EditFunc) (gitops.Commit, error)
+// GitRepo is what the updater needs of a manifests repository.
+type GitRepo interface {
+	CommitAndPush(ctx context.Context, edit gitops.EditFunc) (gitops.Commit, error)
 	// Log walks the branch's last limit commits, newest first, after a fetch.
 	Log(ctx context.Context, limit int, fn gitops.LogFunc) error
 	// Identity is the committer of imagehook's commits: only their trailers are read back.
@@ -107,7 +107,7 @@ type Peers interface {
 // Repository is one manifests repository as the flow uses it: one value per repository, so that a
 // new per-repository setting (a write-back mode, a watch) is one field here.
 type Repository struct {
-	Git Repo
+	Git GitRepo
 	// CommitURL links a commit in reports, with {sha} for the commit ("" for none).
 	CommitURL string
 	// Template, when set, writes the commit message's subject and body (data: CommitData);

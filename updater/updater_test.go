@@ -26,7 +26,7 @@ type memRepo struct {
 	landed  map[string]string
 }
 
-func (m *memRepo) Apply(_ context.Context, edit gitops.EditFunc) (gitops.Commit, error) {
+func (m *memRepo) CommitAndPush(_ context.Context, edit gitops.EditFunc) (gitops.Commit, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if len(m.fail) > 0 {
