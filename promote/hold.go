@@ -97,14 +97,17 @@ func (c *holds) held(ctx context.Context, p pipeline, s *stage, cur *event.Event
 	}
 	if !gv.found {
 		// Changed by a commit older than the history read: still not imagehook's value.
-		return &Held{Image: gv.image, By: "someone", Detail: "held: the value is " + gv.image + ", not what imagehook wrote"}, "", nil
+		img := event.OneLine(gv.image) // a person's value: shown in pages, mail and chat as one line
+		return &Held{Image: img, By: "someone", Detail: "held: the value is " + img + ", not what imagehook wrote"}, "", nil
 	}
 	if slices.ContainsFunc(holds, func(h journal.Hold) bool { return h.Commit == gv.commit.Hash && h.Released }) {
 		return nil, gv.commit.Hash, nil // released: the next promotion may overwrite it
 	}
 	short := gv.commit.Hash[:min(7, len(gv.commit.Hash))]
-	return &Held{Commit: gv.commit.Hash, By: gv.commit.Author.Name, Image: gv.image, At: gv.commit.When,
-		Detail: "held: " + short + " by " + event.OneLine(gv.commit.Author.Name) + " set " + gv.image}, "", nil
+	// The author and the value are a person's: shown in pages, mail and chat as one line.
+	by, img := event.OneLine(gv.commit.Author.Name), event.OneLine(gv.image)
+	return &Held{Commit: gv.commit.Hash, By: by, Image: img, At: gv.commit.When,
+		Detail: "held: " + short + " by " + by + " set " + img}, "", nil
 }
 
 func commentSuffix(c string) string {
