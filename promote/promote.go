@@ -411,9 +411,16 @@ func (c *Controller) evaluateAt(ctx context.Context, p pipeline, s *stage, maxAg
 		v.State, v.Detail = ReasonCurrent, "runs the candidate"
 		return v, nil
 	}
+	return c.promotionState(ctx, p, s, v, from, cand, released)
+}
+
+// promotionState finishes v for a stage with a candidate it does not run yet: the promotion
+// already journaled for that candidate says where it stands, or else the first shut gate does.
+func (c *Controller) promotionState(ctx context.Context, p pipeline, s *stage, v StageView, from *event.Event, cand *Candidate, released string) (StageView, error) {
 	id := promotionID(p.name, s.Name, cand, released)
 	v.promotionID = id
-	if pe, err := c.j.Get(ctx, id); err == nil {
+	pe, err := c.j.Get(ctx, id)
+	if err == nil {
 		v.Promotion = id
 		switch {
 		case pe.Status == event.Failed:
@@ -424,7 +431,8 @@ func (c *Controller) evaluateAt(ctx context.Context, p pipeline, s *stage, maxAg
 			v.State, v.Detail = ReasonPromoting, "promotion "+id+" is "+string(pe.Status)
 		}
 		return v, nil
-	} else if !errors.Is(err, event.ErrNotFound) {
+	}
+	if !errors.Is(err, event.ErrNotFound) {
 		return v, fmt.Errorf("promotion %s: %w", id, err)
 	}
 	now := c.opts.Now()
