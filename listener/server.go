@@ -25,6 +25,7 @@ import (
 	"github.com/imagehook/imagehook/config"
 	"github.com/imagehook/imagehook/event"
 	"github.com/imagehook/imagehook/imageref"
+	"github.com/imagehook/imagehook/intake"
 	"github.com/imagehook/imagehook/registry"
 	"github.com/imagehook/imagehook/tagpolicy"
 )
@@ -567,9 +568,8 @@ func (s *Server) submit(ctx context.Context, hook *servedHook, pushes []registry
 		if hook.RegistryHost != "" {
 			p.Push.ExplicitHost = true
 		}
-		ev := &event.Event{ID: event.NewID(now), Hook: hook.ID, Push: p.Push, Pin: hook.Pin, NoDowngrade: hook.NoDowngrade,
-			AllowOlder: hook.AllowOlder, Verify: hook.Verify.Resolves(), Signed: hook.Verify.Signed(), Delivery: p.Delivery, Targets: targets, ReceivedAt: now, Warnings: p.Warnings}
-		ev.Mail, ev.Notify = hook.Reports()
+		ev := intake.Event(hook.Hook, p.Push, targets, now)
+		ev.Delivery, ev.Warnings = p.Delivery, p.Warnings
 		// The caller going away must not leave a half-recorded answer: the write completes.
 		err := s.updater.Submit(context.WithoutCancel(ctx), ev)
 		if errors.Is(err, event.ErrDuplicateDelivery) {
