@@ -1,7 +1,7 @@
 // Package forge opens and follows pull (merge) requests on the forges teams host manifests on —
-// Gitea and Forgejo, GitHub, GitLab, Gitee and Alibaba Cloud Codeup — through their REST APIs. The
-// webhooks they send about them are authenticated by package listener (forge.go), Gitee's and
-// Codeup's with VerifyGitee and VerifyCodeup here.
+// Gitea and Forgejo, GitHub, GitLab, Gitee and Alibaba Cloud Codeup — through their REST APIs —
+// and authenticates the webhooks they send about them (VerifyDelivery, one table by provider in
+// webhook.go), which package listener asks.
 package forge
 
 import (
