@@ -753,7 +753,7 @@ func (s *reviews) mergedContent(ctx context.Context, key string, rv *Review, evs
 					// The merge carries what was proposed when the value is the one the pull request
 					// wrote — even where the edit would write it again otherwise (a pushed digest beside a
 					// tag the manifest already names, as a re-push of that tag adds it).
-					if c.Old != c.New && c.Old != wrote[placeOf(c)] {
+					if c.Changed() && c.Old != wrote[placeOf(c)] {
 						runs = append(runs, c.Old)
 					}
 				}
@@ -839,7 +839,7 @@ func prChanges(evs []*event.Event, g *gitBatch) []event.Change {
 	for _, ev := range evs {
 		if r := g.results[ev.ID]; r != nil {
 			for _, c := range r.changes {
-				if c.Old != c.New {
+				if c.Changed() {
 					out = append(out, c)
 				}
 			}

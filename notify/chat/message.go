@@ -76,7 +76,7 @@ func compose(lang string, ev *event.Event, others []*event.Event, failed bool) m
 	m.Lines = append(m.Lines, fmt.Sprintf("### %s %s", icon, m.Title),
 		fmt.Sprintf("- %s: `%s`", w["hook"], safe(ev.Hook)))
 	for _, c := range item.Changes {
-		if c.Old == c.New {
+		if !c.Changed() {
 			continue
 		}
 		m.Lines = append(m.Lines, fmt.Sprintf("- %s: `%s` %s `%s`", w["workload"], safe(c.Workload), w["container"], safe(c.Container)),

@@ -8,7 +8,6 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
 	"embed"
 	"encoding/hex"
 	"errors"
@@ -33,6 +32,7 @@ import (
 
 	"github.com/imagehook/imagehook/event"
 	"github.com/imagehook/imagehook/notify"
+	"github.com/imagehook/imagehook/outbound"
 	"github.com/imagehook/imagehook/retry"
 )
 
@@ -105,12 +105,9 @@ func New(cfg Config, log *slog.Logger) (*Notifier, error) {
 		log.Warn("mail: TLS certificate verification is off (insecureSkipVerify)", "host", cfg.Host)
 	}
 	if len(cfg.CAPEM) > 0 {
-		pool, err := x509.SystemCertPool()
+		pool, err := outbound.CertPool(cfg.CAPEM)
 		if err != nil {
-			pool = x509.NewCertPool()
-		}
-		if !pool.AppendCertsFromPEM(cfg.CAPEM) {
-			return nil, errors.New("mail caFile: no PEM certificate found")
+			return nil, fmt.Errorf("mail caFile: %w", err)
 		}
 		n.tls.RootCAs = pool
 	}
