@@ -380,30 +380,9 @@ func (c *Coordinator) session(ctx context.Context) error {
 	}
 	sctx, end := context.WithCancelCause(ctx)
 	s := &session{proofs: make(chan proof, 16), done: make(chan struct{}), end: end}
-	defer func() {
-		c.mu.Lock()
-		c.sess = nil
-		c.owned = map[string]bool{}
-		c.mu.Unlock()
-		close(s.done)
-		end(nil)
-		closeCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
-		defer cancel()
-		_ = conn.Close(closeCtx)
-	}()
-	// A stopped or cut-off owner's session is ended by the server once it has been silent for
-	// silentFor, which frees its locks; the heartbeat keeps a live one speaking.
-	if _, err := conn.Exec(sctx, fmt.Sprintf("SET idle_session_timeout = '%dms'", silentFor.Milliseconds())); err != nil {
-		var pgErr *pgconn.PgError
-		if !errors.As(err, &pgErr) || pgErr.Code != "42704" {
-			return err
-		}
-		c.log.Warn("this PostgreSQL has no idle_session_timeout (it came in PostgreSQL 14): a stopped owner keeps its queues until the server's TCP keepalives end its session", "err", err)
-	}
-	for _, ch := range []string{eventsChannel, doneChannel} {
-		if _, err := conn.Exec(sctx, "LISTEN "+ch); err != nil {
-			return err
-		}
+	defer c.closeSession(ctx, conn, s)
+	if err := c.prepare(sctx, conn); err != nil {
+		return err
 	}
 	c.mu.Lock()
 	c.sess = s
@@ -428,41 +407,90 @@ func (c *Coordinator) session(ctx context.Context) error {
 			}
 			nextSweep = now.Add(sweepEvery)
 		}
-		wctx, cancel := context.WithTimeout(sctx, claimEvery/2)
-		s.mu.Lock()
-		s.wake = cancel
-		s.mu.Unlock()
-		if len(s.proofs) > 0 {
-			// Asked before this wait's interrupt was in place: answer first.
-			cancel()
-			continue
-		}
-		n, err := conn.WaitForNotification(wctx)
-		cancel()
+		n, err := c.wait(sctx, conn, s)
 		if err != nil {
-			if wctx.Err() != nil && sctx.Err() == nil {
-				continue // the wait's pace, or a proof to answer
-			}
-			if sctx.Err() != nil {
-				return context.Cause(sctx)
-			}
 			return err
 		}
-		switch n.Channel {
-		case eventsChannel:
-			key, id, _ := strings.Cut(n.Payload, "\n")
-			if k := unwire(key); c.Owns(k) && c.u != nil {
-				c.take(k, id)
-			}
-		case doneChannel:
-			if c.u != nil {
-				for _, id := range strings.Split(n.Payload, ",") {
-					c.u.Wake(id)
-				}
-			}
+		if n != nil {
+			c.onNotification(n)
 		}
 	}
 	return context.Cause(sctx)
+}
+
+// closeSession forgets what the session owned, ends it and closes its connection (which frees
+// its locks in the server).
+func (c *Coordinator) closeSession(ctx context.Context, conn *pgx.Conn, s *session) {
+	c.mu.Lock()
+	c.sess = nil
+	c.owned = map[string]bool{}
+	c.mu.Unlock()
+	close(s.done)
+	s.end(nil)
+	closeCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+	defer cancel()
+	_ = conn.Close(closeCtx)
+}
+
+// prepare bounds the session's silence and listens on the channels.
+func (c *Coordinator) prepare(ctx context.Context, conn *pgx.Conn) error {
+	// A stopped or cut-off owner's session is ended by the server once it has been silent for
+	// silentFor, which frees its locks; the heartbeat keeps a live one speaking.
+	if _, err := conn.Exec(ctx, fmt.Sprintf("SET idle_session_timeout = '%dms'", silentFor.Milliseconds())); err != nil {
+		var pgErr *pgconn.PgError
+		if !errors.As(err, &pgErr) || pgErr.Code != "42704" {
+			return err
+		}
+		c.log.Warn("this PostgreSQL has no idle_session_timeout (it came in PostgreSQL 14): a stopped owner keeps its queues until the server's TCP keepalives end its session", "err", err)
+	}
+	for _, ch := range []string{eventsChannel, doneChannel} {
+		if _, err := conn.Exec(ctx, "LISTEN "+ch); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// wait waits for a notification, at most claimEvery/2 and only until a proof is asked for: nil
+// and no error when the wait ended without one.
+func (c *Coordinator) wait(sctx context.Context, conn *pgx.Conn, s *session) (*pgconn.Notification, error) {
+	wctx, cancel := context.WithTimeout(sctx, claimEvery/2)
+	defer cancel()
+	s.mu.Lock()
+	s.wake = cancel
+	s.mu.Unlock()
+	if len(s.proofs) > 0 {
+		return nil, nil // asked before this wait's interrupt was in place: answer first
+	}
+	n, err := conn.WaitForNotification(wctx)
+	if err != nil {
+		if wctx.Err() != nil && sctx.Err() == nil {
+			return nil, nil // the wait's pace, or a proof to answer
+		}
+		if sctx.Err() != nil {
+			return nil, context.Cause(sctx)
+		}
+		return nil, err
+	}
+	return n, nil
+}
+
+// onNotification acts on a notification: an event journaled for a queue this replica owns is taken,
+// the waiters of events finished elsewhere are woken.
+func (c *Coordinator) onNotification(n *pgconn.Notification) {
+	switch n.Channel {
+	case eventsChannel:
+		key, id, _ := strings.Cut(n.Payload, "\n")
+		if k := unwire(key); c.Owns(k) && c.u != nil {
+			c.take(k, id)
+		}
+	case doneChannel:
+		if c.u != nil {
+			for _, id := range strings.Split(n.Payload, ",") {
+				c.u.Wake(id)
+			}
+		}
+	}
 }
 
 // takeAtOnce is how many events told by notifications are taken at once: their journal reads then
