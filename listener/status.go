@@ -19,6 +19,7 @@ import (
 
 	"github.com/imagehook/imagehook/config"
 	"github.com/imagehook/imagehook/event"
+	"github.com/imagehook/imagehook/lang"
 )
 
 //go:embed ui/*.html
@@ -63,7 +64,7 @@ var (
 )
 
 // labels are the pages' words, by language.
-var labels = map[string]map[string]string{
+var labels = lang.Words{
 	"en": {"pipelines": "Pipelines", "recent": "Recent events", "workloads": "Workloads", "target": "Target", "ingit": "In git now", "last": "Last event",
 		"deploy": "Deploy", "ready": "Ready at", "received": "Received", "hook": "Hook", "image": "Image", "status": "Status",
 		"commit": "Commit", "apply": "Apply", "notify": "Notify", "none": "No events yet.", "noworkloads": "No workload targets configured.",
@@ -82,19 +83,10 @@ var labels = map[string]map[string]string{
 
 // language picks the page's language: ?lang= (the switch), else the browser's first preference.
 func language(r *http.Request) string {
-	if l := r.URL.Query().Get("lang"); labels[l] != nil {
+	if l := r.URL.Query().Get("lang"); lang.Known(l) {
 		return l
 	}
-	for _, part := range strings.Split(r.Header.Get("Accept-Language"), ",") {
-		tag := strings.ToLower(strings.TrimSpace(strings.SplitN(part, ";", 2)[0]))
-		if strings.HasPrefix(tag, "zh") {
-			return "zh"
-		}
-		if tag != "" && tag != "*" {
-			return "en"
-		}
-	}
-	return "en"
+	return lang.Preferred(r.Header.Get("Accept-Language"))
 }
 
 // statusPages serves the status page and an event's page, and guards every read-only view with
@@ -250,9 +242,9 @@ func (p *statusPages) handleStatus(w http.ResponseWriter, r *http.Request, _ htt
 		http.Error(w, "internal error", http.StatusInternalServerError)
 		return
 	}
-	lang := language(r)
-	data := map[string]any{"Title": labels[lang]["recent"], "Events": evs, "Workloads": p.workloads(r.Context(), evs),
-		"T": labels[lang], "Lang": lang, "Refresh": running(evs...), "Path": "/", "Open": !p.adminConfigured(), "Pipelines": len(p.cfg.Pipelines) > 0}
+	l := language(r)
+	data := map[string]any{"Title": labels.In(l)["recent"], "Events": evs, "Workloads": p.workloads(r.Context(), evs),
+		"T": labels.In(l), "Lang": l, "Refresh": running(evs...), "Path": "/", "Open": !p.adminConfigured(), "Pipelines": len(p.cfg.Pipelines) > 0}
 	if err := listPage.Execute(w, data); err != nil {
 		p.log.Error("status page", "err", err)
 	}
@@ -296,9 +288,9 @@ func (p *statusPages) handleEventPage(w http.ResponseWriter, r *http.Request, ps
 		http.Error(w, "internal error", http.StatusInternalServerError)
 		return
 	}
-	lang := language(r)
-	data := map[string]any{"Title": fmt.Sprintf("%s %s", labels[lang]["event"], ev.ID), "Event": ev, "T": labels[lang], "Lang": lang,
-		"Refresh": running(ev), "Timeline": timeline(ev, labels[lang]), "Path": "/ui/events/" + ev.ID, "Open": !p.adminConfigured(), "Pipelines": len(p.cfg.Pipelines) > 0}
+	l := language(r)
+	data := map[string]any{"Title": fmt.Sprintf("%s %s", labels.In(l)["event"], ev.ID), "Event": ev, "T": labels.In(l), "Lang": l,
+		"Refresh": running(ev), "Timeline": timeline(ev, labels.In(l)), "Path": "/ui/events/" + ev.ID, "Open": !p.adminConfigured(), "Pipelines": len(p.cfg.Pipelines) > 0}
 	if err := eventPage.Execute(w, data); err != nil {
 		p.log.Error("event page", "err", err)
 	}
