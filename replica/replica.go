@@ -380,8 +380,18 @@ func (c *Coordinator) session(ctx context.Context) error {
 	}
 	sctx, end := context.WithCancelCause(ctx)
 	s := &session{proofs: make(chan proof, 16), done: make(chan struct{}), end: end}
-	defer c.closeSession(ctx, conn, s)
-	if err := c.prepare(sctx, conn); err != nil {
+	defer func() {
+		c.mu.Lock()
+		c.sess = nil
+		c.owned = map[string]bool{}
+		c.mu.Unlock()
+		close(s.done)
+		end(nil)
+		closeCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+		defer cancel()
+		_ = conn.Close(closeCtx)
+	}()
+	if err := prepare(sctx, conn, c.log); err != nil {
 		return err
 	}
 	c.mu.Lock()
@@ -407,7 +417,7 @@ func (c *Coordinator) session(ctx context.Context) error {
 			}
 			nextSweep = now.Add(sweepEvery)
 		}
-		n, err := c.wait(sctx, conn, s)
+		n, err := s.wait(sctx, conn)
 		if err != nil {
 			return err
 		}
@@ -418,22 +428,8 @@ func (c *Coordinator) session(ctx context.Context) error {
 	return context.Cause(sctx)
 }
 
-// closeSession forgets what the session owned, ends it and closes its connection (which frees
-// its locks in the server).
-func (c *Coordinator) closeSession(ctx context.Context, conn *pgx.Conn, s *session) {
-	c.mu.Lock()
-	c.sess = nil
-	c.owned = map[string]bool{}
-	c.mu.Unlock()
-	close(s.done)
-	s.end(nil)
-	closeCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
-	defer cancel()
-	_ = conn.Close(closeCtx)
-}
-
 // prepare bounds the session's silence and listens on the channels.
-func (c *Coordinator) prepare(ctx context.Context, conn *pgx.Conn) error {
+func prepare(ctx context.Context, conn *pgx.Conn, log *slog.Logger) error {
 	// A stopped or cut-off owner's session is ended by the server once it has been silent for
 	// silentFor, which frees its locks; the heartbeat keeps a live one speaking.
 	if _, err := conn.Exec(ctx, fmt.Sprintf("SET idle_session_timeout = '%dms'", silentFor.Milliseconds())); err != nil {
@@ -441,7 +437,7 @@ func (c *Coordinator) prepare(ctx context.Context, conn *pgx.Conn) error {
 		if !errors.As(err, &pgErr) || pgErr.Code != "42704" {
 			return err
 		}
-		c.log.Warn("this PostgreSQL has no idle_session_timeout (it came in PostgreSQL 14): a stopped owner keeps its queues until the server's TCP keepalives end its session", "err", err)
+		log.Warn("this PostgreSQL has no idle_session_timeout (it came in PostgreSQL 14): a stopped owner keeps its queues until the server's TCP keepalives end its session", "err", err)
 	}
 	for _, ch := range []string{eventsChannel, doneChannel} {
 		if _, err := conn.Exec(ctx, "LISTEN "+ch); err != nil {
@@ -453,7 +449,7 @@ func (c *Coordinator) prepare(ctx context.Context, conn *pgx.Conn) error {
 
 // wait waits for a notification, at most claimEvery/2 and only until a proof is asked for: nil
 // and no error when the wait ended without one.
-func (c *Coordinator) wait(sctx context.Context, conn *pgx.Conn, s *session) (*pgconn.Notification, error) {
+func (s *session) wait(sctx context.Context, conn *pgx.Conn) (*pgconn.Notification, error) {
 	wctx, cancel := context.WithTimeout(sctx, claimEvery/2)
 	defer cancel()
 	s.mu.Lock()
