@@ -31,6 +31,7 @@ import (
 	"github.com/imagehook/imagehook/fleetimport"
 	"github.com/imagehook/imagehook/gitops"
 	"github.com/imagehook/imagehook/imageref"
+	"github.com/imagehook/imagehook/lang"
 	"github.com/imagehook/imagehook/manifests"
 	"github.com/imagehook/imagehook/oci"
 	"github.com/imagehook/imagehook/redact"
@@ -416,10 +417,8 @@ func sendTestMail(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	subject, body := "imagehook: test mail", "This is a test message from imagehook: mail delivery works.\n"
-	if cfg.Mail.Language == "zh" {
-		subject, body = "Webhooks通知: imagehook 测试邮件", "这是一封来自 imagehook 的测试邮件:邮件发送配置正确。\n"
-	}
+	subject := lang.Pick(cfg.Mail.Language, "imagehook: test mail", "Webhooks通知: imagehook 测试邮件")
+	body := lang.Pick(cfg.Mail.Language, "This is a test message from imagehook: mail delivery works.\n", "这是一封来自 imagehook 的测试邮件:邮件发送配置正确。\n")
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
 	if err := mailer.Send(ctx, []string{*to}, subject, body); err != nil {

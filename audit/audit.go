@@ -74,7 +74,7 @@ func WriteBlock(b *strings.Builder, ev *event.Event, changes []event.Change) {
 		}
 	}
 	for _, c := range changes {
-		if c.Old != c.New {
+		if c.Changed() {
 			line(TrailerChange, fmt.Sprintf("%s %s %s -> %s", field(c.Workload), field(c.Container), field(c.Old), field(c.New)))
 		}
 	}

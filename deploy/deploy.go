@@ -135,7 +135,7 @@ func (t *Tracker) Track(ctx context.Context, commit string, files []string, chan
 	}
 	for _, c := range changes {
 		kind, name, ok := strings.Cut(c.Workload, "/")
-		if !ok || c.Namespace == "" || c.Old == c.New {
+		if !ok || c.Namespace == "" || !c.Changed() {
 			continue
 		}
 		if err := t.cluster.WaitRollout(wctx, kind, c.Namespace, name, time.Until(deadline)); err != nil {

@@ -304,6 +304,10 @@ type Change struct {
 	New       string `json:"new"`
 }
 
+// Changed reports whether the value was changed, not found already current: the one rule for
+// which changes a commit, a report or a deploy follow counts.
+func (c Change) Changed() bool { return c.Old != c.New }
+
 // SetStep records s, replacing an earlier step of the same name, repo and cluster. Its texts
 // from peers are bounded by Cut.
 func (e *Event) SetStep(s Step) {

@@ -185,3 +185,23 @@ func TestOneLine(t *testing.T) {
 		})
 	}
 }
+
+// TestChangeChanged: a change counts when its value moved, never when the value was found
+// already current.
+func TestChangeChanged(t *testing.T) {
+	for _, tt := range []struct {
+		name     string
+		old, new string
+		want     bool
+	}{
+		{"moved", "web:1.0", "web:1.1", true},
+		{"already current", "web:1.1", "web:1.1", false},
+		{"digest added", "web:1.1", "web:1.1@sha256:" + strings.Repeat("a", 64), true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := (Change{Old: tt.old, New: tt.new}).Changed(); got != tt.want {
+				t.Errorf("Changed() = %v, want %v", got, tt.want)
+			}
+		})
+	}
+}

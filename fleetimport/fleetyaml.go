@@ -104,15 +104,8 @@ func readScan(file string, i int, n *yaml.Node) (Scan, []Note, error) {
 		return s, nil, refuse(ReasonBadType, file, n.Line, "imageScans[%d] must be a mapping", i)
 	}
 	notes := unknownKeys(src, n, fmt.Sprintf("imageScans[%d]", i), "name", "tagName", "gitrepoName", "image", "interval", "secretRef", "suspend", "policy")
-	for _, f := range []struct {
-		key string
-		dst *string
-	}{{"image", &s.Image}, {"tagName", &s.TagName}, {"interval", &s.Interval}} {
-		v, line, err := stringField(src, n, f.key)
-		if err != nil {
-			return s, notes, err
-		}
-		*f.dst, s.lines[f.key] = v, line
+	if err := readStrings(src, n, s.lines, stringDst{"image", &s.Image}, stringDst{"tagName", &s.TagName}, stringDst{"interval", &s.Interval}); err != nil {
+		return s, notes, err
 	}
 	if _, _, err := stringField(src, n, "name"); err != nil { // unused by Fleet, but decoded
 		return s, notes, err
@@ -143,18 +136,21 @@ func readScan(file string, i int, n *yaml.Node) (Scan, []Note, error) {
 		}
 		s.SecretRef, s.lines["secretRef"] = v, max(line, ref.Line)
 	}
+	more, err := s.readPolicy(src, n)
+	return s, append(notes, more...), err
+}
+
+// readPolicy reads a scan's policy: semver's range or alphabetical's order (a null one is none).
+func (s *Scan) readPolicy(src source, n *yaml.Node) ([]Note, error) {
 	pol, err := field(src, n, "policy")
-	if err != nil {
-		return s, notes, err
-	}
-	if pol == nil || isNull(pol) {
-		return s, notes, nil
+	if err != nil || pol == nil || isNull(pol) {
+		return nil, err
 	}
 	if pol.Kind != yaml.MappingNode {
-		return s, notes, refuse(ReasonBadType, file, pol.Line, "policy must be a mapping")
+		return nil, refuse(ReasonBadType, src.file, pol.Line, "policy must be a mapping")
 	}
 	s.lines["policy"] = pol.Line
-	notes = append(notes, unknownKeys(src, pol, "policy", "semver", "alphabetical")...)
+	notes := unknownKeys(src, pol, "policy", "semver", "alphabetical")
 	for _, p := range []struct {
 		key, sub string
 		set      *bool
@@ -162,22 +158,22 @@ func readScan(file string, i int, n *yaml.Node) (Scan, []Note, error) {
 	}{{"semver", "range", &s.Semver, &s.Range}, {"alphabetical", "order", &s.Alphabetical, &s.Order}} {
 		m, err := field(src, pol, p.key)
 		if err != nil {
-			return s, notes, err
+			return notes, err
 		}
 		if m == nil || isNull(m) {
 			continue // a null policy is no policy (+nullable)
 		}
 		if m.Kind != yaml.MappingNode {
-			return s, notes, refuse(ReasonBadType, file, m.Line, "policy.%s must be a mapping", p.key)
+			return notes, refuse(ReasonBadType, src.file, m.Line, "policy.%s must be a mapping", p.key)
 		}
 		notes = append(notes, unknownKeys(src, m, "policy."+p.key, p.sub)...)
 		v, line, err := stringField(src, m, p.sub)
 		if err != nil {
-			return s, notes, err
+			return notes, err
 		}
 		*p.set, *p.dst, s.lines[p.key], s.lines[p.sub] = true, v, m.Line, max(line, m.Line)
 	}
-	return s, notes, nil
+	return notes, nil
 }
 
 // source is a file being read, and whether its keys match exactly (a Kubernetes object, decoded

@@ -1,7 +1,7 @@
 // Package forge opens and follows pull (merge) requests on the forges teams host manifests on —
-// Gitea and Forgejo, GitHub, GitLab, Gitee and Alibaba Cloud Codeup — through their REST APIs. The
-// webhooks they send about them are authenticated by package listener (forge.go), Gitee's and
-// Codeup's with VerifyGitee and VerifyCodeup here.
+// Gitea and Forgejo, GitHub, GitLab, Gitee and Alibaba Cloud Codeup — through their REST APIs —
+// and authenticates the webhooks they send about them (VerifyDelivery, one table by provider in
+// webhook.go), which package listener asks.
 package forge
 
 import (
@@ -10,13 +10,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/imagehook/imagehook/outbound"
-	"github.com/imagehook/imagehook/redact"
 	"io"
 	"net/http"
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/imagehook/imagehook/outbound"
+	"github.com/imagehook/imagehook/redact"
 )
 
 // Request is the pull request imagehook wants open for its branch.
@@ -178,7 +179,7 @@ func splitRepoURL(raw string) (host, path string, err error) {
 	}
 	path = strings.TrimSuffix(strings.TrimSuffix(path, "/"), ".git")
 	if host == "" || !strings.Contains(path, "/") {
-		return "", "", fmt.Errorf("repository URL %q: want https://host/owner/name(.git) or git@host:owner/name", redactURL(raw))
+		return "", "", fmt.Errorf("repository URL %q: want https://host/owner/name(.git) or git@host:owner/name", redact.URL(raw))
 	}
 	return host, path, nil
 }
@@ -302,6 +303,3 @@ func message(data []byte) string {
 	}
 	return text
 }
-
-// redactURL masks a URL's user information by package redact's one rule.
-func redactURL(raw string) string { return redact.URL(raw) }

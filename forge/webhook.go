@@ -10,7 +10,56 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
+
+	"github.com/imagehook/imagehook/registry"
 )
+
+// webhookAuth says whether a delivery of a forge's webhook is genuine for the repository's webhook
+// secret (never blank: the caller refuses a repository without one).
+type webhookAuth func(h http.Header, body []byte, secret string, now time.Time) bool
+
+// Forges sign their webhooks with a hex HMAC of the body, as the registries on them do.
+var (
+	githubSignature = &registry.Signature{Headers: []string{"X-Hub-Signature-256"}, Hash: sha256.New, Prefix: "sha256="}
+	giteaSignature  = &registry.Signature{Headers: []string{"X-Gitea-Signature", "X-Forgejo-Signature"}, Hash: sha256.New}
+)
+
+// webhooks is how each provider's deliveries are authenticated: the one table of forge webhook
+// authentication (a new forge is one line here).
+var webhooks = map[string]webhookAuth{
+	"github": signedWith(githubSignature),
+	// Gitea and Forgejo send GitHub's header as well as their own: either is accepted.
+	"gitea":  signedWith(giteaSignature, githubSignature),
+	"gitlab": verifyGitLab,
+	"gitee":  func(h http.Header, _ []byte, secret string, now time.Time) bool { return VerifyGitee(h, secret, now) },
+	"codeup": func(h http.Header, _ []byte, secret string, _ time.Time) bool { return VerifyCodeup(h, secret) },
+}
+
+// VerifyDelivery reports whether a webhook delivery from the provider's forge is genuine for the
+// repository's webhook secret, by the provider's documented scheme; a provider without one, or a
+// blank secret, authenticates nothing.
+func VerifyDelivery(provider string, h http.Header, body []byte, secret string, now time.Time) bool {
+	auth := webhooks[provider]
+	return auth != nil && strings.TrimFunc(secret, unicode.IsSpace) != "" && auth(h, body, secret, now)
+}
+
+// signedWith accepts a delivery whose body is signed by any of the schemes.
+func signedWith(schemes ...*registry.Signature) webhookAuth {
+	return func(h http.Header, body []byte, secret string, _ time.Time) bool {
+		ok := false
+		for _, s := range schemes {
+			ok = s.Verify([]string{secret}, h, body) || ok
+		}
+		return ok
+	}
+}
+
+// verifyGitLab checks GitLab's secret token, sent as is in X-Gitlab-Token (it signs nothing).
+func verifyGitLab(h http.Header, _ []byte, secret string, _ time.Time) bool {
+	token := strings.TrimFunc(h.Get("X-Gitlab-Token"), unicode.IsSpace)
+	return h.Get("X-Gitlab-Token") != "" && equal(token, secret)
+}
 
 // giteeSkew is how far a signed Gitee delivery's timestamp may be from now: Gitee documents an
 // hour.

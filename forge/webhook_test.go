@@ -4,6 +4,7 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -106,4 +107,54 @@ func FuzzVerifyGitee(f *testing.F) {
 			t.Errorf("accepted token %q timestamp %q", token, ts)
 		}
 	})
+}
+
+// TestVerifyDelivery: the one table authenticates every provider forge.New builds, each by its
+// documented scheme — GitHub's and Gitea's body HMACs (Gitea's also under GitHub's header),
+// GitLab's token, Gitee's password, Codeup's token — and refuses a wrong secret, a body that was
+// not signed, a blank secret and an unknown provider.
+func TestVerifyDelivery(t *testing.T) {
+	for _, p := range Providers {
+		if webhooks[p] == nil {
+			t.Errorf("provider %s has no webhook authentication", p)
+		}
+	}
+	const secret = "a-long-webhook-secret"
+	body := []byte(`{"action":"closed"}`)
+	hexMAC := func(key string, b []byte) string {
+		m := hmac.New(sha256.New, []byte(key))
+		m.Write(b)
+		return hex.EncodeToString(m.Sum(nil))
+	}
+	now := time.Now()
+	for _, tt := range []struct {
+		name, provider string
+		header         http.Header
+		want           bool
+	}{
+		{"github", "github", http.Header{"X-Hub-Signature-256": {"sha256=" + hexMAC(secret, body)}}, true},
+		{"github wrong secret", "github", http.Header{"X-Hub-Signature-256": {"sha256=" + hexMAC("other", body)}}, false},
+		{"github other body", "github", http.Header{"X-Hub-Signature-256": {"sha256=" + hexMAC(secret, []byte("{}"))}}, false},
+		{"gitea", "gitea", http.Header{"X-Gitea-Signature": {hexMAC(secret, body)}}, true},
+		{"forgejo", "gitea", http.Header{"X-Forgejo-Signature": {hexMAC(secret, body)}}, true},
+		{"gitea under github's header", "gitea", http.Header{"X-Hub-Signature-256": {"sha256=" + hexMAC(secret, body)}}, true},
+		{"github does not take gitea's header", "github", http.Header{"X-Gitea-Signature": {hexMAC(secret, body)}}, false},
+		{"gitlab", "gitlab", http.Header{"X-Gitlab-Token": {secret}}, true},
+		{"gitlab spaced", "gitlab", http.Header{"X-Gitlab-Token": {" " + secret + "\u00a0"}}, true},
+		{"gitlab wrong", "gitlab", http.Header{"X-Gitlab-Token": {"other"}}, false},
+		{"gitlab none", "gitlab", http.Header{}, false},
+		{"gitee password", "gitee", http.Header{"X-Gitee-Token": {secret}}, true},
+		{"codeup", "codeup", http.Header{"X-Codeup-Token": {secret}}, true},
+		{"codeup under gitlab's header", "codeup", http.Header{"X-Gitlab-Token": {secret}}, false},
+		{"unknown provider", "bitbucket", http.Header{"X-Hub-Signature-256": {"sha256=" + hexMAC(secret, body)}}, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := VerifyDelivery(tt.provider, tt.header, body, secret, now); got != tt.want {
+				t.Errorf("VerifyDelivery = %v, want %v", got, tt.want)
+			}
+			if VerifyDelivery(tt.provider, tt.header, body, " ", now) {
+				t.Error("a blank secret authenticated a delivery")
+			}
+		})
+	}
 }

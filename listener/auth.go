@@ -1,13 +1,12 @@
 package listener
 
 import (
-	"crypto/hmac"
 	"crypto/sha1"
 	"crypto/sha256"
 	"crypto/sha512"
 	"crypto/subtle"
-	"encoding/hex"
 	"hash"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
@@ -57,57 +56,6 @@ func signingKeys(hook *config.Hook) []string {
 		return []string{hook.Signature.Secret}
 	}
 	return hookTokens(hook)
-}
-
-// sent returns the signatures a request carries: the first header present, with the prefix
-// removed. Like adnanh/webhook, a value may list several signatures separated by commas; then only
-// those with the prefix count.
-func (s *signature) sent(h http.Header) [][]byte {
-	for _, name := range s.Headers {
-		v := strings.TrimSpace(h.Get(name))
-		if v == "" {
-			continue
-		}
-		var parts []string
-		if strings.Contains(v, ",") {
-			for _, p := range strings.Split(v, ",") {
-				if p = strings.TrimSpace(p); s.Prefix == "" || strings.HasPrefix(p, s.Prefix) {
-					parts = append(parts, strings.TrimPrefix(p, s.Prefix))
-				}
-			}
-		} else {
-			parts = []string{strings.TrimPrefix(v, s.Prefix)}
-		}
-		var out [][]byte
-		for _, p := range parts {
-			if b, err := hex.DecodeString(p); err == nil && len(b) > 0 {
-				out = append(out, b)
-			}
-		}
-		return out
-	}
-	return nil
-}
-
-// verify checks the body's signature against every key (rotation), in constant time.
-func (s *signature) verify(keys []string, h http.Header, body []byte) bool {
-	sent := s.sent(h)
-	if len(sent) == 0 || len(keys) == 0 {
-		return false
-	}
-	ok := false
-	for _, k := range keys {
-		if config.Blank(k) {
-			continue
-		}
-		mac := hmac.New(s.Hash, []byte(k))
-		mac.Write(body)
-		want := mac.Sum(nil)
-		for _, got := range sent {
-			ok = hmac.Equal(want, got) || ok
-		}
-	}
-	return ok
 }
 
 // offeredCredentials returns the tokens a request offers, in the URL or the Authorization header,
@@ -181,12 +129,41 @@ func clientAddr(remote string) string {
 	return host
 }
 
+// authFault is why a delivery's credentials were refused: failureBudget.refuse picks the answer by it, and
+// its String is the log's wording.
+type authFault int
+
+const (
+	faultNone authFault = iota
+	faultToken
+	faultSignature
+	// faultExhausted: the caller's address is past its failure budget; nothing was checked.
+	faultExhausted
+	// faultNoSecret: the repository has no webhook secret to check a forge's delivery with.
+	faultNoSecret
+)
+
+func (f authFault) String() string {
+	switch f {
+	case faultToken:
+		return "bad or missing token"
+	case faultSignature:
+		return "bad or missing signature"
+	case faultExhausted:
+		return "too many failed authentications"
+	case faultNoSecret:
+		return "the repository has no writeBack.webhookSecret"
+	}
+	return "none"
+}
+
 // failureBudget bounds failed authentications per client address. It is separate from the hooks'
 // budgets, which only authenticated deliveries are charged to: a flood of wrong tokens can never
 // make a genuine delivery wait or fail.
 type failureBudget struct {
 	limit rate.Limit
 	burst int
+	log   *slog.Logger
 
 	mu    sync.Mutex
 	addrs map[string]*addrFailures
@@ -202,8 +179,35 @@ type addrFailures struct {
 // refilled are forgotten.
 const maxTrackedAddrs = 10000
 
-func newFailureBudget(perSecond float64, burst int) *failureBudget {
-	return &failureBudget{limit: rate.Limit(perSecond), burst: max(burst, 1), addrs: map[string]*addrFailures{}}
+func newFailureBudget(perSecond float64, burst int, log *slog.Logger) *failureBudget {
+	return &failureBudget{limit: rate.Limit(perSecond), burst: max(burst, 1), log: log, addrs: map[string]*addrFailures{}}
+}
+
+// authCaller is who refuses a delivery: what is refused and under which name in the log (a
+// hook's delivery, a forge's), and the status of a refusal within the budget.
+type authCaller struct {
+	what, key, name string
+	code            int
+	// signedOnly: the caller checks signatures only, so every refusal names the signature.
+	signedOnly bool
+}
+
+// refuse is the one answer to a failed authentication, of a hook's delivery or a forge's: it
+// charges the failure to the caller's address, logs it at most once a minute per address, and
+// returns the error to answer: the caller's status (401 or the hook's mismatch status), 429 past
+// the address's budget. The error never holds what was offered.
+func (b *failureBudget) refuse(c authCaller, addr string, why authFault) error {
+	within, logNow := b.charge(addr, time.Now())
+	if logNow >= 0 {
+		b.log.Warn(c.what+" refused: "+why.String(), c.key, c.name, "remote", addr, "unlogged_since_last", logNow)
+	}
+	if !within {
+		return &statusError{code: http.StatusTooManyRequests, msg: "too many failed authentications from this address"}
+	}
+	if why == faultSignature || c.signedOnly {
+		return fail(c.code, "invalid or missing signature")
+	}
+	return fail(c.code, "invalid or missing token")
 }
 
 // exhausted reports whether addr has used up its budget of failures.

@@ -3,12 +3,14 @@ package listener
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"sync"
 	"time"
 
 	"golang.org/x/time/rate"
 
+	"github.com/imagehook/imagehook/config"
 	"github.com/imagehook/imagehook/event"
 )
 
@@ -64,19 +66,58 @@ func (b *pendingBudget) reserve(ctx context.Context, hook string, n int) (string
 	return "", nil
 }
 
-// admitPending refuses a request whose events the journal budget cannot take, before anything is
-// written: 429 with Retry-After and reason "journal full".
-func (s *Server) admitPending(ctx context.Context, hook *servedHook, n int) (response, bool) {
-	if s.pending == nil {
+// budgets are what authenticated deliveries are charged to: the global rate budget (each hook's
+// is on the hook), and the journal's size; their refusals are logged at refusalLog's pace.
+type budgets struct {
+	global *rate.Limiter
+	// pending is the journal size budget (nil: the journal cannot count its events).
+	pending *pendingBudget
+	// refusals paces the log lines of budget refusals.
+	refusals refusalLog
+	log      *slog.Logger
+}
+
+// newBudgets builds the budgets of the limits; a journal that cannot count its events keeps no
+// size budget, which is said once.
+func newBudgets(l config.Limits, events Events, log *slog.Logger) *budgets {
+	b := &budgets{global: rate.NewLimiter(rate.Limit(l.GlobalRate), max(l.GlobalBurst, 1)), log: log}
+	if pc, ok := events.(PendingCounter); ok {
+		b.pending = &pendingBudget{counter: pc, perHook: l.MaxPendingPerHook, all: l.MaxPending}
+	} else if l.MaxPendingPerHook > 0 || l.MaxPending > 0 {
+		log.Warn("the journal size budget is not kept: this journal cannot count its pending events")
+	}
+	return b
+}
+
+// admit charges n pushes of an authenticated delivery to the global and the hook's rate budgets,
+// both or neither.
+func (b *budgets) admit(hook *servedHook, n int) (response, bool) {
+	wait, refused := take(n, b.global, hook.limiter)
+	if refused < 0 {
 		return response{}, true
 	}
-	why, err := s.pending.reserve(ctx, hook.ID, n)
+	budget, msg := "global", "too many requests"
+	if refused == 1 {
+		budget, msg = "hook", "too many requests for this hook"
+	}
+	b.logRefusal("webhook refused: rate limited", event.ReasonRateLimited, budget+"\x00"+hook.ID, "hook", hook.ID, "pushes", n, "budget", budget)
+	return response{code: http.StatusTooManyRequests, body: map[string]any{"error": msg, "reason": string(event.ReasonRateLimited)},
+		retryAfter: max(wait, time.Second)}, false
+}
+
+// admitPending refuses a request whose events the journal budget cannot take, before anything is
+// written: 429 with Retry-After and reason "journal full".
+func (b *budgets) admitPending(ctx context.Context, hook *servedHook, n int) (response, bool) {
+	if b.pending == nil {
+		return response{}, true
+	}
+	why, err := b.pending.reserve(ctx, hook.ID, n)
 	if err != nil {
-		s.log.Error("journal count failed", "hook", hook.ID, "err", err)
+		b.log.Error("journal count failed", "hook", hook.ID, "err", err)
 		return response{code: http.StatusServiceUnavailable, body: map[string]any{"error": "could not count the journal's events; retry later"}, retryAfter: pendingRetry}, false
 	}
 	if why != "" {
-		s.logRefusal("webhook refused: journal full", event.ReasonJournalFull, hook.ID, "hook", hook.ID, "detail", why)
+		b.logRefusal("webhook refused: journal full", event.ReasonJournalFull, hook.ID, "hook", hook.ID, "detail", why)
 		return response{code: http.StatusTooManyRequests, body: map[string]any{"error": why, "reason": string(event.ReasonJournalFull)}, retryAfter: pendingRetry}, false
 	}
 	return response{}, true
@@ -136,8 +177,8 @@ func (l *refusalLog) due(key string, now time.Time) (bool, int) {
 }
 
 // logRefusal logs a refused request with its reason, within refusalLog's pace.
-func (s *Server) logRefusal(msg string, reason event.Reason, key string, args ...any) {
-	if ok, n := s.refusals.due(string(reason)+"\x00"+key, time.Now()); ok {
-		s.log.Info(msg, append(append([]any{"reason", reason}, args...), "unlogged_since_last", n)...)
+func (b *budgets) logRefusal(msg string, reason event.Reason, key string, args ...any) {
+	if ok, n := b.refusals.due(string(reason)+"\x00"+key, time.Now()); ok {
+		b.log.Info(msg, append(append([]any{"reason", reason}, args...), "unlogged_since_last", n)...)
 	}
 }

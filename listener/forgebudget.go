@@ -34,17 +34,17 @@ type forgeBudget struct {
 	next time.Time
 }
 
-// forgeBudgetOf returns the repository's budget, made on its first delivery.
-func (s *Server) forgeBudgetOf(repo string) *forgeBudget {
-	s.forgeMu.Lock()
-	defer s.forgeMu.Unlock()
-	b := s.forges[repo]
+// budgetOf returns the repository's budget, made on its first delivery.
+func (f *forgeDeliveries) budgetOf(repo string) *forgeBudget {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	b := f.byRepo[repo]
 	if b == nil {
-		b = &forgeBudget{limiter: rate.NewLimiter(rate.Limit(s.cfg.Limits.ForgeRate), max(s.cfg.Limits.ForgeBurst, 1)), seen: map[string]bool{}}
-		if s.cfg.Limits.ForgeRate == 0 {
+		b = &forgeBudget{limiter: rate.NewLimiter(rate.Limit(f.cfg.Limits.ForgeRate), max(f.cfg.Limits.ForgeBurst, 1)), seen: map[string]bool{}}
+		if f.cfg.Limits.ForgeRate == 0 {
 			b.limiter = rate.NewLimiter(rate.Inf, 1)
 		}
-		s.forges[repo] = b
+		f.byRepo[repo] = b
 	}
 	return b
 }

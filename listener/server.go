@@ -25,6 +25,7 @@ import (
 	"github.com/imagehook/imagehook/config"
 	"github.com/imagehook/imagehook/event"
 	"github.com/imagehook/imagehook/imageref"
+	"github.com/imagehook/imagehook/intake"
 	"github.com/imagehook/imagehook/registry"
 	"github.com/imagehook/imagehook/tagpolicy"
 )
@@ -58,21 +59,17 @@ type Server struct {
 	hooks   atomic.Pointer[hookSet]
 	updater Updater
 	events  Events
-	// images reads what git holds for the status page's workloads (nil: not shown).
-	images Images
-	ready  func(context.Context) error
-	log    *slog.Logger
-	router *httprouter.Router
-	global *rate.Limiter
-	// failures budgets failed authentications per client address.
+	ready   func(context.Context) error
+	log     *slog.Logger
+	router  *httprouter.Router
+	// failures budgets failed authentications per client address, and answers them.
 	failures *failureBudget
-	// pending is the journal size budget (nil: the journal cannot count its events).
-	pending *pendingBudget
-	// forges are the forge deliveries' budgets, by repository.
-	forgeMu sync.Mutex
-	forges  map[string]*forgeBudget
-	// refusals paces the log lines of budget refusals.
-	refusals refusalLog
+	// budgets are what authenticated deliveries are charged to.
+	budgets *budgets
+	// pages are the status page and the admin guard of every read-only view.
+	pages *statusPages
+	// forges takes the forges' webhooks.
+	forges *forgeDeliveries
 	// stopping is closed at shutdown: callers waiting with ?wait= get their answer at once.
 	stopping chan struct{}
 	stopOnce sync.Once
@@ -99,16 +96,15 @@ type servedHook struct {
 // New checks the hooks' sources and builds the routes. events backs GET /events and the status
 // page, ready backs /readyz; reg receives the listener's metrics and is served on /metrics.
 func New(cfg *config.Config, u Updater, events Events, ready func(context.Context) error, reg *prometheus.Registry, log *slog.Logger) (*Server, error) {
-	s := &Server{cfg: cfg, updater: u, events: events, ready: ready, log: log, stopping: make(chan struct{}), forges: map[string]*forgeBudget{},
-		global:   rate.NewLimiter(rate.Limit(cfg.Limits.GlobalRate), max(cfg.Limits.GlobalBurst, 1)),
-		failures: newFailureBudget(cfg.Limits.AuthFailureRate, cfg.Limits.AuthFailureBurst)}
+	s := &Server{cfg: cfg, updater: u, events: events, ready: ready, log: log, stopping: make(chan struct{}),
+		failures: newFailureBudget(cfg.Limits.AuthFailureRate, cfg.Limits.AuthFailureBurst, log),
+		budgets:  newBudgets(cfg.Limits, events, log),
+		pages:    &statusPages{cfg: cfg, events: events, log: log}}
+	s.pages.hooks = &s.hooks
+	reviews, _ := u.(Reviews)
+	s.forges = &forgeDeliveries{cfg: cfg, reviews: reviews, failures: s.failures, budgets: s.budgets, log: log, byRepo: map[string]*forgeBudget{}}
 	if err := s.SetHooks(cfg.Hooks); err != nil {
 		return nil, err
-	}
-	if pc, ok := events.(PendingCounter); ok {
-		s.pending = &pendingBudget{counter: pc, perHook: cfg.Limits.MaxPendingPerHook, all: cfg.Limits.MaxPending}
-	} else if cfg.Limits.MaxPendingPerHook > 0 || cfg.Limits.MaxPending > 0 {
-		log.Warn("the journal size budget is not kept: this journal cannot count its pending events")
 	}
 	s.requests = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "imagehook_webhook_requests_total", Help: "Webhook calls by hook, source and HTTP status.",
@@ -117,21 +113,21 @@ func New(cfg *config.Config, u Updater, events Events, ready func(context.Contex
 
 	r := httprouter.New()
 	r.POST("/hooks/:id", s.handleHook)
-	r.POST("/forges/:repo", s.handleForge)
-	r.GET("/events/:id", s.ui(s.handleEvent))
+	r.POST("/forges/:repo", s.forges.handle)
+	r.GET("/events/:id", s.pages.ui(s.handleEvent))
 	r.GET("/healthz", func(w http.ResponseWriter, _ *http.Request, _ httprouter.Params) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
 	r.GET("/readyz", s.handleReady)
-	r.GET("/", s.ui(s.handleStatus))
-	r.GET("/ui/events/:id", s.ui(s.handleEventPage))
+	r.GET("/", s.pages.ui(s.pages.handleStatus))
+	r.GET("/ui/events/:id", s.pages.ui(s.pages.handleEventPage))
 	metrics := promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
 	if cfg.Metrics.Public {
 		r.Handler(http.MethodGet, "/metrics", metrics)
 	} else {
-		r.GET("/metrics", s.ui(func(w http.ResponseWriter, r *http.Request, _ httprouter.Params) { metrics.ServeHTTP(w, r) }))
+		r.GET("/metrics", s.pages.ui(func(w http.ResponseWriter, r *http.Request, _ httprouter.Params) { metrics.ServeHTTP(w, r) }))
 	}
-	if !s.adminConfigured() {
+	if !s.pages.adminConfigured() {
 		log.Warn("admin is not configured: the status page, /events and /metrics are open to anyone who can reach imagehook")
 	}
 	r.NotFound = http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
@@ -149,7 +145,7 @@ func New(cfg *config.Config, u Updater, events Events, ready func(context.Contex
 }
 
 // SetImages gives the status page a way to read what git holds now for each workload target.
-func (s *Server) SetImages(i Images) { s.images = i }
+func (s *Server) SetImages(i Images) { s.pages.images = i }
 
 // Stop releases the requests waiting for events (?wait=), so that a graceful shutdown is quick;
 // they answer 202 with the event's state.
@@ -320,7 +316,7 @@ func (s *Server) hook(r *http.Request, hook *servedHook) response {
 	// Only authenticated deliveries are charged to the budgets (a flood of wrong tokens spends the
 	// flooder's failure budget, never a genuine registry's), each push they carry, and a request
 	// that carries none (a ping, a bad payload) as one.
-	if resp, ok := s.admit(hook, max(len(pushes), 1)); !ok {
+	if resp, ok := s.budgets.admit(hook, max(len(pushes), 1)); !ok {
 		return resp
 	}
 	var ign *registry.Ignored
@@ -338,7 +334,7 @@ func (s *Server) hook(r *http.Request, hook *servedHook) response {
 		s.log.Info("webhook ignored by tag policy", "hook", hook.ID, "reason", reason)
 		return ignored(reason)
 	}
-	if resp, ok := s.admitPending(r.Context(), hook, len(pushes)); !ok {
+	if resp, ok := s.budgets.admitPending(r.Context(), hook, len(pushes)); !ok {
 		return resp
 	}
 	ids, dups, err := s.submit(r.Context(), hook, pushes, targets)
@@ -374,28 +370,18 @@ func (s *Server) errResponse(err error) response {
 	return resp
 }
 
+// caller is who refuses a hook's delivery that failed authentication: 401, or the hook's
+// mismatch status.
+func (h *servedHook) caller() authCaller {
+	return authCaller{what: "webhook", key: "hook", name: h.ID, code: h.mismatch(http.StatusUnauthorized)}
+}
+
 // mismatch is the status for a failed trigger rule: the hook's own (the old tool's 500) or def.
 func (h *servedHook) mismatch(def int) int {
 	if h.MismatchStatus != 0 {
 		return h.MismatchStatus
 	}
 	return def
-}
-
-// admit charges n pushes of an authenticated delivery to the global and the hook's rate budgets,
-// both or neither.
-func (s *Server) admit(hook *servedHook, n int) (response, bool) {
-	wait, refused := take(n, s.global, hook.limiter)
-	if refused < 0 {
-		return response{}, true
-	}
-	budget, msg := "global", "too many requests"
-	if refused == 1 {
-		budget, msg = "hook", "too many requests for this hook"
-	}
-	s.logRefusal("webhook refused: rate limited", event.ReasonRateLimited, budget+"\x00"+hook.ID, "hook", hook.ID, "pushes", n, "budget", budget)
-	return response{code: http.StatusTooManyRequests, body: map[string]any{"error": msg, "reason": string(event.ReasonRateLimited)},
-		retryAfter: max(wait, time.Second)}, false
 }
 
 // source decides the payload format: the hook's, or the old tool's repo_type. A repo_type never
@@ -433,9 +419,9 @@ func (s *Server) authenticate(r *http.Request, hook *servedHook, q url.Values) (
 	var body []byte
 	if source == "auto" || hook.signatureFor(source) != nil {
 		if s.failures.exhausted(addr) {
-			return "", nil, s.authFailed(hook, addr, faultExhausted)
+			return "", nil, s.failures.refuse(hook.caller(), addr, faultExhausted)
 		}
-		if body, err = s.readBody(r); err != nil {
+		if body, err = readBody(r, s.cfg.MaxBodyBytes); err != nil {
 			return "", nil, err
 		}
 		if source == "auto" {
@@ -444,13 +430,13 @@ func (s *Server) authenticate(r *http.Request, hook *servedHook, q url.Values) (
 	}
 	// Then the credential, once.
 	if why := hook.credentialFault(source, r, q, body); why != faultNone {
-		return "", nil, s.authFailed(hook, addr, why)
+		return "", nil, s.failures.refuse(hook.caller(), addr, why)
 	}
 	if source == "" {
 		return "", nil, fail(http.StatusBadRequest, "cannot tell the payload format: set the hook's source")
 	}
 	if body == nil {
-		if body, err = s.readBody(r); err != nil {
+		if body, err = readBody(r, s.cfg.MaxBodyBytes); err != nil {
 			return "", nil, err
 		}
 	}
@@ -475,34 +461,10 @@ func (h *servedHook) credentialFault(source string, r *http.Request, q url.Value
 	if needToken && !authorized(h.tokens, r, q) {
 		return faultToken
 	}
-	if sig != nil && !sig.verify(h.keys, r.Header, body) {
+	if sig != nil && !sig.Verify(h.keys, r.Header, body) {
 		return faultSignature
 	}
 	return faultNone
-}
-
-// authFault is why a delivery's credentials were refused: authFailed picks the answer by it, and
-// its String is the log's wording.
-type authFault int
-
-const (
-	faultNone authFault = iota
-	faultToken
-	faultSignature
-	// faultExhausted: the caller's address is past its failure budget; nothing was checked.
-	faultExhausted
-)
-
-func (f authFault) String() string {
-	switch f {
-	case faultToken:
-		return "bad or missing token"
-	case faultSignature:
-		return "bad or missing signature"
-	case faultExhausted:
-		return "too many failed authentications"
-	}
-	return "none"
 }
 
 // capBody is the one rule for request bodies, applied to every route before it runs: no handler
@@ -514,33 +476,16 @@ func (s *Server) capBody(w http.ResponseWriter, r *http.Request) {
 }
 
 // readBody reads the request body within the size limit (capBody's): past it, 413.
-func (s *Server) readBody(r *http.Request) ([]byte, error) {
+func readBody(r *http.Request, limit int64) ([]byte, error) {
 	body, err := io.ReadAll(r.Body)
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
-			return nil, fail(http.StatusRequestEntityTooLarge, "body larger than %d bytes", s.cfg.MaxBodyBytes)
+			return nil, fail(http.StatusRequestEntityTooLarge, "body larger than %d bytes", limit)
 		}
 		return nil, fail(http.StatusBadRequest, "reading body failed")
 	}
 	return body, nil
-}
-
-// authFailed charges a failed authentication to the caller's address, logs it at most once a
-// minute per address, and returns the error to answer: 401 (or the hook's mismatch status), 429
-// past the address's budget.
-func (s *Server) authFailed(hook *servedHook, addr string, why authFault) error {
-	within, logNow := s.failures.charge(addr, time.Now())
-	if logNow >= 0 {
-		s.log.Warn("webhook refused: "+why.String(), "hook", hook.ID, "remote", addr, "unlogged_since_last", logNow)
-	}
-	if !within {
-		return &statusError{code: http.StatusTooManyRequests, msg: "too many failed authentications from this address"}
-	}
-	if why == faultSignature {
-		return fail(hook.mismatch(http.StatusUnauthorized), "invalid or missing signature")
-	}
-	return fail(hook.mismatch(http.StatusUnauthorized), "invalid or missing token")
 }
 
 // filter keeps the pushes whose tag the hook's policy accepts, and says why it dropped the others.
@@ -567,9 +512,8 @@ func (s *Server) submit(ctx context.Context, hook *servedHook, pushes []registry
 		if hook.RegistryHost != "" {
 			p.Push.ExplicitHost = true
 		}
-		ev := &event.Event{ID: event.NewID(now), Hook: hook.ID, Push: p.Push, Pin: hook.Pin, NoDowngrade: hook.NoDowngrade,
-			AllowOlder: hook.AllowOlder, Verify: hook.Verify.Resolves(), Signed: hook.Verify.Signed(), Delivery: p.Delivery, Targets: targets, ReceivedAt: now, Warnings: p.Warnings}
-		ev.Mail, ev.Notify = hook.Reports()
+		ev := intake.Event(hook.Hook, p.Push, targets, now)
+		ev.Delivery, ev.Warnings = p.Delivery, p.Warnings
 		// The caller going away must not leave a half-recorded answer: the write completes.
 		err := s.updater.Submit(context.WithoutCancel(ctx), ev)
 		if errors.Is(err, event.ErrDuplicateDelivery) {

@@ -8,14 +8,18 @@ import (
 	"errors"
 	"fmt"
 	"html/template"
+	"log/slog"
 	"net/http"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/julienschmidt/httprouter"
 
+	"github.com/imagehook/imagehook/config"
 	"github.com/imagehook/imagehook/event"
+	"github.com/imagehook/imagehook/lang"
 )
 
 //go:embed ui/*.html
@@ -60,7 +64,7 @@ var (
 )
 
 // labels are the pages' words, by language.
-var labels = map[string]map[string]string{
+var labels = lang.Words{
 	"en": {"pipelines": "Pipelines", "recent": "Recent events", "workloads": "Workloads", "target": "Target", "ingit": "In git now", "last": "Last event",
 		"deploy": "Deploy", "ready": "Ready at", "received": "Received", "hook": "Hook", "image": "Image", "status": "Status",
 		"commit": "Commit", "apply": "Apply", "notify": "Notify", "none": "No events yet.", "noworkloads": "No workload targets configured.",
@@ -79,28 +83,31 @@ var labels = map[string]map[string]string{
 
 // language picks the page's language: ?lang= (the switch), else the browser's first preference.
 func language(r *http.Request) string {
-	if l := r.URL.Query().Get("lang"); labels[l] != nil {
+	if l := r.URL.Query().Get("lang"); lang.Known(l) {
 		return l
 	}
-	for _, part := range strings.Split(r.Header.Get("Accept-Language"), ",") {
-		tag := strings.ToLower(strings.TrimSpace(strings.SplitN(part, ";", 2)[0]))
-		if strings.HasPrefix(tag, "zh") {
-			return "zh"
-		}
-		if tag != "" && tag != "*" {
-			return "en"
-		}
-	}
-	return "en"
+	return lang.Preferred(r.Header.Get("Accept-Language"))
+}
+
+// statusPages serves the status page and an event's page, and guards every read-only view with
+// the admin credentials.
+type statusPages struct {
+	cfg    *config.Config
+	events Events
+	// images reads what git holds for the workloads (nil: not shown).
+	images Images
+	// hooks are the Server's hooks being served, whose workload targets the page lists.
+	hooks *atomic.Pointer[hookSet]
+	log   *slog.Logger
 }
 
 // AdminOK checks a request against the admin credentials (open when none are configured): the
 // status page's rule, for the other read-only views (the pipelines API).
-func (s *Server) AdminOK(r *http.Request) bool { return s.adminOK(r) }
+func (s *Server) AdminOK(r *http.Request) bool { return s.pages.adminOK(r) }
 
 // adminOK checks the status page's credentials: open when none are configured.
-func (s *Server) adminOK(r *http.Request) bool {
-	a := s.cfg.Admin
+func (p *statusPages) adminOK(r *http.Request) bool {
+	a := p.cfg.Admin
 	if a.Token == "" && a.Password == "" {
 		return true
 	}
@@ -121,9 +128,9 @@ func (s *Server) adminOK(r *http.Request) bool {
 	return false
 }
 
-func (s *Server) ui(h func(http.ResponseWriter, *http.Request, httprouter.Params)) httprouter.Handle {
+func (p *statusPages) ui(h func(http.ResponseWriter, *http.Request, httprouter.Params)) httprouter.Handle {
 	return func(w http.ResponseWriter, r *http.Request, ps httprouter.Params) {
-		if !s.adminOK(r) {
+		if !p.adminOK(r) {
 			w.Header().Set("WWW-Authenticate", `Basic realm="imagehook"`)
 			writeError(w, http.StatusUnauthorized, "authentication required")
 			return
@@ -152,7 +159,7 @@ type workloadRow struct {
 // maxWorkloads bounds the rows (and the git reads) of one status page.
 const maxWorkloads = 200
 
-func (s *Server) workloads(ctx context.Context, recent []*event.Event) []workloadRow {
+func (p *statusPages) workloads(ctx context.Context, recent []*event.Event) []workloadRow {
 	var rows []workloadRow
 	seen := map[string]bool{}
 	// The newest event of each target, from one pass over the recent ones (newest first).
@@ -164,7 +171,7 @@ func (s *Server) workloads(ctx context.Context, recent []*event.Event) []workloa
 			}
 		}
 	}
-	hooks := s.hooks.Load()
+	hooks := p.hooks.Load()
 	ids := make([]string, 0, len(hooks.byID))
 	for id := range hooks.byID {
 		ids = append(ids, id)
@@ -195,12 +202,12 @@ func (s *Server) workloads(ctx context.Context, recent []*event.Event) []workloa
 			inRepo = append(inRepo, row.Target)
 		}
 	}
-	if len(inRepo) == 0 || s.images == nil {
+	if len(inRepo) == 0 || p.images == nil {
 		return rows
 	}
 	ictx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	images := s.images.CurrentImages(ictx, inRepo)
+	images := p.images.CurrentImages(ictx, inRepo)
 	for i := range rows {
 		if rows[i].Target.Repo == "" {
 			continue
@@ -228,18 +235,18 @@ func running(evs ...*event.Event) bool {
 	return false
 }
 
-func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
-	evs, err := s.events.Recent(r.Context(), 100)
+func (p *statusPages) handleStatus(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
+	evs, err := p.events.Recent(r.Context(), 100)
 	if err != nil {
-		s.log.Error("status page", "err", err)
+		p.log.Error("status page", "err", err)
 		http.Error(w, "internal error", http.StatusInternalServerError)
 		return
 	}
-	lang := language(r)
-	data := map[string]any{"Title": labels[lang]["recent"], "Events": evs, "Workloads": s.workloads(r.Context(), evs),
-		"T": labels[lang], "Lang": lang, "Refresh": running(evs...), "Path": "/", "Open": !s.adminConfigured(), "Pipelines": len(s.cfg.Pipelines) > 0}
+	l := language(r)
+	data := map[string]any{"Title": labels.In(l)["recent"], "Events": evs, "Workloads": p.workloads(r.Context(), evs),
+		"T": labels.In(l), "Lang": l, "Refresh": running(evs...), "Path": "/", "Open": !p.adminConfigured(), "Pipelines": len(p.cfg.Pipelines) > 0}
 	if err := listPage.Execute(w, data); err != nil {
-		s.log.Error("status page", "err", err)
+		p.log.Error("status page", "err", err)
 	}
 }
 
@@ -270,24 +277,26 @@ func timeline(ev *event.Event, t map[string]string) []timelineEntry {
 	return out
 }
 
-func (s *Server) handleEventPage(w http.ResponseWriter, r *http.Request, ps httprouter.Params) {
-	ev, err := s.events.Get(r.Context(), ps.ByName("id"))
+func (p *statusPages) handleEventPage(w http.ResponseWriter, r *http.Request, ps httprouter.Params) {
+	ev, err := p.events.Get(r.Context(), ps.ByName("id"))
 	if errors.Is(err, event.ErrNotFound) {
 		http.Error(w, "event not found", http.StatusNotFound)
 		return
 	}
 	if err != nil {
-		s.log.Error("event page", "err", err)
+		p.log.Error("event page", "err", err)
 		http.Error(w, "internal error", http.StatusInternalServerError)
 		return
 	}
-	lang := language(r)
-	data := map[string]any{"Title": fmt.Sprintf("%s %s", labels[lang]["event"], ev.ID), "Event": ev, "T": labels[lang], "Lang": lang,
-		"Refresh": running(ev), "Timeline": timeline(ev, labels[lang]), "Path": "/ui/events/" + ev.ID, "Open": !s.adminConfigured(), "Pipelines": len(s.cfg.Pipelines) > 0}
+	l := language(r)
+	data := map[string]any{"Title": fmt.Sprintf("%s %s", labels.In(l)["event"], ev.ID), "Event": ev, "T": labels.In(l), "Lang": l,
+		"Refresh": running(ev), "Timeline": timeline(ev, labels.In(l)), "Path": "/ui/events/" + ev.ID, "Open": !p.adminConfigured(), "Pipelines": len(p.cfg.Pipelines) > 0}
 	if err := eventPage.Execute(w, data); err != nil {
-		s.log.Error("event page", "err", err)
+		p.log.Error("event page", "err", err)
 	}
 }
 
 // adminConfigured reports whether read endpoints require credentials.
-func (s *Server) adminConfigured() bool { return s.cfg.Admin.Token != "" || s.cfg.Admin.Password != "" }
+func (p *statusPages) adminConfigured() bool {
+	return p.cfg.Admin.Token != "" || p.cfg.Admin.Password != ""
+}

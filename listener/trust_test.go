@@ -292,7 +292,7 @@ func FuzzAuthenticate(f *testing.F) {
 			}
 		}
 		keys := signingKeys(&config.Hook{Token: secret, Tokens: []string{""}})
-		if signatureOf("ghcr").verify(keys, r.Header, body) && !strings.Contains(strings.ToLower(sigHeader), sign(sha256.New, secret, body)) {
+		if signatureOf("ghcr").Verify(keys, r.Header, body) && !strings.Contains(strings.ToLower(sigHeader), sign(sha256.New, secret, body)) {
 			t.Fatalf("signature %q accepted for a body it does not sign", sigHeader)
 		}
 	})

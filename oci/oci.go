@@ -5,8 +5,6 @@ package oci
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -24,6 +22,7 @@ import (
 
 	"github.com/imagehook/imagehook/event"
 	"github.com/imagehook/imagehook/imageref"
+	"github.com/imagehook/imagehook/outbound"
 )
 
 // Errors callers branch on.
@@ -174,14 +173,7 @@ func (c *Client) request(ctx context.Context, image string, tag bool, wrap func(
 	}
 	var tr http.RoundTripper = remote.DefaultTransport
 	if len(h.CABundle) > 0 {
-		pool, err := x509.SystemCertPool()
-		if err != nil {
-			pool = x509.NewCertPool()
-		}
-		pool.AppendCertsFromPEM(h.CABundle)
-		t := http.DefaultTransport.(*http.Transport).Clone()
-		t.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
-		tr = t
+		tr, _ = outbound.Transport(h.CABundle) // a file without certificates: the system's roots, as before
 	}
 	if wrap != nil {
 		tr = wrap(h, tr)

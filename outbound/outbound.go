@@ -1,7 +1,8 @@
 // Package outbound is the one HTTP client policy for imagehook's calls to other services: chat
 // robots, forges' APIs and generic webhooks. Their URLs and headers carry credentials (a robot's
 // access token in its query, a signature, a forge token), so a redirect must never carry them to
-// another host, and no request names the URL it came from.
+// another host, and no request names the URL it came from. It also holds the one rule for a
+// configured CA file (CertPool, Transport), which the mail server's TLS uses too.
 package outbound
 
 import (

@@ -18,6 +18,7 @@ import (
 	"github.com/imagehook/imagehook/config"
 	"github.com/imagehook/imagehook/event"
 	"github.com/imagehook/imagehook/imageref"
+	"github.com/imagehook/imagehook/intake"
 	"github.com/imagehook/imagehook/manifests"
 	"github.com/imagehook/imagehook/tagpolicy"
 )
@@ -192,9 +193,8 @@ func (r *Reconciler) target(ctx context.Context, h config.Hook, t config.Target)
 	now := time.Now().UTC()
 	// Under an alphabetical order the step forward was decided here; a semantic-version check on
 	// top could refuse what the order chose (1.9 after 1.10).
-	ev := &event.Event{ID: event.NewID(now), Hook: h.ID, ReceivedAt: now, Targets: []event.Target{t.Event()},
-		Push: event.Push{Image: image + ":" + best, Source: Source}, Pin: h.Pin, NoDowngrade: order == tagpolicy.BySemver, Verify: h.Verify.Resolves(), Signed: h.Verify.Signed()}
-	ev.Mail, ev.Notify = h.Reports()
+	ev := intake.Event(&h, event.Push{Image: image + ":" + best, Source: Source}, []event.Target{t.Event()}, now)
+	ev.NoDowngrade = order == tagpolicy.BySemver
 	if err := r.submit.Submit(ctx, ev); err != nil {
 		return fmt.Errorf("submit: %w", err)
 	}

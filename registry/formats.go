@@ -9,7 +9,6 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
-	"hash"
 	"net/http"
 	"net/url"
 	"sort"
@@ -75,14 +74,6 @@ func Parse(source string, r *Request) ([]Parsed, error) {
 		return nil, payloadErr("JSON nested deeper than %d levels", maxDepth)
 	}
 	return p(r)
-}
-
-// Signature is how a registry signs its deliveries: a hex HMAC of the body, keyed with the shared
-// secret, in the first of these headers present, after an optional prefix.
-type Signature struct {
-	Headers []string
-	Hash    func() hash.Hash
-	Prefix  string
 }
 
 // signatures lists the formats whose registries sign: for them a valid signature is required and a

@@ -391,19 +391,8 @@ func (c *Coordinator) session(ctx context.Context) error {
 		defer cancel()
 		_ = conn.Close(closeCtx)
 	}()
-	// A stopped or cut-off owner's session is ended by the server once it has been silent for
-	// silentFor, which frees its locks; the heartbeat keeps a live one speaking.
-	if _, err := conn.Exec(sctx, fmt.Sprintf("SET idle_session_timeout = '%dms'", silentFor.Milliseconds())); err != nil {
-		var pgErr *pgconn.PgError
-		if !errors.As(err, &pgErr) || pgErr.Code != "42704" {
-			return err
-		}
-		c.log.Warn("this PostgreSQL has no idle_session_timeout (it came in PostgreSQL 14): a stopped owner keeps its queues until the server's TCP keepalives end its session", "err", err)
-	}
-	for _, ch := range []string{eventsChannel, doneChannel} {
-		if _, err := conn.Exec(sctx, "LISTEN "+ch); err != nil {
-			return err
-		}
+	if err := prepare(sctx, conn, c.log); err != nil {
+		return err
 	}
 	c.mu.Lock()
 	c.sess = s
@@ -428,41 +417,76 @@ func (c *Coordinator) session(ctx context.Context) error {
 			}
 			nextSweep = now.Add(sweepEvery)
 		}
-		wctx, cancel := context.WithTimeout(sctx, claimEvery/2)
-		s.mu.Lock()
-		s.wake = cancel
-		s.mu.Unlock()
-		if len(s.proofs) > 0 {
-			// Asked before this wait's interrupt was in place: answer first.
-			cancel()
-			continue
-		}
-		n, err := conn.WaitForNotification(wctx)
-		cancel()
+		n, err := s.wait(sctx, conn)
 		if err != nil {
-			if wctx.Err() != nil && sctx.Err() == nil {
-				continue // the wait's pace, or a proof to answer
-			}
-			if sctx.Err() != nil {
-				return context.Cause(sctx)
-			}
 			return err
 		}
-		switch n.Channel {
-		case eventsChannel:
-			key, id, _ := strings.Cut(n.Payload, "\n")
-			if k := unwire(key); c.Owns(k) && c.u != nil {
-				c.take(k, id)
-			}
-		case doneChannel:
-			if c.u != nil {
-				for _, id := range strings.Split(n.Payload, ",") {
-					c.u.Wake(id)
-				}
-			}
+		if n != nil {
+			c.onNotification(n)
 		}
 	}
 	return context.Cause(sctx)
+}
+
+// prepare bounds the session's silence and listens on the channels.
+func prepare(ctx context.Context, conn *pgx.Conn, log *slog.Logger) error {
+	// A stopped or cut-off owner's session is ended by the server once it has been silent for
+	// silentFor, which frees its locks; the heartbeat keeps a live one speaking.
+	if _, err := conn.Exec(ctx, fmt.Sprintf("SET idle_session_timeout = '%dms'", silentFor.Milliseconds())); err != nil {
+		var pgErr *pgconn.PgError
+		if !errors.As(err, &pgErr) || pgErr.Code != "42704" {
+			return err
+		}
+		log.Warn("this PostgreSQL has no idle_session_timeout (it came in PostgreSQL 14): a stopped owner keeps its queues until the server's TCP keepalives end its session", "err", err)
+	}
+	for _, ch := range []string{eventsChannel, doneChannel} {
+		if _, err := conn.Exec(ctx, "LISTEN "+ch); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// wait waits for a notification, at most claimEvery/2 and only until a proof is asked for: nil
+// and no error when the wait ended without one.
+func (s *session) wait(sctx context.Context, conn *pgx.Conn) (*pgconn.Notification, error) {
+	wctx, cancel := context.WithTimeout(sctx, claimEvery/2)
+	defer cancel()
+	s.mu.Lock()
+	s.wake = cancel
+	s.mu.Unlock()
+	if len(s.proofs) > 0 {
+		return nil, nil // asked before this wait's interrupt was in place: answer first
+	}
+	n, err := conn.WaitForNotification(wctx)
+	if err != nil {
+		if wctx.Err() != nil && sctx.Err() == nil {
+			return nil, nil // the wait's pace, or a proof to answer
+		}
+		if sctx.Err() != nil {
+			return nil, context.Cause(sctx)
+		}
+		return nil, err
+	}
+	return n, nil
+}
+
+// onNotification acts on a notification: an event journaled for a queue this replica owns is taken,
+// the waiters of events finished elsewhere are woken.
+func (c *Coordinator) onNotification(n *pgconn.Notification) {
+	switch n.Channel {
+	case eventsChannel:
+		key, id, _ := strings.Cut(n.Payload, "\n")
+		if k := unwire(key); c.Owns(k) && c.u != nil {
+			c.take(k, id)
+		}
+	case doneChannel:
+		if c.u != nil {
+			for _, id := range strings.Split(n.Payload, ",") {
+				c.u.Wake(id)
+			}
+		}
+	}
 }
 
 // takeAtOnce is how many events told by notifications are taken at once: their journal reads then

@@ -5,13 +5,9 @@ package service
 import (
 	"context"
 	"crypto/sha256"
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"github.com/imagehook/imagehook/approval"
-	"github.com/imagehook/imagehook/outbound"
 	"io/fs"
 	"log/slog"
 	"net"
@@ -24,6 +20,9 @@ import (
 	"sync"
 	"text/template"
 	"time"
+
+	"github.com/imagehook/imagehook/approval"
+	"github.com/imagehook/imagehook/outbound"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -483,14 +482,7 @@ func newReview(rc config.Repo, r *gitops.Repo) (*updater.Review, error) {
 	w := rc.WriteBack
 	client := outbound.Client(30*time.Second, nil)
 	if len(rc.Auth.CABundle) > 0 {
-		pool, err := x509.SystemCertPool()
-		if err != nil {
-			pool = x509.NewCertPool()
-		}
-		pool.AppendCertsFromPEM(rc.Auth.CABundle)
-		tr := http.DefaultTransport.(*http.Transport).Clone()
-		tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
-		client.Transport = tr
+		client.Transport, _ = outbound.Transport(rc.Auth.CABundle) // without certificates: the system's roots, as before
 	}
 	f, err := forge.New(forge.Config{Provider: w.Provider, API: w.API, RepoURL: rc.URL, Token: w.Token, Client: client,
 		Organization: w.Codeup.OrganizationID, Repository: w.Codeup.RepositoryID})

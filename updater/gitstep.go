@@ -444,7 +444,7 @@ func landedStep(repo, c string, at time.Time) event.Step {
 func changedFiles(cs []event.Change) []string {
 	files := map[string]bool{}
 	for _, c := range cs {
-		if c.Old != c.New {
+		if c.Changed() {
 			files[c.File] = true
 		}
 	}
@@ -458,7 +458,7 @@ func changedFiles(cs []event.Change) []string {
 
 func anyChange(cs []event.Change) bool {
 	for _, c := range cs {
-		if c.Old != c.New {
+		if c.Changed() {
 			return true
 		}
 	}
@@ -503,7 +503,7 @@ func commitMessage(tmpl *template.Template, evs []*event.Event, changes func(id 
 	var all []event.Change
 	for _, ev := range evs {
 		for _, c := range changes(ev.ID) {
-			if c.Old != c.New {
+			if c.Changed() {
 				all = append(all, c)
 			}
 		}

@@ -16,6 +16,7 @@ import (
 	"github.com/imagehook/imagehook/event"
 	"github.com/imagehook/imagehook/forge"
 	"github.com/imagehook/imagehook/gitops"
+	"github.com/imagehook/imagehook/lang"
 	"github.com/imagehook/imagehook/manifests"
 )
 
@@ -371,19 +372,35 @@ func (s *reviews) foreignCommit(ctx context.Context, log *slog.Logger, rv *Revie
 
 // foreignComment tells the pull request's reviewers why imagehook stopped rebuilding the branch.
 // The commit's author and subject come from git (anyone's): they stay in code spans.
-func foreignComment(lang, tip, by string, autoMerge bool) string {
-	if lang == "zh" {
-		s := fmt.Sprintf("imagehook 不会再重建此分支：它的最新提交 %s（%s）不是 imagehook 推送的，imagehook 不会强制推送覆盖它。合并时 imagehook 会检查每个目标的镜像。", code(shortHash(tip)), code(by))
-		if autoMerge {
-			s += "自动合并已撤销。"
-		}
-		return s
-	}
-	s := fmt.Sprintf("imagehook will not rebuild this branch: it ends in commit %s (%s), which imagehook did not push, and imagehook never force-pushes a commit away. New image pushes for these targets wait until this pull request is merged or closed; on merge, imagehook checks the image of each target.", code(shortHash(tip)), code(by))
+func foreignComment(language, tip, by string, autoMerge bool) string {
+	w := prWords.In(language)
+	s := fmt.Sprintf(w["foreign"], code(shortHash(tip)), code(by))
 	if autoMerge {
-		s += " Auto-merge was withdrawn."
+		s += w["withdrawn"]
 	}
 	return s
+}
+
+// prWords are the pull requests' and their comments' words, by language.
+var prWords = lang.Words{
+	lang.English: {
+		"foreign":   "imagehook will not rebuild this branch: it ends in commit %s (%s), which imagehook did not push, and imagehook never force-pushes a commit away. New image pushes for these targets wait until this pull request is merged or closed; on merge, imagehook checks the image of each target.",
+		"withdrawn": " Auto-merge was withdrawn.",
+		"title":     "imagehook: %s %s to %s",
+		"titleN":    "imagehook: update %d images",
+		"changes":   "Changes",
+		"pushes":    "Pushes",
+		"merging":   "Merging this pull request deploys the new images; imagehook follows it and reports the outcome.",
+	},
+	lang.Chinese: {
+		"foreign":   "imagehook 不会再重建此分支：它的最新提交 %s（%s）不是 imagehook 推送的，imagehook 不会强制推送覆盖它。合并时 imagehook 会检查每个目标的镜像。",
+		"withdrawn": "自动合并已撤销。",
+		"title":     "imagehook：将 %s 的 %s 更新为 %s",
+		"titleN":    "imagehook：更新 %d 个镜像",
+		"changes":   "变更",
+		"pushes":    "推送",
+		"merging":   "合并此拉取请求即部署新镜像；imagehook 会跟进并报告结果。",
+	},
 }
 
 // current re-reads a pull request's events from the journal and returns those still in one of
@@ -753,7 +770,7 @@ func (s *reviews) mergedContent(ctx context.Context, key string, rv *Review, evs
 					// The merge carries what was proposed when the value is the one the pull request
 					// wrote — even where the edit would write it again otherwise (a pushed digest beside a
 					// tag the manifest already names, as a re-push of that tag adds it).
-					if c.Old != c.New && c.Old != wrote[placeOf(c)] {
+					if c.Changed() && c.Old != wrote[placeOf(c)] {
 						runs = append(runs, c.Old)
 					}
 				}
@@ -792,30 +809,23 @@ func heldImage(fsys fs.FS, t event.Target, why []string) string {
 }
 
 // prTitle is the pull request's title: the change, or how many.
-func prTitle(lang string, evs []*event.Event, g *gitBatch) string {
+func prTitle(language string, evs []*event.Event, g *gitBatch) string {
+	w := prWords.In(language)
 	changes := prChanges(evs, g)
 	if len(changes) == 1 {
 		c := changes[0]
-		if lang == "zh" {
-			return fmt.Sprintf("imagehook：将 %s 的 %s 更新为 %s", c.Workload, c.Container, c.New)
-		}
-		return fmt.Sprintf("imagehook: %s %s to %s", c.Workload, c.Container, c.New)
+		return fmt.Sprintf(w["title"], c.Workload, c.Container, c.New)
 	}
-	if lang == "zh" {
-		return fmt.Sprintf("imagehook：更新 %d 个镜像", len(changes))
-	}
-	return fmt.Sprintf("imagehook: update %d images", len(changes))
+	return fmt.Sprintf(w["titleN"], len(changes))
 }
 
 // prBody lists the changes and the pushes behind them. Every value comes from a payload or the
 // manifests (untrusted), so each is one line in a code span: nothing in it renders as a link,
 // mention or HTML.
-func prBody(lang string, evs []*event.Event, g *gitBatch) string {
+func prBody(language string, evs []*event.Event, g *gitBatch) string {
 	var b strings.Builder
-	head := [3]string{"Changes", "Pushes", "Merging this pull request deploys the new images; imagehook follows it and reports the outcome."}
-	if lang == "zh" {
-		head = [3]string{"变更", "推送", "合并此拉取请求即部署新镜像；imagehook 会跟进并报告结果。"}
-	}
+	w := prWords.In(language)
+	head := [3]string{w["changes"], w["pushes"], w["merging"]}
 	fmt.Fprintf(&b, "### %s\n\n", head[0])
 	for _, c := range prChanges(evs, g) {
 		fmt.Fprintf(&b, "- %s (%s) `%s`: %s → %s\n", code(c.Workload), code(c.Container), strings.ReplaceAll(event.OneLine(c.File), "`", "'"), code(c.Old), code(c.New))
@@ -839,7 +849,7 @@ func prChanges(evs []*event.Event, g *gitBatch) []event.Change {
 	for _, ev := range evs {
 		if r := g.results[ev.ID]; r != nil {
 			for _, c := range r.changes {
-				if c.Old != c.New {
+				if c.Changed() {
 					out = append(out, c)
 				}
 			}

@@ -58,66 +58,64 @@ func NewGitee(token, repo string) *Gitee {
 	return &Gitee{Token: token, Repo: repo, PRs: map[int64]*GiteePR{}, Next: 1, Heads: map[string]string{}}
 }
 
+// giteeCall is one request the Gitee server answers: its body (without the token) and the pull
+// request its path names.
+type giteeCall struct {
+	w    http.ResponseWriter
+	r    *http.Request
+	body map[string]any
+	pr   *GiteePR
+}
+
+func (c *giteeCall) write(code int, v any) {
+	c.w.Header().Set("Content-Type", "application/json")
+	c.w.WriteHeader(code)
+	_ = json.NewEncoder(c.w).Encode(v)
+}
+
+func (c *giteeCall) refuse(code int, msg string) { c.write(code, map[string]string{"message": msg}) }
+
+// only refuses fields Gitee's endpoint does not document, and checks the types it documents.
+func (c *giteeCall) only(allowed ...string) bool {
+	for k, v := range c.body {
+		if indexOf(allowed, k) < 0 {
+			c.refuse(http.StatusBadRequest, "contract: undocumented field "+k)
+			return false
+		}
+		if _, ok := v.(string); !ok {
+			c.refuse(http.StatusBadRequest, "contract: "+k+" is a string (labels and assignees are comma-separated)")
+			return false
+		}
+	}
+	return true
+}
+
+// giteeRoutes are the endpoints the server plays, by method and path ("pulls/N": one pull
+// request's).
+var giteeRoutes = map[string]func(*Gitee, *giteeCall){
+	"GET pulls":             (*Gitee).listPulls,
+	"POST pulls":            (*Gitee).openPull,
+	"PATCH pulls/N":         (*Gitee).updatePull,
+	"GET pulls/N":           func(g *Gitee, c *giteeCall) { c.write(http.StatusOK, g.json(c.pr)) },
+	"PUT pulls/N/merge":     (*Gitee).mergePull,
+	"POST pulls/N/comments": (*Gitee).comment,
+	"GET commits":           (*Gitee).commits,
+}
+
 // ServeHTTP answers as Gitee's API does.
 func (g *Gitee) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	g.Mu.Lock()
 	defer g.Mu.Unlock()
 	g.URLs = append(g.URLs, r.Method+" "+r.URL.String())
-	refuse := func(code int, msg string) {
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(code)
-		_ = json.NewEncoder(w).Encode(map[string]string{"message": msg})
-	}
-	raw, _ := io.ReadAll(r.Body)
-	if g.Fail != "" {
-		refuse(http.StatusInternalServerError, g.Fail+": "+r.URL.String()+" "+string(raw))
+	c := &giteeCall{w: w, r: r}
+	if !g.authenticate(c) {
 		return
-	}
-	var body map[string]any
-	if r.Method == http.MethodGet {
-		if len(raw) > 0 {
-			refuse(http.StatusBadRequest, "a GET has no body")
-			return
-		}
-		if r.URL.Query().Get("access_token") != g.Token {
-			refuse(http.StatusUnauthorized, "401 Unauthorized: Access token does not exist")
-			return
-		}
-	} else {
-		if r.URL.Query().Has("access_token") {
-			refuse(http.StatusBadRequest, "contract: the token belongs in the body of a write, not its URL")
-			return
-		}
-		if r.Header.Get("Content-Type") != "application/json" || json.Unmarshal(raw, &body) != nil {
-			refuse(http.StatusBadRequest, "contract: a JSON body")
-			return
-		}
-		if body["access_token"] != g.Token {
-			refuse(http.StatusUnauthorized, "401 Unauthorized: Access token does not exist")
-			return
-		}
-		delete(body, "access_token")
 	}
 	giteePath := regexp.MustCompile(`^/api/v5/repos/` + regexp.QuoteMeta(g.Repo) + `(/pulls(?:/(\d+)(/merge|/comments)?)?|/commits)$`)
 	m := giteePath.FindStringSubmatch(r.URL.Path)
 	if m == nil {
-		refuse(http.StatusNotFound, "404 Not Found")
+		c.refuse(http.StatusNotFound, "404 Not Found")
 		return
-	}
-	// only refuses fields Gitee's endpoint does not document, and checks the types it documents.
-	only := func(allowed ...string) bool {
-		for k, v := range body {
-			i := indexOf(allowed, k)
-			if i < 0 {
-				refuse(http.StatusBadRequest, "contract: undocumented field "+k)
-				return false
-			}
-			if _, ok := v.(string); !ok {
-				refuse(http.StatusBadRequest, "contract: "+k+" is a string (labels and assignees are comma-separated)")
-				return false
-			}
-		}
-		return true
 	}
 	number, _ := strconv.ParseInt(m[2], 10, 64)
 	key := r.Method + " " + strings.TrimPrefix(m[1], "/")
@@ -125,109 +123,155 @@ func (g *Gitee) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		key = r.Method + " pulls/N" + m[3]
 	}
 	g.Calls = append(g.Calls, key)
-	write := func(code int, v any) {
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(code)
-		_ = json.NewEncoder(w).Encode(v)
-	}
-	pr := g.PRs[number]
-	if number != 0 && pr == nil {
-		refuse(http.StatusNotFound, "404 Not Found")
+	c.pr = g.PRs[number]
+	if number != 0 && c.pr == nil {
+		c.refuse(http.StatusNotFound, "404 Not Found")
 		return
 	}
-	switch key {
-	case "GET pulls":
-		q := r.URL.Query()
-		if n, _ := strconv.Atoi(q.Get("per_page")); n > 100 {
-			refuse(http.StatusBadRequest, "per_page is at most 100")
-			return
-		}
-		var out []any
-		for i := int64(1); i < g.Next; i++ {
-			p := g.PRs[i]
-			// The head filter takes a branch name, which a fork's branch can have too.
-			if (q.Get("state") == "" || q.Get("state") == p.State) && (q.Get("head") == "" || q.Get("head") == p.Head) && (q.Get("base") == "" || q.Get("base") == p.Base) {
-				out = append(out, g.json(p))
-			}
-		}
-		write(http.StatusOK, out)
-	case "POST pulls":
-		if !only("title", "head", "base", "body", "labels", "assignees", "testers", "milestone_number", "draft", "prune_source_branch") {
-			return
-		}
-		if body["title"] == nil || body["head"] == nil || body["base"] == nil {
-			refuse(http.StatusBadRequest, "title, head and base are required")
-			return
-		}
-		p := &GiteePR{Number: g.Next, Head: body["head"].(string), Base: body["base"].(string), From: g.Repo, State: "open", Mergeable: true}
-		p.Title, p.Body, p.Labels, p.Assignees = str(body["title"]), str(body["body"]), str(body["labels"]), str(body["assignees"])
-		p.Sha = g.head(p.Head)
-		g.PRs[p.Number] = p
-		g.Next++
-		write(http.StatusCreated, g.json(p))
-	case "PATCH pulls/N":
-		if !only("title", "body", "state", "labels", "milestone_number", "draft") {
-			return
-		}
-		if v, ok := body["title"]; ok {
-			pr.Title = v.(string)
-		}
-		if v, ok := body["body"]; ok {
-			pr.Body = v.(string)
-		}
-		if v, ok := body["labels"]; ok {
-			pr.Labels = v.(string)
-		}
-		write(http.StatusOK, g.json(pr))
-	case "GET pulls/N":
-		write(http.StatusOK, g.json(pr))
-	case "PUT pulls/N/merge":
-		if !only("merge_method", "prune_source_branch", "title", "description") {
-			return
-		}
-		if mm := str(body["merge_method"]); mm != "" && mm != "merge" && mm != "squash" && mm != "rebase" {
-			refuse(http.StatusBadRequest, "merge_method is merge, squash or rebase")
-			return
-		}
-		if pr.State != "open" || !pr.Mergeable {
-			refuse(http.StatusMethodNotAllowed, "此 Pull Request 未通过设置的审查或测试，不能合并")
-			return
-		}
-		sha := fmt.Sprintf("m%039d", pr.Number)
-		if g.Merge != nil {
-			var err error
-			if sha, err = g.Merge(pr.Head, pr.Base); err != nil {
-				refuse(http.StatusInternalServerError, "merge: "+err.Error())
-				return
-			}
-		}
-		pr.State, pr.MergeSha = "merged", sha
-		g.Merges = append(g.Merges, pr.MergeSha+" base "+pr.Sha)
-		write(http.StatusOK, map[string]any{"sha": pr.MergeSha, "merged": true, "message": "Pull Request 已成功合并"})
-	case "POST pulls/N/comments":
-		if !only("body", "commit_id", "path", "position") || str(body["body"]) == "" {
-			refuse(http.StatusBadRequest, "body is required")
-			return
-		}
-		write(http.StatusCreated, map[string]any{"id": 1, "body": body["body"]})
-	case "GET commits":
-		var out []any
-		for i := len(g.Merges) - 1; i >= 0; i-- {
-			f := strings.Fields(g.Merges[i])
-			c := map[string]any{"sha": f[0], "parents": []any{map[string]any{"sha": f[1]}, map[string]any{"sha": f[2]}}}
-			if f[2] == "-" {
-				// A squash: one parent, and the message Gitee writes.
-				c["parents"] = []any{map[string]any{"sha": f[1]}}
-			}
-			if len(f) > 3 {
-				c["commit"] = map[string]any{"message": strings.Join(f[3:], " ")}
-			}
-			out = append(out, c)
-		}
-		write(http.StatusOK, out)
-	default:
-		refuse(http.StatusNotFound, "404 Not Found")
+	route := giteeRoutes[key]
+	if route == nil {
+		c.refuse(http.StatusNotFound, "404 Not Found")
+		return
 	}
+	route(g, c)
+}
+
+// authenticate checks where the token travels — the query of a read, the JSON body of a write —
+// and reads the body; it answers and returns false when the request is refused.
+func (g *Gitee) authenticate(c *giteeCall) bool {
+	r := c.r
+	raw, _ := io.ReadAll(r.Body)
+	if g.Fail != "" {
+		c.refuse(http.StatusInternalServerError, g.Fail+": "+r.URL.String()+" "+string(raw))
+		return false
+	}
+	if r.Method == http.MethodGet {
+		if len(raw) > 0 {
+			c.refuse(http.StatusBadRequest, "a GET has no body")
+			return false
+		}
+		if r.URL.Query().Get("access_token") != g.Token {
+			c.refuse(http.StatusUnauthorized, "401 Unauthorized: Access token does not exist")
+			return false
+		}
+		return true
+	}
+	if r.URL.Query().Has("access_token") {
+		c.refuse(http.StatusBadRequest, "contract: the token belongs in the body of a write, not its URL")
+		return false
+	}
+	if r.Header.Get("Content-Type") != "application/json" || json.Unmarshal(raw, &c.body) != nil {
+		c.refuse(http.StatusBadRequest, "contract: a JSON body")
+		return false
+	}
+	if c.body["access_token"] != g.Token {
+		c.refuse(http.StatusUnauthorized, "401 Unauthorized: Access token does not exist")
+		return false
+	}
+	delete(c.body, "access_token")
+	return true
+}
+
+func (g *Gitee) listPulls(c *giteeCall) {
+	q := c.r.URL.Query()
+	if n, _ := strconv.Atoi(q.Get("per_page")); n > 100 {
+		c.refuse(http.StatusBadRequest, "per_page is at most 100")
+		return
+	}
+	var out []any
+	for i := int64(1); i < g.Next; i++ {
+		p := g.PRs[i]
+		// The head filter takes a branch name, which a fork's branch can have too.
+		if (q.Get("state") == "" || q.Get("state") == p.State) && (q.Get("head") == "" || q.Get("head") == p.Head) && (q.Get("base") == "" || q.Get("base") == p.Base) {
+			out = append(out, g.json(p))
+		}
+	}
+	c.write(http.StatusOK, out)
+}
+
+func (g *Gitee) openPull(c *giteeCall) {
+	body := c.body
+	if !c.only("title", "head", "base", "body", "labels", "assignees", "testers", "milestone_number", "draft", "prune_source_branch") {
+		return
+	}
+	if body["title"] == nil || body["head"] == nil || body["base"] == nil {
+		c.refuse(http.StatusBadRequest, "title, head and base are required")
+		return
+	}
+	p := &GiteePR{Number: g.Next, Head: body["head"].(string), Base: body["base"].(string), From: g.Repo, State: "open", Mergeable: true}
+	p.Title, p.Body, p.Labels, p.Assignees = str(body["title"]), str(body["body"]), str(body["labels"]), str(body["assignees"])
+	p.Sha = g.head(p.Head)
+	g.PRs[p.Number] = p
+	g.Next++
+	c.write(http.StatusCreated, g.json(p))
+}
+
+func (g *Gitee) updatePull(c *giteeCall) {
+	if !c.only("title", "body", "state", "labels", "milestone_number", "draft") {
+		return
+	}
+	pr := c.pr
+	if v, ok := c.body["title"]; ok {
+		pr.Title = v.(string)
+	}
+	if v, ok := c.body["body"]; ok {
+		pr.Body = v.(string)
+	}
+	if v, ok := c.body["labels"]; ok {
+		pr.Labels = v.(string)
+	}
+	c.write(http.StatusOK, g.json(pr))
+}
+
+func (g *Gitee) mergePull(c *giteeCall) {
+	if !c.only("merge_method", "prune_source_branch", "title", "description") {
+		return
+	}
+	pr := c.pr
+	if mm := str(c.body["merge_method"]); mm != "" && mm != "merge" && mm != "squash" && mm != "rebase" {
+		c.refuse(http.StatusBadRequest, "merge_method is merge, squash or rebase")
+		return
+	}
+	if pr.State != "open" || !pr.Mergeable {
+		c.refuse(http.StatusMethodNotAllowed, "此 Pull Request 未通过设置的审查或测试，不能合并")
+		return
+	}
+	sha := fmt.Sprintf("m%039d", pr.Number)
+	if g.Merge != nil {
+		var err error
+		if sha, err = g.Merge(pr.Head, pr.Base); err != nil {
+			c.refuse(http.StatusInternalServerError, "merge: "+err.Error())
+			return
+		}
+	}
+	pr.State, pr.MergeSha = "merged", sha
+	g.Merges = append(g.Merges, pr.MergeSha+" base "+pr.Sha)
+	c.write(http.StatusOK, map[string]any{"sha": pr.MergeSha, "merged": true, "message": "Pull Request 已成功合并"})
+}
+
+func (g *Gitee) comment(c *giteeCall) {
+	if !c.only("body", "commit_id", "path", "position") || str(c.body["body"]) == "" {
+		c.refuse(http.StatusBadRequest, "body is required")
+		return
+	}
+	c.write(http.StatusCreated, map[string]any{"id": 1, "body": c.body["body"]})
+}
+
+func (g *Gitee) commits(c *giteeCall) {
+	var out []any
+	for i := len(g.Merges) - 1; i >= 0; i-- {
+		f := strings.Fields(g.Merges[i])
+		m := map[string]any{"sha": f[0], "parents": []any{map[string]any{"sha": f[1]}, map[string]any{"sha": f[2]}}}
+		if f[2] == "-" {
+			// A squash: one parent, and the message Gitee writes.
+			m["parents"] = []any{map[string]any{"sha": f[1]}}
+		}
+		if len(f) > 3 {
+			m["commit"] = map[string]any{"message": strings.Join(f[3:], " ")}
+		}
+		out = append(out, m)
+	}
+	c.write(http.StatusOK, out)
 }
 
 // head is a branch's head.

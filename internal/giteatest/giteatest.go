@@ -71,10 +71,20 @@ func Start(t testing.TB) *Gitea {
 	port := l.Addr().(*net.TCPAddr).Port
 	l.Close()
 	g := &Gitea{URL: fmt.Sprintf("http://127.0.0.1:%d", port), bin: bin, cfg: filepath.Join(work, "app.ini"), work: work}
-	secret := func(kind string) string {
-		return strings.TrimSpace(lastLine(g.run(t, "generate", "secret", kind)))
-	}
-	ini := fmt.Sprintf(`APP_NAME = imagehook-test
+	g.configure(t, port, strings.TrimSpace(string(static)))
+	g.run(t, "migrate")
+	g.run(t, "admin", "user", "create", "--admin", "--username", User, "--password", Password,
+		"--email", User+"@example.com", "--must-change-password=false")
+	g.Token = strings.TrimSpace(lastLine(g.run(t, "admin", "user", "generate-access-token", "--username", User,
+		"--token-name", "imagehook", "--scopes", "all", "--raw")))
+
+	g.serve(t)
+	return g
+}
+
+// appINI is the test server's configuration: its work directory (%[2]s), port and URL, static
+// files, and the secrets Gitea generates (%[6]s, %[7]s).
+const appINI = `APP_NAME = imagehook-test
 RUN_MODE = prod
 RUN_USER = %[1]s
 I_AM_BEING_UNSAFE_RUNNING_AS_ROOT = true
@@ -136,7 +146,15 @@ DELIVER_TIMEOUT = 10
 MODE = file
 LEVEL = Warn
 ROOT_PATH = %[2]s/log
-`, currentUser(), work, port, g.URL, strings.TrimSpace(string(static)), "placeholder", "placeholder")
+`
+
+// configure writes the server's app.ini, with secrets Gitea generates for it.
+func (g *Gitea) configure(t testing.TB, port int, static string) {
+	t.Helper()
+	secret := func(kind string) string {
+		return strings.TrimSpace(lastLine(g.run(t, "generate", "secret", kind)))
+	}
+	ini := fmt.Sprintf(appINI, currentUser(), g.work, port, g.URL, static, "placeholder", "placeholder")
 	if err := os.WriteFile(g.cfg, []byte(ini), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -145,13 +163,13 @@ ROOT_PATH = %[2]s/log
 	if err := os.WriteFile(g.cfg, []byte(ini), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	g.run(t, "migrate")
-	g.run(t, "admin", "user", "create", "--admin", "--username", User, "--password", Password,
-		"--email", User+"@example.com", "--must-change-password=false")
-	g.Token = strings.TrimSpace(lastLine(g.run(t, "admin", "user", "generate-access-token", "--username", User,
-		"--token-name", "imagehook", "--scopes", "all", "--raw")))
+}
 
-	cmd := exec.Command(bin, "--config", g.cfg, "--work-path", work, "web")
+// serve starts Gitea's web server until the test ends, and waits until it answers.
+func (g *Gitea) serve(t testing.TB) {
+	t.Helper()
+	work := g.work
+	cmd := exec.Command(g.bin, "--config", g.cfg, "--work-path", work, "web")
 	logf, err := os.Create(filepath.Join(work, "web.log"))
 	if err != nil {
 		t.Fatal(err)
@@ -179,7 +197,6 @@ ROOT_PATH = %[2]s/log
 			t.Fatalf("gitea not ready:\n%s", data)
 		}
 	}
-	return g
 }
 
 func (g *Gitea) run(t testing.TB, args ...string) string {

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/imagehook/imagehook/event"
+	"github.com/imagehook/imagehook/lang"
 	"github.com/imagehook/imagehook/notify"
 )
 
@@ -38,7 +39,8 @@ type Item struct {
 	ReadyAfter  float64 `json:"readyAfterSeconds,omitempty"`
 }
 
-var words = map[string]map[string]string{
+// words are the reports' words, by language.
+var words = lang.Words{
 	"zh": {"ok": "镜像更新成功", "fail": "镜像更新失败", "hook": "钩子", "workload": "工作负载", "container": "容器", "image": "镜像",
 		"pusher": "推送者", "commit": "提交", "deploy": "部署", "timeline": "耗时", "webhook": "收到 webhook", "pushed": "推送",
 		"synced": "同步", "ready": "就绪", "error": "原因", "also": "同一提交还包括", "many": "条更新", "test": "imagehook 测试通知"},
@@ -61,11 +63,8 @@ func safe(s string) string {
 }
 
 // compose writes the report of ev (and the events its commit also carried).
-func compose(lang string, ev *event.Event, others []*event.Event, failed bool) message {
-	w := words[lang]
-	if w == nil {
-		w = words["zh"]
-	}
+func compose(language string, ev *event.Event, others []*event.Event, failed bool) message {
+	w := words.In(language)
 	m := message{Failed: failed, Title: w["ok"]}
 	icon := "✅"
 	if failed {
@@ -76,7 +75,7 @@ func compose(lang string, ev *event.Event, others []*event.Event, failed bool) m
 	m.Lines = append(m.Lines, fmt.Sprintf("### %s %s", icon, m.Title),
 		fmt.Sprintf("- %s: `%s`", w["hook"], safe(ev.Hook)))
 	for _, c := range item.Changes {
-		if c.Old == c.New {
+		if !c.Changed() {
 			continue
 		}
 		m.Lines = append(m.Lines, fmt.Sprintf("- %s: `%s` %s `%s`", w["workload"], safe(c.Workload), w["container"], safe(c.Container)),
@@ -120,14 +119,11 @@ func compose(lang string, ev *event.Event, others []*event.Event, failed bool) m
 }
 
 // merge makes one message of several (reports held back by the rate limit).
-func merge(lang string, msgs []message) message {
+func merge(language string, msgs []message) message {
 	if len(msgs) == 1 {
 		return msgs[0]
 	}
-	w := words[lang]
-	if w == nil {
-		w = words["zh"]
-	}
+	w := words.In(language)
 	out := message{Title: fmt.Sprintf("imagehook: %d %s", len(msgs), w["many"])}
 	for _, m := range msgs {
 		out.Failed = out.Failed || m.Failed
@@ -199,10 +195,7 @@ func secs(f float64) string {
 }
 
 // Test is the sample message of send-test-notification.
-func Test(lang string) message {
-	w := words[lang]
-	if w == nil {
-		w = words["zh"]
-	}
+func Test(language string) message {
+	w := words.In(language)
 	return message{Title: w["test"], Lines: []string{"### " + w["test"], "- " + time.Now().UTC().Format(time.RFC3339)}}
 }

@@ -8,7 +8,6 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
 	"embed"
 	"encoding/hex"
 	"errors"
@@ -32,7 +31,9 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"github.com/imagehook/imagehook/event"
+	"github.com/imagehook/imagehook/lang"
 	"github.com/imagehook/imagehook/notify"
+	"github.com/imagehook/imagehook/outbound"
 	"github.com/imagehook/imagehook/retry"
 )
 
@@ -105,19 +106,16 @@ func New(cfg Config, log *slog.Logger) (*Notifier, error) {
 		log.Warn("mail: TLS certificate verification is off (insecureSkipVerify)", "host", cfg.Host)
 	}
 	if len(cfg.CAPEM) > 0 {
-		pool, err := x509.SystemCertPool()
+		pool, err := outbound.CertPool(cfg.CAPEM)
 		if err != nil {
-			pool = x509.NewCertPool()
-		}
-		if !pool.AppendCertsFromPEM(cfg.CAPEM) {
-			return nil, errors.New("mail caFile: no PEM certificate found")
+			return nil, fmt.Errorf("mail caFile: %w", err)
 		}
 		n.tls.RootCAs = pool
 	}
 	custom := map[string]string{"subject": cfg.SubjectTemplate, "body": cfg.BodyTemplate}
 	for _, kind := range []string{"subject", "body"} {
-		for _, lang := range []string{"zh", "en"} {
-			name := kind + "." + lang + ".tmpl"
+		for _, l := range []string{lang.Chinese, lang.English} {
+			name := kind + "." + l + ".tmpl"
 			var t *template.Template
 			var err error
 			if custom[kind] != "" {
@@ -128,7 +126,7 @@ func New(cfg Config, log *slog.Logger) (*Notifier, error) {
 			if err != nil {
 				return nil, fmt.Errorf("mail %s template: %w", kind, err)
 			}
-			n.templates[kind+"."+lang] = t
+			n.templates[kind+"."+l] = t
 		}
 	}
 	if cfg.BodyTemplate == "" {
@@ -142,7 +140,7 @@ func New(cfg Config, log *slog.Logger) (*Notifier, error) {
 }
 
 // htmlLabels are the HTML alternative's words, by language.
-var htmlLabels = map[string]map[string]string{
+var htmlLabels = lang.Words{
 	"zh": {"updated": "镜像更新成功", "failed": "镜像更新失败", "event": "事件 ID", "source": "来源", "image": "推送镜像", "commit": "提交链接", "error": "错误"},
 	"en": {"updated": "The image was updated", "failed": "The image update failed", "event": "Event", "source": "Source", "image": "Image", "commit": "Commit", "error": "Error"},
 }
@@ -177,17 +175,17 @@ func (n *Notifier) Notify(ctx context.Context, evs ...*event.Event) error {
 		return nil
 	}
 	to := append([]string(nil), n.cfg.To...)
-	lang := n.cfg.Language
+	language := n.cfg.Language
 	if ev.Mail != nil {
 		to = append(to, ev.Mail.To...)
 		if ev.Mail.Language != "" {
-			lang = ev.Mail.Language
+			language = ev.Mail.Language
 		}
 	}
 	if len(to) == 0 {
 		return nil
 	}
-	subject, body, html, err := n.render(ev, evs[1:], lang, failed)
+	subject, body, html, err := n.render(ev, evs[1:], language, failed)
 	if err != nil {
 		return err
 	}
@@ -218,10 +216,8 @@ type view struct {
 	CommitURL string
 }
 
-func (n *Notifier) render(ev *event.Event, others []*event.Event, lang string, failed bool) (subject, text, html string, err error) {
-	if lang != "en" {
-		lang = "zh"
-	}
+func (n *Notifier) render(ev *event.Event, others []*event.Event, language string, failed bool) (subject, text, html string, err error) {
+	l := lang.Of(language)
 	// In the plain-text body a value with line breaks could show forged lines (a fake "Commit:").
 	// Peers' texts are bounded where they are stored; events journaled before that still carry
 	// them whole, and a mail shows no more of them than a page does.
@@ -234,7 +230,7 @@ func (n *Notifier) render(ev *event.Event, others []*event.Event, lang string, f
 		t := ev.Targets[0]
 		v.Namespace, v.Workload, v.Container = t.Namespace, t.Workload, t.Container
 	}
-	labels := map[string]map[string]string{
+	labels := lang.Words{
 		"zh": {event.StepGit: "Git 提交", event.StepApply: "集群更新"},
 		"en": {event.StepGit: "Git commit", event.StepApply: "Cluster apply"},
 	}
@@ -242,7 +238,7 @@ func (n *Notifier) render(ev *event.Event, others []*event.Event, lang string, f
 		if s.Name == event.StepNotify {
 			continue
 		}
-		label := labels[lang][s.Name]
+		label := labels.In(l)[s.Name]
 		if label == "" {
 			label = s.Name
 		}
@@ -262,17 +258,17 @@ func (n *Notifier) render(ev *event.Event, others []*event.Event, lang string, f
 		}
 	}
 	var subj, body, page bytes.Buffer
-	if err := n.templates["subject."+lang].Execute(&subj, v); err != nil {
+	if err := n.templates["subject."+l].Execute(&subj, v); err != nil {
 		return "", "", "", fmt.Errorf("mail subject: %w", err)
 	}
-	if err := n.templates["body."+lang].Execute(&body, v); err != nil {
+	if err := n.templates["body."+l].Execute(&body, v); err != nil {
 		return "", "", "", fmt.Errorf("mail body: %w", err)
 	}
 	if n.html != nil {
 		if err := n.html.Execute(&page, struct {
 			view
 			T map[string]string
-		}{v, htmlLabels[lang]}); err != nil {
+		}{v, htmlLabels.In(l)}); err != nil {
 			return "", "", "", fmt.Errorf("mail html body: %w", err)
 		}
 	}
