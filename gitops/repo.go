@@ -20,7 +20,6 @@ import (
 	"github.com/go-git/go-git/v5"
 	gitconfig "github.com/go-git/go-git/v5/config"
 	"github.com/go-git/go-git/v5/plumbing"
-	"github.com/go-git/go-git/v5/plumbing/cache"
 	"github.com/go-git/go-git/v5/plumbing/object"
 	"github.com/go-git/go-git/v5/plumbing/transport"
 	"github.com/go-git/go-git/v5/plumbing/transport/client"
@@ -123,11 +122,11 @@ func Open(cfg Config, dir string, log *slog.Logger) (*Repo, error) {
 // objectCacheSize bounds go-git's cache of decoded objects (its default is 96 MiB): events read a
 // few trees and blobs each, and a big repository must not make the cache the biggest thing in
 // memory.
-const objectCacheSize = 16 * cache.MiByte
+const objectCacheSize = 16 << 20
 
 func (r *Repo) openCache() error {
 	r.dropTornRefs()
-	st := filesystem.NewStorageWithOptions(osfs.New(r.dir), cache.NewObjectLRU(objectCacheSize), filesystem.Options{})
+	st := filesystem.NewStorageWithOptions(osfs.New(r.dir), newObjectCache(objectCacheSize), filesystem.Options{})
 	repo, err := git.Open(st, nil)
 	if errors.Is(err, git.ErrRepositoryNotExists) {
 		repo, err = git.Init(st, nil)
