@@ -31,6 +31,7 @@ import (
 	"github.com/imagehook/imagehook/fleetimport"
 	"github.com/imagehook/imagehook/gitops"
 	"github.com/imagehook/imagehook/imageref"
+	"github.com/imagehook/imagehook/internal/memlimit"
 	"github.com/imagehook/imagehook/lang"
 	"github.com/imagehook/imagehook/manifests"
 	"github.com/imagehook/imagehook/oci"
@@ -169,6 +170,7 @@ func serve(args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	setMemoryLimit(log)
 	var cfg *config.Config
 	switch {
 	case *cfgPath != "":
@@ -202,6 +204,16 @@ func serve(args []string, stderr io.Writer) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	return svc.Run(ctx)
+}
+
+// setMemoryLimit gives the Go heap a soft limit from the container's cgroup when GOMEMLIMIT is not
+// set, and says what it chose and why.
+func setMemoryLimit(log *slog.Logger) {
+	c := memlimit.Choose("/sys/fs/cgroup", os.Getenv("GOMEMLIMIT"))
+	if c.Limit > 0 {
+		debug.SetMemoryLimit(c.Limit)
+	}
+	log.Info("memory limit", "limitMiB", c.Limit>>20, "reason", string(c.Reason), "detail", c.Detail)
 }
 
 func checkConfig(args []string, stdout io.Writer) error {

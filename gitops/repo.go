@@ -20,7 +20,6 @@ import (
 	"github.com/go-git/go-git/v5"
 	gitconfig "github.com/go-git/go-git/v5/config"
 	"github.com/go-git/go-git/v5/plumbing"
-	"github.com/go-git/go-git/v5/plumbing/cache"
 	"github.com/go-git/go-git/v5/plumbing/object"
 	"github.com/go-git/go-git/v5/plumbing/transport"
 	"github.com/go-git/go-git/v5/plumbing/transport/client"
@@ -78,6 +77,8 @@ type Repo struct {
 	repo *git.Repository
 	auth transport.AuthMethod
 	log  *slog.Logger
+	// fresh is set while no event has been committed on a cache this process created.
+	fresh bool
 }
 
 // Commit is the outcome of CommitAndPush.
@@ -123,14 +124,15 @@ func Open(cfg Config, dir string, log *slog.Logger) (*Repo, error) {
 // objectCacheSize bounds go-git's cache of decoded objects (its default is 96 MiB): events read a
 // few trees and blobs each, and a big repository must not make the cache the biggest thing in
 // memory.
-const objectCacheSize = 16 * cache.MiByte
+const objectCacheSize = 16 << 20
 
 func (r *Repo) openCache() error {
 	r.dropTornRefs()
-	st := filesystem.NewStorageWithOptions(osfs.New(r.dir), cache.NewObjectLRU(objectCacheSize), filesystem.Options{})
+	st := filesystem.NewStorageWithOptions(osfs.New(r.dir), newObjectCache(objectCacheSize), filesystem.Options{})
 	repo, err := git.Open(st, nil)
 	if errors.Is(err, git.ErrRepositoryNotExists) {
 		repo, err = git.Init(st, nil)
+		r.fresh = true
 	}
 	if err != nil {
 		return fmt.Errorf("open cache: %w", err)
@@ -187,11 +189,25 @@ func (r *Repo) fetch(ctx context.Context, branch string) error {
 	defer cancel()
 	spec := gitconfig.RefSpec(fmt.Sprintf("+refs/heads/%s:%s", branch, trackingRef(branch)))
 	depth := 0
-	if _, err := r.repo.Reference(trackingRef(branch), true); err != nil && !r.cfg.FullHistory {
-		depth = 1 // the first fetch of this branch: the tip is all the flow needs
-	}
 	opts := &git.FetchOptions{RemoteName: "origin", RefSpecs: []gitconfig.RefSpec{spec},
-		Auth: r.auth, CABundle: r.cfg.Auth.CABundle, Tags: git.NoTags, Depth: depth}
+		Auth: r.auth, CABundle: r.cfg.Auth.CABundle, Tags: git.NoTags}
+	if _, err := r.repo.Reference(trackingRef(branch), true); err != nil {
+		if !r.cfg.FullHistory {
+			depth = 1 // the first fetch of this branch: the tip is all the flow needs
+		}
+		// A first fetch can be the whole repository: say how far it is, and hold the heap closer
+		// to what it keeps while go-git indexes the pack.
+		defer duringFirstFill()()
+		progress := &progressLog{log: r.log, interval: 5 * time.Second}
+		defer progress.flush()
+		opts.Progress = progress
+		start := time.Now()
+		r.log.Info("first fetch of the branch into an empty cache", "branch", branch, "shallow", depth > 0)
+		defer func() {
+			r.log.Info("first fetch done", "branch", branch, "took", time.Since(start).Round(time.Millisecond))
+		}()
+	}
+	opts.Depth = depth
 	err := r.repo.FetchContext(ctx, opts)
 	if err != nil && depth > 0 && errors.Is(classify(err), errNoShallow) {
 		// A server without shallow support (go-git's own file:// transport): fetch it all.
@@ -295,6 +311,11 @@ func (r *Repo) applyOnce(ctx context.Context, edit EditFunc) (Commit, error) {
 	if remoteTip.IsZero() {
 		return Commit{}, fmt.Errorf("push %s: %w", r.cfg.Branch, errNoBranch)
 	}
+	if r.fresh {
+		// The first event on a cache this process created: its edit reads every file of the tip
+		// once to build the manifests index, under the first fetch's lower collector target.
+		defer duringFirstFill()()
+	}
 	// Fetch only when the remote moved past the cache (another writer, or the first run).
 	if cached, err := r.repo.Reference(trackingRef(baseBranch), true); err != nil || cached.Hash() != remoteTip {
 		if err := r.fetch(ctx, baseBranch); err != nil {
@@ -308,6 +329,9 @@ func (r *Repo) applyOnce(ctx context.Context, edit EditFunc) (Commit, error) {
 	}
 	t1 := time.Now()
 	hash, objects, err := r.commitOn(tip, edit)
+	if err == nil {
+		r.fresh = false // the edit has read what it needs once (the index is built)
+	}
 	if err != nil || hash.IsZero() {
 		return Commit{Hash: tip.Hash.String()}, err
 	}
@@ -329,7 +353,7 @@ func (r *Repo) commitOn(tip *object.Commit, edit EditFunc) (plumbing.Hash, []plu
 	if err != nil {
 		return plumbing.ZeroHash, nil, fmt.Errorf("read tree: %w", err)
 	}
-	files, msg, err := edit(tipFS{treeFS: treeFS{root: tree}, repo: r.repo, tip: tip.Hash})
+	files, msg, err := edit(tipFS{treeFS: newTreeFS(tree), repo: r.repo, tip: tip.Hash})
 	if err != nil || len(files) == 0 {
 		return plumbing.ZeroHash, nil, err
 	}

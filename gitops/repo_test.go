@@ -294,7 +294,7 @@ func TestTreeFS(t *testing.T) {
 	head, _ := repo.Head()
 	c, _ := repo.CommitObject(head.Hash())
 	tree, _ := c.Tree()
-	if err := fstest.TestFS(treeFS{root: tree}, "README.md", "apps/a.yaml"); err != nil {
+	if err := fstest.TestFS(newTreeFS(tree), "README.md", "apps/a.yaml"); err != nil {
 		t.Fatal(err)
 	}
 }

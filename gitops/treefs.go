@@ -8,6 +8,8 @@ import (
 	"io/fs"
 	"path"
 	"sort"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/go-git/go-git/v5/plumbing"
@@ -18,7 +20,49 @@ import (
 
 // treeFS is a read-only fs.FS over a git tree, so the manifests package reads a commit straight from
 // the object store: no worktree to check out or reset.
-type treeFS struct{ root *object.Tree }
+type treeFS struct {
+	root *object.Tree
+	// dirs holds the directories looked up lately (nil: none kept). go-git's own path lookup
+	// (Tree.FindEntry on the root) keeps every directory it passes through for as long as the root
+	// lives: reading every file of a 200,000-file tip for the first index build held all of its
+	// trees, ~24 MB, until the event ended.
+	dirs *dirTrees
+}
+
+// newTreeFS is the view of root that keeps only the directories it used last.
+func newTreeFS(root *object.Tree) treeFS { return treeFS{root: root, dirs: &dirTrees{}} }
+
+// dirTrees is a small set of decoded directories by path; it is emptied when full (a walk reads a
+// directory's files one after another, so the ones it needs come back at once).
+type dirTrees struct {
+	mu sync.Mutex
+	m  map[string]*object.Tree
+}
+
+// maxDirTrees bounds dirTrees: deeper than any real directory nesting, small beside a big tree.
+const maxDirTrees = 64
+
+func (d *dirTrees) get(name string) (*object.Tree, bool) {
+	if d == nil {
+		return nil, false
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	t, ok := d.m[name]
+	return t, ok
+}
+
+func (d *dirTrees) put(name string, t *object.Tree) {
+	if d == nil {
+		return
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.m == nil || len(d.m) >= maxDirTrees {
+		d.m = make(map[string]*object.Tree, maxDirTrees)
+	}
+	d.m[name] = t
+}
 
 var (
 	_ fs.ReadDirFS  = treeFS{}
@@ -32,18 +76,51 @@ func (t treeFS) lookup(op, name string) (*object.Tree, *object.TreeEntry, error)
 	if name == "." {
 		return t.root, nil, nil
 	}
-	e, err := t.root.FindEntry(name)
+	parentName, base := path.Split(name)
+	parent, err := t.dir(strings.TrimSuffix(parentName, "/"))
+	if err != nil {
+		return nil, nil, &fs.PathError{Op: op, Path: name, Err: fs.ErrNotExist}
+	}
+	e, err := parent.FindEntry(base) // one element: go-git keeps no path cache for it
 	if err != nil {
 		return nil, nil, &fs.PathError{Op: op, Path: name, Err: fs.ErrNotExist}
 	}
 	if e.Mode == filemode.Dir {
-		sub, err := t.root.Tree(name)
+		sub, err := t.dir(name)
 		if err != nil {
 			return nil, nil, &fs.PathError{Op: op, Path: name, Err: err}
 		}
 		return sub, e, nil
 	}
 	return nil, e, nil
+}
+
+// dir returns the directory at name ("" is the root), from dirs when it is there.
+func (t treeFS) dir(name string) (*object.Tree, error) {
+	if name == "" || name == "." {
+		return t.root, nil
+	}
+	if d, ok := t.dirs.get(name); ok {
+		return d, nil
+	}
+	parentName, base := path.Split(name)
+	parent, err := t.dir(strings.TrimSuffix(parentName, "/"))
+	if err != nil {
+		return nil, err
+	}
+	e, err := parent.FindEntry(base)
+	if err != nil {
+		return nil, err
+	}
+	if e.Mode != filemode.Dir {
+		return nil, fmt.Errorf("%s: not a directory", name)
+	}
+	sub, err := parent.Tree(base) // one element again: decoded, not kept by parent
+	if err != nil {
+		return nil, err
+	}
+	t.dirs.put(name, sub)
+	return sub, nil
 }
 
 // Hash returns the git object hash of a file or directory ("." the root): two views in which a
