@@ -137,7 +137,7 @@ func (r *Repo) proposeOnce(ctx context.Context, branch, head string, edit EditFu
 	if err != nil {
 		return Commit{}, fmt.Errorf("%w: tip %s not fetched yet", ErrConflict, baseTip)
 	}
-	hash, objects, err := r.commitOn(tip, edit)
+	hash, objects, err := commitOn(r.repo, r.cfg, tip, edit)
 	if err != nil || hash.IsZero() {
 		return Commit{Hash: tip.Hash.String()}, err
 	}

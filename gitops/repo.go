@@ -127,7 +127,7 @@ func Open(cfg Config, dir string, log *slog.Logger) (*Repo, error) {
 const objectCacheSize = 16 << 20
 
 func (r *Repo) openCache() error {
-	r.dropTornRefs()
+	dropTornRefs(r.dir, r.log)
 	st := filesystem.NewStorageWithOptions(osfs.New(r.dir), newObjectCache(objectCacheSize), filesystem.Options{})
 	repo, err := git.Open(st, nil)
 	if errors.Is(err, git.ErrRepositoryNotExists) {
@@ -148,14 +148,14 @@ func (r *Repo) openCache() error {
 // dropTornRefs removes the empty ref files a process killed while writing one leaves in the cache
 // (go-git truncates, then writes): go-git reads such a file as "ref file is empty" on every fetch
 // for ever after. The cache is derived data; a ref removed is fetched again, and each is named.
-func (r *Repo) dropTornRefs() {
-	_ = filepath.WalkDir(filepath.Join(r.dir, "refs"), func(path string, d fs.DirEntry, err error) error {
+func dropTornRefs(dir string, log *slog.Logger) {
+	_ = filepath.WalkDir(filepath.Join(dir, "refs"), func(path string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() {
 			return nil
 		}
 		if info, err := d.Info(); err == nil && info.Size() == 0 {
 			if err := os.Remove(path); err == nil {
-				r.log.Warn("repository cache: removed a ref left empty by an interrupted write; it is fetched again", "ref", path)
+				log.Warn("repository cache: removed a ref left empty by an interrupted write; it is fetched again", "ref", path)
 			}
 		}
 		return nil
@@ -328,7 +328,7 @@ func (r *Repo) applyOnce(ctx context.Context, edit EditFunc) (Commit, error) {
 		return Commit{}, fmt.Errorf("%w: tip %s not fetched yet", ErrConflict, remoteTip)
 	}
 	t1 := time.Now()
-	hash, objects, err := r.commitOn(tip, edit)
+	hash, objects, err := commitOn(r.repo, r.cfg, tip, edit)
 	if err == nil {
 		r.fresh = false // the edit has read what it needs once (the index is built)
 	}
@@ -348,21 +348,21 @@ func (r *Repo) applyOnce(ctx context.Context, edit EditFunc) (Commit, error) {
 // commitOn runs edit on tip's tree and stores a commit of the files it returns on top of tip. It
 // returns the commit and every object the commit added (what a push must carry), or the zero hash
 // when the edit changes nothing.
-func (r *Repo) commitOn(tip *object.Commit, edit EditFunc) (plumbing.Hash, []plumbing.Hash, error) {
+func commitOn(repo *git.Repository, cfg Config, tip *object.Commit, edit EditFunc) (plumbing.Hash, []plumbing.Hash, error) {
 	tree, err := tip.Tree()
 	if err != nil {
 		return plumbing.ZeroHash, nil, fmt.Errorf("read tree: %w", err)
 	}
-	files, msg, err := edit(tipFS{treeFS: newTreeFS(tree), repo: r.repo, tip: tip.Hash})
+	files, msg, err := edit(tipFS{treeFS: newTreeFS(tree), repo: repo, tip: tip.Hash})
 	if err != nil || len(files) == 0 {
 		return plumbing.ZeroHash, nil, err
 	}
 	var written []plumbing.Hash
-	treeHash, err := writeTree(r.repo.Storer, tree, files, &written)
+	treeHash, err := writeTree(repo.Storer, tree, files, &written)
 	if err != nil {
 		return plumbing.ZeroHash, nil, fmt.Errorf("write tree: %w", err)
 	}
-	hash, err := storeCommit(r.repo, treeHash, []plumbing.Hash{tip.Hash}, r.cfg.Author, msg, r.cfg.Signer)
+	hash, err := storeCommit(repo, treeHash, []plumbing.Hash{tip.Hash}, cfg.Author, msg, cfg.Signer)
 	if err != nil {
 		return plumbing.ZeroHash, nil, err
 	}
