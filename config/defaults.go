@@ -5,8 +5,11 @@ import (
 
 	"github.com/imagehook/imagehook/forge"
 	"github.com/imagehook/imagehook/manifests"
+	"github.com/imagehook/imagehook/notify/chat"
 )
 
+// applyDefaults fills what the file leaves out, section by section; each section's defaults are
+// set by the section itself.
 func (c *Config) applyDefaults() {
 	if c.Listen == "" {
 		c.Listen = ":9000"
@@ -17,103 +20,123 @@ func (c *Config) applyDefaults() {
 	if c.MaxBodyBytes == 0 {
 		c.MaxBodyBytes = 1 << 20
 	}
-	if c.Limits.HookRate == 0 {
-		// Enough for a project-wide registry webhook pushing a release of many images at once.
-		c.Limits.HookRate, c.Limits.HookBurst = 200, 1000
-	}
-	if c.Limits.GlobalRate == 0 {
-		c.Limits.GlobalRate, c.Limits.GlobalBurst = 5000, 10000
-	}
-	if c.Limits.AuthFailureRate == 0 {
-		// A registry with a stale token retries a few times; a flood gets 429 and one log line a minute.
-		c.Limits.AuthFailureRate, c.Limits.AuthFailureBurst = 1, 20
-	}
-	if c.Limits.MaxEventsPerRequest == 0 {
-		c.Limits.MaxEventsPerRequest = 50
-	}
-	if c.Limits.MaxFileBytes == 0 {
-		c.Limits.MaxFileBytes = manifests.DefaultMaxFileBytes
-	}
-	if c.Limits.MaxEventBytes == 0 {
-		c.Limits.MaxEventBytes = manifests.DefaultMaxEventBytes
-	}
-	if c.Limits.MaxEventNodes == 0 {
-		c.Limits.MaxEventNodes = manifests.DefaultMaxEventNodes
-	}
-	c.applyBudgetDefaults()
+	c.Limits.setDefaults()
 	for i := range c.Repos {
-		r := &c.Repos[i]
-		if r.Branch == "" {
-			r.Branch = "main"
-		}
-		if r.Author.Name == "" {
-			r.Author.Name = "imagehook"
-		}
-		if r.Author.Email == "" {
-			r.Author.Email = "imagehook@localhost"
-		}
+		c.Repos[i].setDefaults()
 	}
-	if m := c.Mail; m != nil {
-		if m.TLS == "" {
-			m.TLS = "implicit"
-			if m.Port == 587 {
-				m.TLS = "starttls"
-			} else if m.Port == 25 {
-				m.TLS = "none"
-			}
-		}
-		if m.Port == 0 {
-			m.Port = map[string]int{"implicit": 465, "starttls": 587, "none": 25}[m.TLS]
-		}
-		if m.Language == "" {
-			m.Language = "zh"
-		}
-		if m.From == "" {
-			m.From = m.Username
-		}
-		if m.Deadline == 0 {
-			m.Deadline = Duration(time.Minute)
-		}
+	if c.Mail != nil {
+		c.Mail.setDefaults()
 	}
 	for i := range c.Notifiers {
-		n := &c.Notifiers[i]
-		if n.Language == "" {
-			n.Language = "zh"
-		}
-		if n.RatePerMinute == 0 && (n.Type == "dingtalk" || n.Type == "wecom") {
-			n.RatePerMinute = 20
-		}
+		c.Notifiers[i].setDefaults()
 	}
-	for i := range c.Repos {
-		w := &c.Repos[i].WriteBack
-		if w.PullRequests() {
-			if w.Provider == "" {
-				w.Provider = forge.Infer(c.Repos[i].URL)
-			}
-			if w.Branch == "" {
-				w.Branch = "imagehook/{{ .Target.Workload }}"
-			}
-			if w.PollInterval == 0 {
-				w.PollInterval = Duration(time.Minute)
-			}
-		}
+	if l := c.ApprovalLinks; l != nil && l.TTL == 0 {
+		l.TTL = Duration(24 * time.Hour)
 	}
 	for i := range c.Hooks {
-		if c.Hooks[i].Verify == nil {
-			c.Hooks[i].Verify = c.Verify
-		}
-		if c.Hooks[i].Verify.Resolves() && c.Hooks[i].Pin == "" {
-			// What was verified is a digest: write it (tag@digest), so that a tag re-pushed later
-			// cannot change what clusters pull. pin: tag opts out where only the registry is asked.
-			c.Hooks[i].Pin = "digest"
-		}
-		defaultTargets(c.Hooks[i].Targets)
+		c.Hooks[i].setDefaults(c.Verify)
 	}
 	for i := range c.Pipelines {
 		for j := range c.Pipelines[i].Stages {
 			defaultTargets(c.Pipelines[i].Stages[j].Targets)
 		}
 	}
+}
+
+func (l *Limits) setDefaults() {
+	if l.HookRate == 0 {
+		// Enough for a project-wide registry webhook pushing a release of many images at once.
+		l.HookRate, l.HookBurst = 200, 1000
+	}
+	if l.GlobalRate == 0 {
+		l.GlobalRate, l.GlobalBurst = 5000, 10000
+	}
+	if l.AuthFailureRate == 0 {
+		// A registry with a stale token retries a few times; a flood gets 429 and one log line a minute.
+		l.AuthFailureRate, l.AuthFailureBurst = 1, 20
+	}
+	if l.MaxEventsPerRequest == 0 {
+		l.MaxEventsPerRequest = 50
+	}
+	if l.MaxFileBytes == 0 {
+		l.MaxFileBytes = manifests.DefaultMaxFileBytes
+	}
+	if l.MaxEventBytes == 0 {
+		l.MaxEventBytes = manifests.DefaultMaxEventBytes
+	}
+	if l.MaxEventNodes == 0 {
+		l.MaxEventNodes = manifests.DefaultMaxEventNodes
+	}
+	l.setBudgetDefaults()
+}
+
+func (r *Repo) setDefaults() {
+	if r.Branch == "" {
+		r.Branch = "main"
+	}
+	if r.Author.Name == "" {
+		r.Author.Name = "imagehook"
+	}
+	if r.Author.Email == "" {
+		r.Author.Email = "imagehook@localhost"
+	}
+	if w := &r.WriteBack; w.PullRequests() {
+		if w.Provider == "" {
+			w.Provider = forge.Infer(r.URL)
+		}
+		if w.Branch == "" {
+			w.Branch = "imagehook/{{ .Target.Workload }}"
+		}
+		if w.PollInterval == 0 {
+			w.PollInterval = Duration(time.Minute)
+		}
+	}
+}
+
+func (m *Mail) setDefaults() {
+	if m.TLS == "" {
+		m.TLS = "implicit"
+		if m.Port == 587 {
+			m.TLS = "starttls"
+		} else if m.Port == 25 {
+			m.TLS = "none"
+		}
+	}
+	if m.Port == 0 {
+		m.Port = map[string]int{"implicit": 465, "starttls": 587, "none": 25}[m.TLS]
+	}
+	if m.Language == "" {
+		m.Language = "zh"
+	}
+	if m.From == "" {
+		m.From = m.Username
+	}
+	if m.Deadline == 0 {
+		m.Deadline = Duration(time.Minute)
+	}
+}
+
+func (n *Notifier) setDefaults() {
+	if n.Language == "" {
+		n.Language = "zh"
+	}
+	if n.RatePerMinute == 0 {
+		n.RatePerMinute = chat.DefaultRatePerMinute(n.Type)
+	}
+}
+
+// setDefaults gives the hook the top-level verify when it names none, and pins digests where a
+// digest was verified.
+func (h *Hook) setDefaults(verify *Verify) {
+	if h.Verify == nil {
+		h.Verify = verify
+	}
+	if h.Verify.Resolves() && h.Pin == "" {
+		// What was verified is a digest: write it (tag@digest), so that a tag re-pushed later
+		// cannot change what clusters pull. pin: tag opts out where only the registry is asked.
+		h.Pin = "digest"
+	}
+	defaultTargets(h.Targets)
 }
 
 // defaultTargets fills what a target leaves out, the same for a hook's and a stage's: a pipeline

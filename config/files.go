@@ -3,24 +3,11 @@ package config
 import (
 	"fmt"
 	"os"
+	"reflect"
+	"slices"
 	"strings"
 	"unicode"
 )
-
-func readSecret(dst *string, file, field string) error {
-	if file == "" {
-		return nil
-	}
-	if *dst != "" {
-		return fmt.Errorf("%s: give the secret inline or as a file, not both", field)
-	}
-	data, err := os.ReadFile(file)
-	if err != nil {
-		return fmt.Errorf("%s: %w", field, err)
-	}
-	*dst = strings.TrimRight(string(data), "\r\n")
-	return nil
-}
 
 // Blank reports whether a secret is empty or only white space (any Unicode space): such a value
 // must never count as a credential, neither in the config nor offered by a caller.
@@ -30,29 +17,78 @@ func Blank(s string) bool { return strings.TrimFunc(s, unicode.IsSpace) == "" }
 // configured and offered values.
 func TrimSecret(s string) string { return strings.TrimFunc(s, unicode.IsSpace) }
 
-func (c *Config) readSecretFiles() error {
-	for i := range c.Repos {
-		r := &c.Repos[i]
-		if err := readSecret(&r.Auth.Password, r.Auth.PasswordFile, fmt.Sprintf("repos[%s].auth.passwordFile", r.Name)); err != nil {
-			return err
+// readFiles fills every field that a `secretfile:"Field"` tag names from the file its tagged
+// field gives, in one walk over the schema (a new …File key is one tag): a string as a secret
+// (inline or as a file, not both; trailing line breaks dropped), a []byte as the file's bytes (a
+// key, a CA). A file that cannot be read is a config error naming its key, not a failure at the
+// first event.
+func readFiles(c *Config) error {
+	return walkFiles(c, reflect.ValueOf(c).Elem(), nil)
+}
+
+func walkFiles(c *Config, v reflect.Value, path []any) error {
+	switch v.Kind() {
+	case reflect.Pointer:
+		if !v.IsNil() {
+			return walkFiles(c, v.Elem(), path)
 		}
-		if err := readSecret(&r.WriteBack.Token, r.WriteBack.TokenFile, fmt.Sprintf("repos[%s].writeBack.tokenFile", r.Name)); err != nil {
-			return err
+	case reflect.Slice:
+		if v.Type().Elem().Kind() == reflect.Uint8 {
+			return nil // file contents: nothing tagged inside
 		}
-		for _, f := range []struct {
-			dst        *[]byte
-			path, name string
-		}{{&r.Auth.SSHKey, r.Auth.SSHKeyFile, "auth.sshKeyFile"}, {&r.Auth.CABundle, r.Auth.CAFile, "auth.caFile"}, {&r.SigningKey, r.SigningKeyFile, "signingKeyFile"}} {
-			if err := readFile(f.dst, f.path, fmt.Sprintf("repos[%s].%s", r.Name, f.name)); err != nil {
+		for i := 0; i < v.Len(); i++ {
+			if err := walkFiles(c, v.Index(i), append(slices.Clip(path), i)); err != nil {
+				return err
+			}
+		}
+	case reflect.Struct:
+		t := v.Type()
+		for i := 0; i < t.NumField(); i++ {
+			f := t.Field(i)
+			if !f.IsExported() {
+				continue
+			}
+			key, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+			at := append(slices.Clip(path), key)
+			if dst := f.Tag.Get("secretfile"); dst != "" {
+				if err := readInto(v.FieldByName(dst), v.Field(i).String(), c.name(at)); err != nil {
+					return err
+				}
+				continue
+			}
+			if err := walkFiles(c, v.Field(i), at); err != nil {
 				return err
 			}
 		}
 	}
+	return nil
+}
+
+// readInto reads file into dst, a string secret or a []byte.
+func readInto(dst reflect.Value, file, field string) error {
+	if file == "" {
+		return nil
+	}
+	if dst.Kind() == reflect.String && dst.String() != "" {
+		return fmt.Errorf("%s: give the secret inline or as a file, not both", field)
+	}
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return fmt.Errorf("%s: %w", field, err)
+	}
+	if dst.Kind() == reflect.String {
+		dst.SetString(strings.TrimRight(string(data), "\r\n"))
+	} else {
+		dst.SetBytes(data)
+	}
+	return nil
+}
+
+// trimSecrets removes surrounding white space from the secrets callers offer back (hook tokens,
+// signature secrets, approver tokens), so that both sides are compared trimmed.
+func trimSecrets(c *Config) {
 	for i := range c.Hooks {
 		h := &c.Hooks[i]
-		if err := readSecret(&h.Token, h.TokenFile, fmt.Sprintf("hooks[%s].tokenFile", h.ID)); err != nil {
-			return err
-		}
 		h.Token = TrimSecret(h.Token)
 		for j := range h.Tokens {
 			h.Tokens[j] = TrimSecret(h.Tokens[j])
@@ -61,60 +97,7 @@ func (c *Config) readSecretFiles() error {
 			h.Signature.Secret = TrimSecret(h.Signature.Secret)
 		}
 	}
-	if err := c.Verify.readKey("verify"); err != nil {
-		return err
+	for i := range c.Approvers {
+		c.Approvers[i].Token = TrimSecret(c.Approvers[i].Token)
 	}
-	for i := range c.Hooks {
-		if err := c.Hooks[i].Verify.readKey(fmt.Sprintf("hooks[%s].verify", c.Hooks[i].ID)); err != nil {
-			return err
-		}
-	}
-	if err := readSecret(&c.Journal.DSN, c.Journal.DSNFile, "journal.dsnFile"); err != nil {
-		return err
-	}
-	for i := range c.Notifiers {
-		n := &c.Notifiers[i]
-		if err := readSecret(&n.URL, n.URLFile, fmt.Sprintf("notifiers[%s].urlFile", n.Name)); err != nil {
-			return err
-		}
-		if err := readSecret(&n.Secret, n.SecretFile, fmt.Sprintf("notifiers[%s].secretFile", n.Name)); err != nil {
-			return err
-		}
-	}
-	for i := range c.Registries {
-		r := &c.Registries[i]
-		if err := readSecret(&r.Password, r.PasswordFile, fmt.Sprintf("registries[%s].passwordFile", r.Host)); err != nil {
-			return err
-		}
-		if err := readFile(&r.CABundle, r.CAFile, fmt.Sprintf("registries[%s].caFile", r.Host)); err != nil {
-			return err
-		}
-	}
-	if c.Mail != nil {
-		if err := readSecret(&c.Mail.Password, c.Mail.PasswordFile, "mail.passwordFile"); err != nil {
-			return err
-		}
-		if c.Mail.CAFile != "" {
-			var ca []byte
-			if err := readFile(&ca, c.Mail.CAFile, "mail.caFile"); err != nil {
-				return err
-			}
-			c.Mail.CAPEM = string(ca)
-		}
-	}
-	return nil
-}
-
-// readFile reads a file the configuration names (a key, a CA) at load, so that a wrong path is a
-// config error, not a failure at the first event.
-func readFile(dst *[]byte, path, field string) error {
-	if path == "" {
-		return nil
-	}
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return fmt.Errorf("%s: %w", field, err)
-	}
-	*dst = data
-	return nil
 }

@@ -100,14 +100,15 @@ func (c *Config) load(lookup func(string) (string, bool)) error {
 	if err := expandEnv(reflect.ValueOf(c).Elem(), lookup); err != nil {
 		return err
 	}
-	if err := c.readSecretFiles(); err != nil {
+	if err := readFiles(c); err != nil {
 		return err
 	}
-	if err := c.readPipelineFiles(); err != nil {
+	trimSecrets(c)
+	if err := readHolidays(c); err != nil {
 		return err
 	}
 	var perrs problems
-	c.resolvePipelines(&perrs)
+	resolvePipelines(c, &perrs)
 	if c.Mail == nil {
 		// A drop-in for the old tool: its MAIL_* environment configures mail.
 		m, err := MailFromEnv(lookup)

@@ -39,7 +39,7 @@ func (c *Config) node(path ...any) *yaml.Node {
 }
 
 // at names a node's line for an error message ("" when unknown).
-func (c *Config) at(n *yaml.Node) string {
+func lineOf(n *yaml.Node) string {
 	if n == nil || n.Line == 0 {
 		return ""
 	}

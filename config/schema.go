@@ -124,7 +124,7 @@ type Repo struct {
 	CommitURL string `yaml:"commitURL"`
 	// SigningKeyFile is the private key that signs every commit: an armored OpenPGP key, or an
 	// OpenSSH key (signed as git does with gpg.format=ssh, which forges show as verified).
-	SigningKeyFile       string `yaml:"signingKeyFile"`
+	SigningKeyFile       string `yaml:"signingKeyFile" secretfile:"SigningKey"`
 	SigningKeyPassphrase string `yaml:"signingKeyPassphrase" secret:"true"`
 	// SigningKey is the content of SigningKeyFile, read at load.
 	SigningKey []byte `yaml:"-"`
@@ -143,7 +143,7 @@ type JournalConfig struct {
 	Driver string `yaml:"driver"`
 	// DSN is PostgreSQL's connection string (postgres://user:password@host/db?sslmode=…).
 	DSN     string `yaml:"dsn" secret:"true"`
-	DSNFile string `yaml:"dsnFile"`
+	DSNFile string `yaml:"dsnFile" secretfile:"DSN"`
 }
 
 // Watch is where a repository's GitOps tool runs.
@@ -175,7 +175,7 @@ type WriteBack struct {
 	// API is the API base URL of a self-hosted forge (default: the provider's, on the repo's host).
 	API       string `yaml:"api"`
 	Token     string `yaml:"token" secret:"true"`
-	TokenFile string `yaml:"tokenFile"`
+	TokenFile string `yaml:"tokenFile" secretfile:"Token"`
 	// Branch names imagehook's branch per target, a template over .Target (Workload, Namespace,
 	// Container, Path, Repo) and .Hook; default "imagehook/{{ .Target.Workload }}".
 	Branch string `yaml:"branch"`
@@ -202,12 +202,12 @@ func (w WriteBack) PullRequests() bool { return w.Mode == "pullRequest" }
 type RepoAuth struct {
 	Username              string `yaml:"username"`
 	Password              string `yaml:"password" secret:"true"`
-	PasswordFile          string `yaml:"passwordFile"`
-	SSHKeyFile            string `yaml:"sshKeyFile"`
+	PasswordFile          string `yaml:"passwordFile" secretfile:"Password"`
+	SSHKeyFile            string `yaml:"sshKeyFile" secretfile:"SSHKey"`
 	SSHKeyPassphrase      string `yaml:"sshKeyPassphrase" secret:"true"`
 	KnownHostsFile        string `yaml:"knownHostsFile"`
 	InsecureIgnoreHostKey bool   `yaml:"insecureIgnoreHostKey"`
-	CAFile                string `yaml:"caFile"`
+	CAFile                string `yaml:"caFile" secretfile:"CABundle"`
 	// SSHKey and CABundle are the contents of SSHKeyFile and CAFile, read at load.
 	SSHKey   []byte `yaml:"-"`
 	CABundle []byte `yaml:"-"`
@@ -246,8 +246,8 @@ type Registry struct {
 	Host         string `yaml:"host"`
 	Username     string `yaml:"username"`
 	Password     string `yaml:"password" secret:"true"`
-	PasswordFile string `yaml:"passwordFile"`
-	CAFile       string `yaml:"caFile"`
+	PasswordFile string `yaml:"passwordFile" secretfile:"Password"`
+	CAFile       string `yaml:"caFile" secretfile:"CABundle"`
 	// Insecure speaks plain HTTP (a lab registry); logged as a warning.
 	Insecure bool `yaml:"insecure"`
 	// CABundle is the content of CAFile, read at load.
@@ -275,11 +275,11 @@ type Mail struct {
 	TLS                string   `yaml:"tls"` // implicit | starttls | none
 	Username           string   `yaml:"username"`
 	Password           string   `yaml:"password" secret:"true"`
-	PasswordFile       string   `yaml:"passwordFile"`
+	PasswordFile       string   `yaml:"passwordFile" secretfile:"Password"`
 	From               string   `yaml:"from"`
 	To                 []string `yaml:"to"`
 	Language           string   `yaml:"language"` // zh | en
-	CAFile             string   `yaml:"caFile"`
+	CAFile             string   `yaml:"caFile" secretfile:"CAPEM"`
 	InsecureSkipVerify bool     `yaml:"insecureSkipVerify"`
 	Timeout            Duration `yaml:"timeout"`
 	// Deadline bounds one report's whole delivery, retries included (default 60s), so that a
@@ -297,7 +297,7 @@ type Hook struct {
 	ID string `yaml:"id"`
 	// Token is the shared secret; Tokens allows several during a rotation.
 	Token     string   `yaml:"token" secret:"true"`
-	TokenFile string   `yaml:"tokenFile"`
+	TokenFile string   `yaml:"tokenFile" secretfile:"Token"`
 	Tokens    []string `yaml:"tokens" secret:"true"`
 	// Source is the payload format: aliyun, dockerhub, harbor, custom, ….
 	Source string `yaml:"source"`
@@ -391,10 +391,10 @@ type Notifier struct {
 	Type string `yaml:"type"`
 	// URL is the robot's webhook URL; it carries the robot's access token, so it is a secret.
 	URL     string `yaml:"url" secret:"true"`
-	URLFile string `yaml:"urlFile"`
+	URLFile string `yaml:"urlFile" secretfile:"URL"`
 	// Secret signs the messages: DingTalk's 加签, Feishu's 签名校验, the webhook type's HMAC.
 	Secret     string `yaml:"secret" secret:"true"`
-	SecretFile string `yaml:"secretFile"`
+	SecretFile string `yaml:"secretFile" secretfile:"Secret"`
 	// Language is zh (default) or en.
 	Language string `yaml:"language"`
 	// On is success and/or failure (default both).
