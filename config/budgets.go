@@ -12,8 +12,7 @@ const (
 	DefaultForgeBurst = 50
 )
 
-func (c *Config) applyBudgetDefaults() {
-	l := &c.Limits
+func (l *Limits) setBudgetDefaults() {
 	if l.MaxPendingPerHook == 0 {
 		l.MaxPendingPerHook = DefaultMaxPendingPerHook
 	}
@@ -25,7 +24,7 @@ func (c *Config) applyBudgetDefaults() {
 	}
 }
 
-func (c *Config) validateBudgets(errs *problems) {
+func validateBudgets(c *Config, errs *problems) {
 	l := c.Limits
 	if l.MaxPendingPerHook < 0 || l.MaxPending < 0 || l.ForgeRate < 0 || l.ForgeBurst < 0 {
 		errs.add("limits: maxPendingPerHook, maxPending, forgeRate and forgeBurst must be positive")

@@ -69,19 +69,19 @@ func execSample(name, text string, data any, options ...string) (string, error) 
 }
 
 // validateTemplates checks a repository's commit and branch templates by running them.
-func (c *Config) validateTemplates(errs *problems, i int, r Repo) {
+func validateTemplates(c *Config, errs *problems, i int, r Repo) {
 	if r.CommitTemplate != "" {
 		if _, err := execSample("commit", r.CommitTemplate, commitData{Events: []*event.Event{sampleEvent()}, Changes: sampleEvent().Steps[0].Changes}); err != nil {
-			errs.add("repos[%s].commitTemplate%s: %v", r.Name, c.at(c.node("repos", i, "commitTemplate")), err)
+			errs.add("repos[%s].commitTemplate%s: %v", r.Name, lineOf(c.node("repos", i, "commitTemplate")), err)
 		}
 	}
 	w := r.WriteBack
 	if !w.PullRequests() || w.Branch == "" {
 		return
 	}
-	at := c.at(c.node("repos", i, "writeBack", "branch"))
+	at := lineOf(c.node("repos", i, "writeBack", "branch"))
 	if at == "" {
-		at = c.at(c.node("repos", i, "writeBack"))
+		at = lineOf(c.node("repos", i, "writeBack"))
 	}
 	ev := sampleEvent()
 	got, err := execSample("branch", w.Branch, branchData{Hook: ev.Hook, Target: ev.Targets[0]}, "missingkey=error")
@@ -98,7 +98,7 @@ func (c *Config) validateTemplates(errs *problems, i int, r Repo) {
 
 // validateDSN checks that a PostgreSQL DSN parses, as the journal and replicas will parse it.
 // The DSN is never quoted: it holds the database password, and so do the parser's messages.
-func (c *Config) validateDSN(errs *problems) {
+func validateDSN(c *Config, errs *problems) {
 	if c.Journal.Driver != "postgres" || Blank(c.Journal.DSN) {
 		return
 	}
@@ -108,7 +108,7 @@ func (c *Config) validateDSN(errs *problems) {
 			key = "dsnFile"
 		}
 		errs.add("journal.%s%s: does not parse as a PostgreSQL connection string (postgres://user:password@host/db?… or key=value pairs); it is not shown, since it holds the password",
-			key, c.at(c.node("journal", key)))
+			key, lineOf(c.node("journal", key)))
 	}
 }
 
@@ -125,12 +125,12 @@ var (
 )
 
 // checkDuration refuses a negative or absurd duration at a path of the file, naming its line.
-func (c *Config) checkDuration(errs *problems, d Duration, b bounds, name string, path ...any) {
+func checkDuration(c *Config, errs *problems, d Duration, b bounds, name string, path ...any) {
 	v := time.Duration(d)
 	if v == 0 {
 		return
 	}
-	at := c.at(c.node(path...))
+	at := lineOf(c.node(path...))
 	switch {
 	case v < 0:
 		errs.add("%s%s: %s is negative; give a duration from %s to %s", name, at, v, spell(b.min), spell(b.max))
@@ -149,27 +149,27 @@ func spell(d time.Duration) string {
 }
 
 // validateDurations checks every duration of the file against its kind's bounds.
-func (c *Config) validateDurations(errs *problems) {
-	c.checkDuration(errs, c.Retention, retentionBounds, "retention", "retention")
+func validateDurations(c *Config, errs *problems) {
+	checkDuration(c, errs, c.Retention, retentionBounds, "retention", "retention")
 	for i, r := range c.Repos {
 		where := fmt.Sprintf("repos[%s]", r.Name)
-		c.checkDuration(errs, r.Timeout, timeoutBounds, where+".timeout", "repos", i, "timeout")
-		c.checkDuration(errs, r.WriteBack.PollInterval, pollBounds, where+".writeBack.pollInterval", "repos", i, "writeBack", "pollInterval")
+		checkDuration(c, errs, r.Timeout, timeoutBounds, where+".timeout", "repos", i, "timeout")
+		checkDuration(c, errs, r.WriteBack.PollInterval, pollBounds, where+".writeBack.pollInterval", "repos", i, "writeBack", "pollInterval")
 		if r.Watch != nil {
-			c.checkDuration(errs, r.Watch.Timeout, waitBounds, where+".watch.timeout", "repos", i, "watch", "timeout")
+			checkDuration(c, errs, r.Watch.Timeout, waitBounds, where+".watch.timeout", "repos", i, "watch", "timeout")
 		}
 	}
 	if m := c.Mail; m != nil {
-		c.checkDuration(errs, m.Timeout, timeoutBounds, "mail.timeout", "mail", "timeout")
-		c.checkDuration(errs, m.Deadline, waitBounds, "mail.deadline", "mail", "deadline")
+		checkDuration(c, errs, m.Timeout, timeoutBounds, "mail.timeout", "mail", "timeout")
+		checkDuration(c, errs, m.Deadline, waitBounds, "mail.deadline", "mail", "deadline")
 	}
 	for i, h := range c.Hooks {
 		where := fmt.Sprintf("hooks[%s]", h.ID)
 		if h.Reconcile != nil {
-			c.checkDuration(errs, h.Reconcile.Interval, reconcileBounds, where+".reconcile.interval", "hooks", i, "reconcile", "interval")
+			checkDuration(c, errs, h.Reconcile.Interval, reconcileBounds, where+".reconcile.interval", "hooks", i, "reconcile", "interval")
 		}
 		for j, t := range h.Targets {
-			c.checkDuration(errs, t.WaitRollout, waitBounds, fmt.Sprintf("%s.targets[%d].waitRollout", where, j), "hooks", i, "targets", j, "waitRollout")
+			checkDuration(c, errs, t.WaitRollout, waitBounds, fmt.Sprintf("%s.targets[%d].waitRollout", where, j), "hooks", i, "targets", j, "waitRollout")
 		}
 	}
 }

@@ -27,7 +27,7 @@ func (w WriteBack) validateForge(errs *problems, where string) {
 // Codeup schedule no merge for when the checks pass, so merge: auto merges at once (and the forge
 // refuses while its required reviews or checks are missing); Codeup's change requests have no
 // labels.
-func (c *Config) warnForges() {
+func warnForges(c *Config) {
 	for i, r := range c.Repos {
 		w := r.WriteBack
 		if !w.PullRequests() {
@@ -35,11 +35,11 @@ func (c *Config) warnForges() {
 		}
 		if w.Merge == "auto" && (w.Provider == "gitee" || w.Provider == "codeup") {
 			c.warnings = append(c.warnings, fmt.Sprintf("%s%s: %s schedules no merge for when checks pass: imagehook merges at once, while the pull request ends in its commit, and %s refuses while required reviews or checks are missing",
-				c.name([]any{"repos", i, "writeBack", "merge"}), c.at(c.node("repos", i, "writeBack", "merge")), w.Provider, w.Provider))
+				c.name([]any{"repos", i, "writeBack", "merge"}), lineOf(c.node("repos", i, "writeBack", "merge")), w.Provider, w.Provider))
 		}
 		if len(w.Labels) > 0 && w.Provider == "codeup" {
 			c.warnings = append(c.warnings, fmt.Sprintf("%s%s: Codeup change requests have no labels; they are not set (each event says so)",
-				c.name([]any{"repos", i, "writeBack", "labels"}), c.at(c.node("repos", i, "writeBack", "labels"))))
+				c.name([]any{"repos", i, "writeBack", "labels"}), lineOf(c.node("repos", i, "writeBack", "labels"))))
 		}
 	}
 }

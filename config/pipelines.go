@@ -23,7 +23,7 @@ type ApprovalLinks struct {
 	URL string `yaml:"url"`
 	// Key signs the links (at least 32 bytes; shared by replicas).
 	Key     string   `yaml:"key" secret:"true"`
-	KeyFile string   `yaml:"keyFile"`
+	KeyFile string   `yaml:"keyFile" secretfile:"Key"`
 	TTL     Duration `yaml:"ttl"`
 }
 
@@ -31,7 +31,7 @@ type ApprovalLinks struct {
 type Approver struct {
 	Name      string `yaml:"name"`
 	Token     string `yaml:"token" secret:"true"`
-	TokenFile string `yaml:"tokenFile"`
+	TokenFile string `yaml:"tokenFile" secretfile:"Token"`
 }
 
 // Pipeline moves one image through stages: a push enters the stages without after, and each other
@@ -169,23 +169,8 @@ func (p *Pipeline) Stage(name string) (*Stage, bool) {
 	return nil, false
 }
 
-// readPipelineFiles reads approver token files and holiday files at load.
-func (c *Config) readPipelineFiles() error {
-	if l := c.ApprovalLinks; l != nil {
-		if err := readSecret(&l.Key, l.KeyFile, "approvalLinks.keyFile"); err != nil {
-			return err
-		}
-		if l.TTL == 0 {
-			l.TTL = Duration(24 * time.Hour)
-		}
-	}
-	for i := range c.Approvers {
-		a := &c.Approvers[i]
-		if err := readSecret(&a.Token, a.TokenFile, fmt.Sprintf("approvers[%s].tokenFile", a.Name)); err != nil {
-			return err
-		}
-		a.Token = TrimSecret(a.Token)
-	}
+// readHolidays reads the holiday files of the stages' windows at load.
+func readHolidays(c *Config) error {
 	for _, p := range c.Pipelines {
 		for _, s := range p.Stages {
 			if w := s.Gates.Windows; w != nil && w.Holidays.File != "" {
@@ -203,7 +188,7 @@ func (c *Config) readPipelineFiles() error {
 // resolvePipelines gives each pipeline hook the targets of its pipeline's entry stages, so that
 // the listener, reconcile and the updater treat its pushes like any hook's. It runs before
 // validation, which then checks those targets as a hook's.
-func (c *Config) resolvePipelines(errs *problems) {
+func resolvePipelines(c *Config, errs *problems) {
 	for i := range c.Hooks {
 		h := &c.Hooks[i]
 		if h.Pipeline == "" {
@@ -212,11 +197,11 @@ func (c *Config) resolvePipelines(errs *problems) {
 		where := fmt.Sprintf("hooks[%s]", h.ID)
 		p, ok := c.PipelineByName(h.Pipeline)
 		if !ok {
-			errs.add("%s.pipeline%s: no pipeline named %q", where, c.at(c.node("hooks", i, "pipeline")), h.Pipeline)
+			errs.add("%s.pipeline%s: no pipeline named %q", where, lineOf(c.node("hooks", i, "pipeline")), h.Pipeline)
 			continue
 		}
 		if len(h.Targets) > 0 && !h.pipelineTargets {
-			errs.add("%s.targets%s: a hook with a pipeline enters its first stage; its targets are the stage's, so remove targets", where, c.at(c.node("hooks", i, "targets")))
+			errs.add("%s.targets%s: a hook with a pipeline enters its first stage; its targets are the stage's, so remove targets", where, lineOf(c.node("hooks", i, "targets")))
 			continue
 		}
 		h.Targets = nil
@@ -229,22 +214,22 @@ func (c *Config) resolvePipelines(errs *problems) {
 
 // validatePipelines checks approvers and pipelines: names, the stage graph (no cycle, no unknown
 // stage), gates that can be met, and windows that compile.
-func (c *Config) validatePipelines(errs *problems, repos, clusters, notifiers map[string]bool) {
+func validatePipelines(c *Config, errs *problems, repos, clusters, notifiers map[string]bool) {
 	approvers := map[string]bool{}
 	for i, a := range c.Approvers {
 		where := fmt.Sprintf("approvers[%d]", i)
 		switch {
 		case !validName(a.Name):
-			errs.add("%s.name%s: %q: want letters, digits, '-', '_' or '.'", where, c.at(c.node("approvers", i, "name")), a.Name)
+			errs.add("%s.name%s: %q: want letters, digits, '-', '_' or '.'", where, lineOf(c.node("approvers", i, "name")), a.Name)
 		case approvers[a.Name]:
-			errs.add("%s.name%s: duplicate approver %q", where, c.at(c.node("approvers", i, "name")), a.Name)
+			errs.add("%s.name%s: duplicate approver %q", where, lineOf(c.node("approvers", i, "name")), a.Name)
 		case Blank(a.Token):
-			errs.add("approvers[%s].token%s: required (token or tokenFile); a blank token would let anyone approve", a.Name, c.at(c.node("approvers", i)))
+			errs.add("approvers[%s].token%s: required (token or tokenFile); a blank token would let anyone approve", a.Name, lineOf(c.node("approvers", i)))
 		}
 		approvers[a.Name] = true
 	}
 	if l := c.ApprovalLinks; l != nil {
-		at := c.at(c.node("approvalLinks"))
+		at := lineOf(c.node("approvalLinks"))
 		if u, err := url.Parse(l.URL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.User != nil {
 			errs.add("approvalLinks.url%s: %q: want imagehook's address, like https://imagehook.example.com", at, redact.URLs(l.URL))
 		}
@@ -257,7 +242,7 @@ func (c *Config) validatePipelines(errs *problems, repos, clusters, notifiers ma
 	}
 	names := map[string]bool{}
 	for i, p := range c.Pipelines {
-		at := func(path ...any) string { return c.at(c.node(append([]any{"pipelines", i}, path...)...)) }
+		at := func(path ...any) string { return lineOf(c.node(append([]any{"pipelines", i}, path...)...)) }
 		where := fmt.Sprintf("pipelines[%s]", p.Name)
 		switch {
 		case !validName(p.Name):
@@ -266,14 +251,14 @@ func (c *Config) validatePipelines(errs *problems, repos, clusters, notifiers ma
 			errs.add("%s%s: duplicate pipeline", where, at("name"))
 		}
 		names[p.Name] = true
-		c.validateStages(errs, i, p, approvers, repos, clusters, notifiers)
+		validateStages(c, errs, i, p, approvers, repos, clusters, notifiers)
 	}
 }
 
-func (c *Config) validateStages(errs *problems, pi int, p Pipeline, approvers, repos, clusters, notifiers map[string]bool) {
-	at := func(path ...any) string { return c.at(c.node(append([]any{"pipelines", pi, "stages"}, path...)...)) }
+func validateStages(c *Config, errs *problems, pi int, p Pipeline, approvers, repos, clusters, notifiers map[string]bool) {
+	at := func(path ...any) string { return lineOf(c.node(append([]any{"pipelines", pi, "stages"}, path...)...)) }
 	if len(p.Stages) == 0 {
-		errs.add("pipelines[%s].stages%s: at least one stage is required", p.Name, c.at(c.node("pipelines", pi)))
+		errs.add("pipelines[%s].stages%s: at least one stage is required", p.Name, lineOf(c.node("pipelines", pi)))
 		return
 	}
 	stages := map[string]int{}
@@ -314,19 +299,19 @@ func (c *Config) validateStages(errs *problems, pi int, p Pipeline, approvers, r
 				errs.add("%s.notify: no notifier named %q", where, n)
 			}
 		}
-		c.validateGates(errs, where, s.Gates, s.After, s.Targets, p, approvers, at(j, "gates"))
+		validateGates(c, errs, where, s.Gates, s.After, s.Targets, p, approvers, at(j, "gates"))
 	}
 	if cycle := stageCycle(p); cycle != "" {
-		errs.add("pipelines[%s].stages%s: after forms a cycle (%s); stages form a chain or a tree", p.Name, c.at(c.node("pipelines", pi, "stages")), cycle)
+		errs.add("pipelines[%s].stages%s: after forms a cycle (%s); stages form a chain or a tree", p.Name, lineOf(c.node("pipelines", pi, "stages")), cycle)
 	}
 }
 
-func (c *Config) validateGates(errs *problems, where string, g Gates, after string, targets []Target, p Pipeline, approvers map[string]bool, at string) {
+func validateGates(c *Config, errs *problems, where string, g Gates, after string, targets []Target, p Pipeline, approvers map[string]bool, at string) {
 	if g.Soak < 0 || time.Duration(g.Soak) > 90*24*time.Hour {
 		errs.add("%s.gates.soak%s: %s: want between 0 and 2160h", where, at, time.Duration(g.Soak))
 	}
 	if g.Ready && after != "" {
-		if prev, ok := p.Stage(after); ok && !c.canReportReady(prev) {
+		if prev, ok := p.Stage(after); ok && !canReportReady(c, prev) {
 			errs.add("%s.gates.ready%s: nothing can report stage %q Ready: give its repository a watch: section, or its targets a cluster with waitRollout", where, at, after)
 		}
 	}
@@ -335,7 +320,7 @@ func (c *Config) validateGates(errs *problems, where string, g Gates, after stri
 			errs.add("%s.gates.approval%s: pullRequest: true takes the merge as the approval; remove approvers and count, or pullRequest", where, at)
 		}
 		for _, t := range targets {
-			if t.Repo == "" || !c.pullRequestRepo(t.Repo) {
+			if t.Repo == "" || !pullRequestRepo(c, t.Repo) {
 				errs.add("%s.gates.approval.pullRequest%s: every target must be in a repository with writeBack.mode: pullRequest (the merge is the approval)", where, at)
 				break
 			}
@@ -362,7 +347,7 @@ func (c *Config) validateGates(errs *problems, where string, g Gates, after stri
 
 // canReportReady reports whether the stage's targets can be seen Ready: its repository is watched,
 // or each of its direct-apply targets waits for its rollout.
-func (c *Config) canReportReady(s *Stage) bool {
+func canReportReady(c *Config, s *Stage) bool {
 	for _, t := range s.Targets {
 		if t.Cluster != "" && t.WaitRollout > 0 {
 			continue
@@ -408,7 +393,7 @@ func validName(s string) bool {
 	return true
 }
 
-func (c *Config) pullRequestRepo(name string) bool {
+func pullRequestRepo(c *Config, name string) bool {
 	i := slices.IndexFunc(c.Repos, func(r Repo) bool { return r.Name == name })
 	return i >= 0 && c.Repos[i].WriteBack.PullRequests()
 }

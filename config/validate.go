@@ -14,6 +14,7 @@ import (
 
 	"github.com/imagehook/imagehook/forge"
 	"github.com/imagehook/imagehook/imageref"
+	"github.com/imagehook/imagehook/notify/chat"
 	"github.com/imagehook/imagehook/redact"
 	"github.com/imagehook/imagehook/registry"
 	"github.com/imagehook/imagehook/tagpolicy"
@@ -34,8 +35,8 @@ func (c *Config) Validate() error {
 	if l := c.Limits; l.MaxEventsPerRequest < 0 || l.MaxFileBytes < 0 || l.MaxEventBytes < 0 || l.MaxEventNodes < 0 {
 		errs.add("limits: maxEventsPerRequest, maxFileBytes, maxEventBytes and maxEventNodes must be positive")
 	}
-	c.validateBudgets(&errs)
-	c.validateAdmin(&errs)
+	validateBudgets(c, &errs)
+	validateAdmin(c, &errs)
 	repos := c.validateRepos(&errs)
 	clusters := map[string]bool{}
 	for i, cl := range c.Clusters {
@@ -50,11 +51,11 @@ func (c *Config) Validate() error {
 		if Blank(c.Journal.DSN) {
 			errs.add("journal.dsn: required for driver postgres (or dsnFile)")
 		}
-		c.validateDSN(&errs)
+		validateDSN(c, &errs)
 	default:
 		errs.add("journal.driver: %q is not sqlite or postgres", c.Journal.Driver)
 	}
-	c.validateDurations(&errs)
+	validateDurations(c, &errs)
 	c.Mail.validate(&errs)
 	notifiers := c.validateNotifiers(&errs)
 	c.Verify.validate(&errs, "verify")
@@ -75,12 +76,12 @@ func (c *Config) Validate() error {
 			errs.add("%s.id: must not contain / ? # %% or spaces", where)
 		}
 		ids[h.ID] = true
-		errs = append(errs, c.checkHookSecrets(i, h)...)
+		errs = append(errs, checkHookSecrets(c, i, h)...)
 		h.validate(&errs, where)
 		if h.Verify.Signed() && h.Pin == "tag" {
 			// The signature vouches for a digest; a tag in git can be re-pushed with an unsigned
 			// image, and clusters would pull that.
-			errs.add("%s.pin%s: tag with verify.cosign: the signature is checked for a digest, so imagehook writes that digest (tag@digest); remove pin or set pin: digest", where, c.at(c.node("hooks", i, "pin")))
+			errs.add("%s.pin%s: tag with verify.cosign: the signature is checked for a digest, so imagehook writes that digest (tag@digest); remove pin or set pin: digest", where, lineOf(c.node("hooks", i, "pin")))
 		}
 		h.validateTargets(&errs, where, repos, clusters)
 		for _, n := range h.Notify {
@@ -89,7 +90,7 @@ func (c *Config) Validate() error {
 			}
 		}
 	}
-	c.validatePipelines(&errs, repos, clusters, notifiers)
+	validatePipelines(c, &errs, repos, clusters, notifiers)
 	// However a message came to quote a URL (a provider not inferred from it, a value YAML could
 	// not decode), its user information is never printed.
 	for i, err := range errs {
@@ -100,10 +101,10 @@ func (c *Config) Validate() error {
 	return errors.Join(errs...)
 }
 
-func (c *Config) validateAdmin(errs *problems) {
+func validateAdmin(c *Config, errs *problems) {
 	for _, f := range []struct{ key, val string }{{"token", c.Admin.Token}, {"password", c.Admin.Password}} {
 		if n := c.node("admin", f.key); n != nil && Blank(f.val) {
-			errs.add("admin.%s%s: empty after expansion; set a secret or remove the key", f.key, c.at(n))
+			errs.add("admin.%s%s: empty after expansion; set a secret or remove the key", f.key, lineOf(n))
 		}
 	}
 	if c.Admin.Password != "" && Blank(c.Admin.Username) {
@@ -126,7 +127,7 @@ func (c *Config) validateRepos(errs *problems) map[string]bool {
 			errs.add("repos[%s].url: required", r.Name)
 		}
 		r.WriteBack.validate(errs, fmt.Sprintf("repos[%s].writeBack", r.Name), r)
-		c.validateTemplates(errs, i, r)
+		validateTemplates(c, errs, i, r)
 		if w := r.Watch; w != nil {
 			if !slices.ContainsFunc(c.Clusters, func(cl Cluster) bool { return cl.Name == w.Cluster }) {
 				errs.add("repos[%s].watch.cluster: no cluster named %q", r.Name, w.Cluster)
@@ -295,11 +296,11 @@ func (t Target) validate(errs *problems, tw string) {
 // checkHookSecrets refuses a hook without a usable secret: every token, tokens entry and signature
 // secret that is given must be non-blank after ${ENV} and file expansion (an unset rotation
 // variable must not open the hook to anyone), and at least one must be given.
-func (c *Config) checkHookSecrets(i int, h Hook) []error {
+func checkHookSecrets(c *Config, i int, h Hook) []error {
 	where := fmt.Sprintf("hooks[%s]", h.ID)
 	var errs []error
 	blank := func(field string, n *yaml.Node) {
-		errs = append(errs, fmt.Errorf("%s.%s%s: empty after expansion; a blank secret would let anyone in", where, field, c.at(n)))
+		errs = append(errs, fmt.Errorf("%s.%s%s: empty after expansion; a blank secret would let anyone in", where, field, lineOf(n)))
 	}
 	own := i < len(c.ownHooks)
 	if own {
@@ -329,8 +330,8 @@ func (c *Config) checkHookSecrets(i int, h Hook) []error {
 	return errs
 }
 
-// NotifierTypes are the kinds of notifiers.
-var NotifierTypes = []string{"dingtalk", "wecom", "feishu", "slack", "webhook"}
+// NotifierTypes are the kinds of notifiers: the chat package's vendor table.
+var NotifierTypes = chat.Types()
 
 func (c *Config) validateNotifiers(errs *problems) map[string]bool {
 	names := map[string]bool{}

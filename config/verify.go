@@ -26,7 +26,7 @@ type Verify struct {
 // Cosign is the key a signature gate checks with.
 type Cosign struct {
 	// Key is the path of the PEM public key (`cosign generate-key-pair` writes cosign.pub).
-	Key string `yaml:"key"`
+	Key string `yaml:"key" secretfile:"KeyPEM"`
 	// KeyPEM is the key file's content, read at load.
 	KeyPEM []byte `yaml:"-"`
 }
@@ -52,14 +52,6 @@ func (v *Verify) Resolves() bool { return v != nil && (v.Registry || v.Cosign !=
 
 // Signed reports whether pushes need a cosign signature.
 func (v *Verify) Signed() bool { return v != nil && v.Cosign != nil }
-
-// readKey reads the cosign public key at load, so that a wrong path is a config error.
-func (v *Verify) readKey(field string) error {
-	if v == nil || v.Cosign == nil || v.Cosign.Key == "" {
-		return nil
-	}
-	return readFile(&v.Cosign.KeyPEM, v.Cosign.Key, field+".cosign.key")
-}
 
 // validate checks the words and the key's form; oci parses the key itself when imagehook starts.
 func (v *Verify) validate(errs *problems, where string) {

@@ -21,7 +21,7 @@ func (c *Config) warn() {
 	short := func(path []any, v string) {
 		if n := utf8.RuneCountInString(v); n < redact.ShortSecret && !Blank(v) {
 			c.warnings = append(c.warnings, fmt.Sprintf("%s%s: a secret of %d characters is masked in logs, events and mail only where it stands as a whole word; use one of at least %d",
-				c.name(path), c.at(c.node(path...)), n, redact.ShortSecret))
+				c.name(path), lineOf(c.node(path...)), n, redact.ShortSecret))
 		}
 	}
 	eachSecretAt(reflect.ValueOf(c).Elem(), nil, func(path []any, f reflect.Value) {
@@ -42,7 +42,7 @@ func (c *Config) warn() {
 			short([]any{"repos", i, "url"}, secret)
 		}
 	}
-	c.warnForges()
+	warnForges(c)
 }
 
 // name spells a place in the configuration as validation messages do: keys joined by dots, a

@@ -8,7 +8,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/imagehook/imagehook/outbound"
 	"io"
 	"log/slog"
 	"net/http"
@@ -16,6 +15,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/imagehook/imagehook/outbound"
 
 	"golang.org/x/time/rate"
 
@@ -70,7 +71,7 @@ type report struct {
 
 // New returns the notifier of cfg.
 func New(cfg Config, log *slog.Logger) (*Notifier, error) {
-	v, ok := vendors[cfg.Type]
+	v, ok := vendorOf(cfg.Type)
 	if !ok {
 		return nil, fmt.Errorf("notifier %s: unknown type %q", cfg.Name, cfg.Type)
 	}

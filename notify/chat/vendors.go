@@ -17,20 +17,50 @@ import (
 	"time"
 )
 
-// vendor is one channel's documented contract: how a message is posted and signed, and what its
-// answer means.
+// vendor is one channel's documented contract: how a message is posted and signed, what its
+// answer means, and how many messages a minute it takes.
 type vendor struct {
+	name  string
 	body  func(cfg Config, m message, now time.Time) (any, error)
 	sign  func(cfg Config, u *url.URL, body []byte, h http.Header, now time.Time)
 	check func(resp *http.Response, body []byte) error
+	// ratePerMinute is the channel's documented limit (0: none), ratePerMinute's default.
+	ratePerMinute int
 }
 
-var vendors = map[string]vendor{
-	"dingtalk": {body: dingtalkBody, sign: dingtalkSign, check: errcodeCheck("errcode", "errmsg", 130101)},
-	"wecom":    {body: wecomBody, check: errcodeCheck("errcode", "errmsg", 45009)},
-	"feishu":   {body: feishuBody, check: feishuCheck},
-	"slack":    {body: slackBody, check: slackCheck},
-	"webhook":  {body: webhookBody, sign: webhookSign, check: statusCheck},
+// vendors is the one table of notifier types: a new robot is one entry here.
+var vendors = []vendor{
+	{name: "dingtalk", body: dingtalkBody, sign: dingtalkSign, check: errcodeCheck("errcode", "errmsg", 130101), ratePerMinute: 20},
+	{name: "wecom", body: wecomBody, check: errcodeCheck("errcode", "errmsg", 45009), ratePerMinute: 20},
+	{name: "feishu", body: feishuBody, check: feishuCheck},
+	{name: "slack", body: slackBody, check: slackCheck},
+	{name: "webhook", body: webhookBody, sign: webhookSign, check: statusCheck},
+}
+
+// vendorOf returns the table's entry for a notifier type.
+func vendorOf(typ string) (vendor, bool) {
+	for _, v := range vendors {
+		if v.name == typ {
+			return v, true
+		}
+	}
+	return vendor{}, false
+}
+
+// Types are the notifier types, in the table's order.
+func Types() []string {
+	out := make([]string, len(vendors))
+	for i, v := range vendors {
+		out[i] = v.name
+	}
+	return out
+}
+
+// DefaultRatePerMinute is ratePerMinute's default for a type: its channel's documented limit,
+// 0 (none) for a channel without one or an unknown type.
+func DefaultRatePerMinute(typ string) int {
+	v, _ := vendorOf(typ)
+	return v.ratePerMinute
 }
 
 // request builds the POST for a message.

@@ -1,0 +1,150 @@
+package config
+
+import (
+	"time"
+
+	"github.com/imagehook/imagehook/forge"
+	"github.com/imagehook/imagehook/manifests"
+	"github.com/imagehook/imagehook/notify/chat"
+)
+
+// applyDefaults fills what the file leaves out, section by section; each section's defaults are
+// set by the section itself.
+func (c *Config) applyDefaults() {
+	if c.Listen == "" {
+		c.Listen = ":9000"
+	}
+	if c.DataDir == "" {
+		c.DataDir = "./data"
+	}
+	if c.MaxBodyBytes == 0 {
+		c.MaxBodyBytes = 1 << 20
+	}
+	c.Limits.setDefaults()
+	for i := range c.Repos {
+		c.Repos[i].setDefaults()
+	}
+	if c.Mail != nil {
+		c.Mail.setDefaults()
+	}
+	for i := range c.Notifiers {
+		c.Notifiers[i].setDefaults()
+	}
+	if l := c.ApprovalLinks; l != nil && l.TTL == 0 {
+		l.TTL = Duration(24 * time.Hour)
+	}
+	for i := range c.Hooks {
+		c.Hooks[i].setDefaults(c.Verify)
+	}
+	for i := range c.Pipelines {
+		for j := range c.Pipelines[i].Stages {
+			defaultTargets(c.Pipelines[i].Stages[j].Targets)
+		}
+	}
+}
+
+func (l *Limits) setDefaults() {
+	if l.HookRate == 0 {
+		// Enough for a project-wide registry webhook pushing a release of many images at once.
+		l.HookRate, l.HookBurst = 200, 1000
+	}
+	if l.GlobalRate == 0 {
+		l.GlobalRate, l.GlobalBurst = 5000, 10000
+	}
+	if l.AuthFailureRate == 0 {
+		// A registry with a stale token retries a few times; a flood gets 429 and one log line a minute.
+		l.AuthFailureRate, l.AuthFailureBurst = 1, 20
+	}
+	if l.MaxEventsPerRequest == 0 {
+		l.MaxEventsPerRequest = 50
+	}
+	if l.MaxFileBytes == 0 {
+		l.MaxFileBytes = manifests.DefaultMaxFileBytes
+	}
+	if l.MaxEventBytes == 0 {
+		l.MaxEventBytes = manifests.DefaultMaxEventBytes
+	}
+	if l.MaxEventNodes == 0 {
+		l.MaxEventNodes = manifests.DefaultMaxEventNodes
+	}
+	l.setBudgetDefaults()
+}
+
+func (r *Repo) setDefaults() {
+	if r.Branch == "" {
+		r.Branch = "main"
+	}
+	if r.Author.Name == "" {
+		r.Author.Name = "imagehook"
+	}
+	if r.Author.Email == "" {
+		r.Author.Email = "imagehook@localhost"
+	}
+	if w := &r.WriteBack; w.PullRequests() {
+		if w.Provider == "" {
+			w.Provider = forge.Infer(r.URL)
+		}
+		if w.Branch == "" {
+			w.Branch = "imagehook/{{ .Target.Workload }}"
+		}
+		if w.PollInterval == 0 {
+			w.PollInterval = Duration(time.Minute)
+		}
+	}
+}
+
+func (m *Mail) setDefaults() {
+	if m.TLS == "" {
+		m.TLS = "implicit"
+		if m.Port == 587 {
+			m.TLS = "starttls"
+		} else if m.Port == 25 {
+			m.TLS = "none"
+		}
+	}
+	if m.Port == 0 {
+		m.Port = map[string]int{"implicit": 465, "starttls": 587, "none": 25}[m.TLS]
+	}
+	if m.Language == "" {
+		m.Language = "zh"
+	}
+	if m.From == "" {
+		m.From = m.Username
+	}
+	if m.Deadline == 0 {
+		m.Deadline = Duration(time.Minute)
+	}
+}
+
+func (n *Notifier) setDefaults() {
+	if n.Language == "" {
+		n.Language = "zh"
+	}
+	if n.RatePerMinute == 0 {
+		n.RatePerMinute = chat.DefaultRatePerMinute(n.Type)
+	}
+}
+
+// setDefaults gives the hook the top-level verify when it names none, and pins digests where a
+// digest was verified.
+func (h *Hook) setDefaults(verify *Verify) {
+	if h.Verify == nil {
+		h.Verify = verify
+	}
+	if h.Verify.Resolves() && h.Pin == "" {
+		// What was verified is a digest: write it (tag@digest), so that a tag re-pushed later
+		// cannot change what clusters pull. pin: tag opts out where only the registry is asked.
+		h.Pin = "digest"
+	}
+	defaultTargets(h.Targets)
+}
+
+// defaultTargets fills what a target leaves out, the same for a hook's and a stage's: a pipeline
+// hook's targets are copies of its entry stages', and both must name the same places.
+func defaultTargets(ts []Target) {
+	for j := range ts {
+		if ts[j].Repo != "" && ts[j].Path == "" {
+			ts[j].Path = "."
+		}
+	}
+}

@@ -1,0 +1,450 @@
+package config
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/imagehook/imagehook/event"
+	"go.yaml.in/yaml/v3"
+)
+
+// Config is the whole configuration file.
+type Config struct {
+	Listen string `yaml:"listen"`
+	// DataDir holds the journal and the repository caches.
+	DataDir string `yaml:"dataDir"`
+	// Retention is how long finished events stay in the journal (default 720h).
+	Retention Duration `yaml:"retention"`
+	// Admin protects the status page at / (open when unset).
+	Admin Admin `yaml:"admin"`
+	// MaxBodyBytes caps a webhook body; larger requests get 413.
+	MaxBodyBytes int64     `yaml:"maxBodyBytes"`
+	Repos        []Repo    `yaml:"repos"`
+	Clusters     []Cluster `yaml:"clusters"`
+	Mail         *Mail     `yaml:"mail"`
+	// Journal chooses where events are recorded: SQLite in dataDir (the default), or PostgreSQL,
+	// shared by several replicas.
+	Journal JournalConfig `yaml:"journal"`
+	// Notifiers are chat robots and webhooks that hear about finished events (hooks[].notify).
+	Notifiers []Notifier `yaml:"notifiers"`
+	Hooks     []Hook     `yaml:"hooks"`
+	// Approvers may approve promotions (pipelines[].stages[].gates.approval).
+	Approvers []Approver `yaml:"approvers"`
+	// ApprovalLinks, when set, puts signed approve and reject links in approval requests.
+	ApprovalLinks *ApprovalLinks `yaml:"approvalLinks"`
+	// Pipelines move an image through stages (dev → staging → prod) behind gates.
+	Pipelines []Pipeline `yaml:"pipelines"`
+	// Registries are the registry hosts verify and reconcile may ask (with the hooks'
+	// registryHost), and the credentials they are asked with; no other host is asked anything.
+	Registries []Registry `yaml:"registries"`
+	// Verify is the default of hooks[].verify.
+	Verify *Verify `yaml:"verify"`
+	// RegistryAliases groups registry hosts that serve the same repositories; when set, only hosts
+	// of one group match each other (otherwise the same repository path on any host does).
+	RegistryAliases [][]string `yaml:"registryAliases"`
+	// HooksDir loads the old tool's hooks.json files (adnanh/webhook format) from a directory.
+	HooksDir string `yaml:"hooksDir"`
+	// LegacyMismatchStatus answers failed trigger rules of hooks.json hooks with the status
+	// their file names (the old tool used 500) instead of 401/403.
+	LegacyMismatchStatus bool   `yaml:"legacyMismatchStatus"`
+	Limits               Limits `yaml:"limits"`
+	// Metrics controls who may read /metrics.
+	Metrics Metrics `yaml:"metrics"`
+	// Quickstart is set by Quickstart, never by a file: it prints mail to the log.
+	Quickstart bool `yaml:"-"`
+	// ownHooks are the hooks of the YAML file, kept apart from those of HooksDir for reloads.
+	ownHooks []Hook
+	// root is the decoded file, so that validation can name the line of a bad value.
+	root *yaml.Node
+	// warnings are collected at load (Warnings).
+	warnings []string
+}
+
+// Metrics controls access to /metrics.
+type Metrics struct {
+	// Public serves /metrics without the admin credentials (for a Prometheus that cannot send them).
+	Public bool `yaml:"public"`
+}
+
+// Admin holds the status page's credentials: a bearer token, or a basic-auth user and password.
+type Admin struct {
+	Token    string `yaml:"token" secret:"true"`
+	Username string `yaml:"username"`
+	Password string `yaml:"password" secret:"true"`
+}
+
+// Limits bound what callers may cost.
+type Limits struct {
+	// HookRate and HookBurst limit each hook's requests per second (429 beyond).
+	HookRate  float64 `yaml:"hookRate"`
+	HookBurst int     `yaml:"hookBurst"`
+	// GlobalRate and GlobalBurst limit all webhook requests together.
+	GlobalRate  float64 `yaml:"globalRate"`
+	GlobalBurst int     `yaml:"globalBurst"`
+	// AuthFailureRate and AuthFailureBurst bound the failed authentications of one client address
+	// (429 beyond); they never touch the budgets of authenticated deliveries.
+	AuthFailureRate  float64 `yaml:"authFailureRate"`
+	AuthFailureBurst int     `yaml:"authFailureBurst"`
+	// MaxEventsPerRequest caps the events one webhook request may carry (413 beyond).
+	MaxEventsPerRequest int `yaml:"maxEventsPerRequest"`
+	// MaxFileBytes skips manifest files larger than this (named on the event); default 64 MiB, so
+	// that vendored install bundles are read. A hostile file is bounded per document instead.
+	MaxFileBytes int64 `yaml:"maxFileBytes"`
+	// MaxEventBytes and MaxEventNodes bound what one event may decode of the manifests (default
+	// 128 MiB) and keep of the documents that can hold its target (default 100,000 nodes): files
+	// past the budget are not read and named on the event.
+	MaxEventBytes int64 `yaml:"maxEventBytes"`
+	MaxEventNodes int   `yaml:"maxEventNodes"`
+
+	// Budgets counted in events and deliveries (budgets.go has their defaults and checks).
+
+	// MaxPendingPerHook and MaxPending cap the events waiting in the journal, per hook and in all
+	// (default 10,000 and 50,000): a request that would pass either is answered 429 with
+	// Retry-After before anything is written.
+	MaxPendingPerHook int `yaml:"maxPendingPerHook"`
+	MaxPending        int `yaml:"maxPending"`
+	// ForgeRate and ForgeBurst limit the deliveries /forges/{repo} takes per repository and second
+	// (default 10, burst 50; 429 beyond).
+	ForgeRate  float64 `yaml:"forgeRate"`
+	ForgeBurst int     `yaml:"forgeBurst"`
+}
+
+// Repo is a manifests repository.
+type Repo struct {
+	Name   string `yaml:"name"`
+	URL    string `yaml:"url"`
+	Branch string `yaml:"branch"`
+	// PushBranch receives the commits instead of Branch, for teams that merge via pull requests.
+	PushBranch string   `yaml:"pushBranch"`
+	Auth       RepoAuth `yaml:"auth"`
+	Author     Author   `yaml:"author"`
+	// Timeout bounds each fetch and push.
+	Timeout Duration `yaml:"timeout"`
+	// CommitURL links a commit in reports: "https://git.example.com/platform/apps/commit/{sha}".
+	CommitURL string `yaml:"commitURL"`
+	// SigningKeyFile is the private key that signs every commit: an armored OpenPGP key, or an
+	// OpenSSH key (signed as git does with gpg.format=ssh, which forges show as verified).
+	SigningKeyFile       string `yaml:"signingKeyFile" secretfile:"SigningKey"`
+	SigningKeyPassphrase string `yaml:"signingKeyPassphrase" secret:"true"`
+	// SigningKey is the content of SigningKeyFile, read at load.
+	SigningKey []byte `yaml:"-"`
+	// CommitTemplate is a Go text/template for the commit message (data: .Events, .Changes);
+	// imagehook's trailers are always appended.
+	CommitTemplate string `yaml:"commitTemplate"`
+	// WriteBack chooses between pushing to Branch (the default) and opening pull requests.
+	WriteBack WriteBack `yaml:"writeBack"`
+	// Watch follows each pushed commit until its GitOps tool deployed it and the workloads are ready.
+	Watch *Watch `yaml:"watch"`
+}
+
+// JournalConfig is the journal's backend.
+type JournalConfig struct {
+	// Driver is sqlite (default) or postgres.
+	Driver string `yaml:"driver"`
+	// DSN is PostgreSQL's connection string (postgres://user:password@host/db?sslmode=…).
+	DSN     string `yaml:"dsn" secret:"true"`
+	DSNFile string `yaml:"dsnFile" secretfile:"DSN"`
+}
+
+// Watch is where a repository's GitOps tool runs.
+type Watch struct {
+	// Cluster names a clusters[] entry (read access to the applications and workloads is enough).
+	Cluster string    `yaml:"cluster"`
+	ArgoCD  Namespace `yaml:"argocd"`
+	Fleet   Namespace `yaml:"fleet"`
+	// Timeout bounds the wait for sync and rollout (default 15m).
+	Timeout Duration `yaml:"timeout"`
+	// Refresh asks the GitOps tool to look now after each push it follows (default true): Argo CD's
+	// refresh annotation, Fleet's webhook commit.
+	Refresh *bool `yaml:"refresh"`
+}
+
+// Namespace is a namespace to read in.
+type Namespace struct {
+	Namespace string `yaml:"namespace"`
+}
+
+// WriteBack is how changes reach a repository's branch.
+type WriteBack struct {
+	// Mode is push (commit to the branch) or pullRequest (commit to imagehook's own branch and
+	// open, or update, a pull request to the branch).
+	Mode string `yaml:"mode"`
+	// Provider is gitea (also Forgejo), github, gitlab, gitee or codeup; inferred from
+	// well-known hosts.
+	Provider string `yaml:"provider"`
+	// API is the API base URL of a self-hosted forge (default: the provider's, on the repo's host).
+	API       string `yaml:"api"`
+	Token     string `yaml:"token" secret:"true"`
+	TokenFile string `yaml:"tokenFile" secretfile:"Token"`
+	// Branch names imagehook's branch per target, a template over .Target (Workload, Namespace,
+	// Container, Path, Repo) and .Hook; default "imagehook/{{ .Target.Workload }}".
+	Branch string `yaml:"branch"`
+	// Merge is none (people merge) or auto (the forge merges when its checks pass).
+	Merge     string   `yaml:"merge"`
+	Labels    []string `yaml:"labels"`
+	Reviewers []string `yaml:"reviewers"`
+	// Language of the pull request's title and body: en or zh.
+	Language string `yaml:"language"`
+	// WebhookSecret checks the forge's webhooks at POST /forges/{repo} (GitHub/Gitea HMAC, GitLab
+	// token, Gitee's password or signing key, Codeup's secret token); a delivery makes imagehook
+	// look at its pull requests at once.
+	WebhookSecret string `yaml:"webhookSecret" secret:"true"`
+	// PollInterval is how often open pull requests are read when no webhook comes (default 1m).
+	PollInterval Duration `yaml:"pollInterval"`
+	// Codeup names the repository for Codeup's API (provider codeup only).
+	Codeup CodeupRepo `yaml:"codeup"`
+}
+
+// PullRequests reports whether the repository is written through pull requests.
+func (w WriteBack) PullRequests() bool { return w.Mode == "pullRequest" }
+
+// RepoAuth holds a repository's credentials; every secret may be inline, ${ENV} or a ...File path.
+type RepoAuth struct {
+	Username              string `yaml:"username"`
+	Password              string `yaml:"password" secret:"true"`
+	PasswordFile          string `yaml:"passwordFile" secretfile:"Password"`
+	SSHKeyFile            string `yaml:"sshKeyFile" secretfile:"SSHKey"`
+	SSHKeyPassphrase      string `yaml:"sshKeyPassphrase" secret:"true"`
+	KnownHostsFile        string `yaml:"knownHostsFile"`
+	InsecureIgnoreHostKey bool   `yaml:"insecureIgnoreHostKey"`
+	CAFile                string `yaml:"caFile" secretfile:"CABundle"`
+	// SSHKey and CABundle are the contents of SSHKeyFile and CAFile, read at load.
+	SSHKey   []byte `yaml:"-"`
+	CABundle []byte `yaml:"-"`
+}
+
+// Author is the commit author.
+type Author struct {
+	Name  string `yaml:"name"`
+	Email string `yaml:"email"`
+}
+
+// Reconcile is a hook's polling of its registry.
+type Reconcile struct {
+	Interval Duration `yaml:"interval"`
+	// Image is the repository whose tags are asked for marker targets (host/path, no tag): a
+	// marker that holds only a tag does not name it. Workload targets ask for the image they run.
+	Image string `yaml:"image"`
+}
+
+// PollOnly reports whether the hook only polls its registry: reconcile without a token, tokens
+// or signature secret. Such a hook serves no webhook URL.
+func (h Hook) PollOnly() bool {
+	if h.Reconcile == nil || !Blank(h.Token) || h.Signature != nil && !Blank(h.Signature.Secret) {
+		return false
+	}
+	for _, t := range h.Tokens {
+		if !Blank(t) {
+			return false
+		}
+	}
+	return true
+}
+
+// Registry is how imagehook reaches one registry host.
+type Registry struct {
+	Host         string `yaml:"host"`
+	Username     string `yaml:"username"`
+	Password     string `yaml:"password" secret:"true"`
+	PasswordFile string `yaml:"passwordFile" secretfile:"Password"`
+	CAFile       string `yaml:"caFile" secretfile:"CABundle"`
+	// Insecure speaks plain HTTP (a lab registry); logged as a warning.
+	Insecure bool `yaml:"insecure"`
+	// CABundle is the content of CAFile, read at load.
+	CABundle []byte `yaml:"-"`
+
+	// MaxTags and MaxTagBytes cap one repository's tag list, all pages together (reconcile): past
+	// either, the pass fails with reason "tag list too long" (default 100,000 tags, 8 MiB; the
+	// defaults are oci.DefaultMaxTags and oci.DefaultMaxTagBytes).
+	MaxTags     int   `yaml:"maxTags"`
+	MaxTagBytes int64 `yaml:"maxTagBytes"`
+}
+
+// Cluster is a Kubernetes cluster that no GitOps tool watches, patched directly.
+type Cluster struct {
+	Name string `yaml:"name"`
+	// Kubeconfig is a file path; empty means the in-cluster service account.
+	Kubeconfig string `yaml:"kubeconfig"`
+	Context    string `yaml:"context"`
+}
+
+// Mail configures SMTP delivery of results.
+type Mail struct {
+	Host               string   `yaml:"host"`
+	Port               int      `yaml:"port"`
+	TLS                string   `yaml:"tls"` // implicit | starttls | none
+	Username           string   `yaml:"username"`
+	Password           string   `yaml:"password" secret:"true"`
+	PasswordFile       string   `yaml:"passwordFile" secretfile:"Password"`
+	From               string   `yaml:"from"`
+	To                 []string `yaml:"to"`
+	Language           string   `yaml:"language"` // zh | en
+	CAFile             string   `yaml:"caFile" secretfile:"CAPEM"`
+	InsecureSkipVerify bool     `yaml:"insecureSkipVerify"`
+	Timeout            Duration `yaml:"timeout"`
+	// Deadline bounds one report's whole delivery, retries included (default 60s), so that a
+	// server that never answers costs a bounded time.
+	Deadline Duration `yaml:"deadline"`
+	// SubjectTemplate and BodyTemplate override the built-in Go text/templates.
+	SubjectTemplate string `yaml:"subjectTemplate"`
+	BodyTemplate    string `yaml:"bodyTemplate"`
+	// CAPEM is a CA given inline by the old tool's MAIL_CACERT variable.
+	CAPEM string `yaml:"-"`
+}
+
+// Hook is one webhook endpoint, POST /hooks/{id}.
+type Hook struct {
+	ID string `yaml:"id"`
+	// Token is the shared secret; Tokens allows several during a rotation.
+	Token     string   `yaml:"token" secret:"true"`
+	TokenFile string   `yaml:"tokenFile" secretfile:"Token"`
+	Tokens    []string `yaml:"tokens" secret:"true"`
+	// Source is the payload format: aliyun, dockerhub, harbor, custom, ….
+	Source string `yaml:"source"`
+	// RegistryHost replaces the host a payload implies (an ACR Enterprise Edition instance, say).
+	RegistryHost string `yaml:"registryHost"`
+	// Tags is an optional tag policy.
+	Tags string `yaml:"tags"`
+	// Pin is "", "tag" or "digest": see manifests.Pin. A hook that verifies pushes defaults to
+	// "digest", and one that checks cosign signatures must not say "tag".
+	Pin string `yaml:"pin"`
+	// NoDowngrade refuses a semver tag lower than the one the target runs.
+	NoDowngrade bool `yaml:"noDowngrade"`
+	// Reconcile asks the registry, every interval, for tags newer than the targets run, and submits
+	// an event for the newest the tag policy allows: a webhook that never came is caught.
+	Reconcile *Reconcile `yaml:"reconcile"`
+	// Verify asks the registry before writing (nil: the top-level default).
+	Verify *Verify `yaml:"verify"`
+	// AllowOlder applies a push whose registry time is older than the push already applied to the
+	// same target (a deliberate rollback from CI); by default such a push is ignored as a replay.
+	AllowOlder bool `yaml:"allowOlder"`
+	// Signature checks an HMAC of the body in a header (the old hooks.json payload-hmac rules).
+	Signature *Signature `yaml:"signature"`
+	// AllowedCIDRs, when set, limits the callers' addresses (the old ip-whitelist rule).
+	AllowedCIDRs []string `yaml:"allowedCIDRs"`
+	// MismatchStatus answers a failed trigger rule (default 401 for credentials, 403 for targets);
+	// the old tool answered 500.
+	MismatchStatus int      `yaml:"mismatchStatus"`
+	Targets        []Target `yaml:"targets"`
+	Mail           HookMail `yaml:"mail"`
+	// Notify names the notifiers (top-level notifiers[]) that hear about this hook's events.
+	Notify []string `yaml:"notify"`
+	// Pipeline, instead of targets, makes the hook's pushes enter that pipeline's first stages.
+	Pipeline string `yaml:"pipeline"`
+	// pipelineTargets is set once Targets were filled from the pipeline.
+	pipelineTargets bool
+}
+
+// Target is one workload container a hook updates.
+type Target struct {
+	Repo      string `yaml:"repo"`
+	Path      string `yaml:"path"`
+	Workload  string `yaml:"workload"` // kind/name
+	Namespace string `yaml:"namespace"`
+	Container string `yaml:"container"`
+	Cluster   string `yaml:"cluster"`
+	// WaitRollout makes direct apply wait this long for the rollout, and report it.
+	WaitRollout Duration `yaml:"waitRollout"`
+	// Values targets a Helm values file instead of a workload document.
+	Values *Values `yaml:"values"`
+	// Marker targets every scalar marked # {"$imagehook": "<marker>"} under path (also Flux's
+	// $imagepolicy and Fleet's $imagescan markers with that id).
+	Marker string `yaml:"marker"`
+}
+
+// Event returns the target as an event carries it: a copy frozen when the event is accepted.
+func (t Target) Event() event.Target {
+	et := event.Target{Repo: t.Repo, Path: t.Path, Workload: t.Workload, Namespace: t.Namespace,
+		Container: t.Container, Cluster: t.Cluster, WaitRollout: time.Duration(t.WaitRollout), Marker: t.Marker}
+	if v := t.Values; v != nil {
+		et.Values = &event.Values{File: v.File, Image: v.Image, Registry: v.Registry, Repository: v.Repository, Tag: v.Tag, Digest: v.Digest}
+	}
+	return et
+}
+
+// Values names where a Helm values file keeps the image, as dotted key paths.
+type Values struct {
+	File       string `yaml:"file"`
+	Image      string `yaml:"image"`
+	Registry   string `yaml:"registry"`
+	Repository string `yaml:"repository"`
+	Tag        string `yaml:"tag"`
+	Digest     string `yaml:"digest"`
+}
+
+// Signature names the header that carries a hex HMAC of the body. The HMAC is keyed with Secret
+// when set — and then the hook's token is checked as well, each with its own secret (an old
+// hooks.json rule "and: [payload-hmac, url token]") — else with the hook's tokens.
+type Signature struct {
+	Header    string `yaml:"header"`
+	Algorithm string `yaml:"algorithm"` // sha1 | sha256 | sha512
+	// Prefix is stripped from the header value, e.g. "sha256=".
+	Prefix string `yaml:"prefix"`
+	Secret string `yaml:"secret" secret:"true"`
+}
+
+// HookMail overrides mail settings per hook.
+// Notifier is a chat robot (DingTalk, WeCom, Feishu, Slack) or a generic signed webhook.
+type Notifier struct {
+	Name string `yaml:"name"`
+	// Type is dingtalk, wecom, feishu, slack or webhook.
+	Type string `yaml:"type"`
+	// URL is the robot's webhook URL; it carries the robot's access token, so it is a secret.
+	URL     string `yaml:"url" secret:"true"`
+	URLFile string `yaml:"urlFile" secretfile:"URL"`
+	// Secret signs the messages: DingTalk's 加签, Feishu's 签名校验, the webhook type's HMAC.
+	Secret     string `yaml:"secret" secret:"true"`
+	SecretFile string `yaml:"secretFile" secretfile:"Secret"`
+	// Language is zh (default) or en.
+	Language string `yaml:"language"`
+	// On is success and/or failure (default both).
+	On      []string `yaml:"on"`
+	Mention Mention  `yaml:"mention"`
+	// RatePerMinute caps messages a minute (DingTalk and WeCom allow 20); reports past it are
+	// coalesced into the next message, never dropped.
+	RatePerMinute int `yaml:"ratePerMinute"`
+}
+
+// Mention names who a message mentions, where the channel supports it.
+type Mention struct {
+	Mobiles []string `yaml:"mobiles"`
+	UserIDs []string `yaml:"userIDs"`
+	All     bool     `yaml:"all"`
+}
+
+// Reports is who hears about an event of the hook, frozen into the event when it is accepted: its
+// mail routing (nil: the global recipients only) and its notifiers.
+func (h Hook) Reports() (*event.Mail, []string) {
+	var m *event.Mail
+	if len(h.Mail.To) > 0 || len(h.Mail.On) > 0 || h.Mail.Language != "" {
+		m = &event.Mail{To: h.Mail.To, On: h.Mail.On, Language: h.Mail.Language}
+	}
+	return m, append([]string(nil), h.Notify...)
+}
+
+type HookMail struct {
+	To       []string `yaml:"to"`
+	On       []string `yaml:"on"` // success, failure
+	Language string   `yaml:"language"`
+}
+
+// Duration is a time.Duration written as "30s" in YAML.
+type Duration time.Duration
+
+// UnmarshalYAML parses a Go duration string.
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	if m := envMarked.FindStringSubmatch(n.Value); m != nil {
+		// ${VAR} is expanded in strings only, after decoding: name the variable, not the
+		// placeholder it stands as while the file is decoded.
+		return fmt.Errorf("line %d: ${%s} in a duration: environment variables are expanded in text values only; write the duration (such as 30s)", n.Line, m[1])
+	}
+	v, err := time.ParseDuration(n.Value)
+	if err != nil {
+		return fmt.Errorf("line %d: %w", n.Line, err)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// MarshalYAML writes the duration as a string.
+func (d Duration) MarshalYAML() (any, error) { return time.Duration(d).String(), nil }

@@ -1,0 +1,155 @@
+package config
+
+import (
+	"net/url"
+	"reflect"
+	"slices"
+	"strings"
+
+	"github.com/imagehook/imagehook/redact"
+)
+
+// Redacted returns a copy with every secret replaced, for check-config and logs.
+func (c *Config) Redacted() *Config {
+	cp := *c
+	cp.Repos = append([]Repo(nil), c.Repos...)
+	cp.Hooks = append([]Hook(nil), c.Hooks...)
+	cp.Registries = append([]Registry(nil), c.Registries...)
+	for i := range cp.Hooks {
+		if sig := cp.Hooks[i].Signature; sig != nil {
+			dup := *sig
+			cp.Hooks[i].Signature = &dup
+		}
+	}
+	if c.Mail != nil {
+		m := *c.Mail
+		cp.Mail = &m
+	}
+	eachSecret(reflect.ValueOf(&cp).Elem(), func(f reflect.Value) {
+		if f.Kind() == reflect.Slice {
+			red := make([]string, f.Len())
+			for j := range red {
+				red[j] = "***"
+			}
+			f.Set(reflect.ValueOf(red))
+			return
+		}
+		if f.String() != "" {
+			f.SetString("***")
+		}
+	})
+	for i := range cp.Repos {
+		cp.Repos[i].URL = redact.URL(cp.Repos[i].URL)
+	}
+	return &cp
+}
+
+// urlWithCredentials parses an http(s) URL that carries a user name (tokens are often given as the
+// user name) or a password, so that Secrets can teach the redactor its credential; nil otherwise.
+// Which parts of a URL are masked in text is redact.URLs' one rule.
+func urlWithCredentials(raw string) *url.URL {
+	u, err := url.Parse(raw)
+	if err != nil || u.User == nil || (u.Scheme != "http" && u.Scheme != "https") {
+		return nil
+	}
+	return u
+}
+
+// Secrets lists every secret value the configuration holds — tagged fields, the password of an
+// http(s) repository URL, or its user name when it has no password (a token given as the user
+// name) — for the one redactor (package redact). A user name beside a password is not a secret.
+func (c *Config) Secrets() []string {
+	var out []string
+	eachSecret(reflect.ValueOf(c).Elem(), func(f reflect.Value) {
+		if f.Kind() == reflect.Slice {
+			for j := 0; j < f.Len(); j++ {
+				out = append(out, f.Index(j).String())
+			}
+			return
+		}
+		out = append(out, f.String())
+	})
+	for _, n := range c.Notifiers {
+		out = append(out, urlTokens(n.URL)...)
+	}
+	for _, r := range c.Repos {
+		if u := urlWithCredentials(r.URL); u != nil {
+			if p, ok := u.User.Password(); ok {
+				out = append(out, p)
+			} else {
+				out = append(out, u.User.Username())
+			}
+		}
+	}
+	var kept []string
+	for _, s := range out {
+		if !Blank(s) {
+			kept = append(kept, s)
+		}
+	}
+	return kept
+}
+
+// urlTokens returns the parts of a robot's URL that carry its credential, so that an endpoint or a
+// proxy echoing only a request line ("POST /robot/send?access_token=…") or a path is masked as
+// well as the whole URL: every query value (DingTalk's access_token, WeCom's key), and every path
+// segment long enough to be a token, with a digit in it (Feishu's hook id, Slack's secret path).
+func urlTokens(raw string) []string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for _, vs := range u.Query() {
+		for _, v := range vs {
+			if len(v) >= 8 {
+				out = append(out, v)
+			}
+		}
+	}
+	for _, seg := range strings.Split(u.Path, "/") {
+		if len(seg) >= 8 && strings.ContainsAny(seg, "0123456789") {
+			out = append(out, seg)
+		}
+	}
+	return out
+}
+
+// node returns the value node at a path of mapping keys (string) and sequence indexes (int) in
+
+// eachSecret calls fn for every field tagged secret:"true" (a string or a []string) in v, the one
+// walk behind Secrets, Redacted and the short-secret warnings.
+func eachSecret(v reflect.Value, fn func(reflect.Value)) {
+	eachSecretAt(v, nil, func(_ []any, f reflect.Value) { fn(f) })
+}
+
+// eachSecretAt is eachSecret that also gives each field's place: YAML keys (string) and sequence
+// indexes (int), as Config.node takes them.
+func eachSecretAt(v reflect.Value, path []any, fn func([]any, reflect.Value)) {
+	switch v.Kind() {
+	case reflect.Struct:
+		for i := 0; i < v.NumField(); i++ {
+			f := v.Type().Field(i)
+			key, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+			at := append(slices.Clip(path), key)
+			switch {
+			case !f.IsExported():
+			case f.Tag.Get("secret") == "true":
+				fn(at, v.Field(i))
+			default:
+				eachSecretAt(v.Field(i), at, fn)
+			}
+		}
+	case reflect.Slice:
+		if v.Type().Elem().Kind() == reflect.Uint8 {
+			return // file contents ([]byte): no secret fields inside
+		}
+		for i := 0; i < v.Len(); i++ {
+			eachSecretAt(v.Index(i), append(slices.Clip(path), i), fn)
+		}
+	case reflect.Pointer:
+		if !v.IsNil() {
+			eachSecretAt(v.Elem(), path, fn)
+		}
+	}
+}
