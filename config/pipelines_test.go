@@ -108,3 +108,25 @@ func TestPipelineErrors(t *testing.T) {
 		})
 	}
 }
+
+// TestRedactedLeavesTheOriginal: masking works on a deep copy, so the running config's notifier
+// URLs, approver tokens and hook tokens are the same after check-config's Redacted as before.
+func TestRedactedLeavesTheOriginal(t *testing.T) {
+	c, err := Parse([]byte(pipelineOK), env(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := strings.Join(c.Secrets(), " ")
+	red := c.Redacted()
+	if after := strings.Join(c.Secrets(), " "); after != before || strings.Contains(after, "***") {
+		t.Fatalf("Redacted changed the original's secrets:\nbefore %s\nafter  %s", before, after)
+	}
+	for _, s := range []string{"webhook-secret-1", "alice-approver-token", "bob-approver-token", "hook-token-1234"} {
+		if !strings.Contains(before, s) {
+			t.Errorf("Secrets() lacks %s", s)
+		}
+	}
+	if red.Notifiers[0].URL != "***" || red.Approvers[0].Token != "***" || c.Approvers[0].Token != "alice-approver-token" {
+		t.Errorf("redacted notifier %q, approver %q; original approver %q", red.Notifiers[0].URL, red.Approvers[0].Token, c.Approvers[0].Token)
+	}
+}

@@ -11,20 +11,9 @@ import (
 
 // Redacted returns a copy with every secret replaced, for check-config and logs.
 func (c *Config) Redacted() *Config {
-	cp := *c
-	cp.Repos = append([]Repo(nil), c.Repos...)
-	cp.Hooks = append([]Hook(nil), c.Hooks...)
-	cp.Registries = append([]Registry(nil), c.Registries...)
-	for i := range cp.Hooks {
-		if sig := cp.Hooks[i].Signature; sig != nil {
-			dup := *sig
-			cp.Hooks[i].Signature = &dup
-		}
-	}
-	if c.Mail != nil {
-		m := *c.Mail
-		cp.Mail = &m
-	}
+	// A deep copy first: masking writes through every slice and pointer it walks, and the running
+	// config's notifiers, approvers or links must never become "***".
+	cp := deepCopy(reflect.ValueOf(c).Elem()).Interface().(Config)
 	eachSecret(reflect.ValueOf(&cp).Elem(), func(f reflect.Value) {
 		if f.Kind() == reflect.Slice {
 			red := make([]string, f.Len())
@@ -42,6 +31,46 @@ func (c *Config) Redacted() *Config {
 		cp.Repos[i].URL = redact.URL(cp.Repos[i].URL)
 	}
 	return &cp
+}
+
+// deepCopy returns a copy of v that shares no slice, map or pointer with it.
+func deepCopy(v reflect.Value) reflect.Value {
+	out := reflect.New(v.Type()).Elem()
+	switch v.Kind() {
+	case reflect.Struct:
+		out.Set(v) // unexported fields keep their values; exported ones are copied below
+		for i := 0; i < v.NumField(); i++ {
+			if v.Type().Field(i).IsExported() {
+				out.Field(i).Set(deepCopy(v.Field(i)))
+			}
+		}
+	case reflect.Slice:
+		if v.IsNil() {
+			return out
+		}
+		out.Set(reflect.MakeSlice(v.Type(), v.Len(), v.Len()))
+		for i := 0; i < v.Len(); i++ {
+			out.Index(i).Set(deepCopy(v.Index(i)))
+		}
+	case reflect.Map:
+		if v.IsNil() {
+			return out
+		}
+		out.Set(reflect.MakeMapWithSize(v.Type(), v.Len()))
+		for it := v.MapRange(); it.Next(); {
+			out.SetMapIndex(it.Key(), deepCopy(it.Value()))
+		}
+	case reflect.Pointer:
+		if v.IsNil() {
+			return out
+		}
+		p := reflect.New(v.Type().Elem())
+		p.Elem().Set(deepCopy(v.Elem()))
+		out.Set(p)
+	default:
+		out.Set(v)
+	}
+	return out
 }
 
 // urlWithCredentials parses an http(s) URL that carries a user name (tokens are often given as the
