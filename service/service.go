@@ -167,28 +167,9 @@ func openRepo(cfg *config.Config, rc config.Repo, fullHistory bool, log *slog.Lo
 
 func (s *Service) build() error {
 	cfg := s.cfg
-	repos := map[string]updater.Repository{}
-	readers := map[string]reconcile.Repo{}
-	caches := map[string]*gitops.Repo{}
-	for _, rc := range cfg.Repos {
-		r, err := openRepo(cfg, rc, false, s.log)
-		if err != nil {
-			return err
-		}
-		caches[rc.Name] = r
-		repo := updater.Repository{Git: r, CommitURL: rc.CommitURL, Index: openIndex(cfg, rc.Name, s.log)}
-		if rc.CommitTemplate != "" {
-			if repo.Template, err = template.New(rc.Name).Parse(rc.CommitTemplate); err != nil {
-				return fmt.Errorf("repos[%s].commitTemplate: %w", rc.Name, err)
-			}
-		}
-		if rc.WriteBack.PullRequests() {
-			if repo.Review, err = newReview(rc, r); err != nil {
-				return err
-			}
-		}
-		repos[rc.Name] = repo
-		readers[rc.Name] = r
+	repos, readers, caches, err := s.openRepositories()
+	if err != nil {
+		return err
 	}
 	notifier, err := NewNotifier(cfg, s.log)
 	if err != nil {
@@ -204,33 +185,12 @@ func (s *Service) build() error {
 		applier = &cluster.Applier{Clusters: clusters, RegistryAliases: cfg.RegistryAliases}
 	}
 	reg := prometheus.NewRegistry()
-	deployMetrics := deploy.NewMetrics(reg)
-	for _, rc := range cfg.Repos {
-		if w := rc.Watch; w != nil {
-			r := repos[rc.Name]
-			branch := rc.Branch
-			if branch == "" {
-				branch = "main"
-			}
-			r.Deploy = deploy.New(clusters[w.Cluster], deploy.Config{RepoURL: rc.URL, Branch: branch,
-				ArgoNamespace: w.ArgoCD.Namespace, FleetNamespace: w.Fleet.Namespace, Timeout: time.Duration(w.Timeout),
-				Refresh: w.Refreshes(), Metrics: deployMetrics},
-				readers[rc.Name].(deploy.History), s.log.With("repo", rc.Name))
-			repos[rc.Name] = r
-		}
-	}
-	uopts := s.opts.Updater
-	uopts.Metrics = updater.NewMetrics(reg)
-	uopts.Retention = time.Duration(cfg.Retention)
-	uopts.RegistryAliases = cfg.RegistryAliases
+	s.followDeploys(repos, readers, clusters, deploy.NewMetrics(reg))
 	registries := oci.New(registryHosts(cfg), cfg.RegistryAliases, s.log)
-	uopts.Resolver = registries
-	keys, err := CosignKeys(cfg)
+	uopts, err := s.updaterOptions(reg, registries)
 	if err != nil {
 		return err
 	}
-	uopts.Signatures = oci.Gate{Client: registries, Keys: keys}
-	uopts.Budget = readLimits(cfg)
 	s.updater = updater.New(s.journal, repos, applier, notifier, s.log, uopts)
 	s.reconcile = reconcile.New(cfg.Hooks, readers, registries, s.updater, reg, s.log)
 	if s.replica != nil {
@@ -253,27 +213,103 @@ func (s *Service) build() error {
 	s.listener = srv
 	s.http = srv.HTTPServer(cfg.Listen)
 	if len(cfg.Pipelines) > 0 {
-		popts := s.opts.Promote
-		if s.replica != nil {
-			popts.Owns = func(repo string) bool { return s.replica.Owns(updater.QueueKey(repo, "")) }
+		return s.startPromotion(srv, readers, caches)
+	}
+	return nil
+}
+
+// openRepositories opens every repository's cache and what the flow needs of it: its commit
+// template, manifests index and, when it writes through pull requests, its review.
+func (s *Service) openRepositories() (map[string]updater.Repository, map[string]reconcile.Repo, map[string]*gitops.Repo, error) {
+	cfg := s.cfg
+	repos := map[string]updater.Repository{}
+	readers := map[string]reconcile.Repo{}
+	caches := map[string]*gitops.Repo{}
+	for _, rc := range cfg.Repos {
+		r, err := openRepo(cfg, rc, false, s.log)
+		if err != nil {
+			return nil, nil, nil, err
 		}
-		popts.Manifests = stageReader{readers: readers, repos: caches}
-		popts.Announcer = stageAnnouncer{members: s.notifier, to: mailTo(cfg), log: s.log}
-		if l := cfg.ApprovalLinks; l != nil {
-			signer, err := approval.NewSigner([]byte(config.TrimSecret(l.Key)))
-			if err != nil {
-				return err
+		caches[rc.Name] = r
+		repo := updater.Repository{Git: r, CommitURL: rc.CommitURL, Index: openIndex(cfg, rc.Name, s.log)}
+		if rc.CommitTemplate != "" {
+			if repo.Template, err = template.New(rc.Name).Parse(rc.CommitTemplate); err != nil {
+				return nil, nil, nil, fmt.Errorf("repos[%s].commitTemplate: %w", rc.Name, err)
 			}
-			popts.Links = &promote.Links{URL: l.URL, Signer: signer, TTL: time.Duration(l.TTL)}
 		}
-		if s.promote, err = promote.New(cfg, s.journal, s.updater, s.log, popts); err != nil {
+		if rc.WriteBack.PullRequests() {
+			if repo.Review, err = newReview(rc, r); err != nil {
+				return nil, nil, nil, err
+			}
+		}
+		repos[rc.Name] = repo
+		readers[rc.Name] = r
+	}
+	return repos, readers, caches, nil
+}
+
+// followDeploys gives each watched repository its deploy step, which follows a pushed commit on
+// the watch's cluster until Argo CD or Fleet runs it.
+func (s *Service) followDeploys(repos map[string]updater.Repository, readers map[string]reconcile.Repo, clusters map[string]*cluster.Cluster, metrics *deploy.Metrics) {
+	for _, rc := range s.cfg.Repos {
+		if w := rc.Watch; w != nil {
+			r := repos[rc.Name]
+			branch := rc.Branch
+			if branch == "" {
+				branch = "main"
+			}
+			r.Deploy = deploy.New(clusters[w.Cluster], deploy.Config{RepoURL: rc.URL, Branch: branch,
+				ArgoNamespace: w.ArgoCD.Namespace, FleetNamespace: w.Fleet.Namespace, Timeout: time.Duration(w.Timeout),
+				Refresh: w.Refreshes(), Metrics: metrics},
+				readers[rc.Name].(deploy.History), s.log.With("repo", rc.Name))
+			repos[rc.Name] = r
+		}
+	}
+}
+
+// updaterOptions completes the caller's updater options from the config: retention, aliases,
+// the registry resolver, cosign keys and the budgets.
+func (s *Service) updaterOptions(reg *prometheus.Registry, registries *oci.Client) (updater.Options, error) {
+	cfg := s.cfg
+	uopts := s.opts.Updater
+	uopts.Metrics = updater.NewMetrics(reg)
+	uopts.Retention = time.Duration(cfg.Retention)
+	uopts.RegistryAliases = cfg.RegistryAliases
+	uopts.Resolver = registries
+	keys, err := CosignKeys(cfg)
+	if err != nil {
+		return uopts, err
+	}
+	uopts.Signatures = oci.Gate{Client: registries, Keys: keys}
+	uopts.Budget = readLimits(cfg)
+	return uopts, nil
+}
+
+// startPromotion builds the promotion controller, serves its API beside the listener's and ties
+// it to reconcile (held targets), the updater (strict holds, progress) and the replica's owner.
+func (s *Service) startPromotion(srv *listener.Server, readers map[string]reconcile.Repo, caches map[string]*gitops.Repo) error {
+	cfg := s.cfg
+	popts := s.opts.Promote
+	if s.replica != nil {
+		popts.Owns = func(repo string) bool { return s.replica.Owns(updater.QueueKey(repo, "")) }
+	}
+	popts.Manifests = stageReader{readers: readers, repos: caches}
+	popts.Announcer = stageAnnouncer{members: s.notifier, to: mailTo(cfg), log: s.log}
+	if l := cfg.ApprovalLinks; l != nil {
+		signer, err := approval.NewSigner([]byte(config.TrimSecret(l.Key)))
+		if err != nil {
 			return err
 		}
-		s.http.Handler = withPipelines(s.http.Handler, s.promote.Handler(srv.AdminOK, cfg.Admin.Token != "" || cfg.Admin.Password != ""))
-		s.reconcile.Held = s.promote.Held
-		s.updater.HoldPushes(s.promote.HeldForPushes)
-		s.updater.OnProgress(s.promote.Poke)
+		popts.Links = &promote.Links{URL: l.URL, Signer: signer, TTL: time.Duration(l.TTL)}
 	}
+	var err error
+	if s.promote, err = promote.New(cfg, s.journal, s.updater, s.log, popts); err != nil {
+		return err
+	}
+	s.http.Handler = withPipelines(s.http.Handler, s.promote.Handler(srv.AdminOK, cfg.Admin.Token != "" || cfg.Admin.Password != ""))
+	s.reconcile.Held = s.promote.Held
+	s.updater.HoldPushes(s.promote.HeldForPushes)
+	s.updater.OnProgress(s.promote.Poke)
 	return nil
 }
 
