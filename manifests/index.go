@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"encoding/gob"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path"
@@ -76,13 +77,28 @@ func intern(s *entrySummary) *entrySummary {
 // indexFormat changes whenever the file's layout or the summary's meaning does.
 // v2: files are summarised one document at a time under per-document budgets, so that big files
 // the v1 limits left opaque are summarised now.
-const indexFormat = "imagehook-index-v2"
+// v3: the file is a header and then chunks of indexChunkEntries entries, so that a save encodes one
+// chunk at a time instead of the whole index into one buffer (a 200,000-file first start's peak).
+const indexFormat = "imagehook-index-v3"
 
-type indexFile struct {
+// indexHeader is the file's first gob value; indexChunk values follow until one has End set.
+type indexHeader struct {
 	Format string
-	Blobs  map[string]*entrySummary
-	Trees  map[string]*entrySummary
 }
+
+type indexChunk struct {
+	Blobs []indexEntry
+	Trees []indexEntry
+	End   bool
+}
+
+type indexEntry struct {
+	Hash    string
+	Summary *entrySummary
+}
+
+// indexChunkEntries is how many entries one gob value holds: about 200 KB encoded.
+const indexChunkEntries = 4096
 
 // OpenIndex loads the index kept at file, or starts an empty one when it is missing, corrupt or of
 // another format. limits are the events' read limits (the zero Budget: the defaults).
@@ -97,15 +113,74 @@ func OpenIndex(file string, limits Budget) *Index {
 		return ix
 	}
 	defer f.Close()
-	var data indexFile
-	if err := gob.NewDecoder(bufio.NewReader(f)).Decode(&data); err != nil || data.Format != indexFormat || data.Blobs == nil || data.Trees == nil {
-		return ix // rebuilt as events need it
+	if blobs, trees, ok := readIndex(bufio.NewReader(f)); ok {
+		ix.blobs, ix.trees = blobs, trees
 	}
-	for h, s := range data.Blobs {
-		data.Blobs[h] = intern(s)
+	return ix // a missing, corrupt or old-format file: rebuilt as events need it
+}
+
+// readIndex decodes a file written by writeIndex; ok is false unless it is whole and of this format.
+func readIndex(r io.Reader) (blobs, trees map[string]*entrySummary, ok bool) {
+	dec := gob.NewDecoder(r)
+	var h indexHeader
+	if err := dec.Decode(&h); err != nil || h.Format != indexFormat {
+		return nil, nil, false
 	}
-	ix.blobs, ix.trees = data.Blobs, data.Trees
-	return ix
+	blobs, trees = map[string]*entrySummary{}, map[string]*entrySummary{}
+	for {
+		var c indexChunk
+		if err := dec.Decode(&c); err != nil {
+			return nil, nil, false
+		}
+		for _, e := range c.Blobs {
+			if e.Summary == nil {
+				e.Summary = nothing
+			}
+			blobs[e.Hash] = intern(e.Summary)
+		}
+		for _, e := range c.Trees {
+			if e.Summary == nil {
+				e.Summary = &entrySummary{}
+			}
+			trees[e.Hash] = e.Summary
+		}
+		if c.End {
+			return blobs, trees, true
+		}
+	}
+}
+
+// writeIndex encodes the index a chunk at a time, so that what a save holds beyond the index is
+// one chunk's entries and its encoding, not the whole file.
+func writeIndex(w io.Writer, blobs, trees map[string]*entrySummary) error {
+	enc := gob.NewEncoder(w)
+	if err := enc.Encode(indexHeader{Format: indexFormat}); err != nil {
+		return err
+	}
+	var c indexChunk
+	flush := func(end bool) error {
+		c.End = end
+		err := enc.Encode(&c)
+		c.Blobs, c.Trees = c.Blobs[:0], c.Trees[:0]
+		return err
+	}
+	for h, s := range blobs {
+		c.Blobs = append(c.Blobs, indexEntry{Hash: h, Summary: s})
+		if len(c.Blobs) == indexChunkEntries {
+			if err := flush(false); err != nil {
+				return err
+			}
+		}
+	}
+	for h, s := range trees {
+		c.Trees = append(c.Trees, indexEntry{Hash: h, Summary: s})
+		if len(c.Blobs)+len(c.Trees) >= indexChunkEntries {
+			if err := flush(false); err != nil {
+				return err
+			}
+		}
+	}
+	return flush(true)
 }
 
 // Len returns the number of files and directories summarised.
@@ -131,7 +206,7 @@ func (ix *Index) Save(force bool) error {
 		return fmt.Errorf("index: %w", err)
 	}
 	w := bufio.NewWriter(f)
-	err = gob.NewEncoder(w).Encode(indexFile{Format: indexFormat, Blobs: ix.blobs, Trees: ix.trees})
+	err = writeIndex(w, ix.blobs, ix.trees)
 	if err == nil {
 		err = w.Flush()
 	}

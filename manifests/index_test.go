@@ -1,6 +1,7 @@
 package manifests
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -9,6 +10,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync/atomic"
@@ -190,5 +192,52 @@ func TestIndexNeverDecodesWhatAnEventCouldNot(t *testing.T) {
 	}
 	if got := strings.Join(res.Warnings, "\n"); !strings.Contains(got, "skipped teams/dense.yaml: 117 KiB; its document 1 decodes to over 50000 YAML nodes") {
 		t.Errorf("warnings = %q, want the dense file named", got)
+	}
+}
+
+// TestIndexFileChunks: an index bigger than one chunk is written a chunk at a time and read back
+// whole (summaries, the shared empty one, directories); a file cut short after some chunks is not
+// trusted in part.
+func TestIndexFileChunks(t *testing.T) {
+	blobs, trees := map[string]*entrySummary{}, map[string]*entrySummary{}
+	for i := range 3*indexChunkEntries + 17 {
+		s := nothing
+		if i%3 == 0 {
+			s = &entrySummary{Names: []string{fmt.Sprintf("app-%d", i)}, Repos: []string{"app"}}
+		}
+		if i%1000 == 1 {
+			s = &entrySummary{Opaque: true}
+		}
+		blobs[fmt.Sprintf("%040x", i)] = s
+	}
+	for i := range indexChunkEntries + 5 {
+		trees[fmt.Sprintf("t%039x", i)] = &entrySummary{Repos: []string{"app"}}
+	}
+	trees["empty"] = &entrySummary{}
+	var buf bytes.Buffer
+	if err := writeIndex(&buf, blobs, trees); err != nil {
+		t.Fatal(err)
+	}
+	gotBlobs, gotTrees, ok := readIndex(bytes.NewReader(buf.Bytes()))
+	if !ok {
+		t.Fatal("a whole index file was not read")
+	}
+	if len(gotBlobs) != len(blobs) || len(gotTrees) != len(trees) {
+		t.Fatalf("read %d files and %d directories, wrote %d and %d", len(gotBlobs), len(gotTrees), len(blobs), len(trees))
+	}
+	for h, s := range blobs {
+		g := gotBlobs[h]
+		if g == nil || !slices.Equal(g.Names, s.Names) || !slices.Equal(g.Repos, s.Repos) || g.Opaque != s.Opaque {
+			t.Fatalf("file %s: read %+v, wrote %+v", h, g, s)
+		}
+		if s == nothing && g != nothing {
+			t.Fatalf("file %s: an empty summary was not shared", h)
+		}
+	}
+	if g := gotTrees["empty"]; g == nil || g.Opaque || len(g.Repos) != 0 {
+		t.Fatalf("empty directory summary read as %+v", g)
+	}
+	if _, _, ok := readIndex(bytes.NewReader(buf.Bytes()[:buf.Len()/2])); ok {
+		t.Error("a file cut in half was trusted")
 	}
 }
