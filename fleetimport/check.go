@@ -44,7 +44,7 @@ func Check(ctx context.Context, p *Plan, reg Registry, w io.Writer) error {
 	}
 	fsys := os.DirFS(p.Root)
 	got := &collected{}
-	rec := reconcile.New(hooks, map[string]reconcile.Repo{p.Repo.Name: checkout{fsys}}, reg, got, nil, slog.New(slog.DiscardHandler))
+	rec := reconcile.New(hooks, map[string]reconcile.Repo{p.Repo.Name: checkout{fsys}}, reg, got, nil, slog.New(slog.DiscardHandler), reconcile.Options{})
 	passErr := rec.Pass(ctx)
 	for _, h := range hooks {
 		ev := got.byHook[h.ID]

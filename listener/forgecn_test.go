@@ -45,7 +45,7 @@ func TestForgeWebhooksGiteeCodeup(t *testing.T) {
 			{Name: "infra", WriteBack: config.WriteBack{Mode: "pullRequest", Provider: "codeup", WebhookSecret: codeupSecret}},
 		}}
 	p := &poker{recorder: &recorder{}}
-	s, err := New(cfg, p, p, nil, prometheus.NewRegistry(), slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	s, err := New(cfg, Deps{Updater: p, Events: p, Reviews: p, Metrics: prometheus.NewRegistry()}, slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	if err != nil {
 		t.Fatal(err)
 	}

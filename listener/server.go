@@ -93,16 +93,31 @@ type servedHook struct {
 	keys []string
 }
 
-// New checks the hooks' sources and builds the routes. events backs GET /events and the status
-// page, ready backs /readyz; reg receives the listener's metrics and is served on /metrics.
-func New(cfg *config.Config, u Updater, events Events, ready func(context.Context) error, reg *prometheus.Registry, log *slog.Logger) (*Server, error) {
-	s := &Server{cfg: cfg, updater: u, events: events, ready: ready, log: log, stopping: make(chan struct{}),
+// Deps is everything the listener works with, given at construction.
+type Deps struct {
+	// Updater takes accepted events.
+	Updater Updater
+	// Events backs GET /events and the status page.
+	Events Events
+	// Ready backs /readyz (nil: always ready).
+	Ready func(context.Context) error
+	// Reviews reads a repository's pull requests when its forge calls (nil: /forges answers 404).
+	Reviews Reviews
+	// Images reads what git holds now for each workload target, for the status page (nil: not shown).
+	Images Images
+	// Metrics receives the listener's metrics and is served on /metrics.
+	Metrics *prometheus.Registry
+}
+
+// New checks the hooks' sources and builds the routes.
+func New(cfg *config.Config, d Deps, log *slog.Logger) (*Server, error) {
+	reg := d.Metrics
+	s := &Server{cfg: cfg, updater: d.Updater, events: d.Events, ready: d.Ready, log: log, stopping: make(chan struct{}),
 		failures: newFailureBudget(cfg.Limits.AuthFailureRate, cfg.Limits.AuthFailureBurst, log),
-		budgets:  newBudgets(cfg.Limits, events, log),
-		pages:    &statusPages{cfg: cfg, events: events, log: log}}
+		budgets:  newBudgets(cfg.Limits, d.Events, log),
+		pages:    &statusPages{cfg: cfg, events: d.Events, images: d.Images, log: log}}
 	s.pages.hooks = &s.hooks
-	reviews, _ := u.(Reviews)
-	s.forges = &forgeDeliveries{cfg: cfg, reviews: reviews, failures: s.failures, budgets: s.budgets, log: log, byRepo: map[string]*forgeBudget{}}
+	s.forges = &forgeDeliveries{cfg: cfg, reviews: d.Reviews, failures: s.failures, budgets: s.budgets, log: log, byRepo: map[string]*forgeBudget{}}
 	if err := s.SetHooks(cfg.Hooks); err != nil {
 		return nil, err
 	}
@@ -143,9 +158,6 @@ func New(cfg *config.Config, u Updater, events Events, ready func(context.Contex
 	s.router = r
 	return s, nil
 }
-
-// SetImages gives the status page a way to read what git holds now for each workload target.
-func (s *Server) SetImages(i Images) { s.pages.images = i }
 
 // Stop releases the requests waiting for events (?wait=), so that a graceful shutdown is quick;
 // they answer 202 with the event's state.

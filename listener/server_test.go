@@ -65,7 +65,7 @@ func newServer(t *testing.T, logs io.Writer, hooks ...config.Hook) (*httptest.Se
 	}
 	cfg := &config.Config{MaxBodyBytes: 1 << 20, Hooks: hooks, Limits: config.Limits{HookRate: 1000, HookBurst: 1000, GlobalRate: 1000, GlobalBurst: 1000, AuthFailureRate: 1000, AuthFailureBurst: 1000, MaxEventsPerRequest: 50}}
 	rec := &recorder{}
-	s, err := New(cfg, rec, rec, nil, prometheus.NewRegistry(), slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	s, err := New(cfg, Deps{Updater: rec, Events: rec, Metrics: prometheus.NewRegistry()}, slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -192,7 +192,7 @@ func TestLimitsPolicyAndAddresses(t *testing.T) {
 func TestRateLimit(t *testing.T) {
 	cfg := &config.Config{MaxBodyBytes: 1 << 20, Limits: config.Limits{HookRate: 1, HookBurst: 2, GlobalRate: 1000, GlobalBurst: 1000, AuthFailureRate: 1000, AuthFailureBurst: 1000},
 		Hooks: []config.Hook{{ID: "h", Token: secret, Source: "dockerhub", Targets: []config.Target{{Repo: "r", Workload: "deployment/w"}}}}}
-	s, err := New(cfg, &recorder{}, &recorder{}, nil, prometheus.NewRegistry(), slog.New(slog.DiscardHandler))
+	s, err := New(cfg, Deps{Updater: &recorder{}, Events: &recorder{}, Metrics: prometheus.NewRegistry()}, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -185,7 +185,7 @@ func TestWrongTokenFloodSparesGenuineDeliveries(t *testing.T) {
 			Targets: []config.Target{{Repo: "apps", Workload: "deployment/web"}}})
 	}
 	rec := &recorder{}
-	s, err := New(cfg, rec, rec, nil, prometheus.NewRegistry(), slog.New(slog.NewTextHandler(&logs, nil)))
+	s, err := New(cfg, Deps{Updater: rec, Events: rec, Metrics: prometheus.NewRegistry()}, slog.New(slog.NewTextHandler(&logs, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -222,7 +222,7 @@ func TestAdminGuardsEveryRead(t *testing.T) {
 		var logs syncBuffer
 		cfg := &config.Config{MaxBodyBytes: 1 << 20, Admin: config.Admin{Token: "adm1n"}, Metrics: config.Metrics{Public: public},
 			Limits: config.Limits{HookRate: 10, HookBurst: 10, GlobalRate: 10, GlobalBurst: 10, AuthFailureRate: 10, AuthFailureBurst: 10}}
-		s, err := New(cfg, &recorder{}, &recorder{}, nil, prometheus.NewRegistry(), slog.New(slog.NewTextHandler(&logs, nil)))
+		s, err := New(cfg, Deps{Updater: &recorder{}, Events: &recorder{}, Metrics: prometheus.NewRegistry()}, slog.New(slog.NewTextHandler(&logs, nil)))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -255,7 +255,7 @@ func TestAdminGuardsEveryRead(t *testing.T) {
 	}
 	var logs syncBuffer
 	cfg := &config.Config{MaxBodyBytes: 1 << 20}
-	if _, err := New(cfg, &recorder{}, &recorder{}, nil, prometheus.NewRegistry(), slog.New(slog.NewTextHandler(&logs, nil))); err != nil {
+	if _, err := New(cfg, Deps{Updater: &recorder{}, Events: &recorder{}, Metrics: prometheus.NewRegistry()}, slog.New(slog.NewTextHandler(&logs, nil))); err != nil {
 		t.Fatal(err)
 	}
 	if !strings.Contains(logs.String(), "open to anyone") {

@@ -53,6 +53,11 @@ type Reconciler struct {
 	// submitted remembers the last tag submitted per target, so that a slow git step is not asked
 	// twice for the same push.
 	submitted map[string]string
+	opts      Options
+}
+
+// Options are the reconciler's optional collaborators.
+type Options struct {
 	// Owns, when set, limits the reconciler to the repositories this replica works: with several
 	// replicas, only one asks the registry about a target.
 	Owns func(repo string) bool
@@ -62,8 +67,8 @@ type Reconciler struct {
 }
 
 // New returns a reconciler for the hooks with a reconcile interval; reg receives its metrics.
-func New(hooks []config.Hook, repos map[string]Repo, tags Lister, submit Submitter, reg prometheus.Registerer, log *slog.Logger) *Reconciler {
-	r := &Reconciler{repos: repos, tags: tags, submit: submit, log: log, submitted: map[string]string{},
+func New(hooks []config.Hook, repos map[string]Repo, tags Lister, submit Submitter, reg prometheus.Registerer, log *slog.Logger, opts Options) *Reconciler {
+	r := &Reconciler{repos: repos, tags: tags, submit: submit, log: log, submitted: map[string]string{}, opts: opts,
 		runs: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "imagehook_reconcile_runs_total",
 			Help: "Reconcile passes by hook and outcome (ok, error)."}, []string{"hook", "outcome"}),
 		events: prometheus.NewCounter(prometheus.CounterOpts{Name: "imagehook_reconcile_events_total",
@@ -135,7 +140,7 @@ func (r *Reconciler) pass(ctx context.Context, h config.Hook) error {
 
 func (r *Reconciler) target(ctx context.Context, h config.Hook, t config.Target) error {
 	repo := r.repos[t.Repo]
-	if r.Owns != nil && !r.Owns(t.Repo) {
+	if r.opts.Owns != nil && !r.opts.Owns(t.Repo) {
 		return nil
 	}
 	if repo == nil {
@@ -183,8 +188,8 @@ func (r *Reconciler) target(ctx context.Context, h config.Hook, t config.Target)
 	if !forward || r.submitted[key] == best {
 		return nil
 	}
-	if r.Held != nil {
-		if held, why := r.Held(ctx, t.Event()); held {
+	if r.opts.Held != nil {
+		if held, why := r.opts.Held(ctx, t.Event()); held {
 			r.log.Info("reconcile: target held, newer tag not submitted", "hook", h.ID, "workload", t.Workload,
 				"tag", best, "reason", "held", "detail", why)
 			return nil

@@ -192,19 +192,15 @@ func (s *Service) build() error {
 		return err
 	}
 	s.updater = updater.New(s.journal, repos, applier, notifier, s.log, uopts)
-	s.reconcile = reconcile.New(cfg.Hooks, readers, registries, s.updater, reg, s.log)
-	if s.replica != nil {
-		s.reconcile.Owns = func(repo string) bool { return s.replica.Owns(updater.QueueKey(repo, "")) }
-	}
 
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "imagehook_queue_depth", Help: "Events waiting for their repository's worker."},
 		func() float64 { return float64(s.updater.QueueDepth()) }))
-	srv, err := listener.New(cfg, s.updater, s.journal, s.journal.Ping, reg, s.log)
+	srv, err := listener.New(cfg, listener.Deps{Updater: s.updater, Events: s.journal, Ready: s.journal.Ping,
+		Reviews: s.updater, Images: newImages(readers), Metrics: reg}, s.log)
 	if err != nil {
 		return err
 	}
-	srv.SetImages(newImages(readers))
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", cfg.Listen, err)
@@ -212,10 +208,23 @@ func (s *Service) build() error {
 	s.ln = ln
 	s.listener = srv
 	s.http = srv.HTTPServer(cfg.Listen)
+	ropts := reconcile.Options{Owns: s.owns()}
 	if len(cfg.Pipelines) > 0 {
-		return s.startPromotion(srv, readers, caches)
+		if err := s.startPromotion(srv, readers, caches); err != nil {
+			return err
+		}
+		ropts.Held = s.promote.Held
 	}
+	s.reconcile = reconcile.New(cfg.Hooks, readers, registries, s.updater, reg, s.log, ropts)
 	return nil
+}
+
+// owns says whether this replica works a repository's queue (nil with one process: it works all).
+func (s *Service) owns() func(repo string) bool {
+	if s.replica == nil {
+		return nil
+	}
+	return func(repo string) bool { return s.replica.Owns(updater.QueueKey(repo, "")) }
 }
 
 // openRepositories opens every repository's cache and what the flow needs of it: its commit
@@ -286,12 +295,13 @@ func (s *Service) updaterOptions(reg *prometheus.Registry, registries *oci.Clien
 }
 
 // startPromotion builds the promotion controller, serves its API beside the listener's and ties
-// it to reconcile (held targets), the updater (strict holds, progress) and the replica's owner.
+// it to the updater (strict holds, progress) and the replica's owner; build gives reconcile its
+// Held.
 func (s *Service) startPromotion(srv *listener.Server, readers map[string]reconcile.Repo, caches map[string]*gitops.Repo) error {
 	cfg := s.cfg
 	popts := s.opts.Promote
-	if s.replica != nil {
-		popts.Owns = func(repo string) bool { return s.replica.Owns(updater.QueueKey(repo, "")) }
+	if owns := s.owns(); owns != nil {
+		popts.Owns = owns
 	}
 	popts.Manifests = stageReader{readers: readers, repos: caches}
 	popts.Announcer = stageAnnouncer{members: s.notifier, to: mailTo(cfg), log: s.log}
@@ -307,7 +317,6 @@ func (s *Service) startPromotion(srv *listener.Server, readers map[string]reconc
 		return err
 	}
 	s.http.Handler = withPipelines(s.http.Handler, s.promote.Handler(srv.AdminOK, cfg.Admin.Token != "" || cfg.Admin.Password != ""))
-	s.reconcile.Held = s.promote.Held
 	s.updater.HoldPushes(s.promote.HeldForPushes)
 	s.updater.OnProgress(s.promote.Poke)
 	return nil
