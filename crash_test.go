@@ -33,6 +33,20 @@ type daemon struct {
 	log  *testlog.Buffer
 }
 
+// daemonFor is a daemon (not started) for the binary and config, killed (and continued first, should a test
+// have stopped it) when the test ends.
+func daemonFor(t *testing.T, bin, cfg, addr string) *daemon {
+	d := &daemon{t: t, bin: bin, cfg: cfg, addr: addr}
+	t.Cleanup(func() {
+		if d.cmd != nil && d.cmd.ProcessState == nil {
+			_ = d.cmd.Process.Signal(syscall.SIGCONT)
+			_ = d.cmd.Process.Kill()
+			_ = d.cmd.Wait()
+		}
+	})
+	return d
+}
+
 // logText is what the process has written so far.
 func (d *daemon) logText() string { return d.log.String() }
 
@@ -105,13 +119,7 @@ hooks:
 	if err := os.WriteFile(cfg, []byte(yml), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	d := &daemon{t: t, bin: buildBinary(t), cfg: cfg, addr: addr}
-	t.Cleanup(func() {
-		if d.cmd != nil && d.cmd.ProcessState == nil {
-			_ = d.cmd.Process.Kill()
-			_ = d.cmd.Wait()
-		}
-	})
+	d := daemonFor(t, buildBinary(t), cfg, addr)
 	return d, git
 }
 

@@ -43,13 +43,7 @@ pipelines:
 	if err := os.WriteFile(cfg, []byte(yml), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	d := &daemon{t: t, bin: buildBinary(t), cfg: cfg, addr: addr}
-	t.Cleanup(func() {
-		if d.cmd != nil && d.cmd.ProcessState == nil {
-			_ = d.cmd.Process.Kill()
-			_ = d.cmd.Wait()
-		}
-	})
+	d := daemonFor(t, buildBinary(t), cfg, addr)
 	d.start()
 	resp, err := http.Post("http://"+addr+"/hooks/web?wait=30s&token=tok", "application/json",
 		strings.NewReader(`{"push_data":{"tag":"3.0.0"},"repository":{"repo_name":"imagehook-demo/website"}}`))
@@ -209,13 +203,7 @@ pipelines:
 	if err := os.WriteFile(cfg, []byte(yml), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	d := &daemon{t: t, bin: buildBinary(t), cfg: cfg, addr: addr}
-	t.Cleanup(func() {
-		if d.cmd != nil && d.cmd.ProcessState == nil {
-			_ = d.cmd.Process.Kill()
-			_ = d.cmd.Wait()
-		}
-	})
+	d := daemonFor(t, buildBinary(t), cfg, addr)
 	d.start()
 	resp, err := http.Post("http://"+addr+"/hooks/web?wait=30s&token=tok", "application/json",
 		strings.NewReader(`{"push_data":{"tag":"3.0.0"},"repository":{"repo_name":"imagehook-demo/website"}}`))

@@ -355,14 +355,7 @@ repos: [{name: apps, url: %s, auth: {username: bot, password: pw}}]
 	if err := os.WriteFile(cfg, []byte(yml), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	d := &daemon{t: t, bin: bin, cfg: cfg, addr: addr}
-	t.Cleanup(func() {
-		if d.cmd != nil && d.cmd.ProcessState == nil {
-			_ = d.cmd.Process.Signal(syscall.SIGCONT)
-			_ = d.cmd.Process.Kill()
-			_ = d.cmd.Wait()
-		}
-	})
+	d := daemonFor(t, bin, cfg, addr)
 	d.start()
 	return d
 }
