@@ -70,6 +70,25 @@ func docs(t *testing.T, rendered string) []*unstructured.Unstructured {
 	}
 }
 
+// containerEnv is the imagehook container's environment, name to value ("(from Secret)" for a
+// secretKeyRef).
+func containerEnv(deploy *unstructured.Unstructured) map[string]string {
+	containers, _, _ := unstructured.NestedSlice(deploy.Object, "spec", "template", "spec", "containers")
+	env := map[string]string{}
+	for _, c := range containers {
+		list, _, _ := unstructured.NestedSlice(c.(map[string]any), "env")
+		for _, e := range list {
+			m := e.(map[string]any)
+			v := fmt.Sprint(m["value"])
+			if _, ok := m["valueFrom"]; ok {
+				v = "(from Secret)"
+			}
+			env[fmt.Sprint(m["name"])] = v
+		}
+	}
+	return env
+}
+
 func TestChart(t *testing.T) {
 	bin := helm(t)
 	if out, err := run(t, bin, "lint", "imagehook", "-f", "testdata/values.yaml", "--strict"); err != nil {
@@ -112,6 +131,23 @@ func TestChart(t *testing.T) {
 			if r, _, _ := unstructured.NestedFieldNoCopy(o.Object, "spec", "replicas"); fmt.Sprint(r) != "3" {
 				t.Errorf("replicas %v", r)
 			}
+			// No fixed GOMEMLIMIT: serve takes 90 % of whatever memory limit the pod is given.
+			if v, ok := containerEnv(o)["GOMEMLIMIT"]; ok {
+				t.Errorf("GOMEMLIMIT rendered as %q without goMemLimit; want it unset", v)
+			}
+		}
+	}
+	// goMemLimit, when given, is the container's GOMEMLIMIT.
+	withLimit, err := run(t, bin, "template", "imagehook", "imagehook", "-n", "imagehook", "-f", "testdata/values.yaml", "--set", "goMemLimit=300MiB")
+	if err != nil {
+		t.Fatalf("helm template --set goMemLimit: %v\n%s", err, withLimit)
+	}
+	for _, o := range docs(t, withLimit) {
+		if o.GetKind() != "Deployment" {
+			continue
+		}
+		if got := containerEnv(o); got["GOMEMLIMIT"] != "300MiB" || got["IMAGEHOOK_DATABASE_URL"] != "(from Secret)" {
+			t.Errorf("env with goMemLimit 300MiB: got %v, want GOMEMLIMIT=300MiB beside the DSN", got)
 		}
 	}
 	// One process's SQLite file cannot be shared: the chart refuses replicas on it.
