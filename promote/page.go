@@ -3,16 +3,17 @@ package promote
 import (
 	"html/template"
 	"net/http"
-	"strings"
 	"time"
+
+	"github.com/imagehook/imagehook/lang"
 )
 
-// pageWords are the pipeline page's words by language; English is the fallback.
-var pageWords = map[string]map[string]string{
-	"en": {"title": "Pipelines", "runs": "Runs in git", "ready": "Ready", "candidate": "Candidate", "waits": "Waits on",
+// pageWords are the pipeline page's words by language.
+var pageWords = lang.Words{
+	lang.English: {"title": "Pipelines", "runs": "Runs in git", "ready": "Ready", "candidate": "Candidate", "waits": "Waits on",
 		"entered": "entered by pushes", "from": "after", "none": "No pipelines configured.", "held": "held", "open": "open",
 		"shut": "shut", "gates": "Gates", "current": "runs the candidate"},
-	"zh": {"title": "晋级流水线", "runs": "git 中的镜像", "ready": "就绪时间", "candidate": "候选", "waits": "等待",
+	lang.Chinese: {"title": "晋级流水线", "runs": "git 中的镜像", "ready": "就绪时间", "candidate": "候选", "waits": "等待",
 		"entered": "由推送进入", "from": "上一环境", "none": "未配置流水线。", "held": "已挂起", "open": "已满足",
 		"shut": "未满足", "gates": "关卡", "current": "已是候选版本"},
 }
@@ -61,12 +62,7 @@ func (a api) handlePage(admin func(*http.Request) bool) http.HandlerFunc {
 			writeError(w, http.StatusUnauthorized, "authentication required")
 			return
 		}
-		lang := "en"
-		if l := r.URL.Query().Get("lang"); pageWords[l] != nil {
-			lang = l
-		} else if strings.HasPrefix(strings.ToLower(r.Header.Get("Accept-Language")), "zh") {
-			lang = "zh"
-		}
+		l := pageLanguage(r)
 		vs, err := c.Views(r.Context())
 		if err != nil {
 			c.log.Warn("pipelines not read", "err", err)
@@ -77,6 +73,15 @@ func (a api) handlePage(admin func(*http.Request) bool) http.HandlerFunc {
 		w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'")
 		w.Header().Set("X-Content-Type-Options", "nosniff")
 		w.Header().Set("Vary", "Accept-Language")
-		_ = pipelinePage.Execute(w, map[string]any{"Lang": lang, "T": pageWords[lang], "Pipelines": vs})
+		_ = pipelinePage.Execute(w, map[string]any{"Lang": l, "T": pageWords.In(l), "Pipelines": vs})
 	}
+}
+
+// pageLanguage picks the page's language as the status page does: ?lang= (the switch), else the
+// browser's first preference.
+func pageLanguage(r *http.Request) string {
+	if l := r.URL.Query().Get("lang"); lang.Known(l) {
+		return l
+	}
+	return lang.Preferred(r.Header.Get("Accept-Language"))
 }
