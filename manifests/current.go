@@ -33,33 +33,72 @@ func CurrentImage(fsys fs.FS, p Place, opts Options) (string, error) {
 	return Current(fsys, p.Path, p.Workload, opts)
 }
 
-// currentMarked joins the marked scalars of an id into one reference.
+// MarkedImage is what the marked scalars of an id hold now, combined by the one rule CurrentImage
+// applies, for a caller that can do with a tag alone (reconcile, when its config names the
+// repository).
+type MarkedImage struct {
+	// Ref is the whole reference: the first marked whole reference, else the name, tag and digest
+	// fields joined; "" when no marked value names the image (a place that marks only a tag).
+	Ref string
+	// Tag is the tag the place holds: Ref's, or the first tag field's when no value names the image.
+	Tag string
+}
+
+// CurrentMarked reads what the marked scalars of p.Marker under p.Path hold now. It fails only
+// when no scalar is marked for the id (or the files that could hold one were not read).
+func CurrentMarked(fsys fs.FS, p Place, opts Options) (MarkedImage, error) {
+	m, _, err := readMarked(fsys, p, opts)
+	return m, err
+}
+
+// currentMarked is CurrentMarked for CurrentImage: a place that names no image is an error.
 func currentMarked(fsys fs.FS, p Place, opts Options) (string, error) {
-	marked, notRead, err := Markers(fsys, p.Path, p.Marker, opts)
+	m, notRead, err := readMarked(fsys, p, opts)
 	if err != nil {
 		return "", err
 	}
+	if m.Ref == "" {
+		return "", notFound(fmt.Sprintf("marker %q under %s: no marked value names the image", p.Marker, p.Path), notRead)
+	}
+	return m.Ref, nil
+}
+
+// readMarked combines the marked scalars of an id, in path and line order, into one image:
+//   - the first whole reference wins: a whole-reference marker's value, or a $imagescan :digest
+//     marker's that is not a bare digest (Fleet writes repository:tag@digest there, as SetMarkers
+//     reads it). A value that does not parse, or is a bare digest, names no image and is passed by
+//     (the rewrite refuses it with its line);
+//   - else the first name, tag and digest fields are joined, name:tag@digest;
+//   - markers that disagree (a person edited one of them) are not reconciled here: the first of
+//     each part counts, and a whole reference counts before any part.
+func readMarked(fsys fs.FS, p Place, opts Options) (MarkedImage, []NotRead, error) {
+	marked, notRead, err := Markers(fsys, p.Path, p.Marker, opts)
+	if err != nil {
+		return MarkedImage{}, notRead, err
+	}
+	if len(marked) == 0 {
+		return MarkedImage{}, notRead, notFound(fmt.Sprintf("marker %q under %s", p.Marker, p.Path), notRead)
+	}
 	var name, tag, digest string
 	for _, m := range marked {
-		switch m.Field {
-		case "":
-			if _, err := imageref.Parse(m.Value); err == nil {
-				return m.Value, nil
+		switch {
+		case m.Field == "" || m.Field == "digest" && m.Key == "$imagescan" && !imageref.ValidDigest(m.Value):
+			if imageref.ValidDigest(m.Value) {
+				continue
 			}
-		case "name":
+			if ref, err := imageref.Parse(m.Value); err == nil {
+				return MarkedImage{Ref: m.Value, Tag: ref.Tag}, notRead, nil
+			}
+		case m.Field == "name":
 			name = first(name, m.Value)
-		case "tag":
+		case m.Field == "tag":
 			tag = first(tag, m.Value)
-		case "digest":
+		case m.Field == "digest":
 			digest = first(digest, m.Value)
 		}
 	}
 	if name == "" {
-		what := fmt.Sprintf("marker %q under %s: no marked value names the image", p.Marker, p.Path)
-		if len(notRead) > 0 {
-			return "", &FilesNotReadError{What: what, Files: notRead}
-		}
-		return "", fmt.Errorf("%s: %w", what, ErrNotFound)
+		return MarkedImage{Tag: tag}, notRead, nil
 	}
 	ref := name
 	if tag != "" {
@@ -68,7 +107,7 @@ func currentMarked(fsys fs.FS, p Place, opts Options) (string, error) {
 	if digest != "" {
 		ref += "@" + digest
 	}
-	return ref, nil
+	return MarkedImage{Ref: ref, Tag: tag}, notRead, nil
 }
 
 func first(have, v string) string {

@@ -209,51 +209,31 @@ func (r *Reconciler) target(ctx context.Context, h config.Hook, t config.Target)
 	return nil
 }
 
-// currentMarked reads a marker target's scalars: the repository to ask (image when given, else
-// the first marked value that names one) and the tag git holds now ("" when no marked value
-// holds one).
+// currentMarked reads a marker target's image by manifests' one rule for what a place holds now
+// (manifests.CurrentMarked, which CurrentImage applies): the repository to ask is image when given
+// (reconcile.image), else the marked reference's; the tag is the one git holds now ("" when no
+// marked value holds one).
 func currentMarked(ctx context.Context, repo Repo, t config.Target, image string) (string, string, error) {
-	var marked []manifests.Marked
-	var notRead []manifests.NotRead
+	var m manifests.MarkedImage
 	err := repo.Read(ctx, func(fsys fs.FS) error {
 		var err error
-		marked, notRead, err = manifests.Markers(fsys, t.Path, t.Marker, manifests.Options{})
+		m, err = manifests.CurrentMarked(fsys, manifests.Place{Path: t.Path, Marker: t.Marker}, manifests.Options{})
 		return err
 	})
 	if err != nil {
 		return "", "", fmt.Errorf("marker %s: %w", t.Marker, err)
 	}
-	if len(marked) == 0 {
-		what := fmt.Sprintf("marker %q under %s", t.Marker, t.Path)
-		if len(notRead) > 0 {
-			return "", "", &manifests.FilesNotReadError{What: what, Files: notRead}
-		}
-		return "", "", fmt.Errorf("%s: %w", what, manifests.ErrNotFound)
+	if image != "" {
+		return image, m.Tag, nil
 	}
-	tag := ""
-	for _, m := range marked {
-		switch m.Field {
-		case "tag":
-			if tag == "" {
-				tag = m.Value
-			}
-		case "", "name", "digest":
-			ref, err := imageref.Parse(m.Value)
-			if err != nil {
-				continue // a bare digest, or a value the rewrite will refuse with its line
-			}
-			if image == "" {
-				image = ref.Repo
-			}
-			if tag == "" && m.Field != "name" {
-				tag = ref.Tag
-			}
-		}
-	}
-	if image == "" {
+	if m.Ref == "" {
 		return "", "", fmt.Errorf("marker %q under %s: no marked value names the repository; set reconcile.image", t.Marker, t.Path)
 	}
-	return image, tag, nil
+	ref, err := imageref.Parse(m.Ref)
+	if err != nil {
+		return "", "", fmt.Errorf("marker %s: %w", t.Marker, err)
+	}
+	return ref.Repo, m.Tag, nil
 }
 
 // CurrentImage reads the image a target holds in git now, whatever its kind of place (a workload
