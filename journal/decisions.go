@@ -50,10 +50,19 @@ type Promotions interface {
 type Notice struct {
 	Pipeline string
 	Stage    string
-	Kind     string
+	Kind     string // NoticeApproval or NoticeHeld
 	Key      string
 	At       time.Time
 }
+
+// The kinds of notice. Prune tells them apart: a held notice outlives the retention while its
+// stage is held through the API.
+const (
+	// NoticeApproval: a stage waits for approval of a candidate (Key: its event and digest).
+	NoticeApproval = "approval"
+	// NoticeHeld: a stage is held (Key: the commit that changed it, or the API hold's time).
+	NoticeHeld = "held"
+)
 
 // Hold stops promotions into a stage: set by a person (Commit ""), or found when a commit that is
 // not imagehook's changed the stage's value (Commit names it). Released ends it; a released
@@ -293,6 +302,40 @@ func (j sqlitePromotions) Noticed(ctx context.Context, n Notice) (bool, error) {
 		return false, fmt.Errorf("journal notice: %w", err)
 	}
 	return added == 1, nil
+}
+
+// pruneNotices deletes the notices no stage can send again, with the journal's retention (Prune's
+// t): a notice row is needed only while the stage might still send it, and a stage sends again
+// only what it still waits on. So every notice recorded before t goes, except the held notices of
+// a stage a person holds through the API (a holds row without a commit, not released), which may
+// last any time; those go at the first Prune after the release.
+//
+// Why older than the retention is enough for the others: an approval notice's candidate is the
+// event the stage before runs, finished and received before the notice was recorded, so the same
+// Prune deletes it, and a stage whose earlier stage's event is pruned has no candidate. A hold
+// found in git is found only beside the event imagehook last wrote to the stage, received before
+// the person's commit and so pruned too. The argument holds within the replicas' clock skew (the
+// event's time is the receiving replica's, the notice's the promoting one's); an event still
+// running past the retention is not pruned, and a candidate waiting on its own readiness finishes
+// within its watch timeout, far inside any retention.
+const pruneNotices = `DELETE FROM notices WHERE at < %s AND NOT (kind = '` + NoticeHeld + `' AND EXISTS (
+	SELECT 1 FROM holds WHERE holds.pipeline = notices.pipeline AND holds.stage = notices.stage
+		AND holds.commit_hash = '' AND NOT holds.released))`
+
+// prune is pruneNotices on SQLite.
+func (j sqlitePromotions) prune(ctx context.Context, t time.Time) error {
+	if _, err := j.db.ExecContext(ctx, fmt.Sprintf(pruneNotices, "?"), t.UnixMilli()); err != nil {
+		return fmt.Errorf("journal prune notices: %w", err)
+	}
+	return nil
+}
+
+// prune is pruneNotices on PostgreSQL.
+func (j pgPromotions) prune(ctx context.Context, t time.Time) error {
+	if _, err := j.pool.Exec(ctx, fmt.Sprintf(pruneNotices, "$1"), t.UnixMilli()); err != nil {
+		return fmt.Errorf("journal prune notices: %w", err)
+	}
+	return nil
 }
 
 // Noticed records a notice; a second record of the same one is not the first.

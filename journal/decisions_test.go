@@ -96,3 +96,68 @@ func testNotices(t *testing.T, j Journal) {
 		}
 	}
 }
+
+func TestPruneNotices(t *testing.T) { each(t, testPruneNotices) }
+
+// testPruneNotices: Prune deletes the notices recorded before the retention's start (a stage that
+// waited on one then cannot send it again), except the held notices of a stage still held through
+// the API, which go at the first Prune after the release; newer notices stay.
+func testPruneNotices(t *testing.T, j Journal) {
+	ctx := context.Background()
+	p := j.Promotions()
+	now := time.Now().UTC().Truncate(time.Millisecond)
+	cut := now.Add(-time.Hour)
+	old, recent := now.Add(-2*time.Hour), now
+	notices := map[string]Notice{
+		"old approval":           {Pipeline: "website", Stage: "prod", Kind: NoticeApproval, Key: "ev1 sha256:aaaa", At: old},
+		"recent approval":        {Pipeline: "website", Stage: "prod", Kind: NoticeApproval, Key: "ev2 sha256:bbbb", At: recent},
+		"old hold, held by API":  {Pipeline: "website", Stage: "prod", Kind: NoticeHeld, Key: "api " + old.Format(time.RFC3339Nano), At: old},
+		"old hold, released":     {Pipeline: "website", Stage: "staging", Kind: NoticeHeld, Key: "abc123", At: old},
+		"old hold, other stage":  {Pipeline: "shop", Stage: "prod", Kind: NoticeHeld, Key: "def456", At: old},
+		"recent hold, no holder": {Pipeline: "shop", Stage: "staging", Kind: NoticeHeld, Key: "0123abc", At: recent},
+	}
+	for name, n := range notices {
+		if first, err := p.Noticed(ctx, n); err != nil || !first {
+			t.Fatalf("%s: Noticed = %v, %v", name, first, err)
+		}
+	}
+	for _, h := range []Hold{
+		{Pipeline: "website", Stage: "prod", By: "alice", At: old},
+		{Pipeline: "website", Stage: "staging", Commit: "abc123", By: "alice", At: old, Released: true},
+		{Pipeline: "website", Stage: "staging", By: "alice", At: old, Released: true},
+	} {
+		if err := p.SetHold(ctx, h); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := j.Prune(ctx, cut); err != nil {
+		t.Fatal(err)
+	}
+	// A notice still recorded is not the first again; a pruned one is recorded anew.
+	kept := func(name string) bool {
+		t.Helper()
+		first, err := p.Noticed(ctx, notices[name])
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		return !first
+	}
+	for name, want := range map[string]bool{
+		"old approval": false, "recent approval": true, "old hold, held by API": true,
+		"old hold, released": false, "old hold, other stage": false, "recent hold, no holder": true,
+	} {
+		if got := kept(name); got != want {
+			t.Errorf("%s: kept by Prune = %v, want %v", name, got, want)
+		}
+	}
+	// Released, the API hold's notice goes with the next Prune.
+	if err := p.SetHold(ctx, Hold{Pipeline: "website", Stage: "prod", By: "bob", At: now, Released: true}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := j.Prune(ctx, cut); err != nil {
+		t.Fatal(err)
+	}
+	if kept("old hold, held by API") {
+		t.Error("the released API hold's notice outlived Prune")
+	}
+}

@@ -499,7 +499,8 @@ func (j *Postgres) Recent(ctx context.Context, n int) ([]*event.Event, error) {
 	return j.query(ctx, `SELECT seq, data FROM events ORDER BY seq DESC LIMIT $1`, n)
 }
 
-// Prune deletes finished events (and delivery ids) received before t.
+// Prune deletes finished events (and delivery ids) received before t, and the notices no stage
+// can send again.
 func (j *Postgres) Prune(ctx context.Context, t time.Time) (int64, error) {
 	tag, err := j.pool.Exec(ctx, `DELETE FROM events WHERE status IN (`+doneStatuses+`) AND received_at < $1`, t.UnixMilli())
 	if err != nil {
@@ -507,6 +508,9 @@ func (j *Postgres) Prune(ctx context.Context, t time.Time) (int64, error) {
 	}
 	if _, err := j.pool.Exec(ctx, `DELETE FROM deliveries WHERE received_at < $1`, t.UnixMilli()); err != nil {
 		return 0, fmt.Errorf("journal prune deliveries: %w", err)
+	}
+	if err := (pgPromotions{pool: j.pool}).prune(ctx, t); err != nil {
+		return 0, err
 	}
 	return tag.RowsAffected(), nil
 }

@@ -42,7 +42,8 @@ type Journal interface {
 	// Current and SetCurrent keep, per target key, the push last applied.
 	Current(ctx context.Context, target string) (Applied, error)
 	SetCurrent(ctx context.Context, target string, a Applied) error
-	// Prune deletes finished events (and delivery ids) received before t.
+	// Prune deletes finished events (and delivery ids) received before t, and the promotion
+	// notices no stage can send again (see pruneNotices).
 	Prune(ctx context.Context, t time.Time) (int64, error)
 	// Promotions returns the store of promotion's approvals, holds and notices.
 	Promotions() Promotions
@@ -343,7 +344,8 @@ var doneStatuses = func() string {
 	return strings.Join(out, ", ")
 }()
 
-// Prune deletes finished events received before t and returns how many.
+// Prune deletes finished events received before t and returns how many; delivery ids and
+// notices go with them.
 func (j *SQLite) Prune(ctx context.Context, t time.Time) (int64, error) {
 	res, err := j.db.ExecContext(ctx, `DELETE FROM events WHERE status IN (`+doneStatuses+`) AND received_at < ?`, t.UnixMilli())
 	if err != nil {
@@ -352,6 +354,9 @@ func (j *SQLite) Prune(ctx context.Context, t time.Time) (int64, error) {
 	// Delivery ids are remembered as long as events are: a replay within the retention is refused.
 	if _, err := j.db.ExecContext(ctx, `DELETE FROM deliveries WHERE received_at < ?`, t.UnixMilli()); err != nil {
 		return 0, fmt.Errorf("journal prune deliveries: %w", err)
+	}
+	if err := (sqlitePromotions{db: j.db}).prune(ctx, t); err != nil {
+		return 0, err
 	}
 	return res.RowsAffected()
 }

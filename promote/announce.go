@@ -65,10 +65,10 @@ func (a *announced) add(key string) {
 	a.m[key] = true
 }
 
-// Kinds of notice.
+// Kinds of notice: the journal's, which its pruning tells apart.
 const (
-	noticeApproval = "approval"
-	noticeHeld     = "held"
+	noticeApproval = journal.NoticeApproval
+	noticeHeld     = journal.NoticeHeld
 )
 
 // announce tells a stage's notifiers that it waits for approval or is held, once per candidate
