@@ -150,6 +150,20 @@ func TestChart(t *testing.T) {
 			t.Errorf("env with goMemLimit 300MiB: got %v, want GOMEMLIMIT=300MiB beside the DSN", got)
 		}
 	}
+	// One replica on SQLite with no Secrets has no environment at all (no empty env: either).
+	single, err := run(t, bin, "template", "imagehook", "imagehook", "--set", "journal.driver=sqlite", "--set", "replicaCount=1")
+	if err != nil {
+		t.Fatalf("helm template sqlite: %v\n%s", err, single)
+	}
+	for _, o := range docs(t, single) {
+		if o.GetKind() != "Deployment" {
+			continue
+		}
+		containers, _, _ := unstructured.NestedSlice(o.Object, "spec", "template", "spec", "containers")
+		if _, has := containers[0].(map[string]any)["env"]; has {
+			t.Errorf("sqlite, one replica: env %v, want no env key", containerEnv(o))
+		}
+	}
 	// One process's SQLite file cannot be shared: the chart refuses replicas on it.
 	if out, err := run(t, bin, "template", "imagehook", "imagehook", "--set", "journal.driver=sqlite"); err == nil || !strings.Contains(out, "use replicaCount 1") {
 		t.Errorf("sqlite with replicas: %v\n%s", err, out)
