@@ -96,31 +96,12 @@ func New(cfg *config.Config, log *slog.Logger, opts Options) (*Service, error) {
 	opts.Updater.Redactor = red
 	opts.redactor = red
 	s := &Service{cfg: cfg, log: log, opts: opts}
-	if cfg.Journal.Driver == "postgres" {
-		pg, err := journal.OpenPostgres(context.Background(), cfg.Journal.DSN)
-		if err != nil {
-			return nil, err
-		}
-		s.journal = pg
-		// Replicas share the queues: one per repository, one per cluster's direct-only events.
-		keys := []string{updater.QueueKey("", "")}
-		for _, r := range cfg.Repos {
-			keys = append(keys, updater.QueueKey(r.Name, ""))
-		}
-		for _, c := range cfg.Clusters {
-			keys = append(keys, updater.QueueKey("", c.Name))
-		}
-		if s.replica, err = replica.New(context.Background(), cfg.Journal.DSN, keys, log); err != nil {
-			pg.Close()
-			return nil, err
-		}
+	var err error
+	if s.journal, s.replica, err = openJournal(context.Background(), cfg, log); err != nil {
+		return nil, err
+	}
+	if s.replica != nil {
 		s.opts.Updater.Peers = s.replica
-	} else {
-		sq, err := journal.OpenSQLite(filepath.Join(cfg.DataDir, "journal.db"))
-		if err != nil {
-			return nil, err
-		}
-		s.journal = sq
 	}
 	if err := s.build(); err != nil {
 		s.journal.Close()
@@ -129,10 +110,40 @@ func New(cfg *config.Config, log *slog.Logger, opts Options) (*Service, error) {
 		}
 		return nil, err
 	}
-	if s.replica != nil {
-		s.replica.SetUpdater(s.updater)
-	}
 	return s, nil
+}
+
+// openJournal opens the configured journal and, when several processes may share it, this
+// replica's coordinator of its queues (nil otherwise): the journal package picks the backend, the
+// coordinator comes beside it rather than from it (journal does not depend on replica).
+func openJournal(ctx context.Context, cfg *config.Config, log *slog.Logger) (journal.Journal, *replica.Coordinator, error) {
+	jopts := journal.Options{Driver: cfg.Journal.Driver, DSN: cfg.Journal.DSN, Dir: cfg.DataDir}
+	j, err := journal.Open(ctx, jopts)
+	if err != nil {
+		return nil, nil, err
+	}
+	if !jopts.Shared() {
+		return j, nil, nil
+	}
+	c, err := replica.New(ctx, jopts.DSN, queueKeys(cfg), log)
+	if err != nil {
+		j.Close()
+		return nil, nil, err
+	}
+	return j, c, nil
+}
+
+// queueKeys are the queues replicas share: one per repository, and one per cluster for its
+// direct-only events (updater.QueueKey names them all, as the flow does).
+func queueKeys(cfg *config.Config) []string {
+	keys := []string{updater.QueueKey("", "")}
+	for _, r := range cfg.Repos {
+		keys = append(keys, updater.QueueKey(r.Name, ""))
+	}
+	for _, c := range cfg.Clusters {
+		keys = append(keys, updater.QueueKey("", c.Name))
+	}
+	return keys
 }
 
 // OpenHistoryRepo opens a full-history cache of the configured repository name ("" when there is
@@ -411,6 +422,10 @@ func (s *Service) Addr() string { return s.ln.Addr().String() }
 func (s *Service) Run(ctx context.Context) error {
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	// The order matters. The updater starts before the others hand it work: its Run reads the
+	// journal's pending events and starts the queues' workers (work queued before waits for it).
+	// The replica gets the updater in its Run, so that it never wins a queue it cannot hand over,
+	// and starts after it, so that a queue taken over is worked at once.
 	updDone := make(chan error, 1)
 	go func() { updDone <- s.updater.Run(runCtx) }()
 	srvErr := make(chan error, 1)
@@ -423,7 +438,7 @@ func (s *Service) Run(ctx context.Context) error {
 		go s.promote.Run(runCtx)
 	}
 	if s.replica != nil {
-		go s.replica.Run(runCtx)
+		go s.replica.Run(runCtx, s.updater)
 	}
 	s.log.Info("imagehook listening", "addr", s.Addr())
 	// Start-up (package initialisation, config, schema) leaves garbage behind: return it to the OS
