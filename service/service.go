@@ -196,7 +196,7 @@ func (s *Service) build() error {
 		applier = &cluster.Applier{Clusters: clusters, RegistryAliases: cfg.RegistryAliases}
 	}
 	reg := prometheus.NewRegistry()
-	s.followDeploys(repos, readers, clusters, deploy.NewMetrics(reg))
+	s.followDeploys(repos, caches, clusters, deploy.NewMetrics(reg))
 	registries := oci.New(registryHosts(cfg), cfg.RegistryAliases, s.log)
 	uopts, err := s.updaterOptions(reg, registries)
 	if err != nil {
@@ -270,7 +270,7 @@ func (s *Service) openRepositories() (map[string]updater.Repository, map[string]
 
 // followDeploys gives each watched repository its deploy step, which follows a pushed commit on
 // the watch's cluster until Argo CD or Fleet runs it.
-func (s *Service) followDeploys(repos map[string]updater.Repository, readers map[string]reconcile.Repo, clusters map[string]*cluster.Cluster, metrics *deploy.Metrics) {
+func (s *Service) followDeploys(repos map[string]updater.Repository, caches map[string]*gitops.Repo, clusters map[string]*cluster.Cluster, metrics *deploy.Metrics) {
 	for _, rc := range s.cfg.Repos {
 		if w := rc.Watch; w != nil {
 			r := repos[rc.Name]
@@ -281,7 +281,7 @@ func (s *Service) followDeploys(repos map[string]updater.Repository, readers map
 			r.Deploy = deploy.New(clusters[w.Cluster], deploy.Config{RepoURL: rc.URL, Branch: branch,
 				ArgoNamespace: w.ArgoCD.Namespace, FleetNamespace: w.Fleet.Namespace, Timeout: time.Duration(w.Timeout),
 				Refresh: w.Refreshes(), Metrics: metrics},
-				readers[rc.Name].(deploy.History), s.log.With("repo", rc.Name))
+				caches[rc.Name], s.log.With("repo", rc.Name))
 			repos[rc.Name] = r
 		}
 	}
