@@ -88,7 +88,7 @@ type Coordinator struct {
 
 	mu      sync.Mutex
 	owned   map[string]bool
-	sess    *session // the lock session, nil between sessions
+	sess    *session        // the lock session, nil between sessions
 	running map[string]bool // a Resume in flight per queue
 	again   map[string]bool // asked again while in flight
 
