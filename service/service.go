@@ -202,6 +202,13 @@ func (s *Service) build() error {
 	if err != nil {
 		return err
 	}
+	holds, err := s.pipelineHolds(readers, caches)
+	if err != nil {
+		return err
+	}
+	if holds != nil {
+		uopts.Held = holds
+	}
 	s.updater = updater.New(s.journal, repos, applier, notifier, s.log, uopts)
 
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -220,11 +227,11 @@ func (s *Service) build() error {
 	s.listener = srv
 	s.http = srv.HTTPServer(cfg.Listen)
 	ropts := reconcile.Options{Owns: s.owns()}
-	if len(cfg.Pipelines) > 0 {
-		if err := s.startPromotion(srv, readers, caches); err != nil {
+	if holds != nil {
+		if err := s.startPromotion(srv, holds); err != nil {
 			return err
 		}
-		ropts.Held = s.promote.Held
+		ropts.Held = holds.Held
 	}
 	s.reconcile = reconcile.New(cfg.Hooks, readers, registries, s.updater, reg, s.log, ropts)
 	return nil
@@ -305,17 +312,29 @@ func (s *Service) updaterOptions(reg *prometheus.Registry, registries *oci.Clien
 	return uopts, nil
 }
 
-// startPromotion builds the promotion controller, serves its API beside the listener's and ties
-// it to the updater (strict holds, progress) and the replica's owner; build gives reconcile its
-// Held.
-func (s *Service) startPromotion(srv *listener.Server, readers map[string]reconcile.Repo, caches map[string]*gitops.Repo) error {
+// pipelineHolds builds what finds the pipeline stages' holds (nil without pipelines). It comes
+// before the updater, whose admission asks it (updater.Options.Held), so that a strict hold is in
+// force before the first event is admitted; the promotion controller is built on it afterwards.
+func (s *Service) pipelineHolds(readers map[string]reconcile.Repo, caches map[string]*gitops.Repo) (*promote.Holds, error) {
+	if len(s.cfg.Pipelines) == 0 {
+		return nil, nil
+	}
+	popts := s.opts.Promote
+	popts.Manifests = stageReader{readers: readers, repos: caches}
+	return promote.NewHolds(s.cfg, s.journal, s.log, popts)
+}
+
+// startPromotion builds the promotion controller on holds and serves its API beside the
+// listener's. It submits through the updater and passes on the updater's progress; the replica
+// gives it its owner.
+func (s *Service) startPromotion(srv *listener.Server, holds *promote.Holds) error {
 	cfg := s.cfg
 	popts := s.opts.Promote
 	if owns := s.owns(); owns != nil {
 		popts.Owns = owns
 	}
-	popts.Manifests = stageReader{readers: readers, repos: caches}
 	popts.Announcer = stageAnnouncer{members: s.notifier, to: mailTo(cfg), log: s.log}
+	popts.Progress = s.updater.Progress()
 	if l := cfg.ApprovalLinks; l != nil {
 		signer, err := approval.NewSigner([]byte(config.TrimSecret(l.Key)))
 		if err != nil {
@@ -323,13 +342,8 @@ func (s *Service) startPromotion(srv *listener.Server, readers map[string]reconc
 		}
 		popts.Links = &promote.Links{URL: l.URL, Signer: signer, TTL: time.Duration(l.TTL)}
 	}
-	var err error
-	if s.promote, err = promote.New(cfg, s.journal, s.updater, s.log, popts); err != nil {
-		return err
-	}
+	s.promote = promote.New(cfg, holds, s.updater, s.log, popts)
 	s.http.Handler = withPipelines(s.http.Handler, s.promote.Handler(srv.AdminOK, cfg.Admin.Token != "" || cfg.Admin.Password != ""))
-	s.updater.HoldPushes(s.promote.HeldForPushes)
-	s.updater.OnProgress(s.promote.Poke)
 	return nil
 }
 
@@ -422,10 +436,13 @@ func (s *Service) Addr() string { return s.ln.Addr().String() }
 func (s *Service) Run(ctx context.Context) error {
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	// The order matters. The updater starts before the others hand it work: its Run reads the
-	// journal's pending events and starts the queues' workers (work queued before waits for it).
-	// The replica gets the updater in its Run, so that it never wins a queue it cannot hand over,
-	// and starts after it, so that a queue taken over is worked at once.
+	// The order matters. Promotion's strict hold is already in force (updater.Options.Held, from
+	// New), so the updater's first admission, of a resumed event or a webhook, asks it. The updater
+	// starts before the others hand it work: its Run reads the journal's pending events and starts
+	// the queues' workers (work queued before waits for it). The replica gets the updater in its Run,
+	// so that it never wins a queue it cannot hand over, and starts after it, so that a queue taken
+	// over is worked at once. Promotion reads the updater's Progress, which keeps a signal sent
+	// before it runs.
 	updDone := make(chan error, 1)
 	go func() { updDone <- s.updater.Run(runCtx) }()
 	srvErr := make(chan error, 1)
