@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"sync"
 	"time"
@@ -39,9 +40,60 @@ type Held struct {
 // ReasonHeld is the state of a held stage.
 const ReasonHeld Reason = "held"
 
-// holds finds a stage's holds: those set through the API, in the journal, and the changes of its
-// value in git by someone else.
-type holds struct {
+// Holds knows the configured pipelines and whether their stages are held. It is its own value,
+// built before the updater and the Controller, because both need it and the Controller needs the
+// updater: the updater asks it at admission (HeldForPushes, as updater.Options.Held), so that a
+// strict hold is in force before the first event is admitted, and reconcile asks it before it
+// submits (Held).
+type Holds struct {
+	pipelines []pipeline
+	j         Journal
+	finder    *holdFinder
+	// interval is how long what git says about a stage is trusted (Options.HoldInterval).
+	interval time.Duration
+	log      *slog.Logger
+}
+
+// NewHolds reads the configured pipelines; of opts it uses Manifests and HoldInterval.
+func NewHolds(cfg *config.Config, j Journal, log *slog.Logger, opts Options) (*Holds, error) {
+	if opts.HoldInterval <= 0 {
+		opts.HoldInterval = 15 * time.Second
+	}
+	pipelines, err := readPipelines(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return &Holds{pipelines: pipelines, j: j, finder: &holdFinder{store: j.Promotions(), manifests: opts.Manifests},
+		interval: opts.HoldInterval, log: log}, nil
+}
+
+// readPipelines turns the configured pipelines into their stages, with targets and windows.
+func readPipelines(cfg *config.Config) ([]pipeline, error) {
+	var out []pipeline
+	for _, p := range cfg.Pipelines {
+		pl := pipeline{name: p.Name}
+		for _, s := range p.Stages {
+			st := stage{Stage: s}
+			for _, t := range s.Targets {
+				st.targets = append(st.targets, t.Event())
+			}
+			if w := s.Gates.Windows; w != nil {
+				win, err := w.Window()
+				if err != nil {
+					return nil, fmt.Errorf("pipelines[%s].stages[%s].gates.windows: %w", p.Name, s.Name, err)
+				}
+				st.window = win
+			}
+			pl.stages = append(pl.stages, st)
+		}
+		out = append(out, pl)
+	}
+	return out, nil
+}
+
+// holdFinder finds a stage's holds: those set through the API, in the journal, and the changes of
+// its value in git by someone else.
+type holdFinder struct {
 	store     journal.Promotions
 	manifests Manifests
 	cache     holdCache
@@ -66,7 +118,7 @@ type gitValue struct {
 // held returns the stage's hold, or nil. A hold set through the API comes from the journal; a
 // change of the stage's value by someone else is found by comparing git with what imagehook last
 // wrote there (cur), read at most every HoldInterval (maxAge 0: read now).
-func (c *holds) held(ctx context.Context, p pipeline, s *stage, cur *event.Event, maxAge time.Duration) (*Held, string, error) {
+func (c *holdFinder) held(ctx context.Context, p pipeline, s *stage, cur *event.Event, maxAge time.Duration) (*Held, string, error) {
 	holds, err := c.store.HoldsFor(ctx, p.name, s.Name)
 	if err != nil {
 		return nil, "", err
@@ -117,7 +169,7 @@ func commentSuffix(c string) string {
 	return ": " + c
 }
 
-func (c *holds) gitValue(ctx context.Context, p pipeline, s *stage, t event.Target, cur *event.Event, maxAge time.Duration) (gitValue, error) {
+func (c *holdFinder) gitValue(ctx context.Context, p pipeline, s *stage, t event.Target, cur *event.Event, maxAge time.Duration) (gitValue, error) {
 	key := p.name + "\x00" + s.Name
 	c.cache.mu.Lock()
 	gv, ok := c.cache.m[key]
@@ -207,11 +259,11 @@ func (c *Controller) SetHold(ctx context.Context, pipelineName, stageName, who s
 		return StageView{}, err
 	}
 	if !hold {
-		cur, err := c.running(ctx, s)
+		cur, err := c.holds.running(ctx, s)
 		if err != nil {
 			return StageView{}, err
 		}
-		if h, _, err := c.holds.held(ctx, p, s, cur, 0); err == nil && h != nil && h.Commit != "" {
+		if h, _, err := c.holds.finder.held(ctx, p, s, cur, 0); err == nil && h != nil && h.Commit != "" {
 			if err := c.store.SetHold(ctx, journal.Hold{Pipeline: p.name, Stage: s.Name, Commit: h.Commit, By: who, Comment: comment, At: now, Released: true}); err != nil {
 				return StageView{}, err
 			}
@@ -229,24 +281,24 @@ func (c *Controller) SetHold(ctx context.Context, pipelineName, stageName, who s
 // Held reports whether the stage that holds target is held, and why: reconcile asks it before
 // submitting a newer tag, so that a person's rollback is not undone by polling either. A stage
 // whose state cannot be read counts as held (said in the log): submitting could undo a change.
-func (c *Controller) Held(ctx context.Context, target event.Target) (bool, string) {
-	p, s := stageOf(c.pipelines, target)
+func (h *Holds) Held(ctx context.Context, target event.Target) (bool, string) {
+	p, s := stageOf(h.pipelines, target)
 	if s == nil {
 		return false, ""
 	}
-	return c.heldNow(ctx, p, s, c.opts.HoldInterval)
+	return h.heldNow(ctx, p, s, h.interval)
 }
 
 // HeldForPushes reports whether a hook's push to target must not be applied, and why: its stage
 // sets hold: strict and is held. Without strict, a held entry stage takes pushes (a new build is a
 // deliberate new version). What git holds is read now, so that a person's change just before the
 // push is seen; a stage that cannot be read counts as held.
-func (c *Controller) HeldForPushes(ctx context.Context, target event.Target) (bool, string) {
-	p, s := stageOf(c.pipelines, target)
+func (h *Holds) HeldForPushes(ctx context.Context, target event.Target) (bool, string) {
+	p, s := stageOf(h.pipelines, target)
 	if s == nil || s.Hold != config.HoldStrict {
 		return false, ""
 	}
-	return c.heldNow(ctx, p, s, 0)
+	return h.heldNow(ctx, p, s, 0)
 }
 
 // stageOf returns the stage of pipelines that holds target, or nil.
@@ -264,17 +316,17 @@ func stageOf(pipelines []pipeline, target event.Target) (pipeline, *stage) {
 }
 
 // heldNow is whether the stage is held, trusting git's answer for maxAge; unread counts as held.
-func (c *Controller) heldNow(ctx context.Context, p pipeline, s *stage, maxAge time.Duration) (bool, string) {
-	cur, err := c.running(ctx, s)
+func (h *Holds) heldNow(ctx context.Context, p pipeline, s *stage, maxAge time.Duration) (bool, string) {
+	cur, err := h.running(ctx, s)
 	if err == nil {
-		var h *Held
-		if h, _, err = c.holds.held(ctx, p, s, cur, maxAge); err == nil {
-			if h == nil {
+		var held *Held
+		if held, _, err = h.finder.held(ctx, p, s, cur, maxAge); err == nil {
+			if held == nil {
 				return false, ""
 			}
-			return true, h.Detail
+			return true, held.Detail
 		}
 	}
-	c.log.Warn("stage not read; counted as held", "pipeline", p.name, "stage", s.Name, "err", err)
+	h.log.Warn("stage not read; counted as held", "pipeline", p.name, "stage", s.Name, "err", err)
 	return true, "stage " + s.Name + " could not be read"
 }

@@ -49,11 +49,16 @@ type Options struct {
 	Now func() time.Time
 	// Owns reports whether this replica works a repository (nil: all): only the owner promotes.
 	Owns func(repo string) bool
-	// Manifests reads stages' values in git, to hold a stage a person changed (nil: no such holds).
+	// Manifests reads stages' values in git, to hold a stage a person changed (nil: no such holds;
+	// NewHolds reads it).
 	Manifests Manifests
-	// HoldInterval is how long what git says about a stage is trusted (default 15s); before a
-	// promotion it is always read again.
+	// HoldInterval is how long what git says about a stage is trusted (default 15s; NewHolds reads
+	// it); before a promotion it is always read again.
 	HoldInterval time.Duration
+	// Progress, when set, runs a pass whenever it delivers (the updater's Progress: events
+	// finished, a queue was taken over): promotion subscribes to the flow's progress rather than
+	// the flow calling into promotion.
+	Progress <-chan struct{}
 	// Announcer tells a stage's notifiers that it waits for approval or is held (nil: nobody).
 	Announcer Announcer
 	// Links signs approve and reject links for the approval requests (nil: the requests name the
@@ -63,14 +68,14 @@ type Options struct {
 
 // Controller decides promotions.
 type Controller struct {
-	pipelines []pipeline
+	pipelines []pipeline        // holds.pipelines, read once
 	approvers map[string]string // name → token
 	j         Journal
 	store     journal.Promotions
 	sub       Submitter
 	log       *slog.Logger
 	opts      Options
-	holds     *holds
+	holds     *Holds
 	notices   *notices
 	poke      chan struct{}
 }
@@ -86,47 +91,27 @@ type stage struct {
 	window  *window.Window
 }
 
-// New builds a controller for the configured pipelines.
-func New(cfg *config.Config, j Journal, sub Submitter, log *slog.Logger, opts Options) (*Controller, error) {
+// New builds a controller for the pipelines of holds (built first, with the same journal: the
+// updater, which is sub, asks it too). cfg gives the approvers.
+func New(cfg *config.Config, holds *Holds, sub Submitter, log *slog.Logger, opts Options) *Controller {
 	if opts.Interval <= 0 {
 		opts.Interval = 10 * time.Second
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	if opts.HoldInterval <= 0 {
-		opts.HoldInterval = 15 * time.Second
-	}
-	store := j.Promotions()
-	c := &Controller{approvers: map[string]string{}, j: j, store: store, sub: sub, log: log, opts: opts, poke: make(chan struct{}, 1),
-		holds:   &holds{store: store, manifests: opts.Manifests},
-		notices: &notices{j: j, store: store, announcer: opts.Announcer, links: opts.Links, now: opts.Now, log: log}}
+	store := holds.j.Promotions()
+	c := &Controller{pipelines: holds.pipelines, approvers: map[string]string{}, j: holds.j, store: store, sub: sub, log: log, opts: opts,
+		holds: holds, poke: make(chan struct{}, 1),
+		notices: &notices{j: holds.j, store: store, announcer: opts.Announcer, links: opts.Links, now: opts.Now, log: log}}
 	for _, a := range cfg.Approvers {
 		c.approvers[a.Name] = a.Token
 	}
-	for _, p := range cfg.Pipelines {
-		pl := pipeline{name: p.Name}
-		for _, s := range p.Stages {
-			st := stage{Stage: s}
-			for _, t := range s.Targets {
-				st.targets = append(st.targets, t.Event())
-			}
-			if w := s.Gates.Windows; w != nil {
-				win, err := w.Window()
-				if err != nil {
-					return nil, fmt.Errorf("pipelines[%s].stages[%s].gates.windows: %w", p.Name, s.Name, err)
-				}
-				st.window = win
-			}
-			pl.stages = append(pl.stages, st)
-		}
-		c.pipelines = append(c.pipelines, pl)
-	}
-	return c, nil
+	return c
 }
 
-// Run passes over the gates until ctx ends: when the earliest shut gate can open, when poked,
-// and at least every interval.
+// Run passes over the gates until ctx ends: when the earliest shut gate can open, when poked or
+// told of progress, and at least every interval.
 func (c *Controller) Run(ctx context.Context) {
 	for {
 		wait := c.opts.Interval
@@ -143,6 +128,8 @@ func (c *Controller) Run(ctx context.Context) {
 		case <-t.C:
 		case <-c.poke:
 			t.Stop()
+		case <-c.opts.Progress:
+			t.Stop()
 		}
 	}
 }
@@ -150,8 +137,8 @@ func (c *Controller) Run(ctx context.Context) {
 // minWait is the shortest wait between two passes woken by a gate's opening time.
 const minWait = 5 * time.Millisecond
 
-// Poke makes the next pass run now: an event finished (a stage may offer a new candidate, or be
-// Ready), this replica took a queue over, or a decision or a hold was recorded. It never blocks.
+// Poke makes the next pass run now: a decision or a hold was recorded. (Events finishing and
+// queues taken over arrive through Options.Progress.) It never blocks.
 func (c *Controller) Poke() {
 	select {
 	case c.poke <- struct{}{}:
@@ -331,18 +318,18 @@ func (c *Controller) Views(ctx context.Context) ([]PipelineView, error) {
 }
 
 // running returns the event that last wrote the stage's first target, or nil.
-func (c *Controller) running(ctx context.Context, s *stage) (*event.Event, error) {
+func (h *Holds) running(ctx context.Context, s *stage) (*event.Event, error) {
 	if len(s.targets) == 0 {
 		return nil, nil
 	}
-	a, err := c.j.Current(ctx, s.targets[0].Key())
+	a, err := h.j.Current(ctx, s.targets[0].Key())
 	if err != nil {
 		return nil, fmt.Errorf("what stage %s runs: %w", s.Name, err)
 	}
 	if a.Event == "" {
 		return nil, nil
 	}
-	ev, err := c.j.Get(ctx, a.Event)
+	ev, err := h.j.Get(ctx, a.Event)
 	if errors.Is(err, event.ErrNotFound) {
 		return nil, nil // pruned by retention: nothing to promote from
 	}
@@ -354,20 +341,20 @@ func (c *Controller) running(ctx context.Context, s *stage) (*event.Event, error
 
 // evaluate reads a stage's state and, for a stage that follows another, its gates.
 func (c *Controller) evaluate(ctx context.Context, p pipeline, s *stage) (StageView, error) {
-	return c.evaluateAt(ctx, p, s, c.opts.HoldInterval)
+	return c.evaluateAt(ctx, p, s, c.holds.interval)
 }
 
 // evaluateAt is evaluate trusting what git said about a stage for maxAge.
 func (c *Controller) evaluateAt(ctx context.Context, p pipeline, s *stage, maxAge time.Duration) (StageView, error) {
 	v := StageView{Name: s.Name, After: s.After}
-	cur, err := c.running(ctx, s)
+	cur, err := c.holds.running(ctx, s)
 	if err != nil {
 		return v, err
 	}
 	if cur != nil {
 		v.Image, v.Event, v.ReadyAt = written(cur), cur.ID, readyAt(cur)
 	}
-	held, released, err := c.holds.held(ctx, p, s, cur, maxAge)
+	held, released, err := c.holds.finder.held(ctx, p, s, cur, maxAge)
 	if err != nil {
 		return v, err
 	}
@@ -381,11 +368,11 @@ func (c *Controller) evaluateAt(ctx context.Context, p pipeline, s *stage, maxAg
 		return v, nil
 	}
 	prev := p.stage(s.After)
-	from, err := c.running(ctx, prev)
+	from, err := c.holds.running(ctx, prev)
 	if err != nil {
 		return v, err
 	}
-	prevHeld, _, err := c.holds.held(ctx, p, prev, from, maxAge)
+	prevHeld, _, err := c.holds.finder.held(ctx, p, prev, from, maxAge)
 	if err != nil {
 		return v, err
 	}

@@ -88,8 +88,7 @@ type Coordinator struct {
 
 	mu      sync.Mutex
 	owned   map[string]bool
-	sess    *session // the lock session, nil between sessions
-	u       Updater
+	sess    *session        // the lock session, nil between sessions
 	running map[string]bool // a Resume in flight per queue
 	again   map[string]bool // asked again while in flight
 
@@ -159,9 +158,6 @@ func New(ctx context.Context, dsn string, keys []string, log *slog.Logger) (*Coo
 	}
 	return c, nil
 }
-
-// SetUpdater connects the local flow (before Run).
-func (c *Coordinator) SetUpdater(u Updater) { c.u = u }
 
 // Owns reports whether this replica believes it works the queue now: enough to route work, not
 // to write (Prove).
@@ -325,17 +321,22 @@ func (c *Coordinator) Close() {
 	c.pool.Close()
 }
 
-// Run holds this replica's session until ctx ends: it claims queues, follows notifications and,
-// when the session breaks (the database restarted, the network failed, a proof went unanswered),
-// gives up every queue — its locks are gone, or cannot be vouched for — and starts over.
-func (c *Coordinator) Run(ctx context.Context) {
+// Run holds this replica's session until ctx ends: it claims queues, hands each one won to u (the
+// local flow), follows notifications and, when the session breaks (the database restarted, the
+// network failed, a proof went unanswered), gives up every queue — its locks are gone, or cannot be
+// vouched for — and starts over. u is an argument, not a field set beforehand, because the updater
+// is built after the coordinator (the coordinator is its Peers): taking u here means no queue can
+// be won before there is a flow to hand it to. A nil u only claims and proves queues.
+func (c *Coordinator) Run(ctx context.Context, u Updater) {
 	var takers sync.WaitGroup
 	defer takers.Wait()
-	for range takeAtOnce {
-		takers.Go(func() { c.taker(ctx) })
+	if u != nil {
+		for range takeAtOnce {
+			takers.Go(func() { c.taker(ctx, u) })
+		}
 	}
 	for ctx.Err() == nil {
-		err := c.session(ctx)
+		err := c.session(ctx, u)
 		if ctx.Err() != nil {
 			return
 		}
@@ -369,7 +370,7 @@ func (c *Coordinator) lockConfig() (*pgx.ConnConfig, error) {
 	return cfg, nil
 }
 
-func (c *Coordinator) session(ctx context.Context) error {
+func (c *Coordinator) session(ctx context.Context, u Updater) error {
 	cfg, err := c.lockConfig()
 	if err != nil {
 		return err
@@ -406,14 +407,14 @@ func (c *Coordinator) session(ctx context.Context) error {
 			if err := c.heartbeat(sctx, conn); err != nil {
 				return err
 			}
-			if err := c.claim(sctx, ctx, conn); err != nil {
+			if err := c.claim(sctx, ctx, conn, u); err != nil {
 				return err
 			}
 			nextClaim = now.Add(claimEvery)
 		}
 		if now := time.Now(); now.After(nextSweep) {
 			for _, k := range c.Owned() {
-				c.resume(ctx, k)
+				c.resume(ctx, u, k)
 			}
 			nextSweep = now.Add(sweepEvery)
 		}
@@ -422,7 +423,7 @@ func (c *Coordinator) session(ctx context.Context) error {
 			return err
 		}
 		if n != nil {
-			c.onNotification(n)
+			c.onNotification(n, u)
 		}
 	}
 	return context.Cause(sctx)
@@ -473,18 +474,19 @@ func (s *session) wait(sctx context.Context, conn *pgx.Conn) (*pgconn.Notificati
 
 // onNotification acts on a notification: an event journaled for a queue this replica owns is taken,
 // the waiters of events finished elsewhere are woken.
-func (c *Coordinator) onNotification(n *pgconn.Notification) {
+func (c *Coordinator) onNotification(n *pgconn.Notification, u Updater) {
+	if u == nil {
+		return
+	}
 	switch n.Channel {
 	case eventsChannel:
 		key, id, _ := strings.Cut(n.Payload, "\n")
-		if k := unwire(key); c.Owns(k) && c.u != nil {
+		if k := unwire(key); c.Owns(k) {
 			c.take(k, id)
 		}
 	case doneChannel:
-		if c.u != nil {
-			for _, id := range strings.Split(n.Payload, ",") {
-				c.u.Wake(id)
-			}
+		for _, id := range strings.Split(n.Payload, ",") {
+			u.Wake(id)
 		}
 	}
 }
@@ -512,7 +514,7 @@ func (c *Coordinator) take(key, id string) {
 
 // taker takes notified events until ctx ends; an event it cannot take is found by resuming its
 // queue from the journal.
-func (c *Coordinator) taker(ctx context.Context) {
+func (c *Coordinator) taker(ctx context.Context, u Updater) {
 	for ctx.Err() == nil {
 		c.takeMu.Lock()
 		var t taken
@@ -541,9 +543,9 @@ func (c *Coordinator) taker(ctx context.Context) {
 			default:
 			}
 		}
-		if err := c.u.Take(ctx, t.id); err != nil {
+		if err := u.Take(ctx, t.id); err != nil {
 			c.log.Debug("take a notified event; resuming its queue from the journal", "queue", printable(t.key), "event", t.id, "err", err)
-			c.resume(ctx, t.key)
+			c.resume(ctx, u, t.key)
 		}
 	}
 }
@@ -623,7 +625,7 @@ func lockName(key string) string { return "imagehook:" + wire(key) }
 // stale owner's push still in flight is fenced by its own proof, or found by the new owner's
 // trailers when it lands first.
 // Queries run under ctx (the session's); resumes under work (the replica's).
-func (c *Coordinator) claim(ctx, work context.Context, conn *pgx.Conn) error {
+func (c *Coordinator) claim(ctx, work context.Context, conn *pgx.Conn, u Updater) error {
 	// One round trip for all unowned queues, however many: a slow link must not make the session
 	// loop late for the proofs it answers.
 	byName := map[string]string{}
@@ -651,14 +653,14 @@ func (c *Coordinator) claim(ctx, work context.Context, conn *pgx.Conn) error {
 		c.owned[k] = true
 		c.mu.Unlock()
 		c.log.Info("this replica now works the queue", "queue", printable(k))
-		c.resume(work, k)
+		c.resume(work, u, k)
 	}
 	return nil
 }
 
-// resume asks the flow to queue key's unfinished events, one scan at a time per queue.
-func (c *Coordinator) resume(ctx context.Context, key string) {
-	if c.u == nil {
+// resume asks the flow u to queue key's unfinished events, one scan at a time per queue.
+func (c *Coordinator) resume(ctx context.Context, u Updater, key string) {
+	if u == nil {
 		return
 	}
 	c.mu.Lock()
@@ -671,7 +673,7 @@ func (c *Coordinator) resume(ctx context.Context, key string) {
 	c.mu.Unlock()
 	go func() {
 		for {
-			if err := c.u.Resume(ctx, key); err != nil && ctx.Err() == nil {
+			if err := u.Resume(ctx, key); err != nil && ctx.Err() == nil {
 				c.log.Warn("resume a queue from the journal", "queue", printable(key), "err", err)
 			}
 			c.mu.Lock()

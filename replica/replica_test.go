@@ -27,7 +27,7 @@ func start(t testing.TB, dsn string, keys ...string) *Coordinator {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
-	go func() { c.Run(ctx); close(done) }()
+	go func() { c.Run(ctx, nil); close(done) }()
 	t.Cleanup(func() { cancel(); <-done; c.Close() })
 	return c
 }
@@ -217,10 +217,9 @@ func TestSubmittedReachTheOwner(t *testing.T) {
 		t.Fatal(err)
 	}
 	u := &takes{ids: map[string]int{}}
-	owner.SetUpdater(u)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
-	go func() { owner.Run(ctx); close(done) }()
+	go func() { owner.Run(ctx, u); close(done) }()
 	t.Cleanup(func() { cancel(); <-done; owner.Close() })
 	eventually(t, 5*time.Second, "the owner owns the queue", func() bool { return owner.Owns("apps") })
 	other := start(t, pg.DSN, "apps")

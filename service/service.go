@@ -96,31 +96,12 @@ func New(cfg *config.Config, log *slog.Logger, opts Options) (*Service, error) {
 	opts.Updater.Redactor = red
 	opts.redactor = red
 	s := &Service{cfg: cfg, log: log, opts: opts}
-	if cfg.Journal.Driver == "postgres" {
-		pg, err := journal.OpenPostgres(context.Background(), cfg.Journal.DSN)
-		if err != nil {
-			return nil, err
-		}
-		s.journal = pg
-		// Replicas share the queues: one per repository, one per cluster's direct-only events.
-		keys := []string{updater.QueueKey("", "")}
-		for _, r := range cfg.Repos {
-			keys = append(keys, updater.QueueKey(r.Name, ""))
-		}
-		for _, c := range cfg.Clusters {
-			keys = append(keys, updater.QueueKey("", c.Name))
-		}
-		if s.replica, err = replica.New(context.Background(), cfg.Journal.DSN, keys, log); err != nil {
-			pg.Close()
-			return nil, err
-		}
+	var err error
+	if s.journal, s.replica, err = openJournal(context.Background(), cfg, log); err != nil {
+		return nil, err
+	}
+	if s.replica != nil {
 		s.opts.Updater.Peers = s.replica
-	} else {
-		sq, err := journal.OpenSQLite(filepath.Join(cfg.DataDir, "journal.db"))
-		if err != nil {
-			return nil, err
-		}
-		s.journal = sq
 	}
 	if err := s.build(); err != nil {
 		s.journal.Close()
@@ -129,10 +110,40 @@ func New(cfg *config.Config, log *slog.Logger, opts Options) (*Service, error) {
 		}
 		return nil, err
 	}
-	if s.replica != nil {
-		s.replica.SetUpdater(s.updater)
-	}
 	return s, nil
+}
+
+// openJournal opens the configured journal and, when several processes may share it, this
+// replica's coordinator of its queues (nil otherwise): the journal package picks the backend, the
+// coordinator comes beside it rather than from it (journal does not depend on replica).
+func openJournal(ctx context.Context, cfg *config.Config, log *slog.Logger) (journal.Journal, *replica.Coordinator, error) {
+	jopts := journal.Options{Driver: cfg.Journal.Driver, DSN: cfg.Journal.DSN, Dir: cfg.DataDir}
+	j, err := journal.Open(ctx, jopts)
+	if err != nil {
+		return nil, nil, err
+	}
+	if !jopts.Shared() {
+		return j, nil, nil
+	}
+	c, err := replica.New(ctx, jopts.DSN, queueKeys(cfg), log)
+	if err != nil {
+		j.Close()
+		return nil, nil, err
+	}
+	return j, c, nil
+}
+
+// queueKeys are the queues replicas share: one per repository, and one per cluster for its
+// direct-only events (updater.QueueKey names them all, as the flow does).
+func queueKeys(cfg *config.Config) []string {
+	keys := []string{updater.QueueKey("", "")}
+	for _, r := range cfg.Repos {
+		keys = append(keys, updater.QueueKey(r.Name, ""))
+	}
+	for _, c := range cfg.Clusters {
+		keys = append(keys, updater.QueueKey("", c.Name))
+	}
+	return keys
 }
 
 // OpenHistoryRepo opens a full-history cache of the configured repository name ("" when there is
@@ -185,11 +196,18 @@ func (s *Service) build() error {
 		applier = &cluster.Applier{Clusters: clusters, RegistryAliases: cfg.RegistryAliases}
 	}
 	reg := prometheus.NewRegistry()
-	s.followDeploys(repos, readers, clusters, deploy.NewMetrics(reg))
+	s.followDeploys(repos, caches, clusters, deploy.NewMetrics(reg))
 	registries := oci.New(registryHosts(cfg), cfg.RegistryAliases, s.log)
 	uopts, err := s.updaterOptions(reg, registries)
 	if err != nil {
 		return err
+	}
+	holds, err := s.pipelineHolds(readers, caches)
+	if err != nil {
+		return err
+	}
+	if holds != nil {
+		uopts.Held = holds
 	}
 	s.updater = updater.New(s.journal, repos, applier, notifier, s.log, uopts)
 
@@ -209,11 +227,11 @@ func (s *Service) build() error {
 	s.listener = srv
 	s.http = srv.HTTPServer(cfg.Listen)
 	ropts := reconcile.Options{Owns: s.owns()}
-	if len(cfg.Pipelines) > 0 {
-		if err := s.startPromotion(srv, readers, caches); err != nil {
+	if holds != nil {
+		if err := s.startPromotion(srv, holds); err != nil {
 			return err
 		}
-		ropts.Held = s.promote.Held
+		ropts.Held = holds.Held
 	}
 	s.reconcile = reconcile.New(cfg.Hooks, readers, registries, s.updater, reg, s.log, ropts)
 	return nil
@@ -259,7 +277,7 @@ func (s *Service) openRepositories() (map[string]updater.Repository, map[string]
 
 // followDeploys gives each watched repository its deploy step, which follows a pushed commit on
 // the watch's cluster until Argo CD or Fleet runs it.
-func (s *Service) followDeploys(repos map[string]updater.Repository, readers map[string]reconcile.Repo, clusters map[string]*cluster.Cluster, metrics *deploy.Metrics) {
+func (s *Service) followDeploys(repos map[string]updater.Repository, caches map[string]*gitops.Repo, clusters map[string]*cluster.Cluster, metrics *deploy.Metrics) {
 	for _, rc := range s.cfg.Repos {
 		if w := rc.Watch; w != nil {
 			r := repos[rc.Name]
@@ -270,7 +288,7 @@ func (s *Service) followDeploys(repos map[string]updater.Repository, readers map
 			r.Deploy = deploy.New(clusters[w.Cluster], deploy.Config{RepoURL: rc.URL, Branch: branch,
 				ArgoNamespace: w.ArgoCD.Namespace, FleetNamespace: w.Fleet.Namespace, Timeout: time.Duration(w.Timeout),
 				Refresh: w.Refreshes(), Metrics: metrics},
-				readers[rc.Name].(deploy.History), s.log.With("repo", rc.Name))
+				caches[rc.Name], s.log.With("repo", rc.Name))
 			repos[rc.Name] = r
 		}
 	}
@@ -294,17 +312,29 @@ func (s *Service) updaterOptions(reg *prometheus.Registry, registries *oci.Clien
 	return uopts, nil
 }
 
-// startPromotion builds the promotion controller, serves its API beside the listener's and ties
-// it to the updater (strict holds, progress) and the replica's owner; build gives reconcile its
-// Held.
-func (s *Service) startPromotion(srv *listener.Server, readers map[string]reconcile.Repo, caches map[string]*gitops.Repo) error {
+// pipelineHolds builds what finds the pipeline stages' holds (nil without pipelines). It comes
+// before the updater, whose admission asks it (updater.Options.Held), so that a strict hold is in
+// force before the first event is admitted; the promotion controller is built on it afterwards.
+func (s *Service) pipelineHolds(readers map[string]reconcile.Repo, caches map[string]*gitops.Repo) (*promote.Holds, error) {
+	if len(s.cfg.Pipelines) == 0 {
+		return nil, nil
+	}
+	popts := s.opts.Promote
+	popts.Manifests = stageReader{readers: readers, repos: caches}
+	return promote.NewHolds(s.cfg, s.journal, s.log, popts)
+}
+
+// startPromotion builds the promotion controller on holds and serves its API beside the
+// listener's. It submits through the updater and passes on the updater's progress; the replica
+// gives it its owner.
+func (s *Service) startPromotion(srv *listener.Server, holds *promote.Holds) error {
 	cfg := s.cfg
 	popts := s.opts.Promote
 	if owns := s.owns(); owns != nil {
 		popts.Owns = owns
 	}
-	popts.Manifests = stageReader{readers: readers, repos: caches}
 	popts.Announcer = stageAnnouncer{members: s.notifier, to: mailTo(cfg), log: s.log}
+	popts.Progress = s.updater.Progress()
 	if l := cfg.ApprovalLinks; l != nil {
 		signer, err := approval.NewSigner([]byte(config.TrimSecret(l.Key)))
 		if err != nil {
@@ -312,13 +342,8 @@ func (s *Service) startPromotion(srv *listener.Server, readers map[string]reconc
 		}
 		popts.Links = &promote.Links{URL: l.URL, Signer: signer, TTL: time.Duration(l.TTL)}
 	}
-	var err error
-	if s.promote, err = promote.New(cfg, s.journal, s.updater, s.log, popts); err != nil {
-		return err
-	}
+	s.promote = promote.New(cfg, holds, s.updater, s.log, popts)
 	s.http.Handler = withPipelines(s.http.Handler, s.promote.Handler(srv.AdminOK, cfg.Admin.Token != "" || cfg.Admin.Password != ""))
-	s.updater.HoldPushes(s.promote.HeldForPushes)
-	s.updater.OnProgress(s.promote.Poke)
 	return nil
 }
 
@@ -411,6 +436,13 @@ func (s *Service) Addr() string { return s.ln.Addr().String() }
 func (s *Service) Run(ctx context.Context) error {
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	// The order matters. Promotion's strict hold is already in force (updater.Options.Held, from
+	// New), so the updater's first admission, of a resumed event or a webhook, asks it. The updater
+	// starts before the others hand it work: its Run reads the journal's pending events and starts
+	// the queues' workers (work queued before waits for it). The replica gets the updater in its Run,
+	// so that it never wins a queue it cannot hand over, and starts after it, so that a queue taken
+	// over is worked at once. Promotion reads the updater's Progress, which keeps a signal sent
+	// before it runs.
 	updDone := make(chan error, 1)
 	go func() { updDone <- s.updater.Run(runCtx) }()
 	srvErr := make(chan error, 1)
@@ -423,7 +455,7 @@ func (s *Service) Run(ctx context.Context) error {
 		go s.promote.Run(runCtx)
 	}
 	if s.replica != nil {
-		go s.replica.Run(runCtx)
+		go s.replica.Run(runCtx, s.updater)
 	}
 	s.log.Info("imagehook listening", "addr", s.Addr())
 	// Start-up (package initialisation, config, schema) leaves garbage behind: return it to the OS

@@ -31,11 +31,8 @@ type flow struct {
 	rep *reporter
 	rv  *reviews
 
-	// progress is told that events finished or a queue was taken over (OnProgress; nil: nobody).
-	progress func()
-
-	// held says whether a push may not be applied to a target (HoldPushes; nil: always may).
-	held func(ctx context.Context, t event.Target) (bool, string)
+	// progress signals that events finished or a queue was taken over (Progress).
+	progress chan struct{}
 
 	// verifying holds, per registry host, the slots of the verifications in flight with it.
 	verifyMu  sync.Mutex
@@ -97,21 +94,23 @@ func (f *flow) stale(ctx context.Context, ev *event.Event) (event.Reason, string
 	return "", "", nil
 }
 
-// tellProgress tells OnProgress's function that events finished or a queue was taken over.
+// tellProgress signals Progress's reader that events finished or a queue was taken over; it
+// never blocks (a signal already waiting covers this one).
 func (f *flow) tellProgress() {
-	if f.progress != nil {
-		f.progress()
+	select {
+	case f.progress <- struct{}{}:
+	default:
 	}
 }
 
-// heldFor says why a hook's push must not be applied to one of its targets (HoldPushes), or "".
+// heldFor says why a hook's push must not be applied to one of its targets (Options.Held), or "".
 // A promotion is not asked: promotion itself never promotes into a held stage.
 func (f *flow) heldFor(ctx context.Context, ev *event.Event) string {
-	if f.held == nil || ev.PromotedFrom != nil {
+	if f.opts.Held == nil || ev.PromotedFrom != nil {
 		return ""
 	}
 	for _, t := range ev.Targets {
-		if held, why := f.held(ctx, t); held {
+		if held, why := f.opts.Held.HeldForPushes(ctx, t); held {
 			return why
 		}
 	}

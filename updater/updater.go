@@ -87,6 +87,16 @@ type Options struct {
 	// Peers, when set, shares the work with other replicas of a shared journal (nil: this process
 	// works every queue).
 	Peers Peers
+	// Held, when set, is asked at admission, for each target of an event that is not a promotion,
+	// whether a hook's push may be applied there (a strictly held pipeline stage says no, and why):
+	// such an event is ignored with reason held. It is an option, not a setter, so that the hold is
+	// in force before the first event is admitted.
+	Held Holds
+}
+
+// Holds says whether a hook's push must not be applied to a target, and why (promote.Holds).
+type Holds interface {
+	HeldForPushes(ctx context.Context, t event.Target) (bool, string)
 }
 
 // Peers is the other replicas, as the flow sees them: who works which queue, and telling them
@@ -161,18 +171,12 @@ func New(j journal.Journal, repos map[string]Repository, applier Applier, notifi
 			r.Review.init()
 		}
 	}
-	f := &flow{journal: j, repos: repos, applier: applier, log: log, opts: opts, verifying: map[string]chan struct{}{}}
+	f := &flow{journal: j, repos: repos, applier: applier, log: log, opts: opts, verifying: map[string]chan struct{}{},
+		progress: make(chan struct{}, 1)}
 	f.q = newQueues(f)
 	f.rep = &reporter{f: f, notifier: notifier}
 	f.rv = &reviews{f: f}
 	return &Updater{f: f, rv: f.rv}
-}
-
-// HoldPushes makes admission ask held, for each target of an event that is not a promotion,
-// whether a hook's push may be applied there (a strictly held pipeline stage says no, and why):
-// such an event is ignored with reason held. It must be called before Run.
-func (u *Updater) HoldPushes(held func(ctx context.Context, t event.Target) (bool, string)) {
-	u.f.held = held
 }
 
 // Run resumes the events a previous process left unfinished, then serves submissions until ctx
@@ -273,10 +277,12 @@ func (u *Updater) Wake(id string) {
 	u.f.tellProgress()
 }
 
-// OnProgress makes fn run whenever events finish, here or on another replica, and when this
+// Progress delivers a value whenever events finish, here or on another replica, and when this
 // replica takes over a queue (or hears of new events for it): promotion passes over its gates
-// then. fn must not block. It must be called before Run.
-func (u *Updater) OnProgress(fn func()) { u.f.progress = fn }
+// then. It is the updater's to own, so that whoever cares subscribes at its own construction
+// instead of the updater calling into it. Signals coalesce (one waits at most), and nothing
+// blocks when nobody reads; it has one reader.
+func (u *Updater) Progress() <-chan struct{} { return u.f.progress }
 
 // Resume queues the journal's unfinished events of key: this replica has just become its owner,
 // or was told of new events for it.
