@@ -74,9 +74,9 @@ func (f *flow) scrub(ev *event.Event) {
 // older, by the registry's own clock, than the push the target runs — a replayed delivery — unless
 // its hook allows older pushes (a deliberate rollback). A journal that cannot answer is an error,
 // never "nothing applied".
-func (f *flow) stale(ctx context.Context, ev *event.Event) (event.Reason, string, error) {
+func (f *flow) stale(ctx context.Context, ev *event.Event, current currentFunc) (event.Reason, string, error) {
 	for _, t := range ev.Targets {
-		a, err := f.journal.Current(ctx, t.Key())
+		a, err := current(ctx, t.Key())
 		if err != nil {
 			return "", "", err
 		}
@@ -122,15 +122,40 @@ func (f *flow) heldFor(ctx context.Context, ev *event.Event) string {
 // for the next start).
 func (f *flow) staleWaiting(ctx context.Context, log *slog.Logger, ev *event.Event) (reason event.Reason, why string, err error) {
 	err = f.untilJournal(log, "reading what the target runs", ev.ID, func() (err error) {
-		reason, why, err = f.stale(ctx, ev)
+		reason, why, err = f.stale(ctx, ev, f.journal.Current)
 		return err
 	})
 	return reason, why, err
 }
 
+// currentFunc reads what a target runs (journal.Current, or a batch's memo of it).
+type currentFunc func(ctx context.Context, key string) (journal.Applied, error)
+
+// batchCurrents is journal.Current read once per target for one batch's admission: every event
+// of a burst names the same few targets, and nothing the batch does is recorded before its git
+// step, so one read per target answers them all (a round trip per event was most of what a
+// replica's owner asked PostgreSQL during a burst).
+func batchCurrents(read currentFunc) currentFunc {
+	seen := map[string]journal.Applied{}
+	return func(ctx context.Context, key string) (journal.Applied, error) {
+		if a, ok := seen[key]; ok {
+			return a, nil
+		}
+		a, err := read(ctx, key)
+		if err == nil {
+			seen[key] = a
+		}
+		return a, err
+	}
+}
+
 // recordApplied remembers, per target, the latest event whose step for it succeeded: the base of
-// stale's rules. which selects the targets the step covered.
+// stale's rules. which selects the targets the step covered. One record per target: the journal
+// keeps the highest seq and the latest push time, so the batch's newest event and its latest push
+// time say in one write what a write per event would leave.
 func (f *flow) recordApplied(ctx context.Context, log *slog.Logger, batch []*event.Event, which func(event.Target) bool) {
+	latest := map[string]journal.Applied{}
+	var keys []string
 	for _, ev := range batch {
 		name := event.StepGit
 		if ev.Repo() == "" {
@@ -141,10 +166,25 @@ func (f *flow) recordApplied(ctx context.Context, log *slog.Logger, batch []*eve
 			continue
 		}
 		for _, t := range ev.Targets {
-			if which(t) {
-				f.setApplied(ctx, log, t.Key(), journal.Applied{Seq: ev.Seq, PushedAt: ev.Push.PushedAt, Event: ev.ID})
+			if !which(t) {
+				continue
 			}
+			k := t.Key()
+			a, seen := latest[k]
+			if !seen {
+				keys = append(keys, k)
+			}
+			if !seen || ev.Seq > a.Seq {
+				a.Seq, a.Event = ev.Seq, ev.ID
+			}
+			if ev.Push.PushedAt.After(a.PushedAt) {
+				a.PushedAt = ev.Push.PushedAt
+			}
+			latest[k] = a
 		}
+	}
+	for _, k := range keys {
+		f.setApplied(ctx, log, k, latest[k])
 	}
 }
 
