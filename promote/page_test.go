@@ -27,10 +27,12 @@ func (noJournal) Promotions() journal.Promotions { return nil }
 // (package lang): ?lang= when imagehook writes it, else the first tag of Accept-Language, else
 // English.
 func TestPageLanguage(t *testing.T) {
-	c, err := New(&config.Config{}, noJournal{}, nil, slog.New(slog.NewTextHandler(io.Discard, nil)), Options{})
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	holds, err := NewHolds(&config.Config{}, noJournal{}, log, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
+	c := New(&config.Config{}, holds, nil, log, Options{})
 	page := api{c}.handlePage(func(*http.Request) bool { return true })
 	const en, zh = "No pipelines configured.", "未配置流水线。"
 	for _, tt := range []struct {
