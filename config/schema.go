@@ -1,10 +1,10 @@
 package config
 
 import (
-	"fmt"
 	"time"
 
 	"github.com/imagehook/imagehook/event"
+	"github.com/imagehook/imagehook/internal/confyaml"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -428,23 +428,6 @@ type HookMail struct {
 	Language string   `yaml:"language"`
 }
 
-// Duration is a time.Duration written as "30s" in YAML.
-type Duration time.Duration
-
-// UnmarshalYAML parses a Go duration string.
-func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
-	if m := envMarked.FindStringSubmatch(n.Value); m != nil {
-		// ${VAR} is expanded in strings only, after decoding: name the variable, not the
-		// placeholder it stands as while the file is decoded.
-		return fmt.Errorf("line %d: ${%s} in a duration: environment variables are expanded in text values only; write the duration (such as 30s)", n.Line, m[1])
-	}
-	v, err := time.ParseDuration(n.Value)
-	if err != nil {
-		return fmt.Errorf("line %d: %w", n.Line, err)
-	}
-	*d = Duration(v)
-	return nil
-}
-
-// MarshalYAML writes the duration as a string.
-func (d Duration) MarshalYAML() (any, error) { return time.Duration(d).String(), nil }
+// Duration is a time.Duration written as "30s" in YAML; the type is shared with the components
+// that own their sections' types.
+type Duration = confyaml.Duration
