@@ -357,20 +357,14 @@ func (t Target) Event() event.Target {
 	et := event.Target{Repo: t.Repo, Path: t.Path, Workload: t.Workload, Namespace: t.Namespace,
 		Container: t.Container, Cluster: t.Cluster, WaitRollout: time.Duration(t.WaitRollout), Marker: t.Marker}
 	if v := t.Values; v != nil {
-		et.Values = &event.Values{File: v.File, Image: v.Image, Registry: v.Registry, Repository: v.Repository, Tag: v.Tag, Digest: v.Digest}
+		frozen := *v
+		et.Values = &frozen
 	}
 	return et
 }
 
-// Values names where a Helm values file keeps the image, as dotted key paths.
-type Values struct {
-	File       string `yaml:"file"`
-	Image      string `yaml:"image"`
-	Registry   string `yaml:"registry"`
-	Repository string `yaml:"repository"`
-	Tag        string `yaml:"tag"`
-	Digest     string `yaml:"digest"`
-}
+// Values names where a Helm values file keeps the image, as dotted key paths (event.Values).
+type Values = event.Values
 
 // Signature names the header that carries a hex HMAC of the body. The HMAC is keyed with Secret
 // when set — and then the hook's token is checked as well, each with its own secret (an old
