@@ -25,7 +25,7 @@ func (c *Config) applyDefaults() {
 		c.Repos[i].setDefaults()
 	}
 	if c.Mail != nil {
-		c.Mail.setDefaults()
+		c.Mail.SetDefaults()
 	}
 	for i := range c.Notifiers {
 		c.Notifiers[i].setDefaults()
@@ -90,29 +90,6 @@ func (r *Repo) setDefaults() {
 		if w.PollInterval == 0 {
 			w.PollInterval = Duration(time.Minute)
 		}
-	}
-}
-
-func (m *Mail) setDefaults() {
-	if m.TLS == "" {
-		m.TLS = "implicit"
-		if m.Port == 587 {
-			m.TLS = "starttls"
-		} else if m.Port == 25 {
-			m.TLS = "none"
-		}
-	}
-	if m.Port == 0 {
-		m.Port = map[string]int{"implicit": 465, "starttls": 587, "none": 25}[m.TLS]
-	}
-	if m.Language == "" {
-		m.Language = "zh"
-	}
-	if m.From == "" {
-		m.From = m.Username
-	}
-	if m.Deadline == 0 {
-		m.Deadline = Duration(time.Minute)
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 
 	"github.com/imagehook/imagehook/event"
 	"github.com/imagehook/imagehook/internal/confyaml"
+	"github.com/imagehook/imagehook/notify/mail"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -268,29 +269,8 @@ type Cluster struct {
 	Context    string `yaml:"context"`
 }
 
-// Mail configures SMTP delivery of results.
-type Mail struct {
-	Host               string   `yaml:"host"`
-	Port               int      `yaml:"port"`
-	TLS                string   `yaml:"tls"` // implicit | starttls | none
-	Username           string   `yaml:"username"`
-	Password           string   `yaml:"password" secret:"true"`
-	PasswordFile       string   `yaml:"passwordFile" secretfile:"Password"`
-	From               string   `yaml:"from"`
-	To                 []string `yaml:"to"`
-	Language           string   `yaml:"language"` // zh | en
-	CAFile             string   `yaml:"caFile" secretfile:"CAPEM"`
-	InsecureSkipVerify bool     `yaml:"insecureSkipVerify"`
-	Timeout            Duration `yaml:"timeout"`
-	// Deadline bounds one report's whole delivery, retries included (default 60s), so that a
-	// server that never answers costs a bounded time.
-	Deadline Duration `yaml:"deadline"`
-	// SubjectTemplate and BodyTemplate override the built-in Go text/templates.
-	SubjectTemplate string `yaml:"subjectTemplate"`
-	BodyTemplate    string `yaml:"bodyTemplate"`
-	// CAPEM is a CA given inline by the old tool's MAIL_CACERT variable.
-	CAPEM string `yaml:"-"`
-}
+// Mail configures SMTP delivery of results: the mail notifier's own section type.
+type Mail = mail.Config
 
 // Hook is one webhook endpoint, POST /hooks/{id}.
 type Hook struct {

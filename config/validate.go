@@ -56,7 +56,7 @@ func (c *Config) Validate() error {
 		errs.add("journal.driver: %q is not sqlite or postgres", c.Journal.Driver)
 	}
 	validateDurations(c, &errs)
-	c.Mail.validate(&errs)
+	validateMail(c.Mail, &errs)
 	notifiers := c.validateNotifiers(&errs)
 	c.Verify.validate(&errs, "verify")
 	for i, r := range c.Registries {
@@ -167,7 +167,7 @@ func (w WriteBack) validate(errs *problems, where string, r Repo) {
 	w.validateForge(errs, where)
 }
 
-func (m *Mail) validate(errs *problems) {
+func validateMail(m *Mail, errs *problems) {
 	if m == nil {
 		return
 	}

@@ -379,10 +379,7 @@ func NewChat(nc config.Notifier, log *slog.Logger) (*chat.Notifier, error) {
 
 // NewMailer builds the SMTP notifier from the mail config.
 func NewMailer(m *config.Mail, log *slog.Logger) (*mail.Notifier, error) {
-	ca := []byte(m.CAPEM)
-	return mail.New(mail.Config{Host: m.Host, Port: m.Port, TLS: m.TLS, Username: m.Username, Password: m.Password,
-		From: m.From, To: m.To, Language: m.Language, CAPEM: ca, InsecureSkipVerify: m.InsecureSkipVerify,
-		Timeout: time.Duration(m.Timeout), Deadline: time.Duration(m.Deadline), SubjectTemplate: m.SubjectTemplate, BodyTemplate: m.BodyTemplate}, log)
+	return mail.New(*m, log)
 }
 
 // connectClusters makes a client for each configured cluster (direct apply and deploy tracking
