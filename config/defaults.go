@@ -5,7 +5,6 @@ import (
 
 	"github.com/imagehook/imagehook/forge"
 	"github.com/imagehook/imagehook/manifests"
-	"github.com/imagehook/imagehook/notify/chat"
 )
 
 // applyDefaults fills what the file leaves out, section by section; each section's defaults are
@@ -28,7 +27,7 @@ func (c *Config) applyDefaults() {
 		c.Mail.SetDefaults()
 	}
 	for i := range c.Notifiers {
-		c.Notifiers[i].setDefaults()
+		c.Notifiers[i].SetDefaults()
 	}
 	if l := c.ApprovalLinks; l != nil && l.TTL == 0 {
 		l.TTL = Duration(24 * time.Hour)
@@ -90,15 +89,6 @@ func (r *Repo) setDefaults() {
 		if w.PollInterval == 0 {
 			w.PollInterval = Duration(time.Minute)
 		}
-	}
-}
-
-func (n *Notifier) setDefaults() {
-	if n.Language == "" {
-		n.Language = "zh"
-	}
-	if n.RatePerMinute == 0 {
-		n.RatePerMinute = chat.DefaultRatePerMinute(n.Type)
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 
 	"github.com/imagehook/imagehook/event"
 	"github.com/imagehook/imagehook/internal/confyaml"
+	"github.com/imagehook/imagehook/notify/chat"
 	"github.com/imagehook/imagehook/notify/mail"
 	"go.yaml.in/yaml/v3"
 )
@@ -357,34 +358,12 @@ type Signature struct {
 	Secret string `yaml:"secret" secret:"true"`
 }
 
-// HookMail overrides mail settings per hook.
-// Notifier is a chat robot (DingTalk, WeCom, Feishu, Slack) or a generic signed webhook.
-type Notifier struct {
-	Name string `yaml:"name"`
-	// Type is dingtalk, wecom, feishu, slack or webhook.
-	Type string `yaml:"type"`
-	// URL is the robot's webhook URL; it carries the robot's access token, so it is a secret.
-	URL     string `yaml:"url" secret:"true"`
-	URLFile string `yaml:"urlFile" secretfile:"URL"`
-	// Secret signs the messages: DingTalk's 加签, Feishu's 签名校验, the webhook type's HMAC.
-	Secret     string `yaml:"secret" secret:"true"`
-	SecretFile string `yaml:"secretFile" secretfile:"Secret"`
-	// Language is zh (default) or en.
-	Language string `yaml:"language"`
-	// On is success and/or failure (default both).
-	On      []string `yaml:"on"`
-	Mention Mention  `yaml:"mention"`
-	// RatePerMinute caps messages a minute (DingTalk and WeCom allow 20); reports past it are
-	// coalesced into the next message, never dropped.
-	RatePerMinute int `yaml:"ratePerMinute"`
-}
+// Notifier is a chat robot (DingTalk, WeCom, Feishu, Slack) or a generic signed webhook: the chat
+// notifier's own section type.
+type Notifier = chat.Config
 
 // Mention names who a message mentions, where the channel supports it.
-type Mention struct {
-	Mobiles []string `yaml:"mobiles"`
-	UserIDs []string `yaml:"userIDs"`
-	All     bool     `yaml:"all"`
-}
+type Mention = chat.Mention
 
 // Reports is who hears about an event of the hook, frozen into the event when it is accepted: its
 // mail routing (nil: the global recipients only) and its notifiers.
@@ -396,6 +375,7 @@ func (h Hook) Reports() (*event.Mail, []string) {
 	return m, append([]string(nil), h.Notify...)
 }
 
+// HookMail overrides mail settings per hook.
 type HookMail struct {
 	To       []string `yaml:"to"`
 	On       []string `yaml:"on"` // success, failure

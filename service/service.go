@@ -373,8 +373,7 @@ func NewNotifier(cfg *config.Config, log *slog.Logger) (notify.All, error) {
 
 // NewChat builds a chat robot or webhook notifier from its config.
 func NewChat(nc config.Notifier, log *slog.Logger) (*chat.Notifier, error) {
-	return chat.New(chat.Config{Name: nc.Name, Type: nc.Type, URL: nc.URL, Secret: nc.Secret, Language: nc.Language, On: nc.On,
-		MentionMobiles: nc.Mention.Mobiles, MentionUserIDs: nc.Mention.UserIDs, MentionAll: nc.Mention.All, RatePerMinute: nc.RatePerMinute}, log)
+	return chat.New(nc, log)
 }
 
 // NewMailer builds the SMTP notifier from the mail config.
