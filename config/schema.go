@@ -7,6 +7,7 @@ import (
 	"github.com/imagehook/imagehook/internal/confyaml"
 	"github.com/imagehook/imagehook/notify/chat"
 	"github.com/imagehook/imagehook/notify/mail"
+	"github.com/imagehook/imagehook/oci/ociconfig"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -243,24 +244,8 @@ func (h Hook) PollOnly() bool {
 	return true
 }
 
-// Registry is how imagehook reaches one registry host.
-type Registry struct {
-	Host         string `yaml:"host"`
-	Username     string `yaml:"username"`
-	Password     string `yaml:"password" secret:"true"`
-	PasswordFile string `yaml:"passwordFile" secretfile:"Password"`
-	CAFile       string `yaml:"caFile" secretfile:"CABundle"`
-	// Insecure speaks plain HTTP (a lab registry); logged as a warning.
-	Insecure bool `yaml:"insecure"`
-	// CABundle is the content of CAFile, read at load.
-	CABundle []byte `yaml:"-"`
-
-	// MaxTags and MaxTagBytes cap one repository's tag list, all pages together (reconcile): past
-	// either, the pass fails with reason "tag list too long" (default 100,000 tags, 8 MiB; the
-	// defaults are oci.DefaultMaxTags and oci.DefaultMaxTagBytes).
-	MaxTags     int   `yaml:"maxTags"`
-	MaxTagBytes int64 `yaml:"maxTagBytes"`
-}
+// Registry is how imagehook reaches one registry host (oci's section type).
+type Registry = ociconfig.Registry
 
 // Cluster is a Kubernetes cluster that no GitOps tool watches, patched directly.
 type Cluster struct {

@@ -548,8 +548,7 @@ func registryHosts(cfg *config.Config) []oci.Host {
 	var hosts []oci.Host
 	listed := map[string]bool{}
 	for _, r := range cfg.Registries {
-		hosts = append(hosts, oci.Host{Host: r.Host, Username: r.Username, Password: r.Password, CABundle: r.CABundle, Insecure: r.Insecure,
-			MaxTags: r.MaxTags, MaxTagBytes: r.MaxTagBytes})
+		hosts = append(hosts, r)
 		listed[strings.ToLower(r.Host)] = true
 	}
 	for _, h := range cfg.Hooks {
