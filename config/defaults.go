@@ -3,7 +3,6 @@ package config
 import (
 	"time"
 
-	"github.com/imagehook/imagehook/forge"
 	"github.com/imagehook/imagehook/manifests"
 )
 
@@ -79,17 +78,7 @@ func (r *Repo) setDefaults() {
 	if r.Author.Email == "" {
 		r.Author.Email = "imagehook@localhost"
 	}
-	if w := &r.WriteBack; w.PullRequests() {
-		if w.Provider == "" {
-			w.Provider = forge.Infer(r.URL)
-		}
-		if w.Branch == "" {
-			w.Branch = "imagehook/{{ .Target.Workload }}"
-		}
-		if w.PollInterval == 0 {
-			w.PollInterval = Duration(time.Minute)
-		}
-	}
+	r.WriteBack.SetDefaults(r.URL)
 }
 
 // setDefaults gives the hook the top-level verify when it names none, and pins digests where a

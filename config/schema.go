@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"github.com/imagehook/imagehook/event"
+	"github.com/imagehook/imagehook/forge"
 	"github.com/imagehook/imagehook/internal/confyaml"
 	"github.com/imagehook/imagehook/notify/chat"
 	"github.com/imagehook/imagehook/notify/mail"
@@ -167,39 +168,8 @@ type Namespace struct {
 	Namespace string `yaml:"namespace"`
 }
 
-// WriteBack is how changes reach a repository's branch.
-type WriteBack struct {
-	// Mode is push (commit to the branch) or pullRequest (commit to imagehook's own branch and
-	// open, or update, a pull request to the branch).
-	Mode string `yaml:"mode"`
-	// Provider is gitea (also Forgejo), github, gitlab, gitee or codeup; inferred from
-	// well-known hosts.
-	Provider string `yaml:"provider"`
-	// API is the API base URL of a self-hosted forge (default: the provider's, on the repo's host).
-	API       string `yaml:"api"`
-	Token     string `yaml:"token" secret:"true"`
-	TokenFile string `yaml:"tokenFile" secretfile:"Token"`
-	// Branch names imagehook's branch per target, a template over .Target (Workload, Namespace,
-	// Container, Path, Repo) and .Hook; default "imagehook/{{ .Target.Workload }}".
-	Branch string `yaml:"branch"`
-	// Merge is none (people merge) or auto (the forge merges when its checks pass).
-	Merge     string   `yaml:"merge"`
-	Labels    []string `yaml:"labels"`
-	Reviewers []string `yaml:"reviewers"`
-	// Language of the pull request's title and body: en or zh.
-	Language string `yaml:"language"`
-	// WebhookSecret checks the forge's webhooks at POST /forges/{repo} (GitHub/Gitea HMAC, GitLab
-	// token, Gitee's password or signing key, Codeup's secret token); a delivery makes imagehook
-	// look at its pull requests at once.
-	WebhookSecret string `yaml:"webhookSecret" secret:"true"`
-	// PollInterval is how often open pull requests are read when no webhook comes (default 1m).
-	PollInterval Duration `yaml:"pollInterval"`
-	// Codeup names the repository for Codeup's API (provider codeup only).
-	Codeup CodeupRepo `yaml:"codeup"`
-}
-
-// PullRequests reports whether the repository is written through pull requests.
-func (w WriteBack) PullRequests() bool { return w.Mode == "pullRequest" }
+// WriteBack is how changes reach a repository's branch (forge's section type).
+type WriteBack = forge.WriteBack
 
 // RepoAuth holds a repository's credentials; every secret may be inline, ${ENV} or a ...File path.
 type RepoAuth struct {

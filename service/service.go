@@ -525,8 +525,7 @@ func newReview(rc config.Repo, r *gitops.Repo) (*updater.Review, error) {
 	if len(rc.Auth.CABundle) > 0 {
 		client.Transport, _ = outbound.Transport(rc.Auth.CABundle) // without certificates: the system's roots, as before
 	}
-	f, err := forge.New(forge.Config{Provider: w.Provider, API: w.API, RepoURL: rc.URL, Token: w.Token, Client: client,
-		Organization: w.Codeup.OrganizationID, Repository: w.Codeup.RepositoryID})
+	f, err := forge.New(w, rc.URL, client)
 	if err != nil {
 		return nil, fmt.Errorf("repos[%s].writeBack: %w", rc.Name, err)
 	}
@@ -534,11 +533,7 @@ func newReview(rc config.Repo, r *gitops.Repo) (*updater.Review, error) {
 	if err != nil {
 		return nil, fmt.Errorf("repos[%s].writeBack.branch: %w", rc.Name, err)
 	}
-	base := rc.Branch
-	if base == "" {
-		base = "main"
-	}
-	return &updater.Review{Git: r, Forge: f, Base: base, Branch: branch, Labels: w.Labels, Reviewers: w.Reviewers,
+	return &updater.Review{Git: r, Forge: f, Base: rc.Branch, Branch: branch, Labels: w.Labels, Reviewers: w.Reviewers,
 		AutoMerge: w.Merge == "auto", Language: w.Language, Poll: time.Duration(w.PollInterval)}, nil
 }
 
