@@ -9,10 +9,6 @@ import (
 // CodeupRepo names a repository on Alibaba Cloud Codeup for its OpenAPI (forge's type).
 type CodeupRepo = forge.CodeupRepo
 
-// Refreshes reports whether imagehook asks the GitOps tool to look at the repository at once
-// after each push it follows (watch.refresh; default true).
-func (w *Watch) Refreshes() bool { return w != nil && (w.Refresh == nil || *w.Refresh) }
-
 // validateForge checks the keys only one provider reads.
 func validateForge(w WriteBack, errs *problems, where string) {
 	if (w.Codeup.OrganizationID != "" || w.Codeup.RepositoryID != "") && w.Provider != "codeup" {

@@ -3,6 +3,7 @@ package config
 import (
 	"time"
 
+	"github.com/imagehook/imagehook/deploy/deployconfig"
 	"github.com/imagehook/imagehook/event"
 	"github.com/imagehook/imagehook/forge"
 	"github.com/imagehook/imagehook/internal/confyaml"
@@ -150,23 +151,11 @@ type JournalConfig struct {
 	DSNFile string `yaml:"dsnFile" secretfile:"DSN"`
 }
 
-// Watch is where a repository's GitOps tool runs.
-type Watch struct {
-	// Cluster names a clusters[] entry (read access to the applications and workloads is enough).
-	Cluster string    `yaml:"cluster"`
-	ArgoCD  Namespace `yaml:"argocd"`
-	Fleet   Namespace `yaml:"fleet"`
-	// Timeout bounds the wait for sync and rollout (default 15m).
-	Timeout Duration `yaml:"timeout"`
-	// Refresh asks the GitOps tool to look now after each push it follows (default true): Argo CD's
-	// refresh annotation, Fleet's webhook commit.
-	Refresh *bool `yaml:"refresh"`
-}
+// Watch is where a repository's GitOps tool runs (deploy's section type).
+type Watch = deployconfig.Watch
 
 // Namespace is a namespace to read in.
-type Namespace struct {
-	Namespace string `yaml:"namespace"`
-}
+type Namespace = deployconfig.Namespace
 
 // WriteBack is how changes reach a repository's branch (forge's section type).
 type WriteBack = forge.WriteBack

@@ -263,14 +263,8 @@ func (s *Service) followDeploys(repos map[string]updater.Repository, readers map
 	for _, rc := range s.cfg.Repos {
 		if w := rc.Watch; w != nil {
 			r := repos[rc.Name]
-			branch := rc.Branch
-			if branch == "" {
-				branch = "main"
-			}
-			r.Deploy = deploy.New(clusters[w.Cluster], deploy.Config{RepoURL: rc.URL, Branch: branch,
-				ArgoNamespace: w.ArgoCD.Namespace, FleetNamespace: w.Fleet.Namespace, Timeout: time.Duration(w.Timeout),
-				Refresh: w.Refreshes(), Metrics: metrics},
-				readers[rc.Name].(deploy.History), s.log.With("repo", rc.Name))
+			r.Deploy = deploy.New(clusters[w.Cluster], *w, deploy.Repo{URL: rc.URL, Branch: rc.Branch},
+				readers[rc.Name].(deploy.History), metrics, s.log.With("repo", rc.Name))
 			repos[rc.Name] = r
 		}
 	}
