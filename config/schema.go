@@ -6,6 +6,7 @@ import (
 	"github.com/imagehook/imagehook/deploy/deployconfig"
 	"github.com/imagehook/imagehook/event"
 	"github.com/imagehook/imagehook/forge"
+	"github.com/imagehook/imagehook/gitops/gitopsconfig"
 	"github.com/imagehook/imagehook/internal/confyaml"
 	"github.com/imagehook/imagehook/notify/chat"
 	"github.com/imagehook/imagehook/notify/mail"
@@ -160,26 +161,12 @@ type Namespace = deployconfig.Namespace
 // WriteBack is how changes reach a repository's branch (forge's section type).
 type WriteBack = forge.WriteBack
 
-// RepoAuth holds a repository's credentials; every secret may be inline, ${ENV} or a ...File path.
-type RepoAuth struct {
-	Username              string `yaml:"username"`
-	Password              string `yaml:"password" secret:"true"`
-	PasswordFile          string `yaml:"passwordFile" secretfile:"Password"`
-	SSHKeyFile            string `yaml:"sshKeyFile" secretfile:"SSHKey"`
-	SSHKeyPassphrase      string `yaml:"sshKeyPassphrase" secret:"true"`
-	KnownHostsFile        string `yaml:"knownHostsFile"`
-	InsecureIgnoreHostKey bool   `yaml:"insecureIgnoreHostKey"`
-	CAFile                string `yaml:"caFile" secretfile:"CABundle"`
-	// SSHKey and CABundle are the contents of SSHKeyFile and CAFile, read at load.
-	SSHKey   []byte `yaml:"-"`
-	CABundle []byte `yaml:"-"`
-}
+// RepoAuth holds a repository's credentials; every secret may be inline, ${ENV} or a ...File path
+// (gitops' section type).
+type RepoAuth = gitopsconfig.Auth
 
-// Author is the commit author.
-type Author struct {
-	Name  string `yaml:"name"`
-	Email string `yaml:"email"`
-}
+// Author is the commit author (gitops' section type).
+type Author = gitopsconfig.Author
 
 // Reconcile is a hook's polling of its registry.
 type Reconcile struct {

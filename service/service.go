@@ -147,8 +147,6 @@ func OpenHistoryRepo(cfg *config.Config, name string, log *slog.Logger) (*gitops
 }
 
 func openRepo(cfg *config.Config, rc config.Repo, fullHistory bool, log *slog.Logger) (*gitops.Repo, error) {
-	auth := gitops.Auth{Username: rc.Auth.Username, Password: rc.Auth.Password, SSHKey: rc.Auth.SSHKey, SSHKeyPassphrase: rc.Auth.SSHKeyPassphrase,
-		KnownHostsFile: rc.Auth.KnownHostsFile, InsecureIgnoreHostKey: rc.Auth.InsecureIgnoreHostKey, CABundle: rc.Auth.CABundle, Log: log}
 	var signer *gitops.Signer
 	if len(rc.SigningKey) > 0 {
 		var err error
@@ -160,9 +158,8 @@ func openRepo(cfg *config.Config, rc config.Repo, fullHistory bool, log *slog.Lo
 	if fullHistory {
 		dir = filepath.Join(cfg.DataDir, "repos", rc.Name+".history.git")
 	}
-	return gitops.Open(gitops.Config{Name: rc.Name, URL: rc.URL, Branch: rc.Branch, PushBranch: rc.PushBranch, Auth: auth, Signer: signer,
-		Author: gitops.Signature{Name: rc.Author.Name, Email: rc.Author.Email}, Timeout: time.Duration(rc.Timeout), FullHistory: fullHistory},
-		dir, log)
+	return gitops.Open(gitops.Config{Name: rc.Name, URL: rc.URL, Branch: rc.Branch, PushBranch: rc.PushBranch, Auth: rc.Auth, Signer: signer,
+		Author: rc.Author, Timeout: time.Duration(rc.Timeout), FullHistory: fullHistory}, dir, log)
 }
 
 func (s *Service) build() error {
