@@ -6,6 +6,9 @@ import (
 	"github.com/imagehook/imagehook/manifests"
 )
 
+// DefaultDataDir is dataDir's default, also the --data-dir flag's when no config file is given.
+const DefaultDataDir = "./data"
+
 // applyDefaults fills what the file leaves out, section by section; each section's defaults are
 // set by the section itself.
 func (c *Config) applyDefaults() {
@@ -13,7 +16,7 @@ func (c *Config) applyDefaults() {
 		c.Listen = ":9000"
 	}
 	if c.DataDir == "" {
-		c.DataDir = "./data"
+		c.DataDir = DefaultDataDir
 	}
 	if c.MaxBodyBytes == 0 {
 		c.MaxBodyBytes = 1 << 20

@@ -87,7 +87,7 @@ func (e decodeError) Unwrap() error { return e.err }
 // MAIL_* environment, nothing else. It goes through the same expansion, defaults and validation as
 // a file.
 func ForHooksDir(dir, dataDir string, lookup func(string) (string, bool)) (*Config, error) {
-	c := Config{Listen: ":9000", HooksDir: dir, DataDir: dataDir}
+	c := Config{HooksDir: dir, DataDir: dataDir}
 	if err := c.load(lookup); err != nil {
 		return nil, err
 	}
