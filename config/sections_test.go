@@ -169,3 +169,61 @@ registries:
 		}
 	}
 }
+
+// sectionTypes lists the struct types of the schema declared outside package config, by the name
+// the decoder gives them.
+func sectionTypes(t reflect.Type, seen map[string]bool) {
+	switch t.Kind() {
+	case reflect.Pointer, reflect.Slice:
+		sectionTypes(t.Elem(), seen)
+	case reflect.Struct:
+		if seen[t.String()] {
+			return
+		}
+		if t.PkgPath() != reflect.TypeOf(Config{}).PkgPath() {
+			if _, custom := reflect.PointerTo(t).MethodByName("UnmarshalYAML"); !custom {
+				seen[t.String()] = true
+			}
+		}
+		for i := 0; i < t.NumField(); i++ {
+			if f := t.Field(i); f.IsExported() && f.Tag.Get("yaml") != "-" {
+				sectionTypes(f.Type, seen)
+			}
+		}
+	}
+}
+
+// TestDecodeErrorsSayConfigNames: a decoding error names a section by config's name of its type
+// (config.Mail), as it did before the components owned the types, and every such type has one.
+func TestDecodeErrorsSayConfigNames(t *testing.T) {
+	seen := map[string]bool{}
+	sectionTypes(reflect.TypeOf(Config{}), seen)
+	for name := range seen {
+		if _, ok := sectionNames[name]; !ok {
+			t.Errorf("section type %s has no config name in sectionNames", name)
+		}
+	}
+	if len(seen) != len(sectionNames) {
+		t.Errorf("schema holds %d section types of other packages, sectionNames names %d", len(seen), len(sectionNames))
+	}
+	for _, tt := range []struct{ yml, want string }{
+		{"mail: {host: h, bogus: 1}", "field bogus not found in type config.Mail"},
+		{"mail: [1]", "cannot unmarshal !!seq into config.Mail"},
+		{"notifiers: {a: 1}", "cannot unmarshal !!map into []config.Notifier"},
+		{"notifiers: [{name: a, deadline: 1s}]", "field deadline not found in type config.Notifier"},
+		{"notifiers: [{name: a, mention: 3}]", "into config.Mention"},
+		{"registries: [{host: r, extra: 1}]", "field extra not found in type config.Registry"},
+		{"repos: [{name: a, auth: {nope: 1}, author: {nope: 1}}]", "field nope not found in type config.Author"},
+		{"repos: [{name: a, auth: {nope: 1}}]", "field nope not found in type config.RepoAuth"},
+		{"repos: [{name: a, writeBack: {x: 1, codeup: 1}}]", "into config.CodeupRepo"},
+		{"repos: [{name: a, writeBack: {x: 1}}]", "field x not found in type config.WriteBack"},
+		{"repos: [{name: a, watch: {fleet: [], y: 1}}]", "field y not found in type config.Watch"},
+		{"repos: [{name: a, watch: {fleet: []}}]", "into config.Namespace"},
+		{"hooks: [{id: a, targets: [{values: {x: 1}}]}]", "field x not found in type config.Values"},
+	} {
+		_, err := Parse([]byte(tt.yml), env(nil))
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%s: got %v, want %q", tt.yml, err, tt.want)
+		}
+	}
+}
