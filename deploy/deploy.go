@@ -61,7 +61,7 @@ type Tracker struct {
 }
 
 // New returns a tracker of repo's commits on c, as its watch: section says; metrics may be nil.
-func New(c *cluster.Cluster, w Watch, repo Repo, history History, metrics *Metrics, log *slog.Logger) *Tracker {
+func New(c *cluster.Cluster, w Watch, repo Repo, metrics *Metrics, history History, log *slog.Logger) *Tracker {
 	timeout := time.Duration(w.Timeout)
 	if timeout == 0 {
 		timeout = 15 * time.Minute

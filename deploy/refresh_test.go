@@ -104,7 +104,7 @@ func TestRefreshAfterPush(t *testing.T) {
 		}
 		w := Watch{ArgoCD: deployconfig.Namespace{Namespace: "argocd"}, Fleet: deployconfig.Namespace{Namespace: "fleet-default"},
 			Timeout: confyaml.Duration(20 * time.Second), Refresh: &refresh}
-		return New(c, w, Repo{URL: repoURL, Branch: "main"}, sameCommit{}, metrics, slog.New(slog.NewTextHandler(io.Discard, nil)))
+		return New(c, w, Repo{URL: repoURL, Branch: "main"}, metrics, sameCommit{}, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	}
 	annotation := func(name string) string {
 		u, err := apps.Get(ctx, name, metav1.GetOptions{})

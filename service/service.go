@@ -260,8 +260,8 @@ func (s *Service) followDeploys(repos map[string]updater.Repository, readers map
 	for _, rc := range s.cfg.Repos {
 		if w := rc.Watch; w != nil {
 			r := repos[rc.Name]
-			r.Deploy = deploy.New(clusters[w.Cluster], *w, deploy.Repo{URL: rc.URL, Branch: rc.Branch},
-				readers[rc.Name].(deploy.History), metrics, s.log.With("repo", rc.Name))
+			r.Deploy = deploy.New(clusters[w.Cluster], *w, deploy.Repo{URL: rc.URL, Branch: rc.Branch}, metrics,
+				readers[rc.Name].(deploy.History), s.log.With("repo", rc.Name))
 			repos[rc.Name] = r
 		}
 	}
