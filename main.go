@@ -158,7 +158,7 @@ func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
 func serve(args []string, stderr io.Writer) error {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	cfgPath := fs.String("config", "", "config file (none: run the quickstart)")
-	dataDir := fs.String("data-dir", "./data", "data directory when no --config is given (quickstart, --hooks-dir)")
+	dataDir := fs.String("data-dir", config.DefaultDataDir, "data directory when no --config is given (quickstart, --hooks-dir)")
 	listen := fs.String("listen", "127.0.0.1:9000", "quickstart listen address")
 	hooksDir := fs.String("hooks-dir", "", "serve the old tool's hooks.json files from this directory (its ConfigMap, /etc/webhook/source)")
 	logFormat := fs.String("log-format", "text", "log format: text or json")

@@ -3,10 +3,11 @@ package config
 import (
 	"time"
 
-	"github.com/imagehook/imagehook/forge"
 	"github.com/imagehook/imagehook/manifests"
-	"github.com/imagehook/imagehook/notify/chat"
 )
+
+// DefaultDataDir is dataDir's default, also the --data-dir flag's when no config file is given.
+const DefaultDataDir = "./data"
 
 // applyDefaults fills what the file leaves out, section by section; each section's defaults are
 // set by the section itself.
@@ -15,7 +16,7 @@ func (c *Config) applyDefaults() {
 		c.Listen = ":9000"
 	}
 	if c.DataDir == "" {
-		c.DataDir = "./data"
+		c.DataDir = DefaultDataDir
 	}
 	if c.MaxBodyBytes == 0 {
 		c.MaxBodyBytes = 1 << 20
@@ -25,10 +26,10 @@ func (c *Config) applyDefaults() {
 		c.Repos[i].setDefaults()
 	}
 	if c.Mail != nil {
-		c.Mail.setDefaults()
+		c.Mail.SetDefaults()
 	}
 	for i := range c.Notifiers {
-		c.Notifiers[i].setDefaults()
+		c.Notifiers[i].SetDefaults()
 	}
 	if l := c.ApprovalLinks; l != nil && l.TTL == 0 {
 		l.TTL = Duration(24 * time.Hour)
@@ -80,49 +81,7 @@ func (r *Repo) setDefaults() {
 	if r.Author.Email == "" {
 		r.Author.Email = "imagehook@localhost"
 	}
-	if w := &r.WriteBack; w.PullRequests() {
-		if w.Provider == "" {
-			w.Provider = forge.Infer(r.URL)
-		}
-		if w.Branch == "" {
-			w.Branch = "imagehook/{{ .Target.Workload }}"
-		}
-		if w.PollInterval == 0 {
-			w.PollInterval = Duration(time.Minute)
-		}
-	}
-}
-
-func (m *Mail) setDefaults() {
-	if m.TLS == "" {
-		m.TLS = "implicit"
-		if m.Port == 587 {
-			m.TLS = "starttls"
-		} else if m.Port == 25 {
-			m.TLS = "none"
-		}
-	}
-	if m.Port == 0 {
-		m.Port = map[string]int{"implicit": 465, "starttls": 587, "none": 25}[m.TLS]
-	}
-	if m.Language == "" {
-		m.Language = "zh"
-	}
-	if m.From == "" {
-		m.From = m.Username
-	}
-	if m.Deadline == 0 {
-		m.Deadline = Duration(time.Minute)
-	}
-}
-
-func (n *Notifier) setDefaults() {
-	if n.Language == "" {
-		n.Language = "zh"
-	}
-	if n.RatePerMinute == 0 {
-		n.RatePerMinute = chat.DefaultRatePerMinute(n.Type)
-	}
+	r.WriteBack.SetDefaults(r.URL)
 }
 
 // setDefaults gives the hook the top-level verify when it names none, and pins digests where a

@@ -5,12 +5,14 @@ import (
 	"reflect"
 	"regexp"
 	"strings"
+
+	"github.com/imagehook/imagehook/internal/confyaml"
 )
 
 var (
 	envRef    = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)\}`)
-	envMark   = "__imagehook_env__"
-	envMarked = regexp.MustCompile(envMark + `([A-Za-z_][A-Za-z0-9_]*?)` + envMark)
+	envMark   = confyaml.EnvMark
+	envMarked = confyaml.EnvMarked
 )
 
 // expandEnv replaces ${VAR} in every string of v; an unset variable is an error, so that a typo

@@ -60,8 +60,19 @@ type decodeError struct {
 	data []byte
 }
 
+// sectionNames are the config package's names of the section types components own, by the name
+// the decoder gives them ("field x not found in type mail.Config", "cannot unmarshal !!seq into
+// mail.Config"): messages keep saying config.Mail, as before the types moved to their components.
+var sectionNames = map[string]string{
+	"mail.Config": "config.Mail", "chat.Config": "config.Notifier", "chat.Mention": "config.Mention",
+	"ociconfig.Registry": "config.Registry", "gitopsconfig.Auth": "config.RepoAuth", "gitopsconfig.Author": "config.Author",
+	"forge.WriteBack": "config.WriteBack", "forge.CodeupRepo": "config.CodeupRepo", "deployconfig.Watch": "config.Watch",
+	"deployconfig.Namespace": "config.Namespace", "event.Values": "config.Values",
+}
+
 var (
 	errLine   = regexp.MustCompile(`line (\d+): `)
+	typeNamed = regexp.MustCompile(`\b(type|into) (?:\*|\[\])*([a-z]+\.[A-Z][A-Za-z]*)\b`)
 	quotedEnv = regexp.MustCompile("`" + envMark[:7] + "[^`]*`")
 )
 
@@ -76,6 +87,13 @@ func (e decodeError) Error() string {
 				}
 			}
 		}
+		m = typeNamed.ReplaceAllStringFunc(m, func(t string) string {
+			sub := typeNamed.FindStringSubmatch(t)
+			if name, ok := sectionNames[sub[2]]; ok {
+				return strings.Replace(t, sub[2], name, 1)
+			}
+			return t
+		})
 		msgs[i] = envMarked.ReplaceAllString(m, "$${$1}")
 	}
 	return redact.URLs(strings.Join(msgs, "\n"))
@@ -87,7 +105,7 @@ func (e decodeError) Unwrap() error { return e.err }
 // MAIL_* environment, nothing else. It goes through the same expansion, defaults and validation as
 // a file.
 func ForHooksDir(dir, dataDir string, lookup func(string) (string, bool)) (*Config, error) {
-	c := Config{Listen: ":9000", HooksDir: dir, DataDir: dataDir}
+	c := Config{HooksDir: dir, DataDir: dataDir}
 	if err := c.load(lookup); err != nil {
 		return nil, err
 	}

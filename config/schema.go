@@ -1,10 +1,16 @@
 package config
 
 import (
-	"fmt"
 	"time"
 
+	"github.com/imagehook/imagehook/deploy/deployconfig"
 	"github.com/imagehook/imagehook/event"
+	"github.com/imagehook/imagehook/forge"
+	"github.com/imagehook/imagehook/gitops/gitopsconfig"
+	"github.com/imagehook/imagehook/internal/confyaml"
+	"github.com/imagehook/imagehook/notify/chat"
+	"github.com/imagehook/imagehook/notify/mail"
+	"github.com/imagehook/imagehook/oci/ociconfig"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -146,78 +152,21 @@ type JournalConfig struct {
 	DSNFile string `yaml:"dsnFile" secretfile:"DSN"`
 }
 
-// Watch is where a repository's GitOps tool runs.
-type Watch struct {
-	// Cluster names a clusters[] entry (read access to the applications and workloads is enough).
-	Cluster string    `yaml:"cluster"`
-	ArgoCD  Namespace `yaml:"argocd"`
-	Fleet   Namespace `yaml:"fleet"`
-	// Timeout bounds the wait for sync and rollout (default 15m).
-	Timeout Duration `yaml:"timeout"`
-	// Refresh asks the GitOps tool to look now after each push it follows (default true): Argo CD's
-	// refresh annotation, Fleet's webhook commit.
-	Refresh *bool `yaml:"refresh"`
-}
+// Watch is where a repository's GitOps tool runs (deploy's section type).
+type Watch = deployconfig.Watch
 
 // Namespace is a namespace to read in.
-type Namespace struct {
-	Namespace string `yaml:"namespace"`
-}
+type Namespace = deployconfig.Namespace
 
-// WriteBack is how changes reach a repository's branch.
-type WriteBack struct {
-	// Mode is push (commit to the branch) or pullRequest (commit to imagehook's own branch and
-	// open, or update, a pull request to the branch).
-	Mode string `yaml:"mode"`
-	// Provider is gitea (also Forgejo), github, gitlab, gitee or codeup; inferred from
-	// well-known hosts.
-	Provider string `yaml:"provider"`
-	// API is the API base URL of a self-hosted forge (default: the provider's, on the repo's host).
-	API       string `yaml:"api"`
-	Token     string `yaml:"token" secret:"true"`
-	TokenFile string `yaml:"tokenFile" secretfile:"Token"`
-	// Branch names imagehook's branch per target, a template over .Target (Workload, Namespace,
-	// Container, Path, Repo) and .Hook; default "imagehook/{{ .Target.Workload }}".
-	Branch string `yaml:"branch"`
-	// Merge is none (people merge) or auto (the forge merges when its checks pass).
-	Merge     string   `yaml:"merge"`
-	Labels    []string `yaml:"labels"`
-	Reviewers []string `yaml:"reviewers"`
-	// Language of the pull request's title and body: en or zh.
-	Language string `yaml:"language"`
-	// WebhookSecret checks the forge's webhooks at POST /forges/{repo} (GitHub/Gitea HMAC, GitLab
-	// token, Gitee's password or signing key, Codeup's secret token); a delivery makes imagehook
-	// look at its pull requests at once.
-	WebhookSecret string `yaml:"webhookSecret" secret:"true"`
-	// PollInterval is how often open pull requests are read when no webhook comes (default 1m).
-	PollInterval Duration `yaml:"pollInterval"`
-	// Codeup names the repository for Codeup's API (provider codeup only).
-	Codeup CodeupRepo `yaml:"codeup"`
-}
+// WriteBack is how changes reach a repository's branch (forge's section type).
+type WriteBack = forge.WriteBack
 
-// PullRequests reports whether the repository is written through pull requests.
-func (w WriteBack) PullRequests() bool { return w.Mode == "pullRequest" }
+// RepoAuth holds a repository's credentials; every secret may be inline, ${ENV} or a ...File path
+// (gitops' section type).
+type RepoAuth = gitopsconfig.Auth
 
-// RepoAuth holds a repository's credentials; every secret may be inline, ${ENV} or a ...File path.
-type RepoAuth struct {
-	Username              string `yaml:"username"`
-	Password              string `yaml:"password" secret:"true"`
-	PasswordFile          string `yaml:"passwordFile" secretfile:"Password"`
-	SSHKeyFile            string `yaml:"sshKeyFile" secretfile:"SSHKey"`
-	SSHKeyPassphrase      string `yaml:"sshKeyPassphrase" secret:"true"`
-	KnownHostsFile        string `yaml:"knownHostsFile"`
-	InsecureIgnoreHostKey bool   `yaml:"insecureIgnoreHostKey"`
-	CAFile                string `yaml:"caFile" secretfile:"CABundle"`
-	// SSHKey and CABundle are the contents of SSHKeyFile and CAFile, read at load.
-	SSHKey   []byte `yaml:"-"`
-	CABundle []byte `yaml:"-"`
-}
-
-// Author is the commit author.
-type Author struct {
-	Name  string `yaml:"name"`
-	Email string `yaml:"email"`
-}
+// Author is the commit author (gitops' section type).
+type Author = gitopsconfig.Author
 
 // Reconcile is a hook's polling of its registry.
 type Reconcile struct {
@@ -241,24 +190,8 @@ func (h Hook) PollOnly() bool {
 	return true
 }
 
-// Registry is how imagehook reaches one registry host.
-type Registry struct {
-	Host         string `yaml:"host"`
-	Username     string `yaml:"username"`
-	Password     string `yaml:"password" secret:"true"`
-	PasswordFile string `yaml:"passwordFile" secretfile:"Password"`
-	CAFile       string `yaml:"caFile" secretfile:"CABundle"`
-	// Insecure speaks plain HTTP (a lab registry); logged as a warning.
-	Insecure bool `yaml:"insecure"`
-	// CABundle is the content of CAFile, read at load.
-	CABundle []byte `yaml:"-"`
-
-	// MaxTags and MaxTagBytes cap one repository's tag list, all pages together (reconcile): past
-	// either, the pass fails with reason "tag list too long" (default 100,000 tags, 8 MiB; the
-	// defaults are oci.DefaultMaxTags and oci.DefaultMaxTagBytes).
-	MaxTags     int   `yaml:"maxTags"`
-	MaxTagBytes int64 `yaml:"maxTagBytes"`
-}
+// Registry is how imagehook reaches one registry host (oci's section type).
+type Registry = ociconfig.Registry
 
 // Cluster is a Kubernetes cluster that no GitOps tool watches, patched directly.
 type Cluster struct {
@@ -268,29 +201,8 @@ type Cluster struct {
 	Context    string `yaml:"context"`
 }
 
-// Mail configures SMTP delivery of results.
-type Mail struct {
-	Host               string   `yaml:"host"`
-	Port               int      `yaml:"port"`
-	TLS                string   `yaml:"tls"` // implicit | starttls | none
-	Username           string   `yaml:"username"`
-	Password           string   `yaml:"password" secret:"true"`
-	PasswordFile       string   `yaml:"passwordFile" secretfile:"Password"`
-	From               string   `yaml:"from"`
-	To                 []string `yaml:"to"`
-	Language           string   `yaml:"language"` // zh | en
-	CAFile             string   `yaml:"caFile" secretfile:"CAPEM"`
-	InsecureSkipVerify bool     `yaml:"insecureSkipVerify"`
-	Timeout            Duration `yaml:"timeout"`
-	// Deadline bounds one report's whole delivery, retries included (default 60s), so that a
-	// server that never answers costs a bounded time.
-	Deadline Duration `yaml:"deadline"`
-	// SubjectTemplate and BodyTemplate override the built-in Go text/templates.
-	SubjectTemplate string `yaml:"subjectTemplate"`
-	BodyTemplate    string `yaml:"bodyTemplate"`
-	// CAPEM is a CA given inline by the old tool's MAIL_CACERT variable.
-	CAPEM string `yaml:"-"`
-}
+// Mail configures SMTP delivery of results: the mail notifier's own section type.
+type Mail = mail.Config
 
 // Hook is one webhook endpoint, POST /hooks/{id}.
 type Hook struct {
@@ -357,20 +269,14 @@ func (t Target) Event() event.Target {
 	et := event.Target{Repo: t.Repo, Path: t.Path, Workload: t.Workload, Namespace: t.Namespace,
 		Container: t.Container, Cluster: t.Cluster, WaitRollout: time.Duration(t.WaitRollout), Marker: t.Marker}
 	if v := t.Values; v != nil {
-		et.Values = &event.Values{File: v.File, Image: v.Image, Registry: v.Registry, Repository: v.Repository, Tag: v.Tag, Digest: v.Digest}
+		frozen := *v
+		et.Values = &frozen
 	}
 	return et
 }
 
-// Values names where a Helm values file keeps the image, as dotted key paths.
-type Values struct {
-	File       string `yaml:"file"`
-	Image      string `yaml:"image"`
-	Registry   string `yaml:"registry"`
-	Repository string `yaml:"repository"`
-	Tag        string `yaml:"tag"`
-	Digest     string `yaml:"digest"`
-}
+// Values names where a Helm values file keeps the image, as dotted key paths (event.Values).
+type Values = event.Values
 
 // Signature names the header that carries a hex HMAC of the body. The HMAC is keyed with Secret
 // when set — and then the hook's token is checked as well, each with its own secret (an old
@@ -383,34 +289,12 @@ type Signature struct {
 	Secret string `yaml:"secret" secret:"true"`
 }
 
-// HookMail overrides mail settings per hook.
-// Notifier is a chat robot (DingTalk, WeCom, Feishu, Slack) or a generic signed webhook.
-type Notifier struct {
-	Name string `yaml:"name"`
-	// Type is dingtalk, wecom, feishu, slack or webhook.
-	Type string `yaml:"type"`
-	// URL is the robot's webhook URL; it carries the robot's access token, so it is a secret.
-	URL     string `yaml:"url" secret:"true"`
-	URLFile string `yaml:"urlFile" secretfile:"URL"`
-	// Secret signs the messages: DingTalk's 加签, Feishu's 签名校验, the webhook type's HMAC.
-	Secret     string `yaml:"secret" secret:"true"`
-	SecretFile string `yaml:"secretFile" secretfile:"Secret"`
-	// Language is zh (default) or en.
-	Language string `yaml:"language"`
-	// On is success and/or failure (default both).
-	On      []string `yaml:"on"`
-	Mention Mention  `yaml:"mention"`
-	// RatePerMinute caps messages a minute (DingTalk and WeCom allow 20); reports past it are
-	// coalesced into the next message, never dropped.
-	RatePerMinute int `yaml:"ratePerMinute"`
-}
+// Notifier is a chat robot (DingTalk, WeCom, Feishu, Slack) or a generic signed webhook: the chat
+// notifier's own section type.
+type Notifier = chat.Config
 
 // Mention names who a message mentions, where the channel supports it.
-type Mention struct {
-	Mobiles []string `yaml:"mobiles"`
-	UserIDs []string `yaml:"userIDs"`
-	All     bool     `yaml:"all"`
-}
+type Mention = chat.Mention
 
 // Reports is who hears about an event of the hook, frozen into the event when it is accepted: its
 // mail routing (nil: the global recipients only) and its notifiers.
@@ -422,29 +306,13 @@ func (h Hook) Reports() (*event.Mail, []string) {
 	return m, append([]string(nil), h.Notify...)
 }
 
+// HookMail overrides mail settings per hook.
 type HookMail struct {
 	To       []string `yaml:"to"`
 	On       []string `yaml:"on"` // success, failure
 	Language string   `yaml:"language"`
 }
 
-// Duration is a time.Duration written as "30s" in YAML.
-type Duration time.Duration
-
-// UnmarshalYAML parses a Go duration string.
-func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
-	if m := envMarked.FindStringSubmatch(n.Value); m != nil {
-		// ${VAR} is expanded in strings only, after decoding: name the variable, not the
-		// placeholder it stands as while the file is decoded.
-		return fmt.Errorf("line %d: ${%s} in a duration: environment variables are expanded in text values only; write the duration (such as 30s)", n.Line, m[1])
-	}
-	v, err := time.ParseDuration(n.Value)
-	if err != nil {
-		return fmt.Errorf("line %d: %w", n.Line, err)
-	}
-	*d = Duration(v)
-	return nil
-}
-
-// MarshalYAML writes the duration as a string.
-func (d Duration) MarshalYAML() (any, error) { return time.Duration(d).String(), nil }
+// Duration is a time.Duration written as "30s" in YAML; the type is shared with the components
+// that own their sections' types.
+type Duration = confyaml.Duration

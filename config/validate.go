@@ -56,7 +56,7 @@ func (c *Config) Validate() error {
 		errs.add("journal.driver: %q is not sqlite or postgres", c.Journal.Driver)
 	}
 	validateDurations(c, &errs)
-	c.Mail.validate(&errs)
+	validateMail(c.Mail, &errs)
 	notifiers := c.validateNotifiers(&errs)
 	c.Verify.validate(&errs, "verify")
 	for i, r := range c.Registries {
@@ -126,7 +126,7 @@ func (c *Config) validateRepos(errs *problems) map[string]bool {
 		if r.URL == "" {
 			errs.add("repos[%s].url: required", r.Name)
 		}
-		r.WriteBack.validate(errs, fmt.Sprintf("repos[%s].writeBack", r.Name), r)
+		validateWriteBack(r.WriteBack, errs, fmt.Sprintf("repos[%s].writeBack", r.Name), r)
 		validateTemplates(c, errs, i, r)
 		if w := r.Watch; w != nil {
 			if !slices.ContainsFunc(c.Clusters, func(cl Cluster) bool { return cl.Name == w.Cluster }) {
@@ -140,7 +140,7 @@ func (c *Config) validateRepos(errs *problems) map[string]bool {
 	return repos
 }
 
-func (w WriteBack) validate(errs *problems, where string, r Repo) {
+func validateWriteBack(w WriteBack, errs *problems, where string, r Repo) {
 	switch w.Mode {
 	case "", "push":
 		return
@@ -164,10 +164,10 @@ func (w WriteBack) validate(errs *problems, where string, r Repo) {
 	if r.PushBranch != "" {
 		errs.add("%s: pushBranch and pull requests both choose the branch; drop pushBranch", where)
 	}
-	w.validateForge(errs, where)
+	validateForge(w, errs, where)
 }
 
-func (m *Mail) validate(errs *problems) {
+func validateMail(m *Mail, errs *problems) {
 	if m == nil {
 		return
 	}

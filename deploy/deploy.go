@@ -24,6 +24,7 @@ import (
 	"k8s.io/apimachinery/pkg/watch"
 
 	"github.com/imagehook/imagehook/cluster"
+	"github.com/imagehook/imagehook/deploy/deployconfig"
 	"github.com/imagehook/imagehook/event"
 )
 
@@ -38,34 +39,34 @@ type History interface {
 	Descends(ctx context.Context, descendant, ancestor string) (bool, error)
 }
 
-// Config is one repository's watch.
-type Config struct {
-	// RepoURL and Branch are the manifests repository as applications name it.
-	RepoURL, Branch string
-	// ArgoNamespace and FleetNamespace are where Applications and GitRepos live ("" = not watched).
-	ArgoNamespace, FleetNamespace string
-	Timeout                       time.Duration
-	// Refresh asks each application's tool to look at the repository now, instead of at its
-	// next poll (watch.refresh).
-	Refresh bool
-	// Metrics, when set, records each commit's sync start.
-	Metrics *Metrics
+// Watch is one repository's watch: section of the config file (its type lives in deployconfig, so
+// that package config need not import client-go).
+type Watch = deployconfig.Watch
+
+// Repo is the manifests repository as applications name it: its clone URL and branch.
+type Repo struct {
+	URL, Branch string
 }
 
 // Tracker follows one repository's commits on one cluster.
 type Tracker struct {
 	cluster *cluster.Cluster
-	cfg     Config
+	watch   Watch
+	repo    Repo
+	timeout time.Duration
 	history History
+	// metrics, when set, records each commit's sync start.
+	metrics *Metrics
 	log     *slog.Logger
 }
 
-// New returns a tracker.
-func New(c *cluster.Cluster, cfg Config, history History, log *slog.Logger) *Tracker {
-	if cfg.Timeout == 0 {
-		cfg.Timeout = 15 * time.Minute
+// New returns a tracker of repo's commits on c, as its watch: section says; metrics may be nil.
+func New(c *cluster.Cluster, w Watch, repo Repo, metrics *Metrics, history History, log *slog.Logger) *Tracker {
+	timeout := time.Duration(w.Timeout)
+	if timeout == 0 {
+		timeout = 15 * time.Minute
 	}
-	return &Tracker{cluster: c, cfg: cfg, history: history, log: log}
+	return &Tracker{cluster: c, watch: w, repo: repo, timeout: timeout, history: history, metrics: metrics, log: log}
 }
 
 // app is one application that deploys some of the changed files.
@@ -98,7 +99,7 @@ func (t *Tracker) Track(ctx context.Context, commit string, files []string, chan
 		st.Apps = append(st.Apps, a.String())
 	}
 	var note string
-	if t.cfg.Refresh {
+	if t.watch.Refreshes() {
 		note = t.refresh(ctx, apps, commit, &st)
 	}
 	// Every outcome keeps what the refresh said.
@@ -106,7 +107,7 @@ func (t *Tracker) Track(ctx context.Context, commit string, files []string, chan
 		st.Status, st.Error, st.Detail = event.Failed, event.Cut(msg), note
 		return st, nil
 	}
-	deadline := time.Now().Add(t.cfg.Timeout)
+	deadline := time.Now().Add(t.timeout)
 	wctx, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
 	revs := map[string]string{}
@@ -121,7 +122,7 @@ func (t *Tracker) Track(ctx context.Context, commit string, files []string, chan
 			return st, ctx.Err()
 		}
 		if errors.Is(err, context.DeadlineExceeded) {
-			err = fmt.Errorf("%s not synced after %s", a, t.cfg.Timeout)
+			err = fmt.Errorf("%s not synced after %s", a, t.timeout)
 		}
 		if err != nil {
 			return fail(err.Error())
@@ -131,7 +132,7 @@ func (t *Tracker) Track(ctx context.Context, commit string, files []string, chan
 	st.SyncedAt = time.Now()
 	if !started.IsZero() {
 		st.SyncStartedAfter = started.Sub(st.At).Seconds()
-		t.cfg.Metrics.observe(st.SyncStartedAfter, !st.RefreshedAt.IsZero())
+		t.metrics.observe(st.SyncStartedAfter, !st.RefreshedAt.IsZero())
 	}
 	for _, c := range changes {
 		kind, name, ok := strings.Cut(c.Workload, "/")
@@ -224,8 +225,8 @@ const ArgoRefreshAnnotation = "argocd.argoproj.io/refresh"
 func (t *Tracker) find(ctx context.Context, files []string) ([]app, error) {
 	var out []app
 	dyn := t.cluster.Dynamic()
-	want := NormalizeRepoURL(t.cfg.RepoURL)
-	if ns := t.cfg.ArgoNamespace; ns != "" {
+	want := NormalizeRepoURL(t.repo.URL)
+	if ns := t.watch.ArgoCD.Namespace; ns != "" {
 		list, err := dyn.Resource(Applications).Namespace(ns).List(ctx, metav1.ListOptions{})
 		if err != nil {
 			return nil, fmt.Errorf("list Argo CD applications in %s: %w", ns, err)
@@ -242,7 +243,7 @@ func (t *Tracker) find(ctx context.Context, files []string) ([]app, error) {
 			}
 		}
 	}
-	if ns := t.cfg.FleetNamespace; ns != "" {
+	if ns := t.watch.Fleet.Namespace; ns != "" {
 		list, err := dyn.Resource(GitRepos).Namespace(ns).List(ctx, metav1.ListOptions{})
 		if err != nil {
 			return nil, fmt.Errorf("list Fleet GitRepos in %s: %w", ns, err)
@@ -286,7 +287,7 @@ func (t *Tracker) branchMatches(rev, def string) bool {
 		rev = def
 	}
 	rev = strings.TrimPrefix(rev, "refs/heads/")
-	return rev == t.cfg.Branch || rev == "HEAD"
+	return rev == t.repo.Branch || rev == "HEAD"
 }
 
 // anyUnder reports whether a file lies under one of the directories ("", "." and "/" are the root).

@@ -16,7 +16,9 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/imagehook/imagehook/cluster"
+	"github.com/imagehook/imagehook/deploy/deployconfig"
 	"github.com/imagehook/imagehook/event"
+	"github.com/imagehook/imagehook/internal/confyaml"
 	"github.com/imagehook/imagehook/internal/kubetest"
 	"github.com/imagehook/imagehook/internal/manifesttest"
 )
@@ -100,8 +102,9 @@ func TestRefreshAfterPush(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		return New(c, Config{RepoURL: repoURL, Branch: "main", ArgoNamespace: "argocd", FleetNamespace: "fleet-default",
-			Timeout: 20 * time.Second, Refresh: refresh, Metrics: metrics}, sameCommit{}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+		w := Watch{ArgoCD: deployconfig.Namespace{Namespace: "argocd"}, Fleet: deployconfig.Namespace{Namespace: "fleet-default"},
+			Timeout: confyaml.Duration(20 * time.Second), Refresh: &refresh}
+		return New(c, w, Repo{URL: repoURL, Branch: "main"}, metrics, sameCommit{}, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	}
 	annotation := func(name string) string {
 		u, err := apps.Get(ctx, name, metav1.GetOptions{})

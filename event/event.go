@@ -82,14 +82,16 @@ type Target struct {
 	Marker string  `json:"marker,omitempty"`
 }
 
-// Values names where a Helm values file keeps the image, as dotted key paths.
+// Values names where a Helm values file keeps an image, as dotted key paths: either Image (one
+// full reference), or Repository with Tag, and optionally Registry and Digest. It is one type for
+// the config's targets[].values, the event that freezes them and manifests that rewrites the file.
 type Values struct {
-	File       string `json:"file"`
-	Image      string `json:"image,omitempty"`
-	Registry   string `json:"registry,omitempty"`
-	Repository string `json:"repository,omitempty"`
-	Tag        string `json:"tag,omitempty"`
-	Digest     string `json:"digest,omitempty"`
+	File       string `json:"file" yaml:"file"`
+	Image      string `json:"image,omitempty" yaml:"image"`
+	Registry   string `json:"registry,omitempty" yaml:"registry"`
+	Repository string `json:"repository,omitempty" yaml:"repository"`
+	Tag        string `json:"tag,omitempty" yaml:"tag"`
+	Digest     string `json:"digest,omitempty" yaml:"digest"`
 }
 
 // Key identifies the place a target updates, for "what was applied last" and "the latest event

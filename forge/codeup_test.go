@@ -30,7 +30,7 @@ func TestCodeupContract(t *testing.T) {
 	srv := httptest.NewServer(api)
 	defer srv.Close()
 	repoURL := "https://codeup.aliyun.com/60de7a6852743a5162b5f957/platform/apps.git"
-	f, err := New(Config{Provider: Infer(repoURL), API: srv.URL, RepoURL: repoURL, Token: token})
+	f, err := New(WriteBack{Provider: Infer(repoURL), API: srv.URL, Token: token}, repoURL, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -99,12 +99,12 @@ func TestCodeupContract(t *testing.T) {
 	}
 
 	// A configured numeric repository id is used as is.
-	byID, _ := New(Config{Provider: "codeup", API: srv.URL, RepoURL: repoURL, Token: token, Repository: strconv.Itoa(codeupRepoID)})
+	byID, _ := New(WriteBack{Provider: "codeup", API: srv.URL, Token: token, Codeup: CodeupRepo{RepositoryID: strconv.Itoa(codeupRepoID)}}, repoURL, nil)
 	if got, err := byID.Get(ctx, 2); err != nil || got.State != Merged {
 		t.Errorf("by id: %+v %v", got, err)
 	}
 	// A wrong token: Codeup's refusal, short, without the token.
-	bad, _ := New(Config{Provider: "codeup", API: srv.URL, RepoURL: repoURL, Token: "pt-wrong-token-value"})
+	bad, _ := New(WriteBack{Provider: "codeup", API: srv.URL, Token: "pt-wrong-token-value"}, repoURL, nil)
 	_, err = bad.Get(ctx, 2)
 	keep(nil, err)
 	if err == nil || !strings.Contains(err.Error(), "HTTP 401: invalid token") {

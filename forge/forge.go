@@ -16,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/imagehook/imagehook/internal/confyaml"
 	"github.com/imagehook/imagehook/outbound"
 	"github.com/imagehook/imagehook/redact"
 )
@@ -73,21 +74,68 @@ type Forge interface {
 	Comment(ctx context.Context, number int64, body string) error
 }
 
-// Config says how to reach a repository's forge.
-type Config struct {
-	// Provider is gitea (also Forgejo), github, gitlab, gitee or codeup; Infer guesses it from the
-	// host.
-	Provider string
-	// API is the API's base URL ("" for the provider's default on the repository's host).
-	API string
-	// RepoURL is the repository's clone URL; the owner and name come from its path.
-	RepoURL string
-	Token   string
-	// Client makes the requests (nil: one with a 30 s timeout).
-	Client *http.Client
-	// Organization and Repository are Codeup's organization id and repository id (or URL-encoded
-	// full path); "" takes them from RepoURL's path (codeup.aliyun.com/{organization}/…).
-	Organization, Repository string
+// WriteBack is how changes reach a repository's branch: a repository's writeBack: section of the
+// config file, decoded by package config. The forge reads its provider, API, token and Codeup
+// names; the review flow reads the rest.
+type WriteBack struct {
+	// Mode is push (commit to the branch) or pullRequest (commit to imagehook's own branch and
+	// open, or update, a pull request to the branch).
+	Mode string `yaml:"mode"`
+	// Provider is gitea (also Forgejo), github, gitlab, gitee or codeup; inferred from
+	// well-known hosts (Infer).
+	Provider string `yaml:"provider"`
+	// API is the API base URL of a self-hosted forge (default: the provider's, on the repo's host).
+	API       string `yaml:"api"`
+	Token     string `yaml:"token" secret:"true"`
+	TokenFile string `yaml:"tokenFile" secretfile:"Token"`
+	// Branch names imagehook's branch per target, a template over .Target (Workload, Namespace,
+	// Container, Path, Repo) and .Hook; default "imagehook/{{ .Target.Workload }}".
+	Branch string `yaml:"branch"`
+	// Merge is none (people merge) or auto (the forge merges when its checks pass).
+	Merge     string   `yaml:"merge"`
+	Labels    []string `yaml:"labels"`
+	Reviewers []string `yaml:"reviewers"`
+	// Language of the pull request's title and body: en or zh.
+	Language string `yaml:"language"`
+	// WebhookSecret checks the forge's webhooks at POST /forges/{repo} (GitHub/Gitea HMAC, GitLab
+	// token, Gitee's password or signing key, Codeup's secret token); a delivery makes imagehook
+	// look at its pull requests at once.
+	WebhookSecret string `yaml:"webhookSecret" secret:"true"`
+	// PollInterval is how often open pull requests are read when no webhook comes (default 1m).
+	PollInterval confyaml.Duration `yaml:"pollInterval"`
+	// Codeup names the repository for Codeup's API (provider codeup only).
+	Codeup CodeupRepo `yaml:"codeup"`
+}
+
+// CodeupRepo names a repository on Alibaba Cloud Codeup (云效) for its OpenAPI
+// (writeBack.codeup). Both are optional: the organization id is the first segment of a
+// codeup.aliyun.com URL's path, and the repository is then named by its full path.
+type CodeupRepo struct {
+	// OrganizationID is the Yunxiao organization id (组织 ID).
+	OrganizationID string `yaml:"organizationId"`
+	// RepositoryID is the repository's numeric id, or its full path ("org/group/apps").
+	RepositoryID string `yaml:"repositoryId"`
+}
+
+// PullRequests reports whether the repository is written through pull requests.
+func (w WriteBack) PullRequests() bool { return w.Mode == "pullRequest" }
+
+// SetDefaults fills what a pull-request write-back leaves out (package config calls it at load,
+// so check-config shows what is used): the provider inferred from the repository's URL, the
+// branch template and the poll interval.
+func (w *WriteBack) SetDefaults(repoURL string) {
+	if !w.PullRequests() {
+		return
+	}
+	if w.Provider == "" {
+		w.Provider = Infer(repoURL)
+	}
+	if w.Branch == "" {
+		w.Branch = "imagehook/{{ .Target.Workload }}"
+	}
+	if w.PollInterval == 0 {
+		w.PollInterval = confyaml.Duration(time.Minute)
+	}
 }
 
 // ErrForge is a forge's refusal; its text carries the forge's own message.
@@ -120,34 +168,37 @@ func Infer(repoURL string) string {
 	return ""
 }
 
-// New returns the forge of cfg.
-func New(cfg Config) (Forge, error) {
-	host, path, err := splitRepoURL(cfg.RepoURL)
+// New returns the forge of a repository's write-back: repoURL is the repository's clone URL (the
+// owner and name come from its path), hc makes the requests (nil: one with a 30 s timeout).
+// Codeup's organization and repository "" are taken from repoURL's path
+// (codeup.aliyun.com/{organization}/…).
+func New(w WriteBack, repoURL string, hc *http.Client) (Forge, error) {
+	host, path, err := splitRepoURL(repoURL)
 	if err != nil {
 		return nil, err
 	}
-	if cfg.Client == nil {
-		cfg.Client = outbound.Client(30*time.Second, nil)
+	if hc == nil {
+		hc = outbound.Client(30*time.Second, nil)
 	}
 	scheme := "https"
-	if u, err := url.Parse(cfg.RepoURL); err == nil && u.Scheme == "http" {
+	if u, err := url.Parse(repoURL); err == nil && u.Scheme == "http" {
 		scheme = "http"
 	}
-	api := strings.TrimSuffix(cfg.API, "/")
-	c := &client{http: cfg.Client, token: cfg.Token}
-	switch cfg.Provider {
+	api := strings.TrimSuffix(w.API, "/")
+	c := &client{http: hc, token: w.Token}
+	switch w.Provider {
 	case "gitea", "forgejo":
 		if api == "" {
 			api = scheme + "://" + host + "/api/v1"
 		}
-		c.base, c.auth = api+"/repos/"+path, "token "+cfg.Token
+		c.base, c.auth = api+"/repos/"+path, "token "+w.Token
 		return &gitea{c: c}, nil
 	case "github":
 		if api == "" {
 			api = "https://api.github.com"
 		}
 		owner, _, _ := strings.Cut(path, "/")
-		c.base, c.auth = api+"/repos/"+path, "Bearer "+cfg.Token
+		c.base, c.auth = api+"/repos/"+path, "Bearer "+w.Token
 		return &github{c: c, owner: owner, repo: path}, nil
 	case "gitlab":
 		if api == "" {
@@ -158,9 +209,9 @@ func New(cfg Config) (Forge, error) {
 	case "gitee":
 		return newGitee(c, api, scheme, host, path), nil
 	case "codeup":
-		return newCodeup(c, api, path, cfg.Organization, cfg.Repository)
+		return newCodeup(c, api, path, w.Codeup.OrganizationID, w.Codeup.RepositoryID)
 	}
-	return nil, fmt.Errorf("forge provider %q: want one of %s", cfg.Provider, strings.Join(Providers, ", "))
+	return nil, fmt.Errorf("forge provider %q: want one of %s", w.Provider, strings.Join(Providers, ", "))
 }
 
 // splitRepoURL returns the host and the owner/name path of a clone URL: https://host/o/r.git,

@@ -75,7 +75,7 @@ func TestGitHubContract(t *testing.T) {
 	}}
 	srv := httptest.NewServer(c)
 	defer srv.Close()
-	f, err := New(Config{Provider: "github", API: srv.URL, RepoURL: "https://github.com/platform/apps.git", Token: "ghp_t0ken"})
+	f, err := New(WriteBack{Provider: "github", API: srv.URL, Token: "ghp_t0ken"}, "https://github.com/platform/apps.git", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -120,7 +120,7 @@ func TestGitLabContract(t *testing.T) {
 	}}
 	srv := httptest.NewServer(c)
 	defer srv.Close()
-	f, err := New(Config{Provider: "gitlab", API: srv.URL + "/api/v4", RepoURL: "git@gitlab.example.com:group/apps.git", Token: "glpat-t0ken"})
+	f, err := New(WriteBack{Provider: "gitlab", API: srv.URL + "/api/v4", Token: "glpat-t0ken"}, "git@gitlab.example.com:group/apps.git", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -222,7 +222,7 @@ func TestForkLookAlikesAreNeverAdopted(t *testing.T) {
 			c := &contract{answers: tt.answers}
 			srv := httptest.NewServer(c)
 			defer srv.Close()
-			f, err := New(Config{Provider: tt.provider, API: srv.URL + tt.api, RepoURL: tt.repoURL, Token: "t0ken"})
+			f, err := New(WriteBack{Provider: tt.provider, API: srv.URL + tt.api, Token: "t0ken"}, tt.repoURL, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -269,7 +269,7 @@ func TestOpenRefusesAForeignAnswer(t *testing.T) {
 	}}
 	srv := httptest.NewServer(c)
 	defer srv.Close()
-	f, _ := New(Config{Provider: "github", API: srv.URL, RepoURL: "https://github.com/platform/apps.git", Token: "t"})
+	f, _ := New(WriteBack{Provider: "github", API: srv.URL, Token: "t"}, "https://github.com/platform/apps.git", nil)
 	pr, err := f.Open(context.Background(), Request{Head: "imagehook/web", Base: "main"})
 	if !errors.Is(err, ErrForeign) || pr.Number != 0 {
 		t.Errorf("open: %+v %v", pr, err)
@@ -284,7 +284,7 @@ func TestForgeErrorsAreShortAndSecretFree(t *testing.T) {
 		_ = json.NewEncoder(w).Encode(map[string]string{"message": "token\nlacks scope " + strings.Repeat("x", 500)})
 	}))
 	defer srv.Close()
-	f, _ := New(Config{Provider: "gitea", API: srv.URL, RepoURL: "https://gitea.example.com/p/apps.git", Token: "gitea-t0ken"})
+	f, _ := New(WriteBack{Provider: "gitea", API: srv.URL, Token: "gitea-t0ken"}, "https://gitea.example.com/p/apps.git", nil)
 	_, err := f.Get(context.Background(), 1)
 	if err == nil || !strings.Contains(err.Error(), "HTTP 403: token lacks scope") || strings.Contains(err.Error(), "\n") ||
 		strings.Contains(err.Error(), "gitea-t0ken") || len(err.Error()) > 400 {
@@ -304,7 +304,7 @@ func TestTokensNeverFollowARedirectElsewhere(t *testing.T) {
 	}))
 	defer api.Close()
 	for _, provider := range []string{"gitlab", "github", "gitea", "gitee", "codeup"} {
-		f, err := New(Config{Provider: provider, API: api.URL, RepoURL: "https://git.example.com/group/apps.git", Token: "t0ken-" + provider})
+		f, err := New(WriteBack{Provider: provider, API: api.URL, Token: "t0ken-" + provider}, "https://git.example.com/group/apps.git", nil)
 		if err != nil {
 			t.Fatal(err)
 		}

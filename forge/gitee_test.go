@@ -26,7 +26,7 @@ func TestGiteeContract(t *testing.T) {
 	api.Next = 2
 	srv := httptest.NewServer(api)
 	defer srv.Close()
-	f, err := New(Config{Provider: Infer("https://gitee.com/platform/apps.git"), API: srv.URL + "/api/v5", RepoURL: "https://gitee.com/platform/apps.git", Token: token})
+	f, err := New(WriteBack{Provider: Infer("https://gitee.com/platform/apps.git"), API: srv.URL + "/api/v5", Token: token}, "https://gitee.com/platform/apps.git", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -84,7 +84,7 @@ func TestGiteeContract(t *testing.T) {
 		t.Fatalf("merged: %+v %v", merged, err)
 	}
 	// A fresh client (a restart) finds the merge commit on the base branch.
-	f2, _ := New(Config{Provider: "gitee", API: srv.URL + "/api/v5", RepoURL: "https://gitee.com/platform/apps.git", Token: token})
+	f2, _ := New(WriteBack{Provider: "gitee", API: srv.URL + "/api/v5", Token: token}, "https://gitee.com/platform/apps.git", nil)
 	if m, err := f2.Get(ctx, 2); err != nil || m.MergeCommit != api.PRs[2].MergeSha {
 		t.Errorf("merge commit after a restart: %+v %v", m, err)
 	}

@@ -10,24 +10,16 @@ import (
 	githttp "github.com/go-git/go-git/v5/plumbing/transport/http"
 	gitssh "github.com/go-git/go-git/v5/plumbing/transport/ssh"
 	gossh "golang.org/x/crypto/ssh"
+
+	"github.com/imagehook/imagehook/gitops/gitopsconfig"
 )
 
-// Auth holds a repository's credentials, already read from their files.
-type Auth struct {
-	Username string
-	Password string
-	// SSHKey is a PEM private key, with SSHKeyPassphrase when it is encrypted.
-	SSHKey           []byte
-	SSHKeyPassphrase string
-	// KnownHostsFile is checked for the server's host key; empty means the user's default files.
-	KnownHostsFile        string
-	InsecureIgnoreHostKey bool
-	// CABundle is extra PEM roots for HTTPS.
-	CABundle []byte
-	Log      *slog.Logger
-}
+// Auth holds a repository's credentials, already read from their files: the repository's auth:
+// section of the config file (its type lives in gitopsconfig, so that config need not import go-git).
+type Auth = gitopsconfig.Auth
 
-func (a Auth) method(rawURL string) (transport.AuthMethod, error) {
+// authMethod is go-git's transport authentication for a; log hears that host keys are not checked.
+func authMethod(a Auth, rawURL string, log *slog.Logger) (transport.AuthMethod, error) {
 	ep, err := transport.NewEndpoint(rawURL)
 	if err != nil {
 		return nil, fmt.Errorf("url %s: %w", RedactURL(rawURL), err)
@@ -58,8 +50,8 @@ func (a Auth) method(rawURL string) (transport.AuthMethod, error) {
 			return nil, fmt.Errorf("ssh key: %w", err)
 		}
 		if a.InsecureIgnoreHostKey {
-			if a.Log != nil {
-				a.Log.Warn("ssh host key checking is off for this repository (insecureIgnoreHostKey)", "host", ep.Host)
+			if log != nil {
+				log.Warn("ssh host key checking is off for this repository (insecureIgnoreHostKey)", "host", ep.Host)
 			}
 			keys.HostKeyCallback = gossh.InsecureIgnoreHostKey()
 		} else {

@@ -42,7 +42,7 @@ func BenchmarkFirstStart(b *testing.B) {
 	url := srv.URL + "/apps.git"
 	for range b.N {
 		r, err := Open(Config{Name: "apps", URL: url, Branch: "main", Auth: Auth{Username: "bot", Password: "pw"},
-			Author: Signature{"imagehook", "imagehook@example.com"}}, filepath.Join(b.TempDir(), "cache"), slog.New(slog.DiscardHandler))
+			Author: Signature{Name: "imagehook", Email: "imagehook@example.com"}}, filepath.Join(b.TempDir(), "cache"), slog.New(slog.DiscardHandler))
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -210,7 +210,7 @@ func TestSSHSignedCommits(t *testing.T) {
 			}
 			srv := gitserver.New(t, "bot", "pw")
 			url := srv.NewRepo(t, "apps", os.DirFS("testdata/repo"))
-			r, err := Open(Config{Name: "apps", URL: url, Auth: Auth{Username: "bot", Password: "pw"}, Author: Signature{"imagehook", "imagehook@example.com"}, Signer: signer},
+			r, err := Open(Config{Name: "apps", URL: url, Branch: "main", Auth: Auth{Username: "bot", Password: "pw"}, Author: Signature{Name: "imagehook", Email: "imagehook@example.com"}, Signer: signer},
 				filepath.Join(t.TempDir(), "cache"), slog.New(slog.DiscardHandler))
 			if err != nil {
 				t.Fatal(err)

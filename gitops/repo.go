@@ -26,6 +26,7 @@ import (
 	"github.com/go-git/go-git/v5/plumbing/transport/server"
 	"github.com/go-git/go-git/v5/storage/filesystem"
 
+	"github.com/imagehook/imagehook/gitops/gitopsconfig"
 	"github.com/imagehook/imagehook/retry"
 )
 
@@ -44,8 +45,9 @@ var installFileTransport sync.Once
 
 // Config describes one manifests repository.
 type Config struct {
-	Name   string
-	URL    string
+	Name string
+	URL  string
+	// Branch is required (repos[].branch, which config defaults to main).
 	Branch string
 	// PushBranch, when set, receives the commits instead of Branch (for teams that merge through
 	// pull requests): it is created from Branch, then built upon.
@@ -65,8 +67,8 @@ type Config struct {
 	FullHistory bool
 }
 
-// Signature is a commit author.
-type Signature struct{ Name, Email string }
+// Signature is a commit author: the repository's author: section (gitopsconfig.Author).
+type Signature = gitopsconfig.Author
 
 // Repo is one cached repository. CommitAndPush, Log and Read take turns (the updater's worker and a
 // reconciler may both use it).
@@ -96,7 +98,8 @@ func Open(cfg Config, dir string, log *slog.Logger) (*Repo, error) {
 		client.InstallProtocol("file", server.NewServer(server.NewFilesystemLoader(osfs.New(""))))
 	})
 	if cfg.Branch == "" {
-		cfg.Branch = "main"
+		// The default (main) is the config's, set at load; a caller that builds a Config names it.
+		return nil, fmt.Errorf("repo %s: no branch", cfg.Name)
 	}
 	if cfg.Timeout == 0 {
 		cfg.Timeout = 2 * time.Minute
@@ -104,7 +107,7 @@ func Open(cfg Config, dir string, log *slog.Logger) (*Repo, error) {
 	if cfg.MaxAttempts == 0 {
 		cfg.MaxAttempts = 10
 	}
-	auth, err := cfg.Auth.method(cfg.URL)
+	auth, err := authMethod(cfg.Auth, cfg.URL, log)
 	if err != nil {
 		return nil, fmt.Errorf("repo %s: %w", cfg.Name, err)
 	}

@@ -25,7 +25,7 @@ func newRepo(t *testing.T, srv *gitserver.Server, password string) *Repo {
 	t.Helper()
 	url := srv.NewRepo(t, "apps", os.DirFS("testdata/repo"))
 	r, err := Open(Config{Name: "apps", URL: url, Branch: "main", Auth: Auth{Username: srv.User, Password: password},
-		Author: Signature{"imagehook", "imagehook@example.com"}}, filepath.Join(t.TempDir(), "cache"), slog.New(slog.DiscardHandler))
+		Author: Signature{Name: "imagehook", Email: "imagehook@example.com"}}, filepath.Join(t.TempDir(), "cache"), slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -155,11 +155,11 @@ func TestApplyErrors(t *testing.T) {
 
 func TestSeedAndFileRemote(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "seed.git")
-	if err := Seed(dir, "main", os.DirFS("testdata/repo"), Signature{"q", "q@example.com"}); err != nil {
+	if err := Seed(dir, "main", os.DirFS("testdata/repo"), Signature{Name: "q", Email: "q@example.com"}); err != nil {
 		t.Fatal(err)
 	}
 	gitserver.Git(t, dir, "fsck", "--strict")
-	r, err := Open(Config{Name: "q", URL: "file://" + dir, Author: Signature{"q", "q@example.com"}}, filepath.Join(t.TempDir(), "c"), slog.New(slog.DiscardHandler))
+	r, err := Open(Config{Name: "q", URL: "file://" + dir, Branch: "main", Author: Signature{Name: "q", Email: "q@example.com"}}, filepath.Join(t.TempDir(), "c"), slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -183,7 +183,7 @@ func TestSSH(t *testing.T) {
 		t.Fatal(err)
 	}
 	open := func(knownHosts string) *Repo {
-		r, err := Open(Config{Name: "apps", URL: "ssh://git@" + sshd.Addr + "/apps.git", Author: Signature{"a", "a@example.com"},
+		r, err := Open(Config{Name: "apps", URL: "ssh://git@" + sshd.Addr + "/apps.git", Branch: "main", Author: Signature{Name: "a", Email: "a@example.com"},
 			Auth: Auth{SSHKey: sshd.ClientKey, KnownHostsFile: knownHosts}}, filepath.Join(t.TempDir(), "cache"), slog.New(slog.DiscardHandler))
 		if err != nil {
 			t.Fatal(err)
@@ -213,7 +213,7 @@ func TestPushBranch(t *testing.T) {
 	srv := gitserver.New(t, "bot", "pw")
 	url := srv.NewRepo(t, "apps", os.DirFS("testdata/repo"))
 	r, err := Open(Config{Name: "apps", URL: url, Branch: "main", PushBranch: "imagehook/updates", Auth: Auth{Username: "bot", Password: "pw"},
-		Author: Signature{"a", "a@example.com"}}, filepath.Join(t.TempDir(), "cache"), slog.New(slog.DiscardHandler))
+		Author: Signature{Name: "a", Email: "a@example.com"}}, filepath.Join(t.TempDir(), "cache"), slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -259,7 +259,7 @@ func TestSignedCommits(t *testing.T) {
 	}
 	srv := gitserver.New(t, "bot", "pw")
 	url := srv.NewRepo(t, "apps", os.DirFS("testdata/repo"))
-	r, err := Open(Config{Name: "apps", URL: url, Auth: Auth{Username: "bot", Password: "pw"}, Author: Signature{"a", "a@example.com"}, Signer: signer},
+	r, err := Open(Config{Name: "apps", URL: url, Branch: "main", Auth: Auth{Username: "bot", Password: "pw"}, Author: Signature{Name: "a", Email: "a@example.com"}, Signer: signer},
 		filepath.Join(t.TempDir(), "cache"), slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
@@ -284,7 +284,7 @@ func TestSignedCommits(t *testing.T) {
 // TestTreeFS checks the git-tree file system against the standard library's conformance test.
 func TestTreeFS(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "seed.git")
-	if err := Seed(dir, "main", os.DirFS("testdata/repo"), Signature{"q", "q@example.com"}); err != nil {
+	if err := Seed(dir, "main", os.DirFS("testdata/repo"), Signature{Name: "q", Email: "q@example.com"}); err != nil {
 		t.Fatal(err)
 	}
 	repo, err := git.PlainOpen(dir)
@@ -316,7 +316,7 @@ func TestShallowCache(t *testing.T) {
 	gitserver.Git(t, work, "push", "-q", "origin", "main")
 	count := func(full bool) int {
 		r, err := Open(Config{Name: "apps", URL: url, Branch: "main", Auth: Auth{Username: "bot", Password: "s3cret"}, FullHistory: full,
-			Author: Signature{"imagehook", "imagehook@example.com"}}, filepath.Join(t.TempDir(), "cache"), slog.New(slog.DiscardHandler))
+			Author: Signature{Name: "imagehook", Email: "imagehook@example.com"}}, filepath.Join(t.TempDir(), "cache"), slog.New(slog.DiscardHandler))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -7,19 +7,13 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/imagehook/imagehook/event"
 	"github.com/imagehook/imagehook/imageref"
 )
 
-// Values names where a Helm values file keeps an image, as dotted key paths: either Image (one
-// full reference), or Repository with Tag, and optionally Registry and Digest.
-type Values struct {
-	File       string
-	Image      string
-	Registry   string
-	Repository string
-	Tag        string
-	Digest     string
-}
+// Values names where a Helm values file keeps an image (event.Values: the config's, the event's
+// and the rewrite's are one type).
+type Values = event.Values
 
 // SetValues rewrites the image in a Helm values file.
 func SetValues(fsys fs.FS, dir string, v Values, pushed imageref.Ref, opts Options) (Result, error) {

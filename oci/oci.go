@@ -22,6 +22,7 @@ import (
 
 	"github.com/imagehook/imagehook/event"
 	"github.com/imagehook/imagehook/imageref"
+	"github.com/imagehook/imagehook/oci/ociconfig"
 	"github.com/imagehook/imagehook/outbound"
 )
 
@@ -63,16 +64,9 @@ func (e *refusal) Unwrap() error             { return e.err }
 func (e *refusal) Reason() event.Reason      { return e.reason }
 func refuse(r event.Reason, err error) error { return &refusal{reason: r, err: err} }
 
-// Host is how to reach one registry host.
-type Host struct {
-	Host               string
-	Username, Password string
-	CABundle           []byte
-	Insecure           bool
-	// MaxTags and MaxTagBytes cap a tag list (0: DefaultMaxTags, DefaultMaxTagBytes).
-	MaxTags     int
-	MaxTagBytes int64
-}
+// Host is how to reach one registry host: a registries: entry of the config file, whose type
+// lives in ociconfig so that package config need not import this client.
+type Host = ociconfig.Registry
 
 // Client resolves tags on the configured hosts, and asks no other host anything.
 type Client struct {

@@ -265,7 +265,8 @@ func Place(t event.Target) (manifests.Place, error) {
 	switch v := t.Values; {
 	case t.Marker != "":
 	case v != nil:
-		p.Values = &manifests.Values{File: v.File, Image: v.Image, Registry: v.Registry, Repository: v.Repository, Tag: v.Tag, Digest: v.Digest}
+		values := *v
+		p.Values = &values
 	default:
 		var err error
 		if p.Workload, err = manifests.WorkloadTarget(t.Workload, t.Namespace, t.Container); err != nil {

@@ -158,8 +158,6 @@ func OpenHistoryRepo(cfg *config.Config, name string, log *slog.Logger) (*gitops
 }
 
 func openRepo(cfg *config.Config, rc config.Repo, fullHistory bool, log *slog.Logger) (*gitops.Repo, error) {
-	auth := gitops.Auth{Username: rc.Auth.Username, Password: rc.Auth.Password, SSHKey: rc.Auth.SSHKey, SSHKeyPassphrase: rc.Auth.SSHKeyPassphrase,
-		KnownHostsFile: rc.Auth.KnownHostsFile, InsecureIgnoreHostKey: rc.Auth.InsecureIgnoreHostKey, CABundle: rc.Auth.CABundle, Log: log}
 	var signer *gitops.Signer
 	if len(rc.SigningKey) > 0 {
 		var err error
@@ -171,9 +169,8 @@ func openRepo(cfg *config.Config, rc config.Repo, fullHistory bool, log *slog.Lo
 	if fullHistory {
 		dir = filepath.Join(cfg.DataDir, "repos", rc.Name+".history.git")
 	}
-	return gitops.Open(gitops.Config{Name: rc.Name, URL: rc.URL, Branch: rc.Branch, PushBranch: rc.PushBranch, Auth: auth, Signer: signer,
-		Author: gitops.Signature{Name: rc.Author.Name, Email: rc.Author.Email}, Timeout: time.Duration(rc.Timeout), FullHistory: fullHistory},
-		dir, log)
+	return gitops.Open(gitops.Config{Name: rc.Name, URL: rc.URL, Branch: rc.Branch, PushBranch: rc.PushBranch, Auth: rc.Auth, Signer: signer,
+		Author: rc.Author, Timeout: time.Duration(rc.Timeout), FullHistory: fullHistory}, dir, log)
 }
 
 func (s *Service) build() error {
@@ -281,13 +278,7 @@ func (s *Service) followDeploys(repos map[string]updater.Repository, caches map[
 	for _, rc := range s.cfg.Repos {
 		if w := rc.Watch; w != nil {
 			r := repos[rc.Name]
-			branch := rc.Branch
-			if branch == "" {
-				branch = "main"
-			}
-			r.Deploy = deploy.New(clusters[w.Cluster], deploy.Config{RepoURL: rc.URL, Branch: branch,
-				ArgoNamespace: w.ArgoCD.Namespace, FleetNamespace: w.Fleet.Namespace, Timeout: time.Duration(w.Timeout),
-				Refresh: w.Refreshes(), Metrics: metrics},
+			r.Deploy = deploy.New(clusters[w.Cluster], *w, deploy.Repo{URL: rc.URL, Branch: rc.Branch}, metrics,
 				caches[rc.Name], s.log.With("repo", rc.Name))
 			repos[rc.Name] = r
 		}
@@ -398,16 +389,12 @@ func NewNotifier(cfg *config.Config, log *slog.Logger) (notify.All, error) {
 
 // NewChat builds a chat robot or webhook notifier from its config.
 func NewChat(nc config.Notifier, log *slog.Logger) (*chat.Notifier, error) {
-	return chat.New(chat.Config{Name: nc.Name, Type: nc.Type, URL: nc.URL, Secret: nc.Secret, Language: nc.Language, On: nc.On,
-		MentionMobiles: nc.Mention.Mobiles, MentionUserIDs: nc.Mention.UserIDs, MentionAll: nc.Mention.All, RatePerMinute: nc.RatePerMinute}, log)
+	return chat.New(nc, log)
 }
 
 // NewMailer builds the SMTP notifier from the mail config.
 func NewMailer(m *config.Mail, log *slog.Logger) (*mail.Notifier, error) {
-	ca := []byte(m.CAPEM)
-	return mail.New(mail.Config{Host: m.Host, Port: m.Port, TLS: m.TLS, Username: m.Username, Password: m.Password,
-		From: m.From, To: m.To, Language: m.Language, CAPEM: ca, InsecureSkipVerify: m.InsecureSkipVerify,
-		Timeout: time.Duration(m.Timeout), Deadline: time.Duration(m.Deadline), SubjectTemplate: m.SubjectTemplate, BodyTemplate: m.BodyTemplate}, log)
+	return mail.New(*m, log)
 }
 
 // connectClusters makes a client for each configured cluster (direct apply and deploy tracking
@@ -561,8 +548,7 @@ func newReview(rc config.Repo, r *gitops.Repo) (*updater.Review, error) {
 	if len(rc.Auth.CABundle) > 0 {
 		client.Transport, _ = outbound.Transport(rc.Auth.CABundle) // without certificates: the system's roots, as before
 	}
-	f, err := forge.New(forge.Config{Provider: w.Provider, API: w.API, RepoURL: rc.URL, Token: w.Token, Client: client,
-		Organization: w.Codeup.OrganizationID, Repository: w.Codeup.RepositoryID})
+	f, err := forge.New(w, rc.URL, client)
 	if err != nil {
 		return nil, fmt.Errorf("repos[%s].writeBack: %w", rc.Name, err)
 	}
@@ -570,11 +556,7 @@ func newReview(rc config.Repo, r *gitops.Repo) (*updater.Review, error) {
 	if err != nil {
 		return nil, fmt.Errorf("repos[%s].writeBack.branch: %w", rc.Name, err)
 	}
-	base := rc.Branch
-	if base == "" {
-		base = "main"
-	}
-	return &updater.Review{Git: r, Forge: f, Base: base, Branch: branch, Labels: w.Labels, Reviewers: w.Reviewers,
+	return &updater.Review{Git: r, Forge: f, Base: rc.Branch, Branch: branch, Labels: w.Labels, Reviewers: w.Reviewers,
 		AutoMerge: w.Merge == "auto", Language: w.Language, Poll: time.Duration(w.PollInterval)}, nil
 }
 
@@ -584,8 +566,7 @@ func registryHosts(cfg *config.Config) []oci.Host {
 	var hosts []oci.Host
 	listed := map[string]bool{}
 	for _, r := range cfg.Registries {
-		hosts = append(hosts, oci.Host{Host: r.Host, Username: r.Username, Password: r.Password, CABundle: r.CABundle, Insecure: r.Insecure,
-			MaxTags: r.MaxTags, MaxTagBytes: r.MaxTagBytes})
+		hosts = append(hosts, r)
 		listed[strings.ToLower(r.Host)] = true
 	}
 	for _, h := range cfg.Hooks {

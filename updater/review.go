@@ -57,7 +57,8 @@ type Review struct {
 	AutoMerge bool
 	// Language of titles and bodies: en or zh.
 	Language string
-	// Poll is how often followed pull requests are read (webhooks make it sooner).
+	// Poll is how often followed pull requests are read (webhooks make it sooner); required, it is
+	// writeBack.pollInterval, whose default (1m) forge.WriteBack.SetDefaults sets at load.
 	Poll time.Duration
 
 	// mu keeps the worker (which rebuilds branches) and the watcher (which completes merged pull
@@ -119,9 +120,6 @@ func (r *Review) init() {
 	r.prs = map[int64]*proposal{}
 	r.active = map[string]int64{}
 	r.poke = make(chan struct{}, 1)
-	if r.Poll == 0 {
-		r.Poll = time.Minute
-	}
 }
 
 // branchOf names the branch an event's change goes to: the template over its first target in the

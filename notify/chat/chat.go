@@ -25,23 +25,51 @@ import (
 	"github.com/imagehook/imagehook/retry"
 )
 
-// Config is one robot or webhook.
+// Config is one robot or webhook: an entry of the config file's notifiers: section, decoded by
+// package config.
 type Config struct {
-	Name, Type string
-	// URL is the robot's webhook URL (a secret: it carries the robot's token).
-	URL string
-	// Secret signs messages (DingTalk, Feishu, webhook).
-	Secret   string
-	Language string
+	Name string `yaml:"name"`
+	// Type is dingtalk, wecom, feishu, slack or webhook.
+	Type string `yaml:"type"`
+	// URL is the robot's webhook URL; it carries the robot's access token, so it is a secret.
+	URL string `yaml:"url" secret:"true"`
+	// URLFile is read into URL at load.
+	URLFile string `yaml:"urlFile" secretfile:"URL"`
+	// Secret signs the messages: DingTalk's 加签, Feishu's 签名校验, the webhook type's HMAC.
+	Secret     string `yaml:"secret" secret:"true"`
+	SecretFile string `yaml:"secretFile" secretfile:"Secret"`
+	// Language is zh (default) or en.
+	Language string `yaml:"language"`
 	// On is success and/or failure (empty: both).
-	On                   []string
-	MentionMobiles       []string
-	MentionUserIDs       []string
-	MentionAll           bool
-	RatePerMinute        int
-	Client               *http.Client
-	Deadline             time.Duration
+	On      []string `yaml:"on"`
+	Mention Mention  `yaml:"mention"`
+	// RatePerMinute caps messages a minute (DingTalk and WeCom allow 20); reports past it are
+	// coalesced into the next message, never dropped. Zero (a Config built in code) is no cap.
+	RatePerMinute int `yaml:"ratePerMinute"`
+	// Deadline bounds one message's delivery, retries included (default 1m); not in the file,
+	// tests shorten it.
+	Deadline time.Duration `yaml:"-"`
+	// client and the retry pauses are set by New (tests shorten the pauses).
+	client               *http.Client
 	retryFirst, retryMax time.Duration
+}
+
+// Mention names who a message mentions, where the channel supports it.
+type Mention struct {
+	Mobiles []string `yaml:"mobiles"`
+	UserIDs []string `yaml:"userIDs"`
+	All     bool     `yaml:"all"`
+}
+
+// SetDefaults fills what a notifiers: entry leaves out (package config calls it at load): the
+// language, and the channel's documented rate limit.
+func (c *Config) SetDefaults() {
+	if c.Language == "" {
+		c.Language = "zh"
+	}
+	if c.RatePerMinute == 0 {
+		c.RatePerMinute = DefaultRatePerMinute(c.Type)
+	}
 }
 
 // ErrRejected is a robot's refusal (a bad signature, a bad payload, a revoked token).
@@ -75,8 +103,8 @@ func New(cfg Config, log *slog.Logger) (*Notifier, error) {
 	if !ok {
 		return nil, fmt.Errorf("notifier %s: unknown type %q", cfg.Name, cfg.Type)
 	}
-	if cfg.Client == nil {
-		cfg.Client = outbound.Client(15*time.Second, nil)
+	if cfg.client == nil {
+		cfg.client = outbound.Client(15*time.Second, nil)
 	}
 	if cfg.Deadline == 0 {
 		cfg.Deadline = time.Minute
@@ -193,7 +221,7 @@ func (n *Notifier) post(ctx context.Context, m message) error {
 	if err != nil {
 		return err
 	}
-	resp, err := n.cfg.Client.Do(req)
+	resp, err := n.cfg.client.Do(req)
 	if err != nil {
 		// The request URL holds the robot's token: say only what failed.
 		var ue interface{ Unwrap() error }

@@ -135,7 +135,7 @@ func TestDingTalk(t *testing.T) {
 	srv := httptest.NewServer(dingtalk("SECabc", rc))
 	defer srv.Close()
 	url := srv.URL + "/robot/send?access_token=robot-t0ken"
-	n := newTest(t, Config{Name: "ops", Type: "dingtalk", URL: url, Secret: "SECabc", Language: "zh", MentionMobiles: []string{"13800000000"}})
+	n := newTest(t, Config{Name: "ops", Type: "dingtalk", URL: url, Secret: "SECabc", Language: "zh", Mention: Mention{Mobiles: []string{"13800000000"}}})
 	if err := n.Notify(context.Background(), finished("e1", false)); err != nil {
 		t.Fatal(err)
 	}
@@ -277,8 +277,8 @@ func TestFeishuWeComSlackWebhook(t *testing.T) {
 		rc   *receiver
 		want string
 	}{
-		{Config{Type: "feishu", URL: srv.URL + "/feishu", Secret: "fsecret", Language: "en", MentionAll: true}, &feishu, `"template":"red"`},
-		{Config{Type: "wecom", URL: srv.URL + "/wecom", Language: "zh", MentionUserIDs: []string{"zhangsan"}}, &wecom, `<@zhangsan>`},
+		{Config{Type: "feishu", URL: srv.URL + "/feishu", Secret: "fsecret", Language: "en", Mention: Mention{All: true}}, &feishu, `"template":"red"`},
+		{Config{Type: "wecom", URL: srv.URL + "/wecom", Language: "zh", Mention: Mention{UserIDs: []string{"zhangsan"}}}, &wecom, `<@zhangsan>`},
 		{Config{Type: "slack", URL: srv.URL + "/slack", Language: "en"}, &slack, `<https://git.example.com/apps/commit/0123456789abcdef|0123456789ab>`},
 		{Config{Type: "webhook", URL: srv.URL + "/hook", Secret: "whsecret", Language: "en"}, &hook, `"readyAfterSeconds":3`},
 	} {

@@ -101,10 +101,10 @@ func hmacBase64(key, msg string) string {
 // match; 130101: sent too fast).
 func dingtalkBody(cfg Config, m message, _ time.Time) (any, error) {
 	text := strings.Join(m.Lines, "\n\n")
-	for _, mob := range cfg.MentionMobiles {
+	for _, mob := range cfg.Mention.Mobiles {
 		text += " @" + mob // DingTalk mentions a mobile only when the text names it too
 	}
-	at := map[string]any{"atMobiles": orEmpty(cfg.MentionMobiles), "atUserIds": orEmpty(cfg.MentionUserIDs), "isAtAll": cfg.MentionAll}
+	at := map[string]any{"atMobiles": orEmpty(cfg.Mention.Mobiles), "atUserIds": orEmpty(cfg.Mention.UserIDs), "isAtAll": cfg.Mention.All}
 	if len(m.Buttons) > 0 {
 		// An ActionCard: the text with a button per link (independent jump buttons).
 		btns := make([]map[string]string, 0, len(m.Buttons))
@@ -142,10 +142,10 @@ func dingtalkSign(cfg Config, u *url.URL, _ []byte, _ http.Header, now time.Time
 // (45009: over the rate).
 func wecomBody(cfg Config, m message, _ time.Time) (any, error) {
 	text := strings.Join(append(slices.Clone(m.Lines), linkLines(m)...), "\n")
-	for _, id := range cfg.MentionUserIDs {
+	for _, id := range cfg.Mention.UserIDs {
 		text += "\n<@" + id + ">"
 	}
-	if cfg.MentionAll {
+	if cfg.Mention.All {
 		text += "\n<@all>"
 	}
 	return map[string]any{"msgtype": "markdown", "markdown": map[string]string{"content": text}}, nil
@@ -160,10 +160,10 @@ func feishuBody(cfg Config, m message, now time.Time) (any, error) {
 		template = "red"
 	}
 	text := strings.Join(m.Lines[1:], "\n")
-	if cfg.MentionAll {
+	if cfg.Mention.All {
 		text += "\n<at id=all></at>"
 	}
-	for _, id := range cfg.MentionUserIDs {
+	for _, id := range cfg.Mention.UserIDs {
 		text += "\n<at id=" + id + "></at>"
 	}
 	elements := []any{map[string]any{"tag": "markdown", "content": text}}
@@ -227,10 +227,10 @@ func slackBody(cfg Config, m message, _ time.Time) (any, error) {
 		lines = append(lines, slackLinks(l))
 	}
 	text := strings.Join(lines, "\n")
-	if cfg.MentionAll {
+	if cfg.Mention.All {
 		text += "\n<!channel>"
 	}
-	for _, id := range cfg.MentionUserIDs {
+	for _, id := range cfg.Mention.UserIDs {
 		text += " <@" + id + ">"
 	}
 	return map[string]any{

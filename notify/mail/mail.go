@@ -31,6 +31,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"github.com/imagehook/imagehook/event"
+	"github.com/imagehook/imagehook/internal/confyaml"
 	"github.com/imagehook/imagehook/lang"
 	"github.com/imagehook/imagehook/notify"
 	"github.com/imagehook/imagehook/outbound"
@@ -40,32 +41,62 @@ import (
 //go:embed templates/*.tmpl
 var templateFS embed.FS
 
-// Config is the SMTP setup.
+// Config is the SMTP setup: the config file's mail: section, decoded by package config.
 type Config struct {
-	Host     string
-	Port     int
-	TLS      string // implicit | starttls | none
-	Username string
-	Password string
-	From     string
+	Host     string `yaml:"host"`
+	Port     int    `yaml:"port"`
+	TLS      string `yaml:"tls"` // implicit | starttls | none
+	Username string `yaml:"username"`
+	Password string `yaml:"password" secret:"true"`
+	// PasswordFile is read into Password at load.
+	PasswordFile string `yaml:"passwordFile" secretfile:"Password"`
+	From         string `yaml:"from"`
 	// To receives every report, besides a hook's own recipients.
-	To       []string
-	Language string // zh | en
-	// CAPEM holds extra PEM roots (a company CA).
-	CAPEM              []byte
-	InsecureSkipVerify bool
-	Timeout            time.Duration
-	// Deadline bounds one report's whole delivery, retries included (default 60s): an SMTP server
-	// that accepts connections and never answers costs at most this.
-	Deadline time.Duration
-	// Retries and RetryBase bound the retries of a transient failure.
-	Retries   int
-	RetryBase time.Duration
+	To       []string `yaml:"to"`
+	Language string   `yaml:"language"` // zh | en
+	// CAFile holds extra PEM roots (a company CA), read into CAPEM at load.
+	CAFile             string `yaml:"caFile" secretfile:"CAPEM"`
+	InsecureSkipVerify bool   `yaml:"insecureSkipVerify"`
+	// Timeout bounds each SMTP connection and command (default 30s).
+	Timeout confyaml.Duration `yaml:"timeout"`
+	// Deadline bounds one report's whole delivery, retries included (default 60s), so that a
+	// server that accepts connections and never answers costs a bounded time.
+	Deadline confyaml.Duration `yaml:"deadline"`
 	// SubjectTemplate and BodyTemplate replace the embedded templates (both languages) when set;
 	// they see the same data (.Event, .Failed, .Image, .Namespace, .Workload, .Container, .Changes,
 	// .Steps, .CommitURL).
-	SubjectTemplate string
-	BodyTemplate    string
+	SubjectTemplate string `yaml:"subjectTemplate"`
+	BodyTemplate    string `yaml:"bodyTemplate"`
+	// CAPEM is the content of CAFile, or a CA given inline by the old tool's MAIL_CACERT variable.
+	CAPEM string `yaml:"-"`
+	// retries and retryBase bound the retries of a transient failure (3, from 2s; tests shorten them).
+	retries   int
+	retryBase time.Duration
+}
+
+// SetDefaults fills what the mail: section leaves out. Package config calls it at load, so that
+// check-config shows what is used; New calls it for callers that build a Config themselves.
+func (c *Config) SetDefaults() {
+	if c.TLS == "" {
+		c.TLS = "implicit"
+		if c.Port == 587 {
+			c.TLS = "starttls"
+		} else if c.Port == 25 {
+			c.TLS = "none"
+		}
+	}
+	if c.Port == 0 {
+		c.Port = map[string]int{"implicit": 465, "starttls": 587, "none": 25}[c.TLS]
+	}
+	if c.Language == "" {
+		c.Language = "zh"
+	}
+	if c.From == "" {
+		c.From = c.Username
+	}
+	if c.Deadline == 0 {
+		c.Deadline = confyaml.Duration(time.Minute)
+	}
 }
 
 // Notifier mails event reports.
@@ -85,17 +116,15 @@ var ErrHeader = errors.New("header value contains a line break")
 
 // New checks cfg and parses the templates.
 func New(cfg Config, log *slog.Logger) (*Notifier, error) {
+	cfg.SetDefaults()
 	if cfg.Timeout == 0 {
-		cfg.Timeout = 30 * time.Second
+		cfg.Timeout = confyaml.Duration(30 * time.Second)
 	}
-	if cfg.Deadline == 0 {
-		cfg.Deadline = time.Minute
+	if cfg.retries == 0 {
+		cfg.retries = 3
 	}
-	if cfg.Retries == 0 {
-		cfg.Retries = 3
-	}
-	if cfg.RetryBase == 0 {
-		cfg.RetryBase = 2 * time.Second
+	if cfg.retryBase == 0 {
+		cfg.retryBase = 2 * time.Second
 	}
 	if _, err := mail.ParseAddress(cfg.From); err != nil {
 		return nil, fmt.Errorf("mail from %q: %w", cfg.From, err)
@@ -106,7 +135,7 @@ func New(cfg Config, log *slog.Logger) (*Notifier, error) {
 		log.Warn("mail: TLS certificate verification is off (insecureSkipVerify)", "host", cfg.Host)
 	}
 	if len(cfg.CAPEM) > 0 {
-		pool, err := outbound.CertPool(cfg.CAPEM)
+		pool, err := outbound.CertPool([]byte(cfg.CAPEM))
 		if err != nil {
 			return nil, fmt.Errorf("mail caFile: %w", err)
 		}
@@ -298,19 +327,19 @@ func (n *Notifier) send(ctx context.Context, to []string, subject, body, html st
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(ctx, n.cfg.Deadline)
+	ctx, cancel := context.WithTimeout(ctx, time.Duration(n.cfg.Deadline))
 	defer cancel()
 	err = n.sendRetrying(ctx, to, msg)
 	if err != nil && ctx.Err() != nil {
-		return fmt.Errorf("mail to %s: %w after %s", strings.Join(to, ","), ErrTimedOut, n.cfg.Deadline)
+		return fmt.Errorf("mail to %s: %w after %s", strings.Join(to, ","), ErrTimedOut, time.Duration(n.cfg.Deadline))
 	}
 	return err
 }
 
 func (n *Notifier) sendRetrying(ctx context.Context, to []string, msg []byte) error {
-	err := retry.Do(ctx, n.cfg.Retries, retry.Backoff{First: n.cfg.RetryBase, Max: time.Minute}, func(attempt int) (bool, error) {
+	err := retry.Do(ctx, n.cfg.retries, retry.Backoff{First: n.cfg.retryBase, Max: time.Minute}, func(attempt int) (bool, error) {
 		err := n.deliver(ctx, to, msg)
-		if err != nil && transient(err) && attempt < n.cfg.Retries {
+		if err != nil && transient(err) && attempt < n.cfg.retries {
 			n.log.Warn("mail delivery failed, retrying", "attempt", attempt, "err", err)
 		}
 		return transient(err), err
@@ -334,7 +363,7 @@ func transient(err error) bool {
 
 func (n *Notifier) deliver(ctx context.Context, to []string, msg []byte) error {
 	addr := net.JoinHostPort(n.cfg.Host, strconv.Itoa(n.cfg.Port))
-	ctx, cancel := context.WithTimeout(ctx, n.cfg.Timeout)
+	ctx, cancel := context.WithTimeout(ctx, time.Duration(n.cfg.Timeout))
 	defer cancel()
 	dialer := &net.Dialer{}
 	var conn net.Conn
@@ -360,7 +389,7 @@ func (n *Notifier) deliver(ctx context.Context, to []string, msg []byte) error {
 	} else {
 		c = smtp.NewClient(conn)
 	}
-	c.CommandTimeout, c.SubmissionTimeout = n.cfg.Timeout, n.cfg.Timeout
+	c.CommandTimeout, c.SubmissionTimeout = time.Duration(n.cfg.Timeout), time.Duration(n.cfg.Timeout)
 	defer c.Close()
 	if err := c.Hello(hostname()); err != nil {
 		return fmt.Errorf("hello: %w", err)

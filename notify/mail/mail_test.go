@@ -19,6 +19,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"github.com/imagehook/imagehook/event"
+	"github.com/imagehook/imagehook/internal/confyaml"
 	"github.com/imagehook/imagehook/internal/smtptest"
 )
 
@@ -43,8 +44,8 @@ func newNotifier(t *testing.T, cfg Config) *Notifier {
 	t.Helper()
 	cfg.Host = "127.0.0.1"
 	cfg.From = "imagehook <" + user + ">"
-	cfg.RetryBase = 10 * time.Millisecond
-	cfg.Timeout = 5 * time.Second
+	cfg.retryBase = 10 * time.Millisecond
+	cfg.Timeout = confyaml.Duration(5 * time.Second)
 	n, err := New(cfg, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
@@ -69,7 +70,7 @@ func TestDelivery(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			srv := smtptest.Start(t, tt.srv, cert)
 			port := srv.Port
-			n := newNotifier(t, Config{Port: port, TLS: tt.tls, Username: user, Password: password, Language: tt.lang, CAPEM: caPEM})
+			n := newNotifier(t, Config{Port: port, TLS: tt.tls, Username: user, Password: password, Language: tt.lang, CAPEM: string(caPEM)})
 			if err := n.Notify(context.Background(), sampleEvent()); err != nil {
 				t.Fatal(err)
 			}
@@ -156,14 +157,14 @@ func TestDeliveryFailures(t *testing.T) {
 	send := func(n *Notifier) error { return n.Send(context.Background(), []string{"a@example.com"}, "s", "b") }
 	t.Run("wrong password", func(t *testing.T) {
 		srv := smtptest.Start(t, smtptest.Options{ImplicitTLS: true}, cert)
-		err := send(newNotifier(t, Config{Port: srv.Port, TLS: "implicit", Username: user, Password: "wrong-pw-xyz", CAPEM: caPEM}))
+		err := send(newNotifier(t, Config{Port: srv.Port, TLS: "implicit", Username: user, Password: "wrong-pw-xyz", CAPEM: string(caPEM)}))
 		if err == nil || strings.Contains(err.Error(), "wrong-pw-xyz") {
 			t.Errorf("err = %v", err)
 		}
 	})
 	t.Run("starttls required but not offered", func(t *testing.T) {
 		srv := smtptest.Start(t, smtptest.Options{}, cert)
-		err := send(newNotifier(t, Config{Port: srv.Port, TLS: "starttls", Username: user, Password: password, CAPEM: caPEM}))
+		err := send(newNotifier(t, Config{Port: srv.Port, TLS: "starttls", Username: user, Password: password, CAPEM: string(caPEM)}))
 		if msgs, _ := srv.Messages(); err == nil || !strings.Contains(err.Error(), "STARTTLS") || len(msgs) != 0 {
 			t.Errorf("err = %v, messages %d", err, len(msgs))
 		}
@@ -267,7 +268,7 @@ func TestDeadline(t *testing.T) {
 			defer c.Close()
 		}
 	}()
-	n := newNotifier(t, Config{Port: ln.Addr().(*net.TCPAddr).Port, TLS: "none", Deadline: 300 * time.Millisecond})
+	n := newNotifier(t, Config{Port: ln.Addr().(*net.TCPAddr).Port, TLS: "none", Deadline: confyaml.Duration(300 * time.Millisecond)})
 	err = n.Notify(context.Background(), sampleEvent())
 	if !errors.Is(err, ErrTimedOut) || !strings.Contains(err.Error(), "timed out") {
 		t.Errorf("err = %v, want timed out", err)
