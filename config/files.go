@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strings"
 	"unicode"
+
+	"github.com/imagehook/imagehook/outbound"
 )
 
 // Blank reports whether a secret is empty or only white space (any Unicode space): such a value
@@ -54,6 +56,11 @@ func walkFiles(c *Config, v reflect.Value, path []any) error {
 				if err := readInto(v.FieldByName(dst), v.Field(i).String(), c.name(at)); err != nil {
 					return err
 				}
+				if key == "caFile" {
+					if err := checkCA(v.FieldByName(dst), c.name(at)); err != nil {
+						return err
+					}
+				}
 				continue
 			}
 			if err := walkFiles(c, v.Field(i), at); err != nil {
@@ -80,6 +87,25 @@ func readInto(dst reflect.Value, file, field string) error {
 		dst.SetString(strings.TrimRight(string(data), "\r\n"))
 	} else {
 		dst.SetBytes(data)
+	}
+	return nil
+}
+
+// checkCA refuses a CA file that holds no PEM certificate: the clients would quietly trust the
+// system's roots alone, and the first TLS error would name a certificate, not the file.
+func checkCA(v reflect.Value, field string) error {
+	var data []byte
+	switch v.Kind() {
+	case reflect.String:
+		data = []byte(v.String())
+	case reflect.Slice:
+		data = v.Bytes()
+	}
+	if len(data) == 0 {
+		return nil
+	}
+	if _, err := outbound.CertPool(data); err != nil {
+		return fmt.Errorf("%s: %w", field, err)
 	}
 	return nil
 }

@@ -128,6 +128,7 @@ func TestRedactedMasksMovedSections(t *testing.T) {
 // components is still read into its field at load.
 func TestFilesOfMovedSections(t *testing.T) {
 	dir := t.TempDir()
+	ca := strings.TrimRight(testCertPEM(t), "\n")
 	file := func(name, content string) string {
 		p := filepath.Join(dir, name)
 		if err := os.WriteFile(p, []byte(content+"\n"), 0o600); err != nil {
@@ -139,13 +140,13 @@ func TestFilesOfMovedSections(t *testing.T) {
 repos:
   - name: apps
     url: https://git.example.com/platform/apps.git
-    auth: {username: bot, passwordFile: ` + file("repo-pw", "repo-from-file") + `, sshKeyFile: ` + file("key", "ssh-key-bytes") + `, caFile: ` + file("repo-ca", "repo-ca-bytes") + `}
+    auth: {username: bot, passwordFile: ` + file("repo-pw", "repo-from-file") + `, sshKeyFile: ` + file("key", "ssh-key-bytes") + `, caFile: ` + file("repo-ca", ca) + `}
     writeBack: {mode: pullRequest, provider: gitea, tokenFile: ` + file("forge", "forge-from-file") + `}
-mail: {host: smtp.example.com, from: bot@example.com, passwordFile: ` + file("mail-pw", "mail-from-file") + `, caFile: ` + file("mail-ca", "mail-ca-text") + `}
+mail: {host: smtp.example.com, from: bot@example.com, passwordFile: ` + file("mail-pw", "mail-from-file") + `, caFile: ` + file("mail-ca", ca) + `}
 notifiers:
   - {name: ops, type: webhook, urlFile: ` + file("url", "https://hooks.example.com/x") + `, secretFile: ` + file("secret", "robot-from-file") + `}
 registries:
-  - {host: registry.example.com, username: u, passwordFile: ` + file("reg-pw", "registry-from-file") + `, caFile: ` + file("reg-ca", "registry-ca-bytes") + `}
+  - {host: registry.example.com, username: u, passwordFile: ` + file("reg-pw", "registry-from-file") + `, caFile: ` + file("reg-ca", ca) + `}
 `
 	c, err := Parse([]byte(yml), env(nil))
 	if err != nil {
@@ -155,14 +156,14 @@ registries:
 	for _, tt := range []struct{ key, got, want string }{
 		{"repos[0].auth.passwordFile", r.Auth.Password, "repo-from-file"},
 		{"repos[0].auth.sshKeyFile", string(r.Auth.SSHKey), "ssh-key-bytes\n"},
-		{"repos[0].auth.caFile", string(r.Auth.CABundle), "repo-ca-bytes\n"},
+		{"repos[0].auth.caFile", string(r.Auth.CABundle), ca + "\n"},
 		{"repos[0].writeBack.tokenFile", r.WriteBack.Token, "forge-from-file"},
 		{"mail.passwordFile", c.Mail.Password, "mail-from-file"},
-		{"mail.caFile", c.Mail.CAPEM, "mail-ca-text"},
+		{"mail.caFile", c.Mail.CAPEM, ca},
 		{"notifiers[0].urlFile", n.URL, "https://hooks.example.com/x"},
 		{"notifiers[0].secretFile", n.Secret, "robot-from-file"},
 		{"registries[0].passwordFile", g.Password, "registry-from-file"},
-		{"registries[0].caFile", string(g.CABundle), "registry-ca-bytes\n"},
+		{"registries[0].caFile", string(g.CABundle), ca + "\n"},
 	} {
 		if tt.got != tt.want {
 			t.Errorf("%s read as %q, want %q", tt.key, tt.got, tt.want)
