@@ -18,14 +18,22 @@ import (
 	"github.com/imagehook/imagehook/internal/testlog"
 )
 
-// start runs a coordinator on dsn for the queues keys until the test ends.
+// start runs a coordinator on dsn for the queues keys until the test ends. Its log is printed
+// when the test fails: a takeover that did not happen is read from both replicas' claims.
 func start(t testing.TB, dsn string, keys ...string) *Coordinator {
 	t.Helper()
-	log := slog.New(slog.NewTextHandler(&testlog.Buffer{}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	buf := &testlog.Buffer{}
+	log := slog.New(slog.NewTextHandler(buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	c, err := New(context.Background(), dsn, keys, log)
 	if err != nil {
 		t.Fatal(err)
 	}
+	started := time.Now()
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("log of the replica started at %s:\n%s", started.Format("15:04:05.000"), buf)
+		}
+	})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { c.Run(ctx, nil); close(done) }()
