@@ -169,8 +169,7 @@ func openRepo(cfg *config.Config, rc config.Repo, fullHistory bool, log *slog.Lo
 	if fullHistory {
 		dir = filepath.Join(cfg.DataDir, "repos", rc.Name+".history.git")
 	}
-	return gitops.Open(gitops.Config{Name: rc.Name, URL: rc.URL, Branch: rc.Branch, PushBranch: rc.PushBranch, Auth: rc.Auth, Signer: signer,
-		Author: rc.Author, Timeout: time.Duration(rc.Timeout), FullHistory: fullHistory}, dir, log)
+	return gitops.Open(gitops.Config{Repo: rc.Repo, Signer: signer, FullHistory: fullHistory}, dir, log)
 }
 
 func (s *Service) build() error {
