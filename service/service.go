@@ -555,8 +555,7 @@ func newReview(rc config.Repo, r *gitops.Repo) (*updater.Review, error) {
 	if err != nil {
 		return nil, fmt.Errorf("repos[%s].writeBack.branch: %w", rc.Name, err)
 	}
-	return &updater.Review{Git: r, Forge: f, Base: rc.Branch, Branch: branch, Labels: w.Labels, Reviewers: w.Reviewers,
-		AutoMerge: w.Merge == "auto", Language: w.Language, Poll: time.Duration(w.PollInterval)}, nil
+	return &updater.Review{Git: r, Forge: f, Base: rc.Branch, Branch: branch, WriteBack: w}, nil
 }
 
 // registryHosts are the only registry hosts verify and reconcile ask: those registries: lists, and
