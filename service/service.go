@@ -357,10 +357,10 @@ func readLimits(cfg *config.Config) manifests.Budget {
 // openIndex loads the repository's index of where images live (derived data in the data dir:
 // rebuilt when missing or corrupt), and logs how far a first build has come.
 func openIndex(cfg *config.Config, name string, log *slog.Logger) *manifests.Index {
-	ix := manifests.OpenIndex(filepath.Join(cfg.DataDir, "index", name+".idx"), readLimits(cfg))
+	ix := manifests.OpenIndex(filepath.Join(cfg.DataDir, "index", name+".idx"), readLimits(cfg),
+		manifests.IndexProgress(func(n int) { log.Info("indexing manifests", "repo", name, "files", n) }))
 	files, dirs := ix.Len()
 	log.Info("manifests index", "repo", name, "files", files, "dirs", dirs)
-	ix.Progress = func(n int) { log.Info("indexing manifests", "repo", name, "files", n) }
 	return ix
 }
 
