@@ -51,7 +51,7 @@ func walkFiles(c *Config, v reflect.Value, path []any) error {
 				continue
 			}
 			key, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
-			at := append(slices.Clip(path), key)
+			at := fieldPath(path, f)
 			if dst := f.Tag.Get("secretfile"); dst != "" {
 				if err := readInto(v.FieldByName(dst), v.Field(i).String(), c.name(at)); err != nil {
 					return err

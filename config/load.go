@@ -63,10 +63,12 @@ type decodeError struct {
 // sectionNames are the config package's names of the section types components own, by the name
 // the decoder gives them ("field x not found in type mail.Config", "cannot unmarshal !!seq into
 // mail.Config"): messages keep saying config.Mail, as before the types moved to their components.
+// gitopsconfig.Repo is decoded inline, as part of config.Repo (whose name the decoder gives), and
+// is named here like every other moved type.
 var sectionNames = map[string]string{
 	"mail.Config": "config.Mail", "chat.Config": "config.Notifier", "chat.Mention": "config.Mention",
 	"ociconfig.Registry": "config.Registry", "gitopsconfig.Auth": "config.RepoAuth", "gitopsconfig.Author": "config.Author",
-	"forge.WriteBack": "config.WriteBack", "forge.CodeupRepo": "config.CodeupRepo", "deployconfig.Watch": "config.Watch",
+	"gitopsconfig.Repo": "config.Repo", "forge.WriteBack": "config.WriteBack", "forge.CodeupRepo": "config.CodeupRepo", "deployconfig.Watch": "config.Watch",
 	"deployconfig.Namespace": "config.Namespace", "event.Values": "config.Values",
 }
 

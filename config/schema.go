@@ -117,15 +117,9 @@ type Limits struct {
 
 // Repo is a manifests repository.
 type Repo struct {
-	Name   string `yaml:"name"`
-	URL    string `yaml:"url"`
-	Branch string `yaml:"branch"`
-	// PushBranch receives the commits instead of Branch, for teams that merge via pull requests.
-	PushBranch string   `yaml:"pushBranch"`
-	Auth       RepoAuth `yaml:"auth"`
-	Author     Author   `yaml:"author"`
-	// Timeout bounds each fetch and push.
-	Timeout Duration `yaml:"timeout"`
+	// Repo is the git part: name, url, branch, pushBranch, auth, author and timeout (gitops'
+	// section type, inline: its keys are the entry's own). gitops.Open takes it as it is.
+	gitopsconfig.Repo `yaml:",inline"`
 	// CommitURL links a commit in reports: "https://git.example.com/platform/apps/commit/{sha}".
 	CommitURL string `yaml:"commitURL"`
 	// SigningKeyFile is the private key that signs every commit: an armored OpenPGP key, or an

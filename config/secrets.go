@@ -146,6 +146,23 @@ func urlTokens(raw string) []string {
 
 // node returns the value node at a path of mapping keys (string) and sequence indexes (int) in
 
+// fieldPath is the place of a struct field's value below path: path and the field's YAML key, or
+// path itself for a field inlined into its parent's mapping (`yaml:",inline"`: its keys are the
+// parent's own, as config.Repo's name and url are).
+func fieldPath(path []any, f reflect.StructField) []any {
+	if inlined(f) {
+		return path
+	}
+	key, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+	return append(slices.Clip(path), key)
+}
+
+// inlined reports whether the field's YAML keys are inlined into its parent's mapping.
+func inlined(f reflect.StructField) bool {
+	_, opts, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+	return slices.Contains(strings.Split(opts, ","), "inline")
+}
+
 // eachSecret calls fn for every field tagged secret:"true" (a string or a []string) in v, the one
 // walk behind Secrets, Redacted and the short-secret warnings.
 func eachSecret(v reflect.Value, fn func(reflect.Value)) {
@@ -159,8 +176,7 @@ func eachSecretAt(v reflect.Value, path []any, fn func([]any, reflect.Value)) {
 	case reflect.Struct:
 		for i := 0; i < v.NumField(); i++ {
 			f := v.Type().Field(i)
-			key, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
-			at := append(slices.Clip(path), key)
+			at := fieldPath(path, f)
 			switch {
 			case !f.IsExported():
 			case f.Tag.Get("secret") == "true":

@@ -29,6 +29,9 @@ func taggedFields(t reflect.Type, path, tag string, out map[string]string) {
 				continue
 			}
 			at := strings.TrimPrefix(path+"."+key, ".")
+			if inlined(f) {
+				at = path // config.Repo's git part: its keys are the entry's own
+			}
 			if v := f.Tag.Get(tag); v != "" {
 				out[at] = v
 			}

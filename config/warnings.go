@@ -82,13 +82,21 @@ func (c *Config) name(path []any) string {
 	return b.String()
 }
 
-// fieldByKey returns the field of struct v whose YAML key is key (the zero Value if none).
+// fieldByKey returns the field of struct v whose YAML key is key, also among the fields of an
+// inlined struct (the zero Value if none).
 func fieldByKey(v reflect.Value, key string) reflect.Value {
 	if v.Kind() != reflect.Struct {
 		return reflect.Value{}
 	}
 	for i := 0; i < v.NumField(); i++ {
-		if k, _, _ := strings.Cut(v.Type().Field(i).Tag.Get("yaml"), ","); k == key {
+		f := v.Type().Field(i)
+		if inlined(f) {
+			if in := fieldByKey(v.Field(i), key); in.IsValid() {
+				return in
+			}
+			continue
+		}
+		if k, _, _ := strings.Cut(f.Tag.Get("yaml"), ","); k == key {
 			return v.Field(i)
 		}
 	}

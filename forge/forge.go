@@ -120,6 +120,10 @@ type CodeupRepo struct {
 // PullRequests reports whether the repository is written through pull requests.
 func (w WriteBack) PullRequests() bool { return w.Mode == "pullRequest" }
 
+// AutoMerges reports whether imagehook asks the forge to merge its pull requests once their checks
+// pass (merge: auto).
+func (w WriteBack) AutoMerges() bool { return w.Merge == "auto" }
+
 // SetDefaults fills what a pull-request write-back leaves out (package config calls it at load,
 // so check-config shows what is used): the provider inferred from the repository's URL, the
 // branch template and the poll interval.

@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/imagehook/imagehook/gitops/gitopsconfig"
 	"github.com/imagehook/imagehook/imageref"
 	"github.com/imagehook/imagehook/internal/gitserver"
 	"github.com/imagehook/imagehook/manifests"
@@ -41,8 +42,8 @@ func BenchmarkFirstStart(b *testing.B) {
 	generateBig(b, bare, *firstFetchFiles)
 	url := srv.URL + "/apps.git"
 	for range b.N {
-		r, err := Open(Config{Name: "apps", URL: url, Branch: "main", Auth: Auth{Username: "bot", Password: "pw"},
-			Author: Signature{Name: "imagehook", Email: "imagehook@example.com"}}, filepath.Join(b.TempDir(), "cache"), slog.New(slog.DiscardHandler))
+		r, err := Open(Config{Repo: gitopsconfig.Repo{Name: "apps", URL: url, Branch: "main", Auth: Auth{Username: "bot", Password: "pw"},
+			Author: Signature{Name: "imagehook", Email: "imagehook@example.com"}}}, filepath.Join(b.TempDir(), "cache"), slog.New(slog.DiscardHandler))
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"strings"
+	"time"
 
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/object"
@@ -114,7 +115,7 @@ func (r *Repo) ReadAt(ctx context.Context, commit string, fn func(fs.FS) error) 
 }
 
 func (r *Repo) proposeOnce(ctx context.Context, branch, head string, edit EditFunc) (Commit, error) {
-	ctx, cancel := context.WithTimeout(ctx, r.cfg.Timeout)
+	ctx, cancel := context.WithTimeout(ctx, time.Duration(r.cfg.Timeout))
 	defer cancel()
 	ps, err := r.openPush(ctx, branch)
 	if err != nil {

@@ -20,6 +20,7 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
+	"github.com/imagehook/imagehook/gitops/gitopsconfig"
 	"github.com/imagehook/imagehook/internal/gitserver"
 )
 
@@ -210,7 +211,7 @@ func TestSSHSignedCommits(t *testing.T) {
 			}
 			srv := gitserver.New(t, "bot", "pw")
 			url := srv.NewRepo(t, "apps", os.DirFS("testdata/repo"))
-			r, err := Open(Config{Name: "apps", URL: url, Branch: "main", Auth: Auth{Username: "bot", Password: "pw"}, Author: Signature{Name: "imagehook", Email: "imagehook@example.com"}, Signer: signer},
+			r, err := Open(Config{Repo: gitopsconfig.Repo{Name: "apps", URL: url, Branch: "main", Auth: Auth{Username: "bot", Password: "pw"}, Author: Signature{Name: "imagehook", Email: "imagehook@example.com"}}, Signer: signer},
 				filepath.Join(t.TempDir(), "cache"), slog.New(slog.DiscardHandler))
 			if err != nil {
 				t.Fatal(err)

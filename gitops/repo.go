@@ -27,6 +27,7 @@ import (
 	"github.com/go-git/go-git/v5/storage/filesystem"
 
 	"github.com/imagehook/imagehook/gitops/gitopsconfig"
+	"github.com/imagehook/imagehook/internal/confyaml"
 	"github.com/imagehook/imagehook/retry"
 )
 
@@ -45,17 +46,11 @@ var installFileTransport sync.Once
 
 // Config describes one manifests repository.
 type Config struct {
-	Name string
-	URL  string
-	// Branch is required (repos[].branch, which config defaults to main).
-	Branch string
-	// PushBranch, when set, receives the commits instead of Branch (for teams that merge through
-	// pull requests): it is created from Branch, then built upon.
-	PushBranch string
-	Auth       Auth
-	Author     Signature
-	// Timeout bounds each network operation.
-	Timeout time.Duration
+	// Repo is the repository's section (repos[]: name, url, branch, pushBranch, auth, author,
+	// timeout). Branch is required (config defaults it to main); PushBranch, when set, receives
+	// the commits instead of Branch (for teams that merge through pull requests): it is created
+	// from Branch, then built upon. Timeout bounds each network operation (0: 2m).
+	gitopsconfig.Repo
 	// MaxAttempts bounds push retries on conflict.
 	MaxAttempts int
 	// Signer, when set, signs every commit.
@@ -102,7 +97,7 @@ func Open(cfg Config, dir string, log *slog.Logger) (*Repo, error) {
 		return nil, fmt.Errorf("repo %s: no branch", cfg.Name)
 	}
 	if cfg.Timeout == 0 {
-		cfg.Timeout = 2 * time.Minute
+		cfg.Timeout = confyaml.Duration(2 * time.Minute)
 	}
 	if cfg.MaxAttempts == 0 {
 		cfg.MaxAttempts = 10
@@ -188,7 +183,7 @@ func (c Config) pushBranch() string {
 func (r *Repo) Fetch(ctx context.Context) error { return r.fetch(ctx, r.cfg.Branch) }
 
 func (r *Repo) fetch(ctx context.Context, branch string) error {
-	ctx, cancel := context.WithTimeout(ctx, r.cfg.Timeout)
+	ctx, cancel := context.WithTimeout(ctx, time.Duration(r.cfg.Timeout))
 	defer cancel()
 	spec := gitconfig.RefSpec(fmt.Sprintf("+refs/heads/%s:%s", branch, trackingRef(branch)))
 	depth := 0
@@ -297,7 +292,7 @@ func (r *Repo) retryConflicts(ctx context.Context, once func() (Commit, error)) 
 var conflictBackoff = retry.Backoff{Min: 100 * time.Millisecond, Max: 30 * time.Second, Jitter: true}
 
 func (r *Repo) applyOnce(ctx context.Context, edit EditFunc) (Commit, error) {
-	ctx, cancel := context.WithTimeout(ctx, r.cfg.Timeout)
+	ctx, cancel := context.WithTimeout(ctx, time.Duration(r.cfg.Timeout))
 	defer cancel()
 	t0 := time.Now()
 	ps, err := r.openPush(ctx, r.cfg.pushBranch())

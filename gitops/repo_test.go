@@ -18,14 +18,15 @@ import (
 	"github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/plumbing"
 
+	"github.com/imagehook/imagehook/gitops/gitopsconfig"
 	"github.com/imagehook/imagehook/internal/gitserver"
 )
 
 func newRepo(t *testing.T, srv *gitserver.Server, password string) *Repo {
 	t.Helper()
 	url := srv.NewRepo(t, "apps", os.DirFS("testdata/repo"))
-	r, err := Open(Config{Name: "apps", URL: url, Branch: "main", Auth: Auth{Username: srv.User, Password: password},
-		Author: Signature{Name: "imagehook", Email: "imagehook@example.com"}}, filepath.Join(t.TempDir(), "cache"), slog.New(slog.DiscardHandler))
+	r, err := Open(Config{Repo: gitopsconfig.Repo{Name: "apps", URL: url, Branch: "main", Auth: Auth{Username: srv.User, Password: password},
+		Author: Signature{Name: "imagehook", Email: "imagehook@example.com"}}}, filepath.Join(t.TempDir(), "cache"), slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -159,7 +160,7 @@ func TestSeedAndFileRemote(t *testing.T) {
 		t.Fatal(err)
 	}
 	gitserver.Git(t, dir, "fsck", "--strict")
-	r, err := Open(Config{Name: "q", URL: "file://" + dir, Branch: "main", Author: Signature{Name: "q", Email: "q@example.com"}}, filepath.Join(t.TempDir(), "c"), slog.New(slog.DiscardHandler))
+	r, err := Open(Config{Repo: gitopsconfig.Repo{Name: "q", URL: "file://" + dir, Branch: "main", Author: Signature{Name: "q", Email: "q@example.com"}}}, filepath.Join(t.TempDir(), "c"), slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -183,8 +184,8 @@ func TestSSH(t *testing.T) {
 		t.Fatal(err)
 	}
 	open := func(knownHosts string) *Repo {
-		r, err := Open(Config{Name: "apps", URL: "ssh://git@" + sshd.Addr + "/apps.git", Branch: "main", Author: Signature{Name: "a", Email: "a@example.com"},
-			Auth: Auth{SSHKey: sshd.ClientKey, KnownHostsFile: knownHosts}}, filepath.Join(t.TempDir(), "cache"), slog.New(slog.DiscardHandler))
+		r, err := Open(Config{Repo: gitopsconfig.Repo{Name: "apps", URL: "ssh://git@" + sshd.Addr + "/apps.git", Branch: "main", Author: Signature{Name: "a", Email: "a@example.com"},
+			Auth: Auth{SSHKey: sshd.ClientKey, KnownHostsFile: knownHosts}}}, filepath.Join(t.TempDir(), "cache"), slog.New(slog.DiscardHandler))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -212,8 +213,8 @@ func TestSSH(t *testing.T) {
 func TestPushBranch(t *testing.T) {
 	srv := gitserver.New(t, "bot", "pw")
 	url := srv.NewRepo(t, "apps", os.DirFS("testdata/repo"))
-	r, err := Open(Config{Name: "apps", URL: url, Branch: "main", PushBranch: "imagehook/updates", Auth: Auth{Username: "bot", Password: "pw"},
-		Author: Signature{Name: "a", Email: "a@example.com"}}, filepath.Join(t.TempDir(), "cache"), slog.New(slog.DiscardHandler))
+	r, err := Open(Config{Repo: gitopsconfig.Repo{Name: "apps", URL: url, Branch: "main", PushBranch: "imagehook/updates", Auth: Auth{Username: "bot", Password: "pw"},
+		Author: Signature{Name: "a", Email: "a@example.com"}}}, filepath.Join(t.TempDir(), "cache"), slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -259,7 +260,7 @@ func TestSignedCommits(t *testing.T) {
 	}
 	srv := gitserver.New(t, "bot", "pw")
 	url := srv.NewRepo(t, "apps", os.DirFS("testdata/repo"))
-	r, err := Open(Config{Name: "apps", URL: url, Branch: "main", Auth: Auth{Username: "bot", Password: "pw"}, Author: Signature{Name: "a", Email: "a@example.com"}, Signer: signer},
+	r, err := Open(Config{Repo: gitopsconfig.Repo{Name: "apps", URL: url, Branch: "main", Auth: Auth{Username: "bot", Password: "pw"}, Author: Signature{Name: "a", Email: "a@example.com"}}, Signer: signer},
 		filepath.Join(t.TempDir(), "cache"), slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
@@ -315,8 +316,8 @@ func TestShallowCache(t *testing.T) {
 	}
 	gitserver.Git(t, work, "push", "-q", "origin", "main")
 	count := func(full bool) int {
-		r, err := Open(Config{Name: "apps", URL: url, Branch: "main", Auth: Auth{Username: "bot", Password: "s3cret"}, FullHistory: full,
-			Author: Signature{Name: "imagehook", Email: "imagehook@example.com"}}, filepath.Join(t.TempDir(), "cache"), slog.New(slog.DiscardHandler))
+		r, err := Open(Config{Repo: gitopsconfig.Repo{Name: "apps", URL: url, Branch: "main", Auth: Auth{Username: "bot", Password: "s3cret"},
+			Author: Signature{Name: "imagehook", Email: "imagehook@example.com"}}, FullHistory: full}, filepath.Join(t.TempDir(), "cache"), slog.New(slog.DiscardHandler))
 		if err != nil {
 			t.Fatal(err)
 		}

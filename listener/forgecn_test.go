@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/imagehook/imagehook/config"
+	"github.com/imagehook/imagehook/gitops/gitopsconfig"
 )
 
 // poker records the repositories a forge's webhook asked to read now.
@@ -41,8 +42,8 @@ func TestForgeWebhooksGiteeCodeup(t *testing.T) {
 	var logs bytes.Buffer
 	cfg := &config.Config{MaxBodyBytes: 1 << 20, Limits: config.Limits{HookRate: 1000, HookBurst: 1000, GlobalRate: 1000, GlobalBurst: 1000, AuthFailureRate: 1000, AuthFailureBurst: 1000, MaxEventsPerRequest: 50},
 		Repos: []config.Repo{
-			{Name: "apps", WriteBack: config.WriteBack{Mode: "pullRequest", Provider: "gitee", WebhookSecret: giteeKey}},
-			{Name: "infra", WriteBack: config.WriteBack{Mode: "pullRequest", Provider: "codeup", WebhookSecret: codeupSecret}},
+			{Repo: gitopsconfig.Repo{Name: "apps"}, WriteBack: config.WriteBack{Mode: "pullRequest", Provider: "gitee", WebhookSecret: giteeKey}},
+			{Repo: gitopsconfig.Repo{Name: "infra"}, WriteBack: config.WriteBack{Mode: "pullRequest", Provider: "codeup", WebhookSecret: codeupSecret}},
 		}}
 	p := &poker{recorder: &recorder{}}
 	s, err := New(cfg, Deps{Updater: p, Events: p, Reviews: p, Metrics: prometheus.NewRegistry()}, slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})))

@@ -39,9 +39,8 @@ type Index struct {
 	file   string
 	dirty  bool
 	saved  time.Time
-	// Progress, when set, hears how many files have been summarised, every 5,000 (a first
-	// build on a big repository takes a while; a log line says how far it is).
-	Progress func(files int)
+	// progress, when set (IndexProgress), hears how many files have been summarised, every 5,000.
+	progress func(files int)
 	// gen counts lookups; directory summaries untouched for keepGenerations are dropped, so that the
 	// trees of old commits do not pile up (files are kept: a skipped subtree's files are still valid).
 	gen int
@@ -100,11 +99,21 @@ type indexEntry struct {
 // indexChunkEntries is how many entries one gob value holds: about 200 KB encoded.
 const indexChunkEntries = 4096
 
+// IndexOption sets up an index as OpenIndex opens it.
+type IndexOption func(*Index)
+
+// IndexProgress makes the index tell fn how many files it has summarised, every 5,000: a first
+// build on a big repository takes a while, and a log line can say how far it is.
+func IndexProgress(fn func(files int)) IndexOption { return func(ix *Index) { ix.progress = fn } }
+
 // OpenIndex loads the index kept at file, or starts an empty one when it is missing, corrupt or of
 // another format. limits are the events' read limits (the zero Budget: the defaults).
-func OpenIndex(file string, limits Budget) *Index {
+func OpenIndex(file string, limits Budget, opts ...IndexOption) *Index {
 	limits.bytes, limits.nodes = 0, 0
 	ix := &Index{blobs: map[string]*entrySummary{}, trees: map[string]*entrySummary{}, limits: limits, file: file, saved: time.Now()}
+	for _, o := range opts {
+		o(ix)
+	}
 	if file == "" {
 		return ix
 	}
@@ -374,8 +383,8 @@ func (ix *Index) blob(fsys fs.FS, name, hash string, e fs.DirEntry) *entrySummar
 	if hash != "" {
 		ix.blobs[hash] = s
 		ix.dirty = true
-		if ix.Progress != nil && len(ix.blobs)%5000 == 0 {
-			ix.Progress(len(ix.blobs))
+		if ix.progress != nil && len(ix.blobs)%5000 == 0 {
+			ix.progress(len(ix.blobs))
 		}
 	}
 	return s

@@ -103,6 +103,11 @@ func (l Log) Notify(_ context.Context, evs ...*event.Event) error {
 	return nil
 }
 
+// AnnounceStage prints a promotion notice instead of sending it, as Notify prints reports.
+func (l Log) AnnounceStage(_ context.Context, _ []string, _ *event.Mail, n Notice) {
+	l.Logger.Info("promotion notice (printed, not sent)", "title", n.Title, "text", n.Text())
+}
+
 // OtherIDs lists the ids of the events after the first, for a report about a shared commit.
 func OtherIDs(evs []*event.Event) string {
 	ids := make([]string, 0, len(evs))
@@ -188,6 +193,19 @@ type Notice struct {
 	Title   string
 	Lines   []string
 	Buttons []Button
+}
+
+// Text is the notice as plain text, for mail and the log: its lines, then each link on its own
+// line.
+func (n Notice) Text() string {
+	var b strings.Builder
+	for _, l := range n.Lines {
+		b.WriteString(l + "\n")
+	}
+	for _, btn := range n.Buttons {
+		fmt.Fprintf(&b, "\n%s:\n%s\n", btn.Text, btn.URL)
+	}
+	return b.String()
 }
 
 // Button is one link of a Notice.

@@ -15,7 +15,6 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/debug"
-	"slices"
 	"strings"
 	"sync"
 	"text/template"
@@ -169,8 +168,7 @@ func openRepo(cfg *config.Config, rc config.Repo, fullHistory bool, log *slog.Lo
 	if fullHistory {
 		dir = filepath.Join(cfg.DataDir, "repos", rc.Name+".history.git")
 	}
-	return gitops.Open(gitops.Config{Name: rc.Name, URL: rc.URL, Branch: rc.Branch, PushBranch: rc.PushBranch, Auth: rc.Auth, Signer: signer,
-		Author: rc.Author, Timeout: time.Duration(rc.Timeout), FullHistory: fullHistory}, dir, log)
+	return gitops.Open(gitops.Config{Repo: rc.Repo, Signer: signer, FullHistory: fullHistory}, dir, log)
 }
 
 func (s *Service) build() error {
@@ -324,7 +322,7 @@ func (s *Service) startPromotion(srv *listener.Server, holds *promote.Holds) err
 	if owns := s.owns(); owns != nil {
 		popts.Owns = owns
 	}
-	popts.Announcer = stageAnnouncer{members: s.notifier, to: mailTo(cfg), log: s.log}
+	popts.Announcer = stageAnnouncer{members: s.notifier}
 	popts.Progress = s.updater.Progress()
 	if l := cfg.ApprovalLinks; l != nil {
 		signer, err := approval.NewSigner([]byte(config.TrimSecret(l.Key)))
@@ -358,10 +356,10 @@ func readLimits(cfg *config.Config) manifests.Budget {
 // openIndex loads the repository's index of where images live (derived data in the data dir:
 // rebuilt when missing or corrupt), and logs how far a first build has come.
 func openIndex(cfg *config.Config, name string, log *slog.Logger) *manifests.Index {
-	ix := manifests.OpenIndex(filepath.Join(cfg.DataDir, "index", name+".idx"), readLimits(cfg))
+	ix := manifests.OpenIndex(filepath.Join(cfg.DataDir, "index", name+".idx"), readLimits(cfg),
+		manifests.IndexProgress(func(n int) { log.Info("indexing manifests", "repo", name, "files", n) }))
 	files, dirs := ix.Len()
 	log.Info("manifests index", "repo", name, "files", files, "dirs", dirs)
-	ix.Progress = func(n int) { log.Info("indexing manifests", "repo", name, "files", n) }
 	return ix
 }
 
@@ -556,8 +554,7 @@ func newReview(rc config.Repo, r *gitops.Repo) (*updater.Review, error) {
 	if err != nil {
 		return nil, fmt.Errorf("repos[%s].writeBack.branch: %w", rc.Name, err)
 	}
-	return &updater.Review{Git: r, Forge: f, Base: rc.Branch, Branch: branch, Labels: w.Labels, Reviewers: w.Reviewers,
-		AutoMerge: w.Merge == "auto", Language: w.Language, Poll: time.Duration(w.PollInterval)}, nil
+	return &updater.Review{Git: r, Forge: f, Base: rc.Branch, Branch: branch, WriteBack: w}, nil
 }
 
 // registryHosts are the only registry hosts verify and reconcile ask: those registries: lists, and
@@ -701,61 +698,29 @@ func (s stageReader) LastChange(_ context.Context, repo, file string) (gitops.Lo
 	return c, found, found && c.Committer.Name == id.Name && strings.EqualFold(c.Committer.Email, id.Email), err
 }
 
-// stageAnnouncer delivers promotion's notices: to the stage's chat notifiers, and by mail to the
-// configured recipients and the candidate's hook's. It never holds up the promotion pass.
+// stageNotifier is a notifier that tells people about promotion stages. Each decides whom a
+// notice reaches (a chat robot when the stage names it, mail its recipients and the candidate's
+// hook's, the log prints it) and delivers it without holding up the promotion pass.
+type stageNotifier interface {
+	AnnounceStage(ctx context.Context, notifiers []string, m *event.Mail, n notify.Notice)
+}
+
+var (
+	_ stageNotifier = (*chat.Notifier)(nil)
+	_ stageNotifier = (*mail.Notifier)(nil)
+	_ stageNotifier = notify.Log{}
+)
+
+// stageAnnouncer delivers promotion's notices through every configured notifier that announces
+// stages.
 type stageAnnouncer struct {
 	members notify.All
-	to      []string
-	log     *slog.Logger
 }
 
 func (a stageAnnouncer) Announce(ctx context.Context, notifiers []string, m *event.Mail, n notify.Notice) {
-	ctx = context.WithoutCancel(ctx)
 	for _, member := range a.members {
-		switch mem := member.(type) {
-		case *chat.Notifier:
-			if !slices.Contains(notifiers, mem.Name()) {
-				continue
-			}
-			go func() {
-				if err := mem.Announce(ctx, n); err != nil {
-					a.log.Warn("promotion notice not sent", "notifier", mem.Name(), "title", n.Title, "err", err)
-				}
-			}()
-		case *mail.Notifier:
-			to := slices.Clone(a.to)
-			if m != nil {
-				to = append(to, m.To...)
-			}
-			if len(to) == 0 {
-				continue
-			}
-			go func() {
-				if err := mem.Send(ctx, to, n.Title, noticeText(n)); err != nil {
-					a.log.Warn("promotion notice not mailed", "title", n.Title, "err", err)
-				}
-			}()
-		case notify.Log:
-			a.log.Info("promotion notice (printed, not sent)", "title", n.Title, "text", noticeText(n))
+		if s, ok := member.(stageNotifier); ok {
+			s.AnnounceStage(ctx, notifiers, m, n)
 		}
 	}
-}
-
-// noticeText is a notice as plain text: its lines, then each link on its own line.
-func noticeText(n notify.Notice) string {
-	var b strings.Builder
-	for _, l := range n.Lines {
-		b.WriteString(l + "\n")
-	}
-	for _, btn := range n.Buttons {
-		fmt.Fprintf(&b, "\n%s:\n%s\n", btn.Text, btn.URL)
-	}
-	return b.String()
-}
-
-func mailTo(cfg *config.Config) []string {
-	if cfg.Mail == nil {
-		return nil
-	}
-	return cfg.Mail.To
 }

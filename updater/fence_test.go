@@ -14,6 +14,8 @@ import (
 	"github.com/imagehook/imagehook/audit"
 	"github.com/imagehook/imagehook/event"
 	"github.com/imagehook/imagehook/gitops"
+	"github.com/imagehook/imagehook/gitops/gitopsconfig"
+	"github.com/imagehook/imagehook/internal/confyaml"
 	"github.com/imagehook/imagehook/internal/gitserver"
 	"github.com/imagehook/imagehook/journal"
 )
@@ -50,8 +52,8 @@ var _ Peers = (*peers)(nil)
 // gitRepo opens a cache of the test server's apps repository, as imagehook's identity.
 func gitRepo(t *testing.T, url string) *gitops.Repo {
 	t.Helper()
-	r, err := gitops.Open(gitops.Config{Name: "apps", URL: url, Branch: "main", Auth: gitops.Auth{Username: "bot", Password: "pw"},
-		Author: gitops.Signature{Name: "imagehook", Email: "imagehook@localhost"}, Timeout: 30 * time.Second}, t.TempDir(), slog.New(slog.DiscardHandler))
+	r, err := gitops.Open(gitops.Config{Repo: gitopsconfig.Repo{Name: "apps", URL: url, Branch: "main", Auth: gitops.Auth{Username: "bot", Password: "pw"},
+		Author: gitops.Signature{Name: "imagehook", Email: "imagehook@localhost"}, Timeout: confyaml.Duration(30 * time.Second)}}, t.TempDir(), slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}

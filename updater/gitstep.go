@@ -471,7 +471,8 @@ func anyChange(cs []event.Change) bool {
 func rewriteTarget(fsys *manifests.Overlay, t event.Target, pushed imageref.Ref, opts manifests.Options) ([]event.Change, []string, error) {
 	place := manifests.Place{Path: t.Path, Marker: t.Marker}
 	if v := t.Values; v != nil {
-		place.Values = &manifests.Values{File: v.File, Image: v.Image, Registry: v.Registry, Repository: v.Repository, Tag: v.Tag, Digest: v.Digest}
+		values := *v // one type (manifests.Values is event.Values); a copy, as the event's stays frozen
+		place.Values = &values
 	} else if t.Workload != "" {
 		var err error
 		if place.Workload, err = manifests.WorkloadTarget(t.Workload, t.Namespace, t.Container); err != nil {

@@ -50,16 +50,13 @@ type Review struct {
 	Forge forge.Forge
 	// Base is the branch pull requests go to.
 	Base string
-	// Branch names the branch of a target (data: BranchData).
-	Branch    *template.Template
-	Labels    []string
-	Reviewers []string
-	AutoMerge bool
-	// Language of titles and bodies: en or zh.
-	Language string
-	// Poll is how often followed pull requests are read (webhooks make it sooner); required, it is
-	// writeBack.pollInterval, whose default (1m) forge.WriteBack.SetDefaults sets at load.
-	Poll time.Duration
+	// Branch names the branch of a target (data: BranchData): WriteBack.Branch, parsed.
+	Branch *template.Template
+	// WriteBack is the repository's writeBack: section, as the forge owns it: the pull requests'
+	// labels, reviewers, merge (auto: the forge merges) and language (en or zh), and how often
+	// followed pull requests are read when no webhook comes (pollInterval; required, its default
+	// of 1m is set at load by forge.WriteBack.SetDefaults).
+	WriteBack forge.WriteBack
 
 	// mu keeps the worker (which rebuilds branches) and the watcher (which completes merged pull
 	// requests) from working on the same events at once.
@@ -283,8 +280,8 @@ func (s *reviews) propose(ctx context.Context, log *slog.Logger, key string, r R
 // pushes the branch again and retries.
 func (s *reviews) open(ctx context.Context, log *slog.Logger, rv *Review, p *proposal, branch string, commit gitops.Commit,
 	all []*event.Event, g *gitBatch) (*proposal, []string, event.Reason, error) {
-	pr, err := rv.Forge.Open(ctx, forge.Request{Head: branch, Base: rv.Base, Title: prTitle(rv.Language, all, g),
-		Body: prBody(rv.Language, all, g), Labels: rv.Labels, Reviewers: rv.Reviewers})
+	pr, err := rv.Forge.Open(ctx, forge.Request{Head: branch, Base: rv.Base, Title: prTitle(rv.WriteBack.Language, all, g),
+		Body: prBody(rv.WriteBack.Language, all, g), Labels: rv.WriteBack.Labels, Reviewers: rv.WriteBack.Reviewers})
 	if errors.Is(err, forge.ErrForeign) {
 		return nil, nil, event.ReasonForeignPullRequest, fmt.Errorf("pull request: %w; imagehook only uses pull requests from its own branch in this repository", err)
 	}
@@ -313,7 +310,7 @@ func (s *reviews) open(ctx context.Context, log *slog.Logger, rv *Review, p *pro
 	}
 	p.pr = event.PullRequest{Number: pr.Number, URL: pr.URL, Branch: branch, State: forge.Open, Head: commit.Hash}
 	p.pushed = append(p.pushed, commit.Hash)
-	if rv.AutoMerge && pr.State == forge.Open {
+	if rv.WriteBack.AutoMerges() && pr.State == forge.Open {
 		if !p.ours(pr.Head) {
 			// A commit reached the branch between the push and now: nothing is merged.
 			details = append(details, "auto-merge not asked: "+s.foreignCommit(ctx, log, rv, p, pr.Head, "someone else"))
@@ -340,7 +337,7 @@ func (s *reviews) foreignCommit(ctx context.Context, log *slog.Logger, rv *Revie
 	}
 	p.foreign = tip
 	var notes []string
-	if rv.AutoMerge {
+	if rv.WriteBack.AutoMerges() {
 		if err := rv.Forge.CancelAutoMerge(ctx, number); err != nil {
 			log.Warn("withdrawing auto-merge", "pr", number, "err", err)
 			notes = append(notes, "withdrawing auto-merge failed: "+err.Error())
@@ -348,7 +345,7 @@ func (s *reviews) foreignCommit(ctx context.Context, log *slog.Logger, rv *Revie
 			notes = append(notes, "auto-merge withdrawn")
 		}
 	}
-	if err := rv.Forge.Comment(ctx, number, foreignComment(rv.Language, tip, by, rv.AutoMerge)); err != nil {
+	if err := rv.Forge.Comment(ctx, number, foreignComment(rv.WriteBack.Language, tip, by, rv.WriteBack.AutoMerges())); err != nil {
 		log.Warn("commenting on a pull request", "pr", number, "err", err)
 		notes = append(notes, "comment failed: "+err.Error())
 	}
@@ -516,10 +513,10 @@ func (s *reviews) reviewRepos() []string {
 	return out
 }
 
-// watch reads the repository's followed pull requests every Poll, and at once when poked.
+// watch reads the repository's followed pull requests every poll interval, and at once when poked.
 func (s *reviews) watch(ctx context.Context, key string, rv *Review) {
 	log := s.f.log.With("repo", key)
-	t := time.NewTicker(rv.Poll)
+	t := time.NewTicker(time.Duration(rv.WriteBack.PollInterval))
 	defer t.Stop()
 	for {
 		select {

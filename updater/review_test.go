@@ -18,6 +18,7 @@ import (
 	"github.com/imagehook/imagehook/event"
 	"github.com/imagehook/imagehook/forge"
 	"github.com/imagehook/imagehook/gitops"
+	"github.com/imagehook/imagehook/internal/confyaml"
 	"github.com/imagehook/imagehook/journal"
 )
 
@@ -191,7 +192,11 @@ func (rg *reviewRig) start(autoMerge bool, peers Peers, applier Applier) (*Updat
 	if applier == nil {
 		applier = rg.applier
 	}
-	rv := &Review{Git: rg.props, Forge: rg.fg, Base: "main", Poll: time.Hour, AutoMerge: autoMerge,
+	wb := forge.WriteBack{Mode: "pullRequest", PollInterval: confyaml.Duration(time.Hour)}
+	if autoMerge {
+		wb.Merge = "auto"
+	}
+	rv := &Review{Git: rg.props, Forge: rg.fg, Base: "main", WriteBack: wb,
 		Branch: template.Must(template.New("b").Parse("imagehook/{{ .Target.Workload }}"))}
 	u := New(rg.j, map[string]Repository{"apps": {Git: &memRepo{files: rg.base}, Review: rv}}, applier, nil, slog.New(slog.DiscardHandler),
 		Options{RetryBase: time.Millisecond, RetryMax: 5 * time.Millisecond, MaxAttempts: 3, Peers: peers})

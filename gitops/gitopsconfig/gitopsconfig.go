@@ -1,7 +1,25 @@
-// Package gitopsconfig holds the types of a repository's auth: and author: sections, owned by
-// package gitops (gitops.Auth and gitops.Signature are these types) and kept apart from it so that
-// package config can decode them without importing go-git.
+// Package gitopsconfig holds the types of a repository's git settings (the repos[] entry's name,
+// url, branches, auth:, author: and timeout), owned by package gitops (gitops.Config embeds Repo;
+// gitops.Auth and gitops.Signature are Auth and Author) and kept apart from it so that package
+// config can decode them without importing go-git.
 package gitopsconfig
+
+import "github.com/imagehook/imagehook/internal/confyaml"
+
+// Repo is the git part of a repos[] entry: which repository, which branches, how it is reached
+// and who commits. config.Repo embeds it inline (its keys sit in the entry itself) and
+// gitops.Config embeds it, so that opening a repository passes the section instead of copying it.
+type Repo struct {
+	Name   string `yaml:"name"`
+	URL    string `yaml:"url"`
+	Branch string `yaml:"branch"`
+	// PushBranch receives the commits instead of Branch, for teams that merge via pull requests.
+	PushBranch string `yaml:"pushBranch"`
+	Auth       Auth   `yaml:"auth"`
+	Author     Author `yaml:"author"`
+	// Timeout bounds each fetch and push.
+	Timeout confyaml.Duration `yaml:"timeout"`
+}
 
 // Auth holds a repository's credentials; every secret may be inline, ${ENV} or a ...File path,
 // and the files are read at load (package config).

@@ -253,3 +253,18 @@ func (n *Notifier) Announce(ctx context.Context, nt notify.Notice) error {
 	lines := append([]string{"### " + nt.Title}, nt.Lines...)
 	return n.Send(ctx, message{Title: nt.Title, Lines: lines, Buttons: nt.Buttons})
 }
+
+// AnnounceStage posts a promotion's notice when the stage names this notifier among its
+// notifiers. It returns at once, so that the promotion pass never waits for a robot: the notice
+// goes through the queue (Announce), and a failure is logged.
+func (n *Notifier) AnnounceStage(ctx context.Context, notifiers []string, _ *event.Mail, nt notify.Notice) {
+	if !slices.Contains(notifiers, n.cfg.Name) {
+		return
+	}
+	ctx = context.WithoutCancel(ctx)
+	go func() {
+		if err := n.Announce(ctx, nt); err != nil {
+			n.log.Warn("promotion notice not sent", "title", nt.Title, "err", err)
+		}
+	}()
+}

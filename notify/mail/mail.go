@@ -22,6 +22,7 @@ import (
 	"net/mail"
 	"net/textproto"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"text/template"
@@ -317,6 +318,25 @@ func cut(ev *event.Event) *event.Event {
 // backoff; a 5xx reply is final.
 func (n *Notifier) Send(ctx context.Context, to []string, subject, body string) error {
 	return n.send(ctx, to, subject, body, "")
+}
+
+// AnnounceStage mails a promotion's notice to the configured recipients and those of the
+// candidate's hook (m), when there are any. It returns at once, so that the promotion pass never
+// waits for the server; a failure is logged.
+func (n *Notifier) AnnounceStage(ctx context.Context, _ []string, m *event.Mail, nt notify.Notice) {
+	to := slices.Clone(n.cfg.To)
+	if m != nil {
+		to = append(to, m.To...)
+	}
+	if len(to) == 0 {
+		return
+	}
+	ctx = context.WithoutCancel(ctx)
+	go func() {
+		if err := n.Send(ctx, to, nt.Title, nt.Text()); err != nil {
+			n.log.Warn("promotion notice not mailed", "title", nt.Title, "err", err)
+		}
+	}()
 }
 
 // ErrTimedOut is returned when a report could not be delivered within the deadline.
