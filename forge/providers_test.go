@@ -162,3 +162,51 @@ func TestAliasesAreForNewOnly(t *testing.T) {
 		t.Error("VerifyDelivery authenticated a delivery for the alias forgejo")
 	}
 }
+
+// TestProviderTableIsComplete: every entry has a name, a client and a webhook verifier; no name or
+// alias is used twice; and no host is recognised by two entries, so that Infer's answer does not
+// depend on the table's order.
+func TestProviderTableIsComplete(t *testing.T) {
+	seen := map[string]string{}
+	for i, p := range providers {
+		if p.name == "" {
+			t.Errorf("entry %d has no name", i)
+		}
+		if p.build == nil {
+			t.Errorf("%s has no constructor", p.name)
+		}
+		if p.verify == nil {
+			t.Errorf("%s has no webhook verifier", p.name)
+		}
+		for _, name := range append([]string{p.name}, p.aliases...) {
+			if other, dup := seen[name]; dup {
+				t.Errorf("%s: name %q is also %s's", p.name, name, other)
+			}
+			seen[name] = p.name
+		}
+		probes := slices.Clone(p.hosts)
+		for _, prefix := range p.hostPrefixes {
+			probes = append(probes, prefix+"example.com")
+		}
+		for _, host := range probes {
+			if !p.recognises(host) {
+				t.Errorf("%s does not recognise its own host %q", p.name, host)
+			}
+			for _, q := range providers {
+				if q.name != p.name && q.recognises(host) {
+					t.Errorf("host %q is recognised by %s and %s", host, p.name, q.name)
+				}
+			}
+		}
+	}
+}
+
+// TestMergesAtOnce: Gitee and Codeup schedule no merge for when the checks pass; the others do,
+// and a name that is no provider (an alias included) says nothing.
+func TestMergesAtOnce(t *testing.T) {
+	for name, want := range map[string]bool{"gitea": false, "github": false, "gitlab": false, "gitee": true, "codeup": true, "forgejo": false, "bitbucket": false, "": false} {
+		if got := MergesAtOnce(name); got != want {
+			t.Errorf("MergesAtOnce(%q) = %v, want %v", name, got, want)
+		}
+	}
+}
