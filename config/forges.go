@@ -16,17 +16,17 @@ func validateForge(w WriteBack, errs *problems, where string) {
 	}
 }
 
-// warnForges says what a provider does not offer that the configuration asks for: Gitee and
-// Codeup schedule no merge for when the checks pass, so merge: auto merges at once (and the forge
-// refuses while its required reviews or checks are missing); Codeup's change requests have no
-// labels.
+// warnForges says what a provider does not offer that the configuration asks for: a forge that
+// schedules no merge for when the checks pass (Gitee, Codeup: forge.MergesAtOnce) makes merge:
+// auto merge at once (and refuses while its required reviews or checks are missing); Codeup's
+// change requests have no labels.
 func warnForges(c *Config) {
 	for i, r := range c.Repos {
 		w := r.WriteBack
 		if !w.PullRequests() {
 			continue
 		}
-		if w.Merge == "auto" && (w.Provider == "gitee" || w.Provider == "codeup") {
+		if w.Merge == "auto" && forge.MergesAtOnce(w.Provider) {
 			c.warnings = append(c.warnings, fmt.Sprintf("%s%s: %s schedules no merge for when checks pass: imagehook merges at once, while the pull request ends in its commit, and %s refuses while required reviews or checks are missing",
 				c.name([]any{"repos", i, "writeBack", "merge"}), lineOf(c.node("repos", i, "writeBack", "merge")), w.Provider, w.Provider))
 		}

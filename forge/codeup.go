@@ -33,6 +33,11 @@ type codeup struct {
 // ErrUnsupported says a forge lacks what was asked (Codeup's change requests have no labels).
 var ErrUnsupported = errors.New("not offered by this forge")
 
+// buildCodeup builds Codeup's client from writeBack.codeup and the repository's path.
+func buildCodeup(c *client, at endpoint, w WriteBack) (Forge, error) {
+	return newCodeup(c, at.api, at.path, w.Codeup.OrganizationID, w.Codeup.RepositoryID)
+}
+
 func newCodeup(c *client, api, path, org, repo string) (*codeup, error) {
 	if api == "" {
 		api = "https://openapi-rdc.aliyuncs.com"

@@ -1,7 +1,8 @@
 // Package forge opens and follows pull (merge) requests on the forges teams host manifests on —
 // Gitea and Forgejo, GitHub, GitLab, Gitee and Alibaba Cloud Codeup — through their REST APIs —
-// and authenticates the webhooks they send about them (VerifyDelivery, one table by provider in
-// webhook.go), which package listener asks.
+// and authenticates the webhooks they send about them (VerifyDelivery), which package listener
+// asks. What each provider is (its names, hosts, client and webhook scheme) is one table,
+// providers.go.
 package forge
 
 import (
@@ -148,32 +149,9 @@ var ErrForge = errors.New("forge refused")
 // ErrForeign refuses a pull request whose head branch is not in the repository itself.
 var ErrForeign = errors.New("pull request from another repository")
 
-// Providers lists the supported providers.
-var Providers = []string{"gitea", "github", "gitlab", "gitee", "codeup"}
-
-// Infer returns the provider a repository URL's host makes obvious, or "".
-func Infer(repoURL string) string {
-	host, _, err := splitRepoURL(repoURL)
-	if err != nil {
-		return ""
-	}
-	switch {
-	case host == "github.com":
-		return "github"
-	case host == "gitlab.com" || strings.HasPrefix(host, "gitlab."):
-		return "gitlab"
-	case host == "gitea.com" || host == "codeberg.org" || strings.HasPrefix(host, "gitea.") || strings.HasPrefix(host, "forgejo."):
-		return "gitea"
-	case host == "gitee.com":
-		return "gitee"
-	case host == "codeup.aliyun.com":
-		return "codeup"
-	}
-	return ""
-}
-
-// New returns the forge of a repository's write-back: repoURL is the repository's clone URL (the
-// owner and name come from its path), hc makes the requests (nil: one with a 30 s timeout).
+// New returns the forge of a repository's write-back, built by its provider's entry in the table
+// (providers.go): repoURL is the repository's clone URL (the owner and name come from its path),
+// hc makes the requests (nil: one with a 30 s timeout).
 // Codeup's organization and repository "" are taken from repoURL's path
 // (codeup.aliyun.com/{organization}/…).
 func New(w WriteBack, repoURL string, hc *http.Client) (Forge, error) {
@@ -188,34 +166,12 @@ func New(w WriteBack, repoURL string, hc *http.Client) (Forge, error) {
 	if u, err := url.Parse(repoURL); err == nil && u.Scheme == "http" {
 		scheme = "http"
 	}
-	api := strings.TrimSuffix(w.API, "/")
-	c := &client{http: hc, token: w.Token}
-	switch w.Provider {
-	case "gitea", "forgejo":
-		if api == "" {
-			api = scheme + "://" + host + "/api/v1"
-		}
-		c.base, c.auth = api+"/repos/"+path, "token "+w.Token
-		return &gitea{c: c}, nil
-	case "github":
-		if api == "" {
-			api = "https://api.github.com"
-		}
-		owner, _, _ := strings.Cut(path, "/")
-		c.base, c.auth = api+"/repos/"+path, "Bearer "+w.Token
-		return &github{c: c, owner: owner, repo: path}, nil
-	case "gitlab":
-		if api == "" {
-			api = scheme + "://" + host + "/api/v4"
-		}
-		c.base, c.header = api+"/projects/"+url.PathEscape(path), "PRIVATE-TOKEN"
-		return &gitlab{c: c}, nil
-	case "gitee":
-		return newGitee(c, api, scheme, host, path), nil
-	case "codeup":
-		return newCodeup(c, api, path, w.Codeup.OrganizationID, w.Codeup.RepositoryID)
+	p, ok := lookup(w.Provider, true)
+	if !ok {
+		return nil, fmt.Errorf("forge provider %q: want one of %s", w.Provider, strings.Join(Providers, ", "))
 	}
-	return nil, fmt.Errorf("forge provider %q: want one of %s", w.Provider, strings.Join(Providers, ", "))
+	at := endpoint{scheme: scheme, host: host, path: path, api: strings.TrimSuffix(w.API, "/")}
+	return p.build(&client{http: hc, token: w.Token}, at, w)
 }
 
 // splitRepoURL returns the host and the owner/name path of a clone URL: https://host/o/r.git,

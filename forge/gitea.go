@@ -9,6 +9,16 @@ import (
 // gitea speaks Gitea's (and Forgejo's) API v1.
 type gitea struct{ c *client }
 
+// newGitea builds Gitea's client: its API defaults to /api/v1 on the repository's host.
+func newGitea(c *client, at endpoint, _ WriteBack) (Forge, error) {
+	api := at.api
+	if api == "" {
+		api = at.scheme + "://" + at.host + "/api/v1"
+	}
+	c.base, c.auth = api+"/repos/"+at.path, "token "+c.token
+	return &gitea{c: c}, nil
+}
+
 type giteaPR struct {
 	Number         int64       `json:"number"`
 	HTMLURL        string      `json:"html_url"`

@@ -27,16 +27,19 @@ type gitee struct {
 	merged map[int64]string
 }
 
-func newGitee(c *client, api, scheme, host, path string) *gitee {
+// newGitee builds Gitee's client: its API defaults to gitee.com's for gitee.com, and to /api/v5
+// on the repository's host for Gitee Enterprise.
+func newGitee(c *client, at endpoint, _ WriteBack) (Forge, error) {
+	api := at.api
 	if api == "" {
-		if host == "gitee.com" {
+		if at.host == "gitee.com" {
 			api = "https://gitee.com/api/v5"
 		} else {
-			api = scheme + "://" + host + "/api/v5"
+			api = at.scheme + "://" + at.host + "/api/v5"
 		}
 	}
-	c.base, c.param = api+"/repos/"+path, "access_token"
-	return &gitee{c: c, repo: path, merged: map[int64]string{}}
+	c.base, c.param = api+"/repos/"+at.path, "access_token"
+	return &gitee{c: c, repo: at.path, merged: map[int64]string{}}, nil
 }
 
 type giteePR struct {

@@ -16,6 +16,18 @@ type github struct {
 	repo string
 }
 
+// newGitHub builds GitHub's client: its API defaults to api.github.com's, whatever the
+// repository's host (GitHub Enterprise Server sets api:).
+func newGitHub(c *client, at endpoint, _ WriteBack) (Forge, error) {
+	api := at.api
+	if api == "" {
+		api = "https://api.github.com"
+	}
+	owner, _, _ := strings.Cut(at.path, "/")
+	c.base, c.auth = api+"/repos/"+at.path, "Bearer "+c.token
+	return &github{c: c, owner: owner, repo: at.path}, nil
+}
+
 type githubPR struct {
 	Number         int64  `json:"number"`
 	NodeID         string `json:"node_id"`

@@ -11,6 +11,17 @@ import (
 // gitlab speaks GitLab's REST API v4 (merge requests).
 type gitlab struct{ c *client }
 
+// newGitLab builds GitLab's client: its API defaults to /api/v4 on the repository's host, and
+// names the project by its URL-encoded path.
+func newGitLab(c *client, at endpoint, _ WriteBack) (Forge, error) {
+	api := at.api
+	if api == "" {
+		api = at.scheme + "://" + at.host + "/api/v4"
+	}
+	c.base, c.header = api+"/projects/"+url.PathEscape(at.path), "PRIVATE-TOKEN"
+	return &gitlab{c: c}, nil
+}
+
 type gitlabMR struct {
 	IID             int64  `json:"iid"`
 	WebURL          string `json:"web_url"`

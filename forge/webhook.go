@@ -25,23 +25,13 @@ var (
 	giteaSignature  = &registry.Signature{Headers: []string{"X-Gitea-Signature", "X-Forgejo-Signature"}, Hash: sha256.New}
 )
 
-// webhooks is how each provider's deliveries are authenticated: the one table of forge webhook
-// authentication (a new forge is one line here).
-var webhooks = map[string]webhookAuth{
-	"github": signedWith(githubSignature),
-	// Gitea and Forgejo send GitHub's header as well as their own: either is accepted.
-	"gitea":  signedWith(giteaSignature, githubSignature),
-	"gitlab": verifyGitLab,
-	"gitee":  func(h http.Header, _ []byte, secret string, now time.Time) bool { return VerifyGitee(h, secret, now) },
-	"codeup": func(h http.Header, _ []byte, secret string, _ time.Time) bool { return VerifyCodeup(h, secret) },
-}
-
 // VerifyDelivery reports whether a webhook delivery from the provider's forge is genuine for the
-// repository's webhook secret, by the provider's documented scheme; a provider without one, or a
-// blank secret, authenticates nothing.
+// repository's webhook secret, by the provider's documented scheme (its verifier in the provider
+// table, providers.go); a name that is not a provider's — an alias such as forgejo included, as
+// config accepts none — or a blank secret authenticates nothing.
 func VerifyDelivery(provider string, h http.Header, body []byte, secret string, now time.Time) bool {
-	auth := webhooks[provider]
-	return auth != nil && strings.TrimFunc(secret, unicode.IsSpace) != "" && auth(h, body, secret, now)
+	p, ok := lookup(provider, false)
+	return ok && strings.TrimFunc(secret, unicode.IsSpace) != "" && p.verify(h, body, secret, now)
 }
 
 // signedWith accepts a delivery whose body is signed by any of the schemes.
@@ -92,6 +82,16 @@ func VerifyGitee(h http.Header, secret string, now time.Time) bool {
 	// Both are compared, so that neither answer's time says which spelling was sent.
 	plain, escaped := equal(token, sig), equal(token, url.QueryEscape(sig))
 	return plain || escaped
+}
+
+// verifyGiteeDelivery is VerifyGitee as the provider table's verifier (the signature covers no body).
+func verifyGiteeDelivery(h http.Header, _ []byte, secret string, now time.Time) bool {
+	return VerifyGitee(h, secret, now)
+}
+
+// verifyCodeupDelivery is VerifyCodeup as the provider table's verifier.
+func verifyCodeupDelivery(h http.Header, _ []byte, secret string, _ time.Time) bool {
+	return VerifyCodeup(h, secret)
 }
 
 // VerifyCodeup checks a Codeup webhook delivery: its Secret Token arrives as is in X-Codeup-Token.
