@@ -8,6 +8,7 @@ import (
 	"github.com/imagehook/imagehook/forge"
 	"github.com/imagehook/imagehook/gitops/gitopsconfig"
 	"github.com/imagehook/imagehook/internal/confyaml"
+	"github.com/imagehook/imagehook/journal/journalconfig"
 	"github.com/imagehook/imagehook/notify/chat"
 	"github.com/imagehook/imagehook/notify/mail"
 	"github.com/imagehook/imagehook/oci/ociconfig"
@@ -137,14 +138,8 @@ type Repo struct {
 	Watch *Watch `yaml:"watch"`
 }
 
-// JournalConfig is the journal's backend.
-type JournalConfig struct {
-	// Driver is sqlite (default) or postgres.
-	Driver string `yaml:"driver"`
-	// DSN is PostgreSQL's connection string (postgres://user:password@host/db?sslmode=…).
-	DSN     string `yaml:"dsn" secret:"true"`
-	DSNFile string `yaml:"dsnFile" secretfile:"DSN"`
-}
+// JournalConfig is the journal's backend (the journal's section type).
+type JournalConfig = journalconfig.Journal
 
 // Watch is where a repository's GitOps tool runs (deploy's section type).
 type Watch = deployconfig.Watch

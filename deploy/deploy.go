@@ -26,6 +26,7 @@ import (
 	"github.com/imagehook/imagehook/cluster"
 	"github.com/imagehook/imagehook/deploy/deployconfig"
 	"github.com/imagehook/imagehook/event"
+	"github.com/imagehook/imagehook/gitops/gitopsconfig"
 )
 
 // The GitOps tools' resources: read, and written only to ask them to look now (watch.refresh).
@@ -43,10 +44,9 @@ type History interface {
 // that package config need not import client-go).
 type Watch = deployconfig.Watch
 
-// Repo is the manifests repository as applications name it: its clone URL and branch.
-type Repo struct {
-	URL, Branch string
-}
+// Repo is the manifests repository's section (repos[]): applications name it by its clone URL
+// and branch.
+type Repo = gitopsconfig.Repo
 
 // Tracker follows one repository's commits on one cluster.
 type Tracker struct {

@@ -4,27 +4,19 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+
+	"github.com/imagehook/imagehook/journal/journalconfig"
 )
 
-// Options say which journal to open: the config's journal section and the data directory.
-type Options struct {
-	// Driver is "sqlite" (also when empty) or "postgres".
-	Driver string
-	// DSN is PostgreSQL's connection string (postgres only).
-	DSN string
-	// Dir is the data directory, which holds the SQLite journal (sqlite only).
-	Dir string
-}
+// Config is the journal: section of the configuration.
+type Config = journalconfig.Journal
 
-// Shared reports whether several processes may work on the journal these options open
-// (PostgreSQL): they then share its queues out (package replica), with this DSN.
-func (o Options) Shared() bool { return o.Driver == "postgres" }
-
-// Open opens the journal the options name, so that its callers do not choose the backend.
-func Open(ctx context.Context, o Options) (Journal, error) {
+// Open opens the journal the section names, SQLite's in dir, so that its callers do not choose
+// the backend.
+func Open(ctx context.Context, o Config, dir string) (Journal, error) {
 	switch o.Driver {
 	case "", "sqlite":
-		j, err := OpenSQLite(filepath.Join(o.Dir, "journal.db"))
+		j, err := OpenSQLite(filepath.Join(dir, "journal.db"))
 		if err != nil {
 			return nil, err
 		}

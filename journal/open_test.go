@@ -21,14 +21,14 @@ func TestOpen(t *testing.T) {
 		{"postgres", "postgres", true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			o := Options{Driver: tc.driver, Dir: t.TempDir()}
+			o, dir := Config{Driver: tc.driver}, t.TempDir()
 			if tc.driver == "postgres" {
 				o.DSN = pgtest.Start(t).DSN
 			}
 			if got := o.Shared(); got != tc.shared {
 				t.Fatalf("Shared() = %v, want %v", got, tc.shared)
 			}
-			j, err := Open(context.Background(), o)
+			j, err := Open(context.Background(), o, dir)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -36,13 +36,13 @@ func TestOpen(t *testing.T) {
 			if err := j.Ping(context.Background()); err != nil {
 				t.Fatalf("ping: %v", err)
 			}
-			_, statErr := os.Stat(filepath.Join(o.Dir, "journal.db"))
+			_, statErr := os.Stat(filepath.Join(dir, "journal.db"))
 			if got, want := statErr == nil, !tc.shared; got != want {
 				t.Fatalf("journal.db in the data dir: %v, want %v (%v)", got, want, statErr)
 			}
 		})
 	}
-	if _, err := Open(context.Background(), Options{Driver: "mysql", Dir: t.TempDir()}); err == nil {
+	if _, err := Open(context.Background(), Config{Driver: "mysql"}, t.TempDir()); err == nil {
 		t.Fatal("driver mysql opened, want an error")
 	}
 }

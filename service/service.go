@@ -116,15 +116,14 @@ func New(cfg *config.Config, log *slog.Logger, opts Options) (*Service, error) {
 // replica's coordinator of its queues (nil otherwise): the journal package picks the backend, the
 // coordinator comes beside it rather than from it (journal does not depend on replica).
 func openJournal(ctx context.Context, cfg *config.Config, log *slog.Logger) (journal.Journal, *replica.Coordinator, error) {
-	jopts := journal.Options{Driver: cfg.Journal.Driver, DSN: cfg.Journal.DSN, Dir: cfg.DataDir}
-	j, err := journal.Open(ctx, jopts)
+	j, err := journal.Open(ctx, cfg.Journal, cfg.DataDir)
 	if err != nil {
 		return nil, nil, err
 	}
-	if !jopts.Shared() {
+	if !cfg.Journal.Shared() {
 		return j, nil, nil
 	}
-	c, err := replica.New(ctx, jopts.DSN, queueKeys(cfg), log)
+	c, err := replica.New(ctx, cfg.Journal.DSN, queueKeys(cfg), log)
 	if err != nil {
 		j.Close()
 		return nil, nil, err
@@ -276,7 +275,7 @@ func (s *Service) followDeploys(repos map[string]updater.Repository, caches map[
 	for _, rc := range s.cfg.Repos {
 		if w := rc.Watch; w != nil {
 			r := repos[rc.Name]
-			r.Deploy = deploy.New(clusters[w.Cluster], *w, deploy.Repo{URL: rc.URL, Branch: rc.Branch}, metrics,
+			r.Deploy = deploy.New(clusters[w.Cluster], *w, rc.Repo, metrics,
 				caches[rc.Name], s.log.With("repo", rc.Name))
 			repos[rc.Name] = r
 		}
