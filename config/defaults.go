@@ -2,8 +2,6 @@ package config
 
 import (
 	"time"
-
-	"github.com/imagehook/imagehook/manifests"
 )
 
 // DefaultDataDir is dataDir's default, also the --data-dir flag's when no config file is given.
@@ -59,15 +57,7 @@ func (l *Limits) setDefaults() {
 	if l.MaxEventsPerRequest == 0 {
 		l.MaxEventsPerRequest = 50
 	}
-	if l.MaxFileBytes == 0 {
-		l.MaxFileBytes = manifests.DefaultMaxFileBytes
-	}
-	if l.MaxEventBytes == 0 {
-		l.MaxEventBytes = manifests.DefaultMaxEventBytes
-	}
-	if l.MaxEventNodes == 0 {
-		l.MaxEventNodes = manifests.DefaultMaxEventNodes
-	}
+	l.ReadLimits.SetDefaults()
 	l.setBudgetDefaults()
 }
 

@@ -69,7 +69,7 @@ var sectionNames = map[string]string{
 	"mail.Config": "config.Mail", "chat.Config": "config.Notifier", "chat.Mention": "config.Mention",
 	"ociconfig.Registry": "config.Registry", "gitopsconfig.Auth": "config.RepoAuth", "gitopsconfig.Author": "config.Author",
 	"gitopsconfig.Repo": "config.Repo", "forge.WriteBack": "config.WriteBack", "forge.CodeupRepo": "config.CodeupRepo", "deployconfig.Watch": "config.Watch",
-	"deployconfig.Namespace": "config.Namespace", "event.Values": "config.Values", "journalconfig.Journal": "config.JournalConfig",
+	"deployconfig.Namespace": "config.Namespace", "event.Values": "config.Values", "journalconfig.Journal": "config.JournalConfig", "manifests.ReadLimits": "config.Limits",
 }
 
 var (

@@ -9,6 +9,7 @@ import (
 	"github.com/imagehook/imagehook/gitops/gitopsconfig"
 	"github.com/imagehook/imagehook/internal/confyaml"
 	"github.com/imagehook/imagehook/journal/journalconfig"
+	"github.com/imagehook/imagehook/manifests"
 	"github.com/imagehook/imagehook/notify/chat"
 	"github.com/imagehook/imagehook/notify/mail"
 	"github.com/imagehook/imagehook/oci/ociconfig"
@@ -94,14 +95,9 @@ type Limits struct {
 	AuthFailureBurst int     `yaml:"authFailureBurst"`
 	// MaxEventsPerRequest caps the events one webhook request may carry (413 beyond).
 	MaxEventsPerRequest int `yaml:"maxEventsPerRequest"`
-	// MaxFileBytes skips manifest files larger than this (named on the event); default 64 MiB, so
-	// that vendored install bundles are read. A hostile file is bounded per document instead.
-	MaxFileBytes int64 `yaml:"maxFileBytes"`
-	// MaxEventBytes and MaxEventNodes bound what one event may decode of the manifests (default
-	// 128 MiB) and keep of the documents that can hold its target (default 100,000 nodes): files
-	// past the budget are not read and named on the event.
-	MaxEventBytes int64 `yaml:"maxEventBytes"`
-	MaxEventNodes int   `yaml:"maxEventNodes"`
+	// ReadLimits (maxFileBytes, maxEventBytes, maxEventNodes) bound what reading the manifests
+	// costs: manifests' section type, inline.
+	manifests.ReadLimits `yaml:",inline"`
 
 	// Budgets counted in events and deliveries (budgets.go has their defaults and checks).
 

@@ -113,6 +113,37 @@ func notFound(what string, notRead []NotRead) error {
 // decoded, or the documents kept (those that can hold the target) reach MaxNodes nodes, further
 // files are not read. Every such file is named (NotRead). Share one Budget across the calls made
 // for one event. The zero value (and nil) use the defaults. Not safe for concurrent use.
+// ReadLimits is the limits: section's part that bounds what the manifests cost to read
+// (limits.maxFileBytes, maxEventBytes, maxEventNodes); config holds it inline.
+type ReadLimits struct {
+	// MaxFileBytes skips manifest files larger than this (named on the event); default 64 MiB, so
+	// that vendored install bundles are read. A hostile file is bounded per document instead.
+	MaxFileBytes int64 `yaml:"maxFileBytes"`
+	// MaxEventBytes and MaxEventNodes bound what one event may decode of the manifests (default
+	// 128 MiB) and keep of the documents that can hold its target (default 100,000 nodes): files
+	// past the budget are not read and named on the event.
+	MaxEventBytes int64 `yaml:"maxEventBytes"`
+	MaxEventNodes int   `yaml:"maxEventNodes"`
+}
+
+// SetDefaults sets the limits left zero to the defaults.
+func (l *ReadLimits) SetDefaults() {
+	if l.MaxFileBytes == 0 {
+		l.MaxFileBytes = DefaultMaxFileBytes
+	}
+	if l.MaxEventBytes == 0 {
+		l.MaxEventBytes = DefaultMaxEventBytes
+	}
+	if l.MaxEventNodes == 0 {
+		l.MaxEventNodes = DefaultMaxEventNodes
+	}
+}
+
+// Budget is one event's (or the index's) budget under these limits.
+func (l ReadLimits) Budget() Budget {
+	return Budget{MaxFileBytes: l.MaxFileBytes, MaxBytes: l.MaxEventBytes, MaxNodes: l.MaxEventNodes}
+}
+
 type Budget struct {
 	MaxFileBytes     int64
 	MaxBytes         int64

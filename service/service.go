@@ -296,7 +296,7 @@ func (s *Service) updaterOptions(reg *prometheus.Registry, registries *oci.Clien
 		return uopts, err
 	}
 	uopts.Signatures = oci.Gate{Client: registries, Keys: keys}
-	uopts.Budget = readLimits(cfg)
+	uopts.Budget = cfg.Limits.Budget()
 	return uopts, nil
 }
 
@@ -346,16 +346,10 @@ func withPipelines(rest, pipelines http.Handler) http.Handler {
 	})
 }
 
-// readLimits is what one event may read of the manifests (limits.maxFileBytes, maxEventBytes,
-// maxEventNodes), for the rewrite and for the index alike.
-func readLimits(cfg *config.Config) manifests.Budget {
-	return manifests.Budget{MaxFileBytes: cfg.Limits.MaxFileBytes, MaxBytes: cfg.Limits.MaxEventBytes, MaxNodes: cfg.Limits.MaxEventNodes}
-}
-
 // openIndex loads the repository's index of where images live (derived data in the data dir:
 // rebuilt when missing or corrupt), and logs how far a first build has come.
 func openIndex(cfg *config.Config, name string, log *slog.Logger) *manifests.Index {
-	ix := manifests.OpenIndex(filepath.Join(cfg.DataDir, "index", name+".idx"), readLimits(cfg),
+	ix := manifests.OpenIndex(filepath.Join(cfg.DataDir, "index", name+".idx"), cfg.Limits.Budget(),
 		manifests.IndexProgress(func(n int) { log.Info("indexing manifests", "repo", name, "files", n) }))
 	files, dirs := ix.Len()
 	log.Info("manifests index", "repo", name, "files", files, "dirs", dirs)
