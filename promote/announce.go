@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/imagehook/imagehook/approval"
+	"github.com/imagehook/imagehook/config"
 	"github.com/imagehook/imagehook/event"
 	"github.com/imagehook/imagehook/journal"
 	"github.com/imagehook/imagehook/notify"
@@ -28,6 +29,18 @@ type Links struct {
 	URL    string // imagehook's address as approvers reach it
 	Signer *approval.Signer
 	TTL    time.Duration
+}
+
+// NewLinks builds the links of the approvalLinks: section (nil without one): its key signs them.
+func NewLinks(l *config.ApprovalLinks) (*Links, error) {
+	if l == nil {
+		return nil, nil
+	}
+	signer, err := approval.NewSigner([]byte(config.TrimSecret(l.Key)))
+	if err != nil {
+		return nil, err
+	}
+	return &Links{URL: l.URL, Signer: signer, TTL: time.Duration(l.TTL)}, nil
 }
 
 // notices tells a stage's notifiers that it waits for approval or is held: each notice once, by

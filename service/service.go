@@ -20,7 +20,6 @@ import (
 	"text/template"
 	"time"
 
-	"github.com/imagehook/imagehook/approval"
 	"github.com/imagehook/imagehook/outbound"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -323,13 +322,11 @@ func (s *Service) startPromotion(srv *listener.Server, holds *promote.Holds) err
 	}
 	popts.Announcer = stageAnnouncer{members: s.notifier}
 	popts.Progress = s.updater.Progress()
-	if l := cfg.ApprovalLinks; l != nil {
-		signer, err := approval.NewSigner([]byte(config.TrimSecret(l.Key)))
-		if err != nil {
-			return err
-		}
-		popts.Links = &promote.Links{URL: l.URL, Signer: signer, TTL: time.Duration(l.TTL)}
+	links, err := promote.NewLinks(cfg.ApprovalLinks)
+	if err != nil {
+		return err
 	}
+	popts.Links = links
 	s.promote = promote.New(cfg, holds, s.updater, s.log, popts)
 	s.http.Handler = withPipelines(s.http.Handler, s.promote.Handler(srv.AdminOK, cfg.Admin.Token != "" || cfg.Admin.Password != ""))
 	return nil
