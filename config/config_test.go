@@ -82,6 +82,8 @@ func TestParseErrors(t *testing.T) {
     targets: [{repo: apps, workload: deployment/a}]
 `, "hooks[website]: duplicate id"},
 		{"bad mail tls", valid + "mail: {host: smtp.example.com, tls: ssl, from: a@example.com}\n", `mail.tls: "ssl"`},
+		{"mail from not an address", valid + "mail: {host: smtp.example.com, from: not an address}\n", `mail.from: "not an address" is not a mail address`},
+		{"mail from a username", valid + "mail: {host: smtp.example.com, username: ops}\n", `mail.from: "ops" is not a mail address`},
 		{"not yaml", "hooks: [", "parse"},
 	}
 	for _, tt := range tests {

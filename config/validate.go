@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	netmail "net/mail"
 	"net/url"
 	"path"
 	"slices"
@@ -182,6 +183,9 @@ func validateMail(m *Mail, errs *problems) {
 	}
 	if m.From == "" {
 		errs.add("mail.from: required")
+	} else if _, err := netmail.ParseAddress(m.From); err != nil {
+		// Said at load (and by check-config), not first by mail.New when serve starts.
+		errs.add("mail.from: %q is not a mail address: %v", m.From, err)
 	}
 	for name, text := range map[string]string{"subjectTemplate": m.SubjectTemplate, "bodyTemplate": m.BodyTemplate} {
 		if _, err := template.New(name).Parse(text); err != nil {
