@@ -107,12 +107,6 @@ func notFound(what string, notRead []NotRead) error {
 	return fmt.Errorf("%s: %w", what, ErrNotFound)
 }
 
-// Budget bounds what one event may read and decode of a manifests repository, whatever people
-// commit to it: a file larger than MaxFileBytes is not read; no document is decoded past
-// MaxDocumentNodes YAML nodes (the file it is in is then not read); once MaxBytes of YAML have been
-// decoded, or the documents kept (those that can hold the target) reach MaxNodes nodes, further
-// files are not read. Every such file is named (NotRead). Share one Budget across the calls made
-// for one event. The zero value (and nil) use the defaults. Not safe for concurrent use.
 // ReadLimits is the limits: section's part that bounds what the manifests cost to read
 // (limits.maxFileBytes, maxEventBytes, maxEventNodes); config holds it inline.
 type ReadLimits struct {
@@ -144,6 +138,12 @@ func (l ReadLimits) Budget() Budget {
 	return Budget{MaxFileBytes: l.MaxFileBytes, MaxBytes: l.MaxEventBytes, MaxNodes: l.MaxEventNodes}
 }
 
+// Budget bounds what one event may read and decode of a manifests repository, whatever people
+// commit to it: a file larger than MaxFileBytes is not read; no document is decoded past
+// MaxDocumentNodes YAML nodes (the file it is in is then not read); once MaxBytes of YAML have been
+// decoded, or the documents kept (those that can hold the target) reach MaxNodes nodes, further
+// files are not read. Every such file is named (NotRead). Share one Budget across the calls made
+// for one event. The zero value (and nil) use the defaults. Not safe for concurrent use.
 type Budget struct {
 	MaxFileBytes     int64
 	MaxBytes         int64
