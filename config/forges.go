@@ -26,7 +26,7 @@ func warnForges(c *Config) {
 		if !w.PullRequests() {
 			continue
 		}
-		if w.Merge == "auto" && forge.MergesAtOnce(w.Provider) {
+		if w.AutoMerges() && forge.MergesAtOnce(w.Provider) {
 			c.warnings = append(c.warnings, fmt.Sprintf("%s%s: %s schedules no merge for when checks pass: imagehook merges at once, while the pull request ends in its commit, and %s refuses while required reviews or checks are missing",
 				c.name([]any{"repos", i, "writeBack", "merge"}), lineOf(c.node("repos", i, "writeBack", "merge")), w.Provider, w.Provider))
 		}
