@@ -34,6 +34,8 @@ import (
 	"github.com/imagehook/imagehook/internal/memlimit"
 	"github.com/imagehook/imagehook/lang"
 	"github.com/imagehook/imagehook/manifests"
+	"github.com/imagehook/imagehook/notify/chat"
+	"github.com/imagehook/imagehook/notify/mail"
 	"github.com/imagehook/imagehook/oci"
 	"github.com/imagehook/imagehook/redact"
 	"github.com/imagehook/imagehook/service"
@@ -425,7 +427,7 @@ func sendTestMail(args []string, stdout, stderr io.Writer) error {
 		return errors.New("send-test-mail: no mail configured (a mail: section or MAIL_SMTP_SERVER)")
 	}
 	log, _ := newLogger(stderr, "text", "info")
-	mailer, err := service.NewMailer(cfg.Mail, log)
+	mailer, err := mail.New(*cfg.Mail, log)
 	if err != nil {
 		return err
 	}
@@ -548,7 +550,7 @@ func sendTestNotification(args []string, stdout, stderr io.Writer) error {
 			continue
 		}
 		log, _ := newLogger(stderr, "text", "info")
-		n, err := service.NewChat(nc, log)
+		n, err := chat.New(nc, log)
 		if err != nil {
 			return err
 		}

@@ -358,7 +358,7 @@ func openIndex(cfg *config.Config, name string, log *slog.Logger) *manifests.Ind
 func NewNotifier(cfg *config.Config, log *slog.Logger) (notify.All, error) {
 	var base notify.Member = notify.Log{Logger: log}
 	if cfg.Mail != nil && !cfg.Quickstart {
-		m, err := NewMailer(cfg.Mail, log)
+		m, err := mail.New(*cfg.Mail, log)
 		if err != nil {
 			return nil, err
 		}
@@ -366,23 +366,13 @@ func NewNotifier(cfg *config.Config, log *slog.Logger) (notify.All, error) {
 	}
 	all := notify.All{base}
 	for _, nc := range cfg.Notifiers {
-		n, err := NewChat(nc, log)
+		n, err := chat.New(nc, log)
 		if err != nil {
 			return nil, err
 		}
 		all = append(all, n)
 	}
 	return all, nil
-}
-
-// NewChat builds a chat robot or webhook notifier from its config.
-func NewChat(nc config.Notifier, log *slog.Logger) (*chat.Notifier, error) {
-	return chat.New(nc, log)
-}
-
-// NewMailer builds the SMTP notifier from the mail config.
-func NewMailer(m *config.Mail, log *slog.Logger) (*mail.Notifier, error) {
-	return mail.New(*m, log)
 }
 
 // connectClusters makes a client for each configured cluster (direct apply and deploy tracking
