@@ -346,7 +346,10 @@ var waitingIndexes = `
 	DROP INDEX IF EXISTS events_status;`
 
 // cancelledStatus is event.Cancelled for SQL.
-var cancelledStatus = "'" + string(event.Cancelled) + "'"
+var cancelledStatus = sqlStatus(event.Cancelled)
+
+// sqlStatus is a status as an SQL literal (statuses are fixed words, no quote in them).
+func sqlStatus(s event.Status) string { return "'" + string(s) + "'" }
 
 // doneStatuses lists, for SQL, the statuses event.Status.Done holds final.
 var doneStatuses = func() string {
@@ -355,7 +358,7 @@ var doneStatuses = func() string {
 		if !s.Done() {
 			panic("journal: " + string(s) + " is not a final status")
 		}
-		out = append(out, "'"+string(s)+"'")
+		out = append(out, sqlStatus(s))
 	}
 	return strings.Join(out, ", ")
 }()
