@@ -119,21 +119,31 @@ func (c *client) status(id string) string {
 // waitApplied waits until the event is final and says why it does not count as applied ("" when
 // it succeeded, or was superseded by an event journaled later for the same workload).
 func waitApplied(c *client, id string, within time.Duration) string {
-	for deadline := time.Now().Add(within); ; time.Sleep(20 * time.Millisecond) {
-		ev := c.event(id)
-		switch st, _ := ev["status"].(string); st {
-		case "succeeded":
-			return ""
-		case "ignored":
-			if strings.Contains(fmt.Sprint(ev["steps"]), "superseded") {
-				return ""
-			}
-			return fmt.Sprintf("ignored: %v", ev["steps"])
-		case "failed":
-			return fmt.Sprintf("failed: %v", ev)
+	ev, final := waitFinal(c, id, time.Now().Add(within))
+	switch st, _ := ev["status"].(string); {
+	case !final:
+		return fmt.Sprintf("not final after %v: %v", within, ev)
+	case st == "succeeded":
+		return ""
+	case st == "ignored" && strings.Contains(fmt.Sprint(ev["steps"]), "superseded"):
+		return ""
+	case st == "ignored":
+		return fmt.Sprintf("ignored: %v", ev["steps"])
+	default:
+		return fmt.Sprintf("failed: %v", ev)
+	}
+}
+
+// waitFinal polls the event until it succeeded, was ignored or failed, or deadline passes (final
+// false); it returns the event as GET /events/{id} last showed it.
+func waitFinal(c *client, id string, deadline time.Time) (ev map[string]any, final bool) {
+	for ; ; time.Sleep(20 * time.Millisecond) {
+		ev = c.event(id)
+		if st, _ := ev["status"].(string); st == "succeeded" || st == "ignored" || st == "failed" {
+			return ev, true
 		}
 		if time.Now().After(deadline) {
-			return fmt.Sprintf("not final after %v: %v", within, ev)
+			return ev, false
 		}
 	}
 }

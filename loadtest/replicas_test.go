@@ -178,22 +178,14 @@ func checkAllApplied(t *testing.T, c *client, git *gitserver.Server, ids []strin
 	t.Helper()
 	deadline := time.Now().Add(3 * time.Minute)
 	for _, id := range ids {
-		for {
-			ev := c.event(id)
-			st, _ := ev["status"].(string)
-			if st == "succeeded" {
-				break
+		ev, final := waitFinal(c, id, deadline)
+		switch st, _ := ev["status"].(string); {
+		case !final || st == "failed":
+			t.Fatalf("event %s not applied: %v", id, ev)
+		case st == "ignored":
+			if steps := fmt.Sprint(ev["steps"]); !strings.Contains(steps, "superseded") && !strings.Contains(steps, "unchanged") {
+				t.Fatalf("event %s ignored, not as superseded: %s", id, steps)
 			}
-			if st == "ignored" {
-				if steps := fmt.Sprint(ev["steps"]); !strings.Contains(steps, "superseded") && !strings.Contains(steps, "unchanged") {
-					t.Fatalf("event %s ignored, not as superseded: %s", id, steps)
-				}
-				break
-			}
-			if st == "failed" || time.Now().After(deadline) {
-				t.Fatalf("event %s not applied: %v", id, ev)
-			}
-			time.Sleep(20 * time.Millisecond)
 		}
 	}
 	entries, err := audit.Reader{Committer: gitops.Signature{Name: "imagehook", Email: "imagehook@localhost"}}.Open(git.Bare("apps"), 0, "")
