@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -729,4 +730,41 @@ func BenchmarkInsertReplicas(b *testing.B) {
 			}
 		}
 	})
+}
+
+func TestGetManyAndPendingIDs(t *testing.T) { each(t, testGetManyAndPendingIDs) }
+
+// testGetManyAndPendingIDs: GetMany returns the journaled events of the ids asked, each once, in
+// journal order whatever the order asked, and skips ids never journaled; PendingIDs lists the
+// events not done, in journal order.
+func testGetManyAndPendingIDs(t *testing.T, j Journal) {
+	ctx := context.Background()
+	now := time.Now()
+	var evs []*event.Event
+	for i := range 4 {
+		ev := &event.Event{ID: event.NewID(now), Hook: "h", Delivery: fmt.Sprint("d", i), ReceivedAt: now, Status: event.Queued,
+			Targets: []event.Target{{Repo: "apps", Workload: fmt.Sprint("deployment/w", i)}}}
+		if err := j.Insert(ctx, ev); err != nil {
+			t.Fatal(err)
+		}
+		evs = append(evs, ev)
+	}
+	got, err := j.GetMany(ctx, []string{evs[3].ID, "never-journaled", evs[0].ID, evs[3].ID, `'); DROP TABLE events; --`})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 || got[0].ID != evs[0].ID || got[1].ID != evs[3].ID || got[0].Seq != evs[0].Seq || got[1].Targets[0].Workload != "deployment/w3" {
+		t.Errorf("GetMany = %v, want events 0 and 3 in journal order", got)
+	}
+	if got, err := j.GetMany(ctx, nil); err != nil || len(got) != 0 {
+		t.Errorf("GetMany(nil) = %v, %v; want none", got, err)
+	}
+	evs[1].Status = event.Succeeded
+	if err := j.UpdateMany(ctx, evs[1:2]); err != nil {
+		t.Fatal(err)
+	}
+	ids, err := j.PendingIDs(ctx)
+	if want := []string{evs[0].ID, evs[2].ID, evs[3].ID}; err != nil || !slices.Equal(ids, want) {
+		t.Errorf("PendingIDs = %v, %v; want %v", ids, err, want)
+	}
 }

@@ -492,6 +492,21 @@ func (j *Postgres) Pending(ctx context.Context) ([]*event.Event, error) {
 	return j.query(ctx, `SELECT seq, data FROM events WHERE status NOT IN (`+doneStatuses+`) ORDER BY seq`)
 }
 
+// PendingIDs returns the ids of the events not yet done, oldest first.
+func (j *Postgres) PendingIDs(ctx context.Context) ([]string, error) {
+	rows, err := j.pool.Query(ctx, `SELECT id FROM events WHERE status NOT IN (`+doneStatuses+`) ORDER BY seq`)
+	if err != nil {
+		return nil, fmt.Errorf("journal pending: %w", err)
+	}
+	defer rows.Close()
+	return scanIDs(rows)
+}
+
+// GetMany returns the journaled events of ids, oldest first, in one query.
+func (j *Postgres) GetMany(ctx context.Context, ids []string) ([]*event.Event, error) {
+	return j.query(ctx, `SELECT seq, data FROM events WHERE id = ANY($1) ORDER BY seq`, ids)
+}
+
 // Cancelled returns the cancelled events still kept, oldest first.
 func (j *Postgres) Cancelled(ctx context.Context) ([]*event.Event, error) {
 	return j.query(ctx, `SELECT seq, data FROM events WHERE status = `+cancelledStatus+` ORDER BY seq`)

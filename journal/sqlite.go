@@ -27,10 +27,16 @@ type Journal interface {
 	Insert(ctx context.Context, ev *event.Event) error
 	// Get returns the event with that id, or event.ErrNotFound.
 	Get(ctx context.Context, id string) (*event.Event, error)
+	// GetMany returns the events of those ids that are journaled, in journal order, in one
+	// query: an updater's batch is read at once, not event by event.
+	GetMany(ctx context.Context, ids []string) ([]*event.Event, error)
 	// Recent returns the newest n events, newest first.
 	Recent(ctx context.Context, n int) ([]*event.Event, error)
 	// Pending returns the events not yet done, in journal order.
 	Pending(ctx context.Context) ([]*event.Event, error)
+	// PendingIDs returns the ids of the events not yet done, in journal order: a sweep for
+	// events missed reads only those it does not already hold.
+	PendingIDs(ctx context.Context) ([]string, error)
 	// Cancelled returns the cancelled events still kept (their pull requests were closed without
 	// merging, and are followed until the retention prunes them: a reopen and merge completes
 	// them), in journal order.
@@ -326,6 +332,26 @@ func (j *SQLite) Pending(ctx context.Context) ([]*event.Event, error) {
 	return j.query(ctx, `SELECT seq, data FROM events WHERE status NOT IN (`+doneStatuses+`) ORDER BY seq`)
 }
 
+// PendingIDs returns the ids of the events not yet done, oldest first.
+func (j *SQLite) PendingIDs(ctx context.Context) ([]string, error) {
+	rows, err := j.db.QueryContext(ctx, `SELECT id FROM events WHERE status NOT IN (`+doneStatuses+`) ORDER BY seq`)
+	if err != nil {
+		return nil, fmt.Errorf("journal pending: %w", err)
+	}
+	defer rows.Close()
+	return scanIDs(rows)
+}
+
+// GetMany returns the journaled events of ids, oldest first. The ids travel as one JSON array
+// (json_each reads it): one statement whatever their number.
+func (j *SQLite) GetMany(ctx context.Context, ids []string) ([]*event.Event, error) {
+	list, err := json.Marshal(ids)
+	if err != nil {
+		return nil, fmt.Errorf("journal get: %w", err)
+	}
+	return j.query(ctx, `SELECT seq, data FROM events WHERE id IN (SELECT value FROM json_each(?)) ORDER BY seq`, string(list))
+}
+
 // Cancelled returns the cancelled events still kept, oldest first.
 func (j *SQLite) Cancelled(ctx context.Context) ([]*event.Event, error) {
 	return j.query(ctx, `SELECT seq, data FROM events WHERE status = `+cancelledStatus+` ORDER BY seq`)
@@ -432,6 +458,22 @@ func (j *SQLite) query(ctx context.Context, q string, args ...any) ([]*event.Eve
 	}
 	defer rows.Close()
 	return scanEvents(rows)
+}
+
+// scanIDs reads rows of one text column.
+func scanIDs(rs rows) ([]string, error) {
+	var ids []string
+	for rs.Next() {
+		var id string
+		if err := rs.Scan(&id); err != nil {
+			return nil, fmt.Errorf("journal scan: %w", err)
+		}
+		ids = append(ids, id)
+	}
+	if err := rs.Err(); err != nil {
+		return nil, fmt.Errorf("journal scan: %w", err)
+	}
+	return ids, nil
 }
 
 // rows is what both backends' result sets offer.
