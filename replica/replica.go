@@ -40,8 +40,9 @@ import (
 type Updater interface {
 	// Resume queues the journal's unfinished events of a queue this replica now works.
 	Resume(ctx context.Context, key string) error
-	// Take queues one event journaled by another replica for a queue this replica works.
-	Take(ctx context.Context, id string) error
+	// Take queues one event journaled by another replica for a queue (key) this replica works.
+	// It must not block: it is called from the loop that reads the notifications.
+	Take(key, id string)
 	// Wake answers the ?wait= callers of an event finished by another replica.
 	Wake(id string)
 }
@@ -91,11 +92,6 @@ type Coordinator struct {
 	sess    *session        // the lock session, nil between sessions
 	running map[string]bool // a Resume in flight per queue
 	again   map[string]bool // asked again while in flight
-
-	// toTake holds the events notifications told of, for the takers; takeSignal wakes one.
-	takeMu     sync.Mutex
-	toTake     []taken
-	takeSignal chan struct{}
 
 	// notices feeds the notifier (unbuffered: a notice is taken only by the notifier, which
 	// answers every one it took); quit stops it and notified closes when it has.
@@ -151,7 +147,7 @@ func New(ctx context.Context, dsn string, keys []string, log *slog.Logger) (*Coo
 	}
 	c := &Coordinator{dsn: dsn, keys: keys, log: log.With("component", "replica"), pool: pool,
 		owned: map[string]bool{}, running: map[string]bool{}, again: map[string]bool{},
-		takeSignal: make(chan struct{}, 1), notices: make(chan notice), quit: make(chan struct{}), notified: make(chan struct{})}
+		notices: make(chan notice), quit: make(chan struct{}), notified: make(chan struct{})}
 	go c.notifier()
 	if !userTimeoutSupported {
 		c.log.Info("this platform has no TCP_USER_TIMEOUT: a query into a silent network is bounded by the ownership proof's deadline and the server's idle_session_timeout only")
@@ -245,7 +241,7 @@ func (c *Coordinator) Owned() []string {
 // notification is sent (or failed: the owner's sweep finds the event within seconds all the
 // same). Events submitted together are told in one statement (notifier).
 func (c *Coordinator) Submitted(ctx context.Context, key, id string) {
-	n := notice{payload: wire(key) + "\n" + id, done: make(chan struct{})}
+	n := notice{key: wire(key), id: id, done: make(chan struct{})}
 	select {
 	case c.notices <- n:
 		<-n.done
@@ -258,7 +254,7 @@ func (c *Coordinator) Submitted(ctx context.Context, key, id string) {
 
 // notice is one event to tell its queue's owner of.
 type notice struct {
-	payload string
+	key, id string
 	done    chan struct{}
 }
 
@@ -286,10 +282,7 @@ func (c *Coordinator) notifier() {
 				break more
 			}
 		}
-		payloads := make([]string, len(batch))
-		for i, n := range batch {
-			payloads[i] = n.payload
-		}
+		payloads := pack(batch)
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		if _, err := c.pool.Exec(ctx, `SELECT pg_notify($1, p) FROM unnest($2::text[]) AS p`, eventsChannel, payloads); err != nil {
 			c.log.Warn("notify the owners of queues; their sweeps find the events", "events", len(batch), "err", err)
@@ -299,6 +292,28 @@ func (c *Coordinator) notifier() {
 			close(n.done)
 		}
 	}
+}
+
+// maxPayload bounds a notification's payload: PostgreSQL refuses one of 8000 bytes or more.
+const maxPayload = 7900
+
+// pack spells the notices as notifications, one per queue (more when its ids do not fit in
+// one), each the queue's key and its ids, one per line, in the order they came: every replica
+// reads every notification, so one per queue instead of one per event saves each of them (and
+// the server) a notification per event.
+func pack(batch []notice) []string {
+	var payloads []string
+	open := map[string]int{} // the index in payloads of each key's last notification
+	for _, n := range batch {
+		i, ok := open[n.key]
+		if ok && len(payloads[i])+1+len(n.id) <= maxPayload {
+			payloads[i] += "\n" + n.id
+			continue
+		}
+		open[n.key] = len(payloads)
+		payloads = append(payloads, n.key+"\n"+n.id)
+	}
+	return payloads
 }
 
 // Finished tells the replicas that events are done.
@@ -328,13 +343,6 @@ func (c *Coordinator) Close() {
 // is built after the coordinator (the coordinator is its Peers): taking u here means no queue can
 // be won before there is a flow to hand it to. A nil u only claims and proves queues.
 func (c *Coordinator) Run(ctx context.Context, u Updater) {
-	var takers sync.WaitGroup
-	defer takers.Wait()
-	if u != nil {
-		for range takeAtOnce {
-			takers.Go(func() { c.taker(ctx, u) })
-		}
-	}
 	for ctx.Err() == nil {
 		err := c.session(ctx, u)
 		if ctx.Err() != nil {
@@ -480,72 +488,15 @@ func (c *Coordinator) onNotification(n *pgconn.Notification, u Updater) {
 	}
 	switch n.Channel {
 	case eventsChannel:
-		key, id, _ := strings.Cut(n.Payload, "\n")
+		key, ids, _ := strings.Cut(n.Payload, "\n")
 		if k := unwire(key); c.Owns(k) {
-			c.take(k, id)
+			for id := range strings.SplitSeq(ids, "\n") {
+				u.Take(k, id)
+			}
 		}
 	case doneChannel:
 		for _, id := range strings.Split(n.Payload, ",") {
 			u.Wake(id)
-		}
-	}
-}
-
-// takeAtOnce is how many events told by notifications are taken at once: their journal reads then
-// share queries, and the session loop never waits on one.
-const takeAtOnce = 8
-
-// taken is an event a notification told this owner of.
-type taken struct{ key, id string }
-
-// take hands the event of a notification to the takers. Their queue has no bound (a notice
-// is two short strings, and as many come as events are journaled): resuming the queue from the
-// journal instead would read every unfinished event again, on each notice, just when there are
-// the most of them.
-func (c *Coordinator) take(key, id string) {
-	c.takeMu.Lock()
-	c.toTake = append(c.toTake, taken{key, id})
-	c.takeMu.Unlock()
-	select {
-	case c.takeSignal <- struct{}{}:
-	default:
-	}
-}
-
-// taker takes notified events until ctx ends; an event it cannot take is found by resuming its
-// queue from the journal.
-func (c *Coordinator) taker(ctx context.Context, u Updater) {
-	for ctx.Err() == nil {
-		c.takeMu.Lock()
-		var t taken
-		ok := len(c.toTake) > 0
-		if ok {
-			t = c.toTake[0]
-			c.toTake = c.toTake[1:]
-			if len(c.toTake) == 0 {
-				c.toTake = nil
-			}
-		}
-		more := len(c.toTake) > 0
-		c.takeMu.Unlock()
-		if !ok {
-			select {
-			case <-c.takeSignal:
-				continue
-			case <-ctx.Done():
-				return
-			}
-		}
-		if more {
-			// Another taker may be waiting: pass the signal on.
-			select {
-			case c.takeSignal <- struct{}{}:
-			default:
-			}
-		}
-		if err := u.Take(ctx, t.id); err != nil {
-			c.log.Debug("take a notified event; resuming its queue from the journal", "queue", printable(t.key), "event", t.id, "err", err)
-			c.resume(ctx, u, t.key)
 		}
 	}
 }

@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
+	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -243,11 +245,10 @@ type takes struct {
 
 func (u *takes) Resume(context.Context, string) error { return nil }
 func (u *takes) Wake(string)                          {}
-func (u *takes) Take(_ context.Context, id string) error {
+func (u *takes) Take(_, id string) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	u.ids[id]++
-	return nil
 }
 
 func (u *takes) count() int {
@@ -296,4 +297,33 @@ func TestSubmittedReachTheOwner(t *testing.T) {
 	}
 	closed.Close()
 	closed.Submitted(context.Background(), "apps", "after-close")
+}
+
+// TestPack: notices become one notification per queue, in the order they came, split where a
+// queue's ids would not fit in one payload.
+func TestPack(t *testing.T) {
+	n := func(key, id string) notice { return notice{key: key, id: id} }
+	long := strings.Repeat("x", 3000)
+	tests := []struct {
+		name  string
+		batch []notice
+		want  []string
+	}{
+		{"one", []notice{n("apps", "a")}, []string{"apps\na"}},
+		{"queues apart", []notice{n("apps", "a"), n("web", "b"), n("apps", "c")}, []string{"apps\na\nc", "web\nb"}},
+		{"split at the limit", []notice{n("apps", long), n("apps", long), n("apps", long)}, []string{"apps\n" + long + "\n" + long, "apps\n" + long}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := pack(tt.batch)
+			if !slices.Equal(got, tt.want) {
+				t.Errorf("pack = %q, want %q", got, tt.want)
+			}
+			for _, p := range got {
+				if len(p) > maxPayload {
+					t.Errorf("payload of %d bytes, over %d", len(p), maxPayload)
+				}
+			}
+		})
+	}
 }

@@ -79,19 +79,21 @@ func (qs *queues) start(ctx context.Context) {
 
 // add queues the event, starting its queue on first use. It reports false when another replica
 // works that queue.
-func (qs *queues) add(ev *event.Event) bool {
-	key := queueKey(ev)
+func (qs *queues) add(ev *event.Event) bool { return qs.addID(queueKey(ev), ev.ID) }
+
+// addID queues event id in the queue of key: the worker reads the event with its batch.
+func (qs *queues) addID(key, id string) bool {
 	if !qs.f.owns(key) {
 		return false
 	}
 	qs.mu.Lock()
 	defer qs.mu.Unlock()
-	if qs.tracked[ev.ID] {
+	if qs.tracked[id] {
 		return true
 	}
-	qs.tracked[ev.ID] = true
+	qs.tracked[id] = true
 	q := qs.getLocked(key)
-	q.ids = append(q.ids, ev.ID)
+	q.ids = append(q.ids, id)
 	signal(q.signal)
 	return true
 }
@@ -201,6 +203,13 @@ func (qs *queues) track(id string) {
 	qs.mu.Lock()
 	defer qs.mu.Unlock()
 	qs.tracked[id] = true
+}
+
+// untracked returns the ids not queued or in flight here.
+func (qs *queues) untracked(ids []string) []string {
+	qs.mu.Lock()
+	defer qs.mu.Unlock()
+	return slices.DeleteFunc(ids, func(id string) bool { return qs.tracked[id] })
 }
 
 func (qs *queues) untrack(ids ...string) {

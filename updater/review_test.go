@@ -373,6 +373,36 @@ func TestOnlyTheOwnerCompletes(t *testing.T) {
 	}
 }
 
+// TestLateNoticeFollowsTheAwaitingEvent: a notification read by a replica that never saw its
+// event (it became the queue's owner after the event went on to await its pull request's merge)
+// follows that pull request: nothing is proposed again, and the merge completes the event there.
+func TestLateNoticeFollowsTheAwaitingEvent(t *testing.T) {
+	rg := newReviewRig(t)
+	first, next := &peersSeam{}, &peersSeam{}
+	first.owns.Store(true)
+	b, stopB := rg.start(false, next, nil) // started while the journal is empty
+	defer stopB()
+	a, stopA := rg.start(false, first, nil)
+	if err := a.Submit(context.Background(), withCluster("w1", "web", "web:2")); err != nil {
+		t.Fatal(err)
+	}
+	rg.until(a, "w1", event.AwaitingMerge)
+	stopA()
+	proposed := func() int {
+		rg.props.mu.Lock()
+		defer rg.props.mu.Unlock()
+		return rg.props.n
+	}
+	before := proposed()
+	next.owns.Store(true)
+	b.Take("apps", "w1")
+	rg.fg.set("imagehook/deployment/web", forge.Merged, rg.props.head("imagehook/deployment/web"))
+	rg.until(b, "w1", event.Succeeded)
+	if n := proposed(); n != before {
+		t.Errorf("%d proposals after the late notice, want %d: the event ran again instead of being followed", n, before)
+	}
+}
+
 // TestForeignCommitIsNeverDropped: a commit someone else pushed to imagehook's branch is reported
 // once — auto-merge withdrawn, a comment on the pull request, the reason on the events it carries —
 // and the next push for the branch fails with that reason instead of force-pushing it away.

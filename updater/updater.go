@@ -15,6 +15,7 @@ package updater
 import (
 	"context"
 	"log/slog"
+	"slices"
 	"text/template"
 	"time"
 
@@ -259,17 +260,11 @@ func (u *Updater) Submit(ctx context.Context, ev *event.Event) error {
 	return nil
 }
 
-// Take queues one event another replica journaled for a queue this replica works.
-func (u *Updater) Take(ctx context.Context, id string) error {
-	ev, err := u.f.journal.Get(ctx, id)
-	if err != nil {
-		return err
-	}
-	if !ev.Status.Done() && ev.Status != event.AwaitingMerge {
-		u.f.q.add(ev)
-	}
-	return nil
-}
+// Take queues an event another replica journaled for a queue this replica works, as its
+// notification told: the worker reads it with the rest of its batch and decides there, from the
+// journal, whether anything is left to do (it may be done, or awaiting its pull request's merge,
+// by the time it is read), so that a notified event is read once, not twice.
+func (u *Updater) Take(key, id string) { u.f.q.addID(key, id) }
 
 // Wake answers the ?wait= callers of an event another replica finished.
 func (u *Updater) Wake(id string) {
@@ -287,15 +282,26 @@ func (u *Updater) Progress() <-chan struct{} { return u.f.progress }
 // Resume queues the journal's unfinished events of key: this replica has just become its owner,
 // or was told of new events for it.
 func (u *Updater) Resume(ctx context.Context, key string) error {
-	pending, err := u.f.journal.Pending(ctx)
+	// Only the events not yet queued here are read: a sweep of a busy queue would otherwise
+	// decode its whole backlog again every few seconds, only for add to drop each one.
+	ids, err := u.f.journal.PendingIDs(ctx)
 	if err != nil {
 		return err
 	}
-	u.resume(pending, key)
+	for chunk := range slices.Chunk(u.f.q.untracked(ids), resumeAtOnce) {
+		pending, err := u.f.journal.GetMany(ctx, chunk)
+		if err != nil {
+			return err
+		}
+		u.resume(pending, key)
+	}
 	u.rv.followClosed(ctx, key)
 	u.f.tellProgress()
 	return nil
 }
+
+// resumeAtOnce is how many events a Resume reads in one query.
+const resumeAtOnce = 500
 
 // Wait blocks until the event is done or ctx ends, and returns its latest state.
 func (u *Updater) Wait(ctx context.Context, id string) (*event.Event, error) {

@@ -62,6 +62,11 @@ func (w *worker) batch(ids []string) {
 			run = append(run, ev)
 		case admitDone:
 			w.f.q.untrack(ev.ID)
+		case admitFollow:
+		case admitElsewhere:
+			w.log.Warn("event queued for another queue; moved to its own", "event", ev.ID, "queue", logKey(queueKey(ev)))
+			w.f.q.untrack(ev.ID)
+			w.f.q.add(ev)
 		case admitIgnore:
 			w.ignore(ev, a.reason, a.why)
 		case admitRetry:
@@ -106,22 +111,44 @@ func (w *worker) batch(ids []string) {
 }
 
 // load reads the batch's events from the journal, in journal order: it, not arrival at the
-// queue, decides which event for a target wins. One after another: SQLite's one connection is the
-// writer's too, and reads queued all at once (tried: 32 at a time) kept accepts waiting behind
-// them, SQLite's accept rate falling from 8,000–9,000/s to 5,600/s in TestReplicas.
+// queue, decides which event for a target wins. A few queries of loadAtOnce ids each: one per
+// event cost the owner of a busy queue most of its reads, and one for a whole batch of up to
+// MaxBatch would hold SQLite's one connection, which accepts share, for that long.
 func (w *worker) load(ids []string) []*event.Event {
 	var loaded []*event.Event
-	for _, id := range ids {
-		ev, err := w.f.journal.Get(w.ctx, id)
+	for chunk := range slices.Chunk(ids, loadAtOnce) {
+		evs, err := w.f.journal.GetMany(w.ctx, chunk)
 		if err != nil {
-			w.log.Error("load event", "event", id, "err", err)
-			w.f.q.untrack(id)
+			// Left to the sweep, which finds what is still waiting in the journal.
+			w.log.Error("load events", "events", len(chunk), "err", err)
+			w.f.q.untrack(chunk...)
 			continue
 		}
-		loaded = append(loaded, ev)
+		if len(evs) < len(chunk) {
+			w.untrackMissing(chunk, evs)
+		}
+		loaded = append(loaded, evs...)
 	}
 	sort.SliceStable(loaded, func(i, j int) bool { return loaded[i].Seq < loaded[j].Seq })
 	return loaded
+}
+
+// loadAtOnce is how many events one journal read of a batch takes.
+const loadAtOnce = 100
+
+// untrackMissing lets go of the ids of chunk the journal did not return (pruned meanwhile, or
+// never journaled: a notification can only name an id).
+func (w *worker) untrackMissing(chunk []string, found []*event.Event) {
+	have := make(map[string]bool, len(found))
+	for _, ev := range found {
+		have[ev.ID] = true
+	}
+	for _, id := range chunk {
+		if !have[id] {
+			w.log.Warn("queued event not in the journal; dropped", "event", id)
+			w.f.q.untrack(id)
+		}
+	}
 }
 
 // verdict is what admit decided for one event.
@@ -138,6 +165,12 @@ const (
 	admitRetry
 	// admitVerify: the registry is asked first, beside the queue; the event comes back verified.
 	admitVerify
+	// admitFollow: the event awaits its pull request's merge, which the pull requests followed
+	// now include; it finishes when the pull request does.
+	admitFollow
+	// admitElsewhere: the event belongs to another queue (a notification named the wrong one); it
+	// moves there.
+	admitElsewhere
 )
 
 // admission is admit's typed result: the verdict and, for ignore and retry, why.
@@ -152,8 +185,15 @@ type admission struct {
 // the journal's record of what its targets run, and vouched for by its registry when its hook
 // asks.
 func (w *worker) admit(ev *event.Event, current currentFunc) admission {
-	if ev.Status.Done() {
+	switch {
+	case ev.Status.Done():
 		return admission{verdict: admitDone}
+	case queueKey(ev) != w.key:
+		return admission{verdict: admitElsewhere}
+	case ev.Status == event.AwaitingMerge && w.f.rv.adopt(ev):
+		// Read after its notification, or resumed twice: the same rule as resume's. One whose pull
+		// request cannot be followed (pull requests turned off since) runs again, as a commit.
+		return admission{verdict: admitFollow}
 	}
 	dup, err := w.f.journal.Duplicate(w.ctx, ev)
 	if err == nil && dup != "" {
