@@ -110,14 +110,20 @@ func (t Target) Key() string {
 // escaped) and the parts are separated by a space. Distinct parts give distinct keys, and the key
 // reads well in a log line. PostgreSQL's text cannot hold NUL, the separator of earlier releases.
 func JoinKey(parts ...string) string {
-	var b strings.Builder
+	// Quoted in place, into one buffer sized for the plain case: keys are built per event and
+	// target on every batch.
+	n := 0
+	for _, p := range parts {
+		n += len(p) + 3
+	}
+	b := make([]byte, 0, n)
 	for i, p := range parts {
 		if i > 0 {
-			b.WriteByte(' ')
+			b = append(b, ' ')
 		}
-		b.WriteString(strconv.Quote(p))
+		b = strconv.AppendQuote(b, p)
 	}
-	return b.String()
+	return string(b)
 }
 
 // Mail is the hook's mail routing, copied when the event is accepted.

@@ -205,3 +205,11 @@ func TestChangeChanged(t *testing.T) {
 		})
 	}
 }
+
+// BenchmarkTargetKey measures a target's key, built per event and target on every batch.
+func BenchmarkTargetKey(b *testing.B) {
+	t := Target{Repo: "apps", Path: "apps/website", Workload: "deployment/website", Namespace: "web", Container: "website"}
+	for b.Loop() {
+		_ = t.Key()
+	}
+}
