@@ -45,8 +45,7 @@ func newCountingJournal(t *testing.T) *countingJournal {
 }
 
 // TestRecordAppliedKeepsTheNewest: after a batch, each target's record names its newest event
-// whose git step succeeded and the latest push time among them, written once; a failed step is
-// not recorded.
+// whose git step succeeded and the latest push time among them; a failed step is not recorded.
 func TestRecordAppliedKeepsTheNewest(t *testing.T) {
 	j := newCountingJournal(t)
 	f := &flow{journal: j}
@@ -75,9 +74,6 @@ func TestRecordAppliedKeepsTheNewest(t *testing.T) {
 		if w.Event == "e3" {
 			t.Errorf("the failed step's event was recorded: %+v", w)
 		}
-	}
-	if len(j.writes[a.Key()]) != 1 || len(j.writes[b.Key()]) != 1 {
-		t.Errorf("writes: %v, want one per target", j.writes)
 	}
 }
 
