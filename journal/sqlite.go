@@ -268,17 +268,29 @@ func (j *SQLite) Update(ctx context.Context, ev *event.Event) error {
 
 // UpdateMany stores the new state of several events in one transaction.
 func (j *SQLite) UpdateMany(ctx context.Context, evs []*event.Event) error {
+	// Encoded before the transaction: it holds the one connection, which accepts (the insert
+	// writer) and every read wait for, and a batch of a thousand events takes milliseconds to
+	// encode.
+	datas := make([][]byte, len(evs))
+	for i, ev := range evs {
+		data, err := json.Marshal(ev)
+		if err != nil {
+			return fmt.Errorf("journal update %s: %w", ev.ID, err)
+		}
+		datas[i] = data
+	}
 	tx, err := j.db.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("journal update: %w", err)
 	}
 	defer tx.Rollback()
-	for _, ev := range evs {
-		data, err := json.Marshal(ev)
-		if err != nil {
-			return fmt.Errorf("journal update %s: %w", ev.ID, err)
-		}
-		if _, err := tx.ExecContext(ctx, `UPDATE events SET status = ?, data = ? WHERE id = ?`, string(ev.Status), data, ev.ID); err != nil {
+	stmt, err := tx.PrepareContext(ctx, `UPDATE events SET status = ?, data = ? WHERE id = ?`)
+	if err != nil {
+		return fmt.Errorf("journal update: %w", err)
+	}
+	defer stmt.Close()
+	for i, ev := range evs {
+		if _, err := stmt.ExecContext(ctx, string(ev.Status), datas[i], ev.ID); err != nil {
 			return fmt.Errorf("journal update %s: %w", ev.ID, err)
 		}
 	}
