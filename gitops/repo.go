@@ -7,7 +7,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	redactpkg "github.com/imagehook/imagehook/redact"
 	"io/fs"
 	"log/slog"
 	"os"
@@ -28,6 +27,7 @@ import (
 
 	"github.com/imagehook/imagehook/gitops/gitopsconfig"
 	"github.com/imagehook/imagehook/internal/confyaml"
+	redactpkg "github.com/imagehook/imagehook/redact"
 	"github.com/imagehook/imagehook/retry"
 )
 
