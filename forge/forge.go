@@ -139,8 +139,20 @@ func (w *WriteBack) SetDefaults(repoURL string) {
 		w.Branch = "imagehook/{{ .Target.Workload }}"
 	}
 	if w.PollInterval == 0 {
-		w.PollInterval = confyaml.Duration(time.Minute)
+		w.PollInterval = confyaml.Duration(defaultPoll)
 	}
+}
+
+// defaultPoll is the poll interval a write-back that names none uses.
+const defaultPoll = time.Minute
+
+// Poll is the poll interval, the default one for a WriteBack built without SetDefaults (a
+// ticker refuses zero).
+func (w WriteBack) Poll() time.Duration {
+	if w.PollInterval <= 0 {
+		return defaultPoll
+	}
+	return time.Duration(w.PollInterval)
 }
 
 // ErrForge is a forge's refusal; its text carries the forge's own message.

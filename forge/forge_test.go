@@ -12,6 +12,9 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
+
+	"github.com/imagehook/imagehook/internal/confyaml"
 )
 
 func TestSplitRepoURLAndInfer(t *testing.T) {
@@ -315,5 +318,22 @@ func TestTokensNeverFollowARedirectElsewhere(t *testing.T) {
 	}
 	if n := stolen.Load(); n != 0 {
 		t.Errorf("%d requests reached the other host", n)
+	}
+}
+
+// TestPollHasADefault: a WriteBack built without SetDefaults (zero, or negative by hand) polls at
+// the default interval instead of giving a ticker zero; a given interval is kept.
+func TestPollHasADefault(t *testing.T) {
+	for _, tt := range []struct {
+		given confyaml.Duration
+		want  time.Duration
+	}{
+		{0, time.Minute},
+		{confyaml.Duration(-time.Second), time.Minute},
+		{confyaml.Duration(5 * time.Second), 5 * time.Second},
+	} {
+		if got := (WriteBack{PollInterval: tt.given}).Poll(); got != tt.want {
+			t.Errorf("Poll() with %v = %v, want %v", time.Duration(tt.given), got, tt.want)
+		}
 	}
 }

@@ -516,7 +516,7 @@ func (s *reviews) reviewRepos() []string {
 // watch reads the repository's followed pull requests every poll interval, and at once when poked.
 func (s *reviews) watch(ctx context.Context, key string, rv *Review) {
 	log := s.f.log.With("repo", key)
-	t := time.NewTicker(time.Duration(rv.WriteBack.PollInterval))
+	t := time.NewTicker(rv.WriteBack.Poll())
 	defer t.Stop()
 	for {
 		select {
