@@ -38,22 +38,36 @@ type pendingBudget struct {
 	byHook map[string]int
 	total  int
 	readAt time.Time
+	// err is the last count's failure: the next delivery counts again, and waits for it.
+	err error
+	// reading is set while a count runs beside the deliveries; meanwhile holds what they
+	// reserved since it began, added to its result.
+	reading   bool
+	meanwhile map[string]int
 }
 
 // reserve counts n events of hook against the budget; it says why not ("" when they fit). A
 // journal that cannot be counted is an error: nothing is written either way.
+//
+// Deliveries do not wait for the count each second (with 40,000 events waiting on PostgreSQL it
+// took 47 ms, every delivery of the replica held behind it): a stale count is refreshed beside
+// them, and what they reserve meanwhile is added to the fresh one, so that the count still can
+// only be over what the journal holds. Only the first count, and the one after a failed count,
+// are waited for.
 func (b *pendingBudget) reserve(ctx context.Context, hook string, n int) (string, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if time.Since(b.readAt) >= pendingRead {
+	switch {
+	case b.byHook == nil || b.err != nil:
 		counts, err := b.counter.PendingByHook(ctx)
 		if err != nil {
+			b.err = err
 			return "", err
 		}
-		b.byHook, b.total, b.readAt = counts, 0, time.Now()
-		for _, c := range counts {
-			b.total += c
-		}
+		b.set(counts, nil)
+	case time.Since(b.readAt) >= pendingRead && !b.reading:
+		b.reading, b.meanwhile = true, map[string]int{}
+		go b.refresh(context.WithoutCancel(ctx))
 	}
 	switch {
 	case b.perHook > 0 && b.byHook[hook]+n > b.perHook:
@@ -63,7 +77,41 @@ func (b *pendingBudget) reserve(ctx context.Context, hook string, n int) (string
 	}
 	b.byHook[hook] += n
 	b.total += n
+	if b.reading {
+		b.meanwhile[hook] += n
+	}
 	return "", nil
+}
+
+// refresh counts the journal beside the deliveries.
+func (b *pendingBudget) refresh(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, pendingRetry)
+	counts, err := b.counter.PendingByHook(ctx)
+	cancel()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.reading = false
+	if err != nil {
+		b.err = err
+		return
+	}
+	b.set(counts, b.meanwhile)
+	b.meanwhile = nil
+}
+
+// set takes a fresh count, plus what was reserved while it ran (which it may or may not hold:
+// counted twice at worst, until the next count).
+func (b *pendingBudget) set(counts, meanwhile map[string]int) {
+	b.byHook, b.total, b.readAt, b.err = counts, 0, time.Now(), nil
+	if b.byHook == nil {
+		b.byHook = map[string]int{}
+	}
+	for hook, c := range meanwhile {
+		b.byHook[hook] += c
+	}
+	for _, c := range b.byHook {
+		b.total += c
+	}
 }
 
 // budgets are what authenticated deliveries are charged to: the global rate budget (each hook's
