@@ -302,16 +302,25 @@ const maxPayload = 7900
 // reads every notification, so one per queue instead of one per event saves each of them (and
 // the server) a notification per event.
 func pack(batch []notice) []string {
-	var payloads []string
-	open := map[string]int{} // the index in payloads of each key's last notification
+	var bufs []*strings.Builder
+	open := map[string]*strings.Builder{} // each key's last notification
 	for _, n := range batch {
-		i, ok := open[n.key]
-		if ok && len(payloads[i])+1+len(n.id) <= maxPayload {
-			payloads[i] += "\n" + n.id
+		b := open[n.key]
+		if b != nil && b.Len()+1+len(n.id) <= maxPayload {
+			b.WriteByte('\n')
+			b.WriteString(n.id)
 			continue
 		}
-		open[n.key] = len(payloads)
-		payloads = append(payloads, n.key+"\n"+n.id)
+		b = &strings.Builder{}
+		b.WriteString(n.key)
+		b.WriteByte('\n')
+		b.WriteString(n.id)
+		open[n.key] = b
+		bufs = append(bufs, b)
+	}
+	payloads := make([]string, len(bufs))
+	for i, b := range bufs {
+		payloads[i] = b.String()
 	}
 	return payloads
 }
