@@ -603,16 +603,7 @@ func TestGetsAtOnce(t *testing.T) { each(t, testGetsAtOnce) }
 // as journaled, their own copy of it, or ErrNotFound for an id never journaled.
 func testGetsAtOnce(t *testing.T, j Journal) {
 	ctx := context.Background()
-	now := time.Now()
-	var evs []*event.Event
-	for i := range 5 {
-		ev := &event.Event{ID: event.NewID(now), Hook: "h", Delivery: fmt.Sprint("d", i), ReceivedAt: now, Status: event.Queued,
-			Targets: []event.Target{{Repo: "apps", Workload: fmt.Sprint("deployment/w", i)}}}
-		if err := j.Insert(ctx, ev); err != nil {
-			t.Fatal(err)
-		}
-		evs = append(evs, ev)
-	}
+	evs := insertWorkloads(t, j, 5)
 	const askers = 64
 	errs := make(chan error, askers)
 	var wg sync.WaitGroup
@@ -739,16 +730,7 @@ func TestGetManyAndPendingIDs(t *testing.T) { each(t, testGetManyAndPendingIDs) 
 // events not done, in journal order.
 func testGetManyAndPendingIDs(t *testing.T, j Journal) {
 	ctx := context.Background()
-	now := time.Now()
-	var evs []*event.Event
-	for i := range 4 {
-		ev := &event.Event{ID: event.NewID(now), Hook: "h", Delivery: fmt.Sprint("d", i), ReceivedAt: now, Status: event.Queued,
-			Targets: []event.Target{{Repo: "apps", Workload: fmt.Sprint("deployment/w", i)}}}
-		if err := j.Insert(ctx, ev); err != nil {
-			t.Fatal(err)
-		}
-		evs = append(evs, ev)
-	}
+	evs := insertWorkloads(t, j, 4)
 	got, err := j.GetMany(ctx, []string{evs[3].ID, "never-journaled", evs[0].ID, evs[3].ID, `'); DROP TABLE events; --`})
 	if err != nil {
 		t.Fatal(err)
@@ -767,4 +749,21 @@ func testGetManyAndPendingIDs(t *testing.T, j Journal) {
 	if want := []string{evs[0].ID, evs[2].ID, evs[3].ID}; err != nil || !slices.Equal(ids, want) {
 		t.Errorf("PendingIDs = %v, %v; want %v", ids, err, want)
 	}
+}
+
+// insertWorkloads journals n queued events, event i with delivery "d<i>" and workload
+// deployment/w<i>, and returns them as journaled.
+func insertWorkloads(t *testing.T, j Journal, n int) []*event.Event {
+	t.Helper()
+	now := time.Now()
+	var evs []*event.Event
+	for i := range n {
+		ev := &event.Event{ID: event.NewID(now), Hook: "h", Delivery: fmt.Sprint("d", i), ReceivedAt: now, Status: event.Queued,
+			Targets: []event.Target{{Repo: "apps", Workload: fmt.Sprint("deployment/w", i)}}}
+		if err := j.Insert(context.Background(), ev); err != nil {
+			t.Fatal(err)
+		}
+		evs = append(evs, ev)
+	}
+	return evs
 }
