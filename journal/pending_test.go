@@ -114,7 +114,7 @@ func TestWaitingIndexes(t *testing.T) {
 				return nil, err
 			}
 			defer rows.Close()
-			return scanNames(rows)
+			return scanIDs(rows)
 		})
 	})
 	t.Run("postgres", func(t *testing.T) {
@@ -129,26 +129,9 @@ func TestWaitingIndexes(t *testing.T) {
 				return nil, err
 			}
 			defer rows.Close()
-			return scanNames(rows)
+			return scanIDs(rows)
 		})
 	})
-}
-
-// scanNames reads one text column of rows, SQLite's or PostgreSQL's.
-func scanNames(rows interface {
-	Next() bool
-	Scan(...any) error
-	Err() error
-}) ([]string, error) {
-	var names []string
-	for rows.Next() {
-		var n string
-		if err := rows.Scan(&n); err != nil {
-			return nil, err
-		}
-		names = append(names, n)
-	}
-	return names, rows.Err()
 }
 
 func checkIndexes(t *testing.T, list func() ([]string, error)) {

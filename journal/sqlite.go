@@ -472,7 +472,7 @@ func (j *SQLite) query(ctx context.Context, q string, args ...any) ([]*event.Eve
 	return scanEvents(rows)
 }
 
-// scanIDs reads rows of one text column.
+// scanIDs reads rows of one text column (ids, or any other names).
 func scanIDs(rs rows) ([]string, error) {
 	var ids []string
 	for rs.Next() {
