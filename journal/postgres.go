@@ -489,12 +489,12 @@ func (j *Postgres) reader() {
 
 // Pending returns the events not yet done, oldest first.
 func (j *Postgres) Pending(ctx context.Context) ([]*event.Event, error) {
-	return j.query(ctx, `SELECT seq, data FROM events WHERE status NOT IN (`+doneStatuses+`) ORDER BY seq`)
+	return j.query(ctx, selectPending)
 }
 
 // PendingIDs returns the ids of the events not yet done, oldest first.
 func (j *Postgres) PendingIDs(ctx context.Context) ([]string, error) {
-	rows, err := j.pool.Query(ctx, `SELECT id FROM events WHERE status NOT IN (`+doneStatuses+`) ORDER BY seq`)
+	rows, err := j.pool.Query(ctx, selectPendingIDs)
 	if err != nil {
 		return nil, fmt.Errorf("journal pending: %w", err)
 	}

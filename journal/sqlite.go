@@ -341,12 +341,12 @@ func (j *SQLite) Get(ctx context.Context, id string) (*event.Event, error) {
 // Pending returns the events not yet done (event.Status.Done), oldest first: after a restart they
 // are resumed.
 func (j *SQLite) Pending(ctx context.Context) ([]*event.Event, error) {
-	return j.query(ctx, `SELECT seq, data FROM events WHERE status NOT IN (`+doneStatuses+`) ORDER BY seq`)
+	return j.query(ctx, selectPending)
 }
 
 // PendingIDs returns the ids of the events not yet done, oldest first.
 func (j *SQLite) PendingIDs(ctx context.Context) ([]string, error) {
-	rows, err := j.db.QueryContext(ctx, `SELECT id FROM events WHERE status NOT IN (`+doneStatuses+`) ORDER BY seq`)
+	rows, err := j.db.QueryContext(ctx, selectPendingIDs)
 	if err != nil {
 		return nil, fmt.Errorf("journal pending: %w", err)
 	}
@@ -388,6 +388,13 @@ var cancelledStatus = sqlStatus(event.Cancelled)
 
 // sqlStatus is a status as an SQL literal (statuses are fixed words, no quote in them).
 func sqlStatus(s event.Status) string { return "'" + string(s) + "'" }
+
+// selectPending and selectPendingIDs read the events not yet done, and their ids, in journal
+// order: the same SQL on both backends.
+var (
+	selectPending    = `SELECT seq, data FROM events WHERE status NOT IN (` + doneStatuses + `) ORDER BY seq`
+	selectPendingIDs = `SELECT id FROM events WHERE status NOT IN (` + doneStatuses + `) ORDER BY seq`
+)
 
 // doneStatuses lists, for SQL, the statuses event.Status.Done holds final.
 var doneStatuses = func() string {
