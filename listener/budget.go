@@ -40,9 +40,8 @@ type pendingBudget struct {
 	readAt time.Time
 	// err is the last count's failure: the next delivery counts again, and waits for it.
 	err error
-	// reading is set while a count runs beside the deliveries; meanwhile holds what they
-	// reserved since it began, added to its result.
-	reading   bool
+	// meanwhile is non-nil while a count runs beside the deliveries: what they reserved since it
+	// began, added to its result.
 	meanwhile map[string]int
 }
 
@@ -65,8 +64,8 @@ func (b *pendingBudget) reserve(ctx context.Context, hook string, n int) (string
 			return "", err
 		}
 		b.set(counts, nil)
-	case time.Since(b.readAt) >= pendingRead && !b.reading:
-		b.reading, b.meanwhile = true, map[string]int{}
+	case time.Since(b.readAt) >= pendingRead && b.meanwhile == nil:
+		b.meanwhile = map[string]int{}
 		go b.refresh(context.WithoutCancel(ctx))
 	}
 	switch {
@@ -77,7 +76,7 @@ func (b *pendingBudget) reserve(ctx context.Context, hook string, n int) (string
 	}
 	b.byHook[hook] += n
 	b.total += n
-	if b.reading {
+	if b.meanwhile != nil {
 		b.meanwhile[hook] += n
 	}
 	return "", nil
@@ -90,13 +89,13 @@ func (b *pendingBudget) refresh(ctx context.Context) {
 	cancel()
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	b.reading = false
+	meanwhile := b.meanwhile
+	b.meanwhile = nil
 	if err != nil {
 		b.err = err
 		return
 	}
-	b.set(counts, b.meanwhile)
-	b.meanwhile = nil
+	b.set(counts, meanwhile)
 }
 
 // set takes a fresh count, plus what was reserved while it ran (which it may or may not hold:

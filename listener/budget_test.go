@@ -73,7 +73,7 @@ func TestBudgetCountsBesideDeliveries(t *testing.T) {
 	close(gate)
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
 		b.mu.Lock()
-		reading := b.reading
+		reading := b.meanwhile != nil
 		b.mu.Unlock()
 		if !reading {
 			break
